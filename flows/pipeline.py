@@ -1,0 +1,60 @@
+"""The thaw pipeline: labelled text in, a registered, traceable challenger out.
+
+Steps:
+ 1. open the MLflow run (tagged with config digest, git commit, Prefect flow run id);
+ 2. version the raw inputs with DVC (``data.dvc``) and push them;
+ 3. curate: clean, exact/near dedup across splits, PII scrubbing, split;
+ 4. validate the curated splits with Great Expectations (halts before training);
+ 5. version the curated splits with DVC and push them; log them as MLflow inputs;
+ 6. extract frozen-backbone features (cached by content);
+ 7. train the frozen rung;
+ 8. evaluate the selected model on the test split, once;
+ 9. register it in the MLflow registry as ``challenger`` with its lineage;
+10. write the run summary and close the run (FAILED, with its reports, on any error).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tasks.curation import curate_dataset
+from tasks.evaluation import evaluate_on_test
+from tasks.expectations import validate_curated_data
+from tasks.features import extract_frozen_features
+from tasks.lineage import model_version_tags, run_params
+from tasks.prediction import predict_test_split
+from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run, register_model
+from tasks.reporting import evaluation_metrics, reports_in, write_run_summary
+from tasks.training import train_frozen_rung
+from tasks.versioning import version_curated_data, version_raw_data
+from thaw.config import ThawConfig
+
+
+@flow(name="thaw-pipeline", log_prints=True)
+def thaw_pipeline(cfg: ThawConfig) -> Path:
+    """Run every stage on ``cfg``; return the path of the run summary JSON."""
+    run = open_tracking_run(cfg, str(flow_run.get_id() or "local"))
+    try:
+        raw = version_raw_data(cfg)
+        curated = curate_dataset(cfg, run.run_dir)
+        expectations = validate_curated_data(curated.files, cfg, run.run_dir)
+        versioned = version_curated_data(curated.files, cfg)
+        log_datasets(run, cfg, raw, versioned)
+        features = extract_frozen_features(versioned, cfg)
+        frozen = train_frozen_rung(features, versioned, curated.labels, cfg, run.run_dir)
+        y_true, y_pred = predict_test_split(frozen, features, versioned, cfg)
+        evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
+        log_run_results(run, cfg, run_params(cfg, frozen), evaluation_metrics(frozen, evaluation),
+                        [curated.report_path, expectations.summary_path, expectations.data_docs_dir,
+                         evaluation.report_path, evaluation.confusion_png])
+        registered = register_model(run, cfg, frozen.model_dir, model_version_tags(run, cfg, raw, versioned, frozen, evaluation))
+        summary = write_run_summary(cfg, run, curated, raw, versioned, [frozen], frozen, evaluation, registered)
+    except BaseException:
+        close_tracking_run(run, cfg, "FAILED", reports_in(run.run_dir))
+        raise
+    close_tracking_run(run, cfg, "FINISHED", [summary])
+    return summary
+

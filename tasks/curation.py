@@ -1,0 +1,208 @@
+"""Curation: clean, deduplicate, scrub, split, and account for every row removed.
+
+Order (each step counted in the report):
+1. per input file: drop rows with empty text or label; truncate or reject long texts;
+   resolve label conflicts; drop exact duplicates (normalised text);
+2. scrub PII (Presidio) on what is left;
+3. split the training pool (stratified, seeded) unless validation/test files are given;
+4. near duplicates within each split, then evaluation first: test is fixed, validation
+   loses rows that duplicate test, train loses rows that duplicate either;
+5. write the split files atomically with the user's column names.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from tasks.dedup import (
+    drop_positions,
+    exact_duplicate_positions,
+    near_duplicate_positions,
+    normalize_text,
+    resolve_label_conflicts,
+)
+from tasks.ingest import ColumnMap, read_labelled_table
+from thaw.config import SplitConfig, ThawConfig
+
+SPLITS = ("train", "validation", "test")
+SAMPLES_PER_REASON = 5
+
+
+@dataclass(frozen=True)
+class CuratedDataset:
+    """Where the curated splits and the curation report were written."""
+
+    directory: Path
+    files: dict[str, Path]
+    report_path: Path
+    rows: dict[str, int]
+    labels: tuple[str, ...]
+
+
+@dataclass
+class CurationLedger:
+    """Per-stage counts and (raw, to be scrubbed) samples of removed rows."""
+
+    stages: list[dict] = field(default_factory=list)
+    removed_samples: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    notes: dict = field(default_factory=dict)
+
+    def record(self, stage: str, before: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None) -> None:
+        removed = {reason: len(pos) for reason, pos in removals.items() if pos}
+        for reason, positions in removals.items():
+            room = SAMPLES_PER_REASON - len(self.removed_samples[reason])
+            for pos in positions[:max(room, 0)]:
+                self.removed_samples[reason].append((before["id"].iat[pos], before["text"].iat[pos]))
+        dropped = {p for pos in removals.values() for p in pos}
+        entry = {"stage": stage, "rows_in": len(before), "rows_out": len(before) - len(dropped), "removed": removed}
+        self.stages.append(entry | (extra or {}))
+
+
+def _apply(ledger: CurationLedger, stage: str, frame: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None) -> pd.DataFrame:
+    ledger.record(stage, frame, removals, extra)
+    return drop_positions(frame, sorted({p for pos in removals.values() for p in pos}))
+
+
+def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, ledger: CurationLedger, name: str) -> pd.DataFrame:
+    """Drop empty text/label, bound text length, resolve conflicts, drop exact duplicates."""
+    empty_text = [i for i, t in enumerate(frame["text"]) if not t.strip()]
+    missing_label = [i for i, l in enumerate(frame["label"]) if not l.strip() and i not in set(empty_text)]
+    frame = _apply(ledger, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
+    limit = cfg.data.max_text_chars
+    long_rows = [i for i, t in enumerate(frame["text"]) if len(t) > limit]
+    if cfg.data.long_text_policy == "reject":
+        frame = _apply(ledger, f"{name}:length", frame, {"too_long": long_rows})
+    else:
+        frame = frame.assign(text=[t[:limit] for t in frame["text"]])
+        ledger.record(f"{name}:length", frame, {}, {"truncated": len(long_rows)})
+    conflicts, n_conflicts = resolve_label_conflicts(frame, cfg.curation.dedup.label_conflicts)
+    frame = _apply(ledger, f"{name}:label_conflicts", frame, {r.reason: list(r.positions) for r in conflicts},
+                   {"conflicting_texts": n_conflicts, "policy": cfg.curation.dedup.label_conflicts})
+    return _apply(ledger, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])})
+
+
+def stratified_split(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
+    """Seeded per-class split; classes with fewer than 3 rows stay in train."""
+    rng = random.Random(cfg.seed)
+    parts: dict[str, list[int]] = {s: [] for s in SPLITS}
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for pos, label in enumerate(frame["label"]):
+        by_label[label].append(pos)
+    for label in sorted(by_label):
+        rows = by_label[label]
+        rng.shuffle(rows)
+        n_test = round(len(rows) * cfg.test_fraction) if len(rows) >= 3 else 0
+        n_val = round(len(rows) * cfg.validation_fraction) if len(rows) >= 3 else 0
+        parts["test"] += rows[:n_test]
+        parts["validation"] += rows[n_test:n_test + n_val]
+        parts["train"] += rows[n_test + n_val:]
+    return {s: frame.iloc[sorted(p)].reset_index(drop=True) for s, p in parts.items()}
+
+
+def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger) -> dict[str, pd.DataFrame]:
+    """Near duplicates inside each split, then against the splits evaluated on."""
+    dcfg = cfg.curation.dedup
+    out: dict[str, pd.DataFrame] = {}
+    reference: list[str] = []
+    for split in ("test", "validation", "train"):  # evaluation rows are fixed first
+        frame = splits[split]
+        exact_ref = {normalize_text(t) for t in reference}
+        exact = [i for i, t in enumerate(frame["text"]) if normalize_text(t) in exact_ref]
+        frame = _apply(ledger, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
+        if dcfg.near_duplicates:
+            own = near_duplicate_positions(list(frame["text"]), dcfg)
+            frame = _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own})
+            cross = near_duplicate_positions(list(frame["text"]), dcfg, reference) if reference else []
+            frame = _apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross})
+        out[split] = frame
+        reference += list(frame["text"])
+    return out
+
+
+def write_splits(splits: dict[str, pd.DataFrame], directory: Path, columns: ColumnMap) -> dict[str, Path]:
+    """Write each split as CSV with the user's column names; all-or-nothing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rename = {"id": columns.id or "row_id", "text": columns.text, "label": columns.label or "label"}
+    staged = {}
+    for split, frame in splits.items():
+        tmp = directory / f".{split}.csv.partial"
+        frame.rename(columns=rename).to_csv(tmp, index=False, lineterminator="\n")
+        staged[split] = tmp
+    final = {}
+    for split, tmp in staged.items():
+        final[split] = directory / f"{split}.csv"
+        tmp.replace(final[split])
+    return final
+
+
+def _read_inputs(cfg: ThawConfig) -> dict[str, pd.DataFrame]:
+    d = cfg.data
+    columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
+    given = {"train": d.train, "validation": d.validation, "test": d.test}
+    return {name: read_labelled_table(path, columns) for name, path in given.items() if path is not None}
+
+
+@task(name="curate-dataset")
+def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
+    """Curate the configured inputs into train/validation/test files and a report.
+
+    Refuses (UserError) unreadable inputs; every row removed is counted by reason.
+    """
+    from tasks.pii import build_analyzer, load_pii_secret, scrub_texts, ScrubStats
+
+    ledger = CurationLedger()
+    frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in _read_inputs(cfg).items()}
+    secret = load_pii_secret(cfg.curation.pii)
+    analyzer = build_analyzer(cfg.curation.pii)
+    stats, started = ScrubStats(), time.perf_counter()
+    for name, frame in frames.items():
+        frames[name] = frame.assign(text=list(scrub_texts(list(frame["text"]), analyzer, secret, cfg.curation.pii, stats)))
+    rows_per_s = stats.rows_seen / max(time.perf_counter() - started, 1e-9)
+    if "validation" in frames and "test" in frames:
+        splits = {s: frames[s] for s in SPLITS}
+    else:
+        splits = stratified_split(frames["train"], cfg.split)
+        for given in ("validation", "test"):
+            if given in frames:
+                splits[given] = frames[given]
+    splits = drop_cross_split_duplicates(splits, cfg, ledger)
+    d = cfg.data
+    columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
+    directory = run_dir / "curated"  # staged here; versioning publishes it once validated
+    files = write_splits(splits, directory, columns)
+    report = build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg)
+    report_path = run_dir / "curation_report.json"
+    report_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    labels = tuple(sorted(set().union(*(set(f["label"]) for f in splits.values()))))
+    return CuratedDataset(directory, files, report_path, {s: len(f) for s, f in splits.items()}, labels)
+
+
+def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawConfig) -> dict:
+    """The accounting report; samples of removed rows are scrubbed before they are kept."""
+    from tasks.pii import scrub_texts
+
+    removed = []
+    for reason, rows in sorted(ledger.removed_samples.items()):
+        texts = list(scrub_texts([t for _, t in rows], analyzer, secret, cfg.curation.pii))
+        removed += [{"reason": reason, "id": rid, "text": text} for (rid, _), text in zip(rows, texts)]
+    changed = [t for t in splits["train"]["text"] if "<" in t][:SAMPLES_PER_REASON]
+    return {
+        "stages": ledger.stages,
+        "pii": {
+            "entities": dict(stats.entities), "rows_changed": stats.rows_changed, "rows_seen": stats.rows_seen,
+            "rows_per_s": round(rows_per_s, 1), "secret_source": secret.source.split(":")[0],
+            "secret_fingerprint": secret.fingerprint, "entity_types": list(cfg.curation.pii.entities),
+        },
+        "dedup": cfg.curation.dedup.model_dump(mode="json"),
+        "splits": {s: len(f) for s, f in splits.items()},
+        "labels": dict(Counter(splits["train"]["label"])),
+        "samples": {"removed": removed, "changed": changed},
+    }

@@ -1,0 +1,198 @@
+"""Great Expectations gates on the curated splits, plus the residual-PII check.
+
+The residual-PII check is independent of Presidio: plain regexes with validators (Luhn
+for card numbers, mod-97 for IBANs), so a recognizer miss of these structured types
+fails the run instead of reaching training. GX is imported only when validating.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from tasks.dedup import normalize_text
+from thaw.config import ThawConfig
+from thaw.errors import ExpectationsFailed
+
+EMAIL_RX = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+CARD_RX = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+IBAN_RX = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+PHONE_RX = re.compile(r"(?<![\w#])\+?\(?\d[\d ().-]{7,16}\d(?!\w)")
+MAX_EXAMPLES = 3
+
+
+def luhn_ok(digits: str) -> bool:
+    """True when the digit string passes the Luhn checksum."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d * 2 > 9 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(candidate: str) -> bool:
+    """True when the IBAN passes its ISO 7064 mod-97 check."""
+    s = candidate.replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    rearranged = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def residual_pii_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of email, card, IBAN and phone values still in ``text``."""
+    spans = [(m.start(), m.end(), "EMAIL") for m in EMAIL_RX.finditer(text)]
+    for m in CARD_RX.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            spans.append((m.start(), m.end(), "CREDIT_CARD"))
+    spans += [(m.start(), m.end(), "IBAN") for m in IBAN_RX.finditer(text) if iban_ok(m.group())]
+    for m in PHONE_RX.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        taken = any(s <= m.start() < e for s, e, _ in spans)
+        if 10 <= len(digits) <= 15 and not taken:
+            spans.append((m.start(), m.end(), "PHONE"))
+    return sorted(spans)
+
+
+def residual_pii_kinds(text: str) -> str:
+    """Comma-joined kinds of residual PII in ``text``; '' when clean."""
+    return ",".join(sorted({kind for _, _, kind in residual_pii_spans(text)}))
+
+
+def mask_residual_pii(text: str) -> str:
+    """``text`` with residual PII replaced by ``[KIND?]``, safe for an error message."""
+    for start, end, kind in reversed(residual_pii_spans(text)):
+        text = text[:start] + f"[{kind}?]" + text[end:]
+    return text
+
+
+@dataclass(frozen=True)
+class ExpectationsReport:
+    """Outcome of the suite: the JSON summary and the Data Docs directory."""
+
+    success: bool
+    summary_path: Path
+    data_docs_dir: Path
+
+
+def _with_checks(frame: pd.DataFrame, text_col: str) -> pd.DataFrame:
+    return frame.assign(
+        _normalized_text=frame[text_col].map(normalize_text),
+        _residual_pii=frame[text_col].map(residual_pii_kinds),
+    )
+
+
+def _suite(cfg: ThawConfig, split: str, columns: list[str], text_col: str, label_col: str, id_col: str):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    e = cfg.curation.expectations
+    suite = gx.ExpectationSuite(name=f"thaw-{split}")
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=columns + ["_normalized_text", "_residual_pii"], exact_match=True))
+    min_rows = e.min_rows if split == "train" else 1
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=e.max_rows))
+    for col in (text_col, label_col, id_col):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
+    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=text_col, min_value=e.min_text_chars, max_value=cfg.data.max_text_chars))
+    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=label_col, min_value=1))
+    if e.allowed_labels:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=label_col, value_set=list(e.allowed_labels)))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=id_col))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="_normalized_text"))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="_residual_pii", value_set=[""]))
+    return suite
+
+
+def _class_count_suite(cfg: ThawConfig):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="thaw-class-counts")
+    suite.add_expectation(gxe.ExpectColumnMinToBeBetween(column="examples", min_value=cfg.curation.expectations.min_examples_per_class))
+    return suite
+
+
+def _describe_failure(split: str, result, frame: pd.DataFrame, text_col: str, id_col: str) -> str:
+    cfg_ = result.expectation_config
+    column = cfg_.kwargs.get("column")
+    what = f"{cfg_.type}({column})" if column else cfg_.type
+    res = result.result or {}
+    if "observed_value" in res and not res.get("unexpected_index_list"):
+        return f"{split}: {what} failed (observed {res['observed_value']})"
+    rows = list(res.get("unexpected_index_list") or [])
+    examples = "; ".join(
+        f"{id_col}={frame[id_col].iat[i]}: {mask_residual_pii(str(frame[text_col].iat[i]))[:80]!r}"
+        for i in rows[:MAX_EXAMPLES]
+    )
+    return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
+
+
+def _context(docs_dir: Path):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    ctx.add_data_docs_site(site_name="thaw", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    return ctx
+
+
+def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, columns: tuple[str, str, str], out_dir: Path) -> tuple[bool, list[str], Path]:
+    """Run the suite on each split (and class counts on train); save Data Docs.
+
+    Returns (success, one message per failing expectation, Data Docs directory).
+    """
+    import great_expectations as gx
+
+    text_col, label_col, id_col = columns
+    docs_dir = out_dir / "data_docs"
+    ctx = _context(docs_dir)
+    source = ctx.data_sources.add_pandas("curated")
+    counts = frames["train"][label_col].value_counts().rename_axis("label").reset_index(name="examples")
+    batches = {split: (_with_checks(f, text_col), _suite(cfg, split, list(f.columns), text_col, label_col, id_col)) for split, f in frames.items()}
+    batches["train_class_counts"] = (counts, _class_count_suite(cfg))
+    failures: list[str] = []
+    for name, (frame, suite) in batches.items():
+        definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd-{name}", data=definition, suite=ctx.suites.add(suite)))
+        checkpoint = ctx.checkpoints.add(gx.Checkpoint(
+            name=f"cp-{name}", validation_definitions=[vd], result_format={"result_format": "COMPLETE"},
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["thaw"])],
+        ))
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        for run in outcome.run_results.values():
+            failures += [_describe_failure(name, r, frame, "label" if name.endswith("counts") else text_col,
+                                           "label" if name.endswith("counts") else id_col)
+                         for r in run.results if not r.success]
+    return not failures, failures, docs_dir
+
+
+@task(name="validate-curated-data")
+def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path) -> ExpectationsReport:
+    """Validate the curated split files; raise ExpectationsFailed naming each failure.
+
+    The summary JSON and the Data Docs are written under ``run_dir`` either way.
+    """
+    frames = {s: pd.read_csv(p, dtype=str, keep_default_na=False) for s, p in files.items()}
+    d = cfg.data
+    columns = (d.text_column, d.label_column or "label", d.id_column or "row_id")
+    success, failures, docs_dir = validate_frames(frames, cfg, columns, run_dir)
+    summary = run_dir / "expectations.json"
+    summary.write_text(json.dumps({"success": success, "failures": failures}, indent=2), encoding="utf-8")
+    if not success:
+        raise ExpectationsFailed(
+            "curated data failed its expectations; training did not start:\n  - " + "\n  - ".join(failures)
+        )
+    return ExpectationsReport(success, summary, docs_dir)

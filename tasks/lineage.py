@@ -1,0 +1,106 @@
+"""Lineage: what a model version records about its data, code and backbone, and how
+to read it back (``thaw lineage``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.evaluation import Evaluation
+from tasks.registry import CHALLENGER, TrackingRun, client_for
+from tasks.training import TrainedRung
+from tasks.versioning import DatasetVersion
+from thaw.config import ThawConfig
+from thaw.errors import UserError
+
+
+def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
+    """The parameters worth seeing on the MLflow run page."""
+    d = cfg.curation.dedup
+    return {
+        "rung": selected.rung, "backbone": cfg.backbone.name, "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length, "seed": cfg.training.seed,
+        "dedup.shingle_size": d.shingle_size, "dedup.num_perm": d.num_perm, "dedup.threshold": d.threshold,
+        "dedup.label_conflicts": d.label_conflicts, "pii.entities": ",".join(cfg.curation.pii.entities),
+        **{f"rung.{k}": v for k, v in selected.details.items() if not isinstance(v, dict)},
+    }
+
+
+def model_version_tags(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion,
+                       selected: TrainedRung, evaluation: Evaluation) -> dict[str, str]:
+    """Tags put on the registered version: enough to trace it without opening the run."""
+    backbone = json.loads((selected.model_dir / "model.json").read_text(encoding="utf-8"))["backbone"]
+    client = client_for(cfg)
+    run_tags = client.get_run(run.run_id).data.tags
+    tags = {
+        "thaw.run_id": run.run_id, "thaw.rung": selected.rung,
+        "thaw.prefect_flow_run_id": run_tags.get("thaw.prefect_flow_run_id", ""),
+        "thaw.git_commit": run_tags.get("thaw.git_commit", ""), "thaw.config_digest": cfg.digest(),
+        "thaw.backbone.name": backbone["name"], "thaw.backbone.source": backbone["source"],
+        "thaw.backbone.revision": backbone["revision"], "thaw.dvc_remote": curated.remote,
+        "thaw.raw.dvc_file": raw.dvc_file, "thaw.raw.md5": raw.md5,
+        "thaw.test_accuracy": f"{evaluation.metrics['accuracy']:.4f}",
+        "thaw.test_macro_f1": f"{evaluation.metrics['macro_f1']:.4f}",
+    }
+    for split, f in curated.files.items():
+        tags[f"thaw.curated.{split}.md5"] = f.md5
+        tags[f"thaw.curated.{split}.path"] = f.path
+    return tags
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``NAME@ALIAS`` or ``NAME/VERSION`` or ``NAME`` (-> challenger) into (name, alias, version)."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, alias, None
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        if not version.isdigit():
+            raise UserError(f"{ref!r}: expected NAME@ALIAS or NAME/VERSION")
+        return name, None, version
+    return ref, CHALLENGER, None
+
+
+def resolve_version(cfg: ThawConfig, ref: str):
+    """The MLflow ModelVersion a reference points at; UserError when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_model_ref(ref)
+    client = client_for(cfg)
+    try:
+        return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    except MlflowException:
+        raise UserError(f"no model version {ref!r} in {client._registry_uri}") from None
+
+
+def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
+    """Model version -> run -> flow run -> datasets (md5s, DVC remote) -> commit, config, backbone."""
+    mv = resolve_version(cfg, ref)
+    client = client_for(cfg)
+    run = client.get_run(mv.run_id)
+    tags = mv.tags
+    datasets = [
+        {"name": d.dataset.name, "digest": d.dataset.digest, "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), ""),
+         "source": json.loads(d.dataset.source)}
+        for d in run.inputs.dataset_inputs
+    ]
+    aliases = [a for a in getattr(mv, "aliases", [])]
+    return {
+        "model": {"name": mv.name, "version": mv.version, "aliases": aliases, "approval": tags.get("thaw.approval", "")},
+        "run": {"id": mv.run_id, "status": run.info.status, "experiment_id": run.info.experiment_id,
+                "tracking_uri": client._tracking_client.tracking_uri},
+        "prefect_flow_run_id": tags.get("thaw.prefect_flow_run_id", ""),
+        "data": {
+            "raw": {"dvc_file": tags.get("thaw.raw.dvc_file"), "md5": tags.get("thaw.raw.md5")},
+            "curated": {s: {"path": tags.get(f"thaw.curated.{s}.path"), "md5": tags.get(f"thaw.curated.{s}.md5")}
+                        for s in ("train", "validation", "test") if f"thaw.curated.{s}.md5" in tags},
+            "dvc_remote": tags.get("thaw.dvc_remote"),
+            "mlflow_dataset_inputs": datasets,
+        },
+        "git_commit": tags.get("thaw.git_commit"),
+        "config_digest": tags.get("thaw.config_digest"),
+        "backbone": {"name": tags.get("thaw.backbone.name"), "source": tags.get("thaw.backbone.source"),
+                     "revision": tags.get("thaw.backbone.revision")},
+        "rung": tags.get("thaw.rung"),
+        "test": {"accuracy": tags.get("thaw.test_accuracy"), "macro_f1": tags.get("thaw.test_macro_f1")},
+    }

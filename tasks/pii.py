@@ -1,0 +1,227 @@
+"""PII scrubbing with Presidio: batched analysis, keyed pseudonyms, an offline model.
+
+The analyzer runs on the offline ``en_core_web_sm`` (loaded by its installed path,
+never downloaded) with only the recognizers the configured entities need. Texts go
+through spaCy in batches (``nlp.pipe`` via Presidio's ``process_batch``, parser off),
+and each detected value is replaced by ``<TYPE_xxxxxx>``, a keyed hash of the value:
+the same value gets the same placeholder across the dataset and across runs that use
+the same secret. The secret itself never leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+from thaw.config import PiiConfig
+from thaw.errors import UserError
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+log = logging.getLogger(__name__)
+
+# Custom recognizers thaw adds to Presidio's predefined ones (which have neither).
+STREET_ADDRESS_REGEX = (
+    r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}"
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close)\b"
+    r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)?"
+)
+DATE_OF_BIRTH_REGEXES = (
+    r"\b(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|1[0-2])[/.-](?:19|20)\d{2}\b",
+    r"\b(?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])[/.-](?:19|20)\d{2}\b",
+    r"\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])\b",
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+    r"\s+\d{1,2},?\s+(?:19|20)\d{2}\b",
+)
+# Names in sign-offs and introductions, which the small spaCy model often misses.
+SIGNOFF_NAME_REGEX = (
+    r"(?<=(?:\b(?:[Rr]egards|[Tt]hanks|[Cc]heers|[Bb]est|[Ss]incerely|[Tt]his is|[Mm]y name is|"
+    r"[Nn]ame:)[,:]?\s+|(?:^|\s)[-\u2014]\s*))"
+    r"[A-Z][a-z]+(?:[ '-][A-Z][a-z]+){1,2}\b"
+)
+# Case matters for these patterns (Presidio's default flags ignore case).
+CASE_SENSITIVE_FLAGS = re.DOTALL | re.MULTILINE
+
+
+@dataclass(frozen=True)
+class PiiSecret:
+    """The pseudonymisation key and where it came from (the key is never printed)."""
+
+    key: bytes = field(repr=False)
+    source: str
+
+    @property
+    def fingerprint(self) -> str:
+        """A short one-way id of the key, safe to record, to tell runs' keys apart."""
+        return hashlib.sha256(b"thaw-fingerprint:" + self.key).hexdigest()[:12]
+
+
+def load_pii_secret(cfg: PiiConfig) -> PiiSecret:
+    """The key from ``cfg.secret_env`` or ``cfg.secret_file``; else an ephemeral one.
+
+    An ephemeral key is logged as such (placeholders then differ between runs).
+    """
+    value = os.environ.get(cfg.secret_env, "")
+    if value:
+        return PiiSecret(value.encode(), f"env:{cfg.secret_env}")
+    if cfg.secret_file is not None:
+        path = Path(cfg.secret_file).expanduser()
+        if not path.is_file():
+            raise UserError(f"{path}: PII secret file not found (curation.pii.secret_file)")
+        return PiiSecret(path.read_bytes().strip(), f"file:{path}")
+    log.warning(
+        "No PII secret set (%s or curation.pii.secret_file): using an ephemeral one; "
+        "pseudonyms will not match across runs.", cfg.secret_env,
+    )
+    return PiiSecret(secrets.token_bytes(32), "ephemeral")
+
+
+def pseudonym(secret: PiiSecret, entity: str, value: str) -> str:
+    """``<ENTITY_xxxxxx>``: keyed hash of the whitespace/case-normalised value."""
+    norm = " ".join(value.split()).casefold().encode()
+    digest = hmac.new(secret.key, entity.encode() + b"\x00" + norm, hashlib.sha256).hexdigest()
+    return f"<{entity}_{digest[:6]}>"
+
+
+def spacy_model_path(name: str) -> str:
+    """Installed path of a packaged spaCy model, or ``name`` if it is a directory."""
+    if Path(name).is_dir():
+        return str(name)
+    import importlib
+
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        raise UserError(f"spaCy model {name!r} is not installed and is not a directory") from None
+    base = Path(module.__file__).parent
+    candidates = sorted(p for p in base.iterdir() if (p / "config.cfg").is_file())
+    if not candidates:
+        raise UserError(f"spaCy model package {name!r} holds no model directory")
+    return str(candidates[-1])
+
+
+def _thaw_recognizers() -> list:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    address = PatternRecognizer(
+        supported_entity="ADDRESS", name="ThawStreetAddressRecognizer",
+        patterns=[Pattern("street address", STREET_ADDRESS_REGEX, 0.7)],
+        context=["address", "moved", "street", "live", "ship", "deliver"],
+        global_regex_flags=CASE_SENSITIVE_FLAGS,
+    )
+    signoff = PatternRecognizer(
+        supported_entity="PERSON", name="ThawSignoffNameRecognizer",
+        patterns=[Pattern("name in sign-off", SIGNOFF_NAME_REGEX, 0.6)],
+        global_regex_flags=CASE_SENSITIVE_FLAGS,
+    )
+    dob = PatternRecognizer(
+        supported_entity="DATE_OF_BIRTH", name="ThawDateOfBirthRecognizer",
+        patterns=[Pattern(f"date {i}", rx, 0.6) for i, rx in enumerate(DATE_OF_BIRTH_REGEXES)],
+        context=["born", "birth", "dob", "birthday"],
+    )
+    return [address, dob, signoff]
+
+
+def build_analyzer(cfg: PiiConfig) -> "AnalyzerEngine":
+    """A Presidio AnalyzerEngine on the offline spaCy model; nothing is downloaded."""
+    from thaw.offline import use_bundled_public_suffix_list
+
+    use_bundled_public_suffix_list()
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    from presidio_analyzer.nlp_engine import NerModelConfiguration
+
+    # Presidio warns once per row about spaCy labels it does not map: map what we use
+    # and ignore the rest explicitly (also keeps the run log clean).
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    ner = NerModelConfiguration(
+        model_to_presidio_entity_mapping={"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
+                                          "FAC": "LOCATION", "NORP": "NRP", "ORG": "ORGANIZATION",
+                                          "DATE": "DATE_TIME", "TIME": "DATE_TIME"},
+        labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY", "PRODUCT", "EVENT",
+                          "WORK_OF_ART", "LAW", "LANGUAGE"],
+        low_score_entity_names=["ORG", "ORGANIZATION"],
+    )
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": spacy_model_path(cfg.spacy_model)}],
+                            ner_model_configuration=ner)
+    engine.load()
+    nlp = engine.nlp["en"]
+    for pipe in ("parser",):  # Presidio needs tokens, lemmas and entities, not a parse
+        if pipe in nlp.pipe_names:
+            nlp.disable_pipe(pipe)
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    for recognizer in _thaw_recognizers():
+        registry.add_recognizer(recognizer)
+    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+def choose_spans(spans: Iterable[Span]) -> list[Span]:
+    """Non-overlapping spans, preferring higher score, then the longer span."""
+    chosen: list[Span] = []
+    for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
+        if all(span.end <= c.start or span.start >= c.end for c in chosen):
+            chosen.append(span)
+    return sorted(chosen, key=lambda s: s.start)
+
+
+def replace_spans(text: str, spans: Sequence[Span], secret: PiiSecret) -> str:
+    """``text`` with every span replaced by its pseudonym."""
+    parts, cursor = [], 0
+    for span in spans:
+        parts.append(text[cursor:span.start])
+        parts.append(pseudonym(secret, span.entity, text[span.start:span.end]))
+        cursor = span.end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+@dataclass
+class ScrubStats:
+    """Counts only: entities found by type and rows changed (no values, ever)."""
+
+    entities: Counter = field(default_factory=Counter)
+    rows_changed: int = 0
+    rows_seen: int = 0
+
+
+def scrub_texts(
+    texts: Sequence[str], analyzer: "AnalyzerEngine", secret: PiiSecret, cfg: PiiConfig,
+    stats: ScrubStats | None = None,
+) -> Iterator[str]:
+    """Yield each text with its PII replaced by pseudonyms, in input order.
+
+    spaCy runs batched over all texts; the recognizers needed for ``cfg.entities`` run
+    on each text with the precomputed NLP artifacts.
+    """
+    entities = list(cfg.entities)
+    batches = analyzer.nlp_engine.process_batch(list(texts), language="en", batch_size=cfg.batch_size)
+    for text, artifacts in batches:
+        results = analyzer.analyze(
+            text=text, language="en", entities=entities, nlp_artifacts=artifacts,
+            score_threshold=cfg.score_threshold,
+        )
+        spans = choose_spans(Span(r.start, r.end, r.entity_type, r.score) for r in results)
+        if stats is not None:
+            stats.rows_seen += 1
+            stats.entities.update(s.entity for s in spans)
+            stats.rows_changed += bool(spans)
+        yield replace_spans(text, spans, secret) if spans else text

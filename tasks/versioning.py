@@ -1,0 +1,146 @@
+"""Versioning with DVC: raw inputs under ``data/`` (``data.dvc``), curated splits each
+with their own ``.dvc`` file under ``datasets/<model>/``, all pushed to the remote.
+
+DVC runs as a subprocess of the same interpreter (``python -m dvc``): the CLI is DVC's
+stable interface, and its import cost stays out of thaw's process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from prefect import task
+
+from tasks.ingest import file_md5
+from thaw.config import ThawConfig
+from thaw.errors import UserError
+
+RAW_DIR = "data"
+
+
+@dataclass(frozen=True)
+class TrackedFile:
+    """A file DVC tracks: path relative to the workspace and its md5 (DVC's digest)."""
+
+    path: str
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """What a run read or wrote, as DVC recorded it, and where it was pushed."""
+
+    dvc_file: str
+    md5: str
+    files: dict[str, TrackedFile]
+    remote: str
+
+
+class DvcError(RuntimeError):
+    """A DVC command failed (its stderr is in the message)."""
+
+
+def run_dvc(root: Path, *args: str) -> str:
+    """Run ``dvc ARGS`` in ``root``; return stdout or raise DvcError with stderr."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DvcError(f"dvc {' '.join(args)} failed: {' '.join(detail[-3:])}")
+    return proc.stdout
+
+
+def remote_url(cfg: ThawConfig) -> str:
+    """The configured DVC remote, or the embedded local one (``<workspace>/.dvcstore``)."""
+    return cfg.versioning.remote_url or str(cfg.root / ".dvcstore")
+
+
+def ensure_dvc_repo(cfg: ThawConfig) -> None:
+    """Initialise DVC in the workspace if needed and point the thaw remote at its URL.
+
+    The remote goes into ``.dvc/config.local`` (not committed): the URL is configuration.
+    """
+    root = cfg.root
+    if not (root / ".dvc").is_dir():
+        run_dvc(root, "init", *([] if (root / ".git").exists() else ["--no-scm"]))
+    url = remote_url(cfg)
+    if "://" not in url:
+        Path(url).mkdir(parents=True, exist_ok=True)
+    run_dvc(root, "remote", "add", "--local", "--force", "--default", cfg.versioning.remote_name, url)
+
+
+def read_dvc_file(path: Path) -> tuple[str, int]:
+    """(md5, size) of the single output recorded in a ``.dvc`` file."""
+    out = yaml.safe_load(path.read_text(encoding="utf-8"))["outs"][0]
+    return out["md5"], int(out.get("size", 0))
+
+
+def _raw_location(source: Path, root: Path) -> Path:
+    """Where a raw input lives inside ``data/``: in place, or imported by copy."""
+    data_dir = root / RAW_DIR
+    source = source.resolve()
+    if source.is_relative_to(data_dir):
+        return source
+    target = data_dir / "imports" / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists() or file_md5(target) != file_md5(source):
+        shutil.copyfile(source, target)
+    return target
+
+
+def _push(cfg: ThawConfig, *targets: str) -> None:
+    try:
+        run_dvc(cfg.root, "push", "--remote", cfg.versioning.remote_name, *targets)
+    except DvcError as exc:
+        raise UserError(f"could not push to the DVC remote {remote_url(cfg)}: {exc}") from None
+
+
+@task(name="version-raw-data", retries=2, retry_delay_seconds=[2, 10])
+def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
+    """Track the raw inputs under ``data/`` with ``data.dvc`` and push them.
+
+    Inputs outside ``data/`` are copied to ``data/imports/`` first: DVC versions what
+    is inside the workspace.
+    """
+    ensure_dvc_repo(cfg)
+    root = cfg.root
+    given = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
+    located = {name: _raw_location(Path(p), root) for name, p in given.items() if p is not None}
+    run_dvc(root, "add", RAW_DIR)
+    _push(cfg, f"{RAW_DIR}.dvc")
+    md5, _ = read_dvc_file(root / f"{RAW_DIR}.dvc")
+    files = {name: TrackedFile(str(p.relative_to(root)), file_md5(p), p.stat().st_size) for name, p in located.items()}
+    return DatasetVersion(f"{RAW_DIR}.dvc", md5, files, remote_url(cfg))
+
+
+@task(name="version-curated-data", retries=2, retry_delay_seconds=[2, 10])
+def version_curated_data(staged: dict[str, Path], cfg: ThawConfig) -> DatasetVersion:
+    """Move validated curated splits into ``datasets/<model>/``, ``dvc add`` and push.
+
+    Each split gets its own ``.dvc`` file, so each has a plain md5 an auditor can check
+    with ``md5sum``.
+    """
+    ensure_dvc_repo(cfg)
+    root = cfg.root
+    target_dir = root / cfg.versioning.curated_dir / cfg.model_name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    placed = {}
+    for split, path in staged.items():
+        placed[split] = target_dir / path.name
+        shutil.copyfile(path, placed[split])
+    rel = [str(p.relative_to(root)) for p in placed.values()]
+    run_dvc(root, "add", *rel)
+    _push(cfg, *(f"{r}.dvc" for r in rel))
+    files = {}
+    for split, path in placed.items():
+        md5, size = read_dvc_file(path.with_name(path.name + ".dvc"))
+        if md5 != file_md5(path):
+            raise DvcError(f"{path}: DVC recorded md5 {md5} but the file hashes differently")
+        files[split] = TrackedFile(str(path.relative_to(root)), md5, size)
+    digest = "-".join(files[s].md5[:8] for s in sorted(files))
+    return DatasetVersion(str(target_dir.relative_to(root)), digest, files, remote_url(cfg))

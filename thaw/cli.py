@@ -1,0 +1,193 @@
+"""The ``thaw`` command line. User mistakes end in one line on stderr and exit code 2.
+
+Heavy libraries (Prefect, MLflow, Presidio, GX, torch) are imported only inside the
+command that needs them, after the offline environment is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from thaw.errors import UserError
+
+DEFAULT_CONFIG = Path("configs/default.yaml")
+DEMO_CONFIG = Path("configs/demo.yaml")
+
+
+def _prepare_environment(cfg) -> None:
+    """Offline, no telemetry, and Prefect's embedded state under the state directory."""
+    from thaw.offline import apply_offline_environment
+
+    apply_offline_environment()
+    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(cfg.state_path / "prefect")))
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    from thaw.config import load_config
+
+    path = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    merged = {"workspace": args.workspace, **(overrides or {})}
+    cfg = load_config(path, merged)
+    _prepare_environment(cfg)
+    return cfg
+
+
+def _run_pipeline(cfg, summary_json: str | None) -> dict:
+    from flows.pipeline import thaw_pipeline
+
+    summary_path = thaw_pipeline(cfg)
+    summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+    return summary
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args, {
+        "data.train": args.train, "data.validation": args.validation, "data.test": args.test,
+        "data.text_column": args.text_column, "data.label_column": args.label_column,
+        "data.id_column": args.id_column, "model_name": args.model_name,
+    })
+    if cfg.data.train is None:
+        raise UserError("no training data: pass --train FILE or set data.train in the config")
+    summary = _run_pipeline(cfg, args.summary_json)
+    _print_outcome(cfg, summary, None)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from thaw.demo_data import write_demo_data
+
+    args.config = args.config or str(DEMO_CONFIG)
+    cfg = _config(args)
+    started = time.perf_counter()
+    write_demo_data(cfg.root)
+    summary = _run_pipeline(cfg, args.summary_json)
+    _print_outcome(cfg, summary, time.perf_counter() - started)
+    return 0
+
+
+def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
+    from tasks.registry import tracking_uri
+
+    model, test = summary["model"], summary["test"]["metrics"]
+    ref = f"{model['name']}@{model['alias']}"
+    took = f" in {seconds / 60:.1f} min" if seconds else ""
+    splits = summary["curation"]["splits"]
+    print(f"\nthaw finished{took}.")
+    print(f"  registered   {model['name']} version {model['version']} as '{model['alias']}' (rung: {summary['selected_rung']})")
+    print(f"  test         accuracy {test['accuracy']:.3f} [{test['accuracy_low']:.3f}, {test['accuracy_high']:.3f}], "
+          f"macro-F1 {test['macro_f1']:.3f} on {int(test['examples'])} rows")
+    print(f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
+          f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)")
+    print(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
+    print("\nLook at it:")
+    print(f"  MLflow UI    .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)} --host 127.0.0.1 --port 5000")
+    print(f"  lineage      .venv/bin/thaw lineage {ref}")
+    print("  models       .venv/bin/thaw models")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tasks.registry import client_for
+
+    cfg = _config(args)
+    client = client_for(cfg)
+    rows = []
+    for rm in client.search_registered_models():
+        aliases = {v: k for k, v in (rm.aliases or {}).items()} if isinstance(rm.aliases, dict) else {}
+        for mv in client.search_model_versions(f"name='{rm.name}'"):
+            rows.append({"name": rm.name, "version": mv.version, "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
+                         "rung": mv.tags.get("thaw.rung", ""), "approval": mv.tags.get("thaw.approval", ""),
+                         "test_accuracy": mv.tags.get("thaw.test_accuracy", ""), "run_id": mv.run_id})
+    rows.sort(key=lambda r: (r["name"], int(r["version"])))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no registered models yet (run `thaw demo` or `thaw run`)")
+    else:
+        for r in rows:
+            print(f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
+                  f"acc={r['test_accuracy'] or '-':<7} {r['approval']}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from tasks.lineage import describe_lineage
+
+    cfg = _config(args)
+    info = describe_lineage(cfg, args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    m, d = info["model"], info["data"]
+    print(f"{m['name']} version {m['version']} (aliases: {', '.join(m['aliases']) or '-'}, approval: {m['approval'] or '-'})")
+    print(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
+    print(f"  prefect run    {info['prefect_flow_run_id']}")
+    print(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")
+    for split, f in d["curated"].items():
+        print(f"  {split:<14} {f['path']} md5 {f['md5']}")
+    print(f"  DVC remote     {d['dvc_remote']}")
+    print(f"  git commit     {info['git_commit']}")
+    print(f"  config digest  {info['config_digest']}")
+    print(f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) rev {str(info['backbone']['revision'])[:16]}")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
+    p.add_argument("--workspace", default=None, help="project directory holding data/, .dvc and the state dir (default: .)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thaw", description="Adapt a pretrained text encoder to your labelled text, traceably.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="generate the demo data and run the whole pipeline on it")
+    _add_common(demo)
+    demo.add_argument("--summary-json", help="also write the run summary here")
+    demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="run the pipeline on your own data")
+    _add_common(run)
+    for flag in ("train", "validation", "test"):
+        run.add_argument(f"--{flag}", help=f"{flag} file (CSV, TSV, JSONL or Parquet)")
+    run.add_argument("--text-column")
+    run.add_argument("--label-column")
+    run.add_argument("--id-column")
+    run.add_argument("--model-name")
+    run.add_argument("--summary-json", help="write the machine-readable run summary here")
+    run.set_defaults(func=cmd_run)
+    models = sub.add_parser("models", help="registered models, versions and aliases")
+    _add_common(models)
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+    lineage = sub.add_parser("lineage", help="trace a model version to its data, code and backbone")
+    _add_common(lineage)
+    lineage.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
+    lineage.add_argument("--json", action="store_true")
+    lineage.set_defaults(func=cmd_lineage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``thaw`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"thaw: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thaw: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

