@@ -22,7 +22,8 @@ from thaw.errors import ExpectationsFailed
 EMAIL_RX = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 CARD_RX = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 IBAN_RX = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-PHONE_RX = re.compile(r"(?<![\w#])\+?\(?\d[\d ().-]{7,16}\d(?!\w)")
+# A phone-like run of 10-15 digits that is not part of a longer digit sequence.
+PHONE_RX = re.compile(r"(?<![\w#])(?<!\d[ .-])\+?\(?\d[\d ().-]{7,16}\d(?!\w)(?![ .-]\d)")
 MAX_EXAMPLES = 3
 
 

@@ -117,3 +117,44 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     else:
         out.insert(0, "id", [f"{path.stem}:{i + 1}" for i in range(len(out))])
     return out
+
+
+def _header(path: Path, fmt: str) -> list[str]:
+    if fmt in ("csv", "tsv"):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        return next(csv.reader([first], delimiter="," if fmt == "csv" else "\t"), [])
+    if fmt == "jsonl":
+        import json
+
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            try:
+                return list(json.loads(fh.readline() or "{}"))
+            except json.JSONDecodeError:
+                raise UserError(f"{path}: line 1 is not a JSON object") from None
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception:
+        raise UserError(f"{path}: not a readable Parquet file") from None
+
+
+def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
+    """Cheap checks before a run starts: each given file exists, has a supported type,
+    is not empty and has the configured columns. Deeper problems surface while reading."""
+    for role, path in files.items():
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: {role} file not found")
+        fmt = _format_of(path)
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: file is empty")
+        if fmt != "parquet":
+            _check_utf8(path)
+        header = _header(path, fmt)
+        for col in (columns.text, columns.label, columns.id):
+            if col and col not in header:
+                raise UserError(f"{path}: column {col!r} not found (columns are: {', '.join(header)})")

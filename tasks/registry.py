@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,15 +183,19 @@ def register_model(run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_t
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from thaw.serving import MODEL_ARTIFACT, ThawTextClassifier
+    import thaw
+    from thaw.serving import MODEL_ARTIFACT
 
     client = client_for(cfg)
     signature = infer_signature(pd.DataFrame({"text": ["example"]}), pd.DataFrame({"label": ["a"], "confidence": [0.5]}))
+    entry = Path(thaw.__file__).parent / "pyfunc_entry.py"  # models-from-code: nothing pickled
     mlflow.set_tracking_uri(run.tracking_uri)
     mlflow.set_registry_uri(run.tracking_uri)
-    with mlflow.start_run(run_id=run.run_id):
+    with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints.*")
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=ThawTextClassifier(), artifacts={MODEL_ARTIFACT: str(model_dir)},
+            name="model", python_model=str(entry), artifacts={MODEL_ARTIFACT: str(model_dir)},
             signature=signature, pip_requirements=_pip_requirements(),
         )
     mv = mlflow.register_model(info.model_uri, cfg.model_name, tags={k: str(v) for k, v in version_tags.items()})

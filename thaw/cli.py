@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -41,8 +42,24 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
     return cfg
 
 
+class _DropUserErrorTracebacks(logging.Filter):
+    """Prefect logs a failed task's traceback; for a user mistake the one-line message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, UserError) and "UserError" not in record.getMessage() and "ExpectationsFailed" not in record.getMessage()
+
+
 def _run_pipeline(cfg, summary_json: str | None) -> dict:
+    from tasks.ingest import ColumnMap, preflight_inputs
+
+    d = cfg.data
+    preflight_inputs({"train": d.train, "validation": d.validation, "test": d.test},
+                     ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
     from flows.pipeline import thaw_pipeline
+
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_DropUserErrorTracebacks())
 
     summary_path = thaw_pipeline(cfg)
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))

@@ -1,0 +1,38 @@
+"""The CLI as a user runs it: clean one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def thaw(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "thaw.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_missing_column_fails_cleanly(tmp_path: Path):
+    (tmp_path / "d.csv").write_text("id,body,label\n1,hello,x\n", encoding="utf-8")
+    proc = thaw("run", "--train", "d.csv", "--text-column", "text", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "thaw: error: d.csv: column 'text' not found (columns are: id, body, label)"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / ".thaw" / "mlflow.db").exists()  # nothing started for a typo
+
+
+@pytest.mark.parametrize("content,needle", [(b"id,text,label\n1,caf\xe9,x\n", "line 2 is not valid UTF-8"), (b"", "file is empty")])
+def test_bad_bytes_and_empty_file_fail_cleanly(tmp_path: Path, content: bytes, needle: str):
+    (tmp_path / "d.csv").write_bytes(content)
+    proc = thaw("run", "--train", "d.csv", cwd=tmp_path)
+    assert proc.returncode == 2 and needle in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_model_in_lineage_is_a_clean_error(tmp_path: Path):
+    proc = thaw("lineage", "nope@champion", "--json", cwd=tmp_path)
+    assert proc.returncode == 2 and "no model version 'nope@champion'" in proc.stderr
+    assert "Traceback" not in proc.stderr

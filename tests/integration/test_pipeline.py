@@ -1,0 +1,100 @@
+"""The real pipeline flow on a small fixture: Prefect harness, MLflow store, DVC repo,
+Presidio, Great Expectations and a tiny random encoder, all in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.ingest import file_md5
+from thaw.config import ThawConfig
+from thaw.demo_data import generate_support_tickets
+from thaw.errors import ExpectationsFailed
+
+pytestmark = pytest.mark.integration
+
+
+def _config(workspace: Path, encoder: Path, train: Path, **expect) -> ThawConfig:
+    return ThawConfig.model_validate({
+        "model_name": "tickets", "workspace": str(workspace),
+        "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
+        "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
+        "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
+        "training": {"head": {"c_grid": [1.0], "max_iter": 300}},
+    })
+
+
+@pytest.fixture
+def fixture_data(workspace: Path):
+    text, injected = generate_support_tickets(rows=500, seed=7)
+    path = workspace / "data" / "tickets.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    return path, injected
+
+
+def _files_under(*roots: Path):
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                yield path
+
+
+def test_pipeline_registers_a_traceable_challenger_without_pii(workspace, tiny_encoder, fixture_data, prefect_harness):
+    from flows.pipeline import thaw_pipeline
+    from tasks.registry import client_for
+
+    train, injected = fixture_data
+    cfg = _config(workspace, tiny_encoder, train)
+    summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
+
+    client = client_for(cfg)
+    mv = client.get_model_version_by_alias("tickets", "challenger")
+    assert str(mv.version) == summary["model"]["version"] == "1"
+    run = client.get_run(mv.run_id)
+    digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    for split in ("train", "validation", "test"):
+        curated_file = workspace / "datasets" / "tickets" / f"{split}.csv"
+        recorded = yaml.safe_load(curated_file.with_name(curated_file.name + ".dvc").read_text())["outs"][0]["md5"]
+        assert digests[f"tickets-curated-{split}"] == recorded == file_md5(curated_file)
+        assert mv.tags[f"thaw.curated.{split}.md5"] == recorded
+    assert mv.tags["thaw.raw.md5"] == yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
+    assert run.data.tags["thaw.prefect_flow_run_id"] == mv.tags["thaw.prefect_flow_run_id"] != "local"
+
+    # No injected PII value anywhere in the curated data, the state dir or the artifact store.
+    values = [v for vals in injected.values.values() for v in vals]
+    assert len(values) > 50
+    leaks = []
+    for path in _files_under(workspace / "datasets", cfg.state_path):
+        blob = path.read_bytes()
+        leaks += [(str(path), v) for v in values if v.encode() in blob]
+    assert leaks == []
+    assert summary["curation"]["pii"]["rows_changed"] > 0
+    import pandas as pd
+
+    raw = pd.read_csv(train, dtype=str, keep_default_na=False)
+    invalid = int(((raw["message"].str.strip() == "") | (raw["intent"].str.strip() == "")).sum())
+    validity = next(s for s in summary["curation"]["stages"] if s["stage"] == "train:validity")
+    assert invalid > 0 and sum(validity["removed"].values()) == invalid
+    for stage in summary["curation"]["stages"]:  # every row is accounted for
+        assert stage["rows_in"] - stage["rows_out"] == sum(stage["removed"].values())
+
+
+def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixture_data, prefect_harness):
+    from flows.pipeline import thaw_pipeline
+    from tasks.registry import client_for
+
+    train, _ = fixture_data
+    cfg = _config(workspace, tiny_encoder, train, min_examples_per_class=10_000)
+    with pytest.raises(ExpectationsFailed, match=r"expect_column_min_to_be_between\(examples\)"):
+        thaw_pipeline(cfg)
+    client = client_for(cfg)
+    assert client.search_registered_models() == []
+    runs = client.search_runs([client.get_experiment_by_name("thaw").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"curation_report.json", "expectations.json", "data_docs"} <= artifacts
+    assert not (workspace / "datasets").exists()  # nothing published that looks complete

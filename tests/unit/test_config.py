@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from thaw.config import ThawConfig, load_config
+from thaw.errors import UserError
+
+
+def test_defaults_are_valid_and_frozen():
+    cfg = load_config()
+    assert cfg.backbone.name == "sentence-transformers/all-MiniLM-L6-v2"
+    with pytest.raises(Exception):
+        cfg.model_name = "x"
+
+
+def test_overrides_apply_dotted_keys(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model_name: m1\ndata:\n  text_column: body\n", encoding="utf-8")
+    cfg = load_config(path, {"data.label_column": "intent", "data.id_column": None})
+    assert (cfg.model_name, cfg.data.text_column, cfg.data.label_column) == ("m1", "body", "intent")
+
+
+def test_unknown_key_is_named(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  txt_column: body\n", encoding="utf-8")
+    with pytest.raises(UserError, match="data.txt_column"):
+        load_config(path)
+
+
+def test_cross_field_rule_is_enforced():
+    with pytest.raises(Exception, match="fraction"):
+        ThawConfig.model_validate({"split": {"validation_fraction": 0.45, "test_fraction": 0.45}})
+
+
+def test_missing_config_file_is_a_user_error(tmp_path: Path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_digest_changes_with_content():
+    assert load_config().digest() != load_config(None, {"model_name": "other"}).digest()
