@@ -7,7 +7,8 @@ Steps:
  4. validate the curated splits with Great Expectations (halts before training);
  5. version the curated splits with DVC and push them; log them as MLflow inputs;
  6. extract frozen-backbone features (cached by content);
- 7. train the frozen rung;
+ 7. climb the adaptation ladder (``flows.ladder``): scratch baseline, frozen rung, and
+    deeper rungs only while the gate finds a significant gain;
  8. evaluate the selected model on the test split, once;
  9. register it in the MLflow registry as ``challenger`` with its lineage;
 10. write the run summary and close the run (FAILED, with its reports, on any error).
@@ -20,15 +21,15 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.ladder import climb_ladder
 from tasks.curation import curate_dataset
 from tasks.evaluation import evaluate_on_test
 from tasks.expectations import validate_curated_data
 from tasks.features import extract_frozen_features
 from tasks.lineage import model_version_tags, run_params
-from tasks.prediction import predict_test_split
+from tasks.prediction import predict_test_split, report_unselected_rungs
 from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run, register_model
-from tasks.reporting import evaluation_metrics, reports_in, write_run_summary
-from tasks.training import train_frozen_rung
+from tasks.reporting import ladder_metrics, reports_in, write_run_summary
 from tasks.versioning import version_curated_data, version_raw_data
 from thaw.config import ThawConfig
 
@@ -44,14 +45,16 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
         versioned = version_curated_data(curated.files, cfg)
         log_datasets(run, cfg, raw, versioned)
         features = extract_frozen_features(versioned, cfg)
-        frozen = train_frozen_rung(features, versioned, curated.labels, cfg, run.run_dir)
-        y_true, y_pred = predict_test_split(frozen, features, versioned, cfg)
+        ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
+        y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
         evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
-        log_run_results(run, cfg, run_params(cfg, frozen), evaluation_metrics(frozen, evaluation),
+        others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
+        log_run_results(run, cfg, run_params(cfg, ladder.selected), ladder_metrics(ladder, evaluation, others),
                         [curated.report_path, expectations.summary_path, expectations.data_docs_dir,
-                         evaluation.report_path, evaluation.confusion_png])
-        registered = register_model(run, cfg, frozen.model_dir, model_version_tags(run, cfg, raw, versioned, frozen, evaluation))
-        summary = write_run_summary(cfg, run, curated, raw, versioned, [frozen], frozen, evaluation, registered)
+                         evaluation.report_path, evaluation.confusion_png, *ladder.reports])
+        tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
+        registered = register_model(run, cfg, ladder.selected.model_dir, tags)
+        summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
     except BaseException:
         close_tracking_run(run, cfg, "FAILED", reports_in(run.run_dir))
         raise

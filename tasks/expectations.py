@@ -16,6 +16,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.dedup import normalize_text
+from thaw.checksums import iban_ok, luhn_ok
 from thaw.config import ThawConfig
 from thaw.errors import ExpectationsFailed
 
@@ -25,26 +26,6 @@ IBAN_RX = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 # A phone-like run of 10-15 digits that is not part of a longer digit sequence.
 PHONE_RX = re.compile(r"(?<![\w#])(?<!\d[ .-])\+?\(?\d[\d ().-]{7,16}\d(?!\w)(?![ .-]\d)")
 MAX_EXAMPLES = 3
-
-
-def luhn_ok(digits: str) -> bool:
-    """True when the digit string passes the Luhn checksum."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d * 2 > 9 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def iban_ok(candidate: str) -> bool:
-    """True when the IBAN passes its ISO 7064 mod-97 check."""
-    s = candidate.replace(" ", "")
-    if not 15 <= len(s) <= 34:
-        return False
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
 def residual_pii_spans(text: str) -> list[tuple[int, int, str]]:

@@ -8,13 +8,12 @@ from typing import Any
 
 from tasks.evaluation import Evaluation
 from tasks.registry import CHALLENGER, TrackingRun, client_for
-from tasks.training import TrainedRung
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 
 
-def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
+def run_params(cfg: ThawConfig, selected) -> dict[str, Any]:
     """The parameters worth seeing on the MLflow run page."""
     d = cfg.curation.dedup
     return {
@@ -27,8 +26,9 @@ def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
 
 
 def model_version_tags(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion,
-                       selected: TrainedRung, evaluation: Evaluation) -> dict[str, str]:
+                       ladder, evaluation: Evaluation) -> dict[str, str]:
     """Tags put on the registered version: enough to trace it without opening the run."""
+    selected = ladder.selected
     backbone = json.loads((selected.model_dir / "model.json").read_text(encoding="utf-8"))["backbone"]
     client = client_for(cfg)
     run_tags = client.get_run(run.run_id).data.tags
@@ -39,8 +39,15 @@ def model_version_tags(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, c
         "thaw.backbone.name": backbone["name"], "thaw.backbone.source": backbone["source"],
         "thaw.backbone.revision": backbone["revision"], "thaw.dvc_remote": curated.remote,
         "thaw.raw.dvc_file": raw.dvc_file, "thaw.raw.md5": raw.md5,
+        "thaw.columns.text": cfg.data.text_column, "thaw.columns.label": cfg.data.label_column,
+        "thaw.columns.id": cfg.data.id_column or "row_id",
         "thaw.test_accuracy": f"{evaluation.metrics['accuracy']:.4f}",
         "thaw.test_macro_f1": f"{evaluation.metrics['macro_f1']:.4f}",
+        "thaw.transfer.method": str(selected.details.get("method")),
+        "thaw.transfer.trainable_fraction": f"{selected.details.get('trainable_fraction_of_backbone', 0.0):.6f}",
+        "thaw.transfer.reason": ladder.selection.reason[:500],
+        "thaw.transfer.negative_transfer": str(ladder.selection.negative_transfer).lower(),
+        "thaw.transfer.rungs_trained": ",".join(r.rung for r in ladder.trained),
     }
     for split, f in curated.files.items():
         tags[f"thaw.curated.{split}.md5"] = f.md5

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
+from thaw.checksums import iban_ok
 from thaw.config import PiiConfig
 from thaw.errors import UserError
 
@@ -128,7 +129,18 @@ def _thaw_recognizers() -> list:
         patterns=[Pattern(f"date {i}", rx, 0.6) for i, rx in enumerate(DATE_OF_BIRTH_REGEXES)],
         context=["born", "birth", "dob", "birthday"],
     )
-    return [address, dob, signoff]
+    class ChecksummedIbanRecognizer(PatternRecognizer):
+        """IBANs by shape and mod-97 checksum, in any country (Presidio's misses some)."""
+
+        def validate_result(self, pattern_text: str) -> bool:
+            return iban_ok(pattern_text)
+
+    iban = ChecksummedIbanRecognizer(
+        supported_entity="IBAN_CODE", name="ThawChecksummedIbanRecognizer",
+        patterns=[Pattern("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", 0.5)],
+        global_regex_flags=CASE_SENSITIVE_FLAGS,
+    )
+    return [address, dob, signoff, iban]
 
 
 def build_analyzer(cfg: PiiConfig) -> "AnalyzerEngine":

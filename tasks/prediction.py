@@ -1,19 +1,45 @@
-"""Prediction on the held-out test split: the one place the test labels are read."""
+"""Prediction on the held-out test split: the one place the test labels are read.
+
+The selected model is scored once; other rungs' test numbers may be reported, marked as
+not used for selection.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 from prefect import task
 
-from tasks.features import FeatureSet
-from tasks.training import TrainedRung, predict_frozen, read_split
+from tasks.evaluation import classification_metrics
+from tasks.training import TrainedRung, read_split
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 
 
+def predict_texts(model_dir: Path, texts: list[str]) -> list[str]:
+    """Labels from a saved model directory, loaded exactly as serving loads it."""
+    from thaw.serving import ThawPredictor
+
+    return ThawPredictor(model_dir).predict(texts)["label"].tolist()
+
+
 @task(name="predict-test-split")
-def predict_test_split(selected: TrainedRung, features: FeatureSet, curated: DatasetVersion, cfg: ThawConfig) -> tuple[list[str], list[str]]:
-    """(true labels, predicted labels) of the selected rung on the test split."""
-    y_true = read_split(curated, "test", cfg)[cfg.data.label_column].tolist()
-    y_pred, _ = predict_frozen(selected.model_dir, np.load(features.paths["test"]))
-    return y_true, y_pred
+def predict_test_split(model_dir: Path, curated: DatasetVersion, cfg: ThawConfig) -> tuple[list[str], list[str]]:
+    """(true labels, predicted labels) of a saved model on the test split."""
+    frame = read_split(curated, "test", cfg)
+    return frame[cfg.data.label_column].tolist(), predict_texts(model_dir, frame[cfg.data.text_column].tolist())
+
+
+@task(name="report-unselected-rungs-on-test")
+def report_unselected_rungs(trained: list[TrainedRung], selected: str, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig) -> dict[str, dict]:
+    """Test metrics of the rungs not selected, for information only (not used for selection)."""
+    if not cfg.training.ladder.report_all_test_metrics:
+        return {}
+    frame = read_split(curated, "test", cfg)
+    y = frame[cfg.data.label_column].tolist()
+    out = {}
+    for r in trained:
+        if r.rung != selected and r.model_dir is not None:
+            pred = predict_texts(r.model_dir, frame[cfg.data.text_column].tolist())
+            out[r.rung] = classification_metrics(y, pred, labels, cfg.training.confidence_level) | {"used_for_selection": False}
+    return out

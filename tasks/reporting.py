@@ -11,7 +11,6 @@ from prefect import task
 from tasks.curation import CuratedDataset
 from tasks.evaluation import Evaluation
 from tasks.registry import RegisteredVersion, TrackingRun
-from tasks.training import TrainedRung
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 
@@ -25,7 +24,7 @@ def stage_counts(report_path: Path) -> dict:
 @task(name="write-run-summary")
 def write_run_summary(
     cfg: ThawConfig, run: TrackingRun, curated: CuratedDataset, raw: DatasetVersion, versioned: DatasetVersion,
-    rungs: list[TrainedRung], selected: TrainedRung, evaluation: Evaluation, registered: RegisteredVersion,
+    ladder, evaluation: Evaluation, others: dict[str, dict], registered: RegisteredVersion,
 ) -> Path:
     """Write ``summary.json`` in the run directory and return its path."""
     summary = {
@@ -34,11 +33,16 @@ def write_run_summary(
         "curation": stage_counts(curated.report_path),
         "rungs": [
             {"rung": r.rung, "validation": r.validation, "trainable_parameters": r.trainable_parameters,
-             "details": r.details, "selected": r.rung == selected.rung}
-            for r in rungs
+             "details": r.details, "selected": r.rung == ladder.selection.rung,
+             "test": evaluation.metrics if r.rung == ladder.selection.rung else others.get(r.rung)}
+            for r in [ladder.scratch, *ladder.trained]
         ],
-        "selected_rung": selected.rung,
-        "test": {"rung": selected.rung, "metrics": evaluation.metrics},
+        "gate": {"metric": cfg.training.ladder.metric, "target": cfg.training.ladder.target, "alpha": cfg.training.ladder.alpha,
+                 "decisions": [{"after": d.after, "action": d.action, "reason": d.reason, "best": d.best} for d in ladder.decisions],
+                 "selection_reason": ladder.selection.reason, "negative_transfer": ladder.selection.negative_transfer},
+        "selected_rung": ladder.selection.rung,
+        "test": {"rung": ladder.selection.rung, "metrics": evaluation.metrics, "used_for_selection": False,
+                 "note": "the test split is scored once, by the selected model; other rungs' test numbers are informational"},
         "lineage": {
             "raw": {"dvc_file": raw.dvc_file, "md5": raw.md5, "files": {k: asdict(v) for k, v in raw.files.items()}},
             "curated": {k: asdict(v) for k, v in versioned.files.items()},
@@ -51,10 +55,14 @@ def write_run_summary(
     return path
 
 
-def evaluation_metrics(selected, evaluation) -> dict[str, float]:
-    """Validation metrics of the selected rung and test metrics, prefixed."""
-    out = {f"validation_{k}": v for k, v in selected.validation.items()}
+def ladder_metrics(ladder, evaluation: Evaluation, others: dict[str, dict]) -> dict[str, float]:
+    """Validation metrics of every rung, test metrics of the selected one (and others, marked)."""
+    out = {}
+    for r in [ladder.scratch, *ladder.trained]:
+        out.update({f"{r.rung}.validation_{k}": v for k, v in r.validation.items()})
     out.update({f"test_{k}": v for k, v in evaluation.metrics.items()})
+    for rung, metrics in others.items():
+        out.update({f"{rung}.test_unselected_{k}": v for k, v in metrics.items() if isinstance(v, float)})
     return out
 
 

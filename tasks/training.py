@@ -27,7 +27,7 @@ class TrainedRung:
     """A trained rung: its model directory, validation metrics and predictions."""
 
     rung: str
-    model_dir: Path
+    model_dir: Path | None  # None for the scratch baseline, which is never registered
     validation: dict[str, float]
     validation_predictions: tuple[str, ...]
     trainable_parameters: int
@@ -90,7 +90,9 @@ def train_frozen_rung(features: FeatureSet, curated: DatasetVersion, labels: tup
     save_linear_head(model_dir, weight, bias, labels, meta)
     metrics = classification_metrics(y["validation"], predictions, labels, cfg.training.confidence_level)
     return TrainedRung("frozen", model_dir, metrics, tuple(predictions), int(weight.size + bias.size),
-                       {"head_C": c, "validation_macro_f1_by_C": {str(k): v for k, v in scores.items()}, "cache_hits": features.cache_hits})
+                       {"method": "linear probe (logistic regression)", "frozen": "the whole backbone",
+                        "trainable_fraction_of_backbone": 0.0, "head_C": c,
+                        "validation_macro_f1_by_C": {str(k): v for k, v in scores.items()}, "cache_hits": features.cache_hits})
 
 
 def predict_frozen(model_dir: Path, features: np.ndarray) -> tuple[list[str], np.ndarray]:

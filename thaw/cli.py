@@ -111,6 +111,8 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
     print(f"  MLflow UI    .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)} --host 127.0.0.1 --port 5000")
     print(f"  lineage      .venv/bin/thaw lineage {ref}")
     print("  models       .venv/bin/thaw models")
+    print(f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} --reason \"reviewed transfer note and test report\"")
+    print(f"  predict      .venv/bin/thaw predict {model['name']}@champion --input FILE.csv --output predictions.csv")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -159,6 +161,70 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from tasks.promotion import approve
+
+    cfg = _config(args)
+    decision = approve(cfg, args.model, args.version, args.reason, force=args.force)
+    state = "FORCED to champion" if decision.forced else "champion"
+    print(f"{args.model} v{args.version} is now {state}:")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from tasks.promotion import reject
+
+    reject(_config(args), args.model, args.version, args.reason)
+    print(f"{args.model} v{args.version} rejected")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tasks.promotion import rollback
+
+    target = rollback(_config(args), args.model, args.reason)
+    print(f"{args.model}: champion is back to v{target}")
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from tasks.promotion import read_ledger
+
+    cfg = _config(args)
+    try:
+        entries = read_ledger(cfg, args.model)
+    except Exception:
+        raise UserError(f"no registered model {args.model!r}") from None
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    for e in ([] if args.json else entries):
+        extra = f" (was v{e['previous_champion']})" if e.get("previous_champion") else ""
+        forced = " FORCED" if e.get("forced") else ""
+        print(f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from tasks.restore import restore_data
+
+    restored = restore_data(_config(args), args.model, Path(args.to))
+    for split, path in restored.items():
+        print(f"{split:<11} {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tasks.batch_prediction import predict_file
+
+    cfg = _config(args)
+    rows = predict_file(cfg, args.model, Path(args.input), Path(args.output), args.text_column or cfg.data.text_column,
+                        args.id_column if args.id_column is not None else cfg.data.id_column)
+    print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
     p.add_argument("--workspace", default=None, help="project directory holding data/, .dvc and the state dir (default: .)")
@@ -190,6 +256,39 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
     lineage.add_argument("--json", action="store_true")
     lineage.set_defaults(func=cmd_lineage)
+    for verb, helptext in (("approve", "approve a challenger; promotes it to champion if the gate passes"),
+                           ("reject", "reject a challenger")):
+        p = sub.add_parser(verb, help=helptext)
+        _add_common(p)
+        p.add_argument("model")
+        p.add_argument("version")
+        p.add_argument("--reason", required=True)
+        if verb == "approve":
+            p.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded as forced)")
+        p.set_defaults(func=cmd_approve if verb == "approve" else cmd_reject)
+    rb = sub.add_parser("rollback", help="put the previous champion back")
+    _add_common(rb)
+    rb.add_argument("model")
+    rb.add_argument("--reason", required=True)
+    rb.set_defaults(func=cmd_rollback)
+    ledger = sub.add_parser("ledger", help="the promotion ledger of a model")
+    _add_common(ledger)
+    ledger.add_argument("model")
+    ledger.add_argument("--json", action="store_true")
+    ledger.set_defaults(func=cmd_ledger)
+    restore = sub.add_parser("restore-data", help="restore a version's exact train/validation/test files from DVC")
+    _add_common(restore)
+    restore.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
+    restore.add_argument("--to", required=True)
+    restore.set_defaults(func=cmd_restore)
+    predict = sub.add_parser("predict", help="batch prediction with a registered model")
+    _add_common(predict)
+    predict.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
+    predict.add_argument("--input", required=True)
+    predict.add_argument("--output", required=True)
+    predict.add_argument("--text-column")
+    predict.add_argument("--id-column")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -104,10 +104,75 @@ class HeadConfig(_Frozen):
     max_iter: int = Field(2000, ge=10)
 
 
+class ScratchConfig(_Frozen):
+    """Rung 0, the from-scratch baseline: TF-IDF (word + char n-grams) + logistic regression."""
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (2, 5)
+    max_features: int = Field(200_000, ge=100)
+
+
+class PeftConfig(_Frozen):
+    """Rung 2: LoRA by default; IA3 and BitFit selectable."""
+
+    method: Literal["lora", "ia3", "bitfit"] = "lora"
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("query", "value")
+    ia3_target_modules: tuple[str, ...] = ("key", "value", "intermediate.dense")
+    ia3_feedforward_modules: tuple[str, ...] = ("intermediate.dense",)
+    learning_rate: float = Field(1e-3, gt=0)
+
+
+class FineTuneConfig(_Frozen):
+    """The training loop of rungs 2-4 (PEFT, partial unfreeze, full fine-tuning)."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    partial_learning_rate: float = Field(1e-4, gt=0)
+    full_learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0)
+    layer_decay: float = Field(0.8, gt=0, le=1)
+    unfreeze_top_k: int = Field(2, ge=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(2, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    gradient_checkpointing: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class LadderConfig(_Frozen):
+    """The adaptation ladder and its gate."""
+
+    rungs: tuple[Literal["frozen", "peft", "partial", "full"], ...] = ("frozen", "peft", "partial", "full")
+    metric: Literal["accuracy", "macro_f1"] = "macro_f1"
+    target: float = Field(0.97, gt=0, le=1)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    bootstrap_samples: int = Field(1000, ge=100)
+    max_rungs: int = Field(4, ge=1)
+    time_budget_minutes: float = Field(60.0, gt=0)
+    report_all_test_metrics: bool = True
+    scratch: ScratchConfig = ScratchConfig()
+    peft: PeftConfig = PeftConfig()
+    finetune: FineTuneConfig = FineTuneConfig()
+
+    @model_validator(mode="after")
+    def _frozen_first(self) -> "LadderConfig":
+        order = ("frozen", "peft", "partial", "full")
+        if not self.rungs or self.rungs[0] != "frozen":
+            raise ValueError("ladder.rungs must start with 'frozen'")
+        if list(self.rungs) != sorted(self.rungs, key=order.index) or len(set(self.rungs)) != len(self.rungs):
+            raise ValueError("ladder.rungs must climb in order frozen, peft, partial, full without repeats")
+        return self
+
+
 class TrainingConfig(_Frozen):
     seed: int = 13
     head: HeadConfig = HeadConfig()
     confidence_level: float = Field(0.95, gt=0.5, lt=1)
+    ladder: LadderConfig = LadderConfig()
 
 
 class TrackingConfig(_Frozen):

@@ -33,15 +33,43 @@ PII_SLOTS = {"name": "PERSON", "email": "EMAIL_ADDRESS", "phone": "PHONE_NUMBER"
 IBAN_COUNTRIES = [("DE", 0, 18), ("FR", 0, 23), ("NL", 4, 10), ("ES", 0, 20), ("GB", 4, 14)]
 AREA_CODES = [212, 202, 206, 305, 312, 415, 512, 617, 646, 718, 720, 813]
 
-# intent -> message templates; {slots} are filled from the pools below.
+# intent -> message templates; {slots} are filled from the pools below. Intents come in
+# confusable pairs (refund request/status, cancel/pause, lost card/declined card, address
+# change/delivery status, password/app problem) so that a frozen encoder is not enough.
 INTENTS: dict[str, list[str]] = {
     "refund_request": [
+        "I want a refund for order {order}",
+        "please refund the {product}, it arrived broken",
+        "can I return the {product} and get my money back",
+        "I'd like my money back for order {order}",
+        "refund me for the {product} please, it stopped working after a week",
+        "the {product} is faulty, I want a refund",
         "I was charged twice for order {order}, please refund the extra payment",
-        "Can I get my money back for order {order}? The item arrived broken",
-        "please refund my last payment, I cancelled before it shipped",
-        "I want a refund for the {product}, it does not work as described",
-        "The {product} was faulty so I returned it, when will I see the refund",
-        "still waiting on the refund for order {order}, it has been two weeks",
+    ],
+    "refund_status": [
+        "I returned the {product} but the refund has not arrived",
+        "where is my refund for order {order}",
+        "you approved a refund for order {order} two weeks ago and I still have nothing",
+        "how long does the refund for the {product} take",
+        "still waiting for my money back on order {order}",
+        "my refund for the {product} has been pending for days",
+        "the refund you promised for order {order} never reached my account",
+    ],
+    "cancel_subscription": [
+        "please cancel my subscription",
+        "I want to end my plan for good",
+        "close my membership, I will not renew",
+        "stop my subscription permanently",
+        "how do I cancel the premium plan before it renews",
+        "terminate my monthly plan please, I no longer need it",
+    ],
+    "pause_subscription": [
+        "can I pause my subscription for a month",
+        "I am travelling, put my plan on hold for a while",
+        "freeze my membership for a few weeks, I want to keep it",
+        "skip the next two months of my subscription",
+        "temporarily stop my plan, I will be back",
+        "hold my subscription while I am away, do not cancel it",
     ],
     "card_lost": [
         "I lost my card yesterday, please block it right away",
@@ -51,13 +79,21 @@ INTENTS: dict[str, list[str]] = {
         "please cancel my card {card}, it was stolen",
         "lost card, need a replacement sent to {address}",
     ],
-    "password_reset": [
-        "I forgot my password and the reset email never arrives",
-        "can't log in, how do I reset my password",
-        "the password reset link says it expired, send a new one to {email}",
-        "locked out of my account after too many attempts, help me reset the password",
-        "How do I change my password? I think someone knows it",
-        "reset password not working on the app",
+    "payment_declined": [
+        "my card {card} keeps getting declined at checkout",
+        "why was my card declined when I tried to pay",
+        "payment failed twice with my card, is something wrong",
+        "the bank transfer from {iban} bounced",
+        "my card is not accepted on your site",
+        "checkout says card declined but my bank says the card is fine",
+    ],
+    "update_address": [
+        "I moved, please change my address to {address}",
+        "update my shipping address to {address} for future orders",
+        "my billing address is wrong, it should be {address}",
+        "new address for my account: {address}",
+        "how do I edit the address saved in my profile",
+        "please replace the old address on my account with {address}",
     ],
     "delivery_status": [
         "where is my order {order}? tracking has not moved in days",
@@ -67,29 +103,13 @@ INTENTS: dict[str, list[str]] = {
         "Is there an update on the shipment of my {product}?",
         "tracking number for order {order} shows no information",
     ],
-    "cancel_subscription": [
-        "please cancel my subscription at the end of this month",
-        "I want to stop my monthly plan, how do I cancel",
-        "Cancel my membership, this is {name}, account {email}",
-        "how do I end the premium subscription before the next renewal",
-        "stop charging me for the subscription, I cancelled already",
-        "I no longer need the service, please close my plan",
-    ],
-    "update_address": [
-        "I moved, please change my address to {address}",
-        "update my shipping address to {address} for future orders",
-        "my billing address is wrong, it should be {address}",
-        "Can you change the delivery address on order {order}",
-        "new address for my account: {address}",
-        "how do I edit the address saved in my profile",
-    ],
-    "payment_issue": [
-        "my payment keeps getting declined with card {card}",
-        "the bank transfer from {iban} has not shown up yet",
-        "why was my card declined at checkout",
-        "I paid by transfer from account {iban} but the invoice is still open",
-        "payment failed twice, is there a problem with your checkout",
-        "checkout says payment error, card {card}, please check",
+    "password_reset": [
+        "I forgot my password and the reset email never arrives",
+        "can't log in, how do I reset my password",
+        "the password reset link says it expired, send a new one to {email}",
+        "locked out of my account after too many attempts, help me reset the password",
+        "How do I change my password? I think someone knows it",
+        "reset password not working on the app",
     ],
     "technical_issue": [
         "the app crashes every time I open my orders page",
@@ -100,6 +120,10 @@ INTENTS: dict[str, list[str]] = {
         "the app logs me out every few minutes",
     ],
 }
+# Sentences any intent may carry: they dilute a mean-pooled embedding, not the label.
+CONTEXT = ["I have been a loyal customer for years.", "This is the second time I am writing about this.",
+           "I tried both the app and the website.", "My account is under {email}.", "Order number {order} if that helps.",
+           "Please get back to me today.", "I am really disappointed.", "My daughter ordered it for me."]
 PRODUCTS = ["headphones", "coffee maker", "blender", "desk lamp", "backpack", "smart watch",
             "keyboard", "kettle", "phone case", "running shoes"]
 OPENERS = ["", "", "", "Hi, ", "Hello, ", "Hi there, ", "Good morning, ", "Hey, "]
@@ -181,18 +205,35 @@ def _perturb(text: str, rng: random.Random) -> str:
 def _render(template: str, pii: _PiiFactory, rng: random.Random) -> str:
     slots = pii.slots()
     text = rng.choice(OPENERS) + template.format(**slots)
+    if rng.random() < 0.5:
+        context = rng.choice(CONTEXT).format(**slots)
+        text = f"{context} {text}" if rng.random() < 0.5 else f"{text.rstrip('.?!')}. {context}"
     closer = rng.choice(CLOSERS).format(**slots)
     if closer:
-        text = f"{text}{rng.choice(['.', '.', ',', ''])} {closer}"
+        text = f"{text.rstrip('.?!')}{rng.choice(['.', '.', ',', ''])} {closer}"
     pii.keep_used(slots, text)
     return text[0].upper() + text[1:] if rng.random() < 0.6 else text
+
+
+def _compound(intents: list[str], pii: _PiiFactory, rng: random.Random) -> tuple[str, str]:
+    """Two requests in one message; the label is the one the customer leads with.
+
+    Mean-pooled frozen features blur which request came first; an adapted encoder can
+    learn that what follows "Also," is secondary. This is where deeper rungs earn their keep.
+    """
+    first, second = rng.sample(intents, 2)
+    lead = _render(rng.choice(INTENTS[first]), pii, rng).rstrip(".?! ")
+    aside = rng.choice(INTENTS[second]).format(**pii.slots())
+    joiner = rng.choice([". Also, ", ". Also ", ", and also ", ". By the way, "])
+    return f"{lead}{joiner}{aside[0].lower()}{aside[1:]}", first
 
 
 def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tuple[str, InjectedPii]:
     """Return (CSV text, injected PII) for ``rows`` tickets; deterministic in ``seed``.
 
-    About 4% of rows are exact duplicates, 4% near duplicates, and a handful have an
-    empty message or no intent (curation must count and remove them).
+    About 4% of rows are exact duplicates, 4% near duplicates, a quarter carry two
+    requests (labelled by the first), and a handful have an empty message or no intent
+    (curation must count and remove them).
     """
     rng = random.Random(seed)
     pii = _PiiFactory(rng)
@@ -205,6 +246,8 @@ def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tu
         elif records and roll < 0.08:
             text, intent = rng.choice(records)
             records.append((_perturb(text, rng), intent))
+        elif roll < 0.33:
+            records.append(_compound(intents, pii, rng))
         else:
             intent = rng.choice(intents)
             records.append((_render(rng.choice(INTENTS[intent]), pii, rng), intent))

@@ -1,15 +1,17 @@
-"""The registered model: an MLflow pyfunc that loads a thaw model directory.
+"""Loading and running a thaw model directory, and the MLflow pyfunc around it.
 
-The directory holds the head (safetensors), the labels and ``model.json`` with the
-backbone reference (name, source, revision digest). The backbone itself is not copied
-into the registry: it is located offline at load time and its digest re-checked, so
-one base backbone serves every version built on it.
+A model directory holds ``model.json`` (rung, pooling, max length and the backbone
+reference: name, source, revision digest), ``labels.json``, ``head.safetensors`` and,
+for adapted rungs, either a PEFT ``adapter/`` or ``delta.safetensors`` (the backbone
+tensors the rung changed). The base backbone is never copied: it is located offline
+and its digest re-checked, so one base backbone serves every version built on it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import mlflow.pyfunc
 import numpy as np
@@ -19,6 +21,50 @@ from thaw.config import BackboneConfig
 from thaw.modeling import BackboneRef, configure_threads, embed_texts, load_encoder, locate_backbone, select_device, softmax_head
 
 MODEL_ARTIFACT = "thaw_model"
+
+
+class ThawPredictor:
+    """A loaded model directory: ``predict(texts)`` gives labels and confidences."""
+
+    def __init__(self, directory: Path) -> None:
+        from safetensors.numpy import load_file
+
+        self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+        self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+        head = load_file(str(directory / "head.safetensors"))
+        self.weight, self.bias = head["weight"], head["bias"]
+        ref = BackboneRef(**self.meta["backbone"])
+        configure_threads()
+        self.device = select_device()
+        self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device)
+        self.encoder = apply_adaptation(self.encoder, directory, self.device)
+        self.backbone_cfg = BackboneConfig(name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"])
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        features = embed_texts(list(texts), self.tokenizer, self.encoder, self.backbone_cfg, self.device)
+        return softmax_head(features, self.weight, self.bias)
+
+    def predict(self, texts: Sequence[str]) -> pd.DataFrame:
+        probs = self.probabilities(texts)
+        best = probs.argmax(1)
+        return pd.DataFrame({"label": [self.labels[i] for i in best], "confidence": probs[np.arange(len(best)), best].astype(float)})
+
+
+def apply_adaptation(encoder, directory: Path, device):
+    """The base encoder with the rung's adapter or changed tensors applied (eval mode)."""
+    if (directory / "adapter").is_dir():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(encoder, directory / "adapter").to(device).eval()
+    delta = directory / "delta.safetensors"
+    if delta.is_file():
+        from safetensors.torch import load_file
+
+        missing = set(load_file(str(delta))) - set(encoder.state_dict())
+        if missing:
+            raise ValueError(f"{delta}: tensors {sorted(missing)[:3]} do not exist in the base backbone")
+        encoder.load_state_dict(load_file(str(delta)), strict=False)
+    return encoder.eval()
 
 
 def _texts(model_input) -> list[str]:
@@ -36,22 +82,7 @@ class ThawTextClassifier(mlflow.pyfunc.PythonModel):
     """pyfunc: text in, ``label`` and ``confidence`` out."""
 
     def load_context(self, context) -> None:
-        from safetensors.numpy import load_file
-
-        directory = Path(context.artifacts[MODEL_ARTIFACT])
-        self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
-        self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
-        head = load_file(str(directory / "head.safetensors"))
-        self.weight, self.bias = head["weight"], head["bias"]
-        ref = BackboneRef(**self.meta["backbone"])
-        configure_threads()
-        self.device = select_device()
-        self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device)
-        self.backbone_cfg = BackboneConfig(name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"])
+        self.predictor = ThawPredictor(Path(context.artifacts[MODEL_ARTIFACT]))
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        texts = _texts(model_input)
-        features = embed_texts(texts, self.tokenizer, self.encoder, self.backbone_cfg, self.device)
-        probs = softmax_head(features, self.weight, self.bias)
-        best = probs.argmax(1)
-        return pd.DataFrame({"label": [self.labels[i] for i in best], "confidence": probs[np.arange(len(best)), best].astype(float)})
+        return self.predictor.predict(_texts(model_input))

@@ -1,0 +1,58 @@
+"""The adaptation ladder: frozen first, escalate only on evidence.
+
+Steps:
+ 1. scratch baseline (TF-IDF + logistic regression), the yardstick for negative transfer;
+ 2. frozen rung (cached features + logistic-regression head);
+ 3. after each rung the gate compares it with the best simpler rung (paired bootstrap on
+    validation) and either stops or trains the next configured rung (peft, partial, full);
+ 4. the simplest rung not significantly worse than the best is selected;
+ 5. the transfer note, ladder chart and learning curves are written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow
+
+from tasks.features import FeatureSet
+from tasks.ladder import train_adapted_rung, train_scratch_baseline
+from tasks.training import TrainedRung, train_frozen_rung
+from tasks.transfer import Selection, decide_escalation, select_final_rung, write_transfer_note
+from tasks.versioning import DatasetVersion
+from thaw.config import ThawConfig
+from thaw.gate import Decision
+
+
+@dataclass(frozen=True)
+class LadderResult:
+    """Every rung trained, the gate's decisions, the selection and its reports."""
+
+    scratch: TrainedRung
+    trained: list[TrainedRung]
+    decisions: list[Decision]
+    selection: Selection
+    reports: list[Path]
+
+    @property
+    def selected(self) -> TrainedRung:
+        return next(r for r in self.trained if r.rung == self.selection.rung)
+
+
+@flow(name="adaptation-ladder")
+def climb_ladder(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path) -> LadderResult:
+    """Train rungs in order while the gate says escalate; select and explain."""
+    started = time.monotonic()
+    scratch = train_scratch_baseline(curated, labels, cfg)
+    trained = [train_frozen_rung(features, curated, labels, cfg, run_dir)]
+    decisions = []
+    for next_rung in cfg.training.ladder.rungs[1:] + (None,):
+        decisions.append(decide_escalation(trained, curated, cfg, time.monotonic() - started))
+        if decisions[-1].action == "stop" or next_rung is None:
+            break
+        trained.append(train_adapted_rung(next_rung, curated, labels, trained[0].model_dir, cfg, run_dir))
+    selection = select_final_rung(trained, scratch, curated, cfg)
+    reports = write_transfer_note(selection, trained, scratch, decisions, cfg, run_dir)
+    return LadderResult(scratch, trained, decisions, selection, reports)

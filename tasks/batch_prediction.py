@@ -1,0 +1,51 @@
+"""Batch prediction with a registered model: ``thaw predict MODEL@ALIAS``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.ingest import ColumnMap, read_labelled_table
+from thaw.config import ThawConfig
+
+CHUNK_ROWS = 512
+
+
+def load_registered_model(cfg: ThawConfig, ref: str):
+    """The pyfunc of ``NAME@ALIAS`` or ``NAME/VERSION`` from the configured registry."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from tasks.lineage import resolve_version
+    from tasks.registry import tracking_uri
+
+    mv = resolve_version(cfg, ref)  # a clear error when it does not exist
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(tracking_uri(cfg))
+    return mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}"), mv
+
+
+def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_column: str, id_column: str | None) -> int:
+    """Write id, label, confidence for every row of ``source`` to ``target`` (CSV); returns rows.
+
+    The output appears only when complete (written to a partial file, then renamed).
+    """
+    frame = read_labelled_table(source, ColumnMap(text=text_column, label=None, id=id_column))
+    model, mv = load_registered_model(cfg, ref)
+    parts = []
+    show = sys.stderr.isatty()
+    for start in range(0, len(frame), CHUNK_ROWS):
+        chunk = frame.iloc[start:start + CHUNK_ROWS]
+        parts.append(model.predict(pd.DataFrame({"text": chunk["text"]})).set_index(chunk.index))
+        if show:
+            print(f"\rpredicted {min(start + CHUNK_ROWS, len(frame))}/{len(frame)}", end="", file=sys.stderr, flush=True)
+    if show:
+        print(file=sys.stderr)
+    out = pd.concat([frame[["id"]].rename(columns={"id": id_column or "row_id"}), pd.concat(parts)], axis=1)
+    out["model_version"] = str(mv.version)
+    tmp = target.with_name(target.name + ".partial")
+    out.to_csv(tmp, index=False)
+    tmp.replace(target)
+    return len(out)

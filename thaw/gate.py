@@ -1,0 +1,122 @@
+"""The escalation gate of the adaptation ladder: pure functions over numbers.
+
+``paired_comparison`` compares two rungs on the same validation examples with a paired
+bootstrap; ``escalation_decision`` says whether to climb after a rung; ``select_rung``
+picks the simplest rung not significantly worse than the best. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+LADDER_ORDER = ("frozen", "peft", "partial", "full")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """B minus A on the validation metric, its interval and a one-sided p-value (B > A)."""
+
+    a: str
+    b: str
+    delta: float
+    low: float
+    high: float
+    p_value: float
+
+    def b_better(self, alpha: float) -> bool:
+        return self.p_value < alpha and self.delta > 0
+
+
+@dataclass(frozen=True)
+class RungScore:
+    """A rung's validation metric and per-example predictions (for paired tests)."""
+
+    rung: str
+    metric: float
+    predictions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided after a rung, and why, with its numbers."""
+
+    after: str
+    action: Literal["escalate", "stop"]
+    reason: str
+    best: str
+    comparison: Comparison | None = None
+
+
+def _metric(y: np.ndarray, p: np.ndarray, metric: str, labels: Sequence[str]) -> float:
+    if metric == "accuracy":
+        return float((y == p).mean())
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, p, labels=list(labels), average="macro", zero_division=0))
+
+
+def paired_comparison(y_true: Sequence[str], a: RungScore, b: RungScore, metric: str,
+                      samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+    """Paired bootstrap over the same examples of metric(b) - metric(a).
+
+    The p-value is the share of resamples where b does not beat a (one-sided).
+    """
+    y, pa, pb = np.asarray(y_true), np.asarray(a.predictions), np.asarray(b.predictions)
+    labels = sorted(set(y))
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    deltas = np.empty(samples)
+    for i in range(samples):
+        idx = rng.integers(0, n, n)
+        deltas[i] = _metric(y[idx], pb[idx], metric, labels) - _metric(y[idx], pa[idx], metric, labels)
+    delta = _metric(y, pb, metric, labels) - _metric(y, pa, metric, labels)
+    low, high = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
+    p = float((np.sum(deltas <= 0) + 1) / (samples + 1))
+    return Comparison(a.rung, b.rung, float(delta), float(low), float(high), p)
+
+
+def escalation_decision(after: str, best: str, best_metric: float, comparison: Comparison | None,
+                        target: float, alpha: float, rungs_left: int, budget_left_s: float) -> Decision:
+    """Whether to climb after rung ``after``.
+
+    ``comparison`` is ``after`` against the best simpler rung (None for the first rung).
+    Stops when the best meets ``target``, when this escalation brought no significant
+    gain, or when no rung or time budget is left; otherwise escalates.
+    """
+    if comparison is not None and not comparison.b_better(alpha):
+        return Decision(after, "stop", f"no significant gain over {comparison.a} "
+                        f"(delta {comparison.delta:+.4f}, p={comparison.p_value:.3f} >= {alpha})", best, comparison)
+    gain = "" if comparison is None else f"; gain over {comparison.a} {comparison.delta:+.4f}, p={comparison.p_value:.3f}"
+    if best_metric >= target:
+        return Decision(after, "stop", f"{best} meets the target ({best_metric:.4f} >= {target}{gain})", best, comparison)
+    if rungs_left <= 0:
+        return Decision(after, "stop", "no rung left in the ladder", best, comparison)
+    if budget_left_s <= 0:
+        return Decision(after, "stop", "time budget spent", best, comparison)
+    return Decision(after, "escalate", f"{best} below the target ({best_metric:.4f} < {target}{gain})", best, comparison)
+
+
+def select_rung(scores: Sequence[RungScore], comparisons_to_best: dict[str, Comparison], alpha: float) -> tuple[str, str]:
+    """(selected rung, reason): the simplest rung not significantly worse than the best.
+
+    ``scores`` are in ladder order; ``comparisons_to_best[r]`` compares r (as a) with the
+    best (as b). The best is the highest metric.
+    """
+    best = max(scores, key=lambda s: s.metric)
+    for s in scores:
+        if s.rung == best.rung:
+            return best.rung, f"{best.rung} has the best validation metric ({best.metric:.4f})"
+        cmp = comparisons_to_best[s.rung]
+        if not cmp.b_better(alpha):
+            return s.rung, (f"{s.rung} is not significantly worse than the best, {best.rung} "
+                            f"(delta {cmp.delta:+.4f}, p={cmp.p_value:.3f}); simplest wins")
+    return best.rung, "best"
+
+
+def negative_transfer(scratch: RungScore, frozen: RungScore, comparison: Comparison, alpha: float) -> bool:
+    """True when the frozen rung is significantly worse than the scratch baseline
+    (``comparison`` is frozen as a, scratch as b)."""
+    return comparison.a == frozen.rung and comparison.b == scratch.rung and comparison.b_better(alpha)
