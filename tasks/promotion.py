@@ -1,6 +1,7 @@
 """Promotion: approve, reject, rollback, with an append-only ledger kept in the registry.
 
-The ledger lives in the registered model's own tags (``thaw.ledger.<seq>``, one JSON
+Every approval decision (promotion, refusal, rejection, rollback) is appended to the
+ledger. The ledger lives in the registered model's own tags (``thaw.ledger.<seq>``, one JSON
 entry each), so it travels with the registry and cannot be lost with a workstation.
 Changes of ``champion`` happen under a registry-side lock (a registered model named
 ``<model>.promotion-lock``, whose creation is atomic in MLflow's database), so two
@@ -163,7 +164,9 @@ def approve(cfg: ThawConfig, name: str, version: str, reason: str, force: bool =
             lineage_problems=tuple(verify_lineage(cfg, mv.tags)), force=force, force_reason=reason if force else "",
         )
         decision = promotion_decision(facts, cfg.training.ladder.alpha)
-        if not decision.promote:
+        if not decision.promote:  # refusals are part of the audit trail too
+            append_ledger(cfg, name, {"action": "refused", "version": version, "by": by, "via": via,
+                                      "reason": reason, "gate": list(decision.reasons)})
             raise UserError(f"{name} v{version} not promoted: " + "; ".join(decision.reasons))
         _record_on_version(client, name, version, "approved", by, reason, decision)
         client.set_registered_model_alias(name, CHAMPION, version)

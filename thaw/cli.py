@@ -202,7 +202,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     for e in ([] if args.json else entries):
         extra = f" (was v{e['previous_champion']})" if e.get("previous_champion") else ""
         forced = " FORCED" if e.get("forced") else ""
-        print(f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}")
+        why = f" [{'; '.join(e['gate'])}]" if e["action"] == "refused" else ""
+        print(f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}{why}")
     return 0
 
 
@@ -223,6 +224,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         args.id_column if args.id_column is not None else cfg.data.id_column)
     print(f"wrote {rows} predictions to {args.output}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``mlflow models serve`` on the registered pyfunc, on loopback by default."""
+    import subprocess
+
+    from tasks.lineage import resolve_version
+    from tasks.registry import tracking_uri
+
+    cfg = _config(args)
+    mv = resolve_version(cfg, args.model)
+    bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(cfg), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    print(f"serving {mv.name} v{mv.version} on http://{args.host}:{args.port}/invocations", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{mv.name}/{mv.version}",
+           "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(cmd, env=env)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -289,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-column")
     predict.add_argument("--id-column")
     predict.set_defaults(func=cmd_predict)
+    serve = sub.add_parser("serve", help="serve a registered model over HTTP (mlflow models serve)")
+    _add_common(serve)
+    serve.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
