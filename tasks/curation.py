@@ -156,7 +156,7 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
 
     Refuses (UserError) unreadable inputs; every row removed is counted by reason.
     """
-    from tasks.pii import build_analyzer, load_pii_secret, scrub_texts, ScrubStats
+    from tasks.pii import ScrubStats, build_analyzer, load_pii_secret, scrub_texts_parallel
 
     ledger = CurationLedger()
     frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in _read_inputs(cfg).items()}
@@ -164,7 +164,7 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     analyzer = build_analyzer(cfg.curation.pii)
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
-        frames[name] = frame.assign(text=list(scrub_texts(list(frame["text"]), analyzer, secret, cfg.curation.pii, stats)))
+        frames[name] = frame.assign(text=list(scrub_texts_parallel(list(frame["text"]), analyzer, secret, cfg.curation.pii, stats)))
     rows_per_s = stats.rows_seen / max(time.perf_counter() - started, 1e-9)
     if "validation" in frames and "test" in frames:
         splits = {s: frames[s] for s in SPLITS}

@@ -213,6 +213,58 @@ class ScrubStats:
     entities: Counter = field(default_factory=Counter)
     rows_changed: int = 0
     rows_seen: int = 0
+    ner_rows: int = 0
+
+
+NER_ENTITIES = {"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"}
+# Which recognizers can possibly match, by a cheap necessary condition: a text with no
+# run of 7+ digits cannot hold a valid phone number, one without '@' no email, and so on.
+_HINTS = {
+    "EMAIL_ADDRESS": re.compile(r"@"),
+    "URL": re.compile(r"\w\.\w"),
+    "IP_ADDRESS": re.compile(r"\d\.\d|::|[0-9a-fA-F]:[0-9a-fA-F]"),
+    "PHONE_NUMBER": re.compile(r"(?:\d[^\w]{0,3}){7}"),
+    "CREDIT_CARD": re.compile(r"(?:\d[\s-]?){12}"),
+    "IBAN_CODE": re.compile(r"(?i)[a-z]{2}\s?\d{2}"),
+    "US_SSN": re.compile(r"(?:\d[\s.-]?){9}"),
+    "ADDRESS": re.compile(r"\d\s+[A-Z]"),
+    "DATE_OF_BIRTH": re.compile(r"(?:19|20)\d\d"),
+}
+_CAPITALISED = re.compile(r"(?:(?<=[^.!?\s]\s)|(?<=,\s)|(?<=[-:]\s))([A-Z][a-z'-]+)|\b([A-Z][a-z'-]+)\s+[A-Z][a-z'-]+")
+
+
+class EntityPlanner:
+    """Per text: which entities' recognizers can match, and whether spaCy NER is worth running.
+
+    NER runs only on texts with a name-like token: a capitalised word that is not a
+    stop word, inside a sentence, or two capitalised words in a row anywhere. The small
+    spaCy model finds almost no person or place without one.
+    """
+
+    def __init__(self, cfg: PiiConfig, stop_words: set[str]) -> None:
+        self.entities = list(cfg.entities)
+        self.ner = [e for e in self.entities if e in NER_ENTITIES]
+        self.stop = {w.casefold() for w in stop_words} | {"hi", "hello", "hey", "thanks", "regards", "dear", "ok"}
+
+    def needs_ner(self, text: str) -> bool:
+        if not self.ner:
+            return False
+        for m in _CAPITALISED.finditer(text):
+            word = m.group(1) or m.group(2)
+            if word.casefold() not in self.stop or m.group(2):
+                return True
+        return False
+
+    def entities_for(self, text: str, ner: bool) -> list[str]:
+        out = [e for e in self.entities if e not in NER_ENTITIES and (e not in _HINTS or _HINTS[e].search(text))]
+        return out + (self.ner if ner else [])
+
+
+def _ner_docs(texts: Sequence[str], analyzer: "AnalyzerEngine", plan: list[bool], batch_size: int) -> Iterator:
+    """spaCy docs (tok2vec + ner only) for the planned texts, batched, in order."""
+    nlp = analyzer.nlp_engine.nlp["en"]
+    with nlp.select_pipes(enable=[p for p in ("tok2vec", "ner") if p in nlp.pipe_names]):
+        yield from nlp.pipe((t for t, p in zip(texts, plan) if p), batch_size=batch_size)
 
 
 def scrub_texts(
@@ -221,19 +273,61 @@ def scrub_texts(
 ) -> Iterator[str]:
     """Yield each text with its PII replaced by pseudonyms, in input order.
 
-    spaCy runs batched over all texts; the recognizers needed for ``cfg.entities`` run
-    on each text with the precomputed NLP artifacts.
+    spaCy NER runs batched, only on texts that can hold a name or place; each text runs
+    only the recognizers that can match it (see ``EntityPlanner``).
     """
-    entities = list(cfg.entities)
-    batches = analyzer.nlp_engine.process_batch(list(texts), language="en", batch_size=cfg.batch_size)
-    for text, artifacts in batches:
-        results = analyzer.analyze(
-            text=text, language="en", entities=entities, nlp_artifacts=artifacts,
-            score_threshold=cfg.score_threshold,
-        )
-        spans = choose_spans(Span(r.start, r.end, r.entity_type, r.score) for r in results)
+    engine = analyzer.nlp_engine
+    planner = EntityPlanner(cfg, set(engine.nlp["en"].Defaults.stop_words))
+    plan = [planner.needs_ner(t) for t in texts]
+    docs = _ner_docs(texts, analyzer, plan, cfg.batch_size)
+    for text, ner in zip(texts, plan):
+        entities = planner.entities_for(text, ner)
+        spans: list[Span] = []
+        if entities:
+            doc = next(docs) if ner else engine.nlp["en"].make_doc(text)
+            results = analyzer.analyze(text=text, language="en", entities=entities, score_threshold=cfg.score_threshold,
+                                       nlp_artifacts=engine._doc_to_nlp_artifact(doc, "en"))
+            spans = choose_spans(Span(r.start, r.end, r.entity_type, r.score) for r in results)
         if stats is not None:
             stats.rows_seen += 1
+            stats.ner_rows += ner
             stats.entities.update(s.entity for s in spans)
             stats.rows_changed += bool(spans)
         yield replace_spans(text, spans, secret) if spans else text
+
+
+_FORKED: dict[str, tuple] = {}
+
+
+def _scrub_chunk(texts: list[str]) -> tuple[list[str], ScrubStats]:
+    analyzer, secret, cfg = _FORKED["state"]
+    stats = ScrubStats()
+    return list(scrub_texts(texts, analyzer, secret, cfg, stats)), stats
+
+
+def scrub_texts_parallel(
+    texts: Sequence[str], analyzer: "AnalyzerEngine", secret: PiiSecret, cfg: PiiConfig, stats: ScrubStats,
+) -> Iterator[str]:
+    """``scrub_texts`` over several processes for large inputs, same output, same order.
+
+    Workers are forked after the analyzer is loaded, so they share it instead of each
+    loading spaCy and Presidio again; small inputs stay in this process.
+    """
+    import multiprocessing
+
+    workers = cfg.workers or os.cpu_count() or 1
+    if workers <= 1 or len(texts) < cfg.parallel_min_rows:
+        yield from scrub_texts(texts, analyzer, secret, cfg, stats)
+        return
+    _FORKED["state"] = (analyzer, secret, cfg)
+    chunks = [list(texts[i:i + cfg.chunk_rows]) for i in range(0, len(texts), cfg.chunk_rows)]
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for out, part in pool.imap(_scrub_chunk, chunks):
+                stats.rows_seen += part.rows_seen
+                stats.rows_changed += part.rows_changed
+                stats.ner_rows += part.ner_rows
+                stats.entities.update(part.entities)
+                yield from out
+    finally:
+        _FORKED.clear()

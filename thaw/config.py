@@ -63,6 +63,9 @@ class PiiConfig(_Frozen):
     secret_env: str = "THAW_PII_SECRET"
     secret_file: Path | None = None
     batch_size: int = Field(256, gt=0)
+    workers: int = Field(0, ge=0)  # 0: one per CPU core
+    parallel_min_rows: int = Field(5000, ge=1)
+    chunk_rows: int = Field(1000, ge=10)
 
 
 class DedupConfig(_Frozen):
