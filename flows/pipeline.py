@@ -42,7 +42,7 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
         raw = version_raw_data(cfg)
         curated = curate_dataset(cfg, run.run_dir)
         expectations = validate_curated_data(curated.files, cfg, run.run_dir)
-        versioned = version_curated_data(curated.files, cfg)
+        versioned = version_curated_data(curated.files, cfg, curated.metrics_path)
         log_datasets(run, cfg, raw, versioned)
         features = extract_frozen_features(versioned, cfg)
         ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
@@ -50,7 +50,7 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
         evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
         others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
         log_run_results(run, cfg, run_params(cfg, ladder.selected), ladder_metrics(ladder, evaluation, others),
-                        [curated.report_path, expectations.summary_path, expectations.data_docs_dir,
+                        [curated.report_path, curated.metrics_path, expectations.summary_path, expectations.data_docs_dir,
                          evaluation.report_path, evaluation.confusion_png, *ladder.reports])
         tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
         registered = register_model(run, cfg, ladder.selected.model_dir, tags)

@@ -13,6 +13,7 @@ Order (each step counted in the report):
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections import Counter, defaultdict
@@ -32,6 +33,8 @@ from tasks.dedup import (
 from tasks.ingest import ColumnMap, read_labelled_table
 from thaw.config import SplitConfig, ThawConfig
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "validation", "test")
 SAMPLES_PER_REASON = 5
 
@@ -45,6 +48,7 @@ class CuratedDataset:
     report_path: Path
     rows: dict[str, int]
     labels: tuple[str, ...]
+    metrics_path: Path
 
 
 @dataclass
@@ -127,20 +131,52 @@ def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig
     return out
 
 
-def write_splits(splits: dict[str, pd.DataFrame], directory: Path, columns: ColumnMap) -> dict[str, Path]:
-    """Write each split as CSV with the user's column names; all-or-nothing."""
+def read_curated_file(path: Path) -> pd.DataFrame:
+    """A curated split file (CSV or Parquet) as strings, exactly as written."""
+    if Path(path).suffix == ".parquet":
+        return pd.read_parquet(path).astype(str)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def write_splits(splits: dict[str, pd.DataFrame], directory: Path, columns: ColumnMap, fmt: str = "csv") -> dict[str, Path]:
+    """Write each split (CSV or Parquet) with the user's column names; all-or-nothing."""
     directory.mkdir(parents=True, exist_ok=True)
     rename = {"id": columns.id or "row_id", "text": columns.text, "label": columns.label or "label"}
     staged = {}
     for split, frame in splits.items():
-        tmp = directory / f".{split}.csv.partial"
-        frame.rename(columns=rename).to_csv(tmp, index=False, lineterminator="\n")
+        tmp = directory / f".{split}.{fmt}.partial"
+        out = frame.rename(columns=rename)
+        if fmt == "parquet":
+            out.to_parquet(tmp, index=False)
+        else:
+            out.to_csv(tmp, index=False, lineterminator="\n")
         staged[split] = tmp
     final = {}
     for split, tmp in staged.items():
-        final[split] = directory / f"{split}.csv"
+        final[split] = directory / f"{split}.{fmt}"
         tmp.replace(final[split])
     return final
+
+
+def publish_accounting(report: dict, run_dir: Path) -> Path:
+    """Flat per-stage counts as a metrics file (for ``dvc metrics diff``) and a Prefect table."""
+    metrics = {"rows": report["splits"], "pii_rows_changed": report["pii"]["rows_changed"],
+               "pii_entities": report["pii"]["entities"], "pii_rows_per_s": report["pii"]["rows_per_s"],
+               "removed": {}}
+    for stage in report["stages"]:
+        for reason, n in stage["removed"].items():
+            metrics["removed"][f"{stage['stage']}:{reason}"] = n
+    path = run_dir / "curation_metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
+    try:
+        from prefect.artifacts import create_table_artifact
+
+        table = [{"stage": s["stage"], "rows_in": s["rows_in"], "rows_out": s["rows_out"],
+                  "removed": ", ".join(f"{k}={v}" for k, v in s["removed"].items()) or "-"} for s in report["stages"]]
+        create_table_artifact(key="curation-accounting", table=table, description="Rows in/out and removals per curation stage")
+    except Exception as exc:  # outside a flow run there is nowhere to attach it; the file still exists
+        log.debug("no Prefect table artifact: %s", exc)
+    return path
 
 
 def _read_inputs(cfg: ThawConfig) -> dict[str, pd.DataFrame]:
@@ -177,12 +213,13 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     d = cfg.data
     columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
     directory = run_dir / "curated"  # staged here; versioning publishes it once validated
-    files = write_splits(splits, directory, columns)
+    files = write_splits(splits, directory, columns, cfg.data.output_format)
     report = build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg)
     report_path = run_dir / "curation_report.json"
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    metrics_path = publish_accounting(report, run_dir)
     labels = tuple(sorted(set().union(*(set(f["label"]) for f in splits.values()))))
-    return CuratedDataset(directory, files, report_path, {s: len(f) for s, f in splits.items()}, labels)
+    return CuratedDataset(directory, files, report_path, {s: len(f) for s, f in splits.items()}, labels, metrics_path)
 
 
 def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawConfig) -> dict:
@@ -198,7 +235,7 @@ def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawC
         "stages": ledger.stages,
         "pii": {
             "entities": dict(stats.entities), "rows_changed": stats.rows_changed, "rows_seen": stats.rows_seen,
-            "rows_per_s": round(rows_per_s, 1), "secret_source": secret.source.split(":")[0],
+            "rows_per_s": round(rows_per_s, 1), "ner_rows": stats.ner_rows, "secret_source": secret.source.split(":")[0],
             "secret_fingerprint": secret.fingerprint, "entity_types": list(cfg.curation.pii.entities),
         },
         "dedup": cfg.curation.dedup.model_dump(mode="json"),
@@ -206,3 +243,19 @@ def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawC
         "labels": dict(Counter(splits["train"]["label"])),
         "samples": {"removed": removed, "changed": changed},
     }
+
+
+@task(name="publish-curated")
+def publish_curated(curated: CuratedDataset, work: Path, output: Path) -> dict[str, Path]:
+    """Copy splits, report, metrics and Data Docs from ``work`` to ``output``."""
+    import shutil
+
+    output.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, path in [*curated.files.items(), ("report", curated.report_path), ("metrics", curated.metrics_path)]:
+        written[name] = output / path.name
+        shutil.copyfile(path, written[name])
+    if (work / "data_docs").is_dir():
+        shutil.copytree(work / "data_docs", output / "data_docs", dirs_exist_ok=True)
+        written["data_docs"] = output / "data_docs"
+    return written

@@ -167,7 +167,9 @@ def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path
 
     The summary JSON and the Data Docs are written under ``run_dir`` either way.
     """
-    frames = {s: pd.read_csv(p, dtype=str, keep_default_na=False) for s, p in files.items()}
+    from tasks.curation import read_curated_file
+
+    frames = {s: read_curated_file(p) for s, p in files.items()}
     d = cfg.data
     columns = (d.text_column, d.label_column or "label", d.id_column or "row_id")
     success, failures, docs_dir = validate_frames(frames, cfg, columns, run_dir)

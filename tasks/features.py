@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from prefect import task
 
+from tasks.curation import read_curated_file
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 from thaw.modeling import BackboneRef, configure_threads, embed_texts, load_encoder, resolve_backbone, select_device
@@ -78,7 +78,7 @@ def extract_frozen_features(curated: DatasetVersion, cfg: ThawConfig) -> Feature
             configure_threads()
             device = select_device()
             encoder = (*load_encoder(directory, device), device)
-        texts = pd.read_csv(cfg.root / tracked.path, dtype=str, keep_default_na=False)[cfg.data.text_column].tolist()
+        texts = read_curated_file(cfg.root / tracked.path)[cfg.data.text_column].tolist()
         matrix = embed_texts(texts, encoder[0], encoder[1], cfg.backbone, encoder[2], _Progress(len(texts), f"features {split}"))
         _save_atomically(paths[split], matrix)
     log.info("frozen features: %s", ", ".join(f"{s} {'cached' if h else 'computed'}" for s, h in sorted(hits.items())))

@@ -36,7 +36,9 @@ class TrainedRung:
 
 def read_split(curated: DatasetVersion, split: str, cfg: ThawConfig) -> pd.DataFrame:
     """A curated split as a frame with the user's column names."""
-    return pd.read_csv(cfg.root / curated.files[split].path, dtype=str, keep_default_na=False)
+    from tasks.curation import read_curated_file
+
+    return read_curated_file(cfg.root / curated.files[split].path)
 
 
 def fit_logistic_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,

@@ -118,12 +118,22 @@ def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
     return DatasetVersion(f"{RAW_DIR}.dvc", md5, files, remote_url(cfg))
 
 
+def register_metrics_file(root: Path, relpath: str) -> None:
+    """List ``relpath`` under ``metrics:`` in the workspace's dvc.yaml (for ``dvc metrics diff``)."""
+    path = root / "dvc.yaml"
+    doc = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    metrics = doc.setdefault("metrics", [])
+    if relpath not in metrics:
+        metrics.append(relpath)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
 @task(name="version-curated-data", retries=2, retry_delay_seconds=[2, 10])
-def version_curated_data(staged: dict[str, Path], cfg: ThawConfig) -> DatasetVersion:
+def version_curated_data(staged: dict[str, Path], cfg: ThawConfig, metrics: Path | None = None) -> DatasetVersion:
     """Move validated curated splits into ``datasets/<model>/``, ``dvc add`` and push.
 
     Each split gets its own ``.dvc`` file, so each has a plain md5 an auditor can check
-    with ``md5sum``.
+    with ``md5sum``. The accounting metrics file sits beside them, listed in dvc.yaml.
     """
     ensure_dvc_repo(cfg)
     root = cfg.root
@@ -133,6 +143,9 @@ def version_curated_data(staged: dict[str, Path], cfg: ThawConfig) -> DatasetVer
     for split, path in staged.items():
         placed[split] = target_dir / path.name
         shutil.copyfile(path, placed[split])
+    if metrics is not None and metrics.is_file():  # small, git-tracked: dvc metrics diff compares versions
+        shutil.copyfile(metrics, target_dir / metrics.name)
+        register_metrics_file(root, str((target_dir / metrics.name).relative_to(root)))
     rel = [str(p.relative_to(root)) for p in placed.values()]
     run_dvc(root, "add", *rel)
     _push(cfg, *(f"{r}.dvc" for r in rel))

@@ -58,8 +58,7 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
                      ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
     from flows.pipeline import thaw_pipeline
 
-    for name in ("prefect.task_runs", "prefect.flow_runs"):
-        logging.getLogger(name).addFilter(_DropUserErrorTracebacks())
+    _quiet_user_errors()
 
     summary_path = thaw_pipeline(cfg)
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
@@ -79,6 +78,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = _run_pipeline(cfg, args.summary_json)
     _print_outcome(cfg, summary, None)
     return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from tasks.ingest import ColumnMap, preflight_inputs
+
+    cfg = _config(args, {
+        "data.train": args.input, "data.validation": args.validation, "data.test": args.test,
+        "data.text_column": args.text_column, "data.label_column": args.label_column,
+        "data.id_column": args.id_column, "data.output_format": args.format,
+    })
+    d = cfg.data
+    preflight_inputs({"input": d.train, "validation": d.validation, "test": d.test},
+                     ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
+    from flows.curation import curation_flow
+
+    _quiet_user_errors()
+    written = curation_flow(cfg, Path(args.output))
+    report = json.loads(Path(written["report"]).read_text(encoding="utf-8"))
+    print(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
+    for stage in report["stages"]:
+        if stage["removed"]:
+            print(f"  {stage['stage']:<32} removed " + ", ".join(f"{k}={v}" for k, v in stage["removed"].items()))
+    print(f"  PII: {report['pii']['rows_changed']} rows changed at {report['pii']['rows_per_s']:.0f} rows/s; "
+          f"report {written['report']}")
+    return 0
+
+
+def _quiet_user_errors() -> None:
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_DropUserErrorTracebacks())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -265,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name")
     run.add_argument("--summary-json", help="write the machine-readable run summary here")
     run.set_defaults(func=cmd_run)
+    curate = sub.add_parser("curate", help="curation alone: scrub, deduplicate, split, validate, account")
+    _add_common(curate)
+    curate.add_argument("--input", required=True, help="labelled file (CSV, TSV, JSONL or Parquet)")
+    curate.add_argument("--validation", help="your own validation file (deduplicated against, never re-split)")
+    curate.add_argument("--test", help="your own test file (deduplicated against, never re-split)")
+    curate.add_argument("--text-column")
+    curate.add_argument("--label-column")
+    curate.add_argument("--id-column")
+    curate.add_argument("--format", choices=("csv", "parquet"))
+    curate.add_argument("--output", required=True, help="directory for the split files and the report")
+    curate.set_defaults(func=cmd_curate)
     models = sub.add_parser("models", help="registered models, versions and aliases")
     _add_common(models)
     models.add_argument("--json", action="store_true")

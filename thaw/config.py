@@ -48,6 +48,7 @@ class DataConfig(_Frozen):
     id_column: str | None = None
     max_text_chars: int = Field(2000, gt=0)
     long_text_policy: Literal["truncate", "reject"] = "truncate"
+    output_format: Literal["csv", "parquet"] = "csv"
 
 
 class SplitConfig(_Frozen):

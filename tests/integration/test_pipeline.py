@@ -43,7 +43,7 @@ def _files_under(*roots: Path):
                 yield path
 
 
-def test_pipeline_registers_a_traceable_challenger_without_pii(workspace, tiny_encoder, fixture_data, prefect_harness):
+def test_pipeline_registers_a_traceable_challenger_without_pii(workspace, tiny_encoder, fixture_data, prefect_harness, capfd, caplog):
     from flows.pipeline import thaw_pipeline
     from tasks.registry import client_for
 
@@ -67,10 +67,16 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(workspace, tiny_e
     # No injected PII value anywhere in the curated data, the state dir or the artifact store.
     values = [v for vals in injected.values.values() for v in vals]
     assert len(values) > 50
+    curated_cache = [workspace / ".dvc" / "cache" / "files" / "md5" / m[:2] / m[2:]
+                     for m in (mv.tags[f"thaw.curated.{s}.md5"] for s in ("train", "validation", "test"))]
+    assert all(p.is_file() for p in curated_cache)
     leaks = []
-    for path in _files_under(workspace / "datasets", cfg.state_path):
+    for path in [*_files_under(workspace / "datasets", cfg.state_path), *curated_cache]:
         blob = path.read_bytes()
         leaks += [(str(path), v) for v in values if v.encode() in blob]
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    leaks += [("logs", v) for v in values if v in logs]
     assert leaks == []
     assert summary["curation"]["pii"]["rows_changed"] > 0
     import pandas as pd

@@ -1,0 +1,27 @@
+"""Curation alone, as a data-preparation job (``thaw curate``).
+
+Steps:
+ 1. curate: clean, exact/near dedup across splits, PII scrubbing, split, accounting;
+ 2. validate the curated splits with Great Expectations (a failure stops here);
+ 3. publish the split files, the report, the metrics and the Data Docs to the output directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from tasks.curation import curate_dataset, publish_curated
+from tasks.expectations import validate_curated_data
+from thaw.config import ThawConfig
+
+
+@flow(name="thaw-curate", log_prints=True)
+def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
+    """Curate and validate ``cfg``'s inputs into ``output``; return the written files."""
+    work = cfg.state_path / "curate" / output.resolve().name
+    work.mkdir(parents=True, exist_ok=True)
+    curated = curate_dataset(cfg, work)
+    validate_curated_data(curated.files, cfg, work)
+    return publish_curated(curated, work, output)
