@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,15 +34,24 @@ def matmul_peak_gflops(n: int = 2048) -> float:
     return 2 * n ** 3 / seconds / 1e9
 
 
+_EPILOGUE = """
+import json as _json, resource as _res
+print(_json.dumps({"self_kb": _res.getrusage(_res.RUSAGE_SELF).ru_maxrss,
+                   "children_kb": _res.getrusage(_res.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
 def run_child(code: str, timeout: int = 7200) -> tuple[dict, float]:
-    """Run python ``code`` in a child; return (its last-line JSON, its peak RSS in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    """Run python ``code`` in a child; return (its result JSON line, its peak RSS in MB).
+
+    The peak is the larger of the child's own and that of any process it waited for.
+    """
+    proc = subprocess.run([sys.executable, "-c", code + _EPILOGUE], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result, max(peak_kb, before) / 1024
+    lines = proc.stdout.strip().splitlines()
+    usage = json.loads(lines[-1])
+    return json.loads(lines[-2]), max(usage["self_kb"], usage["children_kb"]) / 1024
 
 
 def row(name: str, value: str, goal: str = "") -> None:

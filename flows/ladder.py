@@ -35,6 +35,7 @@ class LadderResult:
     decisions: list[Decision]
     selection: Selection
     reports: list[Path]
+    seconds: float
 
     @property
     def selected(self) -> TrainedRung:
@@ -55,4 +56,4 @@ def climb_ladder(features: FeatureSet, curated: DatasetVersion, labels: tuple[st
         trained.append(train_adapted_rung(next_rung, curated, labels, trained[0].model_dir, cfg, run_dir))
     selection = select_final_rung(trained, scratch, curated, cfg)
     reports = write_transfer_note(selection, trained, scratch, decisions, cfg, run_dir)
-    return LadderResult(scratch, trained, decisions, selection, reports)
+    return LadderResult(scratch, trained, decisions, selection, reports, time.monotonic() - started)

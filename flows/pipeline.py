@@ -10,8 +10,9 @@ Steps:
  7. climb the adaptation ladder (``flows.ladder``): scratch baseline, frozen rung, and
     deeper rungs only while the gate finds a significant gain;
  8. evaluate the selected model on the test split, once;
- 9. register it in the MLflow registry as ``challenger`` with its lineage;
-10. write the run summary and close the run (FAILED, with its reports, on any error).
+ 9. register it in the MLflow registry as ``challenger`` with its lineage and model card;
+10. write the run summary and close the run (FAILED, with its reports, on any error);
+11. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.ladder import climb_ladder
+from tasks.approval_form import wait_for_approval
 from tasks.curation import curate_dataset
 from tasks.evaluation import evaluate_on_test
 from tasks.expectations import validate_curated_data
 from tasks.features import extract_frozen_features
 from tasks.lineage import model_version_tags, run_params
+from tasks.model_card import publish_model_card
 from tasks.prediction import predict_test_split, report_unselected_rungs
 from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run, register_model
 from tasks.reporting import ladder_metrics, reports_in, write_run_summary
@@ -54,10 +57,13 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
                          evaluation.report_path, evaluation.confusion_png, *ladder.reports])
         tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
         registered = register_model(run, cfg, ladder.selected.model_dir, tags)
+        publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
         summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
     except BaseException:
         close_tracking_run(run, cfg, "FAILED", reports_in(run.run_dir))
         raise
     close_tracking_run(run, cfg, "FINISHED", [summary])
+    if cfg.promotion.wait_for_approval:
+        wait_for_approval(cfg, registered)
     return summary
 

@@ -110,4 +110,16 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
                      "revision": tags.get("thaw.backbone.revision")},
         "rung": tags.get("thaw.rung"),
         "test": {"accuracy": tags.get("thaw.test_accuracy"), "macro_f1": tags.get("thaw.test_macro_f1")},
+        "transfer": {k.removeprefix("thaw.transfer."): v for k, v in tags.items() if k.startswith("thaw.transfer.")},
+        "approval": {k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
+                     for k, v in tags.items() if k.startswith("thaw.approval")},
+        "reports": {name: f"{run.info.artifact_uri}/{name}" for name in _report_names(client, mv.run_id)},
     }
+
+
+def _report_names(client, run_id: str) -> list[str]:
+    """The run's report artifacts an auditor opens (curation, transfer note, card, docs)."""
+    wanted = ("curation_report.json", "curation_metrics.json", "expectations.json", "transfer_note.md",
+              "transfer_note.json", "test_report.json", "confusion_matrix.png", "ladder_chart.png", "data_docs")
+    names = {a.path for a in client.list_artifacts(run_id)}
+    return sorted(n for n in names if n in wanted or n.startswith("model_card_"))

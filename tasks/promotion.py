@@ -146,14 +146,15 @@ def _record_on_version(client, name: str, version: str, state: str, by: str, rea
         client.set_model_version_tag(name, version, k, v)
 
 
-def approve(cfg: ThawConfig, name: str, version: str, reason: str, force: bool = False, via: str = "cli") -> PromotionDecision:
+def approve(cfg: ThawConfig, name: str, version: str, reason: str, force: bool = False, via: str = "cli",
+            approver: str | None = None) -> PromotionDecision:
     """Approve ``version`` and, if the gate allows, make it champion (recorded either way)."""
     from tasks.restore import verify_lineage
 
     if not reason.strip():
         raise UserError("an approval needs --reason")
     client = client_for(cfg)
-    by = approver_identity(cfg)
+    by = approver or approver_identity(cfg)
     with promotion_lock(cfg, name):
         mv = _version(client, name, version)
         champion = _alias_version(client, name, CHAMPION)
@@ -178,12 +179,12 @@ def approve(cfg: ThawConfig, name: str, version: str, reason: str, force: bool =
     return decision
 
 
-def reject(cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli") -> None:
+def reject(cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli", approver: str | None = None) -> None:
     """Record a rejection; the version loses ``challenger`` and can no longer be promoted."""
     if not reason.strip():
         raise UserError("a rejection needs --reason")
     client = client_for(cfg)
-    by = approver_identity(cfg)
+    by = approver or approver_identity(cfg)
     with promotion_lock(cfg, name):
         _version(client, name, version)
         if _alias_version(client, name, CHAMPION) == version:

@@ -187,6 +187,12 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     print(f"  git commit     {info['git_commit']}")
     print(f"  config digest  {info['config_digest']}")
     print(f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) rev {str(info['backbone']['revision'])[:16]}")
+    print(f"  rung           {info['rung']} ({info['transfer'].get('method', '-')}): {info['transfer'].get('reason', '-')}")
+    approval = info["approval"]
+    if approval.get("by"):
+        print(f"  approval       {approval['state']} by {approval['by']} at {approval.get('at')}: {approval.get('reason')}")
+    for name, uri in info["reports"].items():
+        print(f"  report         {uri}")
     return 0
 
 

@@ -195,6 +195,13 @@ class VersioningConfig(_Frozen):
     curated_dir: Path = Path("datasets")
 
 
+class PromotionConfig(_Frozen):
+    """How a challenger becomes champion."""
+
+    wait_for_approval: bool = False  # on a Prefect server: pause the run for a typed approval form
+    approval_timeout_minutes: float = Field(60.0, gt=0)
+
+
 class ThawConfig(_Frozen):
     model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workspace: Path = Path(".")
@@ -206,6 +213,7 @@ class ThawConfig(_Frozen):
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
     versioning: VersioningConfig = VersioningConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "ThawConfig":

@@ -1,0 +1,44 @@
+"""The frozen rung on unchanged data: first run vs re-run (features come from the cache)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import row
+
+
+def run() -> dict:
+    import pandas as pd
+
+    from tasks.features import extract_frozen_features
+    from tasks.ingest import file_md5
+    from tasks.training import train_frozen_rung
+    from tasks.versioning import DatasetVersion, TrackedFile
+    from thaw.config import ThawConfig
+    from thaw.demo_data import generate_support_tickets
+
+    ws = Path(tempfile.mkdtemp(prefix="thaw-cache-"))
+    subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
+    frame = pd.read_csv(__import__("io").StringIO(generate_support_tickets(3200)[0]), dtype=str, keep_default_na=False)
+    frame = frame[(frame["message"] != "") & (frame["intent"] != "")].drop_duplicates("message")
+    files = {}
+    for split, part in (("train", frame.iloc[:2200]), ("validation", frame.iloc[2200:2600]), ("test", frame.iloc[2600:])):
+        path = ws / f"{split}.csv"
+        part.to_csv(path, index=False)
+        files[split] = TrackedFile(path.name, file_md5(path), path.stat().st_size)
+    curated = DatasetVersion(".", "bench", files, "none")
+    cfg = ThawConfig.model_validate({"workspace": str(ws), "data": {"text_column": "message", "label_column": "intent"}})
+    labels = tuple(sorted(frame["intent"].unique()))
+    times = []
+    for attempt in range(2):
+        start = time.perf_counter()
+        features = extract_frozen_features.fn(curated, cfg)
+        train_frozen_rung.fn(features, curated, labels, cfg, ws / f"run{attempt}")
+        times.append(time.perf_counter() - start)
+    print(f"Frozen rung on unchanged data ({len(frame):,} demo rows)")
+    row("first run / re-run (cached features)", f"{times[0]:.1f} s / {times[1]:.2f} s")
+    row("speed-up", f"{times[0] / times[1]:.0f}x", "goal >= 20x")
+    return {"first_s": times[0], "rerun_s": times[1], "speedup": times[0] / times[1]}

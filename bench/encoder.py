@@ -1,0 +1,119 @@
+"""Encoder throughput against this machine's own fp32 matmul peak (measured in the same run):
+feature extraction, one full fine-tuning step, and LoRA vs full fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+from bench.common import matmul_peak_gflops, median_seconds, row, run_child
+
+
+def non_embedding_parameters(model) -> int:
+    emb = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
+    return sum(p.numel() for p in model.parameters()) - emb
+
+
+def _texts(n: int) -> list[str]:
+    from thaw.demo_data import generate_support_tickets
+
+    return [r["message"] for r in csv.DictReader(io.StringIO(generate_support_tickets(n, seed=5)[0])) if r["message"]]
+
+
+def feature_extraction(peak: float, texts: list[str]) -> dict:
+    import torch
+
+    from thaw.config import BackboneConfig
+    from thaw.modeling import embed_texts, load_encoder, resolve_backbone
+
+    cfg = BackboneConfig()
+    _, directory = resolve_backbone(cfg)
+    tokenizer, model = load_encoder(directory, torch.device("cpu"))
+    tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"])
+    flops_per_token = 2 * non_embedding_parameters(model)
+    results = {}
+    for batch in (32, 64, 128, 256):
+        bcfg = BackboneConfig(batch_size=batch)
+        seconds = median_seconds(lambda: embed_texts(texts, tokenizer, model, bcfg, torch.device("cpu")), repeats=3, warmup=1)
+        results[batch] = (len(texts) / seconds, tokens / seconds, tokens * flops_per_token / seconds / 1e9)
+    best = max(results, key=lambda b: results[b][2])
+    sent_s, tok_s, gflops = results[best]
+    print(f"Feature extraction (all-MiniLM-L6-v2, {len(texts):,} demo messages, length-sorted batches)")
+    for batch, (s, t, g) in results.items():
+        row(f"batch {batch}: sentences/s, tokens/s, GFLOP/s", f"{s:,.0f}, {t:,.0f}, {g:.0f}")
+    row("fraction of fp32 matmul peak (best batch)", f"{gflops / peak:.0%}", "goal >= 60%")
+    return {"sentences_per_s": sent_s, "tokens_per_s": tok_s, "gflops": gflops, "fraction_of_peak": gflops / peak, "batch": best}
+
+
+def full_finetune_step(peak: float, texts: list[str], batch_size: int = 32) -> dict:
+    import torch
+
+    from thaw.adaptation import apply_surface, build_classifier, parameter_groups
+    from thaw.config import BackboneConfig, LadderConfig
+    from thaw.modeling import load_encoder, resolve_backbone
+
+    _, directory = resolve_backbone(BackboneConfig())
+    tokenizer, encoder = load_encoder(directory, torch.device("cpu"))
+    model = build_classifier(encoder, 10, "mean")
+    apply_surface(model, "full", LadderConfig())
+    opt = torch.optim.AdamW(parameter_groups(model, 5e-5, 1e-3, 1.0, 0.01))
+    batch = tokenizer(sorted(texts[:batch_size], key=len), padding=True, truncation=True, max_length=128, return_tensors="pt")
+    labels = torch.zeros(batch_size, dtype=torch.long)
+    model.train()
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(**batch), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    seconds = median_seconds(step, repeats=5, warmup=2)
+    tokens = int(batch["attention_mask"].sum())
+    gflops = 6 * non_embedding_parameters(encoder) * tokens / seconds / 1e9
+    print(f"One full fine-tuning step (batch {batch_size}, {tokens} real tokens)")
+    row("achieved GFLOP/s, fraction of peak", f"{gflops:.0f}, {gflops / peak:.0%}", "goal >= 40%")
+    return {"gflops": gflops, "fraction_of_peak": gflops / peak}
+
+
+LORA_VS_FULL = """
+import json, time, resource, torch
+from thaw.adaptation import apply_surface, build_classifier, parameter_groups
+from thaw.config import BackboneConfig, LadderConfig
+from thaw.modeling import load_encoder, resolve_backbone, configure_threads
+from bench.encoder import _texts
+configure_threads()
+texts = _texts(600)
+_, d = resolve_backbone(BackboneConfig())
+tok, enc = load_encoder(d, torch.device("cpu"))
+model = build_classifier(enc, 10, "mean")
+surface = apply_surface(model, {rung!r}, LadderConfig())
+opt = torch.optim.AdamW(parameter_groups(model, 1e-4, 1e-3, 1.0, 0.01))
+model.train()
+batches = [tok(sorted(texts[i:i+32], key=len), padding=True, truncation=True, max_length=128, return_tensors="pt") for i in range(0, 512, 32)]
+def epoch():
+    for b in batches:
+        loss = torch.nn.functional.cross_entropy(model(**b), torch.zeros(b["input_ids"].shape[0], dtype=torch.long))
+        opt.zero_grad(); loss.backward(); opt.step()
+epoch()
+start = time.perf_counter(); epoch(); seconds = time.perf_counter() - start
+print(json.dumps({{"examples_per_s": 512 / seconds, "fraction": surface.fraction}}))
+"""
+
+
+def lora_vs_full() -> dict:
+    out = {}
+    print("LoRA vs full fine-tuning (MiniLM, batch 32, 512 examples per epoch, separate processes)")
+    for rung, label in (("peft", "LoRA r=8 on query,value"), ("full", "full fine-tuning")):
+        result, peak_mb = run_child(LORA_VS_FULL.format(rung=rung))
+        out[rung] = {**result, "peak_rss_mb": peak_mb}
+        row(f"{label}: examples/s, peak RSS, trainable share", f"{result['examples_per_s']:.0f}, {peak_mb:,.0f} MB, {result['fraction']:.2%}")
+    return out
+
+
+def run() -> dict:
+    peak = matmul_peak_gflops()
+    print(f"fp32 matmul peak on this machine (2048^3, warm median): {peak:.0f} GFLOP/s")
+    texts = _texts(2000)
+    return {"peak_gflops": peak, "features": feature_extraction(peak, texts), "finetune_step": full_finetune_step(peak, texts),
+            "lora_vs_full": lora_vs_full()}

@@ -1,0 +1,84 @@
+"""Human approval through a paused Prefect flow run (typed input), and its timeout."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_pipeline import _config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def approval_cfg(workspace, tiny_encoder):
+    from thaw.demo_data import generate_support_tickets
+
+    path = workspace / "data" / "tickets.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(generate_support_tickets(rows=400, seed=9)[0], encoding="utf-8")
+
+    def make(timeout_minutes: float):
+        base = _config(workspace, tiny_encoder, path)
+        return base.model_copy(update={"promotion": base.promotion.model_copy(
+            update={"wait_for_approval": True, "approval_timeout_minutes": timeout_minutes})})
+    return make
+
+
+def _paused_run_id(deadline_s: float = 240) -> str:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            if runs:
+                return str(runs[0].id)
+            time.sleep(1)
+    raise TimeoutError("the flow run never paused for approval")
+
+
+def test_approval_form_in_a_paused_run_promotes_and_records(approval_cfg, prefect_harness):
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.pipeline import thaw_pipeline
+    from tasks.promotion import read_ledger
+    from tasks.registry import client_for
+
+    cfg = approval_cfg(10)
+    errors = []
+    runner = threading.Thread(target=lambda: _run(thaw_pipeline, cfg, errors))
+    runner.start()
+    run_id = _paused_run_id()
+    resume_flow_run(run_id, run_input={"approve": True, "reason": "checked the transfer note", "approver": "ana"})
+    runner.join(timeout=300)
+    assert not runner.is_alive() and errors == []
+    client = client_for(cfg)
+    assert str(client.get_model_version_by_alias("tickets", "champion").version) == "1"
+    entry = read_ledger(cfg, "tickets")[-1]
+    assert (entry["action"], entry["by"], entry["via"]) == ("promote", "ana", "prefect")
+    assert client.get_model_version("tickets", "1").tags["thaw.approval.by"] == "ana"
+
+
+def test_without_an_answer_the_candidate_stays_challenger(approval_cfg, prefect_harness):
+    from flows.pipeline import thaw_pipeline
+    from tasks.registry import client_for
+
+    cfg = approval_cfg(0.1)
+    thaw_pipeline(cfg)
+    client = client_for(cfg)
+    assert str(client.get_model_version_by_alias("tickets", "challenger").version) == "1"
+    assert client.get_model_version("tickets", "1").tags["thaw.approval"] == "pending"
+
+
+def _run(fn, cfg, errors: list) -> None:
+    try:
+        fn(cfg)
+    except BaseException as exc:  # surfaced by the assertion in the test
+        errors.append(repr(exc))
