@@ -49,6 +49,7 @@ class CuratedDataset:
     rows: dict[str, int]
     labels: tuple[str, ...]
     metrics_path: Path
+    cache_hit: bool = False
 
 
 @dataclass
@@ -186,17 +187,27 @@ def _read_inputs(cfg: ThawConfig) -> dict[str, pd.DataFrame]:
     return {name: read_labelled_table(path, columns) for name, path in given.items() if path is not None}
 
 
-@task(name="curate-dataset")
-def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
-    """Curate the configured inputs into train/validation/test files and a report.
+def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
+    """Content key of a curation: input bytes, the settings that shape the output, the
+    pseudonymisation key's fingerprint and thaw's version."""
+    import hashlib
 
-    Refuses (UserError) unreadable inputs; every row removed is counted by reason.
-    """
-    from tasks.pii import ScrubStats, build_analyzer, load_pii_secret, scrub_texts_parallel
+    import thaw
+    from tasks.ingest import file_md5
+
+    inputs = {name: file_md5(Path(p)) for name, p in (("train", cfg.data.train), ("validation", cfg.data.validation),
+                                                    ("test", cfg.data.test)) if p is not None}
+    settings = {"data": cfg.data.model_dump(mode="json", exclude={"train", "validation", "test"}),
+                "split": cfg.split.model_dump(mode="json"), "curation": cfg.curation.model_dump(mode="json")}
+    blob = json.dumps({"inputs": inputs, "settings": settings, "secret": secret_fingerprint, "thaw": thaw.__version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _curate(cfg: ThawConfig, run_dir: Path, secret) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
+    from tasks.pii import ScrubStats, build_analyzer, scrub_texts_parallel
 
     ledger = CurationLedger()
     frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in _read_inputs(cfg).items()}
-    secret = load_pii_secret(cfg.curation.pii)
     analyzer = build_analyzer(cfg.curation.pii)
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
@@ -212,14 +223,47 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     splits = drop_cross_split_duplicates(splits, cfg, ledger)
     d = cfg.data
     columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
-    directory = run_dir / "curated"  # staged here; versioning publishes it once validated
-    files = write_splits(splits, directory, columns, cfg.data.output_format)
+    files = write_splits(splits, run_dir / "curated", columns, cfg.data.output_format)
     report = build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg)
     report_path = run_dir / "curation_report.json"
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
-    metrics_path = publish_accounting(report, run_dir)
     labels = tuple(sorted(set().union(*(set(f["label"]) for f in splits.values()))))
-    return CuratedDataset(directory, files, report_path, {s: len(f) for s, f in splits.items()}, labels, metrics_path)
+    return files, report_path, publish_accounting(report, run_dir), {s: len(f) for s, f in splits.items()}, labels
+
+
+@task(name="curate-dataset")
+def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
+    """Curate the configured inputs into train/validation/test files and a report.
+
+    Content-addressed: unchanged inputs, settings and PII key reuse the cached result
+    (and say so). Refuses (UserError) unreadable inputs; every row removed is counted.
+    """
+    import shutil
+
+    from tasks.pii import load_pii_secret
+
+    secret = load_pii_secret(cfg.curation.pii)
+    cache = cfg.state_path / "cache" / "curation" / curation_cache_key(cfg, secret.fingerprint)
+    if (cache / "done.json").is_file():
+        log.info("curation cache hit (%s): inputs, settings and PII key unchanged, curation skipped", cache.name)
+        shutil.copytree(cache, run_dir, dirs_exist_ok=True)
+        meta = json.loads((cache / "done.json").read_text(encoding="utf-8"))
+        files = {s: run_dir / "curated" / name for s, name in meta["files"].items()}
+        return CuratedDataset(run_dir / "curated", files, run_dir / "curation_report.json", meta["rows"],
+                              tuple(meta["labels"]), run_dir / "curation_metrics.json", cache_hit=True)
+    files, report_path, metrics_path, rows, labels = _curate(cfg, run_dir, secret)
+    staging = cache.with_name(cache.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "curated").mkdir(parents=True)
+    for path in files.values():
+        shutil.copyfile(path, staging / "curated" / path.name)
+    for path in (report_path, metrics_path):
+        shutil.copyfile(path, staging / path.name)
+    (staging / "done.json").write_text(json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows,
+                                                   "labels": list(labels)}), encoding="utf-8")
+    shutil.rmtree(cache, ignore_errors=True)
+    staging.replace(cache)
+    return CuratedDataset(run_dir / "curated", files, report_path, rows, labels, metrics_path)
 
 
 def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawConfig) -> dict:

@@ -41,6 +41,8 @@ def write_run_summary(
                  "decisions": [{"after": d.after, "action": d.action, "reason": d.reason, "best": d.best} for d in ladder.decisions],
                  "selection_reason": ladder.selection.reason, "negative_transfer": ladder.selection.negative_transfer,
                  "ladder_seconds": round(ladder.seconds, 1)},
+        "caches": {"curation_hit": curated.cache_hit,
+                   "frozen_features_hit": ladder.trained[0].details.get("cache_hits", {})},
         "selected_rung": ladder.selection.rung,
         "test": {"rung": ladder.selection.rung, "metrics": evaluation.metrics, "used_for_selection": False,
                  "note": "the test split is scored once, by the selected model; other rungs' test numbers are informational"},

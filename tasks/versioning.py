@@ -80,6 +80,17 @@ def read_dvc_file(path: Path) -> tuple[str, int]:
     return out["md5"], int(out.get("size", 0))
 
 
+def dvc_directory_md5(directory: Path) -> str:
+    """The md5 DVC 3 records for a directory: md5 of its sorted (relpath, md5) listing + '.dir'."""
+    import hashlib
+    import json
+
+    listing = [{"md5": file_md5(p), "relpath": p.relative_to(directory).as_posix()}
+               for p in sorted(directory.rglob("*")) if p.is_file() and p.name != ".gitignore"]
+    listing.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
 def _raw_location(source: Path, root: Path) -> Path:
     """Where a raw input lives inside ``data/``: in place, or imported by copy."""
     data_dir = root / RAW_DIR

@@ -104,3 +104,18 @@ def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixt
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"curation_report.json", "expectations.json", "data_docs"} <= artifacts
     assert not (workspace / "datasets").exists()  # nothing published that looks complete
+
+
+def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, tiny_encoder, fixture_data, monkeypatch):
+    from tasks.curation import curate_dataset
+
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-that-stays-the-same")
+    train, _ = fixture_data
+    cfg = _config(workspace, tiny_encoder, train)
+    first = curate_dataset.fn(cfg, workspace / "run1")
+    second = curate_dataset.fn(cfg, workspace / "run2")
+    assert not first.cache_hit and second.cache_hit
+    assert {s: file_md5(p) for s, p in first.files.items()} == {s: file_md5(p) for s, p in second.files.items()}
+    train.write_text(train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8")
+    third = curate_dataset.fn(cfg, workspace / "run3")
+    assert not third.cache_hit

@@ -2,8 +2,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.ingest import file_md5
-from thaw.demo_data import DEMO_RELPATH, generate_support_tickets, write_demo_data
+from thaw.demo_data import generate_support_tickets, write_demo_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,16 +14,12 @@ def test_generation_is_deterministic():
 
 def test_regenerated_demo_matches_the_md5_pinned_by_data_dvc(tmp_path: Path):
     """data.dvc pins the data/ directory; the demo CSV is its only file."""
-    import hashlib
-    import json
+    from tasks.versioning import dvc_directory_md5
 
     path = write_demo_data(tmp_path)
     out = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]
     assert out["nfiles"] == 1 and out["size"] == path.stat().st_size
-    # DVC's directory digest: md5 of the JSON listing of (relpath, md5), sorted.
-    listing = [{"md5": file_md5(path), "relpath": str(DEMO_RELPATH.relative_to("data"))}]
-    digest = hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
-    assert digest == out["md5"]
+    assert dvc_directory_md5(tmp_path / "data") == out["md5"]
 
 
 def test_demo_carries_pii_duplicates_and_invalid_rows():
