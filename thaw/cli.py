@@ -297,6 +297,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from thaw.services import start_services
+
+    cfg = _config(args)
+    urls = start_services(cfg, args.mlflow_port, args.prefect_port)
+    print(f"MLflow UI and tracking server  {urls['mlflow']}")
+    print(f"Prefect UI                     {urls['prefect']}")
+    print("Point thaw at them (config only):")
+    print(f"  tracking:\n    tracking_uri: {urls['mlflow']}        # in your config YAML")
+    print(f"  export PREFECT_API_URL={urls['prefect']}/api")
+    print("Stop them with `thaw down`.")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from thaw.services import stop_services
+
+    stopped = stop_services(_config(args))
+    print("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
     p.add_argument("--workspace", default=None, help="project directory holding data/, .dvc and the state dir (default: .)")
@@ -378,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(func=cmd_serve)
+    up = sub.add_parser("up", help="start the Prefect and MLflow servers on loopback (background)")
+    _add_common(up)
+    up.add_argument("--mlflow-port", type=int, default=5000)
+    up.add_argument("--prefect-port", type=int, default=4200)
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop what `thaw up` started")
+    _add_common(down)
+    down.set_defaults(func=cmd_down)
     return parser
 
 
