@@ -9,7 +9,6 @@ Steps:
  5. the transfer note, ladder chart and learning curves are written.
 """
 
-from __future__ import annotations
 
 import time
 from dataclasses import dataclass

@@ -6,7 +6,8 @@ Steps:
  3. curate: clean, exact/near dedup across splits, PII scrubbing, split;
  4. validate the curated splits with Great Expectations (halts before training);
  5. version the curated splits with DVC and push them; log them as MLflow inputs;
- 6. extract frozen-backbone features (cached by content);
+ 6. take the model's training slot (one training per model at a time; wait or skip),
+    then extract frozen-backbone features (cached by content);
  7. climb the adaptation ladder (``flows.ladder``): scratch baseline, frozen rung, and
     deeper rungs only while the gate finds a significant gain;
  8. evaluate the selected model on the test split, once;
@@ -15,7 +16,6 @@ Steps:
 11. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 
@@ -32,7 +32,8 @@ from tasks.lineage import model_version_tags, run_params
 from tasks.model_card import publish_model_card
 from tasks.prediction import predict_test_split, report_unselected_rungs
 from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run, register_model
-from tasks.reporting import ladder_metrics, reports_in, write_run_summary
+from tasks.reporting import ladder_metrics, reports_in, write_run_summary, write_skipped_summary
+from tasks.scheduling import training_slot
 from tasks.versioning import version_curated_data, version_raw_data
 from thaw.config import ThawConfig
 
@@ -47,18 +48,23 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
         expectations = validate_curated_data(curated.files, cfg, run.run_dir)
         versioned = version_curated_data(curated.files, cfg, curated.metrics_path)
         log_datasets(run, cfg, raw, versioned)
-        features = extract_frozen_features(versioned, cfg)
-        ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
-        y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
-        evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
-        others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
-        log_run_results(run, cfg, run_params(cfg, ladder.selected), ladder_metrics(ladder, evaluation, others),
-                        [curated.report_path, curated.metrics_path, expectations.summary_path, expectations.data_docs_dir,
-                         evaluation.report_path, evaluation.confusion_png, *ladder.reports])
-        tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
-        registered = register_model(run, cfg, ladder.selected.model_dir, tags)
-        publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
-        summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
+        with training_slot(cfg) as acquired:
+            if not acquired:
+                summary = write_skipped_summary(cfg, run, "another run of this model is training")
+                close_tracking_run(run, cfg, "KILLED", [summary])
+                return summary
+            features = extract_frozen_features(versioned, cfg)
+            ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
+            y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
+            evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
+            others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
+            log_run_results(run, cfg, run_params(cfg, ladder.selected), ladder_metrics(ladder, evaluation, others),
+                            [curated.report_path, curated.metrics_path, expectations.summary_path, expectations.data_docs_dir,
+                             evaluation.report_path, evaluation.confusion_png, *ladder.reports])
+            tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
+            registered = register_model(run, cfg, ladder.selected.model_dir, tags)
+            publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
+            summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
     except BaseException:
         close_tracking_run(run, cfg, "FAILED", reports_in(run.run_dir))
         raise

@@ -73,3 +73,10 @@ def reports_in(run_dir: Path) -> list[Path]:
     """Reports a failed run still leaves for the reader (curation, expectations, docs)."""
     names = ("curation_report.json", "expectations.json", "data_docs")
     return [run_dir / n for n in names if (run_dir / n).exists()]
+
+
+def write_skipped_summary(cfg: ThawConfig, run: TrackingRun, reason: str) -> Path:
+    """The summary of a run that curated and versioned its data but did not train."""
+    path = run.run_dir / "summary.json"
+    path.write_text(json.dumps({"skipped": reason, "model": None, "mlflow": {"run_id": run.run_id}}, indent=2), encoding="utf-8")
+    return path

@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
 
     path = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     merged = {"workspace": args.workspace, **(overrides or {})}
-    cfg = load_config(path, merged)
+    cfg = load_config(path, merged).resolved()
     _prepare_environment(cfg)
     return cfg
 
@@ -143,6 +143,10 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
 
 def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
     from tasks.registry import tracking_uri
+
+    if summary.get("skipped"):
+        print(f"\nthaw skipped training: {summary['skipped']} (scheduling.on_concurrent_run=skip)")
+        return
 
     model, test = summary["model"], summary["test"]["metrics"]
     ref = f"{model['name']}@{model['alias']}"
@@ -297,6 +301,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Serve the pipeline as a Prefect deployment with a schedule (blocks; Ctrl-C stops)."""
+    cfg = _config(args, {"data.train": args.train, "model_name": args.model_name})
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UserError("scheduling needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL")
+    if cfg.data.train is None:
+        raise UserError("no training data: pass --train FILE or set data.train in the config")
+    if not (args.cron or args.interval):
+        raise UserError("give --cron 'MIN HOUR DOM MON DOW' or --interval SECONDS")
+    from flows.pipeline import thaw_pipeline
+
+    name = args.name or f"{cfg.model_name}-scheduled"
+    print(f"serving deployment thaw-pipeline/{name} ({args.cron or f'every {args.interval}s'}); Ctrl-C stops", flush=True)
+    thaw_pipeline.serve(name=name, cron=args.cron, interval=args.interval, limit=1,
+                        parameters={"cfg": cfg.model_dump(mode="json")}, print_starting_message=False)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from thaw.services import start_services
 
@@ -400,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(func=cmd_serve)
+    schedule = sub.add_parser("schedule", help="run the pipeline on a schedule as a Prefect deployment (serve process)")
+    _add_common(schedule)
+    schedule.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *'")
+    schedule.add_argument("--interval", type=int, help="or an interval in seconds")
+    schedule.add_argument("--train")
+    schedule.add_argument("--model-name")
+    schedule.add_argument("--name", help="deployment name (default: MODEL-scheduled)")
+    schedule.set_defaults(func=cmd_schedule)
     up = sub.add_parser("up", help="start the Prefect and MLflow servers on loopback (background)")
     _add_common(up)
     up.add_argument("--mlflow-port", type=int, default=5000)

@@ -202,6 +202,12 @@ class PromotionConfig(_Frozen):
     approval_timeout_minutes: float = Field(60.0, gt=0)
 
 
+class SchedulingConfig(_Frozen):
+    """Runs of the same model never train at the same time: the later one waits or is skipped."""
+
+    on_concurrent_run: Literal["wait", "skip"] = "wait"
+
+
 class ThawConfig(_Frozen):
     model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workspace: Path = Path(".")
@@ -214,6 +220,7 @@ class ThawConfig(_Frozen):
     tracking: TrackingConfig = TrackingConfig()
     versioning: VersioningConfig = VersioningConfig()
     promotion: PromotionConfig = PromotionConfig()
+    scheduling: SchedulingConfig = SchedulingConfig()
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "ThawConfig":
@@ -231,6 +238,12 @@ class ThawConfig(_Frozen):
     @property
     def state_path(self) -> Path:
         return (self.root / self.state_dir).resolve()
+
+    def resolved(self) -> "ThawConfig":
+        """This config with absolute paths; relative data paths are relative to the workspace."""
+        data = {k: ((self.root / v).resolve() if v is not None else None)
+                for k, v in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test))}
+        return self.model_copy(update={"workspace": self.root, "data": self.data.model_copy(update=data)})
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of this config (what a run is keyed by)."""
