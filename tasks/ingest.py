@@ -45,6 +45,16 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
+def _check_file(path: Path, role: str) -> str:
+    """The file's format; refuses a missing file, an unsupported type and an empty file."""
+    if not path.is_file():
+        raise UserError(f"{path}: {role} file not found")
+    fmt = _format_of(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    return fmt
+
+
 def _check_utf8(path: Path) -> None:
     """Refuse undecodable bytes, naming the line they are on."""
     line = 1
@@ -94,11 +104,7 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     rows and missing columns. Without an id column, ids are ``<file stem>:<row number>``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    fmt = _format_of(path)
-    if path.stat().st_size == 0:
-        raise UserError(f"{path}: file is empty")
+    fmt = _check_file(path, "input")
     frame = _read_frame(path, fmt)
     if frame.empty:
         raise UserError(f"{path}: no data rows")
@@ -147,11 +153,7 @@ def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
         if path is None:
             continue
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: {role} file not found")
-        fmt = _format_of(path)
-        if path.stat().st_size == 0:
-            raise UserError(f"{path}: file is empty")
+        fmt = _check_file(path, role)
         if fmt != "parquet":
             _check_utf8(path)
         header = _header(path, fmt)

@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from thaw.checksums import luhn_complete
+
 DEMO_SEED = 20261122
 DEMO_ROWS = 3200
 DEMO_RELPATH = Path("data/demo/support_tickets.csv")
@@ -138,16 +140,6 @@ class InjectedPii:
     values: dict[str, tuple[str, ...]]
 
 
-def _luhn_complete(digits: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:
-            d = d * 2 - 9 if d * 2 > 9 else d * 2
-        total += d
-    return digits + str((10 - total % 10) % 10)
-
-
 def _iban(rng: random.Random) -> str:
     country, letters, digits = rng.choice(IBAN_COUNTRIES)
     bban = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(letters))
@@ -171,7 +163,7 @@ class _PiiFactory:
     def slots(self) -> dict[str, str]:
         r = self.rng
         first, last = r.choice(FIRST), r.choice(LAST)
-        card = _luhn_complete("4" + "".join(r.choice("0123456789") for _ in range(14)))
+        card = luhn_complete("4" + "".join(r.choice("0123456789") for _ in range(14)))
         card_text = " ".join(card[i:i + 4] for i in range(0, 16, 4)) if r.random() < 0.5 else card
         phone = f"+1 {r.choice(AREA_CODES)}-{r.randint(201, 989)}-{r.randint(1000, 9999)}"
         return {
