@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 
 from bench.common import matmul_peak_gflops, median_seconds, row, run_child
 

@@ -208,10 +208,17 @@ def _curate(cfg: ThawConfig, run_dir: Path, secret) -> tuple[dict[str, Path], Pa
 
     ledger = CurationLedger()
     frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in _read_inputs(cfg).items()}
-    analyzer = build_analyzer(cfg.curation.pii)
+    analyzer = build_analyzer(cfg.curation.pii)  # also scrubs the report's samples
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
-        frames[name] = frame.assign(text=list(scrub_texts_parallel(list(frame["text"]), analyzer, secret, cfg.curation.pii, stats)))
+        texts = list(frame["text"])
+        if cfg.curation.executor == "dask":
+            from tasks.scaleout import scrub_texts_on_dask
+
+            scrubbed = scrub_texts_on_dask(texts, cfg.curation, secret, stats, run_dir / "dask" / name)
+        else:
+            scrubbed = list(scrub_texts_parallel(texts, analyzer, secret, cfg.curation.pii, stats))
+        frames[name] = frame.assign(text=scrubbed)
     rows_per_s = stats.rows_seen / max(time.perf_counter() - started, 1e-9)
     if "validation" in frames and "test" in frames:
         splits = {s: frames[s] for s in SPLITS}

@@ -14,12 +14,10 @@ import getpass
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
-
-from contextlib import contextmanager
 
 from tasks.registry import CHALLENGER, CHAMPION, client_for
 from thaw.config import ThawConfig

@@ -7,7 +7,6 @@ tracking URI: nothing relies on process-global tracking state.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import warnings
 from dataclasses import dataclass

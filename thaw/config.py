@@ -89,6 +89,9 @@ class CurationConfig(_Frozen):
     pii: PiiConfig = PiiConfig()
     dedup: DedupConfig = DedupConfig()
     expectations: ExpectationsConfig = ExpectationsConfig()
+    executor: Literal["local", "dask"] = "local"  # dask: PII scrubbing on a Dask cluster (prefect-dask)
+    dask_address: str | None = None  # a running scheduler; None starts a LocalCluster
+    dask_workers: int = Field(2, ge=1)
 
 
 class BackboneConfig(_Frozen):

@@ -119,3 +119,20 @@ def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, ti
     train.write_text(train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8")
     third = curate_dataset.fn(cfg, workspace / "run3")
     assert not third.cache_hit
+
+
+def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(workspace, tiny_encoder, fixture_data, monkeypatch, prefect_harness):
+    from tasks.curation import curate_dataset
+
+    monkeypatch.setenv("THAW_PII_SECRET", "the-same-secret-for-both-runs")
+    train, _ = fixture_data
+    local = _config(workspace, tiny_encoder, train)
+    local = local.model_copy(update={"curation": local.curation.model_copy(
+        update={"pii": local.curation.pii.model_copy(update={"chunk_rows": 100})})})
+    dask = local.model_copy(update={"curation": local.curation.model_copy(update={"executor": "dask", "dask_workers": 2}),
+                                    "state_dir": Path(".thaw-dask")})
+    one = curate_dataset.fn(local, workspace / "local")
+    two = curate_dataset.fn(dask, workspace / "dask")
+    assert not two.cache_hit
+    assert {s: file_md5(p) for s, p in one.files.items()} == {s: file_md5(p) for s, p in two.files.items()}
+    assert len(list((workspace / "dask" / "dask" / "train").glob("chunk-*.scrubbed.json"))) >= 3

@@ -1,0 +1,48 @@
+"""Shared by the CLI's commands: config loading at the edge and the offline environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from thaw.errors import UserError
+
+DEFAULT_CONFIG = Path("configs/default.yaml")
+DEMO_CONFIG = Path("configs/demo.yaml")
+
+
+def _prepare_environment(cfg) -> None:
+    """Offline, no telemetry, and Prefect's embedded state under the state directory."""
+    from thaw.offline import apply_offline_environment
+
+    apply_offline_environment()
+    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(cfg.state_path / "prefect")))
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    from thaw.config import load_config
+
+    path = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    merged = {"workspace": args.workspace, **(overrides or {})}
+    cfg = load_config(path, merged).resolved()
+    _prepare_environment(cfg)
+    return cfg
+
+
+class _DropUserErrorTracebacks(logging.Filter):
+    """Prefect logs a failed task's traceback; for a user mistake the one-line message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, UserError) and "UserError" not in record.getMessage() and "ExpectationsFailed" not in record.getMessage()
+
+
+def _quiet_user_errors() -> None:
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_DropUserErrorTracebacks())

@@ -1,0 +1,125 @@
+"""CLI commands that run flows: run, demo, curate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from thaw.errors import UserError
+
+from thaw.cli_common import DEMO_CONFIG, _config, _quiet_user_errors
+
+
+def _run_pipeline(cfg, summary_json: str | None) -> dict:
+    from tasks.ingest import ColumnMap, preflight_inputs
+
+    d = cfg.data
+    preflight_inputs({"train": d.train, "validation": d.validation, "test": d.test},
+                     ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
+    from flows.pipeline import thaw_pipeline
+
+    _quiet_user_errors()
+
+    summary_path = thaw_pipeline(cfg)
+    summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+    return summary
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args, {
+        "data.train": args.train, "data.validation": args.validation, "data.test": args.test,
+        "data.text_column": args.text_column, "data.label_column": args.label_column,
+        "data.id_column": args.id_column, "model_name": args.model_name,
+    })
+    if cfg.data.train is None:
+        raise UserError("no training data: pass --train FILE or set data.train in the config")
+    summary = _run_pipeline(cfg, args.summary_json)
+    _print_outcome(cfg, summary, None)
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from tasks.ingest import ColumnMap, preflight_inputs
+
+    cfg = _config(args, {
+        "data.train": args.input, "data.validation": args.validation, "data.test": args.test,
+        "data.text_column": args.text_column, "data.label_column": args.label_column,
+        "data.id_column": args.id_column, "data.output_format": args.format,
+    })
+    d = cfg.data
+    preflight_inputs({"input": d.train, "validation": d.validation, "test": d.test},
+                     ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
+    from flows.curation import curation_flow
+
+    _quiet_user_errors()
+    written = curation_flow(cfg, Path(args.output))
+    report = json.loads(Path(written["report"]).read_text(encoding="utf-8"))
+    print(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
+    for stage in report["stages"]:
+        if stage["removed"]:
+            print(f"  {stage['stage']:<32} removed " + ", ".join(f"{k}={v}" for k, v in stage["removed"].items()))
+    print(f"  PII: {report['pii']['rows_changed']} rows changed at {report['pii']['rows_per_s']:.0f} rows/s; "
+          f"report {written['report']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from thaw.demo_data import write_demo_data
+
+    args.config = args.config or str(DEMO_CONFIG)
+    cfg = _config(args)
+    started = time.perf_counter()
+    write_demo_data(cfg.root)
+    _check_demo_matches_data_dvc(cfg.root)
+    summary = _run_pipeline(cfg, args.summary_json)
+    _print_outcome(cfg, summary, time.perf_counter() - started)
+    return 0
+
+
+def _check_demo_matches_data_dvc(root: Path) -> None:
+    """Say whether the regenerated demo data is byte-identical to what data.dvc pins."""
+    import yaml
+
+    from tasks.versioning import dvc_directory_md5
+
+    pinned = root / "data.dvc"
+    if not pinned.is_file():
+        return
+    recorded = yaml.safe_load(pinned.read_text(encoding="utf-8"))["outs"][0]["md5"]
+    actual = dvc_directory_md5(root / "data")
+    if actual == recorded:
+        print(f"demo data regenerated: matches data.dvc ({recorded})")
+    else:
+        print(f"warning: data/ ({actual}) differs from what data.dvc pins ({recorded}); "
+              "the run versions what is there now", file=sys.stderr)
+
+
+def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
+    from tasks.registry import tracking_uri
+
+    if summary.get("skipped"):
+        print(f"\nthaw skipped training: {summary['skipped']} (scheduling.on_concurrent_run=skip)")
+        return
+
+    model, test = summary["model"], summary["test"]["metrics"]
+    ref = f"{model['name']}@{model['alias']}"
+    took = f" in {seconds / 60:.1f} min" if seconds else ""
+    splits = summary["curation"]["splits"]
+    print(f"\nthaw finished{took}.")
+    print(f"  registered   {model['name']} version {model['version']} as '{model['alias']}' (rung: {summary['selected_rung']})")
+    print(f"  test         accuracy {test['accuracy']:.3f} [{test['accuracy_low']:.3f}, {test['accuracy_high']:.3f}], "
+          f"macro-F1 {test['macro_f1']:.3f} on {int(test['examples'])} rows")
+    print(f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
+          f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)")
+    print(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
+    print("\nLook at it:")
+    print(f"  MLflow UI    .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)} --host 127.0.0.1 --port 5000")
+    print(f"  lineage      .venv/bin/thaw lineage {ref}")
+    print("  models       .venv/bin/thaw models")
+    print(f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} --reason \"reviewed transfer note and test report\"")
+    print(f"  predict      .venv/bin/thaw predict {model['name']}@champion --input FILE.csv --output predictions.csv")

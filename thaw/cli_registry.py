@@ -1,0 +1,146 @@
+"""CLI commands on the registry: models, lineage, approve, reject, rollback, ledger, restore-data, predict, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from thaw.errors import UserError
+
+from thaw.cli_common import _config
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tasks.registry import client_for
+
+    cfg = _config(args)
+    client = client_for(cfg)
+    rows = []
+    for rm in client.search_registered_models():
+        for mv in client.search_model_versions(f"name='{rm.name}'"):
+            rows.append({"name": rm.name, "version": mv.version, "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
+                         "rung": mv.tags.get("thaw.rung", ""), "approval": mv.tags.get("thaw.approval", ""),
+                         "test_accuracy": mv.tags.get("thaw.test_accuracy", ""), "run_id": mv.run_id})
+    rows.sort(key=lambda r: (r["name"], int(r["version"])))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no registered models yet (run `thaw demo` or `thaw run`)")
+    else:
+        for r in rows:
+            print(f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
+                  f"acc={r['test_accuracy'] or '-':<7} {r['approval']}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from tasks.lineage import describe_lineage
+
+    cfg = _config(args)
+    info = describe_lineage(cfg, args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    m, d = info["model"], info["data"]
+    print(f"{m['name']} version {m['version']} (aliases: {', '.join(m['aliases']) or '-'}, approval: {m['approval'] or '-'})")
+    print(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
+    print(f"  prefect run    {info['prefect_flow_run_id']}")
+    print(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")
+    for split, f in d["curated"].items():
+        print(f"  {split:<14} {f['path']} md5 {f['md5']}")
+    print(f"  DVC remote     {d['dvc_remote']}")
+    print(f"  git commit     {info['git_commit']}")
+    print(f"  config digest  {info['config_digest']}")
+    print(f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) rev {str(info['backbone']['revision'])[:16]}")
+    print(f"  rung           {info['rung']} ({info['transfer'].get('method', '-')}): {info['transfer'].get('reason', '-')}")
+    approval = info["approval"]
+    if approval.get("by"):
+        print(f"  approval       {approval['state']} by {approval['by']} at {approval.get('at')}: {approval.get('reason')}")
+    for name, uri in info["reports"].items():
+        print(f"  report         {uri}")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from tasks.promotion import approve
+
+    cfg = _config(args)
+    decision = approve(cfg, args.model, args.version, args.reason, force=args.force)
+    state = "FORCED to champion" if decision.forced else "champion"
+    print(f"{args.model} v{args.version} is now {state}:")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from tasks.promotion import reject
+
+    reject(_config(args), args.model, args.version, args.reason)
+    print(f"{args.model} v{args.version} rejected")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tasks.promotion import rollback
+
+    target = rollback(_config(args), args.model, args.reason)
+    print(f"{args.model}: champion is back to v{target}")
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from tasks.promotion import read_ledger
+
+    cfg = _config(args)
+    try:
+        entries = read_ledger(cfg, args.model)
+    except Exception:
+        raise UserError(f"no registered model {args.model!r}") from None
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    for e in ([] if args.json else entries):
+        extra = f" (was v{e['previous_champion']})" if e.get("previous_champion") else ""
+        forced = " FORCED" if e.get("forced") else ""
+        why = f" [{'; '.join(e['gate'])}]" if e["action"] == "refused" else ""
+        print(f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}{why}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from tasks.restore import restore_data
+
+    restored = restore_data(_config(args), args.model, Path(args.to))
+    for split, path in restored.items():
+        print(f"{split:<11} {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tasks.batch_prediction import predict_file
+
+    cfg = _config(args)
+    rows = predict_file(cfg, args.model, Path(args.input), Path(args.output), args.text_column or cfg.data.text_column,
+                        args.id_column if args.id_column is not None else cfg.data.id_column)
+    print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``mlflow models serve`` on the registered pyfunc, on loopback by default."""
+    import subprocess
+
+    from tasks.lineage import resolve_version
+    from tasks.registry import tracking_uri
+
+    cfg = _config(args)
+    mv = resolve_version(cfg, args.model)
+    bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(cfg), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    print(f"serving {mv.name} v{mv.version} on http://{args.host}:{args.port}/invocations", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{mv.name}/{mv.version}",
+           "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(cmd, env=env)
