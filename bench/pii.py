@@ -11,9 +11,12 @@ from bench.common import row
 
 
 def _recall(texts: list[str], outputs: list[str], injected) -> float:
+    """Share of injected values that are gone; an address also counts as leaked when its
+    street part ("12 Park Avenue") survives without the city."""
     raw, out = "\n".join(texts), "\n".join(outputs)
-    present = [v for values in injected.values.values() for v in values if v in raw]
-    return 1 - sum(v in out for v in present) / max(1, len(present))
+    present = [(kind, v) for kind, values in injected.values.items() for v in values if v in raw]
+    leaked = sum(v in out or (kind == "ADDRESS" and v.split(",")[0] in out) for kind, v in present)
+    return 1 - leaked / max(1, len(present))
 
 
 def naive_loop(texts: list[str]) -> list[str]:

@@ -80,9 +80,12 @@ def minhash_signatures(texts: Sequence[str], cfg: DedupConfig) -> list:
     """One datasketch MinHash per text over character shingles (seeded: reproducible)."""
     from datasketch import MinHash
 
+    # One set of permutations for all signatures: datasketch would otherwise draw the
+    # same seeded permutations again for every text.
+    template = MinHash(num_perm=cfg.num_perm, seed=1)
     out = []
     for text in texts:
-        mh = MinHash(num_perm=cfg.num_perm, seed=1)
+        mh = MinHash(num_perm=cfg.num_perm, seed=1, permutations=template.permutations, scheme=template.scheme)
         mh.update_batch(_shingles(text, cfg.shingle_size))
         out.append(mh)
     return out

@@ -50,9 +50,12 @@ def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 
 def bootstrap_interval(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], confidence: float, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of macro-F1 over examples."""
+    from thaw.metrics import encode, macro_f1_codes
+
+    t, p, k = encode(y_true, y_pred, labels)
     rng = np.random.default_rng(seed)
-    n = len(y_true)
-    scores = [macro_f1(y_true[idx], y_pred[idx], labels) for idx in (rng.integers(0, n, n) for _ in range(BOOTSTRAP_SAMPLES))]
+    n = len(t)
+    scores = [macro_f1_codes(t[idx], p[idx], k) for idx in (rng.integers(0, n, n) for _ in range(BOOTSTRAP_SAMPLES))]
     lo, hi = np.quantile(scores, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)
 

@@ -187,12 +187,20 @@ class Span:
 
 
 def choose_spans(spans: Iterable[Span]) -> list[Span]:
-    """Non-overlapping spans, preferring higher score, then the longer span."""
-    chosen: list[Span] = []
-    for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
-        if all(span.end <= c.start or span.start >= c.end for c in chosen):
-            chosen.append(span)
-    return sorted(chosen, key=lambda s: s.start)
+    """Non-overlapping spans: overlapping detections merge into one span covering all of
+    them, typed by its longest member (a city found inside a street address must not
+    leave the street behind)."""
+    merged: list[list[Span]] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and span.start < max(s.end for s in merged[-1]):
+            merged[-1].append(span)
+        else:
+            merged.append([span])
+    out = []
+    for group in merged:
+        lead = max(group, key=lambda s: (s.end - s.start, s.score))
+        out.append(Span(min(s.start for s in group), max(s.end for s in group), lead.entity, max(s.score for s in group)))
+    return out
 
 
 def replace_spans(text: str, spans: Sequence[Span], secret: PiiSecret) -> str:
@@ -233,6 +241,11 @@ _HINTS = {
 _CAPITALISED = re.compile(r"(?:(?<=[^.!?\s]\s)|(?<=,\s)|(?<=[-:]\s))([A-Z][a-z'-]+)|\b([A-Z][a-z'-]+)\s+[A-Z][a-z'-]+")
 
 
+# Capitalised words that are never a person or a place in support messages.
+NOT_NAMES = {"hi", "hello", "hey", "thanks", "thank", "regards", "dear", "ok", "i'd", "i'm", "i've", "i'll",
+             "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+
+
 class EntityPlanner:
     """Per text: which entities' recognizers can match, and whether spaCy NER is worth running.
 
@@ -244,7 +257,7 @@ class EntityPlanner:
     def __init__(self, cfg: PiiConfig, stop_words: set[str]) -> None:
         self.entities = list(cfg.entities)
         self.ner = [e for e in self.entities if e in NER_ENTITIES]
-        self.stop = {w.casefold() for w in stop_words} | {"hi", "hello", "hey", "thanks", "regards", "dear", "ok"}
+        self.stop = {w.casefold() for w in stop_words} | NOT_NAMES
 
     def needs_ner(self, text: str) -> bool:
         if not self.ner:
@@ -267,6 +280,35 @@ def _ner_docs(texts: Sequence[str], analyzer: "AnalyzerEngine", plan: list[bool]
         yield from nlp.pipe((t for t, p in zip(texts, plan) if p), batch_size=batch_size)
 
 
+def _recognizers_by_entity(analyzer: "AnalyzerEngine", entities: Sequence[str]) -> dict[str, list]:
+    """The registry's recognizers for each entity, looked up once (Presidio does it per call)."""
+    return {e: analyzer.registry.get_recognizers(language="en", entities=[e]) for e in entities}
+
+
+def analyze_text(text: str, entities: Sequence[str], recognizers: dict[str, list], artifacts, analyzer: "AnalyzerEngine") -> list:
+    """Presidio's recognizers for ``entities`` on ``text``, each recognizer once.
+
+    Pattern recognizers need no NLP artifacts; with artifacts (NER texts) the spaCy
+    recognizer runs too and Presidio's context enhancer adjusts the scores.
+    """
+    seen, results = set(), []
+    for entity in entities:
+        for rec in recognizers[entity]:
+            if id(rec) in seen or (artifacts is None and rec.__class__.__name__ == "SpacyRecognizer"):
+                continue
+            seen.add(id(rec))
+            found = rec.analyze(text, [e for e in entities if e in rec.supported_entities], artifacts) or []
+            for r in found:
+                r.recognition_metadata = r.recognition_metadata or {}
+                r.recognition_metadata.setdefault("recognizer_name", rec.name)
+                r.recognition_metadata.setdefault("recognizer_identifier", rec.id)
+            results += found
+    if artifacts is not None and results:
+        results = analyzer.context_aware_enhancer.enhance_using_context(
+            text=text, raw_results=results, nlp_artifacts=artifacts, recognizers=[r for rs in recognizers.values() for r in rs])
+    return results
+
+
 def scrub_texts(
     texts: Sequence[str], analyzer: "AnalyzerEngine", secret: PiiSecret, cfg: PiiConfig,
     stats: ScrubStats | None = None,
@@ -278,16 +320,17 @@ def scrub_texts(
     """
     engine = analyzer.nlp_engine
     planner = EntityPlanner(cfg, set(engine.nlp["en"].Defaults.stop_words))
+    recognizers = _recognizers_by_entity(analyzer, cfg.entities)
     plan = [planner.needs_ner(t) for t in texts]
     docs = _ner_docs(texts, analyzer, plan, cfg.batch_size)
     for text, ner in zip(texts, plan):
         entities = planner.entities_for(text, ner)
         spans: list[Span] = []
         if entities:
-            doc = next(docs) if ner else engine.nlp["en"].make_doc(text)
-            results = analyzer.analyze(text=text, language="en", entities=entities, score_threshold=cfg.score_threshold,
-                                       nlp_artifacts=engine._doc_to_nlp_artifact(doc, "en"))
-            spans = choose_spans(Span(r.start, r.end, r.entity_type, r.score) for r in results)
+            artifacts = engine._doc_to_nlp_artifact(next(docs), "en") if ner else None
+            spans = choose_spans(Span(r.start, r.end, r.entity_type, r.score)
+                                 for r in analyze_text(text, entities, recognizers, artifacts, analyzer)
+                                 if r.score >= cfg.score_threshold)
         if stats is not None:
             stats.rows_seen += 1
             stats.ner_rows += ner

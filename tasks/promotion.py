@@ -30,8 +30,9 @@ LOCK_STALE_S = 600
 
 
 def approver_identity(cfg: ThawConfig) -> str:
-    """Who approves: THAW_APPROVER, else the OS user."""
-    return os.environ.get("THAW_APPROVER") or getpass.getuser()
+    """Who approves: the user authenticated to the tracking server (MLflow basic auth) when
+    there is one, else THAW_APPROVER, else the OS user."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("THAW_APPROVER") or getpass.getuser()
 
 
 def _now() -> str:

@@ -76,13 +76,34 @@ def save_linear_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labe
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def _cached_head(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, fit):
+    """The head for these features, labels and head settings: from the cache, or fitted and cached."""
+    import hashlib
+
+    from safetensors.numpy import load_file, save_file
+
+    blob = json.dumps({"features": {s: p.name for s, p in sorted(features.paths.items())},
+                       "labels": {s: curated.files[s].md5 for s in ("train", "validation")}, "classes": list(labels),
+                       "head": cfg.training.head.model_dump(mode="json"), "seed": cfg.training.seed}, sort_keys=True)
+    cache = cfg.state_path / "cache" / "heads" / hashlib.sha256(blob.encode()).hexdigest()[:24]
+    if (cache / "meta.json").is_file():
+        head, meta = load_file(str(cache / "head.safetensors")), json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+        return head["weight"], head["bias"], meta["C"], {float(k): v for k, v in meta["scores"].items()}, True
+    weight, bias, c, scores = fit()
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({"weight": weight, "bias": bias}, str(cache / "head.safetensors"))
+    (cache / "meta.json").write_text(json.dumps({"C": c, "scores": {str(k): v for k, v in scores.items()}}), encoding="utf-8")
+    return weight, bias, c, scores, False
+
+
 @task(name="train-frozen-rung")
 def train_frozen_rung(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path) -> TrainedRung:
     """Fit a logistic-regression head on frozen features; the backbone is untouched."""
     label_col = cfg.data.label_column
     y = {s: read_split(curated, s, cfg)[label_col].to_numpy() for s in ("train", "validation")}
     x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
-    weight, bias, c, scores = fit_logistic_head(x["train"], y["train"], x["validation"], y["validation"], labels, cfg)
+    weight, bias, c, scores, head_hit = _cached_head(features, curated, labels, cfg, lambda: fit_logistic_head(
+        x["train"], y["train"], x["validation"], y["validation"], labels, cfg))
     predictions = np.asarray(labels)[softmax_head(x["validation"], weight, bias).argmax(1)]
     model_dir = run_dir / "models" / "frozen"
     meta = {
@@ -94,7 +115,8 @@ def train_frozen_rung(features: FeatureSet, curated: DatasetVersion, labels: tup
     return TrainedRung("frozen", model_dir, metrics, tuple(predictions), int(weight.size + bias.size),
                        {"method": "linear probe (logistic regression)", "frozen": "the whole backbone",
                         "trainable_fraction_of_backbone": 0.0, "head_C": c,
-                        "validation_macro_f1_by_C": {str(k): v for k, v in scores.items()}, "cache_hits": features.cache_hits})
+                        "validation_macro_f1_by_C": {str(k): v for k, v in scores.items()},
+                        "cache_hits": {**features.cache_hits, "head": head_hit}})
 
 
 def predict_frozen(model_dir: Path, features: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -50,29 +50,29 @@ class Decision:
     comparison: Comparison | None = None
 
 
-def _metric(y: np.ndarray, p: np.ndarray, metric: str, labels: Sequence[str]) -> float:
-    if metric == "accuracy":
-        return float((y == p).mean())
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, p, labels=list(labels), average="macro", zero_division=0))
-
-
 def paired_comparison(y_true: Sequence[str], a: RungScore, b: RungScore, metric: str,
                       samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Comparison:
     """Paired bootstrap over the same examples of metric(b) - metric(a).
 
     The p-value is the share of resamples where b does not beat a (one-sided).
     """
-    y, pa, pb = np.asarray(y_true), np.asarray(a.predictions), np.asarray(b.predictions)
-    labels = sorted(set(y))
+    from thaw.metrics import accuracy_codes, encode, macro_f1_codes
+
+    labels = sorted(set(y_true))
+    t, pa, k = encode(y_true, a.predictions, labels)
+    _, pb, _ = encode(y_true, b.predictions, labels)
+
+    def score(idx: np.ndarray | slice, pred: np.ndarray) -> float:
+        return accuracy_codes(t[idx], pred[idx]) if metric == "accuracy" else macro_f1_codes(t[idx], pred[idx], k)
+
     rng = np.random.default_rng(seed)
-    n = len(y)
+    n = len(t)
     deltas = np.empty(samples)
     for i in range(samples):
         idx = rng.integers(0, n, n)
-        deltas[i] = _metric(y[idx], pb[idx], metric, labels) - _metric(y[idx], pa[idx], metric, labels)
-    delta = _metric(y, pb, metric, labels) - _metric(y, pa, metric, labels)
+        deltas[i] = score(idx, pb) - score(idx, pa)
+    everything = slice(None)
+    delta = score(everything, pb) - score(everything, pa)
     low, high = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
     p = float((np.sum(deltas <= 0) + 1) / (samples + 1))
     return Comparison(a.rung, b.rung, float(delta), float(low), float(high), p)

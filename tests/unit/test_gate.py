@@ -44,3 +44,17 @@ def test_negative_transfer_flag():
     frozen, scratch = RungScore("frozen", 0.6, ()), RungScore("scratch", 0.8, ())
     assert negative_transfer(scratch, frozen, Comparison("frozen", "scratch", 0.2, 0.1, 0.3, 0.001), 0.05)
     assert not negative_transfer(scratch, frozen, Comparison("frozen", "scratch", 0.01, -0.02, 0.04, 0.3), 0.05)
+
+
+def test_fast_macro_f1_matches_sklearn():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from thaw.metrics import encode, macro_f1_codes
+
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c", "d"]
+    y = rng.choice(labels[:3], 500)  # 'd' never occurs: scores 0, as sklearn does with labels=
+    p = np.where(rng.random(500) < 0.7, y, rng.choice(labels + ["zzz"], 500))
+    t_codes, p_codes, k = encode(y, p, labels)
+    assert abs(macro_f1_codes(t_codes, p_codes, k) - f1_score(y, p, labels=labels, average="macro", zero_division=0)) < 1e-12

@@ -44,6 +44,9 @@ def test_pseudonyms_are_keyed_and_consistent():
     assert "k1" not in repr(a)
 
 
-def test_overlapping_spans_keep_the_stronger():
-    spans = choose_spans([Span(0, 10, "PERSON", 0.6), Span(5, 20, "ADDRESS", 0.7), Span(25, 30, "EMAIL", 1.0)])
-    assert [(s.entity, s.start) for s in spans] == [("ADDRESS", 5), ("EMAIL", 25)]
+def test_overlapping_spans_merge_so_nothing_is_left_behind():
+    # "12 Park Avenue, Springfield": the city (LOCATION, high score) inside the address
+    spans = choose_spans([Span(0, 27, "ADDRESS", 0.7), Span(16, 27, "LOCATION", 0.85), Span(30, 40, "EMAIL", 1.0)])
+    assert [(s.entity, s.start, s.end) for s in spans] == [("ADDRESS", 0, 27), ("EMAIL", 30, 40)]
+    chained = choose_spans([Span(0, 10, "PERSON", 0.6), Span(5, 20, "ADDRESS", 0.7)])
+    assert [(s.entity, s.start, s.end) for s in chained] == [("ADDRESS", 0, 20)]
