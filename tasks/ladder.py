@@ -103,7 +103,7 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
     device = select_device(ladder.finetune.device)
     ref, directory = resolve_backbone(cfg.backbone)
     tokenizer, encoder = load_encoder(directory, device)
-    head = load_file(str(frozen_dir / "head.safetensors"))
+    head = load_file(str(frozen_dir / "linear_head.safetensors"))  # LP-FT starts from the linear probe
     torch.manual_seed(seed)
     model = build_classifier(encoder, len(labels), cfg.backbone.pooling, (head["weight"], head["bias"])).to(device)
     surface = apply_surface(model, rung, ladder)

@@ -19,7 +19,7 @@ from tasks.evaluation import classification_metrics
 from tasks.features import FeatureSet
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
-from thaw.modeling import softmax_head
+from thaw.modeling import head_probabilities
 
 
 @dataclass(frozen=True)
@@ -66,18 +66,60 @@ def fit_logistic_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarra
     return weight, bias, best, scores
 
 
-def save_linear_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...], meta: dict) -> None:
-    """head.safetensors + labels.json + model.json in ``model_dir``."""
+def fit_mlp_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 labels: tuple[str, ...], cfg: ThawConfig) -> tuple[dict[str, np.ndarray], float]:
+    """A one-hidden-layer MLP on frozen features, full batch, the epoch best on validation
+    macro-F1 kept; returns (tensors, that score)."""
+    import torch
+
+    from thaw.metrics import encode, macro_f1_codes
+
+    h = cfg.training.head
+    torch.manual_seed(cfg.training.seed)
+    t_train, _, k = encode(y_train, y_train, labels)
+    t_val, _, _ = encode(y_val, y_val, labels)
+    xt, xv = torch.from_numpy(x_train), torch.from_numpy(x_val)
+    yt = torch.from_numpy(t_train)
+    model = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], h.mlp_hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                torch.nn.Linear(h.mlp_hidden, len(labels)))
+    opt = torch.optim.AdamW(model.parameters(), lr=h.mlp_learning_rate, weight_decay=1e-2)
+    best, best_score = None, -1.0
+    for epoch in range(h.mlp_epochs):
+        model.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+        if epoch % 10 == 9:
+            model.eval()
+            with torch.no_grad():
+                score = macro_f1_codes(t_val, model(xv).argmax(1).numpy(), k)
+            if score > best_score:
+                best_score = score
+                best = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+    tensors = {"w1": best["0.weight"], "b1": best["0.bias"], "weight": best["3.weight"], "bias": best["3.bias"]}
+    return {n: v.astype(np.float32) for n, v in tensors.items()}, best_score
+
+
+def save_head(model_dir: Path, head: dict[str, np.ndarray], linear: tuple[np.ndarray, np.ndarray],
+              labels: tuple[str, ...], meta: dict) -> None:
+    """head.safetensors (the chosen head), linear_head.safetensors (the linear probe that
+    deeper rungs start from), labels.json and model.json in ``model_dir``."""
     from safetensors.numpy import save_file
 
     model_dir.mkdir(parents=True, exist_ok=True)
-    save_file({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}, str(model_dir / "head.safetensors"))
+    save_file({n: v.astype(np.float32) for n, v in head.items()}, str(model_dir / "head.safetensors"))
+    save_file({"weight": linear[0].astype(np.float32), "bias": linear[1].astype(np.float32)}, str(model_dir / "linear_head.safetensors"))
     (model_dir / "labels.json").write_text(json.dumps(list(labels)), encoding="utf-8")
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def _cached_head(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, fit):
-    """The head for these features, labels and head settings: from the cache, or fitted and cached."""
+def save_linear_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...], meta: dict) -> None:
+    """A model directory whose head is linear."""
+    save_head(model_dir, {"weight": weight, "bias": bias}, (weight, bias), labels, meta)
+
+
+def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, fit):
+    """The fitted heads for these features, labels and head settings: cached by content."""
     import hashlib
 
     from safetensors.numpy import load_file, save_file
@@ -87,35 +129,49 @@ def _cached_head(features: FeatureSet, curated: DatasetVersion, labels: tuple[st
                        "head": cfg.training.head.model_dump(mode="json"), "seed": cfg.training.seed}, sort_keys=True)
     cache = cfg.state_path / "cache" / "heads" / hashlib.sha256(blob.encode()).hexdigest()[:24]
     if (cache / "meta.json").is_file():
-        head, meta = load_file(str(cache / "head.safetensors")), json.loads((cache / "meta.json").read_text(encoding="utf-8"))
-        return head["weight"], head["bias"], meta["C"], {float(k): v for k, v in meta["scores"].items()}, True
-    weight, bias, c, scores = fit()
+        meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+        return load_file(str(cache / "head.safetensors")), load_file(str(cache / "linear.safetensors")), meta, True
+    head, linear, meta = fit()
     cache.mkdir(parents=True, exist_ok=True)
-    save_file({"weight": weight, "bias": bias}, str(cache / "head.safetensors"))
-    (cache / "meta.json").write_text(json.dumps({"C": c, "scores": {str(k): v for k, v in scores.items()}}), encoding="utf-8")
-    return weight, bias, c, scores, False
+    save_file(head, str(cache / "head.safetensors"))
+    save_file(linear, str(cache / "linear.safetensors"))
+    (cache / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return head, linear, meta, False
+
+
+def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig):
+    """(chosen head, linear head, meta): logistic regression, then an MLP if it does better."""
+    weight, bias, c, scores = fit_logistic_head(x["train"], y["train"], x["validation"], y["validation"], labels, cfg)
+    linear = {"weight": weight, "bias": bias}
+    meta = {"C": c, "scores": {str(k): v for k, v in scores.items()}, "head": "logistic regression", "mlp_score": None}
+    if cfg.training.head.try_mlp:
+        mlp, mlp_score = fit_mlp_head(x["train"], y["train"], x["validation"], y["validation"], labels, cfg)
+        meta["mlp_score"] = mlp_score
+        if mlp_score > max(scores.values()):
+            return mlp, linear, meta | {"head": f"MLP ({cfg.training.head.mlp_hidden} hidden)"}
+    return linear, linear, meta
 
 
 @task(name="train-frozen-rung")
 def train_frozen_rung(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path) -> TrainedRung:
-    """Fit a logistic-regression head on frozen features; the backbone is untouched."""
+    """Fit the head on frozen features (logistic regression or MLP, chosen on validation);
+    the backbone is untouched."""
     label_col = cfg.data.label_column
     y = {s: read_split(curated, s, cfg)[label_col].to_numpy() for s in ("train", "validation")}
     x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
-    weight, bias, c, scores, head_hit = _cached_head(features, curated, labels, cfg, lambda: fit_logistic_head(
-        x["train"], y["train"], x["validation"], y["validation"], labels, cfg))
-    predictions = np.asarray(labels)[softmax_head(x["validation"], weight, bias).argmax(1)]
+    head, linear, fit_meta, head_hit = _cached_heads(features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg))
+    predictions = np.asarray(labels)[head_probabilities(x["validation"], head).argmax(1)]
     model_dir = run_dir / "models" / "frozen"
     meta = {
-        "rung": "frozen", "kind": "linear_head_on_frozen_encoder", "backbone": json.loads(features.backbone.to_json()),
-        "pooling": cfg.backbone.pooling, "max_length": cfg.backbone.max_length, "head_C": c,
+        "rung": "frozen", "kind": "head_on_frozen_encoder", "backbone": json.loads(features.backbone.to_json()),
+        "pooling": cfg.backbone.pooling, "max_length": cfg.backbone.max_length, "head": fit_meta["head"], "head_C": fit_meta["C"],
     }
-    save_linear_head(model_dir, weight, bias, labels, meta)
+    save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
     metrics = classification_metrics(y["validation"], predictions, labels, cfg.training.confidence_level)
-    return TrainedRung("frozen", model_dir, metrics, tuple(predictions), int(weight.size + bias.size),
-                       {"method": "linear probe (logistic regression)", "frozen": "the whole backbone",
-                        "trainable_fraction_of_backbone": 0.0, "head_C": c,
-                        "validation_macro_f1_by_C": {str(k): v for k, v in scores.items()},
+    return TrainedRung("frozen", model_dir, metrics, tuple(predictions), int(sum(v.size for v in head.values())),
+                       {"method": f"{fit_meta['head']} on the frozen backbone", "frozen": "the whole backbone",
+                        "trainable_fraction_of_backbone": 0.0, "head_C": fit_meta["C"],
+                        "validation_macro_f1_by_C": fit_meta["scores"], "validation_macro_f1_mlp": fit_meta["mlp_score"],
                         "cache_hits": {**features.cache_hits, "head": head_hit}})
 
 
@@ -125,5 +181,5 @@ def predict_frozen(model_dir: Path, features: np.ndarray) -> tuple[list[str], np
 
     tensors = load_file(str(model_dir / "head.safetensors"))
     labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    probs = softmax_head(features, tensors["weight"], tensors["bias"])
+    probs = head_probabilities(features, tensors)
     return [labels[i] for i in probs.argmax(1)], probs

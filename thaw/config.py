@@ -105,10 +105,15 @@ class BackboneConfig(_Frozen):
 
 
 class HeadConfig(_Frozen):
-    """The frozen rung's head: logistic regression, C chosen on validation."""
+    """The frozen rung's head: logistic regression (C chosen on validation) or a small MLP,
+    whichever is better on validation (the linear one on a tie)."""
 
     c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
     max_iter: int = Field(2000, ge=10)
+    try_mlp: bool = True
+    mlp_hidden: int = Field(256, ge=8)
+    mlp_epochs: int = Field(300, ge=10)
+    mlp_learning_rate: float = Field(3e-3, gt=0)
 
 
 class ScratchConfig(_Frozen):

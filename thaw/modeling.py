@@ -161,6 +161,14 @@ def embed_texts(
     return out
 
 
+def head_probabilities(features: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:
+    """Class probabilities of a saved head: linear (``weight``, ``bias``) or a one-hidden-
+    layer MLP (``w1``, ``b1`` then ``weight``, ``bias``, ReLU between)."""
+    if "w1" in head:
+        features = np.maximum(features @ head["w1"].T + head["b1"], 0.0)
+    return softmax_head(features, head["weight"], head["bias"])
+
+
 def softmax_head(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Class probabilities of a linear head (``weight``: classes x dim)."""
     logits = features @ weight.T + bias

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from thaw.config import BackboneConfig
-from thaw.modeling import BackboneRef, configure_threads, embed_texts, load_encoder, locate_backbone, select_device, softmax_head
+from thaw.modeling import BackboneRef, configure_threads, embed_texts, head_probabilities, load_encoder, locate_backbone, select_device
 
 MODEL_ARTIFACT = "thaw_model"
 
@@ -31,8 +31,7 @@ class ThawPredictor:
 
         self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
         self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
-        head = load_file(str(directory / "head.safetensors"))
-        self.weight, self.bias = head["weight"], head["bias"]
+        self.head = load_file(str(directory / "head.safetensors"))
         ref = BackboneRef(**self.meta["backbone"])
         configure_threads()
         self.device = select_device()
@@ -42,7 +41,7 @@ class ThawPredictor:
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         features = embed_texts(list(texts), self.tokenizer, self.encoder, self.backbone_cfg, self.device)
-        return softmax_head(features, self.weight, self.bias)
+        return head_probabilities(features, self.head)
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:
         probs = self.probabilities(texts)

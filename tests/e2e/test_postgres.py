@@ -30,7 +30,7 @@ def test_pipeline_runs_against_mlflow_and_prefect_on_postgresql(tmp_path, tiny_e
         env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{pg}/prefect"}
         mlflow_cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(m_port), "--workers", "1",
-                      "--backend-store-uri", f"postgresql://{pg}/mlflow", "--artifacts-destination", str(tmp_path / "artifacts")]
+                      "--backend-store-uri", f"postgresql+psycopg2://{pg}/mlflow", "--artifacts-destination", str(tmp_path / "artifacts")]
         prefect_cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(p_port)]
         with running(mlflow_cmd, f"{mlflow_uri}/health", tmp_path / "mlflow.log", env=env, timeout_s=180), \
              running(prefect_cmd, f"http://127.0.0.1:{p_port}/api/health", tmp_path / "prefect.log", env=env, timeout_s=180):
