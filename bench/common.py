@@ -35,23 +35,41 @@ def matmul_peak_gflops(n: int = 2048) -> float:
 
 
 _EPILOGUE = """
-import json as _json, resource as _res
-print(_json.dumps({"self_kb": _res.getrusage(_res.RUSAGE_SELF).ru_maxrss,
-                   "children_kb": _res.getrusage(_res.RUSAGE_CHILDREN).ru_maxrss}))
+import json as _json
+_hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(_json.dumps({"self_hwm_kb": _hwm}))
 """
 
 
 def run_child(code: str, timeout: int = 7200) -> tuple[dict, float]:
     """Run python ``code`` in a child; return (its result JSON line, its peak RSS in MB).
 
-    The peak is the larger of the child's own and that of any process it waited for.
+    The peak is the child's own high-water mark (VmHWM, which, unlike ru_maxrss, does not
+    inherit the parent's peak). The result also carries ``process_tree_peak_mb``, the
+    largest sum of RSS over the child and its subprocesses sampled every 0.2 s (forked
+    workers share pages, so that sum overstates them).
     """
-    proc = subprocess.run([sys.executable, "-c", code + _EPILOGUE], capture_output=True, text=True, timeout=timeout)
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", code + _EPILOGUE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree_peak = 0
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            procs = [parent, *parent.children(recursive=True)]
+            tree_peak = max(tree_peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=60)
     if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    lines = proc.stdout.strip().splitlines()
+        raise RuntimeError(err[-3000:])
+    lines = out.strip().splitlines()
     usage = json.loads(lines[-1])
-    return json.loads(lines[-2]), max(usage["self_kb"], usage["children_kb"]) / 1024
+    result = json.loads(lines[-2])
+    result["process_tree_peak_mb"] = tree_peak / 2**20
+    return result, usage["self_hwm_kb"] / 1024
 
 
 def row(name: str, value: str, goal: str = "") -> None:

@@ -118,6 +118,7 @@ def lora_vs_full() -> dict:
         out[rung] = {**result, "peak_rss_mb": peak_mb}
         row(f"{label}: examples/s, trainable share", f"{result['examples_per_s']:.0f}, {result['fraction']:.2%}")
         row(f"{label}: peak RSS, RSS added by training", f"{peak_mb:,.0f} MB, {result['training_state_mb']:,.0f} MB")
+        out[rung]["peak_rss_mb"] = peak_mb
     return out
 
 
