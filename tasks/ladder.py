@@ -98,9 +98,13 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
     from thaw.modeling import configure_threads, load_encoder, resolve_backbone, select_device
     from thaw.trainer import Checkpoint, predict_classes, train_classifier
 
+    from thaw.distributed import init_from_environment, is_main_process
+
     ladder, seed = cfg.training.ladder, cfg.training.seed
     configure_threads()
     device = select_device(ladder.finetune.device)
+    if init_from_environment(device.type) and device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", "0")))
     ref, directory = resolve_backbone(cfg.backbone)
     tokenizer, encoder = load_encoder(directory, device)
     head = load_file(str(frozen_dir / "linear_head.safetensors"))  # LP-FT starts from the linear probe
@@ -130,7 +134,8 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
             "pooling": cfg.backbone.pooling, "max_length": cfg.backbone.max_length, "best_epoch": outcome.best_epoch,
             "trainable_backbone_parameters": surface.trainable_backbone, "backbone_parameters": surface.total_backbone}
     model_dir = run_dir / "models" / rung
-    save_adapted_model(model, surface, labels, meta, model_dir)
+    if is_main_process():
+        save_adapted_model(model, surface, labels, meta, model_dir)
     metrics = classification_metrics(y_val, predictions, labels, cfg.training.confidence_level)
     head_params = sum(p.numel() for p in model.head.parameters())
     details = {"method": surface.method, "frozen": surface.frozen, "trainable_fraction_of_backbone": surface.fraction,

@@ -130,9 +130,12 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
     the gate's metric. Resumes from ``checkpoint`` when it holds a previous epoch."""
     import torch
 
+    from thaw.distributed import average_gradients, barrier, is_main_process, shard
+
     torch.manual_seed(seed)
     lengths = [len(x) for x in train["input_ids"]]
-    steps_per_epoch = len(epoch_batches(lengths, cfg.batch_size, seed, 0))
+    steps_per_epoch = len(shard(epoch_batches(lengths, cfg.batch_size, seed, 0)))
+    trainable = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps_per_epoch * cfg.epochs, cfg.warmup_fraction))
     meta = {"epoch": -1, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
@@ -147,14 +150,15 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
             break
         model.train()
         losses = []
-        batches = epoch_batches(lengths, cfg.batch_size, seed, epoch)
+        batches = shard(epoch_batches(lengths, cfg.batch_size, seed, epoch))  # this process's share
         for step, idx in enumerate(batches, 1):
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**_collate(tokenizer, train, idx, device))
             loss = torch.nn.functional.cross_entropy(logits.float(), labels_t[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.max_grad_norm)
+            average_gradients(trainable)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
@@ -167,7 +171,9 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
         else:
             meta["bad_epochs"] += 1
         meta["epoch"] = epoch
-        checkpoint.save(model, best, optimizer, scheduler, meta)
+        if is_main_process():
+            checkpoint.save(model, best, optimizer, scheduler, meta)
+        barrier()
         if on_epoch_end:
             on_epoch_end(epoch)
     model.load_state_dict(best, strict=False)
