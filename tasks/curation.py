@@ -26,6 +26,7 @@ from prefect import task
 from tasks.dedup import (
     drop_positions,
     exact_duplicate_positions,
+    minhash_signatures,
     near_duplicate_positions,
     normalize_text,
     resolve_label_conflicts,
@@ -112,7 +113,8 @@ def stratified_split(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.Data
     return {s: frame.iloc[sorted(p)].reset_index(drop=True) for s, p in parts.items()}
 
 
-def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger) -> dict[str, pd.DataFrame]:
+def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger,
+                                signer=minhash_signatures) -> dict[str, pd.DataFrame]:
     """Near duplicates inside each split, then against the splits evaluated on."""
     dcfg = cfg.curation.dedup
     out: dict[str, pd.DataFrame] = {}
@@ -123,9 +125,9 @@ def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig
         exact = [i for i, t in enumerate(frame["text"]) if normalize_text(t) in exact_ref]
         frame = _apply(ledger, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
         if dcfg.near_duplicates:
-            own = near_duplicate_positions(list(frame["text"]), dcfg)
+            own = near_duplicate_positions(list(frame["text"]), dcfg, signer=signer)
             frame = _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own})
-            cross = near_duplicate_positions(list(frame["text"]), dcfg, reference) if reference else []
+            cross = near_duplicate_positions(list(frame["text"]), dcfg, reference, signer) if reference else []
             frame = _apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross})
         out[split] = frame
         reference += list(frame["text"])
@@ -227,7 +229,12 @@ def _curate(cfg: ThawConfig, run_dir: Path, secret) -> tuple[dict[str, Path], Pa
         for given in ("validation", "test"):
             if given in frames:
                 splits[given] = frames[given]
-    splits = drop_cross_split_duplicates(splits, cfg, ledger)
+    signer = minhash_signatures
+    if cfg.curation.executor == "dask":
+        from tasks.scaleout import dask_signer
+
+        signer = dask_signer(cfg.curation, run_dir / "dask" / "minhash")
+    splits = drop_cross_split_duplicates(splits, cfg, ledger, signer)
     d = cfg.data
     columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
     files = write_splits(splits, run_dir / "curated", columns, cfg.data.output_format)

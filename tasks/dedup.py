@@ -91,23 +91,33 @@ def minhash_signatures(texts: Sequence[str], cfg: DedupConfig) -> list:
     return out
 
 
+def signatures_from_hashvalues(rows, cfg: DedupConfig) -> list:
+    """MinHash objects from stored hash values (as computed elsewhere, e.g. on Dask workers)."""
+    from datasketch import MinHash
+
+    template = MinHash(num_perm=cfg.num_perm, seed=1)
+    return [MinHash(num_perm=cfg.num_perm, seed=1, hashvalues=row, permutations=template.permutations,
+                    scheme=template.scheme) for row in rows]
+
+
 def near_duplicate_positions(
-    texts: Sequence[str], cfg: DedupConfig, reference: Sequence[str] = ()
+    texts: Sequence[str], cfg: DedupConfig, reference: Sequence[str] = (), signer=minhash_signatures,
 ) -> list[int]:
     """Positions in ``texts`` that are near duplicates of an earlier text or of ``reference``.
 
     Candidates come from MinHash LSH; a pair counts when the estimated Jaccard
-    similarity of the shingle sets is at least ``cfg.threshold``.
+    similarity of the shingle sets is at least ``cfg.threshold``. ``signer`` computes
+    the signatures (here, or on a cluster).
     """
     from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
     kept: dict[tuple[str, int], object] = {}
-    for i, mh in enumerate(minhash_signatures(reference, cfg)):
+    for i, mh in enumerate(signer(list(reference), cfg)):
         kept[("ref", i)] = mh
         lsh.insert(("ref", i), mh)
     dup = []
-    for pos, mh in enumerate(minhash_signatures(texts, cfg)):
+    for pos, mh in enumerate(signer(list(texts), cfg)):
         if any(mh.jaccard(kept[key]) >= cfg.threshold for key in lsh.query(mh)):
             dup.append(pos)
             continue

@@ -1,9 +1,10 @@
-"""PII scrubbing on a Dask cluster through prefect-dask's ``DaskTaskRunner``.
+"""Curation on a Dask cluster through prefect-dask's ``DaskTaskRunner``: PII scrubbing and
+MinHash signatures.
 
-Each chunk of texts is a file; a ``scrub-chunk`` task runs on a Dask worker (which loads
-Presidio once and keeps it) and writes the scrubbed chunk to a file. Chunks come back in
-order, so the curated output is byte-identical to the single-process run. The cluster
-is a ``LocalCluster`` unless ``curation.dask_address`` names a running scheduler.
+Each chunk of texts is a file; a task runs on a Dask worker (which loads Presidio once
+and keeps it) and writes its result to a file. Chunks come back in order, so the curated
+output is byte-identical to the single-process run. The cluster is a ``LocalCluster``
+unless ``curation.dask_address`` names a running scheduler.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from prefect import flow, task
 
 from tasks.pii import PiiSecret, ScrubStats, build_analyzer, scrub_texts
-from thaw.config import CurationConfig, PiiConfig
+from thaw.config import CurationConfig, DedupConfig, PiiConfig
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -63,13 +64,7 @@ def _runner(cfg: CurationConfig):
 
 def scrub_texts_on_dask(texts: list[str], cfg: CurationConfig, secret: PiiSecret, stats: ScrubStats, work_dir: Path) -> list[str]:
     """``scrub_texts`` over a Dask cluster: same output, same order."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    size = cfg.pii.chunk_rows
-    chunks = []
-    for i in range(0, len(texts), size):
-        path = work_dir / f"chunk-{i // size:06d}.json"
-        path.write_text(json.dumps(texts[i:i + size]), encoding="utf-8")
-        chunks.append(path)
+    chunks = _write_chunks(texts, cfg.pii.chunk_rows, work_dir, "chunk")
     counts = scrub_chunks.with_options(task_runner=_runner(cfg))(chunks, cfg.pii, secret)
     out: list[str] = []
     for chunk, part in zip(chunks, counts):
@@ -79,3 +74,51 @@ def scrub_texts_on_dask(texts: list[str], cfg: CurationConfig, secret: PiiSecret
         stats.ner_rows += part["ner_rows"]
         stats.entities.update(part["entities"])
     return out
+
+
+@task(name="minhash-chunk", cache_policy=None)
+def minhash_chunk(source: Path, target: Path, cfg: DedupConfig) -> Path:
+    """MinHash hash values of the JSON list of texts in ``source``, saved to ``target`` (.npy)."""
+    import numpy as np
+
+    from tasks.dedup import minhash_signatures
+
+    texts = json.loads(source.read_text(encoding="utf-8"))
+    np.save(target, np.stack([m.hashvalues for m in minhash_signatures(texts, cfg)]))
+    return target
+
+
+@flow(name="minhash-on-dask")
+def minhash_chunks(chunks: list[Path], cfg: DedupConfig) -> list[Path]:
+    futures = [minhash_chunk.submit(c, c.with_name(c.stem + ".npy"), cfg) for c in chunks]
+    return [f.result() for f in futures]
+
+
+def _write_chunks(texts: list[str], size: int, work_dir: Path, prefix: str) -> list[Path]:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    chunks = []
+    for i in range(0, len(texts), size):
+        path = work_dir / f"{prefix}-{i // size:06d}.json"
+        path.write_text(json.dumps(texts[i:i + size]), encoding="utf-8")
+        chunks.append(path)
+    return chunks
+
+
+def dask_signer(cfg: CurationConfig, work_dir: Path):
+    """A ``signer`` for ``near_duplicate_positions`` that computes signatures on the cluster."""
+    import itertools
+
+    import numpy as np
+
+    from tasks.dedup import signatures_from_hashvalues
+
+    calls = itertools.count()
+
+    def sign(texts: list[str], dedup: DedupConfig) -> list:
+        if not texts:
+            return []
+        chunks = _write_chunks(texts, cfg.pii.chunk_rows, work_dir, f"call{next(calls):03d}")
+        arrays = [np.load(p) for p in minhash_chunks.with_options(task_runner=_runner(cfg))(chunks, dedup)]
+        return signatures_from_hashvalues(np.concatenate(arrays), dedup)
+
+    return sign

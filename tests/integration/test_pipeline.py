@@ -136,3 +136,4 @@ def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(
     assert not two.cache_hit
     assert {s: file_md5(p) for s, p in one.files.items()} == {s: file_md5(p) for s, p in two.files.items()}
     assert len(list((workspace / "dask" / "dask" / "train").glob("chunk-*.scrubbed.json"))) >= 3
+    assert list((workspace / "dask" / "dask" / "minhash").glob("call*.npy"))  # signatures came from the cluster
