@@ -18,6 +18,7 @@ from tests.servers import free_port
 def _binary(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
     if found is None:  # a machine without the server: install it (these machines are root, with Debian's registry)
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, capture_output=True)
         found = next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))))
     return str(found)
