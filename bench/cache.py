@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import tempfile
 import time
@@ -22,7 +23,7 @@ def run() -> dict:
 
     ws = Path(tempfile.mkdtemp(prefix="thaw-cache-"))
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
-    frame = pd.read_csv(__import__("io").StringIO(generate_support_tickets(3200)[0]), dtype=str, keep_default_na=False)
+    frame = pd.read_csv(io.StringIO(generate_support_tickets(3200)[0]), dtype=str, keep_default_na=False)
     frame = frame[(frame["message"] != "") & (frame["intent"] != "")].drop_duplicates("message")
     files = {}
     for split, part in (("train", frame.iloc[:2200]), ("validation", frame.iloc[2200:2600]), ("test", frame.iloc[2600:])):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from tasks.ingest import ColumnMap, read_labelled_table
 from thaw.config import ThawConfig
+from thaw.progress import Progress
 
 CHUNK_ROWS = 512
 
@@ -35,14 +35,11 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
     frame = read_labelled_table(source, ColumnMap(text=text_column, label=None, id=id_column))
     model, mv = load_registered_model(cfg, ref)
     parts = []
-    show = sys.stderr.isatty()
+    progress = Progress(len(frame), "predicted")
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start:start + CHUNK_ROWS]
         parts.append(model.predict(pd.DataFrame({"text": chunk["text"]})).set_index(chunk.index))
-        if show:
-            print(f"\rpredicted {min(start + CHUNK_ROWS, len(frame))}/{len(frame)}", end="", file=sys.stderr, flush=True)
-    if show:
-        print(file=sys.stderr)
+        progress(len(chunk))
     out = pd.concat([frame[["id"]].rename(columns={"id": id_column or "row_id"}), pd.concat(parts)], axis=1)
     out["model_version"] = str(mv.version)
     tmp = target.with_name(target.name + ".partial")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from prefect import task
 from tasks.curation import read_curated_file
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.progress import Progress
 from thaw.modeling import BackboneRef, configure_threads, embed_texts, load_encoder, resolve_backbone, select_device
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,6 @@ def feature_cache_key(backbone_revision: str, data_md5: str, pooling: str, max_l
     """sha256 naming one cached feature matrix."""
     blob = f"{backbone_revision}|{data_md5}|{pooling}|{max_length}".encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-class _Progress:
-    """A one-line progress counter on a terminal; silent otherwise."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self.total, self.done, self.label = total, 0, label
-        self.enabled = sys.stderr.isatty()
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if self.enabled:
-            end = "\n" if self.done >= self.total else ""
-            print(f"\r{self.label}: {self.done}/{self.total}", end=end, file=sys.stderr, flush=True)
 
 
 def _save_atomically(path: Path, matrix: np.ndarray) -> None:
@@ -79,7 +65,7 @@ def extract_frozen_features(curated: DatasetVersion, cfg: ThawConfig) -> Feature
             device = select_device()
             encoder = (*load_encoder(directory, device), device)
         texts = read_curated_file(cfg.root / tracked.path)[cfg.data.text_column].tolist()
-        matrix = embed_texts(texts, encoder[0], encoder[1], cfg.backbone, encoder[2], _Progress(len(texts), f"features {split}"))
+        matrix = embed_texts(texts, encoder[0], encoder[1], cfg.backbone, encoder[2], Progress(len(texts), f"features {split}"))
         _save_atomically(paths[split], matrix)
     log.info("frozen features: %s", ", ".join(f"{s} {'cached' if h else 'computed'}" for s, h in sorted(hits.items())))
     return FeatureSet(ref, paths, hits)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -104,7 +105,7 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
     configure_threads()
     device = select_device(ladder.finetune.device)
     if init_from_environment(device.type) and device.type == "cuda":  # one GPU per process
-        device = torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     ref, directory = resolve_backbone(cfg.backbone)
     tokenizer, encoder = load_encoder(directory, device)
     head = load_file(str(frozen_dir / "linear_head.safetensors"))  # LP-FT starts from the linear probe

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tasks.evaluation import Evaluation
-from tasks.registry import CHALLENGER, TrackingRun, client_for
+from tasks.registry import CHALLENGER, TrackingRun, client_for, tracking_uri
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 from thaw.errors import UserError
@@ -77,7 +77,7 @@ def resolve_version(cfg: ThawConfig, ref: str):
     try:
         return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException:
-        raise UserError(f"no model version {ref!r} in {client._registry_uri}") from None
+        raise UserError(f"no model version {ref!r} in {tracking_uri(cfg)}") from None
 
 
 def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
     return {
         "model": {"name": mv.name, "version": mv.version, "aliases": aliases, "approval": tags.get("thaw.approval", "")},
         "run": {"id": mv.run_id, "status": run.info.status, "experiment_id": run.info.experiment_id,
-                "tracking_uri": client._tracking_client.tracking_uri},
+                "tracking_uri": tracking_uri(cfg)},
         "prefect_flow_run_id": tags.get("thaw.prefect_flow_run_id", ""),
         "data": {
             "raw": {"dvc_file": tags.get("thaw.raw.dvc_file"), "md5": tags.get("thaw.raw.md5")},

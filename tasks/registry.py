@@ -7,6 +7,7 @@ tracking URI: nothing relies on process-global tracking state.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -103,9 +104,10 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
     return TrackingRun(run.info.run_id, run_dir, tracking_uri(cfg))
 
 
-def _dvc_dataset(name: str, path: str, md5: str, remote: str, dvc_file: str):
+@functools.lru_cache(maxsize=1)
+def _dvc_source_class():
+    """MLflow's DatasetSource for a DVC-tracked file (built once; MLflow is imported lazily)."""
     from mlflow.data.dataset_source import DatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
 
     class DvcDatasetSource(DatasetSource):
         """A file versioned by DVC: where it lives in the workspace and in the remote."""
@@ -135,8 +137,14 @@ def _dvc_dataset(name: str, path: str, md5: str, remote: str, dvc_file: str):
         def from_dict(cls, source_dict: dict[Any, Any]) -> "DvcDatasetSource":
             return cls(dict(source_dict))
 
-    source = DvcDatasetSource({"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file,
-                               "object": f"files/md5/{md5[:2]}/{md5[2:]}"})
+    return DvcDatasetSource
+
+
+def _dvc_dataset(name: str, path: str, md5: str, remote: str, dvc_file: str):
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = _dvc_source_class()({"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file,
+                                  "object": f"files/md5/{md5[:2]}/{md5[2:]}"})
     return MetaDataset(source, name=name, digest=md5)
 
 

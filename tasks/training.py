@@ -173,13 +173,3 @@ def train_frozen_rung(features: FeatureSet, curated: DatasetVersion, labels: tup
                         "trainable_fraction_of_backbone": 0.0, "head_C": fit_meta["C"],
                         "validation_macro_f1_by_C": fit_meta["scores"], "validation_macro_f1_mlp": fit_meta["mlp_score"],
                         "cache_hits": {**features.cache_hits, "head": head_hit}})
-
-
-def predict_frozen(model_dir: Path, features: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """(labels, probabilities) of a frozen-rung head on precomputed features."""
-    from safetensors.numpy import load_file
-
-    tensors = load_file(str(model_dir / "head.safetensors"))
-    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    probs = head_probabilities(features, tensors)
-    return [labels[i] for i in probs.argmax(1)], probs

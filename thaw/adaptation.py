@@ -16,8 +16,6 @@ import numpy as np
 from thaw.modeling import pool
 
 if TYPE_CHECKING:
-    import torch
-
     from thaw.config import LadderConfig
 
 

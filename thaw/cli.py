@@ -23,6 +23,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", default=None, help="project directory holding data/, .dvc and the state dir (default: .)")
 
 
+def _add_columns(p: argparse.ArgumentParser) -> None:
+    """The column overrides shared by every command that reads labelled data."""
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--id-column", help="carried through every stage unchanged")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thaw", description="Adapt a pretrained text encoder to your labelled text, traceably.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     for flag in ("train", "validation", "test"):
         run.add_argument(f"--{flag}", help=f"{flag} file (CSV, TSV, JSONL or Parquet)")
-    run.add_argument("--text-column")
-    run.add_argument("--label-column")
-    run.add_argument("--id-column")
+    _add_columns(run)
     run.add_argument("--model-name")
     run.add_argument("--summary-json", help="write the machine-readable run summary here")
     run.set_defaults(func=cmd_run)
@@ -45,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--input", required=True, help="labelled file (CSV, TSV, JSONL or Parquet)")
     curate.add_argument("--validation", help="your own validation file (deduplicated against, never re-split)")
     curate.add_argument("--test", help="your own test file (deduplicated against, never re-split)")
-    curate.add_argument("--text-column")
-    curate.add_argument("--label-column")
-    curate.add_argument("--id-column")
+    _add_columns(curate)
     curate.add_argument("--format", choices=("csv", "parquet"))
     curate.add_argument("--output", required=True, help="directory for the split files and the report")
     curate.set_defaults(func=cmd_curate)

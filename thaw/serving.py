@@ -59,10 +59,11 @@ def apply_adaptation(encoder, directory: Path, device):
     if delta.is_file():
         from safetensors.torch import load_file
 
-        missing = set(load_file(str(delta))) - set(encoder.state_dict())
+        changed = load_file(str(delta))
+        missing = set(changed) - set(encoder.state_dict())
         if missing:
             raise ValueError(f"{delta}: tensors {sorted(missing)[:3]} do not exist in the base backbone")
-        encoder.load_state_dict(load_file(str(delta)), strict=False)
+        encoder.load_state_dict(changed, strict=False)
     return encoder.eval()
 
 

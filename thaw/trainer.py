@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 
 from thaw.config import FineTuneConfig
 from thaw.modeling import autocast_dtype, length_sorted_batches
+from thaw.progress import Progress
 
 
 @dataclass
@@ -118,11 +118,6 @@ class Checkpoint:
         return json.loads(state["meta"]), load_file(str(self.directory / "best.safetensors"))
 
 
-def _progress(epoch: int, step: int, total: int) -> None:
-    if sys.stderr.isatty():
-        print(f"\r  epoch {epoch + 1}: {step}/{total} batches", end="\n" if step == total else "", file=sys.stderr, flush=True)
-
-
 def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: dict, score: Callable[[np.ndarray], float],
                      cfg: FineTuneConfig, lr: float, groups: list[dict], checkpoint: Checkpoint, device, seed: int,
                      on_epoch_end: Callable[[int], None] | None = None) -> TrainOutcome:
@@ -151,6 +146,7 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
         model.train()
         losses = []
         batches = shard(epoch_batches(lengths, cfg.batch_size, seed, epoch))  # this process's share
+        progress = Progress(len(batches), f"  epoch {epoch + 1} batches")
         for step, idx in enumerate(batches, 1):
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**_collate(tokenizer, train, idx, device))
@@ -162,7 +158,7 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
-            _progress(epoch, step, len(batches))
+            progress()
         metric = score(predict_classes(model, tokenizer, val, cfg.batch_size * 2, device))
         meta["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_metric": metric})
         if metric > meta["best_metric"]:

@@ -4,6 +4,7 @@ approve, refuse, force, rollback, ledger, lineage re-verification, restore, serv
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -153,7 +154,7 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     # 2. mlflow.pyfunc.load_model in a fresh process
     code = ("import json, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model('models:/%s@champion'); "
             "print(json.dumps(m.predict(pd.DataFrame({'text': %r}))['label'].tolist()))" % (MODEL, texts))
-    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, **env_uri})
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env_uri})
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     via_pyfunc = json.loads(fresh.stdout.strip().splitlines()[-1])
     # 3. the documented HTTP path: `thaw serve` (mlflow models serve on the pyfunc) on loopback
