@@ -70,7 +70,10 @@ def ensure_dvc_repo(cfg: ThawConfig) -> None:
         run_dvc(root, "init", *([] if (root / ".git").exists() else ["--no-scm"]))
     url = remote_url(cfg)
     if "://" not in url:
-        Path(url).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(url).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"DVC remote {url}: cannot create it ({exc.strerror or exc}); set versioning.remote_url") from None
     run_dvc(root, "remote", "add", "--local", "--force", "--default", cfg.versioning.remote_name, url)
 
 
