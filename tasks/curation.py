@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 
@@ -115,23 +116,39 @@ def stratified_split(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.Data
 
 def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger,
                                 signer=minhash_signatures) -> dict[str, pd.DataFrame]:
-    """Near duplicates inside each split, then against the splits evaluated on."""
+    """Near duplicates inside each split, then against the splits evaluated on.
+
+    Each split's signatures are computed once and, for the rows kept, serve as the
+    reference for the splits after it.
+    """
     dcfg = cfg.curation.dedup
     out: dict[str, pd.DataFrame] = {}
-    reference: list[str] = []
+    exact_ref: set[str] = set()
+    reference = np.empty((0, dcfg.num_perm), dtype=np.uint32)
     for split in ("test", "validation", "train"):  # evaluation rows are fixed first
         frame = splits[split]
-        exact_ref = {normalize_text(t) for t in reference}
         exact = [i for i, t in enumerate(frame["text"]) if normalize_text(t) in exact_ref]
         frame = _apply(ledger, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
         if dcfg.near_duplicates:
-            own = near_duplicate_positions(list(frame["text"]), dcfg, signer=signer)
-            frame = _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own})
-            cross = near_duplicate_positions(list(frame["text"]), dcfg, reference, signer) if reference else []
-            frame = _apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross})
+            signatures = signer(list(frame["text"]), dcfg)
+            own = near_duplicate_positions(signatures, dcfg)
+            frame, signatures = _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own}), _without(signatures, own)
+            cross = near_duplicate_positions(signatures, dcfg, reference) if len(reference) else []
+            frame, signatures = (_apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross}),
+                                 _without(signatures, cross))
+            if split != "train":  # nothing is compared against train
+                reference = np.concatenate([reference, signatures])
         out[split] = frame
-        reference += list(frame["text"])
+        exact_ref.update(normalize_text(t) for t in frame["text"])
     return out
+
+
+def _without(rows: np.ndarray, positions: list[int]) -> np.ndarray:
+    if not positions:
+        return rows
+    keep = np.ones(len(rows), dtype=bool)
+    keep[positions] = False
+    return rows[keep]
 
 
 def read_curated_file(path: Path) -> pd.DataFrame:

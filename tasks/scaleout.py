@@ -84,7 +84,7 @@ def minhash_chunk(source: Path, target: Path, cfg: DedupConfig) -> Path:
     from tasks.dedup import minhash_signatures
 
     texts = json.loads(source.read_text(encoding="utf-8"))
-    np.save(target, np.stack([m.hashvalues for m in minhash_signatures(texts, cfg)]))
+    np.save(target, minhash_signatures(texts, cfg))
     return target
 
 
@@ -110,15 +110,13 @@ def dask_signer(cfg: CurationConfig, work_dir: Path):
 
     import numpy as np
 
-    from tasks.dedup import signatures_from_hashvalues
-
     calls = itertools.count()
 
-    def sign(texts: list[str], dedup: DedupConfig) -> list:
+    def sign(texts: list[str], dedup: DedupConfig) -> np.ndarray:
         if not texts:
-            return []
+            return np.empty((0, dedup.num_perm), dtype=np.uint32)
         chunks = _write_chunks(texts, cfg.pii.chunk_rows, work_dir, f"call{next(calls):03d}")
         arrays = [np.load(p) for p in minhash_chunks.with_options(task_runner=_runner(cfg))(chunks, dedup)]
-        return signatures_from_hashvalues(np.concatenate(arrays), dedup)
+        return np.concatenate(arrays)
 
     return sign
