@@ -3,78 +3,108 @@
 DVC 3 stores every object content-addressed under ``files/md5/<2>/<30>`` in a remote;
 a directory is an object ``<md5>.dir`` listing its files. With the md5 and the remote
 recorded on the model version, the exact bytes come back even after the workspace copy
-and the local DVC cache are gone.
+and the local DVC cache are gone. The remote is reached through DVC's own filesystem
+layer, so whatever DVC can push to (a directory, S3 or MinIO, ...) can be read back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
-from tasks.ingest import file_md5
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 
 
-def _remote_root(remote: str) -> Path:
-    parsed = urlparse(remote)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else remote)
-    raise UserError(f"DVC remote {remote!r}: thaw restores from local or mounted remotes; "
-                    "for other remotes run `dvc pull` on the recorded .dvc files")
+@dataclass(frozen=True)
+class DvcRemote:
+    """A DVC remote opened for reading objects by md5."""
+
+    url: str
+    fs: Any  # a dvc_objects FileSystem
+    root: str
+
+    def object_path(self, md5: str) -> str:
+        return self.fs.join(self.root, "files", "md5", md5[:2], md5[2:])
+
+    def has(self, md5: str) -> bool:
+        return self.fs.exists(self.object_path(md5))
+
+    def md5_of(self, md5: str) -> str:
+        """The md5 of the stored object's bytes, streamed."""
+        digest = hashlib.md5()
+        with self.fs.open(self.object_path(md5), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def read_text(self, md5: str) -> str:
+        with self.fs.open(self.object_path(md5), "rb") as handle:
+            return handle.read().decode("utf-8")
+
+    def download(self, md5: str, target: Path) -> None:
+        self.fs.get_file(self.object_path(md5), str(target))
 
 
-def remote_object(remote: str, md5: str) -> Path:
-    """Path of the object with this md5 in a local DVC 3 remote."""
-    return _remote_root(remote) / "files" / "md5" / md5[:2] / md5[2:]
+def open_remote(cfg: ThawConfig, url: str) -> DvcRemote:
+    """The remote at ``url``; the configured remote options apply when it is the configured remote."""
+    from dvc.fs import get_cloud_fs
+
+    options = dict(cfg.versioning.remote_options) if url == cfg.versioning.remote_url else {}
+    try:
+        cls, conf, root = get_cloud_fs({}, url=url, **options)
+        return DvcRemote(url, cls(**conf), root)
+    except Exception as exc:  # unknown scheme, missing plugin, bad option: the user's setting
+        raise UserError(f"DVC remote {url}: cannot open it ({exc})") from None
 
 
 def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> list[str]:
     """Problems found re-verifying every recorded dataset digest against the remote (empty: all good)."""
-    remote = tags.get("thaw.dvc_remote")
-    if not remote:
+    url = tags.get("thaw.dvc_remote")
+    if not url:
         return ["no DVC remote recorded on the version"]
+    remote = open_remote(cfg, url)
     problems = []
     for split in SPLITS:
         md5 = tags.get(f"thaw.curated.{split}.md5")
         if md5 is None:
             problems.append(f"no {split} digest recorded")
-            continue
-        obj = remote_object(remote, md5)
-        if not obj.is_file():
-            problems.append(f"{split} md5 {md5} is missing from the remote {remote}")
-        elif file_md5(obj) != md5:
-            problems.append(f"{split} object {obj} does not hash to {md5}")
+        elif not remote.has(md5):
+            problems.append(f"{split} md5 {md5} is missing from the remote {url}")
+        elif remote.md5_of(md5) != md5:
+            problems.append(f"{split} object {remote.object_path(md5)} does not hash to {md5}")
     raw = tags.get("thaw.raw.md5", "")
-    listing = remote_object(remote, raw)
-    if not listing.is_file():
-        problems.append(f"raw data md5 {raw} is missing from the remote {remote}")
+    if not raw or not remote.has(raw):
+        problems.append(f"raw data md5 {raw} is missing from the remote {url}")
     elif raw.endswith(".dir"):
-        for entry in json.loads(listing.read_text(encoding="utf-8")):
-            if not remote_object(remote, entry["md5"]).is_file():
+        for entry in json.loads(remote.read_text(raw)):
+            if not remote.has(entry["md5"]):
                 problems.append(f"raw file {entry['relpath']} (md5 {entry['md5']}) is missing from the remote")
     return problems
 
 
 def restore_split(cfg: ThawConfig, tags: dict[str, str], split: str, dest: Path) -> Path:
     """Copy the recorded ``split`` file from the remote into ``dest`` and check its md5."""
-    md5, path = tags.get(f"thaw.curated.{split}.md5"), tags.get(f"thaw.curated.{split}.path")
-    if not md5 or not path:
+    from tasks.ingest import file_md5
+
+    md5, path, url = tags.get(f"thaw.curated.{split}.md5"), tags.get(f"thaw.curated.{split}.path"), tags.get("thaw.dvc_remote")
+    if not md5 or not path or not url:
         raise UserError(f"the model version records no {split} dataset")
-    obj = remote_object(tags["thaw.dvc_remote"], md5)
-    if not obj.is_file():
-        raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {tags['thaw.dvc_remote']}")
+    remote = open_remote(cfg, url)
+    if not remote.has(md5):
+        raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {url}")
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / Path(path).name
     tmp = target.with_name(target.name + ".partial")
-    shutil.copyfile(obj, tmp)
+    remote.download(md5, tmp)
     if file_md5(tmp) != md5:
         tmp.unlink()
-        raise UserError(f"{obj}: content does not match the recorded md5 {md5}")
+        raise UserError(f"{remote.object_path(md5)}: content does not match the recorded md5 {md5}")
     tmp.replace(target)
     return target
 

@@ -74,7 +74,13 @@ def ensure_dvc_repo(cfg: ThawConfig) -> None:
             Path(url).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"DVC remote {url}: cannot create it ({exc.strerror or exc}); set versioning.remote_url") from None
-    run_dvc(root, "remote", "add", "--local", "--force", "--default", cfg.versioning.remote_name, url)
+    name = cfg.versioning.remote_name
+    run_dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
+    for option, value in cfg.versioning.remote_options.items():
+        try:
+            run_dvc(root, "remote", "modify", "--local", name, option, value)
+        except DvcError as exc:
+            raise UserError(f"versioning.remote_options.{option}: {exc}") from None
 
 
 def read_dvc_file(path: Path) -> tuple[str, int]:

@@ -63,3 +63,13 @@ def mlflow_server(root: Path) -> Iterator[str]:
            "--workers", "1"]
     with running(cmd, f"http://127.0.0.1:{port}/health", root / "mlflow-server.log"):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def s3_server(root: Path) -> Iterator[str]:
+    """An S3-compatible API server (moto's server mode) on loopback; yields its endpoint URL."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with running(cmd, f"http://127.0.0.1:{port}/moto-api/", root / "s3-server.log"):
+        yield f"http://127.0.0.1:{port}"

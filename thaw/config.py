@@ -195,12 +195,30 @@ class TrackingConfig(_Frozen):
     experiment: str = "thaw"
 
 
+_CREDENTIAL_WORDS = ("secret", "password", "key_id", "access_key", "token", "credential")
+
+
 class VersioningConfig(_Frozen):
     """DVC: None means the embedded local remote ``.dvcstore`` in the workspace."""
 
     remote_url: str | None = None
     remote_name: str = "thaw"
+    # `dvc remote modify` settings for that remote, e.g. {endpointurl: http://minio:9000}
+    # for MinIO. Credentials do not belong here (the config is logged with every run):
+    # DVC reads them from the environment (AWS_ACCESS_KEY_ID, ...) or .dvc/config.local.
+    remote_options: dict[str, str] = {}
     curated_dir: Path = Path("datasets")
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> "VersioningConfig":
+        secret = [k for k in self.remote_options if any(w in k.lower() for w in _CREDENTIAL_WORDS)]
+        if secret:
+            raise ValueError(f"versioning.remote_options: {', '.join(secret)} looks like a credential; "
+                             "pass it through the environment or `dvc remote modify --local`, not the config")
+        return self
+
+    def __hash__(self) -> int:  # remote_options is a dict; the config stays hashable
+        return hash(self.model_dump_json())
 
 
 class PromotionConfig(_Frozen):

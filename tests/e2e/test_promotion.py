@@ -177,12 +177,12 @@ def _write_cfg(tmp_path: Path, uri: str) -> Path:
 
 def test_promotion_refuses_when_a_recorded_digest_is_missing_from_the_remote(registry):
     from tasks.promotion import approve
-    from tasks.restore import remote_object
+    from tasks.restore import open_remote
 
     cfg, client, new_version, _, _ = registry
     version = new_version()
     tags = client.get_model_version(MODEL, version).tags
-    obj = remote_object(tags["thaw.dvc_remote"], tags["thaw.curated.train.md5"])
-    obj.unlink()
+    remote = open_remote(cfg, tags["thaw.dvc_remote"])
+    Path(remote.object_path(tags["thaw.curated.train.md5"])).unlink()
     with pytest.raises(UserError, match="lineage: train md5 .* is missing from the remote"):
         approve(cfg, MODEL, version, "looks fine", force=False)
