@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, ratios measured in this one run on this machine.
 
-python -m bench [--only pii,dedup,rss,encoder,cache,clinc] [--rss-sizes 100000,1000000]
+python -m bench [--only pii,dedup,encoder,cache,rerun,rss,clinc] [--rss-sizes 100000,1000000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thaw.offline import apply_offline_environment
 
-SECTIONS = ("pii", "dedup", "encoder", "cache", "rss", "clinc")
+SECTIONS = ("pii", "dedup", "encoder", "cache", "rerun", "rss", "clinc")
 
 
 def main() -> None:
@@ -43,6 +43,9 @@ def main() -> None:
         elif section == "cache":
             from bench import cache
             results[section] = cache.run()
+        elif section == "rerun":
+            from bench import rerun
+            results[section] = rerun.run()
         elif section == "rss":
             from bench import curation_rss
             results[section] = curation_rss.run(tuple(int(x) for x in args.rss_sizes.split(",")))

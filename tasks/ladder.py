@@ -147,5 +147,10 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
 
 @task(name="train-adapted-rung")
 def train_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig, run_dir: Path) -> TrainedRung:
-    """Prefect task around ``fit_adapted_rung``."""
-    return fit_adapted_rung(rung, curated, labels, frozen_dir, cfg, run_dir)
+    """Prefect task around ``fit_adapted_rung``: in this process, or data-parallel in
+    ``finetune.processes`` processes (``thaw.rung_worker`` under torch.distributed.run)."""
+    if cfg.training.ladder.finetune.processes == 1:
+        return fit_adapted_rung(rung, curated, labels, frozen_dir, cfg, run_dir)
+    from thaw.rung_worker import launch
+
+    return launch(rung, curated, labels, frozen_dir, cfg, run_dir)

@@ -42,7 +42,9 @@ def write_run_summary(
                  "selection_reason": ladder.selection.reason, "negative_transfer": ladder.selection.negative_transfer,
                  "ladder_seconds": round(ladder.seconds, 1)},
         "caches": {"curation_hit": curated.cache_hit,
-                   "frozen_features_hit": ladder.trained[0].details.get("cache_hits", {})},
+                   "frozen_features_hit": ladder.trained[0].details.get("cache_hits", {}),
+                   "rungs_resumed_from_checkpoint": {r.rung: r.details["resumed_from_epoch"] for r in ladder.trained
+                                                     if r.details.get("resumed_from_epoch") is not None}},
         "selected_rung": ladder.selection.rung,
         "test": {"rung": ladder.selection.rung, "metrics": evaluation.metrics, "used_for_selection": False,
                  "note": "the test split is scored once, by the selected model; other rungs' test numbers are informational"},

@@ -153,6 +153,9 @@ class FineTuneConfig(_Frozen):
     max_grad_norm: float = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # > 1: the pipeline trains each rung data-parallel in this many processes started with
+    # torch.distributed.run (one GPU each with CUDA; gloo on CPU); 1: in the flow's process.
+    processes: int = Field(1, ge=1)
 
 
 class LadderConfig(_Frozen):

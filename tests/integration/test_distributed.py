@@ -56,3 +56,21 @@ def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_enc
     saved = load_file(str(workspace / "run" / "models" / "full" / "delta.safetensors"))
     assert saved and all(np.isfinite(v).all() for v in saved.values())
     assert list((workspace / ".thaw" / "checkpoints").glob("*/state.pt"))
+
+
+def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(workspace, tiny_encoder):
+    """finetune.processes: 2 makes the pipeline's own task launch the rung under
+    torch.distributed.run; rank 0's model and result come back as a TrainedRung."""
+    from safetensors.numpy import load_file
+
+    from tasks.ladder import train_adapted_rung
+    from tests.integration.test_ladder import LABELS, config, frozen_rung, make_task
+
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8, "processes": 2})
+    curated = make_task(workspace, "strong")
+    _, frozen = frozen_rung(workspace, cfg, curated)
+    rung = train_adapted_rung.fn("full", curated, LABELS, frozen.model_dir, cfg, workspace / "run")
+    assert rung.details["processes"] == 2 and rung.details["epochs_run"] == 2
+    assert len(rung.validation_predictions) == 30 and set(rung.validation_predictions) <= set(LABELS)
+    assert [h["epoch"] for h in rung.details["history"]] == [0, 1]
+    assert load_file(str(rung.model_dir / "delta.safetensors"))
