@@ -52,14 +52,18 @@ def promotion_lock(cfg: ThawConfig, name: str, timeout_s: float = 60) -> Iterato
             client.create_registered_model(lock, tags={"thaw.lock_taken_at": str(time.time())},
                                            description=f"held while thaw changes the champion of {name}")
             break
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # e.g. refused credentials: not ours to retry
+                raise
             try:
                 taken = float(client.get_registered_model(lock).tags.get("thaw.lock_taken_at", "0"))
                 if time.time() - taken > LOCK_STALE_S:
                     client.delete_registered_model(lock)  # a crashed holder: break the stale lock
                     continue
-            except MlflowException:
-                continue
+            except MlflowException as gone:
+                if gone.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                continue  # released in between: try again
             if time.monotonic() > deadline:
                 raise UserError(f"another promotion of {name} is in progress (lock {lock!r}); try again") from None
             time.sleep(0.2)

@@ -73,3 +73,24 @@ def s3_server(root: Path) -> Iterator[str]:
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with running(cmd, f"http://127.0.0.1:{port}/moto-api/", root / "s3-server.log"):
         yield f"http://127.0.0.1:{port}"
+
+
+ADMIN = ("admin", "admin-password-for-tests")
+
+
+@contextlib.contextmanager
+def mlflow_auth_server(root: Path) -> Iterator[str]:
+    """A real MLflow tracking server with its basic-auth app, as infra/ runs it, on loopback."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    ini = root / "basic_auth.ini"
+    ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                   f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+                   f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+           "--workers", "1"]
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-csrf-key"}
+    with running(cmd, f"http://127.0.0.1:{port}/health", root / "mlflow-server.log", env=env):
+        yield f"http://127.0.0.1:{port}"

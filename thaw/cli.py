@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from thaw.errors import UserError
+from thaw.errors import UserError, tracking_access_problem
 
 from thaw.cli_ops import cmd_down, cmd_schedule, cmd_up
 from thaw.cli_pipeline import cmd_curate, cmd_demo, cmd_run
@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("thaw: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        problem = tracking_access_problem(exc)
+        if problem is None:
+            raise
+        print(f"thaw: error: {problem}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,3 +7,24 @@ class UserError(Exception):
 
 class ExpectationsFailed(UserError):
     """The curated data failed its Great Expectations suite; training did not start."""
+
+
+def tracking_access_problem(exc: BaseException) -> str | None:
+    """One line for an MLflow server refusing who we are or what we asked; None otherwise.
+
+    A shared tracking server with authentication (infra/) answers 401 to missing or wrong
+    credentials and 403 to an action the user has no permission for (e.g. moving the
+    champion alias without MANAGE on the model): a matter of accounts, not a bug.
+    """
+    import os
+
+    code = getattr(exc, "error_code", None)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if code == "UNAUTHENTICATED":
+        who = f"the credentials of {user!r}" if user else "a request without credentials"
+        return (f"the MLflow tracking server refused {who}: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD to your account")
+    if code == "PERMISSION_DENIED":
+        return (f"the MLflow tracking server denied {user or 'this user'} the action: an MLflow admin grants "
+                "MANAGE on the registered model to those who may promote it")
+    return None
