@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.servers import ADMIN, mlflow_auth_server
 from thaw.config import ThawConfig
@@ -47,7 +48,7 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(tmp_path, 
             "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
         }
         config = tmp_path / "thaw.yaml"
-        config.write_text(__import__("yaml").safe_dump(settings), encoding="utf-8")
+        config.write_text(yaml.safe_dump(settings), encoding="utf-8")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
         cfg = ThawConfig.model_validate(settings)
