@@ -96,7 +96,15 @@ def escalation_decision(after: str, best: str, best_metric: float, comparison: C
         return Decision(after, "stop", "no rung left in the ladder", best, comparison)
     if budget_left_s <= 0:
         return Decision(after, "stop", "time budget spent", best, comparison)
-    return Decision(after, "escalate", f"{best} below the target ({best_metric:.4f} < {target}{gain})", best, comparison)
+    return Decision(after, "escalate", f"{best} below the target ({_below(best_metric, target)} < {target}{gain})", best, comparison)
+
+
+def _below(metric: float, target: float) -> str:
+    """``metric`` with enough digits to show it is below ``target`` (0.96996, not 0.9700)."""
+    digits = 4
+    while round(metric, digits) >= target and digits < 10:
+        digits += 1
+    return f"{metric:.{digits}f}"
 
 
 def select_rung(scores: Sequence[RungScore], comparisons_to_best: dict[str, Comparison], alpha: float) -> tuple[str, str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.projects import ticket_project
 from tests.servers import ADMIN, mlflow_auth_server
 from thaw.config import ThawConfig
-from thaw.demo_data import generate_support_tickets
 
 pytestmark = pytest.mark.e2e
 MODEL = "auth-tickets"
@@ -35,18 +35,8 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(tmp_path, 
     from tasks.promotion import read_ledger
 
     workspace = tmp_path / "project"
-    (workspace / "data").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
-    (workspace / "data" / "tickets.csv").write_text(generate_support_tickets(300, seed=9)[0], encoding="utf-8")
     with mlflow_auth_server(tmp_path / "mlflow") as uri:
-        settings = {
-            "model_name": MODEL, "workspace": str(workspace), "tracking": {"tracking_uri": uri},
-            "data": {"train": str(workspace / "data" / "tickets.csv"), "text_column": "message",
-                     "label_column": "intent", "id_column": "ticket_id"},
-            "backbone": {"name": "tiny", "path": str(tiny_encoder), "max_length": 48},
-            "curation": {"expectations": {"min_rows": 50}},
-            "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
-        }
+        settings = ticket_project(workspace, tiny_encoder, MODEL, 300, 9, tracking={"tracking_uri": uri})
         config = tmp_path / "thaw.yaml"
         config.write_text(yaml.safe_dump(settings), encoding="utf-8")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from tasks.ingest import file_md5
+from tests.projects import ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
-from thaw.demo_data import generate_support_tickets
 from thaw.errors import UserError
 
 pytestmark = pytest.mark.e2e
@@ -33,18 +33,8 @@ def registry(tmp_path_factory, tiny_encoder, prefect_harness):
 
     base = tmp_path_factory.mktemp("promotion")
     workspace = base / "project"
-    (workspace / "data").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
-    (workspace / "data" / "tickets.csv").write_text(generate_support_tickets(400, seed=3)[0], encoding="utf-8")
     with mlflow_server(base / "mlflow") as uri:
-        cfg = ThawConfig.model_validate({
-            "model_name": MODEL, "workspace": str(workspace), "tracking": {"tracking_uri": uri},
-            "data": {"train": str(workspace / "data" / "tickets.csv"), "text_column": "message",
-                     "label_column": "intent", "id_column": "ticket_id"},
-            "backbone": {"name": "tiny", "path": str(tiny_encoder), "max_length": 48},
-            "curation": {"expectations": {"min_rows": 50}},
-            "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
-        })
+        cfg = ThawConfig.model_validate(ticket_project(workspace, tiny_encoder, MODEL, 400, 3, tracking={"tracking_uri": uri}))
         summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
         run_id = summary["mlflow"]["run_id"]
         from tasks.registry import client_for

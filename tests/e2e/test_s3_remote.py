@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tasks.ingest import file_md5
+from tests.projects import ticket_project
 from tests.servers import s3_server
 from thaw.config import ThawConfig
-from thaw.demo_data import generate_support_tickets
 
 pytestmark = pytest.mark.e2e
 BUCKET = "thaw-dvc"
@@ -34,21 +33,11 @@ def test_data_round_trips_through_an_s3_remote(tmp_path, tiny_encoder, prefect_h
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
     workspace = tmp_path / "project"
-    (workspace / "data").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
-    (workspace / "data" / "tickets.csv").write_text(generate_support_tickets(300, seed=5)[0], encoding="utf-8")
     with s3_server(tmp_path / "s3") as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket=BUCKET)
-        cfg = ThawConfig.model_validate({
-            "model_name": "s3-tickets", "workspace": str(workspace),
-            "data": {"train": str(workspace / "data" / "tickets.csv"), "text_column": "message",
-                     "label_column": "intent", "id_column": "ticket_id"},
-            "backbone": {"name": "tiny", "path": str(tiny_encoder), "max_length": 48},
-            "curation": {"expectations": {"min_rows": 50}},
-            "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
-            "versioning": {"remote_url": f"s3://{BUCKET}/datasets", "remote_options": {"endpointurl": endpoint}},
-        })
+        remote = {"remote_url": f"s3://{BUCKET}/datasets", "remote_options": {"endpointurl": endpoint}}
+        cfg = ThawConfig.model_validate(ticket_project(workspace, tiny_encoder, "s3-tickets", 300, 5, versioning=remote))
         json.loads(Path(thaw_pipeline(cfg)).read_text())
         tags = resolve_version(cfg, "s3-tickets@challenger").tags
         assert tags["thaw.dvc_remote"] == f"s3://{BUCKET}/datasets"

@@ -1,0 +1,27 @@
+"""A small ticket project the e2e tests run the real pipeline on: a git workspace with
+generated tickets, and the settings for the tiny encoder and the frozen rung only."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from thaw.demo_data import generate_support_tickets
+
+
+def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: int, **sections: Any) -> dict[str, Any]:
+    """Create ``workspace`` with ``rows`` generated tickets; return the config settings
+    (``sections`` add or replace top-level sections, e.g. ``tracking`` or ``versioning``)."""
+    (workspace / "data").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    (workspace / "data" / "tickets.csv").write_text(generate_support_tickets(rows, seed=seed)[0], encoding="utf-8")
+    return {
+        "model_name": model, "workspace": str(workspace),
+        "data": {"train": str(workspace / "data" / "tickets.csv"), "text_column": "message",
+                 "label_column": "intent", "id_column": "ticket_id"},
+        "backbone": {"name": "tiny", "path": str(encoder), "max_length": 48},
+        "curation": {"expectations": {"min_rows": 50}},
+        "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
+        **sections,
+    }
