@@ -11,6 +11,7 @@ import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -28,12 +29,17 @@ class ColumnMap:
     id: str | None
 
 
-def file_md5(path: Path, chunk: int = 1 << 20) -> str:
+def file_md5(path: Path) -> str:
     """md5 of the file's bytes: the digest DVC 3 records for a file."""
-    h = hashlib.md5()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
+        return stream_md5(fh)
+
+
+def stream_md5(handle: BinaryIO, chunk: int = 1 << 20) -> str:
+    """md5 of everything left in a binary file object, read in chunks."""
+    h = hashlib.md5()
+    while block := handle.read(chunk):
+        h.update(block)
     return h.hexdigest()
 
 

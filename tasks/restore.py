@@ -9,7 +9,6 @@ layer, so whatever DVC can push to (a directory, S3 or MinIO, ...) can be read b
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +36,10 @@ class DvcRemote:
 
     def md5_of(self, md5: str) -> str:
         """The md5 of the stored object's bytes, streamed."""
-        digest = hashlib.md5()
+        from tasks.ingest import stream_md5
+
         with self.fs.open(self.object_path(md5), "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return stream_md5(handle)
 
     def read_text(self, md5: str) -> str:
         with self.fs.open(self.object_path(md5), "rb") as handle:
@@ -88,14 +86,15 @@ def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> list[str]:
     return problems
 
 
-def restore_split(cfg: ThawConfig, tags: dict[str, str], split: str, dest: Path) -> Path:
-    """Copy the recorded ``split`` file from the remote into ``dest`` and check its md5."""
+def restore_split(cfg: ThawConfig, tags: dict[str, str], split: str, dest: Path, remote: DvcRemote | None = None) -> Path:
+    """Copy the recorded ``split`` file from the remote into ``dest`` and check its md5
+    (``remote``: the version's remote already opened, else it is opened here)."""
     from tasks.ingest import file_md5
 
     md5, path, url = tags.get(f"thaw.curated.{split}.md5"), tags.get(f"thaw.curated.{split}.path"), tags.get("thaw.dvc_remote")
     if not md5 or not path or not url:
         raise UserError(f"the model version records no {split} dataset")
-    remote = open_remote(cfg, url)
+    remote = remote or open_remote(cfg, url)
     if not remote.has(md5):
         raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {url}")
     dest.mkdir(parents=True, exist_ok=True)
@@ -114,4 +113,7 @@ def restore_data(cfg: ThawConfig, ref: str, dest: Path) -> dict[str, Path]:
     from tasks.lineage import resolve_version
 
     mv = resolve_version(cfg, ref)
-    return {split: restore_split(cfg, mv.tags, split, dest) for split in SPLITS}
+    if not mv.tags.get("thaw.dvc_remote"):
+        raise UserError(f"{ref}: the model version records no DVC remote")
+    remote = open_remote(cfg, mv.tags["thaw.dvc_remote"])
+    return {split: restore_split(cfg, mv.tags, split, dest, remote) for split in SPLITS}

@@ -41,6 +41,12 @@ class DatasetVersion:
     files: dict[str, TrackedFile]
     remote: str
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "DatasetVersion":
+        """The inverse of ``dataclasses.asdict`` (e.g. across a process boundary)."""
+        files = {name: TrackedFile(**f) for name, f in data["files"].items()}
+        return cls(data["dvc_file"], data["md5"], files, data["remote"])
+
 
 class DvcError(RuntimeError):
     """A DVC command failed (its stderr is in the message)."""

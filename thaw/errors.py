@@ -1,4 +1,6 @@
-"""The one error type for user mistakes: the CLI prints it as one line, no traceback."""
+"""User mistakes and account problems: the CLI prints them as one line, no traceback."""
+
+import os
 
 
 class UserError(Exception):
@@ -16,8 +18,6 @@ def tracking_access_problem(exc: BaseException) -> str | None:
     credentials and 403 to an action the user has no permission for (e.g. moving the
     champion alias without MANAGE on the model): a matter of accounts, not a bug.
     """
-    import os
-
     code = getattr(exc, "error_code", None)
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if code == "UNAUTHENTICATED":

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from tasks.training import TrainedRung
-from tasks.versioning import DatasetVersion, TrackedFile
+from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 
 
@@ -53,8 +53,7 @@ def main(spec_path: str) -> None:
 
     apply_offline_environment()
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    raw = spec["curated"]
-    curated = DatasetVersion(raw["dvc_file"], raw["md5"], {k: TrackedFile(**v) for k, v in raw["files"].items()}, raw["remote"])
+    curated = DatasetVersion.from_dict(spec["curated"])
     cfg = ThawConfig.model_validate(spec["config"])
     trained = fit_adapted_rung(spec["rung"], curated, tuple(spec["labels"]), Path(spec["frozen_dir"]), cfg, Path(spec["run_dir"]))
     if is_main_process():
