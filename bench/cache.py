@@ -16,7 +16,7 @@ def run() -> dict:
 
     from tasks.features import extract_frozen_features
     from tasks.ingest import file_md5
-    from tasks.training import train_frozen_rung
+    from tasks.frozen_rung import train_frozen_rung
     from tasks.versioning import DatasetVersion, TrackedFile
     from thaw.config import ThawConfig
     from thaw.demo_data import generate_support_tickets

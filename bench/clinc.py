@@ -41,7 +41,7 @@ def run(workspace: Path) -> dict:
         "model_name: clinc150\ncuration:\n  expectations:\n    min_rows: 1000\n    min_examples_per_class: 10\n", encoding="utf-8")
     summary_path = workspace / "summary.json"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "thaw.cli", "run", "--config", "clinc.yaml", "--train", str(files["train"]),
+    proc = subprocess.run([sys.executable, "-m", "thaw_cli", "run", "--config", "clinc.yaml", "--train", str(files["train"]),
                            "--validation", str(files["validation"]), "--test", str(files["test"]), "--text-column", "text",
                            "--label-column", "intent", "--id-column", "id", "--summary-json", str(summary_path)],
                           cwd=workspace, capture_output=True, text=True)

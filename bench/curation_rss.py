@@ -16,7 +16,7 @@ src = ws / "tickets.csv"
 if not src.exists():
     src.write_text(generate_support_tickets({rows}, seed=21)[0], encoding="utf-8")
 import os; os.chdir(ws)
-from thaw.cli import main
+from thaw_cli.main import main
 start = time.perf_counter()
 code = main(["curate", "--input", "tickets.csv", "--text-column", "message", "--label-column", "intent",
              "--id-column", "ticket_id", "--output", "out", "--workspace", str(ws)])

@@ -22,7 +22,7 @@ from bench.common import row
 def _demo(ws: Path, summary: Path) -> float:
     env = {**os.environ, "THAW_PII_SECRET": "bench-fixed-secret-for-the-rerun-benchmark"}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "thaw.cli", "demo", "--workspace", str(ws), "--summary-json", str(summary)],
+    proc = subprocess.run([sys.executable, "-m", "thaw_cli", "demo", "--workspace", str(ws), "--summary-json", str(summary)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])

@@ -8,7 +8,7 @@ Steps:
  5. version the curated splits with DVC and push them; log them as MLflow inputs;
  6. take the model's training slot (one training per model at a time; wait or skip),
     then extract frozen-backbone features (cached by content);
- 7. climb the adaptation ladder (``flows.ladder``): scratch baseline, frozen rung, and
+ 7. climb the adaptation ladder (``flows.adaptation_ladder``): scratch baseline, frozen rung, and
     deeper rungs only while the gate finds a significant gain;
  8. evaluate the selected model on the test split, once;
  9. register it in the MLflow registry as ``challenger`` with its lineage and model card;
@@ -22,7 +22,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.ladder import climb_ladder
+from flows.adaptation_ladder import climb_ladder
 from tasks.approval_form import wait_for_approval
 from tasks.curation import curate_dataset
 from tasks.evaluation import evaluate_on_test

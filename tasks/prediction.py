@@ -11,7 +11,8 @@ from pathlib import Path
 from prefect import task
 
 from tasks.evaluation import classification_metrics
-from tasks.training import TrainedRung, read_split
+from tasks.frozen_rung import read_split
+from thaw.rungs import TrainedRung
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 

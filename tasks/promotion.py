@@ -23,7 +23,7 @@ from tasks.registry import CHALLENGER, CHAMPION, client_for
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.gate import Comparison
-from thaw.promotion import PromotionDecision, PromotionFacts, promotion_decision
+from thaw.promotion_gate import PromotionDecision, PromotionFacts, promotion_decision
 
 LEDGER_PREFIX = "thaw.ledger."
 LOCK_STALE_S = 600

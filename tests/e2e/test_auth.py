@@ -23,7 +23,7 @@ def _thaw(args: list[str], config: Path, credentials: tuple[str, str] | None) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
     if credentials:
         env |= {"MLFLOW_TRACKING_USERNAME": credentials[0], "MLFLOW_TRACKING_PASSWORD": credentials[1]}
-    return subprocess.run([sys.executable, "-m", "thaw.cli", *args, "--config", str(config)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "thaw_cli", *args, "--config", str(config)], capture_output=True,
                           text=True, timeout=300, env=env)
 
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def thaw(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "thaw.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "thaw_cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_missing_column_fails_cleanly(tmp_path: Path):

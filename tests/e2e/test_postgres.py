@@ -41,7 +41,7 @@ def test_pipeline_runs_against_mlflow_and_prefect_on_postgresql(tmp_path, tiny_e
                    "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}}}
             (project / "thaw.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
             run_env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{p_port}/api"}
-            proc = subprocess.run([sys.executable, "-m", "thaw.cli", "run", "--config", "thaw.yaml", "--summary-json", "s.json"],
+            proc = subprocess.run([sys.executable, "-m", "thaw_cli", "run", "--config", "thaw.yaml", "--summary-json", "s.json"],
                                   cwd=project, env=run_env, capture_output=True, text=True, timeout=900)
             assert proc.returncode == 0, proc.stderr[-3000:]
             summary = json.loads((project / "s.json").read_text())

@@ -135,7 +135,7 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     pd.DataFrame({"ticket_id": ["a", "b", "c"], "message": texts}).to_csv(tmp_path / "in.csv", index=False)
     env_uri = {"MLFLOW_TRACKING_URI": uri}
     # 1. thaw predict (CLI)
-    proc = subprocess.run([sys.executable, "-m", "thaw.cli", "predict", f"{MODEL}@champion", "--input", str(tmp_path / "in.csv"),
+    proc = subprocess.run([sys.executable, "-m", "thaw_cli", "predict", f"{MODEL}@champion", "--input", str(tmp_path / "in.csv"),
                            "--output", str(tmp_path / "out.csv"), "--text-column", "message", "--id-column", "ticket_id",
                            "--workspace", str(workspace), "--config", str(_write_cfg(tmp_path, uri))],
                           capture_output=True, text=True, timeout=300)
@@ -149,7 +149,7 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     via_pyfunc = json.loads(fresh.stdout.strip().splitlines()[-1])
     # 3. the documented HTTP path: `thaw serve` (mlflow models serve on the pyfunc) on loopback
     port = free_port()
-    cmd = [sys.executable, "-m", "thaw.cli", "serve", f"{MODEL}@champion", "--port", str(port),
+    cmd = [sys.executable, "-m", "thaw_cli", "serve", f"{MODEL}@champion", "--port", str(port),
            "--workspace", str(workspace), "--config", str(_write_cfg(tmp_path, uri))]
     with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", timeout_s=180):
         body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()

@@ -50,7 +50,7 @@ def test_scheduled_deployment_runs_and_registers_a_version_linked_to_its_flow_ru
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
     server = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with running(server, f"http://127.0.0.1:{port}/api/health", tmp_path / "prefect-server.log", env=env, timeout_s=180):
-        serve = [sys.executable, "-m", "thaw.cli", "schedule", "--config", str(config), "--workspace", str(project),
+        serve = [sys.executable, "-m", "thaw_cli", "schedule", "--config", str(config), "--workspace", str(project),
                  "--cron", "0 3 * * *", "--name", "nightly"]
         with running(serve, f"http://127.0.0.1:{port}/api/health", tmp_path / "serve.log", env=env):
             deadline = time.monotonic() + 120

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch.distributed as dist
 sys.path.insert(0, {root!r})
 from tests.integration.test_ladder import config, make_task, LABELS
-from tasks.ladder import fit_adapted_rung
+from tasks.finetuning import fit_adapted_rung
 ws, enc, frozen = Path({ws!r}), Path({enc!r}), Path({frozen!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 2, "batch_size": 8}})
 rung = fit_adapted_rung("full", make_task(ws, "strong"), LABELS, frozen, cfg, ws / "run")
@@ -63,7 +63,7 @@ def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(worksp
     torch.distributed.run; rank 0's model and result come back as a TrainedRung."""
     from safetensors.numpy import load_file
 
-    from tasks.ladder import train_adapted_rung
+    from tasks.finetuning import train_adapted_rung
     from tests.integration.test_ladder import LABELS, config, frozen_rung, make_task
 
     cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8, "processes": 2})

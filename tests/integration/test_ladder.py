@@ -55,7 +55,7 @@ LABELS = tuple(sorted(KEYWORDS.values()))
 
 def frozen_rung(workspace, cfg, curated):
     from tasks.features import extract_frozen_features
-    from tasks.training import train_frozen_rung
+    from tasks.frozen_rung import train_frozen_rung
 
     features = extract_frozen_features.fn(curated, cfg)
     return features, train_frozen_rung.fn(features, curated, LABELS, cfg, workspace / "run")
@@ -85,7 +85,7 @@ def test_lora_step_changes_only_adapter_and_head(workspace, tiny_encoder):
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "bitfit"])
 def test_saved_and_reloaded_adapter_gives_identical_outputs(workspace, tiny_encoder, method):
-    from tasks.ladder import fit_adapted_rung
+    from tasks.finetuning import fit_adapted_rung
     from thaw.serving import ThawPredictor
 
     curated = make_task(workspace, "strong")
@@ -106,7 +106,7 @@ import os, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from tests.integration.test_ladder import config, make_task, frozen_rung, LABELS
-from tasks.ladder import fit_adapted_rung
+from tasks.finetuning import fit_adapted_rung
 ws, enc = Path({ws!r}), Path({enc!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8}})
 curated = make_task(ws, "strong")
@@ -121,7 +121,7 @@ fit_adapted_rung("full", curated, LABELS, frozen.model_dir, cfg, ws / "run", on_
 def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, tmp_path):
     from safetensors.numpy import load_file
 
-    from tasks.ladder import fit_adapted_rung
+    from tasks.finetuning import fit_adapted_rung
 
     root = str(Path(__file__).resolve().parents[2])
     script = KILL_SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder))
@@ -162,7 +162,7 @@ def test_frozen_feature_cache_hits_on_rerun_and_misses_on_changed_data(workspace
 
 @pytest.mark.parametrize("kind,target,escalates", [("strong", 0.9, False), ("weak", 0.9, True)])
 def test_gate_escalates_only_when_the_frozen_rung_is_weak(workspace, tiny_encoder, prefect_harness, kind, target, escalates):
-    from flows.ladder import climb_ladder
+    from flows.adaptation_ladder import climb_ladder
     from tasks.features import extract_frozen_features
 
     curated = make_task(workspace, kind, n=90)

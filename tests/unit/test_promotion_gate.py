@@ -3,7 +3,7 @@
 import pytest
 
 from thaw.gate import Comparison
-from thaw.promotion import PromotionFacts, promotion_decision
+from thaw.promotion_gate import PromotionFacts, promotion_decision
 
 BEATS = Comparison("1", "2", 0.03, 0.01, 0.05, 0.004)
 TIES = Comparison("1", "2", 0.002, -0.01, 0.01, 0.4)

@@ -11,34 +11,18 @@ Steps:
 
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow
 
 from tasks.features import FeatureSet
-from tasks.ladder import train_adapted_rung, train_scratch_baseline
-from tasks.training import TrainedRung, train_frozen_rung
-from tasks.transfer import Selection, decide_escalation, select_final_rung, write_transfer_note
+from tasks.escalation import decide_escalation, select_final_rung, write_transfer_note
+from tasks.finetuning import train_adapted_rung
+from tasks.frozen_rung import train_frozen_rung
+from tasks.scratch_baseline import train_scratch_baseline
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
-from thaw.gate import Decision
-
-
-@dataclass(frozen=True)
-class LadderResult:
-    """Every rung trained, the gate's decisions, the selection and its reports."""
-
-    scratch: TrainedRung
-    trained: list[TrainedRung]
-    decisions: list[Decision]
-    selection: Selection
-    reports: list[Path]
-    seconds: float
-
-    @property
-    def selected(self) -> TrainedRung:
-        return next(r for r in self.trained if r.rung == self.selection.rung)
+from thaw.rungs import LadderResult
 
 
 @flow(name="adaptation-ladder")

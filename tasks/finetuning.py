@@ -1,16 +1,23 @@
-"""Rungs of the adaptation ladder beyond the frozen one, and the scratch baseline.
+"""Rungs of the adaptation ladder beyond the frozen one: peft, partial and full fine-tune
+the backbone through one loop (``thaw.trainer``), initialised from the frozen rung's
+head, checkpointed every epoch under ``<state>/checkpoints/<key>``.
 
-Rung 0 (scratch): TF-IDF word + character n-grams and logistic regression, C chosen on
-validation: the yardstick that catches negative transfer. Rungs 2-4 (peft, partial,
-full) fine-tune the backbone through one loop (``thaw.trainer``), initialised from the
-frozen rung's head, checkpointed every epoch under ``<state>/checkpoints/<key>``.
+A rung trains in the flow's process, or data-parallel in ``finetune.processes``
+processes: ``launch`` starts this module under ``torch.distributed.run``; every process
+runs ``fit_adapted_rung`` on its share of the batches and rank 0 writes the model and the
+result the pipeline reads back::
+
+    python -m torch.distributed.run --nproc_per_node N -m tasks.finetuning SPEC.json
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,43 +26,11 @@ import numpy as np
 from prefect import task
 
 from tasks.evaluation import classification_metrics
-from tasks.training import TrainedRung, read_split, save_linear_head
+from tasks.frozen_rung import save_linear_head
+from tasks.scratch_baseline import _texts_labels
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
-
-
-def _texts_labels(curated: DatasetVersion, split: str, cfg: ThawConfig) -> tuple[list[str], np.ndarray]:
-    frame = read_split(curated, split, cfg)
-    return frame[cfg.data.text_column].tolist(), frame[cfg.data.label_column].to_numpy()
-
-
-@task(name="train-scratch-baseline")
-def train_scratch_baseline(curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig) -> TrainedRung:
-    """TF-IDF (word + char) + logistic regression; no backbone involved."""
-    from scipy.sparse import hstack
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    from tasks.evaluation import macro_f1
-
-    s = cfg.training.ladder.scratch
-    x_train, y_train = _texts_labels(curated, "train", cfg)
-    x_val, y_val = _texts_labels(curated, "validation", cfg)
-    vectorizers = [TfidfVectorizer(ngram_range=s.word_ngrams, sublinear_tf=True, max_features=s.max_features),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=s.char_ngrams, sublinear_tf=True, max_features=s.max_features)]
-    train_m = hstack([v.fit_transform(x_train) for v in vectorizers]).tocsr()
-    val_m = hstack([v.transform(x_val) for v in vectorizers]).tocsr()
-    best = None
-    for c in cfg.training.head.c_grid:
-        clf = LogisticRegression(C=c * 10, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed).fit(train_m, y_train)
-        pred = clf.predict(val_m)
-        score = macro_f1(y_val, pred, labels)
-        if best is None or score > best[0]:
-            best = (score, c * 10, pred)
-    _, c, pred = best
-    metrics = classification_metrics(y_val, pred, labels, cfg.training.confidence_level)
-    params = int(train_m.shape[1] * len(labels))
-    return TrainedRung("scratch", None, metrics, tuple(pred), params, {"C": c, "features": int(train_m.shape[1])})
+from thaw.rungs import TrainedRung
 
 
 def checkpoint_key(cfg: ThawConfig, rung: str, curated: DatasetVersion, backbone_revision: str) -> str:
@@ -148,9 +123,60 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
 @task(name="train-adapted-rung")
 def train_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig, run_dir: Path) -> TrainedRung:
     """Prefect task around ``fit_adapted_rung``: in this process, or data-parallel in
-    ``finetune.processes`` processes (``thaw.rung_worker`` under torch.distributed.run)."""
+    ``finetune.processes`` processes (this module under torch.distributed.run)."""
     if cfg.training.ladder.finetune.processes == 1:
         return fit_adapted_rung(rung, curated, labels, frozen_dir, cfg, run_dir)
-    from thaw.rung_worker import launch
-
     return launch(rung, curated, labels, frozen_dir, cfg, run_dir)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig,
+           run_dir: Path) -> TrainedRung:
+    """Train ``rung`` in ``finetune.processes`` processes on this machine; return rank 0's result."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec, result = run_dir / f"{rung}.launch.json", run_dir / f"{rung}.result.json"
+    result.unlink(missing_ok=True)
+    spec.write_text(json.dumps({"rung": rung, "curated": dataclasses.asdict(curated), "labels": list(labels),
+                                "frozen_dir": str(frozen_dir), "config": cfg.model_dump(mode="json"),
+                                "run_dir": str(run_dir), "result": str(result)}), encoding="utf-8")
+    n = cfg.training.ladder.finetune.processes
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "tasks.finetuning", str(spec)]
+    proc = subprocess.run(cmd, cwd=cfg.root, capture_output=True, text=True)
+    if proc.returncode != 0 or not result.is_file():
+        raise RuntimeError(f"{rung} rung in {n} processes failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    data = json.loads(result.read_text(encoding="utf-8"))
+    return TrainedRung(data["rung"], Path(data["model_dir"]), data["validation"], tuple(data["validation_predictions"]),
+                       data["trainable_parameters"], data["details"] | {"processes": n})
+
+
+def main(spec_path: str) -> None:
+    from thaw.distributed import barrier, is_main_process
+    from thaw.offline import apply_offline_environment
+
+    apply_offline_environment()
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    curated = DatasetVersion.from_dict(spec["curated"])
+    cfg = ThawConfig.model_validate(spec["config"])
+    trained = fit_adapted_rung(spec["rung"], curated, tuple(spec["labels"]), Path(spec["frozen_dir"]), cfg, Path(spec["run_dir"]))
+    if is_main_process():
+        out = Path(spec["result"])
+        tmp = out.with_name(out.name + ".partial")
+        tmp.write_text(json.dumps(dataclasses.asdict(trained), default=str), encoding="utf-8")
+        tmp.replace(out)
+    barrier()
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -4,27 +4,17 @@ the transfer note (markdown + JSON + tags), the ladder chart and learning curves
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from prefect import task
 
-from tasks.training import TrainedRung, read_split
+from tasks.frozen_rung import read_split
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 from thaw.gate import Comparison, Decision, RungScore, escalation_decision, negative_transfer, paired_comparison, select_rung
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The rung the gate selected, why, and the comparisons behind it."""
-
-    rung: str
-    reason: str
-    comparisons_to_best: dict[str, Comparison]
-    scratch_comparison: Comparison
-    negative_transfer: bool
+from thaw.rungs import Selection, TrainedRung
 
 
 def _score(rung: TrainedRung, cfg: ThawConfig) -> RungScore:

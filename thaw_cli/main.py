@@ -11,9 +11,9 @@ import sys
 
 from thaw.errors import UserError, tracking_access_problem
 
-from thaw.cli_ops import cmd_down, cmd_schedule, cmd_up
-from thaw.cli_pipeline import cmd_curate, cmd_demo, cmd_run
-from thaw.cli_registry import (
+from thaw_cli.commands_ops import cmd_down, cmd_schedule, cmd_up
+from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
+from thaw_cli.commands_registry import (
     cmd_approve, cmd_ledger, cmd_lineage, cmd_models, cmd_predict, cmd_reject, cmd_restore, cmd_rollback, cmd_serve,
 )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from thaw.errors import UserError
 
-from thaw.cli_common import DEMO_CONFIG, _config, _quiet_user_errors
+from thaw_cli.common import DEMO_CONFIG, _config, _quiet_user_errors
 
 
 def _run_pipeline(cfg, summary_json: str | None) -> dict:

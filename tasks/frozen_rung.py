@@ -8,7 +8,6 @@ never pickles) and returns a ``TrainedRung`` with its validation predictions.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,7 @@ from tasks.features import FeatureSet
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
 from thaw.modeling import head_probabilities
-
-
-@dataclass(frozen=True)
-class TrainedRung:
-    """A trained rung: its model directory, validation metrics and predictions."""
-
-    rung: str
-    model_dir: Path | None  # None for the scratch baseline, which is never registered
-    validation: dict[str, float]
-    validation_predictions: tuple[str, ...]
-    trainable_parameters: int
-    details: dict
+from thaw.rungs import TrainedRung
 
 
 def read_split(curated: DatasetVersion, split: str, cfg: ThawConfig) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from thaw.errors import UserError
 
-from thaw.cli_common import _config
+from thaw_cli.common import _config
 
 
 def cmd_models(args: argparse.Namespace) -> int:

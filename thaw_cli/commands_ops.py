@@ -7,7 +7,7 @@ import os
 
 from thaw.errors import UserError
 
-from thaw.cli_common import _config
+from thaw_cli.common import _config
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from thaw.services import start_services
+    from thaw_cli.services import start_services
 
     cfg = _config(args)
     urls = start_services(cfg, args.mlflow_port, args.prefect_port)
@@ -43,7 +43,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from thaw.services import stop_services
+    from thaw_cli.services import stop_services
 
     stopped = stop_services(_config(args))
     print("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
