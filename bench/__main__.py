@@ -33,24 +33,31 @@ def main() -> None:
         print()
         if section == "pii":
             from bench import pii
+
             results[section] = pii.run()
         elif section == "dedup":
             from bench import dedup
+
             results[section] = dedup.run()
         elif section == "encoder":
             from bench import encoder
+
             results[section] = encoder.run()
         elif section == "cache":
             from bench import cache
+
             results[section] = cache.run()
         elif section == "rerun":
             from bench import rerun
+
             results[section] = rerun.run()
         elif section == "rss":
             from bench import curation_rss
+
             results[section] = curation_rss.run(tuple(int(x) for x in args.rss_sizes.split(",")))
         elif section == "clinc":
             from bench import clinc
+
             results[section] = clinc.run(Path(tempfile.mkdtemp(prefix="thaw-clinc-")) / "ws")
         else:
             raise SystemExit(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")

@@ -15,8 +15,8 @@ def run() -> dict:
     import pandas as pd
 
     from tasks.features import extract_frozen_features
-    from tasks.ingest import file_md5
     from tasks.frozen_rung import train_frozen_rung
+    from tasks.ingest import file_md5
     from tasks.versioning import DatasetVersion, TrackedFile
     from thaw.config import ThawConfig
     from thaw.demo_data import generate_support_tickets
@@ -26,12 +26,18 @@ def run() -> dict:
     frame = pd.read_csv(io.StringIO(generate_support_tickets(3200)[0]), dtype=str, keep_default_na=False)
     frame = frame[(frame["message"] != "") & (frame["intent"] != "")].drop_duplicates("message")
     files = {}
-    for split, part in (("train", frame.iloc[:2200]), ("validation", frame.iloc[2200:2600]), ("test", frame.iloc[2600:])):
+    for split, part in (
+        ("train", frame.iloc[:2200]),
+        ("validation", frame.iloc[2200:2600]),
+        ("test", frame.iloc[2600:]),
+    ):
         path = ws / f"{split}.csv"
         part.to_csv(path, index=False)
         files[split] = TrackedFile(path.name, file_md5(path), path.stat().st_size)
     curated = DatasetVersion(".", "bench", files, "none")
-    cfg = ThawConfig.model_validate({"workspace": str(ws), "data": {"text_column": "message", "label_column": "intent"}})
+    cfg = ThawConfig.model_validate(
+        {"workspace": str(ws), "data": {"text_column": "message", "label_column": "intent"}}
+    )
     labels = tuple(sorted(frame["intent"].unique()))
     times = []
     for attempt in range(2):

@@ -38,13 +38,38 @@ def run(workspace: Path) -> dict:
     subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
     files = prepare(workspace)
     (workspace / "clinc.yaml").write_text(
-        "model_name: clinc150\ncuration:\n  expectations:\n    min_rows: 1000\n    min_examples_per_class: 10\n", encoding="utf-8")
+        "model_name: clinc150\ncuration:\n  expectations:\n    min_rows: 1000\n    min_examples_per_class: 10\n",
+        encoding="utf-8",
+    )
     summary_path = workspace / "summary.json"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "thaw_cli", "run", "--config", "clinc.yaml", "--train", str(files["train"]),
-                           "--validation", str(files["validation"]), "--test", str(files["test"]), "--text-column", "text",
-                           "--label-column", "intent", "--id-column", "id", "--summary-json", str(summary_path)],
-                          cwd=workspace, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thaw_cli",
+            "run",
+            "--config",
+            "clinc.yaml",
+            "--train",
+            str(files["train"]),
+            "--validation",
+            str(files["validation"]),
+            "--test",
+            str(files["test"]),
+            "--text-column",
+            "text",
+            "--label-column",
+            "intent",
+            "--id-column",
+            "id",
+            "--summary-json",
+            str(summary_path),
+        ],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
@@ -53,7 +78,10 @@ def run(workspace: Path) -> dict:
     for r in s["rungs"]:
         test = r.get("test") or {}
         mark = " (selected)" if r["selected"] else (" (test not used for selection)" if test else "")
-        row(f"{r['rung']}: validation acc / macro-F1", f"{r['validation']['accuracy']:.4f} / {r['validation']['macro_f1']:.4f}")
+        row(
+            f"{r['rung']}: validation acc / macro-F1",
+            f"{r['validation']['accuracy']:.4f} / {r['validation']['macro_f1']:.4f}",
+        )
         if test:
             row(f"{r['rung']}: test accuracy{mark}", f"{test['accuracy']:.4f}")
     for d in s["gate"]["decisions"]:

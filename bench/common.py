@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> float:
@@ -31,7 +31,7 @@ def matmul_peak_gflops(n: int = 2048) -> float:
     configure_threads()
     a, b = torch.randn(n, n), torch.randn(n, n)
     seconds = median_seconds(lambda: a @ b, repeats=7, warmup=3)
-    return 2 * n ** 3 / seconds / 1e9
+    return 2 * n**3 / seconds / 1e9
 
 
 _EPILOGUE = """
@@ -51,7 +51,9 @@ def run_child(code: str, timeout: int = 7200) -> tuple[dict, float]:
     """
     import psutil
 
-    proc = subprocess.Popen([sys.executable, "-c", code + _EPILOGUE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code + _EPILOGUE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     tree_peak = 0
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + timeout

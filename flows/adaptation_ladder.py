@@ -9,14 +9,13 @@ Steps:
  5. the transfer note, ladder chart and learning curves are written.
 """
 
-
 import time
 from pathlib import Path
 
 from prefect import flow
 
-from tasks.features import FeatureSet
 from tasks.escalation import decide_escalation, select_final_rung, write_transfer_note
+from tasks.features import FeatureSet
 from tasks.finetuning import train_adapted_rung
 from tasks.frozen_rung import train_frozen_rung
 from tasks.scratch_baseline import train_scratch_baseline
@@ -26,7 +25,9 @@ from thaw.rungs import LadderResult
 
 
 @flow(name="adaptation-ladder")
-def climb_ladder(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path) -> LadderResult:
+def climb_ladder(
+    features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path
+) -> LadderResult:
     """Train rungs in order while the gate says escalate; select and explain."""
     started = time.monotonic()
     scratch = train_scratch_baseline(curated, labels, cfg)

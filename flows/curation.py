@@ -6,7 +6,6 @@ Steps:
  3. publish the split files, the report, the metrics and the Data Docs to the output directory.
 """
 
-
 from pathlib import Path
 
 from prefect import flow

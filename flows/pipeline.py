@@ -16,7 +16,6 @@ Steps:
 11. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """
 
-
 from pathlib import Path
 
 from prefect import flow
@@ -58,9 +57,21 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
             evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
             others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
-            log_run_results(run, cfg, run_params(cfg, ladder.selected), ladder_metrics(ladder, evaluation, others),
-                            [curated.report_path, curated.metrics_path, expectations.summary_path, expectations.data_docs_dir,
-                             evaluation.report_path, evaluation.confusion_png, *ladder.reports])
+            log_run_results(
+                run,
+                cfg,
+                run_params(cfg, ladder.selected),
+                ladder_metrics(ladder, evaluation, others),
+                [
+                    curated.report_path,
+                    curated.metrics_path,
+                    expectations.summary_path,
+                    expectations.data_docs_dir,
+                    evaluation.report_path,
+                    evaluation.confusion_png,
+                    *ladder.reports,
+                ],
+            )
             tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
             registered = register_model(run, cfg, ladder.selected.model_dir, tags)
             publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
@@ -72,4 +83,3 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
     if cfg.promotion.wait_for_approval:
         wait_for_approval(cfg, registered)
     return summary
-

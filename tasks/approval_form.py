@@ -31,23 +31,32 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion) -> str:
     from tasks.promotion import compare_with_champion
 
     info = describe_lineage(cfg, f"{registered.name}/{registered.version}")
-    lines = [f"## Approve {registered.name} v{registered.version} as champion?", "",
-             f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
-             f"- test accuracy {info['test']['accuracy']}, macro-F1 {info['test']['macro_f1']}"]
+    lines = [
+        f"## Approve {registered.name} v{registered.version} as champion?",
+        "",
+        f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
+        f"- test accuracy {info['test']['accuracy']}, macro-F1 {info['test']['macro_f1']}",
+    ]
     try:
         champion = str(client_for(cfg).get_model_version_by_alias(registered.name, CHAMPION).version)
     except Exception:
         champion = None
     if champion:
         c = compare_with_champion(cfg, registered.name, champion, registered.version)
-        lines.append(f"- vs champion v{champion} on the same test set: accuracy {c.delta:+.4f} "
-                     f"[{c.low:+.4f}, {c.high:+.4f}], p={c.p_value:.3f}")
+        lines.append(
+            f"- vs champion v{champion} on the same test set: accuracy {c.delta:+.4f} "
+            f"[{c.low:+.4f}, {c.high:+.4f}], p={c.p_value:.3f}"
+        )
     else:
         lines.append("- no champion yet")
     d = info["data"]
-    lines += ["", "**Lineage**", f"- MLflow run `{info['run']['id']}`, git `{info['git_commit']}`, config `{str(info['config_digest'])[:12]}`",
-              *[f"- {s}: `{f['path']}` md5 `{f['md5']}`" for s, f in d["curated"].items()],
-              f"- DVC remote `{d['dvc_remote']}`; raw `{d['raw']['dvc_file']}` md5 `{d['raw']['md5']}`"]
+    lines += [
+        "",
+        "**Lineage**",
+        f"- MLflow run `{info['run']['id']}`, git `{info['git_commit']}`, config `{str(info['config_digest'])[:12]}`",
+        *[f"- {s}: `{f['path']}` md5 `{f['md5']}`" for s, f in d["curated"].items()],
+        f"- DVC remote `{d['dvc_remote']}`; raw `{d['raw']['dvc_file']}` md5 `{d['raw']['md5']}`",
+    ]
     return "\n".join(lines)
 
 
@@ -63,15 +72,36 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> str:
 
     form = ApprovalForm.with_initial_data(description=approval_description(cfg, registered))
     try:
-        answer = pause_flow_run(wait_for_input=form, timeout=int(cfg.promotion.approval_timeout_minutes * 60),
-                                key=f"approve-{registered.name}-{registered.version}")
+        answer = pause_flow_run(
+            wait_for_input=form,
+            timeout=int(cfg.promotion.approval_timeout_minutes * 60),
+            key=f"approve-{registered.name}-{registered.version}",
+        )
     except FlowPauseTimeout:
-        log.warning("no approval within %s min: %s v%s stays challenger", cfg.promotion.approval_timeout_minutes,
-                    registered.name, registered.version)
+        log.warning(
+            "no approval within %s min: %s v%s stays challenger",
+            cfg.promotion.approval_timeout_minutes,
+            registered.name,
+            registered.version,
+        )
         return "timeout"
     who = answer.approver.strip() or None
     if answer.approve:
-        approve(cfg, registered.name, registered.version, answer.reason or "approved in the Prefect UI", via="prefect", approver=who)
+        approve(
+            cfg,
+            registered.name,
+            registered.version,
+            answer.reason or "approved in the Prefect UI",
+            via="prefect",
+            approver=who,
+        )
         return "approved"
-    reject(cfg, registered.name, registered.version, answer.reason or "rejected in the Prefect UI", via="prefect", approver=who)
+    reject(
+        cfg,
+        registered.name,
+        registered.version,
+        answer.reason or "rejected in the Prefect UI",
+        via="prefect",
+        approver=who,
+    )
     return "rejected"

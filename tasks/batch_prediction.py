@@ -37,7 +37,7 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
     parts = []
     progress = Progress(len(frame), "predicted")
     for start in range(0, len(frame), CHUNK_ROWS):
-        chunk = frame.iloc[start:start + CHUNK_ROWS]
+        chunk = frame.iloc[start : start + CHUNK_ROWS]
         parts.append(model.predict(pd.DataFrame({"text": chunk["text"]})).set_index(chunk.index))
         progress(len(chunk))
     out = pd.concat([frame[["id"]].rename(columns={"id": id_column or "row_id"}), pd.concat(parts)], axis=1)

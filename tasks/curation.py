@@ -62,18 +62,22 @@ class CurationLedger:
     removed_samples: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
     notes: dict = field(default_factory=dict)
 
-    def record(self, stage: str, before: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None) -> None:
+    def record(
+        self, stage: str, before: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None
+    ) -> None:
         removed = {reason: len(pos) for reason, pos in removals.items() if pos}
         for reason, positions in removals.items():
             room = SAMPLES_PER_REASON - len(self.removed_samples[reason])
-            for pos in positions[:max(room, 0)]:
+            for pos in positions[: max(room, 0)]:
                 self.removed_samples[reason].append((before["id"].iat[pos], before["text"].iat[pos]))
         dropped = {p for pos in removals.values() for p in pos}
         entry = {"stage": stage, "rows_in": len(before), "rows_out": len(before) - len(dropped), "removed": removed}
         self.stages.append(entry | (extra or {}))
 
 
-def _apply(ledger: CurationLedger, stage: str, frame: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None) -> pd.DataFrame:
+def _apply(
+    ledger: CurationLedger, stage: str, frame: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None
+) -> pd.DataFrame:
     ledger.record(stage, frame, removals, extra)
     return drop_positions(frame, sorted({p for pos in removals.values() for p in pos}))
 
@@ -81,7 +85,7 @@ def _apply(ledger: CurationLedger, stage: str, frame: pd.DataFrame, removals: di
 def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, ledger: CurationLedger, name: str) -> pd.DataFrame:
     """Drop empty text/label, bound text length, resolve conflicts, drop exact duplicates."""
     empty_text = [i for i, t in enumerate(frame["text"]) if not t.strip()]
-    missing_label = [i for i, l in enumerate(frame["label"]) if not l.strip() and i not in set(empty_text)]
+    missing_label = [i for i, label in enumerate(frame["label"]) if not label.strip() and i not in set(empty_text)]
     frame = _apply(ledger, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
     limit = cfg.data.max_text_chars
     long_rows = [i for i, t in enumerate(frame["text"]) if len(t) > limit]
@@ -91,9 +95,16 @@ def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, ledger: CurationLedger, nam
         frame = frame.assign(text=[t[:limit] for t in frame["text"]])
         ledger.record(f"{name}:length", frame, {}, {"truncated": len(long_rows)})
     conflicts, n_conflicts = resolve_label_conflicts(frame, cfg.curation.dedup.label_conflicts)
-    frame = _apply(ledger, f"{name}:label_conflicts", frame, {r.reason: list(r.positions) for r in conflicts},
-                   {"conflicting_texts": n_conflicts, "policy": cfg.curation.dedup.label_conflicts})
-    return _apply(ledger, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])})
+    frame = _apply(
+        ledger,
+        f"{name}:label_conflicts",
+        frame,
+        {r.reason: list(r.positions) for r in conflicts},
+        {"conflicting_texts": n_conflicts, "policy": cfg.curation.dedup.label_conflicts},
+    )
+    return _apply(
+        ledger, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])}
+    )
 
 
 def stratified_split(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
@@ -109,13 +120,14 @@ def stratified_split(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.Data
         n_test = round(len(rows) * cfg.test_fraction) if len(rows) >= 3 else 0
         n_val = round(len(rows) * cfg.validation_fraction) if len(rows) >= 3 else 0
         parts["test"] += rows[:n_test]
-        parts["validation"] += rows[n_test:n_test + n_val]
-        parts["train"] += rows[n_test + n_val:]
+        parts["validation"] += rows[n_test : n_test + n_val]
+        parts["train"] += rows[n_test + n_val :]
     return {s: frame.iloc[sorted(p)].reset_index(drop=True) for s, p in parts.items()}
 
 
-def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger,
-                                signer=minhash_signatures) -> dict[str, pd.DataFrame]:
+def drop_cross_split_duplicates(
+    splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger, signer=minhash_signatures
+) -> dict[str, pd.DataFrame]:
     """Near duplicates inside each split, then against the splits evaluated on.
 
     Each split's signatures are computed once and, for the rows kept, serve as the
@@ -132,10 +144,15 @@ def drop_cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: ThawConfig
         if dcfg.near_duplicates:
             signatures = signer(list(frame["text"]), dcfg)
             own = near_duplicate_positions(signatures, dcfg)
-            frame, signatures = _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own}), _without(signatures, own)
+            frame, signatures = (
+                _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own}),
+                _without(signatures, own),
+            )
             cross = near_duplicate_positions(signatures, dcfg, reference) if len(reference) else []
-            frame, signatures = (_apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross}),
-                                 _without(signatures, cross))
+            frame, signatures = (
+                _apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross}),
+                _without(signatures, cross),
+            )
             if split != "train":  # nothing is compared against train
                 reference = np.concatenate([reference, signatures])
         out[split] = frame
@@ -158,7 +175,9 @@ def read_curated_file(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def write_splits(splits: dict[str, pd.DataFrame], directory: Path, columns: ColumnMap, fmt: str = "csv") -> dict[str, Path]:
+def write_splits(
+    splits: dict[str, pd.DataFrame], directory: Path, columns: ColumnMap, fmt: str = "csv"
+) -> dict[str, Path]:
     """Write each split (CSV or Parquet) with the user's column names; all-or-nothing."""
     directory.mkdir(parents=True, exist_ok=True)
     rename = {"id": columns.id or "row_id", "text": columns.text, "label": columns.label or "label"}
@@ -180,9 +199,13 @@ def write_splits(splits: dict[str, pd.DataFrame], directory: Path, columns: Colu
 
 def publish_accounting(report: dict, run_dir: Path) -> Path:
     """Flat per-stage counts as a metrics file (for ``dvc metrics diff``) and a Prefect table."""
-    metrics = {"rows": report["splits"], "pii_rows_changed": report["pii"]["rows_changed"],
-               "pii_entities": report["pii"]["entities"], "pii_rows_per_s": report["pii"]["rows_per_s"],
-               "removed": {}}
+    metrics = {
+        "rows": report["splits"],
+        "pii_rows_changed": report["pii"]["rows_changed"],
+        "pii_entities": report["pii"]["entities"],
+        "pii_rows_per_s": report["pii"]["rows_per_s"],
+        "removed": {},
+    }
     for stage in report["stages"]:
         for reason, n in stage["removed"].items():
             metrics["removed"][f"{stage['stage']}:{reason}"] = n
@@ -191,9 +214,18 @@ def publish_accounting(report: dict, run_dir: Path) -> Path:
     try:
         from prefect.artifacts import create_table_artifact
 
-        table = [{"stage": s["stage"], "rows_in": s["rows_in"], "rows_out": s["rows_out"],
-                  "removed": ", ".join(f"{k}={v}" for k, v in s["removed"].items()) or "-"} for s in report["stages"]]
-        create_table_artifact(key="curation-accounting", table=table, description="Rows in/out and removals per curation stage")
+        table = [
+            {
+                "stage": s["stage"],
+                "rows_in": s["rows_in"],
+                "rows_out": s["rows_out"],
+                "removed": ", ".join(f"{k}={v}" for k, v in s["removed"].items()) or "-",
+            }
+            for s in report["stages"]
+        ]
+        create_table_artifact(
+            key="curation-accounting", table=table, description="Rows in/out and removals per curation stage"
+        )
     except Exception as exc:  # outside a flow run there is nowhere to attach it; the file still exists
         log.debug("no Prefect table artifact: %s", exc)
     return path
@@ -214,15 +246,25 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
     import thaw
     from tasks.ingest import file_md5
 
-    inputs = {name: file_md5(Path(p)) for name, p in (("train", cfg.data.train), ("validation", cfg.data.validation),
-                                                    ("test", cfg.data.test)) if p is not None}
-    settings = {"data": cfg.data.model_dump(mode="json", exclude={"train", "validation", "test"}),
-                "split": cfg.split.model_dump(mode="json"), "curation": cfg.curation.model_dump(mode="json")}
-    blob = json.dumps({"inputs": inputs, "settings": settings, "secret": secret_fingerprint, "thaw": thaw.__version__}, sort_keys=True)
+    inputs = {
+        name: file_md5(Path(p))
+        for name, p in (("train", cfg.data.train), ("validation", cfg.data.validation), ("test", cfg.data.test))
+        if p is not None
+    }
+    settings = {
+        "data": cfg.data.model_dump(mode="json", exclude={"train", "validation", "test"}),
+        "split": cfg.split.model_dump(mode="json"),
+        "curation": cfg.curation.model_dump(mode="json"),
+    }
+    blob = json.dumps(
+        {"inputs": inputs, "settings": settings, "secret": secret_fingerprint, "thaw": thaw.__version__}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _curate(cfg: ThawConfig, run_dir: Path, secret) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
+def _curate(
+    cfg: ThawConfig, run_dir: Path, secret
+) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
     from tasks.pii import ScrubStats, build_analyzer, scrub_texts_parallel
 
     ledger = CurationLedger()
@@ -280,8 +322,15 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
         shutil.copytree(cache, run_dir, dirs_exist_ok=True)
         meta = json.loads((cache / "done.json").read_text(encoding="utf-8"))
         files = {s: run_dir / "curated" / name for s, name in meta["files"].items()}
-        return CuratedDataset(run_dir / "curated", files, run_dir / "curation_report.json", meta["rows"],
-                              tuple(meta["labels"]), run_dir / "curation_metrics.json", cache_hit=True)
+        return CuratedDataset(
+            run_dir / "curated",
+            files,
+            run_dir / "curation_report.json",
+            meta["rows"],
+            tuple(meta["labels"]),
+            run_dir / "curation_metrics.json",
+            cache_hit=True,
+        )
     files, report_path, metrics_path, rows, labels = _curate(cfg, run_dir, secret)
     staging = cache.with_name(cache.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -290,8 +339,10 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
         shutil.copyfile(path, staging / "curated" / path.name)
     for path in (report_path, metrics_path):
         shutil.copyfile(path, staging / path.name)
-    (staging / "done.json").write_text(json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows,
-                                                   "labels": list(labels)}), encoding="utf-8")
+    (staging / "done.json").write_text(
+        json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows, "labels": list(labels)}),
+        encoding="utf-8",
+    )
     shutil.rmtree(cache, ignore_errors=True)
     staging.replace(cache)
     return CuratedDataset(run_dir / "curated", files, report_path, rows, labels, metrics_path)
@@ -304,14 +355,19 @@ def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawC
     removed = []
     for reason, rows in sorted(ledger.removed_samples.items()):
         texts = list(scrub_texts([t for _, t in rows], analyzer, secret, cfg.curation.pii))
-        removed += [{"reason": reason, "id": rid, "text": text} for (rid, _), text in zip(rows, texts)]
+        removed += [{"reason": reason, "id": rid, "text": text} for (rid, _), text in zip(rows, texts, strict=True)]
     changed = [t for t in splits["train"]["text"] if "<" in t][:SAMPLES_PER_REASON]
     return {
         "stages": ledger.stages,
         "pii": {
-            "entities": dict(stats.entities), "rows_changed": stats.rows_changed, "rows_seen": stats.rows_seen,
-            "rows_per_s": round(rows_per_s, 1), "ner_rows": stats.ner_rows, "secret_source": secret.source.split(":")[0],
-            "secret_fingerprint": secret.fingerprint, "entity_types": list(cfg.curation.pii.entities),
+            "entities": dict(stats.entities),
+            "rows_changed": stats.rows_changed,
+            "rows_seen": stats.rows_seen,
+            "rows_per_s": round(rows_per_s, 1),
+            "ner_rows": stats.ner_rows,
+            "secret_source": secret.source.split(":")[0],
+            "secret_fingerprint": secret.fingerprint,
+            "entity_types": list(cfg.curation.pii.entities),
         },
         "dedup": cfg.curation.dedup.model_dump(mode="json"),
         "splits": {s: len(f) for s, f in splits.items()},

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,7 @@ class Removal:
     reason: str
 
 
-def resolve_label_conflicts(
-    frame: pd.DataFrame, policy: Literal["majority", "drop"]
-) -> tuple[list[Removal], int]:
+def resolve_label_conflicts(frame: pd.DataFrame, policy: Literal["majority", "drop"]) -> tuple[list[Removal], int]:
     """Rows whose normalised text carries more than one label, resolved by ``policy``.
 
     ``majority`` keeps the rows with the most frequent label (a tie drops them all);
@@ -46,8 +45,11 @@ def resolve_label_conflicts(
     for _, group in conflicted.groupby("key", sort=False):
         counts = Counter(group["label"])
         (top, n_top), (_, n_second) = counts.most_common(2)
-        drop += [pos for pos, label in zip(group.index, group["label"])
-                 if policy == "drop" or n_top == n_second or label != top]
+        drop += [
+            pos
+            for pos, label in zip(group.index, group["label"], strict=True)
+            if policy == "drop" or n_top == n_second or label != top
+        ]
     drop.sort()
     reason = f"label_conflict_{policy}"
     return ([Removal(tuple(drop), reason)] if drop else []), conflicted["key"].nunique()
@@ -70,7 +72,7 @@ def _shingles(text: str, size: int) -> list[bytes]:
     norm = normalize_text(text)
     if len(norm) <= size:
         return [norm.encode()]
-    return list({norm[i:i + size].encode() for i in range(len(norm) - size + 1)})
+    return list({norm[i : i + size].encode() for i in range(len(norm) - size + 1)})
 
 
 _SIGN_CHUNK = 512  # texts per vectorised block: (shingles x num_perm) uint32 stays ~10 MB
@@ -100,13 +102,13 @@ def minhash_signatures(texts: Sequence[str], cfg: DedupConfig) -> np.ndarray:
     for start in range(0, len(texts), _SIGN_CHUNK):
         hashes: list[int] = []
         offsets = []
-        for text in texts[start:start + _SIGN_CHUNK]:
+        for text in texts[start : start + _SIGN_CHUNK]:
             offsets.append(len(hashes))
             hashes += map(sha1_hash32, _shingles(text, cfg.shingle_size))
         hv = _fmix32(np.asarray(hashes, dtype=np.uint32))[:, None]
         with np.errstate(over="ignore"):  # the permutations are affine maps modulo 2**32
             permuted = hv * a + b
-        out[start:start + len(offsets)] = np.minimum.reduceat(permuted, offsets, axis=0)
+        out[start : start + len(offsets)] = np.minimum.reduceat(permuted, offsets, axis=0)
     return out
 
 
@@ -124,7 +126,7 @@ def _band_buckets(signatures: np.ndarray, bands: int, rows: int) -> tuple[np.nda
     bucket = np.empty((len(signatures), bands), dtype=np.int64)
     shared = np.zeros((len(signatures), bands), dtype=bool)
     for band in range(bands):
-        block = signatures[:, band * rows:(band + 1) * rows].astype(np.uint64)
+        block = signatures[:, band * rows : (band + 1) * rows].astype(np.uint64)
         with np.errstate(over="ignore"):
             key = (block * mix).sum(axis=1, dtype=np.uint64)  # a colliding key only adds a candidate
         _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
@@ -133,8 +135,9 @@ def _band_buckets(signatures: np.ndarray, bands: int, rows: int) -> tuple[np.nda
     return bucket, shared
 
 
-def near_duplicate_positions(signatures: np.ndarray, cfg: DedupConfig,
-                             reference: np.ndarray | None = None) -> list[int]:
+def near_duplicate_positions(
+    signatures: np.ndarray, cfg: DedupConfig, reference: np.ndarray | None = None
+) -> list[int]:
     """Rows of ``signatures`` that are near duplicates of an earlier kept row or of ``reference``.
 
     Banded LSH as in datasketch's MinHashLSH (same bands and rows per band): rows that
@@ -156,8 +159,13 @@ def near_duplicate_positions(signatures: np.ndarray, cfg: DedupConfig,
         keys = bucket[index][shared[index]].tolist()
         if index >= n_ref:
             candidates = {c for key in keys for c in kept.get(key, ())}
-            if candidates and _any_similar(signatures[index - n_ref], np.fromiter(candidates, np.int64, len(candidates)),
-                                           signatures, reference, cfg.threshold):
+            if candidates and _any_similar(
+                signatures[index - n_ref],
+                np.fromiter(candidates, np.int64, len(candidates)),
+                signatures,
+                reference,
+                cfg.threshold,
+            ):
                 dup.append(index - n_ref)
                 continue
         for key in keys:
@@ -165,7 +173,9 @@ def near_duplicate_positions(signatures: np.ndarray, cfg: DedupConfig,
     return dup
 
 
-def _any_similar(row: np.ndarray, candidates: np.ndarray, own: np.ndarray, reference: np.ndarray, threshold: float) -> bool:
+def _any_similar(
+    row: np.ndarray, candidates: np.ndarray, own: np.ndarray, reference: np.ndarray, threshold: float
+) -> bool:
     n_ref = len(reference)
     for source, picked in ((reference, candidates[candidates < n_ref]), (own, candidates[candidates >= n_ref] - n_ref)):
         if len(picked) and ((source[picked] == row).mean(axis=1) >= threshold).any():

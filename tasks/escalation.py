@@ -13,7 +13,15 @@ from prefect import task
 from tasks.frozen_rung import read_split
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
-from thaw.gate import Comparison, Decision, RungScore, escalation_decision, negative_transfer, paired_comparison, select_rung
+from thaw.gate import (
+    Comparison,
+    Decision,
+    RungScore,
+    escalation_decision,
+    negative_transfer,
+    paired_comparison,
+    select_rung,
+)
 from thaw.rungs import Selection, TrainedRung
 
 
@@ -23,8 +31,15 @@ def _score(rung: TrainedRung, cfg: ThawConfig) -> RungScore:
 
 def _compare(y_val, a: TrainedRung, b: TrainedRung, cfg: ThawConfig) -> Comparison:
     ladder = cfg.training.ladder
-    return paired_comparison(y_val, _score(a, cfg), _score(b, cfg), ladder.metric, ladder.bootstrap_samples,
-                             cfg.training.confidence_level, cfg.training.seed)
+    return paired_comparison(
+        y_val,
+        _score(a, cfg),
+        _score(b, cfg),
+        ladder.metric,
+        ladder.bootstrap_samples,
+        cfg.training.confidence_level,
+        cfg.training.seed,
+    )
 
 
 def _y_val(curated: DatasetVersion, cfg: ThawConfig) -> list[str]:
@@ -32,7 +47,9 @@ def _y_val(curated: DatasetVersion, cfg: ThawConfig) -> list[str]:
 
 
 @task(name="decide-escalation")
-def decide_escalation(trained: list[TrainedRung], curated: DatasetVersion, cfg: ThawConfig, elapsed_s: float) -> Decision:
+def decide_escalation(
+    trained: list[TrainedRung], curated: DatasetVersion, cfg: ThawConfig, elapsed_s: float
+) -> Decision:
     """The gate after the latest rung: compare it with the best simpler rung, then decide."""
     ladder = cfg.training.ladder
     metric = ladder.metric
@@ -44,12 +61,22 @@ def decide_escalation(trained: list[TrainedRung], curated: DatasetVersion, cfg: 
         comparison = _compare(_y_val(curated, cfg), best_simpler, latest, cfg)
         best = latest if comparison.b_better(ladder.alpha) else best_simpler
     rungs_left = min(len(ladder.rungs), ladder.max_rungs) - len(trained)
-    return escalation_decision(latest.rung, best.rung, best.validation[metric], comparison, ladder.target,
-                               ladder.alpha, rungs_left, ladder.time_budget_minutes * 60 - elapsed_s)
+    return escalation_decision(
+        latest.rung,
+        best.rung,
+        best.validation[metric],
+        comparison,
+        ladder.target,
+        ladder.alpha,
+        rungs_left,
+        ladder.time_budget_minutes * 60 - elapsed_s,
+    )
 
 
 @task(name="select-rung")
-def select_final_rung(trained: list[TrainedRung], scratch: TrainedRung, curated: DatasetVersion, cfg: ThawConfig) -> Selection:
+def select_final_rung(
+    trained: list[TrainedRung], scratch: TrainedRung, curated: DatasetVersion, cfg: ThawConfig
+) -> Selection:
     """The simplest rung not significantly worse than the best; negative transfer flagged."""
     y_val = _y_val(curated, cfg)
     alpha = cfg.training.ladder.alpha
@@ -65,51 +92,92 @@ def select_final_rung(trained: list[TrainedRung], scratch: TrainedRung, curated:
 def _deeper_evidence(selected: str, cfg: ThawConfig) -> str:
     ladder = cfg.training.ladder
     order = list(ladder.rungs)
-    deeper = order[order.index(selected) + 1:] if selected in order else []
+    deeper = order[order.index(selected) + 1 :] if selected in order else []
     if not deeper:
         return "This is the deepest rung configured; only more or better-labelled data would help."
-    return (f"Going deeper ({', '.join(deeper)}) is justified when a deeper rung beats {selected} on validation "
-            f"by a paired test at p < {ladder.alpha} ({ladder.metric}), e.g. after more training data, "
-            f"or when {selected} falls below the target {ladder.target}.")
+    return (
+        f"Going deeper ({', '.join(deeper)}) is justified when a deeper rung beats {selected} on validation "
+        f"by a paired test at p < {ladder.alpha} ({ladder.metric}), e.g. after more training data, "
+        f"or when {selected} falls below the target {ladder.target}."
+    )
 
 
-def transfer_note(selection: Selection, trained: list[TrainedRung], scratch: TrainedRung, decisions: list[Decision], cfg: ThawConfig) -> dict:
+def transfer_note(
+    selection: Selection, trained: list[TrainedRung], scratch: TrainedRung, decisions: list[Decision], cfg: ThawConfig
+) -> dict:
     """The transfer note as a dict: surfaces, results with intervals, decisions, evidence."""
     metric = cfg.training.ladder.metric
     chosen = next(r for r in trained if r.rung == selection.rung)
     rows = []
     for r in [scratch, *trained]:
-        rows.append({"rung": r.rung, "method": r.details.get("method", "tfidf+logreg"), "frozen": r.details.get("frozen", "-"),
-                     "trainable_parameters": r.trainable_parameters,
-                     "trainable_fraction_of_backbone": r.details.get("trainable_fraction_of_backbone"),
-                     metric: r.validation[metric], f"{metric}_low": r.validation[f"{metric}_low"],
-                     f"{metric}_high": r.validation[f"{metric}_high"]})
+        rows.append(
+            {
+                "rung": r.rung,
+                "method": r.details.get("method", "tfidf+logreg"),
+                "frozen": r.details.get("frozen", "-"),
+                "trainable_parameters": r.trainable_parameters,
+                "trainable_fraction_of_backbone": r.details.get("trainable_fraction_of_backbone"),
+                metric: r.validation[metric],
+                f"{metric}_low": r.validation[f"{metric}_low"],
+                f"{metric}_high": r.validation[f"{metric}_high"],
+            }
+        )
     return {
-        "selected_rung": selection.rung, "why": selection.reason, "metric": metric,
-        "what_was_frozen": chosen.details.get("frozen"), "method": chosen.details.get("method"),
+        "selected_rung": selection.rung,
+        "why": selection.reason,
+        "metric": metric,
+        "what_was_frozen": chosen.details.get("frozen"),
+        "method": chosen.details.get("method"),
         "trainable_parameters": chosen.trainable_parameters,
         "trainable_fraction_of_backbone": chosen.details.get("trainable_fraction_of_backbone"),
         "validation": rows,
         "comparisons_to_best": {k: asdict(v) for k, v in selection.comparisons_to_best.items()},
-        "frozen_vs_scratch": asdict(selection.scratch_comparison), "negative_transfer": selection.negative_transfer,
-        "decisions": [{"after": d.after, "action": d.action, "reason": d.reason, "best": d.best,
-                       "comparison": asdict(d.comparison) if d.comparison else None} for d in decisions],
+        "frozen_vs_scratch": asdict(selection.scratch_comparison),
+        "negative_transfer": selection.negative_transfer,
+        "decisions": [
+            {
+                "after": d.after,
+                "action": d.action,
+                "reason": d.reason,
+                "best": d.best,
+                "comparison": asdict(d.comparison) if d.comparison else None,
+            }
+            for d in decisions
+        ],
         "deeper_would_need": _deeper_evidence(selection.rung, cfg),
     }
 
 
 def _markdown(note: dict) -> str:
     m = note["metric"]
-    lines = [f"# Transfer note: {note['selected_rung']} rung selected", "", f"**Why:** {note['why']}.", "",
-             f"**Frozen:** {note['what_was_frozen']}. **Trained:** {note['method']}, {note['trainable_parameters']:,} parameters "
-             f"({(note['trainable_fraction_of_backbone'] or 0) * 100:.2f}% of the backbone).", "",
-             f"| rung | method | validation {m} | 95% interval | trainable params |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Transfer note: {note['selected_rung']} rung selected",
+        "",
+        f"**Why:** {note['why']}.",
+        "",
+        f"**Frozen:** {note['what_was_frozen']}. **Trained:** {note['method']}, "
+        f"{note['trainable_parameters']:,} parameters "
+        f"({(note['trainable_fraction_of_backbone'] or 0) * 100:.2f}% of the backbone).",
+        "",
+        f"| rung | method | validation {m} | 95% interval | trainable params |",
+        "|---|---|---|---|---|",
+    ]
     for r in note["validation"]:
-        lines.append(f"| {r['rung']} | {r['method']} | {r[m]:.4f} | [{r[m + '_low']:.4f}, {r[m + '_high']:.4f}] | {r['trainable_parameters']:,} |")
-    lines += ["", "## Gate decisions", ""] + [f"- after **{d['after']}**: {d['action']} ({d['reason']})" for d in note["decisions"]]
+        interval = f"[{r[m + '_low']:.4f}, {r[m + '_high']:.4f}]"
+        lines.append(f"| {r['rung']} | {r['method']} | {r[m]:.4f} | {interval} | {r['trainable_parameters']:,} |")
+    lines += ["", "## Gate decisions", ""] + [
+        f"- after **{d['after']}**: {d['action']} ({d['reason']})" for d in note["decisions"]
+    ]
     fs = note["frozen_vs_scratch"]
-    lines += ["", f"Frozen minus scratch baseline: {-fs['delta']:+.4f} (p={fs['p_value']:.3f} that the scratch baseline is better); "
-              f"negative transfer: {'YES' if note['negative_transfer'] else 'no'}.", "", f"**Deeper:** {note['deeper_would_need']}", ""]
+    lines += [
+        "",
+        f"Frozen minus scratch baseline: {-fs['delta']:+.4f} "
+        f"(p={fs['p_value']:.3f} that the scratch baseline is better); "
+        f"negative transfer: {'YES' if note['negative_transfer'] else 'no'}.",
+        "",
+        f"**Deeper:** {note['deeper_would_need']}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -153,7 +221,9 @@ def plot_learning_curves(trained: list[TrainedRung], path: Path) -> Path:
     a.set(xlabel="epoch", ylabel="train loss", title="Training loss")
     b.set(xlabel="epoch", ylabel="validation metric", title="Validation")
     for ax in (a, b):
-        ax.legend(fontsize=8) if ax.lines else ax.text(0.5, 0.5, "no fine-tuned rung", ha="center", transform=ax.transAxes)
+        ax.legend(fontsize=8) if ax.lines else ax.text(
+            0.5, 0.5, "no fine-tuned rung", ha="center", transform=ax.transAxes
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -161,11 +231,21 @@ def plot_learning_curves(trained: list[TrainedRung], path: Path) -> Path:
 
 
 @task(name="write-transfer-note")
-def write_transfer_note(selection: Selection, trained: list[TrainedRung], scratch: TrainedRung, decisions: list[Decision],
-                        cfg: ThawConfig, run_dir: Path) -> list[Path]:
+def write_transfer_note(
+    selection: Selection,
+    trained: list[TrainedRung],
+    scratch: TrainedRung,
+    decisions: list[Decision],
+    cfg: ThawConfig,
+    run_dir: Path,
+) -> list[Path]:
     """transfer_note.md/.json, ladder_chart.png and learning_curves.png in ``run_dir``."""
     note = transfer_note(selection, trained, scratch, decisions, cfg)
     (run_dir / "transfer_note.json").write_text(json.dumps(note, indent=2), encoding="utf-8")
     (run_dir / "transfer_note.md").write_text(_markdown(note), encoding="utf-8")
-    return [run_dir / "transfer_note.json", run_dir / "transfer_note.md",
-            plot_ladder(note, run_dir / "ladder_chart.png"), plot_learning_curves(trained, run_dir / "learning_curves.png")]
+    return [
+        run_dir / "transfer_note.json",
+        run_dir / "transfer_note.md",
+        plot_ladder(note, run_dir / "ladder_chart.png"),
+        plot_learning_curves(trained, run_dir / "learning_curves.png"),
+    ]

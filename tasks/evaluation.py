@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from prefect import task
@@ -48,7 +48,9 @@ def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
     return float(f1_score(y_true, y_pred, labels=list(labels), average="macro", zero_division=0))
 
 
-def bootstrap_interval(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], confidence: float, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], confidence: float, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of macro-F1 over examples."""
     from thaw.metrics import encode, macro_f1_codes
 
@@ -60,15 +62,21 @@ def bootstrap_interval(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[
     return float(lo), float(hi)
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], confidence: float) -> dict[str, float]:
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], confidence: float
+) -> dict[str, float]:
     """accuracy and macro-F1 with their ``confidence`` intervals."""
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     correct = int((yt == yp).sum())
     acc_lo, acc_hi = wilson_interval(correct, len(yt), confidence)
     f1_lo, f1_hi = bootstrap_interval(yt, yp, labels, confidence)
     return {
-        "accuracy": correct / max(len(yt), 1), "accuracy_low": acc_lo, "accuracy_high": acc_hi,
-        "macro_f1": macro_f1(yt, yp, labels), "macro_f1_low": f1_lo, "macro_f1_high": f1_hi,
+        "accuracy": correct / max(len(yt), 1),
+        "accuracy_low": acc_lo,
+        "accuracy_high": acc_hi,
+        "macro_f1": macro_f1(yt, yp, labels),
+        "macro_f1_low": f1_lo,
+        "macro_f1_high": f1_hi,
         "examples": float(len(yt)),
     }
 
@@ -98,7 +106,9 @@ def plot_confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequenc
 
 
 @task(name="evaluate-on-test")
-def evaluate_on_test(y_true: list[str], y_pred: list[str], labels: tuple[str, ...], confidence: float, out_dir: Path) -> Evaluation:
+def evaluate_on_test(
+    y_true: list[str], y_pred: list[str], labels: tuple[str, ...], confidence: float, out_dir: Path
+) -> Evaluation:
     """Score the selected model's test predictions; write report JSON and confusion PNG."""
     from sklearn.metrics import classification_report
 

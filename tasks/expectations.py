@@ -78,12 +78,18 @@ def _suite(cfg: ThawConfig, split: str, columns: list[str], text_col: str, label
 
     e = cfg.curation.expectations
     suite = gx.ExpectationSuite(name=f"thaw-{split}")
-    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=columns + ["_normalized_text", "_residual_pii"], exact_match=True))
+    suite.add_expectation(
+        gxe.ExpectTableColumnsToMatchSet(column_set=columns + ["_normalized_text", "_residual_pii"], exact_match=True)
+    )
     min_rows = e.min_rows if split == "train" else 1
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=e.max_rows))
     for col in (text_col, label_col, id_col):
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
-    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=text_col, min_value=e.min_text_chars, max_value=cfg.data.max_text_chars))
+    suite.add_expectation(
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column=text_col, min_value=e.min_text_chars, max_value=cfg.data.max_text_chars
+        )
+    )
     suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=label_col, min_value=1))
     if e.allowed_labels:
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=label_col, value_set=list(e.allowed_labels)))
@@ -98,7 +104,9 @@ def _class_count_suite(cfg: ThawConfig):
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name="thaw-class-counts")
-    suite.add_expectation(gxe.ExpectColumnMinToBeBetween(column="examples", min_value=cfg.curation.expectations.min_examples_per_class))
+    suite.add_expectation(
+        gxe.ExpectColumnMinToBeBetween(column="examples", min_value=cfg.curation.expectations.min_examples_per_class)
+    )
     return suite
 
 
@@ -123,15 +131,20 @@ def _context(docs_dir: Path):
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    ctx.add_data_docs_site(site_name="thaw", site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    ctx.add_data_docs_site(
+        site_name="thaw",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     return ctx
 
 
-def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, columns: tuple[str, str, str], out_dir: Path) -> tuple[bool, list[str], Path]:
+def validate_frames(
+    frames: dict[str, pd.DataFrame], cfg: ThawConfig, columns: tuple[str, str, str], out_dir: Path
+) -> tuple[bool, list[str], Path]:
     """Run the suite on each split (and class counts on train); save Data Docs.
 
     Returns (success, one message per failing expectation, Data Docs directory).
@@ -143,21 +156,38 @@ def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, columns: t
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("curated")
     counts = frames["train"][label_col].value_counts().rename_axis("label").reset_index(name="examples")
-    batches = {split: (_with_checks(f, text_col), _suite(cfg, split, list(f.columns), text_col, label_col, id_col)) for split, f in frames.items()}
+    batches = {
+        split: (_with_checks(f, text_col), _suite(cfg, split, list(f.columns), text_col, label_col, id_col))
+        for split, f in frames.items()
+    }
     batches["train_class_counts"] = (counts, _class_count_suite(cfg))
     failures: list[str] = []
     for name, (frame, suite) in batches.items():
         definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
-        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd-{name}", data=definition, suite=ctx.suites.add(suite)))
-        checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-            name=f"cp-{name}", validation_definitions=[vd], result_format={"result_format": "COMPLETE"},
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["thaw"])],
-        ))
+        vd = ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=f"vd-{name}", data=definition, suite=ctx.suites.add(suite))
+        )
+        checkpoint = ctx.checkpoints.add(
+            gx.Checkpoint(
+                name=f"cp-{name}",
+                validation_definitions=[vd],
+                result_format={"result_format": "COMPLETE"},
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["thaw"])],
+            )
+        )
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
         for run in outcome.run_results.values():
-            failures += [_describe_failure(name, r, frame, "label" if name.endswith("counts") else text_col,
-                                           "label" if name.endswith("counts") else id_col)
-                         for r in run.results if not r.success]
+            failures += [
+                _describe_failure(
+                    name,
+                    r,
+                    frame,
+                    "label" if name.endswith("counts") else text_col,
+                    "label" if name.endswith("counts") else id_col,
+                )
+                for r in run.results
+                if not r.success
+            ]
     return not failures, failures, docs_dir
 
 

@@ -18,8 +18,8 @@ from prefect import task
 from tasks.curation import read_curated_file
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
-from thaw.progress import Progress
 from thaw.modeling import BackboneRef, configure_threads, embed_texts, load_encoder, resolve_backbone, select_device
+from thaw.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ def extract_frozen_features(curated: DatasetVersion, cfg: ThawConfig) -> Feature
             device = select_device()
             encoder = (*load_encoder(directory, device), device)
         texts = read_curated_file(cfg.root / tracked.path)[cfg.data.text_column].tolist()
-        matrix = embed_texts(texts, encoder[0], encoder[1], cfg.backbone, encoder[2], Progress(len(texts), f"features {split}"))
+        matrix = embed_texts(
+            texts, encoder[0], encoder[1], cfg.backbone, encoder[2], Progress(len(texts), f"features {split}")
+        )
         _save_atomically(paths[split], matrix)
     log.info("frozen features: %s", ", ".join(f"{s} {'cached' if h else 'computed'}" for s, h in sorted(hits.items())))
     return FeatureSet(ref, paths, hits)

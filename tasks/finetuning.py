@@ -19,8 +19,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from prefect import task
@@ -58,23 +58,32 @@ def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, mode
     if surface.method in ("lora", "ia3"):
         model.encoder.save_pretrained(model_dir / "adapter")
     else:
-        changed = {n[len("encoder."):]: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-                   if p.requires_grad and n.startswith("encoder.")}
+        changed = {
+            n[len("encoder.") :]: p.detach().cpu().contiguous()
+            for n, p in model.named_parameters()
+            if p.requires_grad and n.startswith("encoder.")
+        }
         save_file(changed, str(model_dir / "delta.safetensors"))
 
 
-def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig,
-                     run_dir: Path, on_epoch_end: Callable[[int], None] | None = None) -> TrainedRung:
+def fit_adapted_rung(
+    rung: str,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    frozen_dir: Path,
+    cfg: ThawConfig,
+    run_dir: Path,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainedRung:
     """Fine-tune ``rung`` (peft, partial or full) from the frozen head; resumable."""
     import torch
     from safetensors.numpy import load_file
 
     from tasks.evaluation import macro_f1
     from thaw.adaptation import apply_surface, build_classifier, parameter_groups
+    from thaw.distributed import init_from_environment, is_main_process
     from thaw.modeling import configure_threads, load_encoder, resolve_backbone, select_device
     from thaw.trainer import Checkpoint, predict_classes, train_classifier
-
-    from thaw.distributed import init_from_environment, is_main_process
 
     ladder, seed = cfg.training.ladder, cfg.training.seed
     configure_threads()
@@ -102,26 +111,58 @@ def fit_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...]
     groups = parameter_groups(model, lr, ladder.finetune.head_learning_rate, decay, ladder.finetune.weight_decay)
     checkpoint = Checkpoint(cfg.state_path / "checkpoints" / checkpoint_key(cfg, rung, curated, ref.revision))
     started = time.perf_counter()
-    outcome = train_classifier(model, tokenizer, train_enc, np.array([index[y] for y in y_train]), val_enc, score,
-                               ladder.finetune, lr, groups, checkpoint, device, seed, on_epoch_end)
+    outcome = train_classifier(
+        model,
+        tokenizer,
+        train_enc,
+        np.array([index[y] for y in y_train]),
+        val_enc,
+        score,
+        ladder.finetune,
+        lr,
+        groups,
+        checkpoint,
+        device,
+        seed,
+        on_epoch_end,
+    )
     seconds = time.perf_counter() - started
     predictions = names[predict_classes(model, tokenizer, val_enc, ladder.finetune.batch_size * 2, device)]
-    meta = {"rung": rung, "method": surface.method, "kind": "adapted_encoder", "backbone": json.loads(ref.to_json()),
-            "pooling": cfg.backbone.pooling, "max_length": cfg.backbone.max_length, "best_epoch": outcome.best_epoch,
-            "trainable_backbone_parameters": surface.trainable_backbone, "backbone_parameters": surface.total_backbone}
+    meta = {
+        "rung": rung,
+        "method": surface.method,
+        "kind": "adapted_encoder",
+        "backbone": json.loads(ref.to_json()),
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "best_epoch": outcome.best_epoch,
+        "trainable_backbone_parameters": surface.trainable_backbone,
+        "backbone_parameters": surface.total_backbone,
+    }
     model_dir = run_dir / "models" / rung
     if is_main_process():
         save_adapted_model(model, surface, labels, meta, model_dir)
     metrics = classification_metrics(y_val, predictions, labels, cfg.training.confidence_level)
     head_params = sum(p.numel() for p in model.head.parameters())
-    details = {"method": surface.method, "frozen": surface.frozen, "trainable_fraction_of_backbone": surface.fraction,
-               "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch, "resumed_from_epoch": outcome.resumed_from_epoch,
-               "history": outcome.history, "train_seconds": round(seconds, 1), "learning_rate": lr, "layer_decay": decay}
+    details = {
+        "method": surface.method,
+        "frozen": surface.frozen,
+        "trainable_fraction_of_backbone": surface.fraction,
+        "epochs_run": outcome.epochs_run,
+        "best_epoch": outcome.best_epoch,
+        "resumed_from_epoch": outcome.resumed_from_epoch,
+        "history": outcome.history,
+        "train_seconds": round(seconds, 1),
+        "learning_rate": lr,
+        "layer_decay": decay,
+    }
     return TrainedRung(rung, model_dir, metrics, tuple(predictions), surface.trainable_backbone + head_params, details)
 
 
 @task(name="train-adapted-rung")
-def train_adapted_rung(rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig, run_dir: Path) -> TrainedRung:
+def train_adapted_rung(
+    rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig, run_dir: Path
+) -> TrainedRung:
     """Prefect task around ``fit_adapted_rung``: in this process, or data-parallel in
     ``finetune.processes`` processes (this module under torch.distributed.run)."""
     if cfg.training.ladder.finetune.processes == 1:
@@ -137,24 +178,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig,
-           run_dir: Path) -> TrainedRung:
+def launch(
+    rung: str, curated: DatasetVersion, labels: tuple[str, ...], frozen_dir: Path, cfg: ThawConfig, run_dir: Path
+) -> TrainedRung:
     """Train ``rung`` in ``finetune.processes`` processes on this machine; return rank 0's result."""
     run_dir.mkdir(parents=True, exist_ok=True)
     spec, result = run_dir / f"{rung}.launch.json", run_dir / f"{rung}.result.json"
     result.unlink(missing_ok=True)
-    spec.write_text(json.dumps({"rung": rung, "curated": dataclasses.asdict(curated), "labels": list(labels),
-                                "frozen_dir": str(frozen_dir), "config": cfg.model_dump(mode="json"),
-                                "run_dir": str(run_dir), "result": str(result)}), encoding="utf-8")
+    spec.write_text(
+        json.dumps(
+            {
+                "rung": rung,
+                "curated": dataclasses.asdict(curated),
+                "labels": list(labels),
+                "frozen_dir": str(frozen_dir),
+                "config": cfg.model_dump(mode="json"),
+                "run_dir": str(run_dir),
+                "result": str(result),
+            }
+        ),
+        encoding="utf-8",
+    )
     n = cfg.training.ladder.finetune.processes
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "tasks.finetuning", str(spec)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(n),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "tasks.finetuning",
+        str(spec),
+    ]
     proc = subprocess.run(cmd, cwd=cfg.root, capture_output=True, text=True)
     if proc.returncode != 0 or not result.is_file():
         raise RuntimeError(f"{rung} rung in {n} processes failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     data = json.loads(result.read_text(encoding="utf-8"))
-    return TrainedRung(data["rung"], Path(data["model_dir"]), data["validation"], tuple(data["validation_predictions"]),
-                       data["trainable_parameters"], data["details"] | {"processes": n})
+    return TrainedRung(
+        data["rung"],
+        Path(data["model_dir"]),
+        data["validation"],
+        tuple(data["validation_predictions"]),
+        data["trainable_parameters"],
+        data["details"] | {"processes": n},
+    )
 
 
 def main(spec_path: str) -> None:
@@ -165,7 +236,9 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     curated = DatasetVersion.from_dict(spec["curated"])
     cfg = ThawConfig.model_validate(spec["config"])
-    trained = fit_adapted_rung(spec["rung"], curated, tuple(spec["labels"]), Path(spec["frozen_dir"]), cfg, Path(spec["run_dir"]))
+    trained = fit_adapted_rung(
+        spec["rung"], curated, tuple(spec["labels"]), Path(spec["frozen_dir"]), cfg, Path(spec["run_dir"])
+    )
     if is_main_process():
         out = Path(spec["result"])
         tmp = out.with_name(out.name + ".partial")

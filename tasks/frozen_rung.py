@@ -29,8 +29,14 @@ def read_split(curated: DatasetVersion, split: str, cfg: ThawConfig) -> pd.DataF
     return read_curated_file(cfg.root / curated.files[split].path)
 
 
-def fit_logistic_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                      labels: tuple[str, ...], cfg: ThawConfig) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
+def fit_logistic_head(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
     """(weight classes x dim, bias, chosen C, val macro-F1 per C): C picked on validation."""
     from sklearn.linear_model import LogisticRegression
 
@@ -54,8 +60,14 @@ def fit_logistic_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarra
     return weight, bias, best, scores
 
 
-def fit_mlp_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 labels: tuple[str, ...], cfg: ThawConfig) -> tuple[dict[str, np.ndarray], float]:
+def fit_mlp_head(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+) -> tuple[dict[str, np.ndarray], float]:
     """A one-hidden-layer MLP on frozen features, full batch, the epoch best on validation
     macro-F1 kept; returns (tensors, that score)."""
     import torch
@@ -68,8 +80,12 @@ def fit_mlp_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     t_val, _, _ = encode(y_val, y_val, labels)
     xt, xv = torch.from_numpy(x_train), torch.from_numpy(x_val)
     yt = torch.from_numpy(t_train)
-    model = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], h.mlp_hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                                torch.nn.Linear(h.mlp_hidden, len(labels)))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x_train.shape[1], h.mlp_hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(h.mlp_hidden, len(labels)),
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=h.mlp_learning_rate, weight_decay=1e-2)
     best, best_score = None, -1.0
     for epoch in range(h.mlp_epochs):
@@ -88,20 +104,30 @@ def fit_mlp_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     return {n: v.astype(np.float32) for n, v in tensors.items()}, best_score
 
 
-def save_head(model_dir: Path, head: dict[str, np.ndarray], linear: tuple[np.ndarray, np.ndarray],
-              labels: tuple[str, ...], meta: dict) -> None:
+def save_head(
+    model_dir: Path,
+    head: dict[str, np.ndarray],
+    linear: tuple[np.ndarray, np.ndarray],
+    labels: tuple[str, ...],
+    meta: dict,
+) -> None:
     """head.safetensors (the chosen head), linear_head.safetensors (the linear probe that
     deeper rungs start from), labels.json and model.json in ``model_dir``."""
     from safetensors.numpy import save_file
 
     model_dir.mkdir(parents=True, exist_ok=True)
     save_file({n: v.astype(np.float32) for n, v in head.items()}, str(model_dir / "head.safetensors"))
-    save_file({"weight": linear[0].astype(np.float32), "bias": linear[1].astype(np.float32)}, str(model_dir / "linear_head.safetensors"))
+    save_file(
+        {"weight": linear[0].astype(np.float32), "bias": linear[1].astype(np.float32)},
+        str(model_dir / "linear_head.safetensors"),
+    )
     (model_dir / "labels.json").write_text(json.dumps(list(labels)), encoding="utf-8")
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def save_linear_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...], meta: dict) -> None:
+def save_linear_head(
+    model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...], meta: dict
+) -> None:
     """A model directory whose head is linear."""
     save_head(model_dir, {"weight": weight, "bias": bias}, (weight, bias), labels, meta)
 
@@ -112,9 +138,16 @@ def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[s
 
     from safetensors.numpy import load_file, save_file
 
-    blob = json.dumps({"features": {s: p.name for s, p in sorted(features.paths.items())},
-                       "labels": {s: curated.files[s].md5 for s in ("train", "validation")}, "classes": list(labels),
-                       "head": cfg.training.head.model_dump(mode="json"), "seed": cfg.training.seed}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "features": {s: p.name for s, p in sorted(features.paths.items())},
+            "labels": {s: curated.files[s].md5 for s in ("train", "validation")},
+            "classes": list(labels),
+            "head": cfg.training.head.model_dump(mode="json"),
+            "seed": cfg.training.seed,
+        },
+        sort_keys=True,
+    )
     cache = cfg.state_path / "cache" / "heads" / hashlib.sha256(blob.encode()).hexdigest()[:24]
     if (cache / "meta.json").is_file():
         meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
@@ -141,23 +174,43 @@ def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig
 
 
 @task(name="train-frozen-rung")
-def train_frozen_rung(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path) -> TrainedRung:
+def train_frozen_rung(
+    features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path
+) -> TrainedRung:
     """Fit the head on frozen features (logistic regression or MLP, chosen on validation);
     the backbone is untouched."""
     label_col = cfg.data.label_column
     y = {s: read_split(curated, s, cfg)[label_col].to_numpy() for s in ("train", "validation")}
     x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
-    head, linear, fit_meta, head_hit = _cached_heads(features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg))
+    head, linear, fit_meta, head_hit = _cached_heads(
+        features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg)
+    )
     predictions = np.asarray(labels)[head_probabilities(x["validation"], head).argmax(1)]
     model_dir = run_dir / "models" / "frozen"
     meta = {
-        "rung": "frozen", "kind": "head_on_frozen_encoder", "backbone": json.loads(features.backbone.to_json()),
-        "pooling": cfg.backbone.pooling, "max_length": cfg.backbone.max_length, "head": fit_meta["head"], "head_C": fit_meta["C"],
+        "rung": "frozen",
+        "kind": "head_on_frozen_encoder",
+        "backbone": json.loads(features.backbone.to_json()),
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "head": fit_meta["head"],
+        "head_C": fit_meta["C"],
     }
     save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
     metrics = classification_metrics(y["validation"], predictions, labels, cfg.training.confidence_level)
-    return TrainedRung("frozen", model_dir, metrics, tuple(predictions), int(sum(v.size for v in head.values())),
-                       {"method": f"{fit_meta['head']} on the frozen backbone", "frozen": "the whole backbone",
-                        "trainable_fraction_of_backbone": 0.0, "head_C": fit_meta["C"],
-                        "validation_macro_f1_by_C": fit_meta["scores"], "validation_macro_f1_mlp": fit_meta["mlp_score"],
-                        "cache_hits": {**features.cache_hits, "head": head_hit}})
+    return TrainedRung(
+        "frozen",
+        model_dir,
+        metrics,
+        tuple(predictions),
+        int(sum(v.size for v in head.values())),
+        {
+            "method": f"{fit_meta['head']} on the frozen backbone",
+            "frozen": "the whole backbone",
+            "trainable_fraction_of_backbone": 0.0,
+            "head_C": fit_meta["C"],
+            "validation_macro_f1_by_C": fit_meta["scores"],
+            "validation_macro_f1_mlp": fit_meta["mlp_score"],
+            "cache_hits": {**features.cache_hits, "head": head_hit},
+        },
+    )

@@ -81,8 +81,14 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
         if fmt in ("csv", "tsv"):
             _check_utf8(path)
             return pd.read_csv(
-                path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
-                encoding="utf-8", on_bad_lines="error", engine="python", quoting=csv.QUOTE_MINIMAL,
+                path,
+                sep="," if fmt == "csv" else "\t",
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8",
+                on_bad_lines="error",
+                engine="python",
+                quoting=csv.QUOTE_MINIMAL,
             )
         if fmt == "jsonl":
             _check_utf8(path)

@@ -17,29 +17,42 @@ def run_params(cfg: ThawConfig, selected) -> dict[str, Any]:
     """The parameters worth seeing on the MLflow run page."""
     d = cfg.curation.dedup
     return {
-        "rung": selected.rung, "backbone": cfg.backbone.name, "pooling": cfg.backbone.pooling,
-        "max_length": cfg.backbone.max_length, "seed": cfg.training.seed,
-        "dedup.shingle_size": d.shingle_size, "dedup.num_perm": d.num_perm, "dedup.threshold": d.threshold,
-        "dedup.label_conflicts": d.label_conflicts, "pii.entities": ",".join(cfg.curation.pii.entities),
+        "rung": selected.rung,
+        "backbone": cfg.backbone.name,
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "seed": cfg.training.seed,
+        "dedup.shingle_size": d.shingle_size,
+        "dedup.num_perm": d.num_perm,
+        "dedup.threshold": d.threshold,
+        "dedup.label_conflicts": d.label_conflicts,
+        "pii.entities": ",".join(cfg.curation.pii.entities),
         **{f"rung.{k}": v for k, v in selected.details.items() if not isinstance(v, dict)},
     }
 
 
-def model_version_tags(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion,
-                       ladder, evaluation: Evaluation) -> dict[str, str]:
+def model_version_tags(
+    run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion, ladder, evaluation: Evaluation
+) -> dict[str, str]:
     """Tags put on the registered version: enough to trace it without opening the run."""
     selected = ladder.selected
     backbone = json.loads((selected.model_dir / "model.json").read_text(encoding="utf-8"))["backbone"]
     client = client_for(cfg)
     run_tags = client.get_run(run.run_id).data.tags
     tags = {
-        "thaw.run_id": run.run_id, "thaw.rung": selected.rung,
+        "thaw.run_id": run.run_id,
+        "thaw.rung": selected.rung,
         "thaw.prefect_flow_run_id": run_tags.get("thaw.prefect_flow_run_id", ""),
-        "thaw.git_commit": run_tags.get("thaw.git_commit", ""), "thaw.config_digest": cfg.digest(),
-        "thaw.backbone.name": backbone["name"], "thaw.backbone.source": backbone["source"],
-        "thaw.backbone.revision": backbone["revision"], "thaw.dvc_remote": curated.remote,
-        "thaw.raw.dvc_file": raw.dvc_file, "thaw.raw.md5": raw.md5,
-        "thaw.columns.text": cfg.data.text_column, "thaw.columns.label": cfg.data.label_column,
+        "thaw.git_commit": run_tags.get("thaw.git_commit", ""),
+        "thaw.config_digest": cfg.digest(),
+        "thaw.backbone.name": backbone["name"],
+        "thaw.backbone.source": backbone["source"],
+        "thaw.backbone.revision": backbone["revision"],
+        "thaw.dvc_remote": curated.remote,
+        "thaw.raw.dvc_file": raw.dvc_file,
+        "thaw.raw.md5": raw.md5,
+        "thaw.columns.text": cfg.data.text_column,
+        "thaw.columns.label": cfg.data.label_column,
         "thaw.columns.id": cfg.data.id_column or "row_id",
         "thaw.test_accuracy": f"{evaluation.metrics['accuracy']:.4f}",
         "thaw.test_macro_f1": f"{evaluation.metrics['macro_f1']:.4f}",
@@ -87,39 +100,70 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
     run = client.get_run(mv.run_id)
     tags = mv.tags
     datasets = [
-        {"name": d.dataset.name, "digest": d.dataset.digest, "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), ""),
-         "source": json.loads(d.dataset.source)}
+        {
+            "name": d.dataset.name,
+            "digest": d.dataset.digest,
+            "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), ""),
+            "source": json.loads(d.dataset.source),
+        }
         for d in run.inputs.dataset_inputs
     ]
-    aliases = [a for a in getattr(mv, "aliases", [])]
+    aliases = list(getattr(mv, "aliases", []))
     return {
-        "model": {"name": mv.name, "version": mv.version, "aliases": aliases, "approval": tags.get("thaw.approval", "")},
-        "run": {"id": mv.run_id, "status": run.info.status, "experiment_id": run.info.experiment_id,
-                "tracking_uri": tracking_uri(cfg)},
+        "model": {
+            "name": mv.name,
+            "version": mv.version,
+            "aliases": aliases,
+            "approval": tags.get("thaw.approval", ""),
+        },
+        "run": {
+            "id": mv.run_id,
+            "status": run.info.status,
+            "experiment_id": run.info.experiment_id,
+            "tracking_uri": tracking_uri(cfg),
+        },
         "prefect_flow_run_id": tags.get("thaw.prefect_flow_run_id", ""),
         "data": {
             "raw": {"dvc_file": tags.get("thaw.raw.dvc_file"), "md5": tags.get("thaw.raw.md5")},
-            "curated": {s: {"path": tags.get(f"thaw.curated.{s}.path"), "md5": tags.get(f"thaw.curated.{s}.md5")}
-                        for s in ("train", "validation", "test") if f"thaw.curated.{s}.md5" in tags},
+            "curated": {
+                s: {"path": tags.get(f"thaw.curated.{s}.path"), "md5": tags.get(f"thaw.curated.{s}.md5")}
+                for s in ("train", "validation", "test")
+                if f"thaw.curated.{s}.md5" in tags
+            },
             "dvc_remote": tags.get("thaw.dvc_remote"),
             "mlflow_dataset_inputs": datasets,
         },
         "git_commit": tags.get("thaw.git_commit"),
         "config_digest": tags.get("thaw.config_digest"),
-        "backbone": {"name": tags.get("thaw.backbone.name"), "source": tags.get("thaw.backbone.source"),
-                     "revision": tags.get("thaw.backbone.revision")},
+        "backbone": {
+            "name": tags.get("thaw.backbone.name"),
+            "source": tags.get("thaw.backbone.source"),
+            "revision": tags.get("thaw.backbone.revision"),
+        },
         "rung": tags.get("thaw.rung"),
         "test": {"accuracy": tags.get("thaw.test_accuracy"), "macro_f1": tags.get("thaw.test_macro_f1")},
         "transfer": {k.removeprefix("thaw.transfer."): v for k, v in tags.items() if k.startswith("thaw.transfer.")},
-        "approval": {k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
-                     for k, v in tags.items() if k.startswith("thaw.approval")},
+        "approval": {
+            k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
+            for k, v in tags.items()
+            if k.startswith("thaw.approval")
+        },
         "reports": {name: f"{run.info.artifact_uri}/{name}" for name in _report_names(client, mv.run_id)},
     }
 
 
 def _report_names(client, run_id: str) -> list[str]:
     """The run's report artifacts an auditor opens (curation, transfer note, card, docs)."""
-    wanted = ("curation_report.json", "curation_metrics.json", "expectations.json", "transfer_note.md",
-              "transfer_note.json", "test_report.json", "confusion_matrix.png", "ladder_chart.png", "data_docs")
+    wanted = (
+        "curation_report.json",
+        "curation_metrics.json",
+        "expectations.json",
+        "transfer_note.md",
+        "transfer_note.json",
+        "test_report.json",
+        "confusion_matrix.png",
+        "ladder_chart.png",
+        "data_docs",
+    )
     names = {a.path for a in client.list_artifacts(run_id)}
     return sorted(n for n in names if n in wanted or n.startswith("model_card_"))

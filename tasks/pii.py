@@ -17,9 +17,10 @@ import os
 import re
 import secrets
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from thaw.checksums import iban_ok
 from thaw.config import PiiConfig
@@ -81,7 +82,8 @@ def load_pii_secret(cfg: PiiConfig) -> PiiSecret:
         return PiiSecret(path.read_bytes().strip(), f"file:{path}")
     log.warning(
         "No PII secret set (%s or curation.pii.secret_file): using an ephemeral one; "
-        "pseudonyms will not match across runs.", cfg.secret_env,
+        "pseudonyms will not match across runs.",
+        cfg.secret_env,
     )
     return PiiSecret(secrets.token_bytes(32), "ephemeral")
 
@@ -114,21 +116,25 @@ def _thaw_recognizers() -> list:
     from presidio_analyzer import Pattern, PatternRecognizer
 
     address = PatternRecognizer(
-        supported_entity="ADDRESS", name="ThawStreetAddressRecognizer",
+        supported_entity="ADDRESS",
+        name="ThawStreetAddressRecognizer",
         patterns=[Pattern("street address", STREET_ADDRESS_REGEX, 0.7)],
         context=["address", "moved", "street", "live", "ship", "deliver"],
         global_regex_flags=CASE_SENSITIVE_FLAGS,
     )
     signoff = PatternRecognizer(
-        supported_entity="PERSON", name="ThawSignoffNameRecognizer",
+        supported_entity="PERSON",
+        name="ThawSignoffNameRecognizer",
         patterns=[Pattern("name in sign-off", SIGNOFF_NAME_REGEX, 0.6)],
         global_regex_flags=CASE_SENSITIVE_FLAGS,
     )
     dob = PatternRecognizer(
-        supported_entity="DATE_OF_BIRTH", name="ThawDateOfBirthRecognizer",
+        supported_entity="DATE_OF_BIRTH",
+        name="ThawDateOfBirthRecognizer",
         patterns=[Pattern(f"date {i}", rx, 0.6) for i, rx in enumerate(DATE_OF_BIRTH_REGEXES)],
         context=["born", "birth", "dob", "birthday"],
     )
+
     class ChecksummedIbanRecognizer(PatternRecognizer):
         """IBANs by shape and mod-97 checksum, in any country (Presidio's misses some)."""
 
@@ -136,36 +142,54 @@ def _thaw_recognizers() -> list:
             return iban_ok(pattern_text)
 
     iban = ChecksummedIbanRecognizer(
-        supported_entity="IBAN_CODE", name="ThawChecksummedIbanRecognizer",
+        supported_entity="IBAN_CODE",
+        name="ThawChecksummedIbanRecognizer",
         patterns=[Pattern("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", 0.5)],
         global_regex_flags=CASE_SENSITIVE_FLAGS,
     )
     return [address, dob, signoff, iban]
 
 
-def build_analyzer(cfg: PiiConfig) -> "AnalyzerEngine":
+def build_analyzer(cfg: PiiConfig) -> AnalyzerEngine:
     """A Presidio AnalyzerEngine on the offline spaCy model; nothing is downloaded."""
     from thaw.offline import use_bundled_public_suffix_list
 
     use_bundled_public_suffix_list()
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
-
-    from presidio_analyzer.nlp_engine import NerModelConfiguration
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
     # Presidio warns once per row about spaCy labels it does not map: map what we use
     # and ignore the rest explicitly (also keeps the run log clean).
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     ner = NerModelConfiguration(
-        model_to_presidio_entity_mapping={"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
-                                          "FAC": "LOCATION", "NORP": "NRP", "ORG": "ORGANIZATION",
-                                          "DATE": "DATE_TIME", "TIME": "DATE_TIME"},
-        labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY", "PRODUCT", "EVENT",
-                          "WORK_OF_ART", "LAW", "LANGUAGE"],
+        model_to_presidio_entity_mapping={
+            "PERSON": "PERSON",
+            "PER": "PERSON",
+            "GPE": "LOCATION",
+            "LOC": "LOCATION",
+            "FAC": "LOCATION",
+            "NORP": "NRP",
+            "ORG": "ORGANIZATION",
+            "DATE": "DATE_TIME",
+            "TIME": "DATE_TIME",
+        },
+        labels_to_ignore=[
+            "CARDINAL",
+            "ORDINAL",
+            "QUANTITY",
+            "PERCENT",
+            "MONEY",
+            "PRODUCT",
+            "EVENT",
+            "WORK_OF_ART",
+            "LAW",
+            "LANGUAGE",
+        ],
         low_score_entity_names=["ORG", "ORGANIZATION"],
     )
-    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": spacy_model_path(cfg.spacy_model)}],
-                            ner_model_configuration=ner)
+    engine = SpacyNlpEngine(
+        models=[{"lang_code": "en", "model_name": spacy_model_path(cfg.spacy_model)}], ner_model_configuration=ner
+    )
     engine.load()
     nlp = engine.nlp["en"]
     for pipe in ("parser",):  # Presidio needs tokens, lemmas and entities, not a parse
@@ -199,7 +223,9 @@ def choose_spans(spans: Iterable[Span]) -> list[Span]:
     out = []
     for group in merged:
         lead = max(group, key=lambda s: (s.end - s.start, s.score))
-        out.append(Span(min(s.start for s in group), max(s.end for s in group), lead.entity, max(s.score for s in group)))
+        out.append(
+            Span(min(s.start for s in group), max(s.end for s in group), lead.entity, max(s.score for s in group))
+        )
     return out
 
 
@@ -207,8 +233,8 @@ def replace_spans(text: str, spans: Sequence[Span], secret: PiiSecret) -> str:
     """``text`` with every span replaced by its pseudonym."""
     parts, cursor = [], 0
     for span in spans:
-        parts.append(text[cursor:span.start])
-        parts.append(pseudonym(secret, span.entity, text[span.start:span.end]))
+        parts.append(text[cursor : span.start])
+        parts.append(pseudonym(secret, span.entity, text[span.start : span.end]))
         cursor = span.end
     parts.append(text[cursor:])
     return "".join(parts)
@@ -242,8 +268,27 @@ _CAPITALISED = re.compile(r"(?:(?<=[^.!?\s]\s)|(?<=,\s)|(?<=[-:]\s))([A-Z][a-z'-
 
 
 # Capitalised words that are never a person or a place in support messages.
-NOT_NAMES = {"hi", "hello", "hey", "thanks", "thank", "regards", "dear", "ok", "i'd", "i'm", "i've", "i'll",
-             "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+NOT_NAMES = {
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "regards",
+    "dear",
+    "ok",
+    "i'd",
+    "i'm",
+    "i've",
+    "i'll",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+}
 
 
 class EntityPlanner:
@@ -273,19 +318,21 @@ class EntityPlanner:
         return out + (self.ner if ner else [])
 
 
-def _ner_docs(texts: Sequence[str], analyzer: "AnalyzerEngine", plan: list[bool], batch_size: int) -> Iterator:
+def _ner_docs(texts: Sequence[str], analyzer: AnalyzerEngine, plan: list[bool], batch_size: int) -> Iterator:
     """spaCy docs (tok2vec + ner only) for the planned texts, batched, in order."""
     nlp = analyzer.nlp_engine.nlp["en"]
     with nlp.select_pipes(enable=[p for p in ("tok2vec", "ner") if p in nlp.pipe_names]):
-        yield from nlp.pipe((t for t, p in zip(texts, plan) if p), batch_size=batch_size)
+        yield from nlp.pipe((t for t, p in zip(texts, plan, strict=True) if p), batch_size=batch_size)
 
 
-def _recognizers_by_entity(analyzer: "AnalyzerEngine", entities: Sequence[str]) -> dict[str, list]:
+def _recognizers_by_entity(analyzer: AnalyzerEngine, entities: Sequence[str]) -> dict[str, list]:
     """The registry's recognizers for each entity, looked up once (Presidio does it per call)."""
     return {e: analyzer.registry.get_recognizers(language="en", entities=[e]) for e in entities}
 
 
-def analyze_text(text: str, entities: Sequence[str], recognizers: dict[str, list], artifacts, analyzer: "AnalyzerEngine") -> list:
+def analyze_text(
+    text: str, entities: Sequence[str], recognizers: dict[str, list], artifacts, analyzer: AnalyzerEngine
+) -> list:
     """Presidio's recognizers for ``entities`` on ``text``, each recognizer once.
 
     Pattern recognizers need no NLP artifacts; with artifacts (NER texts) the spaCy
@@ -305,12 +352,19 @@ def analyze_text(text: str, entities: Sequence[str], recognizers: dict[str, list
             results += found
     if artifacts is not None and results:
         results = analyzer.context_aware_enhancer.enhance_using_context(
-            text=text, raw_results=results, nlp_artifacts=artifacts, recognizers=[r for rs in recognizers.values() for r in rs])
+            text=text,
+            raw_results=results,
+            nlp_artifacts=artifacts,
+            recognizers=[r for rs in recognizers.values() for r in rs],
+        )
     return results
 
 
 def scrub_texts(
-    texts: Sequence[str], analyzer: "AnalyzerEngine", secret: PiiSecret, cfg: PiiConfig,
+    texts: Sequence[str],
+    analyzer: AnalyzerEngine,
+    secret: PiiSecret,
+    cfg: PiiConfig,
     stats: ScrubStats | None = None,
 ) -> Iterator[str]:
     """Yield each text with its PII replaced by pseudonyms, in input order.
@@ -323,14 +377,16 @@ def scrub_texts(
     recognizers = _recognizers_by_entity(analyzer, cfg.entities)
     plan = [planner.needs_ner(t) for t in texts]
     docs = _ner_docs(texts, analyzer, plan, cfg.batch_size)
-    for text, ner in zip(texts, plan):
+    for text, ner in zip(texts, plan, strict=True):
         entities = planner.entities_for(text, ner)
         spans: list[Span] = []
         if entities:
             artifacts = engine._doc_to_nlp_artifact(next(docs), "en") if ner else None
-            spans = choose_spans(Span(r.start, r.end, r.entity_type, r.score)
-                                 for r in analyze_text(text, entities, recognizers, artifacts, analyzer)
-                                 if r.score >= cfg.score_threshold)
+            spans = choose_spans(
+                Span(r.start, r.end, r.entity_type, r.score)
+                for r in analyze_text(text, entities, recognizers, artifacts, analyzer)
+                if r.score >= cfg.score_threshold
+            )
         if stats is not None:
             stats.rows_seen += 1
             stats.ner_rows += ner
@@ -349,7 +405,11 @@ def _scrub_chunk(texts: list[str]) -> tuple[list[str], ScrubStats]:
 
 
 def scrub_texts_parallel(
-    texts: Sequence[str], analyzer: "AnalyzerEngine", secret: PiiSecret, cfg: PiiConfig, stats: ScrubStats,
+    texts: Sequence[str],
+    analyzer: AnalyzerEngine,
+    secret: PiiSecret,
+    cfg: PiiConfig,
+    stats: ScrubStats,
 ) -> Iterator[str]:
     """``scrub_texts`` over several processes for large inputs, same output, same order.
 
@@ -363,7 +423,7 @@ def scrub_texts_parallel(
         yield from scrub_texts(texts, analyzer, secret, cfg, stats)
         return
     _FORKED["state"] = (analyzer, secret, cfg)
-    chunks = [list(texts[i:i + cfg.chunk_rows]) for i in range(0, len(texts), cfg.chunk_rows)]
+    chunks = [list(texts[i : i + cfg.chunk_rows]) for i in range(0, len(texts), cfg.chunk_rows)]
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for out, part in pool.imap(_scrub_chunk, chunks):

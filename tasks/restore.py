@@ -86,12 +86,18 @@ def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> list[str]:
     return problems
 
 
-def restore_split(cfg: ThawConfig, tags: dict[str, str], split: str, dest: Path, remote: DvcRemote | None = None) -> Path:
+def restore_split(
+    cfg: ThawConfig, tags: dict[str, str], split: str, dest: Path, remote: DvcRemote | None = None
+) -> Path:
     """Copy the recorded ``split`` file from the remote into ``dest`` and check its md5
     (``remote``: the version's remote already opened, else it is opened here)."""
     from tasks.ingest import file_md5
 
-    md5, path, url = tags.get(f"thaw.curated.{split}.md5"), tags.get(f"thaw.curated.{split}.path"), tags.get("thaw.dvc_remote")
+    md5, path, url = (
+        tags.get(f"thaw.curated.{split}.md5"),
+        tags.get(f"thaw.curated.{split}.path"),
+        tags.get("thaw.dvc_remote"),
+    )
     if not md5 or not path or not url:
         raise UserError(f"the model version records no {split} dataset")
     remote = remote or open_remote(cfg, url)

@@ -21,10 +21,10 @@ from thaw.config import CurationConfig, DedupConfig, PiiConfig
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
-_WORKER_ANALYZERS: dict[str, "AnalyzerEngine"] = {}
+_WORKER_ANALYZERS: dict[str, AnalyzerEngine] = {}
 
 
-def _analyzer(cfg: PiiConfig) -> "AnalyzerEngine":
+def _analyzer(cfg: PiiConfig) -> AnalyzerEngine:
     key = cfg.model_dump_json()
     if key not in _WORKER_ANALYZERS:  # once per worker process
         from thaw.offline import apply_offline_environment
@@ -41,8 +41,12 @@ def scrub_chunk(source: Path, target: Path, cfg: PiiConfig, secret: PiiSecret) -
     texts = json.loads(source.read_text(encoding="utf-8"))
     out = list(scrub_texts(texts, _analyzer(cfg), secret, cfg, stats))
     target.write_text(json.dumps(out), encoding="utf-8")
-    return {"rows_seen": stats.rows_seen, "rows_changed": stats.rows_changed, "ner_rows": stats.ner_rows,
-            "entities": dict(stats.entities)}
+    return {
+        "rows_seen": stats.rows_seen,
+        "rows_changed": stats.rows_changed,
+        "ner_rows": stats.ner_rows,
+        "entities": dict(stats.entities),
+    }
 
 
 @flow(name="scrub-on-dask")
@@ -57,17 +61,26 @@ def _runner(cfg: CurationConfig):
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"n_workers": cfg.dask_workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None, "host": "127.0.0.1"})
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": cfg.dask_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "host": "127.0.0.1",
+        },
+    )
 
 
-def scrub_texts_on_dask(texts: list[str], cfg: CurationConfig, secret: PiiSecret, stats: ScrubStats, work_dir: Path) -> list[str]:
+def scrub_texts_on_dask(
+    texts: list[str], cfg: CurationConfig, secret: PiiSecret, stats: ScrubStats, work_dir: Path
+) -> list[str]:
     """``scrub_texts`` over a Dask cluster: same output, same order."""
     chunks = _write_chunks(texts, cfg.pii.chunk_rows, work_dir, "chunk")
     counts = scrub_chunks.with_options(task_runner=_runner(cfg))(chunks, cfg.pii, secret)
     out: list[str] = []
-    for chunk, part in zip(chunks, counts):
+    for chunk, part in zip(chunks, counts, strict=True):
         out += json.loads(chunk.with_name(chunk.stem + ".scrubbed.json").read_text(encoding="utf-8"))
         stats.rows_seen += part["rows_seen"]
         stats.rows_changed += part["rows_changed"]
@@ -99,7 +112,7 @@ def _write_chunks(texts: list[str], size: int, work_dir: Path, prefix: str) -> l
     chunks = []
     for i in range(0, len(texts), size):
         path = work_dir / f"{prefix}-{i // size:06d}.json"
-        path.write_text(json.dumps(texts[i:i + size]), encoding="utf-8")
+        path.write_text(json.dumps(texts[i : i + size]), encoding="utf-8")
         chunks.append(path)
     return chunks
 

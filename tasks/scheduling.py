@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack, contextmanager
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 
 from thaw.config import ThawConfig
 
@@ -26,10 +26,8 @@ def ensure_training_limit(cfg: ThawConfig) -> None:
         try:
             client.read_global_concurrency_limit_by_name(limit_name(cfg))
         except ObjectNotFound:
-            try:
+            with suppress(ObjectAlreadyExists):  # another run created it first
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit_name(cfg), limit=1))
-            except ObjectAlreadyExists:
-                pass  # another run created it first
 
 
 @contextmanager
@@ -42,9 +40,13 @@ def training_slot(cfg: ThawConfig) -> Iterator[bool]:
     skip = cfg.scheduling.on_concurrent_run == "skip"
     with ExitStack() as stack:
         try:
-            stack.enter_context(concurrency(limit_name(cfg), occupy=1, timeout_seconds=2.0 if skip else None, strict=True))
+            stack.enter_context(
+                concurrency(limit_name(cfg), occupy=1, timeout_seconds=2.0 if skip else None, strict=True)
+            )
         except TimeoutError:
-            log.warning("another run is training %s: this run is skipped (scheduling.on_concurrent_run=skip)", cfg.model_name)
+            log.warning(
+                "another run is training %s: this run is skipped (scheduling.on_concurrent_run=skip)", cfg.model_name
+            )
             yield False
             return
         log.info("training slot %s acquired", limit_name(cfg))

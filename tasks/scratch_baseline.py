@@ -31,13 +31,17 @@ def train_scratch_baseline(curated: DatasetVersion, labels: tuple[str, ...], cfg
     s = cfg.training.ladder.scratch
     x_train, y_train = _texts_labels(curated, "train", cfg)
     x_val, y_val = _texts_labels(curated, "validation", cfg)
-    vectorizers = [TfidfVectorizer(ngram_range=s.word_ngrams, sublinear_tf=True, max_features=s.max_features),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=s.char_ngrams, sublinear_tf=True, max_features=s.max_features)]
+    vectorizers = [
+        TfidfVectorizer(ngram_range=s.word_ngrams, sublinear_tf=True, max_features=s.max_features),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=s.char_ngrams, sublinear_tf=True, max_features=s.max_features),
+    ]
     train_m = hstack([v.fit_transform(x_train) for v in vectorizers]).tocsr()
     val_m = hstack([v.transform(x_val) for v in vectorizers]).tocsr()
     best = None
     for c in cfg.training.head.c_grid:
-        clf = LogisticRegression(C=c * 10, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed).fit(train_m, y_train)
+        clf = LogisticRegression(C=c * 10, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed).fit(
+            train_m, y_train
+        )
         pred = clf.predict(val_m)
         score = macro_f1(y_val, pred, labels)
         if best is None or score > best[0]:

@@ -42,7 +42,7 @@ class DatasetVersion:
     remote: str
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DatasetVersion":
+    def from_dict(cls, data: dict) -> DatasetVersion:
         """The inverse of ``dataclasses.asdict`` (e.g. across a process boundary)."""
         files = {name: TrackedFile(**f) for name, f in data["files"].items()}
         return cls(data["dvc_file"], data["md5"], files, data["remote"])
@@ -79,7 +79,9 @@ def ensure_dvc_repo(cfg: ThawConfig) -> None:
         try:
             Path(url).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"DVC remote {url}: cannot create it ({exc.strerror or exc}); set versioning.remote_url") from None
+            raise UserError(
+                f"DVC remote {url}: cannot create it ({exc.strerror or exc}); set versioning.remote_url"
+            ) from None
     name = cfg.versioning.remote_name
     run_dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
     for option, value in cfg.versioning.remote_options.items():
@@ -100,8 +102,11 @@ def dvc_directory_md5(directory: Path) -> str:
     import hashlib
     import json
 
-    listing = [{"md5": file_md5(p), "relpath": p.relative_to(directory).as_posix()}
-               for p in sorted(directory.rglob("*")) if p.is_file() and p.name != ".gitignore"]
+    listing = [
+        {"md5": file_md5(p), "relpath": p.relative_to(directory).as_posix()}
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    ]
     listing.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 

@@ -15,8 +15,10 @@ apply_offline_environment()
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = ("refund card lost password reset order delivery cancel subscription address payment app "
-         "please my the i a to is was it not help account change block stolen where when new").split()
+WORDS = (
+    "refund card lost password reset order delivery cancel subscription address payment app "
+    "please my the i a to is was it not help account change block stolen where when new"
+).split()
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +34,14 @@ def tiny_encoder(tmp_path_factory) -> Path:
     tokenizer.save_pretrained(directory)
     assert tokenizer.tokenize("refund my") == ["refund", "my"]
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(directory)
     return directory
 

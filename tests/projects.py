@@ -17,9 +17,14 @@ def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: 
     subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
     (workspace / "data" / "tickets.csv").write_text(generate_support_tickets(rows, seed=seed)[0], encoding="utf-8")
     return {
-        "model_name": model, "workspace": str(workspace),
-        "data": {"train": str(workspace / "data" / "tickets.csv"), "text_column": "message",
-                 "label_column": "intent", "id_column": "ticket_id"},
+        "model_name": model,
+        "workspace": str(workspace),
+        "data": {
+            "train": str(workspace / "data" / "tickets.csv"),
+            "text_column": "message",
+            "label_column": "intent",
+            "id_column": "ticket_id",
+        },
         "backbone": {"name": "tiny", "path": str(encoder), "max_length": 48},
         "curation": {"expectations": {"min_rows": 50}},
         "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},

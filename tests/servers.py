@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def free_port() -> int:
@@ -35,11 +35,14 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -> 
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None, timeout_s: float = 120) -> Iterator[subprocess.Popen]:
+def running(
+    cmd: list[str], health_url: str, log: Path, env: dict | None = None, timeout_s: float = 120
+) -> Iterator[subprocess.Popen]:
     """Start ``cmd`` in its own process group, wait for ``health_url``, stop it afterwards."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
     try:
         wait_http(health_url, proc, timeout_s, log)
         yield proc
@@ -58,9 +61,22 @@ def mlflow_server(root: Path) -> Iterator[str]:
     """A real MLflow tracking server (SQLite backend, proxied artifacts) on loopback."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-           "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "1",
+    ]
     with running(cmd, f"http://127.0.0.1:{port}/health", root / "mlflow-server.log"):
         yield f"http://127.0.0.1:{port}"
 
@@ -84,13 +100,31 @@ def mlflow_auth_server(root: Path) -> Iterator[str]:
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     ini = root / "basic_auth.ini"
-    ini.write_text("[mlflow]\ndefault_permission = READ\n"
-                   f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
-                   f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n", encoding="utf-8")
-    cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-           "--workers", "1"]
+    ini.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+        f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        encoding="utf-8",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "1",
+    ]
     env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-csrf-key"}
     with running(cmd, f"http://127.0.0.1:{port}/health", root / "mlflow-server.log", env=env):
         yield f"http://127.0.0.1:{port}"

@@ -9,8 +9,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tests.servers import free_port
 
@@ -35,18 +35,36 @@ def postgres_server(databases: tuple[str, ...]) -> Iterator[str]:
     shutil.chown(root, "postgres", "postgres")
     data, port = root / "data", free_port()
     _as_postgres(_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "thaw", "--no-sync")
-    proc = subprocess.Popen(["runuser", "-u", "postgres", "--", _binary("postgres"), "-D", str(data), "-p", str(port),
-                             "-k", str(root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                            stdout=subprocess.DEVNULL, stderr=open(root / "postgres.log", "w"), start_new_session=True)
+    server = ["runuser", "-u", "postgres", "--", _binary("postgres"), "-D", str(data), "-p", str(port), "-k", str(root)]
+    settings = ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    with open(root / "postgres.log", "w") as log:  # the server keeps its own descriptor
+        proc = subprocess.Popen([*server, *settings], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run([_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
+        while subprocess.run(
+            [_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        ).returncode:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError((root / "postgres.log").read_text()[-2000:])
             time.sleep(0.5)
         for db in databases:
-            subprocess.run([_binary("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "thaw", "-d", "postgres",
-                            "-c", f"CREATE DATABASE {db}"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    _binary("psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "thaw",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    f"CREATE DATABASE {db}",
+                ],
+                check=True,
+                capture_output=True,
+            )
         yield f"thaw@127.0.0.1:{port}"
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -30,11 +30,11 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
             self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
             self.pooling = pooling
 
-        def embed(self, **features) -> "torch.Tensor":
+        def embed(self, **features) -> torch.Tensor:
             hidden = self.encoder(**features).last_hidden_state
             return pool(hidden, features["attention_mask"], self.pooling)
 
-        def forward(self, **features) -> "torch.Tensor":
+        def forward(self, **features) -> torch.Tensor:
             return self.head(self.embed(**features))
 
     model = _EncoderClassifier()
@@ -71,19 +71,24 @@ class Surface:
         return self.trainable_backbone / max(self.total_backbone, 1)
 
 
-def _wrap_peft(model, cfg: "LadderConfig") -> None:
+def _wrap_peft(model, cfg: LadderConfig) -> None:
     from peft import IA3Config, LoraConfig, get_peft_model
 
     p = cfg.peft
     if p.method == "lora":
-        pc = LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout,
-                        target_modules=list(p.target_modules), bias="none")
+        pc = LoraConfig(
+            r=p.lora_r,
+            lora_alpha=p.lora_alpha,
+            lora_dropout=p.lora_dropout,
+            target_modules=list(p.target_modules),
+            bias="none",
+        )
     else:
         pc = IA3Config(target_modules=list(p.ia3_target_modules), feedforward_modules=list(p.ia3_feedforward_modules))
     model.encoder = get_peft_model(model.encoder, pc)
 
 
-def apply_surface(model, rung: str, cfg: "LadderConfig") -> Surface:
+def apply_surface(model, rung: str, cfg: LadderConfig) -> Surface:
     """Freeze ``model.encoder`` and open what ``rung`` trains; the head is always trained."""
     total = sum(p.numel() for p in model.encoder.parameters())
     for p in model.encoder.parameters():
@@ -98,7 +103,7 @@ def apply_surface(model, rung: str, cfg: "LadderConfig") -> Surface:
         method, frozen = "bitfit", "all weights except biases"
     elif rung == "partial":
         blocks = transformer_blocks(model.encoder)
-        for block in blocks[-cfg.finetune.unfreeze_top_k:]:
+        for block in blocks[-cfg.finetune.unfreeze_top_k :]:
             for p in block.parameters():
                 p.requires_grad_(True)
         frozen = f"embeddings and the lower {len(blocks) - cfg.finetune.unfreeze_top_k} of {len(blocks)} blocks"

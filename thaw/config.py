@@ -174,7 +174,7 @@ class LadderConfig(_Frozen):
     finetune: FineTuneConfig = FineTuneConfig()
 
     @model_validator(mode="after")
-    def _frozen_first(self) -> "LadderConfig":
+    def _frozen_first(self) -> LadderConfig:
         order = ("frozen", "peft", "partial", "full")
         if not self.rungs or self.rungs[0] != "frozen":
             raise ValueError("ladder.rungs must start with 'frozen'")
@@ -213,11 +213,13 @@ class VersioningConfig(_Frozen):
     curated_dir: Path = Path("datasets")
 
     @model_validator(mode="after")
-    def _no_credentials(self) -> "VersioningConfig":
+    def _no_credentials(self) -> VersioningConfig:
         secret = [k for k in self.remote_options if any(w in k.lower() for w in _CREDENTIAL_WORDS)]
         if secret:
-            raise ValueError(f"versioning.remote_options: {', '.join(secret)} looks like a credential; "
-                             "pass it through the environment or `dvc remote modify --local`, not the config")
+            raise ValueError(
+                f"versioning.remote_options: {', '.join(secret)} looks like a credential; "
+                "pass it through the environment or `dvc remote modify --local`, not the config"
+            )
         return self
 
     def __hash__(self) -> int:  # remote_options is a dict; the config stays hashable
@@ -252,7 +254,7 @@ class ThawConfig(_Frozen):
     scheduling: SchedulingConfig = SchedulingConfig()
 
     @model_validator(mode="after")
-    def _fractions_leave_training_data(self) -> "ThawConfig":
+    def _fractions_leave_training_data(self) -> ThawConfig:
         if self.split.validation_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split.validation_fraction + split.test_fraction must be < 0.8")
         if self.curation.expectations.max_rows < self.curation.expectations.min_rows:
@@ -268,10 +270,12 @@ class ThawConfig(_Frozen):
     def state_path(self) -> Path:
         return (self.root / self.state_dir).resolve()
 
-    def resolved(self) -> "ThawConfig":
+    def resolved(self) -> ThawConfig:
         """This config with absolute paths; relative data paths are relative to the workspace."""
-        data = {k: ((self.root / v).resolve() if v is not None else None)
-                for k, v in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test))}
+        data = {
+            k: ((self.root / v).resolve() if v is not None else None)
+            for k, v in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test))
+        }
         return self.model_copy(update={"workspace": self.root, "data": self.data.model_copy(update=data)})
 
     def digest(self) -> str:
@@ -314,7 +318,5 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         return ThawConfig.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise UserError(f"{source}: invalid configuration: {problems}") from None

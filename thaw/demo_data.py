@@ -21,16 +21,70 @@ DEMO_ROWS = 3200
 DEMO_RELPATH = Path("data/demo/support_tickets.csv")
 COLUMNS = ("ticket_id", "message", "intent")
 
-FIRST = ["Maria", "James", "Aisha", "Lukas", "Sofia", "Chen", "Olivia", "Mateo", "Priya", "Noah",
-         "Emma", "Kwame", "Hannah", "Diego", "Yuki", "Fatima", "Liam", "Ingrid", "Omar", "Chloe"]
-LAST = ["Garcia", "Smith", "Khan", "Schneider", "Rossi", "Wang", "Johnson", "Fernandez", "Patel",
-        "Brown", "Dubois", "Mensah", "Miller", "Lopez", "Tanaka", "Haddad", "Murphy", "Larsen"]
-STREETS = ["Maple Street", "Oak Avenue", "Elm Road", "High Street", "Baker Street", "Pine Lane",
-           "Cedar Drive", "Station Road", "Park Avenue", "Mill Lane"]
+FIRST = [
+    "Maria",
+    "James",
+    "Aisha",
+    "Lukas",
+    "Sofia",
+    "Chen",
+    "Olivia",
+    "Mateo",
+    "Priya",
+    "Noah",
+    "Emma",
+    "Kwame",
+    "Hannah",
+    "Diego",
+    "Yuki",
+    "Fatima",
+    "Liam",
+    "Ingrid",
+    "Omar",
+    "Chloe",
+]
+LAST = [
+    "Garcia",
+    "Smith",
+    "Khan",
+    "Schneider",
+    "Rossi",
+    "Wang",
+    "Johnson",
+    "Fernandez",
+    "Patel",
+    "Brown",
+    "Dubois",
+    "Mensah",
+    "Miller",
+    "Lopez",
+    "Tanaka",
+    "Haddad",
+    "Murphy",
+    "Larsen",
+]
+STREETS = [
+    "Maple Street",
+    "Oak Avenue",
+    "Elm Road",
+    "High Street",
+    "Baker Street",
+    "Pine Lane",
+    "Cedar Drive",
+    "Station Road",
+    "Park Avenue",
+    "Mill Lane",
+]
 CITIES = ["Springfield", "Riverside", "Fairview", "Madison", "Georgetown", "Clinton"]
 DOMAINS = ["example.com", "mailbox.org", "inbox.net", "post.example.org"]
-PII_SLOTS = {"name": "PERSON", "email": "EMAIL_ADDRESS", "phone": "PHONE_NUMBER",
-             "card": "CREDIT_CARD", "iban": "IBAN_CODE", "address": "ADDRESS"}
+PII_SLOTS = {
+    "name": "PERSON",
+    "email": "EMAIL_ADDRESS",
+    "phone": "PHONE_NUMBER",
+    "card": "CREDIT_CARD",
+    "iban": "IBAN_CODE",
+    "address": "ADDRESS",
+}
 # country -> (letters, digits) of the BBAN, per the IBAN registry
 IBAN_COUNTRIES = [("DE", 0, 18), ("FR", 0, 23), ("NL", 4, 10), ("ES", 0, 20), ("GB", 4, 14)]
 AREA_CODES = [212, 202, 206, 305, 312, 415, 512, 617, 646, 718, 720, 813]
@@ -123,14 +177,41 @@ INTENTS: dict[str, list[str]] = {
     ],
 }
 # Sentences any intent may carry: they dilute a mean-pooled embedding, not the label.
-CONTEXT = ["I have been a loyal customer for years.", "This is the second time I am writing about this.",
-           "I tried both the app and the website.", "My account is under {email}.", "Order number {order} if that helps.",
-           "Please get back to me today.", "I am really disappointed.", "My daughter ordered it for me."]
-PRODUCTS = ["headphones", "coffee maker", "blender", "desk lamp", "backpack", "smart watch",
-            "keyboard", "kettle", "phone case", "running shoes"]
+CONTEXT = [
+    "I have been a loyal customer for years.",
+    "This is the second time I am writing about this.",
+    "I tried both the app and the website.",
+    "My account is under {email}.",
+    "Order number {order} if that helps.",
+    "Please get back to me today.",
+    "I am really disappointed.",
+    "My daughter ordered it for me.",
+]
+PRODUCTS = [
+    "headphones",
+    "coffee maker",
+    "blender",
+    "desk lamp",
+    "backpack",
+    "smart watch",
+    "keyboard",
+    "kettle",
+    "phone case",
+    "running shoes",
+]
 OPENERS = ["", "", "", "Hi, ", "Hello, ", "Hi there, ", "Good morning, ", "Hey, "]
-CLOSERS = ["", "", "", "Thanks.", "Thank you!", "Regards, {name}.", "Call me on {phone}.",
-           "You can reach me at {email}.", "- {name}", "My number is {phone}."]
+CLOSERS = [
+    "",
+    "",
+    "",
+    "Thanks.",
+    "Thank you!",
+    "Regards, {name}.",
+    "Call me on {phone}.",
+    "You can reach me at {email}.",
+    "- {name}",
+    "My number is {phone}.",
+]
 
 
 @dataclass(frozen=True)
@@ -164,7 +245,7 @@ class _PiiFactory:
         r = self.rng
         first, last = r.choice(FIRST), r.choice(LAST)
         card = luhn_complete("4" + "".join(r.choice("0123456789") for _ in range(14)))
-        card_text = " ".join(card[i:i + 4] for i in range(0, 16, 4)) if r.random() < 0.5 else card
+        card_text = " ".join(card[i : i + 4] for i in range(0, 16, 4)) if r.random() < 0.5 else card
         phone = f"+1 {r.choice(AREA_CODES)}-{r.randint(201, 989)}-{r.randint(1000, 9999)}"
         return {
             "name": f"{first} {last}",

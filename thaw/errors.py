@@ -22,9 +22,13 @@ def tracking_access_problem(exc: BaseException) -> str | None:
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if code == "UNAUTHENTICATED":
         who = f"the credentials of {user!r}" if user else "a request without credentials"
-        return (f"the MLflow tracking server refused {who}: set MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD to your account")
+        return (
+            f"the MLflow tracking server refused {who}: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to your account"
+        )
     if code == "PERMISSION_DENIED":
-        return (f"the MLflow tracking server denied {user or 'this user'} the action: an MLflow admin grants "
-                "MANAGE on the registered model to those who may promote it")
+        return (
+            f"the MLflow tracking server denied {user or 'this user'} the action: an MLflow admin grants "
+            "MANAGE on the registered model to those who may promote it"
+        )
     return None

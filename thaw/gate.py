@@ -7,8 +7,9 @@ picks the simplest rung not significantly worse than the best. No I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -50,8 +51,15 @@ class Decision:
     comparison: Comparison | None = None
 
 
-def paired_comparison(y_true: Sequence[str], a: RungScore, b: RungScore, metric: str,
-                      samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+def paired_comparison(
+    y_true: Sequence[str],
+    a: RungScore,
+    b: RungScore,
+    metric: str,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
     """Paired bootstrap over the same examples of metric(b) - metric(a).
 
     The p-value is the share of resamples where b does not beat a (one-sided).
@@ -78,8 +86,16 @@ def paired_comparison(y_true: Sequence[str], a: RungScore, b: RungScore, metric:
     return Comparison(a.rung, b.rung, float(delta), float(low), float(high), p)
 
 
-def escalation_decision(after: str, best: str, best_metric: float, comparison: Comparison | None,
-                        target: float, alpha: float, rungs_left: int, budget_left_s: float) -> Decision:
+def escalation_decision(
+    after: str,
+    best: str,
+    best_metric: float,
+    comparison: Comparison | None,
+    target: float,
+    alpha: float,
+    rungs_left: int,
+    budget_left_s: float,
+) -> Decision:
     """Whether to climb after rung ``after``.
 
     ``comparison`` is ``after`` against the best simpler rung (None for the first rung).
@@ -87,16 +103,28 @@ def escalation_decision(after: str, best: str, best_metric: float, comparison: C
     gain, or when no rung or time budget is left; otherwise escalates.
     """
     if comparison is not None and not comparison.b_better(alpha):
-        return Decision(after, "stop", f"no significant gain over {comparison.a} "
-                        f"(delta {comparison.delta:+.4f}, p={comparison.p_value:.3f} >= {alpha})", best, comparison)
-    gain = "" if comparison is None else f"; gain over {comparison.a} {comparison.delta:+.4f}, p={comparison.p_value:.3f}"
+        return Decision(
+            after,
+            "stop",
+            f"no significant gain over {comparison.a} "
+            f"(delta {comparison.delta:+.4f}, p={comparison.p_value:.3f} >= {alpha})",
+            best,
+            comparison,
+        )
+    gain = (
+        "" if comparison is None else f"; gain over {comparison.a} {comparison.delta:+.4f}, p={comparison.p_value:.3f}"
+    )
     if best_metric >= target:
-        return Decision(after, "stop", f"{best} meets the target ({best_metric:.4f} >= {target}{gain})", best, comparison)
+        return Decision(
+            after, "stop", f"{best} meets the target ({best_metric:.4f} >= {target}{gain})", best, comparison
+        )
     if rungs_left <= 0:
         return Decision(after, "stop", "no rung left in the ladder", best, comparison)
     if budget_left_s <= 0:
         return Decision(after, "stop", "time budget spent", best, comparison)
-    return Decision(after, "escalate", f"{best} below the target ({_below(best_metric, target)} < {target}{gain})", best, comparison)
+    return Decision(
+        after, "escalate", f"{best} below the target ({_below(best_metric, target)} < {target}{gain})", best, comparison
+    )
 
 
 def _below(metric: float, target: float) -> str:
@@ -107,7 +135,9 @@ def _below(metric: float, target: float) -> str:
     return f"{metric:.{digits}f}"
 
 
-def select_rung(scores: Sequence[RungScore], comparisons_to_best: dict[str, Comparison], alpha: float) -> tuple[str, str]:
+def select_rung(
+    scores: Sequence[RungScore], comparisons_to_best: dict[str, Comparison], alpha: float
+) -> tuple[str, str]:
     """(selected rung, reason): the simplest rung not significantly worse than the best.
 
     ``scores`` are in ladder order; ``comparisons_to_best[r]`` compares r (as a) with the
@@ -119,8 +149,10 @@ def select_rung(scores: Sequence[RungScore], comparisons_to_best: dict[str, Comp
             return best.rung, f"{best.rung} has the best validation metric ({best.metric:.4f})"
         cmp = comparisons_to_best[s.rung]
         if not cmp.b_better(alpha):
-            return s.rung, (f"{s.rung} is not significantly worse than the best, {best.rung} "
-                            f"(delta {cmp.delta:+.4f}, p={cmp.p_value:.3f}); simplest wins")
+            return s.rung, (
+                f"{s.rung} is not significantly worse than the best, {best.rung} "
+                f"(delta {cmp.delta:+.4f}, p={cmp.p_value:.3f}); simplest wins"
+            )
     return best.rung, "best"
 
 

@@ -3,7 +3,7 @@ resamples (sklearn's per-call overhead dominates there)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

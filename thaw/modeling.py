@@ -10,9 +10,10 @@ import hashlib
 import importlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class BackboneRef:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def select_device(prefer: str = "auto") -> "torch.device":
+def select_device(prefer: str = "auto") -> torch.device:
     """CUDA when available (or asked for), else CPU; the only place a device is chosen."""
     import torch
 
@@ -49,7 +50,7 @@ def select_device(prefer: str = "auto") -> "torch.device":
     return torch.device("cuda")
 
 
-def autocast_dtype(device: "torch.device") -> "torch.dtype | None":
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA, none on CPU (fp32 there is both exact and fast)."""
     import torch
 
@@ -65,8 +66,11 @@ def directory_digest(path: Path) -> str:
     Memoised per process by the files' paths, sizes and mtimes: a run resolves the same
     backbone for features, each rung and each prediction, and hashing it costs ~0.3 s.
     """
-    stamp = tuple((str(path / n), (path / n).stat().st_size, (path / n).stat().st_mtime_ns)
-                  for n in IDENTITY_FILES if (path / n).is_file())
+    stamp = tuple(
+        (str(path / n), (path / n).stat().st_size, (path / n).stat().st_mtime_ns)
+        for n in IDENTITY_FILES
+        if (path / n).is_file()
+    )
     if stamp and stamp in _DIGESTS:
         return _DIGESTS[stamp]
     digest = _hash_identity_files(path)
@@ -101,7 +105,10 @@ def _source_dir(source: str) -> Path:
     try:
         return Path(snapshot_download(value, local_files_only=True))
     except Exception:
-        raise UserError(f"backbone {value!r} is not a local directory and is not in the local Hugging Face cache (thaw never downloads)") from None
+        raise UserError(
+            f"backbone {value!r} is not a local directory and is not in the local Hugging Face cache "
+            "(thaw never downloads)"
+        ) from None
 
 
 def resolve_backbone(cfg: BackboneConfig) -> tuple[BackboneRef, Path]:
@@ -128,7 +135,7 @@ def locate_backbone(ref: BackboneRef, verify: bool = True) -> Path:
     return directory
 
 
-def load_encoder(directory: Path, device: "torch.device"):
+def load_encoder(directory: Path, device: torch.device):
     """(tokenizer, model) from a local directory, in eval mode on ``device``."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -137,7 +144,7 @@ def load_encoder(directory: Path, device: "torch.device"):
     return tokenizer, model
 
 
-def pool(hidden: "torch.Tensor", mask: "torch.Tensor", pooling: str) -> "torch.Tensor":
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """Mean over real tokens, or the first token; L2-normalised."""
     import torch
 
@@ -152,11 +159,15 @@ def pool(hidden: "torch.Tensor", mask: "torch.Tensor", pooling: str) -> "torch.T
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches of similar length (longest first), so padding is minimal."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def embed_texts(
-    texts: Sequence[str], tokenizer, model, cfg: BackboneConfig, device: "torch.device",
+    texts: Sequence[str],
+    tokenizer,
+    model,
+    cfg: BackboneConfig,
+    device: torch.device,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Pooled embeddings (float32, one row per text, input order) with length-sorted batches."""

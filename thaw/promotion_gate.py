@@ -54,7 +54,9 @@ def promotion_decision(facts: PromotionFacts, alpha: float) -> PromotionDecision
         passed.append(f"beats champion v{c.a} on the test set (delta {c.delta:+.4f}, p={c.p_value:.3f} < {alpha})")
     else:
         c = facts.versus_champion
-        failed.append(f"does not beat champion v{c.a} on the test set (delta {c.delta:+.4f}, p={c.p_value:.3f} >= {alpha})")
+        failed.append(
+            f"does not beat champion v{c.a} on the test set (delta {c.delta:+.4f}, p={c.p_value:.3f} >= {alpha})"
+        )
     if facts.lineage_problems:
         failed += [f"lineage: {p}" for p in facts.lineage_problems]
     else:

@@ -10,15 +10,23 @@ and its digest re-checked, so one base backbone serves every version built on it
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
 from thaw.config import BackboneConfig
-from thaw.modeling import BackboneRef, configure_threads, embed_texts, head_probabilities, load_encoder, locate_backbone, select_device
+from thaw.modeling import (
+    BackboneRef,
+    configure_threads,
+    embed_texts,
+    head_probabilities,
+    load_encoder,
+    locate_backbone,
+    select_device,
+)
 
 MODEL_ARTIFACT = "thaw_model"
 
@@ -37,7 +45,9 @@ class ThawPredictor:
         self.device = select_device()
         self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device)
         self.encoder = apply_adaptation(self.encoder, directory, self.device)
-        self.backbone_cfg = BackboneConfig(name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"])
+        self.backbone_cfg = BackboneConfig(
+            name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
+        )
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         features = embed_texts(list(texts), self.tokenizer, self.encoder, self.backbone_cfg, self.device)
@@ -46,7 +56,9 @@ class ThawPredictor:
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:
         probs = self.probabilities(texts)
         best = probs.argmax(1)
-        return pd.DataFrame({"label": [self.labels[i] for i in best], "confidence": probs[np.arange(len(best)), best].astype(float)})
+        return pd.DataFrame(
+            {"label": [self.labels[i] for i in best], "confidence": probs[np.arange(len(best)), best].astype(float)}
+        )
 
 
 def apply_adaptation(encoder, directory: Path, device):

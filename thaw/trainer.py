@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -39,8 +39,8 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     batches = []
     chunk = batch_size * 20
     for start in range(0, len(order), chunk):
-        block = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches += [block[i:i + batch_size] for i in range(0, len(block), batch_size)]
+        block = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches += [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -100,8 +100,15 @@ class Checkpoint:
         tmp.mkdir(exist_ok=True)
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
         save_file(best, str(tmp / "best.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(), "meta": json.dumps(meta)}, tmp / "state.pt")
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "meta": json.dumps(meta),
+            },
+            tmp / "state.pt",
+        )
         for name in ("trainable.safetensors", "best.safetensors", "state.pt"):  # state.pt last: it marks completeness
             (tmp / name).replace(self.directory / name)
 
@@ -125,9 +132,21 @@ def make_optimizer(groups: list[dict], lr: float, device):
     return torch.optim.AdamW(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
 
 
-def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: dict, score: Callable[[np.ndarray], float],
-                     cfg: FineTuneConfig, lr: float, groups: list[dict], checkpoint: Checkpoint, device, seed: int,
-                     on_epoch_end: Callable[[int], None] | None = None) -> TrainOutcome:
+def train_classifier(
+    model,
+    tokenizer,
+    train: dict,
+    y_train: np.ndarray,
+    val: dict,
+    score: Callable[[np.ndarray], float],
+    cfg: FineTuneConfig,
+    lr: float,
+    groups: list[dict],
+    checkpoint: Checkpoint,
+    device,
+    seed: int,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainOutcome:
     """Train ``model`` on ``train``/``y_train``; ``score`` maps validation predictions to
     the gate's metric. Resumes from ``checkpoint`` when it holds a previous epoch."""
     import torch
@@ -139,7 +158,9 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
     steps_per_epoch = len(shard(epoch_batches(lengths, cfg.batch_size, seed, 0)))
     trainable = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, lr, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps_per_epoch * cfg.epochs, cfg.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _schedule(steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
+    )
     meta = {"epoch": -1, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
     best, resumed = trainable_state(model), None
     if checkpoint.exists():
@@ -154,7 +175,7 @@ def train_classifier(model, tokenizer, train: dict, y_train: np.ndarray, val: di
         losses = []
         batches = shard(epoch_batches(lengths, cfg.batch_size, seed, epoch))  # this process's share
         progress = Progress(len(batches), f"  epoch {epoch + 1} batches")
-        for step, idx in enumerate(batches, 1):
+        for idx in batches:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**_collate(tokenizer, train, idx, device))
             loss = torch.nn.functional.cross_entropy(logits.float(), labels_t[idx].to(device))

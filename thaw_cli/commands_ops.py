@@ -6,7 +6,6 @@ import argparse
 import os
 
 from thaw.errors import UserError
-
 from thaw_cli.common import _config
 
 
@@ -22,9 +21,17 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from flows.pipeline import thaw_pipeline
 
     name = args.name or f"{cfg.model_name}-scheduled"
-    print(f"serving deployment thaw-pipeline/{name} ({args.cron or f'every {args.interval}s'}); Ctrl-C stops", flush=True)
-    thaw_pipeline.serve(name=name, cron=args.cron, interval=args.interval, limit=1,
-                        parameters={"cfg": cfg.model_dump(mode="json")}, print_starting_message=False)
+    print(
+        f"serving deployment thaw-pipeline/{name} ({args.cron or f'every {args.interval}s'}); Ctrl-C stops", flush=True
+    )
+    thaw_pipeline.serve(
+        name=name,
+        cron=args.cron,
+        interval=args.interval,
+        limit=1,
+        parameters={"cfg": cfg.model_dump(mode="json")},
+        print_starting_message=False,
+    )
     return 0
 
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from thaw.errors import UserError
-
 from thaw_cli.common import DEMO_CONFIG, _config, _quiet_user_errors
 
 
@@ -17,8 +16,10 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
     from tasks.ingest import ColumnMap, preflight_inputs
 
     d = cfg.data
-    preflight_inputs({"train": d.train, "validation": d.validation, "test": d.test},
-                     ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
+    preflight_inputs(
+        {"train": d.train, "validation": d.validation, "test": d.test},
+        ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column),
+    )
     from flows.pipeline import thaw_pipeline
 
     _quiet_user_errors()
@@ -31,11 +32,18 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _config(args, {
-        "data.train": args.train, "data.validation": args.validation, "data.test": args.test,
-        "data.text_column": args.text_column, "data.label_column": args.label_column,
-        "data.id_column": args.id_column, "model_name": args.model_name,
-    })
+    cfg = _config(
+        args,
+        {
+            "data.train": args.train,
+            "data.validation": args.validation,
+            "data.test": args.test,
+            "data.text_column": args.text_column,
+            "data.label_column": args.label_column,
+            "data.id_column": args.id_column,
+            "model_name": args.model_name,
+        },
+    )
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
     summary = _run_pipeline(cfg, args.summary_json)
@@ -46,14 +54,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_curate(args: argparse.Namespace) -> int:
     from tasks.ingest import ColumnMap, preflight_inputs
 
-    cfg = _config(args, {
-        "data.train": args.input, "data.validation": args.validation, "data.test": args.test,
-        "data.text_column": args.text_column, "data.label_column": args.label_column,
-        "data.id_column": args.id_column, "data.output_format": args.format,
-    })
+    cfg = _config(
+        args,
+        {
+            "data.train": args.input,
+            "data.validation": args.validation,
+            "data.test": args.test,
+            "data.text_column": args.text_column,
+            "data.label_column": args.label_column,
+            "data.id_column": args.id_column,
+            "data.output_format": args.format,
+        },
+    )
     d = cfg.data
-    preflight_inputs({"input": d.train, "validation": d.validation, "test": d.test},
-                     ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column))
+    preflight_inputs(
+        {"input": d.train, "validation": d.validation, "test": d.test},
+        ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column),
+    )
     from flows.curation import curation_flow
 
     _quiet_user_errors()
@@ -63,8 +80,10 @@ def cmd_curate(args: argparse.Namespace) -> int:
     for stage in report["stages"]:
         if stage["removed"]:
             print(f"  {stage['stage']:<32} removed " + ", ".join(f"{k}={v}" for k, v in stage["removed"].items()))
-    print(f"  PII: {report['pii']['rows_changed']} rows changed at {report['pii']['rows_per_s']:.0f} rows/s; "
-          f"report {written['report']}")
+    print(
+        f"  PII: {report['pii']['rows_changed']} rows changed at {report['pii']['rows_per_s']:.0f} rows/s; "
+        f"report {written['report']}"
+    )
     return 0
 
 
@@ -95,8 +114,11 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
     if actual == recorded:
         print(f"demo data regenerated: matches data.dvc ({recorded})")
     else:
-        print(f"warning: data/ ({actual}) differs from what data.dvc pins ({recorded}); "
-              "the run versions what is there now", file=sys.stderr)
+        print(
+            f"warning: data/ ({actual}) differs from what data.dvc pins ({recorded}); "
+            "the run versions what is there now",
+            file=sys.stderr,
+        )
 
 
 def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
@@ -111,15 +133,25 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
     took = f" in {seconds / 60:.1f} min" if seconds else ""
     splits = summary["curation"]["splits"]
     print(f"\nthaw finished{took}.")
-    print(f"  registered   {model['name']} version {model['version']} as '{model['alias']}' (rung: {summary['selected_rung']})")
-    print(f"  test         accuracy {test['accuracy']:.3f} [{test['accuracy_low']:.3f}, {test['accuracy_high']:.3f}], "
-          f"macro-F1 {test['macro_f1']:.3f} on {int(test['examples'])} rows")
-    print(f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
-          f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)")
+    print(
+        f"  registered   {model['name']} version {model['version']} as '{model['alias']}' "
+        f"(rung: {summary['selected_rung']})"
+    )
+    print(
+        f"  test         accuracy {test['accuracy']:.3f} [{test['accuracy_low']:.3f}, {test['accuracy_high']:.3f}], "
+        f"macro-F1 {test['macro_f1']:.3f} on {int(test['examples'])} rows"
+    )
+    print(
+        f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
+        f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)"
+    )
     print(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
     print("\nLook at it:")
     print(f"  MLflow UI    .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)} --host 127.0.0.1 --port 5000")
     print(f"  lineage      .venv/bin/thaw lineage {ref}")
     print("  models       .venv/bin/thaw models")
-    print(f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} --reason \"reviewed transfer note and test report\"")
+    print(
+        f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} "
+        '--reason "reviewed transfer note and test report"'
+    )
     print(f"  predict      .venv/bin/thaw predict {model['name']}@champion --input FILE.csv --output predictions.csv")

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from thaw.errors import UserError
-
 from thaw_cli.common import _config
 
 
@@ -21,9 +20,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for rm in client.search_registered_models():
         for mv in client.search_model_versions(f"name='{rm.name}'"):
-            rows.append({"name": rm.name, "version": mv.version, "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
-                         "rung": mv.tags.get("thaw.rung", ""), "approval": mv.tags.get("thaw.approval", ""),
-                         "test_accuracy": mv.tags.get("thaw.test_accuracy", ""), "run_id": mv.run_id})
+            rows.append(
+                {
+                    "name": rm.name,
+                    "version": mv.version,
+                    "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
+                    "rung": mv.tags.get("thaw.rung", ""),
+                    "approval": mv.tags.get("thaw.approval", ""),
+                    "test_accuracy": mv.tags.get("thaw.test_accuracy", ""),
+                    "run_id": mv.run_id,
+                }
+            )
     rows.sort(key=lambda r: (r["name"], int(r["version"])))
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -31,8 +38,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no registered models yet (run `thaw demo` or `thaw run`)")
     else:
         for r in rows:
-            print(f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
-                  f"acc={r['test_accuracy'] or '-':<7} {r['approval']}")
+            print(
+                f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
+                f"acc={r['test_accuracy'] or '-':<7} {r['approval']}"
+            )
     return 0
 
 
@@ -45,7 +54,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     m, d = info["model"], info["data"]
-    print(f"{m['name']} version {m['version']} (aliases: {', '.join(m['aliases']) or '-'}, approval: {m['approval'] or '-'})")
+    print(
+        f"{m['name']} version {m['version']} "
+        f"(aliases: {', '.join(m['aliases']) or '-'}, approval: {m['approval'] or '-'})"
+    )
     print(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
     print(f"  prefect run    {info['prefect_flow_run_id']}")
     print(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")
@@ -54,12 +66,21 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     print(f"  DVC remote     {d['dvc_remote']}")
     print(f"  git commit     {info['git_commit']}")
     print(f"  config digest  {info['config_digest']}")
-    print(f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) rev {str(info['backbone']['revision'])[:16]}")
-    print(f"  rung           {info['rung']} ({info['transfer'].get('method', '-')}): {info['transfer'].get('reason', '-')}")
+    print(
+        f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) "
+        f"rev {str(info['backbone']['revision'])[:16]}"
+    )
+    print(
+        f"  rung           {info['rung']} ({info['transfer'].get('method', '-')}): "
+        f"{info['transfer'].get('reason', '-')}"
+    )
     approval = info["approval"]
     if approval.get("by"):
-        print(f"  approval       {approval['state']} by {approval['by']} at {approval.get('at')}: {approval.get('reason')}")
-    for name, uri in info["reports"].items():
+        print(
+            f"  approval       {approval['state']} by {approval['by']} at {approval.get('at')}: "
+            f"{approval.get('reason')}"
+        )
+    for uri in info["reports"].values():
         print(f"  report         {uri}")
     return 0
 
@@ -102,11 +123,13 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         raise UserError(f"no registered model {args.model!r}") from None
     if args.json:
         print(json.dumps(entries, indent=2))
-    for e in ([] if args.json else entries):
+    for e in [] if args.json else entries:
         extra = f" (was v{e['previous_champion']})" if e.get("previous_champion") else ""
         forced = " FORCED" if e.get("forced") else ""
         why = f" [{'; '.join(e['gate'])}]" if e["action"] == "refused" else ""
-        print(f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}{why}")
+        print(
+            f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}{why}"
+        )
     return 0
 
 
@@ -123,8 +146,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tasks.batch_prediction import predict_file
 
     cfg = _config(args)
-    rows = predict_file(cfg, args.model, Path(args.input), Path(args.output), args.text_column or cfg.data.text_column,
-                        args.id_column if args.id_column is not None else cfg.data.id_column)
+    rows = predict_file(
+        cfg,
+        args.model,
+        Path(args.input),
+        Path(args.output),
+        args.text_column or cfg.data.text_column,
+        args.id_column if args.id_column is not None else cfg.data.id_column,
+    )
     print(f"wrote {rows} predictions to {args.output}")
     return 0
 
@@ -139,8 +168,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     mv = resolve_version(cfg, args.model)
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(cfg), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri(cfg),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
     print(f"serving {mv.name} v{mv.version} on http://{args.host}:{args.port}/invocations", flush=True)
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{mv.name}/{mv.version}",
-           "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{mv.name}/{mv.version}",
+        "--env-manager",
+        "local",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     return subprocess.call(cmd, env=env)

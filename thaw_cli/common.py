@@ -40,7 +40,11 @@ class _DropUserErrorTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, UserError) and "UserError" not in record.getMessage() and "ExpectationsFailed" not in record.getMessage()
+        return (
+            not isinstance(exc, UserError)
+            and "UserError" not in record.getMessage()
+            and "ExpectationsFailed" not in record.getMessage()
+        )
 
 
 def _quiet_user_errors() -> None:

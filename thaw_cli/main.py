@@ -10,17 +10,26 @@ import argparse
 import sys
 
 from thaw.errors import UserError, tracking_access_problem
-
 from thaw_cli.commands_ops import cmd_down, cmd_schedule, cmd_up
 from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
 from thaw_cli.commands_registry import (
-    cmd_approve, cmd_ledger, cmd_lineage, cmd_models, cmd_predict, cmd_reject, cmd_restore, cmd_rollback, cmd_serve,
+    cmd_approve,
+    cmd_ledger,
+    cmd_lineage,
+    cmd_models,
+    cmd_predict,
+    cmd_reject,
+    cmd_restore,
+    cmd_rollback,
+    cmd_serve,
 )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
-    p.add_argument("--workspace", default=None, help="project directory holding data/, .dvc and the state dir (default: .)")
+    p.add_argument(
+        "--workspace", default=None, help="project directory holding data/, .dvc and the state dir (default: .)"
+    )
 
 
 def _add_columns(p: argparse.ArgumentParser) -> None:
@@ -31,7 +40,9 @@ def _add_columns(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="thaw", description="Adapt a pretrained text encoder to your labelled text, traceably.")
+    parser = argparse.ArgumentParser(
+        prog="thaw", description="Adapt a pretrained text encoder to your labelled text, traceably."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="generate the demo data and run the whole pipeline on it")
     _add_common(demo)
@@ -63,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
     lineage.add_argument("--json", action="store_true")
     lineage.set_defaults(func=cmd_lineage)
-    for verb, helptext in (("approve", "approve a challenger; promotes it to champion if the gate passes"),
-                           ("reject", "reject a challenger")):
+    for verb, helptext in (
+        ("approve", "approve a challenger; promotes it to champion if the gate passes"),
+        ("reject", "reject a challenger"),
+    ):
         p = sub.add_parser(verb, help=helptext)
         _add_common(p)
         p.add_argument("model")

@@ -38,19 +38,41 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
         raise UserError(f"services already recorded in {_state_file(cfg)}; run `thaw down` first")
     state = cfg.state_path
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "PREFECT_HOME": str(state / "prefect")}
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "PREFECT_HOME": str(state / "prefect"),
+    }
     commands = {
-        "mlflow": ([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-                    "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}", "--artifacts-destination", str(state / "mlartifacts")],
-                   f"http://127.0.0.1:{mlflow_port}", "/health"),
-        "prefect": ([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-                    f"http://127.0.0.1:{prefect_port}", "/api/health"),
+        "mlflow": (
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--backend-store-uri",
+                f"sqlite:///{state / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(state / "mlartifacts"),
+            ],
+            f"http://127.0.0.1:{mlflow_port}",
+            "/health",
+        ),
+        "prefect": (
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            f"http://127.0.0.1:{prefect_port}",
+            "/api/health",
+        ),
     }
     (state / "prefect").mkdir(parents=True, exist_ok=True)
     record = {}
-    for name, (cmd, url, health) in commands.items():
-        log = open(state / f"{name}-server.log", "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    for name, (cmd, url, _) in commands.items():
+        with open(state / f"{name}-server.log", "w") as log:  # the server keeps its own descriptor
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         record[name] = {"pid": proc.pid, "url": url}
     _state_file(cfg).write_text(json.dumps(record, indent=2), encoding="utf-8")
     for name, (_, url, health) in commands.items():

@@ -23,11 +23,18 @@ def _thaw(args: list[str], config: Path, credentials: tuple[str, str] | None) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
     if credentials:
         env |= {"MLFLOW_TRACKING_USERNAME": credentials[0], "MLFLOW_TRACKING_PASSWORD": credentials[1]}
-    return subprocess.run([sys.executable, "-m", "thaw_cli", *args, "--config", str(config)], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "thaw_cli", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
-def test_promotion_needs_an_authenticated_user_with_manage_permission(tmp_path, tiny_encoder, prefect_harness, monkeypatch):
+def test_promotion_needs_an_authenticated_user_with_manage_permission(
+    tmp_path, tiny_encoder, prefect_harness, monkeypatch
+):
     from mlflow import MlflowClient
     from mlflow.server.auth.client import AuthServiceClient
 

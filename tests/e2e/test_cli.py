@@ -12,7 +12,9 @@ pytestmark = pytest.mark.e2e
 
 
 def thaw(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "thaw_cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "thaw_cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_missing_column_fails_cleanly(tmp_path: Path):
@@ -25,7 +27,9 @@ def test_missing_column_fails_cleanly(tmp_path: Path):
     assert not (tmp_path / ".thaw" / "mlflow.db").exists()  # nothing started for a typo
 
 
-@pytest.mark.parametrize("content,needle", [(b"id,text,label\n1,caf\xe9,x\n", "line 2 is not valid UTF-8"), (b"", "file is empty")])
+@pytest.mark.parametrize(
+    "content,needle", [(b"id,text,label\n1,caf\xe9,x\n", "line 2 is not valid UTF-8"), (b"", "file is empty")]
+)
 def test_bad_bytes_and_empty_file_fail_cleanly(tmp_path: Path, content: bytes, needle: str):
     (tmp_path / "d.csv").write_bytes(content)
     proc = thaw("run", "--train", "d.csv", cwd=tmp_path)

@@ -27,30 +27,75 @@ def test_pipeline_runs_against_mlflow_and_prefect_on_postgresql(tmp_path, tiny_e
     with postgres_server(("mlflow", "prefect")) as pg:
         m_port, p_port = free_port(), free_port()
         mlflow_uri = f"http://127.0.0.1:{m_port}"
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{pg}/prefect"}
-        mlflow_cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(m_port), "--workers", "1",
-                      "--backend-store-uri", f"postgresql+psycopg2://{pg}/mlflow", "--artifacts-destination", str(tmp_path / "artifacts")]
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{pg}/prefect",
+        }
+        mlflow_cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(m_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"postgresql+psycopg2://{pg}/mlflow",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ]
         prefect_cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(p_port)]
-        with running(mlflow_cmd, f"{mlflow_uri}/health", tmp_path / "mlflow.log", env=env, timeout_s=180), \
-             running(prefect_cmd, f"http://127.0.0.1:{p_port}/api/health", tmp_path / "prefect.log", env=env, timeout_s=180):
-            cfg = {"model_name": "tickets", "tracking": {"tracking_uri": mlflow_uri},
-                   "data": {"train": "data/tickets.csv", "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
-                   "backbone": {"name": "tiny", "path": str(tiny_encoder), "max_length": 48},
-                   "curation": {"expectations": {"min_rows": 50}},
-                   "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}}}
+        with (
+            running(mlflow_cmd, f"{mlflow_uri}/health", tmp_path / "mlflow.log", env=env, timeout_s=180),
+            running(
+                prefect_cmd, f"http://127.0.0.1:{p_port}/api/health", tmp_path / "prefect.log", env=env, timeout_s=180
+            ),
+        ):
+            cfg = {
+                "model_name": "tickets",
+                "tracking": {"tracking_uri": mlflow_uri},
+                "data": {
+                    "train": "data/tickets.csv",
+                    "text_column": "message",
+                    "label_column": "intent",
+                    "id_column": "ticket_id",
+                },
+                "backbone": {"name": "tiny", "path": str(tiny_encoder), "max_length": 48},
+                "curation": {"expectations": {"min_rows": 50}},
+                "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
+            }
             (project / "thaw.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
             run_env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{p_port}/api"}
-            proc = subprocess.run([sys.executable, "-m", "thaw_cli", "run", "--config", "thaw.yaml", "--summary-json", "s.json"],
-                                  cwd=project, env=run_env, capture_output=True, text=True, timeout=900)
+            proc = subprocess.run(
+                [sys.executable, "-m", "thaw_cli", "run", "--config", "thaw.yaml", "--summary-json", "s.json"],
+                cwd=project,
+                env=run_env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             assert proc.returncode == 0, proc.stderr[-3000:]
             summary = json.loads((project / "s.json").read_text())
             client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
             mv = client.get_model_version_by_alias("tickets", "challenger")
             assert str(mv.version) == summary["model"]["version"]
             flow_run_id = mv.tags["thaw.prefect_flow_run_id"]
-            check = subprocess.run([sys.executable, "-c",
-                                    "import sys; from prefect import get_client\n"
-                                    "with get_client(sync_client=True) as c: print(c.read_flow_run(sys.argv[1]).state.type.value)",
-                                    flow_run_id], env=run_env, capture_output=True, text=True, timeout=120)
+            check = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from prefect import get_client\n"
+                    "with get_client(sync_client=True) as c: print(c.read_flow_run(sys.argv[1]).state.type.value)",
+                    flow_run_id,
+                ],
+                env=run_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert check.stdout.strip().splitlines()[-1] == "COMPLETED", check.stderr[-2000:]

@@ -34,7 +34,9 @@ def registry(tmp_path_factory, tiny_encoder, prefect_harness):
     base = tmp_path_factory.mktemp("promotion")
     workspace = base / "project"
     with mlflow_server(base / "mlflow") as uri:
-        cfg = ThawConfig.model_validate(ticket_project(workspace, tiny_encoder, MODEL, 400, 3, tracking={"tracking_uri": uri}))
+        cfg = ThawConfig.model_validate(
+            ticket_project(workspace, tiny_encoder, MODEL, 400, 3, tracking={"tracking_uri": uri})
+        )
         summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
         run_id = summary["mlflow"]["run_id"]
         from tasks.registry import client_for
@@ -82,8 +84,14 @@ def test_register_approve_refuse_force_rollback_and_the_ledger(registry):
         approve(cfg, MODEL, v3, "try anyway", force=True)
     with pytest.raises(UserError, match="has no version 99"):
         approve(cfg, MODEL, "99", "does not exist")
-    assert _ledger(cfg) == [("promote", "1"), ("refused", v2), ("promote", v2), ("rollback", "1"),
-                            ("reject", v3), ("refused", v3)]
+    assert _ledger(cfg) == [
+        ("promote", "1"),
+        ("refused", v2),
+        ("promote", v2),
+        ("rollback", "1"),
+        ("reject", v3),
+        ("refused", v3),
+    ]
     mv = client.get_model_version(MODEL, v2)
     assert mv.tags["thaw.approval"] == "approved" and mv.tags["thaw.approval.by"]
 
@@ -135,25 +143,62 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     pd.DataFrame({"ticket_id": ["a", "b", "c"], "message": texts}).to_csv(tmp_path / "in.csv", index=False)
     env_uri = {"MLFLOW_TRACKING_URI": uri}
     # 1. thaw predict (CLI)
-    proc = subprocess.run([sys.executable, "-m", "thaw_cli", "predict", f"{MODEL}@champion", "--input", str(tmp_path / "in.csv"),
-                           "--output", str(tmp_path / "out.csv"), "--text-column", "message", "--id-column", "ticket_id",
-                           "--workspace", str(workspace), "--config", str(_write_cfg(tmp_path, uri))],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thaw_cli",
+            "predict",
+            f"{MODEL}@champion",
+            "--input",
+            str(tmp_path / "in.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+            "--text-column",
+            "message",
+            "--id-column",
+            "ticket_id",
+            "--workspace",
+            str(workspace),
+            "--config",
+            str(_write_cfg(tmp_path, uri)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     via_cli = pd.read_csv(tmp_path / "out.csv")["label"].tolist()
     # 2. mlflow.pyfunc.load_model in a fresh process
-    code = ("import json, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model('models:/%s@champion'); "
-            "print(json.dumps(m.predict(pd.DataFrame({'text': %r}))['label'].tolist()))" % (MODEL, texts))
-    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env_uri})
+    code = (
+        f"import json, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model('models:/{MODEL}@champion'); "
+        f"print(json.dumps(m.predict(pd.DataFrame({{'text': {texts!r}}}))['label'].tolist()))"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env_uri}
+    )
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     via_pyfunc = json.loads(fresh.stdout.strip().splitlines()[-1])
     # 3. the documented HTTP path: `thaw serve` (mlflow models serve on the pyfunc) on loopback
     port = free_port()
-    cmd = [sys.executable, "-m", "thaw_cli", "serve", f"{MODEL}@champion", "--port", str(port),
-           "--workspace", str(workspace), "--config", str(_write_cfg(tmp_path, uri))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "thaw_cli",
+        "serve",
+        f"{MODEL}@champion",
+        "--port",
+        str(port),
+        "--workspace",
+        str(workspace),
+        "--config",
+        str(_write_cfg(tmp_path, uri)),
+    ]
     with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", timeout_s=180):
         body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=60) as resp:
             via_http = [row["label"] for row in json.loads(resp.read())["predictions"]]
     assert via_cli == via_pyfunc == via_http

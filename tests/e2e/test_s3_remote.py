@@ -29,15 +29,20 @@ def test_data_round_trips_through_an_s3_remote(tmp_path, tiny_encoder, prefect_h
     from tasks.lineage import resolve_version
     from tasks.restore import restore_data, verify_lineage
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "thaw-test", "AWS_SECRET_ACCESS_KEY": "thaw-test-secret",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "thaw-test",
+        "AWS_SECRET_ACCESS_KEY": "thaw-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     workspace = tmp_path / "project"
     with s3_server(tmp_path / "s3") as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket=BUCKET)
         remote = {"remote_url": f"s3://{BUCKET}/datasets", "remote_options": {"endpointurl": endpoint}}
-        cfg = ThawConfig.model_validate(ticket_project(workspace, tiny_encoder, "s3-tickets", 300, 5, versioning=remote))
+        cfg = ThawConfig.model_validate(
+            ticket_project(workspace, tiny_encoder, "s3-tickets", 300, 5, versioning=remote)
+        )
         json.loads(Path(thaw_pipeline(cfg)).read_text())
         tags = resolve_version(cfg, "s3-tickets@challenger").tags
         assert tags["thaw.dvc_remote"] == f"s3://{BUCKET}/datasets"

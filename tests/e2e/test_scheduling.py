@@ -31,11 +31,18 @@ def _project(root: Path, encoder: Path) -> Path:
     (root / "data").mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     (root / "data" / "tickets.csv").write_text(generate_support_tickets(300, seed=4)[0], encoding="utf-8")
-    cfg = {"model_name": "tickets", "data": {"train": "data/tickets.csv", "text_column": "message", "label_column": "intent",
-                                             "id_column": "ticket_id"},
-           "backbone": {"name": "tiny", "path": str(encoder), "max_length": 48},
-           "curation": {"expectations": {"min_rows": 50}},
-           "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}}}
+    cfg = {
+        "model_name": "tickets",
+        "data": {
+            "train": "data/tickets.csv",
+            "text_column": "message",
+            "label_column": "intent",
+            "id_column": "ticket_id",
+        },
+        "backbone": {"name": "tiny", "path": str(encoder), "max_length": 48},
+        "curation": {"expectations": {"min_rows": 50}},
+        "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
+    }
     (root / "thaw.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return root / "thaw.yaml"
 
@@ -46,22 +53,48 @@ def test_scheduled_deployment_runs_and_registers_a_version_linked_to_its_flow_ru
     project = tmp_path / "project"
     config = _project(project, tiny_encoder)
     port = free_port()
-    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
     server = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with running(server, f"http://127.0.0.1:{port}/api/health", tmp_path / "prefect-server.log", env=env, timeout_s=180):
-        serve = [sys.executable, "-m", "thaw_cli", "schedule", "--config", str(config), "--workspace", str(project),
-                 "--cron", "0 3 * * *", "--name", "nightly"]
+    with running(
+        server, f"http://127.0.0.1:{port}/api/health", tmp_path / "prefect-server.log", env=env, timeout_s=180
+    ):
+        serve = [
+            sys.executable,
+            "-m",
+            "thaw_cli",
+            "schedule",
+            "--config",
+            str(config),
+            "--workspace",
+            str(project),
+            "--cron",
+            "0 3 * * *",
+            "--name",
+            "nightly",
+        ]
         with running(serve, f"http://127.0.0.1:{port}/api/health", tmp_path / "serve.log", env=env):
             deadline = time.monotonic() + 120
             trigger = None
             while time.monotonic() < deadline:  # the serve process registers the deployment first
-                trigger = subprocess.run([sys.executable, "-c", API_SCRIPT, "thaw-pipeline/nightly"], env=env,
-                                         capture_output=True, text=True, timeout=900)
+                trigger = subprocess.run(
+                    [sys.executable, "-c", API_SCRIPT, "thaw-pipeline/nightly"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
                 if trigger.returncode == 0:
                     break
                 time.sleep(3)
-            assert trigger is not None and trigger.returncode == 0, trigger.stderr[-2000:] + (tmp_path / "serve.log").read_text()[-2000:]
+            assert trigger is not None and trigger.returncode == 0, (
+                trigger.stderr[-2000:] + (tmp_path / "serve.log").read_text()[-2000:]
+            )
             flow_run = json.loads(trigger.stdout.strip().splitlines()[-1])
     assert flow_run["state"] == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
     uri = f"sqlite:///{project / '.thaw' / 'mlflow.db'}"

@@ -31,6 +31,7 @@ out = {{"size": dist.get_world_size(), "epochs": rung.details["epochs_run"],
 dist.barrier()
 """
 
+
 def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_encoder):
     from safetensors.numpy import load_file
 
@@ -42,8 +43,18 @@ def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_enc
     root = str(Path(__file__).resolve().parents[2])
     script = workspace / "ddp.py"
     script.write_text(SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder), frozen=str(frozen.model_dir)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(script),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=workspace)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((workspace / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -66,7 +77,9 @@ def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(worksp
     from tasks.finetuning import train_adapted_rung
     from tests.integration.test_ladder import LABELS, config, frozen_rung, make_task
 
-    cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8, "processes": 2})
+    cfg = config(
+        workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8, "processes": 2}
+    )
     curated = make_task(workspace, "strong")
     _, frozen = frozen_rung(workspace, cfg, curated)
     rung = train_adapted_rung.fn("full", curated, LABELS, frozen.model_dir, cfg, workspace / "run")

@@ -31,7 +31,9 @@ def make_task(workspace: Path, kind: str, n: int = 60, seed: int = 0) -> Dataset
         for i in range(size):
             key = rng.choice(sorted(KEYWORDS))
             # strong: the keyword dominates the text; weak: the label ignores the text
-            text = " ".join([key, key, rng.choice(words)]) if kind == "strong" else " ".join(rng.sample(words, 4) + [key])
+            text = (
+                " ".join([key, key, rng.choice(words)]) if kind == "strong" else " ".join(rng.sample(words, 4) + [key])
+            )
             label = KEYWORDS[key] if kind == "strong" else rng.choice(sorted(KEYWORDS.values()))
             rows.append({"id": f"{split}-{i}", "text": text, "label": label})
         path = workspace / "datasets" / f"{split}.csv"
@@ -42,12 +44,22 @@ def make_task(workspace: Path, kind: str, n: int = 60, seed: int = 0) -> Dataset
 
 
 def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
-    return ThawConfig.model_validate({
-        "workspace": str(workspace), "data": {"text_column": "text", "label_column": "label", "id_column": "id"},
-        "backbone": {"name": "tiny", "path": str(encoder), "max_length": 32},
-        "training": {"head": {"c_grid": [1000.0]}, "ladder": {"rungs": ["frozen", "peft"], "metric": "accuracy",
-                                                              "finetune": {"epochs": 2, "batch_size": 8}, **ladder}},
-    })
+    return ThawConfig.model_validate(
+        {
+            "workspace": str(workspace),
+            "data": {"text_column": "text", "label_column": "label", "id_column": "id"},
+            "backbone": {"name": "tiny", "path": str(encoder), "max_length": 32},
+            "training": {
+                "head": {"c_grid": [1000.0]},
+                "ladder": {
+                    "rungs": ["frozen", "peft"],
+                    "metric": "accuracy",
+                    "finetune": {"epochs": 2, "batch_size": 8},
+                    **ladder,
+                },
+            },
+        }
+    )
 
 
 LABELS = tuple(sorted(KEYWORDS.values()))
@@ -142,7 +154,10 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     _, frozen2 = frozen_rung(other, cfg2, curated2)
     straight = fit_adapted_rung("full", curated2, LABELS, frozen2.model_dir, cfg2, other / "run")
     assert straight.details["resumed_from_epoch"] is None
-    a, b = load_file(str(resumed.model_dir / "head.safetensors")), load_file(str(straight.model_dir / "head.safetensors"))
+    a, b = (
+        load_file(str(resumed.model_dir / "head.safetensors")),
+        load_file(str(straight.model_dir / "head.safetensors")),
+    )
     assert np.array_equal(a["weight"], b["weight"])
 
 
@@ -161,7 +176,9 @@ def test_frozen_feature_cache_hits_on_rerun_and_misses_on_changed_data(workspace
 
 
 @pytest.mark.parametrize("kind,target,escalates", [("strong", 0.9, False), ("weak", 0.9, True)])
-def test_gate_escalates_only_when_the_frozen_rung_is_weak(workspace, tiny_encoder, prefect_harness, kind, target, escalates):
+def test_gate_escalates_only_when_the_frozen_rung_is_weak(
+    workspace, tiny_encoder, prefect_harness, kind, target, escalates
+):
     from flows.adaptation_ladder import climb_ladder
     from tasks.features import extract_frozen_features
 

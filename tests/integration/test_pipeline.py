@@ -18,13 +18,16 @@ pytestmark = pytest.mark.integration
 
 
 def _config(workspace: Path, encoder: Path, train: Path, **expect) -> ThawConfig:
-    return ThawConfig.model_validate({
-        "model_name": "tickets", "workspace": str(workspace),
-        "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
-        "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
-        "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
-        "training": {"head": {"c_grid": [1.0], "max_iter": 300}},
-    })
+    return ThawConfig.model_validate(
+        {
+            "model_name": "tickets",
+            "workspace": str(workspace),
+            "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
+            "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
+            "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
+            "training": {"head": {"c_grid": [1.0], "max_iter": 300}},
+        }
+    )
 
 
 @pytest.fixture
@@ -43,7 +46,9 @@ def _files_under(*roots: Path):
                 yield path
 
 
-def test_pipeline_registers_a_traceable_challenger_without_pii(workspace, tiny_encoder, fixture_data, prefect_harness, capfd, caplog):
+def test_pipeline_registers_a_traceable_challenger_without_pii(
+    workspace, tiny_encoder, fixture_data, prefect_harness, capfd, caplog
+):
     from flows.pipeline import thaw_pipeline
     from tasks.registry import client_for
 
@@ -67,8 +72,10 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(workspace, tiny_e
     # No injected PII value anywhere in the curated data, the state dir or the artifact store.
     values = [v for vals in injected.values.values() for v in vals]
     assert len(values) > 50
-    curated_cache = [workspace / ".dvc" / "cache" / "files" / "md5" / m[:2] / m[2:]
-                     for m in (mv.tags[f"thaw.curated.{s}.md5"] for s in ("train", "validation", "test"))]
+    curated_cache = [
+        workspace / ".dvc" / "cache" / "files" / "md5" / m[:2] / m[2:]
+        for m in (mv.tags[f"thaw.curated.{s}.md5"] for s in ("train", "validation", "test"))
+    ]
     assert all(p.is_file() for p in curated_cache)
     leaks = []
     for path in [*_files_under(workspace / "datasets", cfg.state_path), *curated_cache]:
@@ -116,21 +123,34 @@ def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, ti
     second = curate_dataset.fn(cfg, workspace / "run2")
     assert not first.cache_hit and second.cache_hit
     assert {s: file_md5(p) for s, p in first.files.items()} == {s: file_md5(p) for s, p in second.files.items()}
-    train.write_text(train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8")
+    train.write_text(
+        train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8"
+    )
     third = curate_dataset.fn(cfg, workspace / "run3")
     assert not third.cache_hit
 
 
-def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(workspace, tiny_encoder, fixture_data, monkeypatch, prefect_harness):
+def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(
+    workspace, tiny_encoder, fixture_data, monkeypatch, prefect_harness
+):
     from tasks.curation import curate_dataset
 
     monkeypatch.setenv("THAW_PII_SECRET", "the-same-secret-for-both-runs")
     train, _ = fixture_data
     local = _config(workspace, tiny_encoder, train)
-    local = local.model_copy(update={"curation": local.curation.model_copy(
-        update={"pii": local.curation.pii.model_copy(update={"chunk_rows": 100})})})
-    dask = local.model_copy(update={"curation": local.curation.model_copy(update={"executor": "dask", "dask_workers": 2}),
-                                    "state_dir": Path(".thaw-dask")})
+    local = local.model_copy(
+        update={
+            "curation": local.curation.model_copy(
+                update={"pii": local.curation.pii.model_copy(update={"chunk_rows": 100})}
+            )
+        }
+    )
+    dask = local.model_copy(
+        update={
+            "curation": local.curation.model_copy(update={"executor": "dask", "dask_workers": 2}),
+            "state_dir": Path(".thaw-dask"),
+        }
+    )
     one = curate_dataset.fn(local, workspace / "local")
     two = curate_dataset.fn(dask, workspace / "dask")
     assert not two.cache_hit

@@ -22,8 +22,14 @@ def approval_cfg(workspace, tiny_encoder):
 
     def make(timeout_minutes: float):
         base = _config(workspace, tiny_encoder, path)
-        return base.model_copy(update={"promotion": base.promotion.model_copy(
-            update={"wait_for_approval": True, "approval_timeout_minutes": timeout_minutes})})
+        return base.model_copy(
+            update={
+                "promotion": base.promotion.model_copy(
+                    update={"wait_for_approval": True, "approval_timeout_minutes": timeout_minutes}
+                )
+            }
+        )
+
     return make
 
 
@@ -35,8 +41,11 @@ def _paused_run_id(deadline_s: float = 240) -> str:
     with get_client(sync_client=True) as client:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                )
+            )
             if runs:
                 return str(runs[0].id)
             time.sleep(1)

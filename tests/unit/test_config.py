@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from thaw.config import ThawConfig, load_config
 from thaw.errors import UserError
@@ -9,7 +10,7 @@ from thaw.errors import UserError
 def test_defaults_are_valid_and_frozen():
     cfg = load_config()
     assert cfg.backbone.name == "sentence-transformers/all-MiniLM-L6-v2"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.model_name = "x"
 
 

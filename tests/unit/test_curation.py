@@ -14,9 +14,13 @@ def test_near_duplicate_of_a_test_row_is_removed_from_train():
     cfg = ThawConfig.model_validate({"curation": {"dedup": {"threshold": 0.8}}})
     test = frame([("t1", "where is my order 123, tracking has not moved in days", "delivery")])
     validation = frame([("v1", "please cancel my subscription today", "cancel")])
-    train = frame([("a", "Where is my order 123? Tracking has not moved in days!", "delivery"),
-                   ("b", "my card was stolen at the station yesterday", "card"),
-                   ("c", "please cancel my subscription today", "cancel")])
+    train = frame(
+        [
+            ("a", "Where is my order 123? Tracking has not moved in days!", "delivery"),
+            ("b", "my card was stolen at the station yesterday", "card"),
+            ("c", "please cancel my subscription today", "cancel"),
+        ]
+    )
     ledger = CurationLedger()
     out = drop_cross_split_duplicates({"train": train, "validation": validation, "test": test}, cfg, ledger)
     assert out["train"]["id"].tolist() == ["b"]
@@ -27,8 +31,12 @@ def test_near_duplicate_of_a_test_row_is_removed_from_train():
 
 
 def test_label_conflicts_are_reported_and_resolved_by_policy():
-    rows = [("1", "refund please", "refund"), ("2", "Refund  please", "refund"), ("3", "refund please", "billing"),
-            ("4", "hello", "greet")]
+    rows = [
+        ("1", "refund please", "refund"),
+        ("2", "Refund  please", "refund"),
+        ("3", "refund please", "billing"),
+        ("4", "hello", "greet"),
+    ]
     for policy, kept in (("majority", ["1", "4"]), ("drop", ["4"])):
         cfg = ThawConfig.model_validate({"curation": {"dedup": {"label_conflicts": policy}}})
         ledger = CurationLedger()
@@ -47,7 +55,7 @@ def test_every_removal_is_counted_and_sampled():
     assert out["id"].tolist() == ["4"]
     removed = {k: v for s in ledger.stages for k, v in s["removed"].items()}
     assert removed == {"empty_text": 1, "missing_label": 1, "too_long": 1, "exact_duplicate": 1}
-    assert {r for r in ledger.removed_samples} == set(removed)
+    assert set(ledger.removed_samples) == set(removed)
 
 
 def test_split_is_stratified_and_seeded():

@@ -1,6 +1,5 @@
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 from datasketch import MinHash
 
 from tasks.dedup import (
@@ -24,9 +23,11 @@ def test_exact_duplicates_keep_the_first():
 
 def test_near_duplicate_is_found_and_distinct_text_is_not():
     cfg = DedupConfig(threshold=0.8)
-    texts = ["where is my order, tracking has not moved in days",
-             "where is my order, tracking has not moved in days!!",
-             "please cancel my subscription at the end of this month"]
+    texts = [
+        "where is my order, tracking has not moved in days",
+        "where is my order, tracking has not moved in days!!",
+        "please cancel my subscription at the end of this month",
+    ]
     assert near_duplicate_positions(minhash_signatures(texts, cfg), cfg) == [1]
 
 
@@ -39,7 +40,9 @@ def test_near_duplicates_against_a_reference_only():
 
 def test_signatures_equal_datasketch_minhash_row_for_row():
     cfg = DedupConfig(num_perm=64, shingle_size=4)
-    texts = ["", "hi", "Where is my order?", "ünïcode ＷＩＤＥ text", "x" * 3000] + [f"ticket {i} about billing" for i in range(600)]
+    texts = ["", "hi", "Where is my order?", "ünïcode ＷＩＤＥ text", "x" * 3000] + [
+        f"ticket {i} about billing" for i in range(600)
+    ]
     ours = minhash_signatures(texts, cfg)
     for i in (0, 1, 2, 3, 4, 5, 599, 604):
         reference = MinHash(num_perm=64, seed=1)

@@ -4,30 +4,41 @@ import pytest
 
 from thaw.gate import Comparison, RungScore, escalation_decision, negative_transfer, paired_comparison, select_rung
 
-SIG = Comparison("frozen", "peft", 0.05, 0.02, 0.08, 0.001)      # peft significantly better
-NOISE = Comparison("frozen", "peft", 0.004, -0.01, 0.02, 0.30)   # within noise
+SIG = Comparison("frozen", "peft", 0.05, 0.02, 0.08, 0.001)  # peft significantly better
+NOISE = Comparison("frozen", "peft", 0.004, -0.01, 0.02, 0.30)  # within noise
 
 
-@pytest.mark.parametrize("comparison,best_metric,rungs_left,budget,action,reason", [
-    (None, 0.80, 3, 100, "escalate", "below the target"),          # first rung, weak
-    (None, 0.99, 3, 100, "stop", "meets the target"),              # first rung, strong
-    (SIG, 0.90, 2, 100, "escalate", "below the target"),           # real gain, still short
-    (SIG, 0.99, 2, 100, "stop", "meets the target"),               # real gain, done
-    (NOISE, 0.90, 2, 100, "stop", "no significant gain"),          # gain is noise
-    (SIG, 0.90, 0, 100, "stop", "no rung left"),                   # ladder exhausted
-    (SIG, 0.90, 2, 0, "stop", "time budget spent"),                # budget spent
-])
+@pytest.mark.parametrize(
+    "comparison,best_metric,rungs_left,budget,action,reason",
+    [
+        (None, 0.80, 3, 100, "escalate", "below the target"),  # first rung, weak
+        (None, 0.99, 3, 100, "stop", "meets the target"),  # first rung, strong
+        (SIG, 0.90, 2, 100, "escalate", "below the target"),  # real gain, still short
+        (SIG, 0.99, 2, 100, "stop", "meets the target"),  # real gain, done
+        (NOISE, 0.90, 2, 100, "stop", "no significant gain"),  # gain is noise
+        (SIG, 0.90, 0, 100, "stop", "no rung left"),  # ladder exhausted
+        (SIG, 0.90, 2, 0, "stop", "time budget spent"),  # budget spent
+    ],
+)
 def test_escalation_truth_table(comparison, best_metric, rungs_left, budget, action, reason):
-    d = escalation_decision("peft" if comparison else "frozen", "peft", best_metric, comparison,
-                            target=0.97, alpha=0.05, rungs_left=rungs_left, budget_left_s=budget)
+    d = escalation_decision(
+        "peft" if comparison else "frozen",
+        "peft",
+        best_metric,
+        comparison,
+        target=0.97,
+        alpha=0.05,
+        rungs_left=rungs_left,
+        budget_left_s=budget,
+    )
     assert d.action == action and reason in d.reason
 
 
 def test_paired_comparison_tells_gain_from_noise():
     y = ["a", "b"] * 200
-    base = RungScore("frozen", 0.5, tuple("a" for _ in y))             # 50%
+    base = RungScore("frozen", 0.5, tuple("a" for _ in y))  # 50%
     better = RungScore("peft", 0.9, tuple(t if i % 10 else "x" for i, t in enumerate(y)))  # 90%
-    same = RungScore("peft", 0.5, tuple("b" for _ in y))               # 50%, different errors
+    same = RungScore("peft", 0.5, tuple("b" for _ in y))  # 50%, different errors
     assert paired_comparison(y, base, better, "accuracy").b_better(0.05)
     assert not paired_comparison(y, base, same, "accuracy").b_better(0.05)
     cmp = paired_comparison(y, base, better, "accuracy")
@@ -57,4 +68,7 @@ def test_fast_macro_f1_matches_sklearn():
     y = rng.choice(labels[:3], 500)  # 'd' never occurs: scores 0, as sklearn does with labels=
     p = np.where(rng.random(500) < 0.7, y, rng.choice(labels + ["zzz"], 500))
     t_codes, p_codes, k = encode(y, p, labels)
-    assert abs(macro_f1_codes(t_codes, p_codes, k) - f1_score(y, p, labels=labels, average="macro", zero_division=0)) < 1e-12
+    assert (
+        abs(macro_f1_codes(t_codes, p_codes, k) - f1_score(y, p, labels=labels, average="macro", zero_division=0))
+        < 1e-12
+    )

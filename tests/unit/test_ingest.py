@@ -31,12 +31,15 @@ def test_missing_column_is_named(tmp_path: Path):
         read_labelled_table(path, COLS)
 
 
-@pytest.mark.parametrize("body,message", [
-    (b"", "file is empty"),
-    (b"id,text,label\n", "no data rows"),
-    (b"id,text,label\n1,caf\xe9,x\n", "line 2 is not valid UTF-8"),
-    (b'id,text,label\n1,"a,b,c\n', "malformed CSV"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"", "file is empty"),
+        (b"id,text,label\n", "no data rows"),
+        (b"id,text,label\n1,caf\xe9,x\n", "line 2 is not valid UTF-8"),
+        (b'id,text,label\n1,"a,b,c\n', "malformed CSV"),
+    ],
+)
 def test_bad_files_are_refused_with_the_place(tmp_path: Path, body: bytes, message: str):
     with pytest.raises(UserError, match=message):
         read_labelled_table(_csv(tmp_path, body), COLS)

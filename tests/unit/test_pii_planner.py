@@ -2,24 +2,27 @@
 
 import pytest
 
-from tasks.pii import EntityPlanner, choose_spans, pseudonym, PiiSecret, Span
+from tasks.pii import EntityPlanner, PiiSecret, Span, choose_spans, pseudonym
 from thaw.config import PiiConfig
 
 PLANNER = EntityPlanner(PiiConfig(), {"the", "my", "please", "it"})
 
 
-@pytest.mark.parametrize("text,entity", [
-    ("mail jo@example.org", "EMAIL_ADDRESS"),
-    ("call +1 212-555-0199", "PHONE_NUMBER"),
-    ("call (212) 555 0199", "PHONE_NUMBER"),
-    ("card 4111 1111 1111 1111", "CREDIT_CARD"),
-    ("iban de89 3704 0044 0532 0130 00", "IBAN_CODE"),
-    ("ssn 078-05-1120", "US_SSN"),
-    ("I live at 12 Baker Street", "ADDRESS"),
-    ("born 03/04/1985", "DATE_OF_BIRTH"),
-    ("see www.example.com", "URL"),
-    ("from 10.0.0.1", "IP_ADDRESS"),
-])
+@pytest.mark.parametrize(
+    "text,entity",
+    [
+        ("mail jo@example.org", "EMAIL_ADDRESS"),
+        ("call +1 212-555-0199", "PHONE_NUMBER"),
+        ("call (212) 555 0199", "PHONE_NUMBER"),
+        ("card 4111 1111 1111 1111", "CREDIT_CARD"),
+        ("iban de89 3704 0044 0532 0130 00", "IBAN_CODE"),
+        ("ssn 078-05-1120", "US_SSN"),
+        ("I live at 12 Baker Street", "ADDRESS"),
+        ("born 03/04/1985", "DATE_OF_BIRTH"),
+        ("see www.example.com", "URL"),
+        ("from 10.0.0.1", "IP_ADDRESS"),
+    ],
+)
 def test_plan_keeps_the_recognizer_that_can_match(text, entity):
     assert entity in PLANNER.entities_for(text, ner=False)
 
@@ -28,10 +31,15 @@ def test_plan_skips_what_cannot_match():
     assert PLANNER.entities_for("please cancel my plan", ner=False) == []
 
 
-@pytest.mark.parametrize("text,ner", [
-    ("Thanks, Maria Garcia", True), ("please call me, it is urgent. - Omar", True),
-    ("Hello, where is my order", False), ("My card was declined", False),
-])
+@pytest.mark.parametrize(
+    "text,ner",
+    [
+        ("Thanks, Maria Garcia", True),
+        ("please call me, it is urgent. - Omar", True),
+        ("Hello, where is my order", False),
+        ("My card was declined", False),
+    ],
+)
 def test_ner_runs_only_where_a_name_could_be(text, ner):
     assert PLANNER.needs_ner(text) is ner
 
