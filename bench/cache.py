@@ -16,9 +16,8 @@ def run() -> dict:
 
     from tasks.features import extract_frozen_features
     from tasks.frozen_rung import train_frozen_rung
-    from tasks.ingest import file_md5
-    from tasks.versioning import DatasetVersion, TrackedFile
     from thaw.config import ThawConfig
+    from thaw.datasets import DatasetVersion, TrackedFile, file_md5
     from thaw.demo_data import generate_support_tickets
 
     ws = Path(tempfile.mkdtemp(prefix="thaw-cache-"))

@@ -19,8 +19,8 @@ from tasks.features import FeatureSet
 from tasks.finetuning import train_adapted_rung
 from tasks.frozen_rung import train_frozen_rung
 from tasks.scratch_baseline import train_scratch_baseline
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 from thaw.rungs import LadderResult
 
 
@@ -40,4 +40,7 @@ def climb_ladder(
         trained.append(train_adapted_rung(next_rung, curated, labels, trained[0].model_dir, cfg, run_dir))
     selection = select_final_rung(trained, scratch, curated, cfg)
     reports = write_transfer_note(selection, trained, scratch, decisions, cfg, run_dir)
-    return LadderResult(scratch, trained, decisions, selection, reports, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return LadderResult(
+        features.backbone, scratch, tuple(trained), tuple(decisions), selection, tuple(reports), seconds
+    )

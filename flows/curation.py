@@ -22,4 +22,4 @@ def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
     work.mkdir(parents=True, exist_ok=True)
     curated = curate_dataset(cfg, work)
     validate_curated_data(curated.files, cfg, work)
-    return publish_curated(curated, work, output)
+    return publish_curated(curated, work, output, cfg.data.columns)

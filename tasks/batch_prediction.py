@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.ingest import ColumnMap, read_labelled_table
+from tasks.ingest import read_labelled_table
 from thaw.config import ThawConfig
+from thaw.datasets import ID, ColumnMap, write_table
 from thaw.progress import Progress
 
 CHUNK_ROWS = 512
@@ -30,9 +31,10 @@ def load_registered_model(cfg: ThawConfig, ref: str):
 def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_column: str, id_column: str | None) -> int:
     """Write id, label, confidence for every row of ``source`` to ``target`` (CSV); returns rows.
 
-    The output appears only when complete (written to a partial file, then renamed).
+    The output appears only when complete.
     """
-    frame = read_labelled_table(source, ColumnMap(text=text_column, label=None, id=id_column))
+    columns = ColumnMap(text=text_column, label=None, id=id_column)
+    frame = read_labelled_table(source, columns)
     model, mv = load_registered_model(cfg, ref)
     parts = []
     progress = Progress(len(frame), "predicted")
@@ -40,9 +42,7 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
         chunk = frame.iloc[start : start + CHUNK_ROWS]
         parts.append(model.predict(pd.DataFrame({"text": chunk["text"]})).set_index(chunk.index))
         progress(len(chunk))
-    out = pd.concat([frame[["id"]].rename(columns={"id": id_column or "row_id"}), pd.concat(parts)], axis=1)
+    out = pd.concat([frame[[ID]].rename(columns={ID: columns.id_name}), pd.concat(parts)], axis=1)
     out["model_version"] = str(mv.version)
-    tmp = target.with_name(target.name + ".partial")
-    out.to_csv(tmp, index=False)
-    tmp.replace(target)
+    write_table(out, target)
     return len(out)

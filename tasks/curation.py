@@ -32,13 +32,14 @@ from tasks.dedup import (
     normalize_text,
     resolve_label_conflicts,
 )
-from tasks.ingest import ColumnMap, read_labelled_table
+from tasks.ingest import read_labelled_table
 from thaw.config import SplitConfig, ThawConfig
+from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 SAMPLES_PER_REASON = 5
+CURATED_FORMAT = 2  # 2: canonical id/text/label columns (1 used the user's names)
 
 
 @dataclass(frozen=True)
@@ -168,35 +169,6 @@ def _without(rows: np.ndarray, positions: list[int]) -> np.ndarray:
     return rows[keep]
 
 
-def read_curated_file(path: Path) -> pd.DataFrame:
-    """A curated split file (CSV or Parquet) as strings, exactly as written."""
-    if Path(path).suffix == ".parquet":
-        return pd.read_parquet(path).astype(str)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-def write_splits(
-    splits: dict[str, pd.DataFrame], directory: Path, columns: ColumnMap, fmt: str = "csv"
-) -> dict[str, Path]:
-    """Write each split (CSV or Parquet) with the user's column names; all-or-nothing."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rename = {"id": columns.id or "row_id", "text": columns.text, "label": columns.label or "label"}
-    staged = {}
-    for split, frame in splits.items():
-        tmp = directory / f".{split}.{fmt}.partial"
-        out = frame.rename(columns=rename)
-        if fmt == "parquet":
-            out.to_parquet(tmp, index=False)
-        else:
-            out.to_csv(tmp, index=False, lineterminator="\n")
-        staged[split] = tmp
-    final = {}
-    for split, tmp in staged.items():
-        final[split] = directory / f"{split}.{fmt}"
-        tmp.replace(final[split])
-    return final
-
-
 def publish_accounting(report: dict, run_dir: Path) -> Path:
     """Flat per-stage counts as a metrics file (for ``dvc metrics diff``) and a Prefect table."""
     metrics = {
@@ -233,18 +205,16 @@ def publish_accounting(report: dict, run_dir: Path) -> Path:
 
 def _read_inputs(cfg: ThawConfig) -> dict[str, pd.DataFrame]:
     d = cfg.data
-    columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
     given = {"train": d.train, "validation": d.validation, "test": d.test}
-    return {name: read_labelled_table(path, columns) for name, path in given.items() if path is not None}
+    return {name: read_labelled_table(path, d.columns) for name, path in given.items() if path is not None}
 
 
 def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
     """Content key of a curation: input bytes, the settings that shape the output, the
-    pseudonymisation key's fingerprint and thaw's version."""
+    pseudonymisation key's fingerprint, thaw's version and the curated file format."""
     import hashlib
 
     import thaw
-    from tasks.ingest import file_md5
 
     inputs = {
         name: file_md5(Path(p))
@@ -257,7 +227,14 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
         "curation": cfg.curation.model_dump(mode="json"),
     }
     blob = json.dumps(
-        {"inputs": inputs, "settings": settings, "secret": secret_fingerprint, "thaw": thaw.__version__}, sort_keys=True
+        {
+            "inputs": inputs,
+            "settings": settings,
+            "secret": secret_fingerprint,
+            "thaw": thaw.__version__,
+            "format": CURATED_FORMAT,
+        },
+        sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -294,9 +271,7 @@ def _curate(
 
         signer = dask_signer(cfg.curation, run_dir / "dask" / "minhash")
     splits = drop_cross_split_duplicates(splits, cfg, ledger, signer)
-    d = cfg.data
-    columns = ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column)
-    files = write_splits(splits, run_dir / "curated", columns, cfg.data.output_format)
+    files = write_tables({s: splits[s] for s in SPLITS}, run_dir / "curated", cfg.data.output_format)
     report = build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg)
     report_path = run_dir / "curation_report.json"
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
@@ -377,13 +352,16 @@ def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawC
 
 
 @task(name="publish-curated")
-def publish_curated(curated: CuratedDataset, work: Path, output: Path) -> dict[str, Path]:
-    """Copy splits, report, metrics and Data Docs from ``work`` to ``output``."""
+def publish_curated(curated: CuratedDataset, work: Path, output: Path, columns: ColumnMap) -> dict[str, Path]:
+    """Write the splits to ``output`` with the user's column names; copy the report,
+    metrics and Data Docs from ``work``."""
     import shutil
 
     output.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, path in [*curated.files.items(), ("report", curated.report_path), ("metrics", curated.metrics_path)]:
+    frames = {s: read_table(p).rename(columns=columns.to_user()) for s, p in curated.files.items()}
+    fmt = next(iter(curated.files.values())).suffix.lstrip(".")
+    written = write_tables(frames, output, fmt)
+    for name, path in (("report", curated.report_path), ("metrics", curated.metrics_path)):
         written[name] = output / path.name
         shutil.copyfile(path, written[name])
     if (work / "data_docs").is_dir():

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks.frozen_rung import read_split
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 from thaw.gate import (
     Comparison,
     Decision,
@@ -43,7 +42,7 @@ def _compare(y_val, a: TrainedRung, b: TrainedRung, cfg: ThawConfig) -> Comparis
 
 
 def _y_val(curated: DatasetVersion, cfg: ThawConfig) -> list[str]:
-    return read_split(curated, "validation", cfg)[cfg.data.label_column].tolist()
+    return curated.read(cfg.root, "validation").labels
 
 
 @task(name="decide-escalation")
@@ -113,10 +112,10 @@ def transfer_note(
         rows.append(
             {
                 "rung": r.rung,
-                "method": r.details.get("method", "tfidf+logreg"),
-                "frozen": r.details.get("frozen", "-"),
+                "method": r.details.method,
+                "frozen": r.details.frozen,
                 "trainable_parameters": r.trainable_parameters,
-                "trainable_fraction_of_backbone": r.details.get("trainable_fraction_of_backbone"),
+                "trainable_fraction_of_backbone": r.details.trainable_fraction_of_backbone,
                 metric: r.validation[metric],
                 f"{metric}_low": r.validation[f"{metric}_low"],
                 f"{metric}_high": r.validation[f"{metric}_high"],
@@ -126,10 +125,10 @@ def transfer_note(
         "selected_rung": selection.rung,
         "why": selection.reason,
         "metric": metric,
-        "what_was_frozen": chosen.details.get("frozen"),
-        "method": chosen.details.get("method"),
+        "what_was_frozen": chosen.details.frozen,
+        "method": chosen.details.method,
         "trainable_parameters": chosen.trainable_parameters,
-        "trainable_fraction_of_backbone": chosen.details.get("trainable_fraction_of_backbone"),
+        "trainable_fraction_of_backbone": chosen.details.trainable_fraction_of_backbone,
         "validation": rows,
         "comparisons_to_best": {k: asdict(v) for k, v in selection.comparisons_to_best.items()},
         "frozen_vs_scratch": asdict(selection.scratch_comparison),
@@ -214,10 +213,10 @@ def plot_learning_curves(trained: list[TrainedRung], path: Path) -> Path:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     for r in trained:
-        hist = r.details.get("history") or []
+        hist = r.details.history
         if hist:
-            a.plot([h["epoch"] + 1 for h in hist], [h["train_loss"] for h in hist], marker="o", label=r.rung)
-            b.plot([h["epoch"] + 1 for h in hist], [h["validation_metric"] for h in hist], marker="o", label=r.rung)
+            a.plot([h.epoch + 1 for h in hist], [h.train_loss for h in hist], marker="o", label=r.rung)
+            b.plot([h.epoch + 1 for h in hist], [h.validation_metric for h in hist], marker="o", label=r.rung)
     a.set(xlabel="epoch", ylabel="train loss", title="Training loss")
     b.set(xlabel="epoch", ylabel="validation metric", title="Validation")
     for ax in (a, b):

@@ -18,6 +18,7 @@ from prefect import task
 from tasks.dedup import normalize_text
 from thaw.checksums import iban_ok, luhn_ok
 from thaw.config import ThawConfig
+from thaw.datasets import ID, LABEL, TEXT, read_table
 from thaw.errors import ExpectationsFailed
 
 EMAIL_RX = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
@@ -110,7 +111,7 @@ def _class_count_suite(cfg: ThawConfig):
     return suite
 
 
-def _describe_failure(split: str, result, frame: pd.DataFrame, text_col: str, id_col: str) -> str:
+def _describe_failure(split: str, result, frame: pd.DataFrame, text_col: str, id_col: str, id_name: str) -> str:
     cfg_ = result.expectation_config
     column = cfg_.kwargs.get("column")
     what = f"{cfg_.type}({column})" if column else cfg_.type
@@ -119,7 +120,7 @@ def _describe_failure(split: str, result, frame: pd.DataFrame, text_col: str, id
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
     examples = "; ".join(
-        f"{id_col}={frame[id_col].iat[i]}: {mask_residual_pii(str(frame[text_col].iat[i]))[:80]!r}"
+        f"{id_name}={frame[id_col].iat[i]}: {mask_residual_pii(str(frame[text_col].iat[i]))[:80]!r}"
         for i in rows[:MAX_EXAMPLES]
     )
     return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
@@ -142,16 +143,14 @@ def _context(docs_dir: Path):
     return ctx
 
 
-def validate_frames(
-    frames: dict[str, pd.DataFrame], cfg: ThawConfig, columns: tuple[str, str, str], out_dir: Path
-) -> tuple[bool, list[str], Path]:
+def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: Path) -> tuple[bool, list[str], Path]:
     """Run the suite on each split (and class counts on train); save Data Docs.
 
     Returns (success, one message per failing expectation, Data Docs directory).
     """
     import great_expectations as gx
 
-    text_col, label_col, id_col = columns
+    text_col, label_col, id_col = TEXT, LABEL, ID
     docs_dir = out_dir / "data_docs"
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("curated")
@@ -182,8 +181,9 @@ def validate_frames(
                     name,
                     r,
                     frame,
-                    "label" if name.endswith("counts") else text_col,
-                    "label" if name.endswith("counts") else id_col,
+                    LABEL if name.endswith("counts") else text_col,
+                    LABEL if name.endswith("counts") else id_col,
+                    "label" if name.endswith("counts") else cfg.data.columns.id_name,
                 )
                 for r in run.results
                 if not r.success
@@ -197,12 +197,8 @@ def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path
 
     The summary JSON and the Data Docs are written under ``run_dir`` either way.
     """
-    from tasks.curation import read_curated_file
-
-    frames = {s: read_curated_file(p) for s, p in files.items()}
-    d = cfg.data
-    columns = (d.text_column, d.label_column or "label", d.id_column or "row_id")
-    success, failures, docs_dir = validate_frames(frames, cfg, columns, run_dir)
+    frames = {s: read_table(p) for s, p in files.items()}
+    success, failures, docs_dir = validate_frames(frames, cfg, run_dir)
     summary = run_dir / "expectations.json"
     summary.write_text(json.dumps({"success": success, "failures": failures}, indent=2), encoding="utf-8")
     if not success:

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks.curation import read_curated_file
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, atomic_output, read_split
 from thaw.modeling import BackboneRef, configure_threads, embed_texts, load_encoder, resolve_backbone, select_device
 from thaw.progress import Progress
 
@@ -39,13 +38,6 @@ def feature_cache_key(backbone_revision: str, data_md5: str, pooling: str, max_l
     return hashlib.sha256(blob).hexdigest()
 
 
-def _save_atomically(path: Path, matrix: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
-        np.save(fh, matrix)
-    tmp.replace(path)
-
-
 @task(name="extract-frozen-features")
 def extract_frozen_features(curated: DatasetVersion, cfg: ThawConfig) -> FeatureSet:
     """Embed each curated split with the frozen backbone, reusing cached matrices."""
@@ -64,10 +56,11 @@ def extract_frozen_features(curated: DatasetVersion, cfg: ThawConfig) -> Feature
             configure_threads()
             device = select_device()
             encoder = (*load_encoder(directory, device), device)
-        texts = read_curated_file(cfg.root / tracked.path)[cfg.data.text_column].tolist()
+        texts = read_split(curated.local_path(cfg.root, split)).texts
         matrix = embed_texts(
             texts, encoder[0], encoder[1], cfg.backbone, encoder[2], Progress(len(texts), f"features {split}")
         )
-        _save_atomically(paths[split], matrix)
+        with atomic_output(paths[split]) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, matrix)
     log.info("frozen features: %s", ", ".join(f"{s} {'cached' if h else 'computed'}" for s, h in sorted(hits.items())))
     return FeatureSet(ref, paths, hits)

@@ -27,10 +27,9 @@ from prefect import task
 
 from tasks.evaluation import classification_metrics
 from tasks.frozen_rung import save_linear_head
-from tasks.scratch_baseline import _texts_labels
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
-from thaw.rungs import TrainedRung
+from thaw.datasets import DatasetVersion, write_text_atomically
+from thaw.rungs import EpochRecord, RungDetails, TrainedRung
 
 
 def checkpoint_key(cfg: ThawConfig, rung: str, curated: DatasetVersion, backbone_revision: str) -> str:
@@ -99,7 +98,8 @@ def fit_adapted_rung(
     if ladder.finetune.gradient_checkpointing and device.type == "cuda":
         model.encoder.gradient_checkpointing_enable()
     index = {label: i for i, label in enumerate(labels)}
-    (x_train, y_train), (x_val, y_val) = _texts_labels(curated, "train", cfg), _texts_labels(curated, "validation", cfg)
+    train, val = curated.read(cfg.root, "train"), curated.read(cfg.root, "validation")
+    x_train, y_train, x_val, y_val = train.texts, np.asarray(train.labels), val.texts, np.asarray(val.labels)
     encode = lambda texts: dict(tokenizer(texts, truncation=True, max_length=cfg.backbone.max_length))  # noqa: E731
     train_enc, val_enc = encode(x_train), encode(x_val)
     names = np.asarray(labels)
@@ -144,18 +144,17 @@ def fit_adapted_rung(
         save_adapted_model(model, surface, labels, meta, model_dir)
     metrics = classification_metrics(y_val, predictions, labels, cfg.training.confidence_level)
     head_params = sum(p.numel() for p in model.head.parameters())
-    details = {
-        "method": surface.method,
-        "frozen": surface.frozen,
-        "trainable_fraction_of_backbone": surface.fraction,
-        "epochs_run": outcome.epochs_run,
-        "best_epoch": outcome.best_epoch,
-        "resumed_from_epoch": outcome.resumed_from_epoch,
-        "history": outcome.history,
-        "train_seconds": round(seconds, 1),
-        "learning_rate": lr,
-        "layer_decay": decay,
-    }
+    details = RungDetails(
+        method=surface.method,
+        frozen=surface.frozen,
+        trainable_fraction_of_backbone=surface.fraction,
+        settings={"learning_rate": lr, "layer_decay": decay},
+        history=tuple(EpochRecord(**h) for h in outcome.history),
+        epochs_run=outcome.epochs_run,
+        best_epoch=outcome.best_epoch,
+        resumed_from_epoch=outcome.resumed_from_epoch,
+        train_seconds=round(seconds, 1),
+    )
     return TrainedRung(rung, model_dir, metrics, tuple(predictions), surface.trainable_backbone + head_params, details)
 
 
@@ -217,15 +216,8 @@ def launch(
     proc = subprocess.run(cmd, cwd=cfg.root, capture_output=True, text=True)
     if proc.returncode != 0 or not result.is_file():
         raise RuntimeError(f"{rung} rung in {n} processes failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    data = json.loads(result.read_text(encoding="utf-8"))
-    return TrainedRung(
-        data["rung"],
-        Path(data["model_dir"]),
-        data["validation"],
-        tuple(data["validation_predictions"]),
-        data["trainable_parameters"],
-        data["details"] | {"processes": n},
-    )
+    trained = TrainedRung.from_dict(json.loads(result.read_text(encoding="utf-8")))
+    return dataclasses.replace(trained, details=dataclasses.replace(trained.details, processes=n))
 
 
 def main(spec_path: str) -> None:
@@ -240,10 +232,7 @@ def main(spec_path: str) -> None:
         spec["rung"], curated, tuple(spec["labels"]), Path(spec["frozen_dir"]), cfg, Path(spec["run_dir"])
     )
     if is_main_process():
-        out = Path(spec["result"])
-        tmp = out.with_name(out.name + ".partial")
-        tmp.write_text(json.dumps(dataclasses.asdict(trained), default=str), encoding="utf-8")
-        tmp.replace(out)
+        write_text_atomically(Path(spec["result"]), json.dumps(trained.to_dict()))
     barrier()
     import torch.distributed as dist
 

@@ -11,22 +11,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from prefect import task
 
 from tasks.evaluation import classification_metrics
 from tasks.features import FeatureSet
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 from thaw.modeling import head_probabilities
-from thaw.rungs import TrainedRung
-
-
-def read_split(curated: DatasetVersion, split: str, cfg: ThawConfig) -> pd.DataFrame:
-    """A curated split as a frame with the user's column names."""
-    from tasks.curation import read_curated_file
-
-    return read_curated_file(cfg.root / curated.files[split].path)
+from thaw.rungs import RungDetails, TrainedRung
 
 
 def fit_logistic_head(
@@ -179,8 +171,7 @@ def train_frozen_rung(
 ) -> TrainedRung:
     """Fit the head on frozen features (logistic regression or MLP, chosen on validation);
     the backbone is untouched."""
-    label_col = cfg.data.label_column
-    y = {s: read_split(curated, s, cfg)[label_col].to_numpy() for s in ("train", "validation")}
+    y = {s: np.asarray(curated.read(cfg.root, s).labels) for s in ("train", "validation")}
     x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
     head, linear, fit_meta, head_hit = _cached_heads(
         features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg)
@@ -204,13 +195,15 @@ def train_frozen_rung(
         metrics,
         tuple(predictions),
         int(sum(v.size for v in head.values())),
-        {
-            "method": f"{fit_meta['head']} on the frozen backbone",
-            "frozen": "the whole backbone",
-            "trainable_fraction_of_backbone": 0.0,
-            "head_C": fit_meta["C"],
-            "validation_macro_f1_by_C": fit_meta["scores"],
-            "validation_macro_f1_mlp": fit_meta["mlp_score"],
-            "cache_hits": {**features.cache_hits, "head": head_hit},
-        },
+        RungDetails(
+            method=f"{fit_meta['head']} on the frozen backbone",
+            frozen="the whole backbone",
+            trainable_fraction_of_backbone=0.0,
+            settings={"head_C": fit_meta["C"]},
+            selection_scores={
+                **{f"logistic regression C={c}": v for c, v in fit_meta["scores"].items()},
+                **({"MLP": fit_meta["mlp_score"]} if fit_meta["mlp_score"] is not None else {}),
+            },
+            cache_hits={**features.cache_hits, "head": head_hit},
+        ),
     )

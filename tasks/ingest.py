@@ -8,39 +8,14 @@ column or row; rows with empty text or label are not refused but counted by the 
 from __future__ import annotations
 
 import csv
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pandas as pd
 
+from thaw.datasets import ID, LABEL, TEXT, ColumnMap
 from thaw.errors import UserError
 
 SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """The user's column names for the canonical id/text/label columns."""
-
-    text: str
-    label: str | None
-    id: str | None
-
-
-def file_md5(path: Path) -> str:
-    """md5 of the file's bytes: the digest DVC 3 records for a file."""
-    with open(path, "rb") as fh:
-        return stream_md5(fh)
-
-
-def stream_md5(handle: BinaryIO, chunk: int = 1 << 20) -> str:
-    """md5 of everything left in a binary file object, read in chunks."""
-    h = hashlib.md5()
-    while block := handle.read(chunk):
-        h.update(block)
-    return h.hexdigest()
 
 
 def _format_of(path: Path) -> str:
@@ -125,15 +100,15 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     if missing:
         have = ", ".join(map(str, frame.columns))
         raise UserError(f"{path}: column {missing[0]!r} not found (columns are: {have})")
-    out = pd.DataFrame({"text": _as_text(frame[columns.text])})
-    out["label"] = _as_text(frame[columns.label]) if columns.label else ""
+    out = pd.DataFrame({TEXT: _as_text(frame[columns.text])})
+    out[LABEL] = _as_text(frame[columns.label]) if columns.label else ""
     if columns.id:
-        out.insert(0, "id", _as_text(frame[columns.id]))
-        dup = out["id"][out["id"].duplicated()]
+        out.insert(0, ID, _as_text(frame[columns.id]))
+        dup = out[ID][out[ID].duplicated()]
         if not dup.empty:
             raise UserError(f"{path}: id column {columns.id!r} repeats the value {dup.iloc[0]!r}; ids must be unique")
     else:
-        out.insert(0, "id", [f"{path.stem}:{i + 1}" for i in range(len(out))])
+        out.insert(0, ID, [f"{path.stem}:{i + 1}" for i in range(len(out))])
     return out
 
 

@@ -8,12 +8,13 @@ from typing import Any
 
 from tasks.evaluation import Evaluation
 from tasks.registry import CHALLENGER, TrackingRun, client_for, tracking_uri
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 from thaw.errors import UserError
+from thaw.rungs import LadderResult, TrainedRung
 
 
-def run_params(cfg: ThawConfig, selected) -> dict[str, Any]:
+def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
     """The parameters worth seeing on the MLflow run page."""
     d = cfg.curation.dedup
     return {
@@ -27,37 +28,47 @@ def run_params(cfg: ThawConfig, selected) -> dict[str, Any]:
         "dedup.threshold": d.threshold,
         "dedup.label_conflicts": d.label_conflicts,
         "pii.entities": ",".join(cfg.curation.pii.entities),
-        **{f"rung.{k}": v for k, v in selected.details.items() if not isinstance(v, dict)},
+        "rung.method": selected.details.method,
+        "rung.frozen": selected.details.frozen,
+        "rung.trainable_fraction_of_backbone": selected.details.trainable_fraction_of_backbone,
+        **{f"rung.{k}": v for k, v in selected.details.settings.items()},
+        **{
+            f"rung.{k}": getattr(selected.details, k)
+            for k in ("epochs_run", "best_epoch", "resumed_from_epoch", "train_seconds", "processes")
+            if getattr(selected.details, k) is not None
+        },
     }
 
 
 def model_version_tags(
-    run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion, ladder, evaluation: Evaluation
+    run: TrackingRun,
+    cfg: ThawConfig,
+    raw: DatasetVersion,
+    curated: DatasetVersion,
+    ladder: LadderResult,
+    evaluation: Evaluation,
 ) -> dict[str, str]:
     """Tags put on the registered version: enough to trace it without opening the run."""
     selected = ladder.selected
-    backbone = json.loads((selected.model_dir / "model.json").read_text(encoding="utf-8"))["backbone"]
-    client = client_for(cfg)
-    run_tags = client.get_run(run.run_id).data.tags
     tags = {
         "thaw.run_id": run.run_id,
         "thaw.rung": selected.rung,
-        "thaw.prefect_flow_run_id": run_tags.get("thaw.prefect_flow_run_id", ""),
-        "thaw.git_commit": run_tags.get("thaw.git_commit", ""),
+        "thaw.prefect_flow_run_id": run.flow_run_id,
+        "thaw.git_commit": run.git_commit,
         "thaw.config_digest": cfg.digest(),
-        "thaw.backbone.name": backbone["name"],
-        "thaw.backbone.source": backbone["source"],
-        "thaw.backbone.revision": backbone["revision"],
+        "thaw.backbone.name": ladder.backbone.name,
+        "thaw.backbone.source": ladder.backbone.source,
+        "thaw.backbone.revision": ladder.backbone.revision,
         "thaw.dvc_remote": curated.remote,
         "thaw.raw.dvc_file": raw.dvc_file,
         "thaw.raw.md5": raw.md5,
         "thaw.columns.text": cfg.data.text_column,
         "thaw.columns.label": cfg.data.label_column,
-        "thaw.columns.id": cfg.data.id_column or "row_id",
+        "thaw.columns.id": cfg.data.columns.id_name,
         "thaw.test_accuracy": f"{evaluation.metrics['accuracy']:.4f}",
         "thaw.test_macro_f1": f"{evaluation.metrics['macro_f1']:.4f}",
-        "thaw.transfer.method": str(selected.details.get("method")),
-        "thaw.transfer.trainable_fraction": f"{selected.details.get('trainable_fraction_of_backbone', 0.0):.6f}",
+        "thaw.transfer.method": selected.details.method,
+        "thaw.transfer.trainable_fraction": f"{selected.details.trainable_fraction_of_backbone:.6f}",
         "thaw.transfer.reason": ladder.selection.reason[:500],
         "thaw.transfer.negative_transfer": str(ladder.selection.negative_transfer).lower(),
         "thaw.transfer.rungs_trained": ",".join(r.rung for r in ladder.trained),

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from prefect import task
 
+from tasks.evaluation import Evaluation
 from tasks.registry import RegisteredVersion, TrackingRun, client_for
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+from thaw.rungs import LadderResult
 
 
 def _interval(m: dict, key: str) -> str:
@@ -31,8 +33,8 @@ def weakest_labels(report_path: Path, n: int = 3) -> list[tuple[str, float]]:
 def build_model_card(
     cfg: ThawConfig,
     registered: RegisteredVersion,
-    ladder,
-    evaluation,
+    ladder: LadderResult,
+    evaluation: Evaluation,
     versioned: DatasetVersion,
     curation_report: Path,
     git_commit: str,
@@ -41,12 +43,17 @@ def build_model_card(
     sel = ladder.selected
     report = json.loads(curation_report.read_text(encoding="utf-8"))
     weak = ", ".join(f"{k} ({v:.2f})" for k, v in weakest_labels(evaluation.report_path))
-    meta = json.loads((sel.model_dir / "model.json").read_text(encoding="utf-8"))
+    level = f"{cfg.training.confidence_level:.0%}"
+    near = (
+        "Near duplicates of evaluation rows removed from train."
+        if cfg.curation.dedup.near_duplicates
+        else "Exact duplicates of evaluation rows removed from train (near-duplicate removal was off)."
+    )
     lines = [
         f"# {registered.name} v{registered.version}",
         "",
-        f"Text classifier over {len(report['labels'])} labels, adapted from `{meta['backbone']['name']}` "
-        f"by the **{sel.rung}** rung ({sel.details.get('method')}).",
+        f"Text classifier over {len(report['labels'])} labels, adapted from `{ladder.backbone.name}` "
+        f"by the **{sel.rung}** rung ({sel.details.method}).",
         "",
         "## Data",
         "",
@@ -55,13 +62,12 @@ def build_model_card(
         *[f"| {s} | {report['splits'][s]} | `{f.md5}` | `{f.path}` |" for s, f in sorted(versioned.files.items())],
         "",
         f"DVC remote: `{versioned.remote}`. PII scrubbed ({', '.join(report['pii']['entity_types'])}); "
-        f"{report['pii']['rows_changed']} training-pool rows changed. "
-        "Near duplicates of evaluation rows removed from train.",
+        f"{report['pii']['rows_changed']} training-pool rows changed. {near}",
         "",
         "## Metrics",
         "",
-        f"- test accuracy {_interval(evaluation.metrics, 'accuracy')} (95% Wilson interval)",
-        f"- test macro-F1 {_interval(evaluation.metrics, 'macro_f1')} (95% bootstrap interval)",
+        f"- test accuracy {_interval(evaluation.metrics, 'accuracy')} ({level} Wilson interval)",
+        f"- test macro-F1 {_interval(evaluation.metrics, 'macro_f1')} ({level} bootstrap interval)",
         f"- validation {cfg.training.ladder.metric} of each rung: "
         + ", ".join(
             f"{r.rung} {r.validation[cfg.training.ladder.metric]:.4f}" for r in [ladder.scratch, *ladder.trained]
@@ -72,15 +78,15 @@ def build_model_card(
         "",
         f"- weakest labels on test (F1): {weak}",
         f"- inputs longer than {cfg.backbone.max_length} tokens are truncated; "
-        "English only (the PII model is en_core_web_sm)",
+        f"English only (the PII model is {cfg.curation.pii.spacy_model})",
         "- trained on scrubbed text: placeholders like `<PERSON_1a2b3c>` are what it saw for personal data",
         f"- negative transfer vs the TF-IDF baseline: {'YES' if ladder.selection.negative_transfer else 'no'}",
         "",
         "## Lineage",
         "",
         f"- MLflow run `{registered.run_id}`; git commit `{git_commit}`; config digest `{cfg.digest()[:16]}`",
-        f"- backbone `{meta['backbone']['name']}` from `{meta['backbone']['source']}`, "
-        f"revision `{meta['backbone']['revision'][:16]}`",
+        f"- backbone `{ladder.backbone.name}` from `{ladder.backbone.source}`, "
+        f"revision `{ladder.backbone.revision[:16]}`",
         f"- reproduce the data: `thaw restore-data {registered.name}/{registered.version} --to DIR`",
         "",
     ]
@@ -92,15 +98,14 @@ def publish_model_card(
     run: TrackingRun,
     cfg: ThawConfig,
     registered: RegisteredVersion,
-    ladder,
-    evaluation,
+    ladder: LadderResult,
+    evaluation: Evaluation,
     versioned: DatasetVersion,
     curation_report: Path,
 ) -> Path:
     """Write the card, log it on the run and set it as the version's description."""
     client = client_for(cfg)
-    commit = client.get_run(run.run_id).data.tags.get("thaw.git_commit", "unknown")
-    card = build_model_card(cfg, registered, ladder, evaluation, versioned, curation_report, commit)
+    card = build_model_card(cfg, registered, ladder, evaluation, versioned, curation_report, run.git_commit)
     path = run.run_dir / f"model_card_v{registered.version}.md"
     path.write_text(card, encoding="utf-8")
     client.log_artifact(run.run_id, str(path))

@@ -11,9 +11,8 @@ from pathlib import Path
 from prefect import task
 
 from tasks.evaluation import classification_metrics
-from tasks.frozen_rung import read_split
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 from thaw.rungs import TrainedRung
 
 
@@ -27,8 +26,8 @@ def predict_texts(model_dir: Path, texts: list[str]) -> list[str]:
 @task(name="predict-test-split")
 def predict_test_split(model_dir: Path, curated: DatasetVersion, cfg: ThawConfig) -> tuple[list[str], list[str]]:
     """(true labels, predicted labels) of a saved model on the test split."""
-    frame = read_split(curated, "test", cfg)
-    return frame[cfg.data.label_column].tolist(), predict_texts(model_dir, frame[cfg.data.text_column].tolist())
+    test = curated.read(cfg.root, "test")
+    return test.labels, predict_texts(model_dir, test.texts)
 
 
 @task(name="report-unselected-rungs-on-test")
@@ -38,13 +37,12 @@ def report_unselected_rungs(
     """Test metrics of the rungs not selected, for information only (not used for selection)."""
     if not cfg.training.ladder.report_all_test_metrics:
         return {}
-    frame = read_split(curated, "test", cfg)
-    y = frame[cfg.data.label_column].tolist()
+    test = curated.read(cfg.root, "test")
     out = {}
     for r in trained:
         if r.rung != selected and r.model_dir is not None:
-            pred = predict_texts(r.model_dir, frame[cfg.data.text_column].tolist())
-            out[r.rung] = classification_metrics(y, pred, labels, cfg.training.confidence_level) | {
+            pred = predict_texts(r.model_dir, test.texts)
+            out[r.rung] = classification_metrics(test.labels, pred, labels, cfg.training.confidence_level) | {
                 "used_for_selection": False
             }
     return out

@@ -22,6 +22,7 @@ from typing import Any
 
 from tasks.registry import CHALLENGER, CHAMPION, client_for
 from thaw.config import ThawConfig
+from thaw.datasets import read_split
 from thaw.errors import UserError
 from thaw.gate import Comparison
 from thaw.promotion_gate import PromotionDecision, PromotionFacts, promotion_decision
@@ -132,13 +133,12 @@ def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger:
     client = client_for(cfg)
     mv = client.get_model_version(name, challenger)
     test_file = restore_split(cfg, mv.tags, "test", cfg.state_path / "restore" / f"{name}-v{challenger}")
-    frame = pd.read_csv(test_file, dtype=str, keep_default_na=False)
-    text_col, label_col = mv.tags["thaw.columns.text"], mv.tags["thaw.columns.label"]
-    y = frame[label_col].tolist()
+    test = read_split(test_file)
+    y = test.labels
     preds = {}
     for v in (champion, challenger):
         model = mlflow.pyfunc.load_model(f"models:/{name}/{v}")
-        preds[v] = tuple(model.predict(pd.DataFrame({"text": frame[text_col]}))["label"])
+        preds[v] = tuple(model.predict(pd.DataFrame({"text": test.texts}))["label"])
     ladder = cfg.training.ladder
     return paired_comparison(
         y,

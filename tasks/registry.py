@@ -16,8 +16,8 @@ from typing import Any
 
 from prefect import task
 
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -30,6 +30,8 @@ class TrackingRun:
     run_id: str
     run_dir: Path
     tracking_uri: str
+    git_commit: str  # of the workspace the run read its data and config from
+    flow_run_id: str  # the Prefect flow run, or "local"
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
 
     client = client_for(cfg)
     code_dir = Path(thaw.__file__).resolve().parent.parent
+    commit = git_commit(cfg.root)
     tags = {
         "thaw.config_digest": cfg.digest(),
-        "thaw.git_commit": git_commit(cfg.root),
+        "thaw.git_commit": commit,
         "thaw.code_commit": git_commit(code_dir),
         "thaw.version": thaw.__version__,
         "thaw.prefect_flow_run_id": flow_run_id,
@@ -105,7 +108,7 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True), encoding="utf-8")
     client.log_artifact(run.info.run_id, str(run_dir / "config.yaml"))
-    return TrackingRun(run.info.run_id, run_dir, tracking_uri(cfg))
+    return TrackingRun(run.info.run_id, run_dir, tracking_uri(cfg), commit, flow_run_id)
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,8 +11,8 @@ from prefect import task
 from tasks.curation import CuratedDataset
 from tasks.evaluation import Evaluation
 from tasks.registry import RegisteredVersion, TrackingRun
-from tasks.versioning import DatasetVersion
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 
 
 def stage_counts(report_path: Path) -> dict:
@@ -48,7 +48,7 @@ def write_run_summary(
                 "rung": r.rung,
                 "validation": r.validation,
                 "trainable_parameters": r.trainable_parameters,
-                "details": r.details,
+                "details": asdict(r.details),
                 "selected": r.rung == ladder.selection.rung,
                 "test": evaluation.metrics if r.rung == ladder.selection.rung else others.get(r.rung),
             }
@@ -67,11 +67,9 @@ def write_run_summary(
         },
         "caches": {
             "curation_hit": curated.cache_hit,
-            "frozen_features_hit": ladder.trained[0].details.get("cache_hits", {}),
+            "frozen_features_hit": ladder.trained[0].details.cache_hits,
             "rungs_resumed_from_checkpoint": {
-                r.rung: r.details["resumed_from_epoch"]
-                for r in ladder.trained
-                if r.details.get("resumed_from_epoch") is not None
+                r.rung: r.details.resumed_from_epoch for r in ladder.trained if r.details.resumed_from_epoch is not None
             },
         },
         "selected_rung": ladder.selection.rung,

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from thaw.config import ThawConfig
+from thaw.datasets import SPLITS, atomic_output, file_md5, stream_md5
 from thaw.errors import UserError
-
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,6 @@ class DvcRemote:
 
     def md5_of(self, md5: str) -> str:
         """The md5 of the stored object's bytes, streamed."""
-        from tasks.ingest import stream_md5
-
         with self.fs.open(self.object_path(md5), "rb") as handle:
             return stream_md5(handle)
 
@@ -91,8 +88,6 @@ def restore_split(
 ) -> Path:
     """Copy the recorded ``split`` file from the remote into ``dest`` and check its md5
     (``remote``: the version's remote already opened, else it is opened here)."""
-    from tasks.ingest import file_md5
-
     md5, path, url = (
         tags.get(f"thaw.curated.{split}.md5"),
         tags.get(f"thaw.curated.{split}.path"),
@@ -103,14 +98,11 @@ def restore_split(
     remote = remote or open_remote(cfg, url)
     if not remote.has(md5):
         raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {url}")
-    dest.mkdir(parents=True, exist_ok=True)
     target = dest / Path(path).name
-    tmp = target.with_name(target.name + ".partial")
-    remote.download(md5, tmp)
-    if file_md5(tmp) != md5:
-        tmp.unlink()
-        raise UserError(f"{remote.object_path(md5)}: content does not match the recorded md5 {md5}")
-    tmp.replace(target)
+    with atomic_output(target) as tmp:
+        remote.download(md5, tmp)
+        if file_md5(tmp) != md5:
+            raise UserError(f"{remote.object_path(md5)}: content does not match the recorded md5 {md5}")
     return target
 
 

@@ -10,42 +10,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from prefect import task
 
-from tasks.ingest import file_md5
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, TrackedFile, file_md5
 from thaw.errors import UserError
 
 RAW_DIR = "data"
-
-
-@dataclass(frozen=True)
-class TrackedFile:
-    """A file DVC tracks: path relative to the workspace and its md5 (DVC's digest)."""
-
-    path: str
-    md5: str
-    size: int
-
-
-@dataclass(frozen=True)
-class DatasetVersion:
-    """What a run read or wrote, as DVC recorded it, and where it was pushed."""
-
-    dvc_file: str
-    md5: str
-    files: dict[str, TrackedFile]
-    remote: str
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DatasetVersion:
-        """The inverse of ``dataclasses.asdict`` (e.g. across a process boundary)."""
-        files = {name: TrackedFile(**f) for name, f in data["files"].items()}
-        return cls(data["dvc_file"], data["md5"], files, data["remote"])
 
 
 class DvcError(RuntimeError):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from thaw.datasets import ColumnMap
 from thaw.errors import UserError
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,6 +50,11 @@ class DataConfig(_Frozen):
     max_text_chars: int = Field(2000, gt=0)
     long_text_policy: Literal["truncate", "reject"] = "truncate"
     output_format: Literal["csv", "parquet"] = "csv"
+
+    @property
+    def columns(self) -> ColumnMap:
+        """The user's column names for thaw's canonical id, text and label."""
+        return ColumnMap(text=self.text_column, label=self.label_column, id=self.id_column)
 
 
 class SplitConfig(_Frozen):
@@ -122,6 +128,7 @@ class ScratchConfig(_Frozen):
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
     max_features: int = Field(200_000, ge=100)
+    c_grid: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)  # sparse TF-IDF features want weaker regularisation
 
 
 class PeftConfig(_Frozen):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thaw.checksums import luhn_complete
+from thaw.datasets import write_text_atomically
 
 DEMO_SEED = 20261122
 DEMO_ROWS = 3200
@@ -338,10 +339,5 @@ def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tu
 
 def write_demo_data(workspace: Path, rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> Path:
     """Write the demo CSV under ``workspace`` (atomically) and return its path."""
-    target = workspace / DEMO_RELPATH
-    target.parent.mkdir(parents=True, exist_ok=True)
     text, _ = generate_support_tickets(rows, seed)
-    tmp = target.with_suffix(".csv.partial")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    tmp.replace(target)
-    return target
+    return write_text_atomically(workspace / DEMO_RELPATH, text)

@@ -13,12 +13,12 @@ from thaw_cli.common import DEMO_CONFIG, _config, _quiet_user_errors
 
 
 def _run_pipeline(cfg, summary_json: str | None) -> dict:
-    from tasks.ingest import ColumnMap, preflight_inputs
+    from tasks.ingest import preflight_inputs
 
     d = cfg.data
     preflight_inputs(
         {"train": d.train, "validation": d.validation, "test": d.test},
-        ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column),
+        d.columns,
     )
     from flows.pipeline import thaw_pipeline
 
@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from tasks.ingest import ColumnMap, preflight_inputs
+    from tasks.ingest import preflight_inputs
 
     cfg = _config(
         args,
@@ -69,7 +69,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     d = cfg.data
     preflight_inputs(
         {"input": d.train, "validation": d.validation, "test": d.test},
-        ColumnMap(text=d.text_column, label=d.label_column, id=d.id_column),
+        d.columns,
     )
     from flows.curation import curation_flow
 

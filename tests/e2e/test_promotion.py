@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.ingest import file_md5
 from tests.projects import ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
+from thaw.datasets import file_md5
 from thaw.errors import UserError
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,7 @@ def registry(tmp_path_factory, tiny_encoder, prefect_harness):
 
         client = client_for(cfg)
         tags = dict(client.get_model_version(MODEL, "1").tags)
-        run = TrackingRun(run_id, cfg.state_path / "runs" / run_id, uri)
+        run = TrackingRun(run_id, cfg.state_path / "runs" / run_id, uri, tags["thaw.git_commit"], "test")
 
         def new_version() -> str:
             return register_model.fn(run, cfg, run.run_dir / "models" / "frozen", tags).version

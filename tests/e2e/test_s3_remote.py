@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ingest import file_md5
 from tests.projects import ticket_project
 from tests.servers import s3_server
 from thaw.config import ThawConfig
+from thaw.datasets import file_md5
 
 pytestmark = pytest.mark.e2e
 BUCKET = "thaw-dvc"

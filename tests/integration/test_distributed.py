@@ -24,8 +24,8 @@ from tasks.finetuning import fit_adapted_rung
 ws, enc, frozen = Path({ws!r}), Path({enc!r}), Path({frozen!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 2, "batch_size": 8}})
 rung = fit_adapted_rung("full", make_task(ws, "strong"), LABELS, frozen, cfg, ws / "run")
-out = {{"size": dist.get_world_size(), "epochs": rung.details["epochs_run"],
-        "validation": [h["validation_metric"] for h in rung.details["history"]],
+out = {{"size": dist.get_world_size(), "epochs": rung.details.epochs_run,
+        "validation": [h.validation_metric for h in rung.details.history],
         "predictions": list(rung.validation_predictions)}}
 (ws / f"rank{{dist.get_rank()}}.json").write_text(json.dumps(out))
 dist.barrier()
@@ -83,7 +83,7 @@ def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(worksp
     curated = make_task(workspace, "strong")
     _, frozen = frozen_rung(workspace, cfg, curated)
     rung = train_adapted_rung.fn("full", curated, LABELS, frozen.model_dir, cfg, workspace / "run")
-    assert rung.details["processes"] == 2 and rung.details["epochs_run"] == 2
+    assert rung.details.processes == 2 and rung.details.epochs_run == 2
     assert len(rung.validation_predictions) == 30 and set(rung.validation_predictions) <= set(LABELS)
-    assert [h["epoch"] for h in rung.details["history"]] == [0, 1]
+    assert [h.epoch for h in rung.details.history] == [0, 1]
     assert load_file(str(rung.model_dir / "delta.safetensors"))

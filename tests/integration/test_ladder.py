@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.ingest import file_md5
-from tasks.versioning import DatasetVersion, TrackedFile
 from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, TrackedFile, file_md5
 
 pytestmark = pytest.mark.integration
 
@@ -143,8 +142,8 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     curated = make_task(workspace, "strong")
     _, frozen = frozen_rung(workspace, cfg, curated)
     resumed = fit_adapted_rung("full", curated, LABELS, frozen.model_dir, cfg, workspace / "run")
-    assert resumed.details["resumed_from_epoch"] == 0
-    assert [h["epoch"] for h in resumed.details["history"]] == [0, 1, 2]
+    assert resumed.details.resumed_from_epoch == 0
+    assert [h.epoch for h in resumed.details.history] == [0, 1, 2]
 
     # the same training without the kill, in a fresh workspace, ends with the same weights
     other = tmp_path / "uninterrupted"
@@ -153,7 +152,7 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     curated2 = make_task(other, "strong")
     _, frozen2 = frozen_rung(other, cfg2, curated2)
     straight = fit_adapted_rung("full", curated2, LABELS, frozen2.model_dir, cfg2, other / "run")
-    assert straight.details["resumed_from_epoch"] is None
+    assert straight.details.resumed_from_epoch is None
     a, b = (
         load_file(str(resumed.model_dir / "head.safetensors")),
         load_file(str(straight.model_dir / "head.safetensors")),

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.ingest import file_md5
 from thaw.config import ThawConfig
+from thaw.datasets import file_md5
 from thaw.demo_data import generate_support_tickets
 from thaw.errors import ExpectationsFailed
 

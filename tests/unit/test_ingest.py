@@ -3,7 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.ingest import ColumnMap, read_labelled_table
+from tasks.ingest import read_labelled_table
+from thaw.datasets import ColumnMap
 from thaw.errors import UserError
 
 COLS = ColumnMap(text="text", label="label", id="id")

@@ -1,0 +1,165 @@
+"""The one way in and out for thaw's data files: split names, canonical columns, md5s,
+atomic writes, and the reader of a curated split.
+
+Inside thaw every table has the canonical columns ``id``, ``text`` and ``label``; the
+user's column names (``ColumnMap``) are used only at the edges: when an input is read
+and when a file is written for people to read (``thaw curate --output``, predictions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SPLITS = ("train", "validation", "test")
+ID, TEXT, LABEL = "id", "text", "label"
+CANONICAL_COLUMNS = (ID, TEXT, LABEL)
+DEFAULT_ID_COLUMN = "row_id"  # the id column's name in outputs when the input had none
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """The user's column names for the canonical id/text/label columns."""
+
+    text: str
+    label: str | None
+    id: str | None
+
+    @property
+    def id_name(self) -> str:
+        """The id column's name in files people read (``row_id`` when the input had none)."""
+        return self.id or DEFAULT_ID_COLUMN
+
+    def to_user(self) -> dict[str, str]:
+        """Renaming from canonical to the user's names."""
+        return {ID: self.id_name, TEXT: self.text, LABEL: self.label or LABEL}
+
+
+@dataclass(frozen=True)
+class TrackedFile:
+    """A file DVC tracks: path relative to the workspace and its md5 (DVC's digest)."""
+
+    path: str
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """What a run read or wrote, as DVC recorded it, and where it was pushed."""
+
+    dvc_file: str
+    md5: str
+    files: dict[str, TrackedFile]
+    remote: str
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetVersion:
+        """The inverse of ``dataclasses.asdict`` (e.g. across a process boundary)."""
+        files = {name: TrackedFile(**f) for name, f in data["files"].items()}
+        return cls(data["dvc_file"], data["md5"], files, data["remote"])
+
+    def local_path(self, root: Path, split: str) -> Path:
+        """Where ``split`` lives in the workspace ``root``."""
+        return Path(root) / self.files[split].path
+
+    def read(self, root: Path, split: str) -> Split:
+        """The curated ``split`` of this version, read from the workspace ``root``."""
+        return read_split(self.local_path(root, split))
+
+
+def file_md5(path: Path) -> str:
+    """md5 of the file's bytes: the digest DVC 3 records for a file."""
+    with open(path, "rb") as fh:
+        return stream_md5(fh)
+
+
+def stream_md5(handle: BinaryIO, chunk: int = 1 << 20) -> str:
+    """md5 of everything left in a binary file object, read in chunks."""
+    h = hashlib.md5()
+    while block := handle.read(chunk):
+        h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; when the block succeeds it replaces
+    ``target`` in one rename, when it fails it is removed. Readers never see half a file."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomically(target: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, line ends untranslated) to ``target`` all or nothing; return ``target``."""
+    with atomic_output(target) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
+    return Path(target)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A curated split as parallel lists: ids, texts, labels (all strings)."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A curated file (CSV or Parquet, canonical columns) as strings, exactly as written."""
+    import pandas as pd
+
+    if Path(path).suffix == ".parquet":
+        return pd.read_parquet(path).astype(str)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def read_split(path: Path) -> Split:
+    """The curated split at ``path`` (CSV or Parquet with canonical columns)."""
+    frame = read_table(path)
+    missing = [c for c in CANONICAL_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a curated split (no column {missing[0]!r})")
+    return Split(frame[ID].tolist(), frame[TEXT].tolist(), frame[LABEL].tolist())
+
+
+def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False, lineterminator="\n")
+
+
+def write_table(frame: pd.DataFrame, target: Path, fmt: str = "csv") -> Path:
+    """Write ``frame`` as CSV (LF line ends) or Parquet, all or nothing; return ``target``."""
+    with atomic_output(target) as tmp:
+        _write_frame(frame, tmp, fmt)
+    return Path(target)
+
+
+def write_tables(frames: dict[str, pd.DataFrame], directory: Path, fmt: str = "csv") -> dict[str, Path]:
+    """Write each frame to ``directory/<name>.<fmt>``: every file appears, or none does."""
+    targets = {name: Path(directory) / f"{name}.{fmt}" for name in frames}
+    with ExitStack() as stack:
+        staged = {name: stack.enter_context(atomic_output(path)) for name, path in targets.items()}
+        for name, frame in frames.items():
+            _write_frame(frame, staged[name], fmt)
+    return targets
