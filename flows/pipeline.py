@@ -55,7 +55,7 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             features = extract_frozen_features(versioned, cfg)
             ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
             y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
-            evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg.training.confidence_level, run.run_dir)
+            evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
             others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
             log_run_results(
                 run,

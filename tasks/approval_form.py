@@ -11,7 +11,7 @@ import logging
 
 from prefect.input import RunInput
 
-from tasks.registry import CHAMPION, RegisteredVersion, client_for
+from tasks.registry import CHAMPION, RegisteredVersion, alias_version, client_for
 from thaw.config import ThawConfig
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,7 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion) -> str:
         f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
         f"- test accuracy {info['test']['accuracy']}, macro-F1 {info['test']['macro_f1']}",
     ]
-    try:
-        champion = str(client_for(cfg).get_model_version_by_alias(registered.name, CHAMPION).version)
-    except Exception:
-        champion = None
+    champion = alias_version(client_for(cfg), registered.name, CHAMPION)
     if champion:
         c = compare_with_champion(cfg, registered.name, champion, registered.version)
         lines.append(
@@ -86,22 +83,7 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> str:
         )
         return "timeout"
     who = answer.approver.strip() or None
-    if answer.approve:
-        approve(
-            cfg,
-            registered.name,
-            registered.version,
-            answer.reason or "approved in the Prefect UI",
-            via="prefect",
-            approver=who,
-        )
-        return "approved"
-    reject(
-        cfg,
-        registered.name,
-        registered.version,
-        answer.reason or "rejected in the Prefect UI",
-        via="prefect",
-        approver=who,
-    )
-    return "rejected"
+    decide, outcome = (approve, "approved") if answer.approve else (reject, "rejected")
+    reason = answer.reason or f"{outcome} in the Prefect UI"
+    decide(cfg, registered.name, registered.version, reason, via="prefect", approver=who)
+    return outcome

@@ -14,20 +14,6 @@ from thaw.progress import Progress
 CHUNK_ROWS = 512
 
 
-def load_registered_model(cfg: ThawConfig, ref: str):
-    """The pyfunc of ``NAME@ALIAS`` or ``NAME/VERSION`` from the configured registry."""
-    import mlflow
-    import mlflow.pyfunc
-
-    from tasks.lineage import resolve_version
-    from tasks.registry import tracking_uri
-
-    mv = resolve_version(cfg, ref)  # a clear error when it does not exist
-    mlflow.set_tracking_uri(tracking_uri(cfg))
-    mlflow.set_registry_uri(tracking_uri(cfg))
-    return mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}"), mv
-
-
 def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_column: str, id_column: str | None) -> int:
     """Write id, label, confidence for every row of ``source`` to ``target`` (CSV); returns rows.
 
@@ -35,7 +21,11 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
     """
     columns = ColumnMap(text=text_column, label=None, id=id_column)
     frame = read_labelled_table(source, columns)
-    model, mv = load_registered_model(cfg, ref)
+    from tasks.lineage import resolve_version
+    from tasks.registry import load_model_version
+
+    mv = resolve_version(cfg, ref)  # a clear error when it does not exist
+    model = load_model_version(cfg, mv.name, str(mv.version))
     parts = []
     progress = Progress(len(frame), "predicted")
     for start in range(0, len(frame), CHUNK_ROWS):

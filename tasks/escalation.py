@@ -21,6 +21,7 @@ from thaw.gate import (
     paired_comparison,
     select_rung,
 )
+from thaw.plots import pyplot, save_figure
 from thaw.rungs import Selection, TrainedRung
 
 
@@ -125,6 +126,7 @@ def transfer_note(
         "selected_rung": selection.rung,
         "why": selection.reason,
         "metric": metric,
+        "confidence_level": cfg.training.confidence_level,
         "what_was_frozen": chosen.details.frozen,
         "method": chosen.details.method,
         "trainable_parameters": chosen.trainable_parameters,
@@ -158,7 +160,7 @@ def _markdown(note: dict) -> str:
         f"{note['trainable_parameters']:,} parameters "
         f"({(note['trainable_fraction_of_backbone'] or 0) * 100:.2f}% of the backbone).",
         "",
-        f"| rung | method | validation {m} | 95% interval | trainable params |",
+        f"| rung | method | validation {m} | {note['confidence_level']:.0%} interval | trainable params |",
         "|---|---|---|---|---|",
     ]
     for r in note["validation"]:
@@ -182,36 +184,23 @@ def _markdown(note: dict) -> str:
 
 def plot_ladder(note: dict, path: Path) -> Path:
     """Validation metric per rung with its interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     m, rows = note["metric"], note["validation"]
     x = np.arange(len(rows))
     vals = np.array([r[m] for r in rows])
     err = np.array([[r[m] - r[m + "_low"] for r in rows], [r[m + "_high"] - r[m] for r in rows]])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     colors = ["tab:green" if r["rung"] == note["selected_rung"] else "tab:gray" for r in rows]
     ax.bar(x, vals, yerr=err, color=colors, capsize=4)
     ax.set_xticks(x, [r["rung"] for r in rows])
     ax.set_ylim(max(0.0, vals.min() - 0.15), 1.0)
     ax.set_ylabel(f"validation {m}")
-    ax.set_title("Adaptation ladder (selected in green, 95% intervals)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.set_title(f"Adaptation ladder (selected in green, {note['confidence_level']:.0%} intervals)")
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(trained: list[TrainedRung], path: Path) -> Path:
     """Training loss and validation metric per epoch for every fine-tuned rung."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (a, b) = pyplot().subplots(1, 2, figsize=(9, 3.5))
     for r in trained:
         hist = r.details.history
         if hist:
@@ -223,10 +212,7 @@ def plot_learning_curves(trained: list[TrainedRung], path: Path) -> Path:
         ax.legend(fontsize=8) if ax.lines else ax.text(
             0.5, 0.5, "no fine-tuned rung", ha="center", transform=ax.transAxes
         )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 @task(name="write-transfer-note")

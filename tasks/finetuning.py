@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks.evaluation import classification_metrics
+from tasks.evaluation import score_predictions
 from tasks.frozen_rung import save_linear_head
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, write_text_atomically
@@ -78,9 +78,9 @@ def fit_adapted_rung(
     import torch
     from safetensors.numpy import load_file
 
-    from tasks.evaluation import macro_f1
     from thaw.adaptation import apply_surface, build_classifier, parameter_groups
     from thaw.distributed import init_from_environment, is_main_process
+    from thaw.metrics import macro_f1
     from thaw.modeling import configure_threads, load_encoder, resolve_backbone, select_device
     from thaw.trainer import Checkpoint, predict_classes, train_classifier
 
@@ -142,7 +142,7 @@ def fit_adapted_rung(
     model_dir = run_dir / "models" / rung
     if is_main_process():
         save_adapted_model(model, surface, labels, meta, model_dir)
-    metrics = classification_metrics(y_val, predictions, labels, cfg.training.confidence_level)
+    metrics = score_predictions(y_val, predictions, labels, cfg)
     head_params = sum(p.numel() for p in model.head.parameters())
     details = RungDetails(
         method=surface.method,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks.evaluation import classification_metrics
+from tasks.evaluation import score_predictions
 from tasks.features import FeatureSet
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
@@ -22,27 +22,23 @@ from thaw.rungs import RungDetails, TrainedRung
 
 
 def fit_logistic_head(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    labels: tuple[str, ...],
-    cfg: ThawConfig,
+    x: dict[str, np.ndarray], y: dict[str, np.ndarray], labels: tuple[str, ...], cfg: ThawConfig
 ) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
-    """(weight classes x dim, bias, chosen C, val macro-F1 per C): C picked on validation."""
+    """(weight classes x dim, bias, chosen C, val macro-F1 per C) for features ``x`` and
+    labels ``y`` of the train and validation splits: C picked on validation."""
     from sklearn.linear_model import LogisticRegression
 
-    from tasks.evaluation import macro_f1
+    from thaw.metrics import macro_f1
 
     scores, fitted = {}, {}
     for c in cfg.training.head.c_grid:
         clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
-        clf.fit(x_train, y_train)
-        fitted[c], scores[c] = clf, macro_f1(y_val, clf.predict(x_val), labels)
+        clf.fit(x["train"], y["train"])
+        fitted[c], scores[c] = clf, macro_f1(y["validation"], clf.predict(x["validation"]), labels)
     best = max(scores, key=lambda c: (scores[c], -c))
     clf = fitted[best]
     order = [list(clf.classes_).index(label) if label in clf.classes_ else None for label in labels]
-    weight = np.zeros((len(labels), x_train.shape[1]), dtype=np.float32)
+    weight = np.zeros((len(labels), x["train"].shape[1]), dtype=np.float32)
     bias = np.full(len(labels), -1e4, dtype=np.float32)  # a class never seen in train is never predicted
     coef = clf.coef_ if clf.coef_.shape[0] > 1 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
     intercept = clf.intercept_ if clf.coef_.shape[0] > 1 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
@@ -53,12 +49,7 @@ def fit_logistic_head(
 
 
 def fit_mlp_head(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    labels: tuple[str, ...],
-    cfg: ThawConfig,
+    x: dict[str, np.ndarray], y: dict[str, np.ndarray], labels: tuple[str, ...], cfg: ThawConfig
 ) -> tuple[dict[str, np.ndarray], float]:
     """A one-hidden-layer MLP on frozen features, full batch, the epoch best on validation
     macro-F1 kept; returns (tensors, that score)."""
@@ -68,17 +59,17 @@ def fit_mlp_head(
 
     h = cfg.training.head
     torch.manual_seed(cfg.training.seed)
-    t_train, _, k = encode(y_train, y_train, labels)
-    t_val, _, _ = encode(y_val, y_val, labels)
-    xt, xv = torch.from_numpy(x_train), torch.from_numpy(x_val)
+    t_train, _, k = encode(y["train"], y["train"], labels)
+    t_val, _, _ = encode(y["validation"], y["validation"], labels)
+    xt, xv = torch.from_numpy(x["train"]), torch.from_numpy(x["validation"])
     yt = torch.from_numpy(t_train)
     model = torch.nn.Sequential(
-        torch.nn.Linear(x_train.shape[1], h.mlp_hidden),
+        torch.nn.Linear(x["train"].shape[1], h.mlp_hidden),
         torch.nn.ReLU(),
-        torch.nn.Dropout(0.2),
+        torch.nn.Dropout(h.mlp_dropout),
         torch.nn.Linear(h.mlp_hidden, len(labels)),
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=h.mlp_learning_rate, weight_decay=1e-2)
+    opt = torch.optim.AdamW(model.parameters(), lr=h.mlp_learning_rate, weight_decay=h.mlp_weight_decay)
     best, best_score = None, -1.0
     for epoch in range(h.mlp_epochs):
         model.train()
@@ -154,11 +145,11 @@ def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[s
 
 def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig):
     """(chosen head, linear head, meta): logistic regression, then an MLP if it does better."""
-    weight, bias, c, scores = fit_logistic_head(x["train"], y["train"], x["validation"], y["validation"], labels, cfg)
+    weight, bias, c, scores = fit_logistic_head(x, y, labels, cfg)
     linear = {"weight": weight, "bias": bias}
     meta = {"C": c, "scores": {str(k): v for k, v in scores.items()}, "head": "logistic regression", "mlp_score": None}
     if cfg.training.head.try_mlp:
-        mlp, mlp_score = fit_mlp_head(x["train"], y["train"], x["validation"], y["validation"], labels, cfg)
+        mlp, mlp_score = fit_mlp_head(x, y, labels, cfg)
         meta["mlp_score"] = mlp_score
         if mlp_score > max(scores.values()):
             return mlp, linear, meta | {"head": f"MLP ({cfg.training.head.mlp_hidden} hidden)"}
@@ -188,7 +179,7 @@ def train_frozen_rung(
         "head_C": fit_meta["C"],
     }
     save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
-    metrics = classification_metrics(y["validation"], predictions, labels, cfg.training.confidence_level)
+    metrics = score_predictions(y["validation"], predictions, labels, cfg)
     return TrainedRung(
         "frozen",
         model_dir,

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tasks.evaluation import Evaluation
-from tasks.registry import CHALLENGER, TrackingRun, client_for, tracking_uri
+from tasks.registry import CHALLENGER, TrackingRun, client_for, is_missing, tracking_uri
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.errors import UserError
@@ -100,7 +100,9 @@ def resolve_version(cfg: ThawConfig, ref: str):
     client = client_for(cfg)
     try:
         return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-    except MlflowException:
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
         raise UserError(f"no model version {ref!r} in {tracking_uri(cfg)}") from None
 
 

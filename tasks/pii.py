@@ -249,6 +249,13 @@ class ScrubStats:
     rows_seen: int = 0
     ner_rows: int = 0
 
+    def merge(self, other: ScrubStats) -> None:
+        """Add the counts of ``other`` (e.g. one worker's chunk) to these."""
+        self.entities.update(other.entities)
+        self.rows_changed += other.rows_changed
+        self.rows_seen += other.rows_seen
+        self.ner_rows += other.ner_rows
+
 
 NER_ENTITIES = {"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"}
 # Which recognizers can possibly match, by a cheap necessary condition: a text with no
@@ -427,10 +434,7 @@ def scrub_texts_parallel(
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for out, part in pool.imap(_scrub_chunk, chunks):
-                stats.rows_seen += part.rows_seen
-                stats.rows_changed += part.rows_changed
-                stats.ner_rows += part.ner_rows
-                stats.entities.update(part.entities)
+                stats.merge(part)
                 yield from out
     finally:
         _FORKED.clear()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks.evaluation import classification_metrics
+from tasks.evaluation import score_predictions
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import TrainedRung
@@ -42,7 +42,5 @@ def report_unselected_rungs(
     for r in trained:
         if r.rung != selected and r.model_dir is not None:
             pred = predict_texts(r.model_dir, test.texts)
-            out[r.rung] = classification_metrics(test.labels, pred, labels, cfg.training.confidence_level) | {
-                "used_for_selection": False
-            }
+            out[r.rung] = score_predictions(test.labels, pred, labels, cfg) | {"used_for_selection": False}
     return out

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.registry import CHALLENGER, CHAMPION, client_for
+from tasks.registry import CHALLENGER, CHAMPION, alias_version, client_for, is_missing, load_model_version
 from thaw.config import ThawConfig
 from thaw.datasets import read_split
 from thaw.errors import UserError
@@ -104,27 +104,19 @@ def champion_stack(ledger: list[dict[str, Any]]) -> list[str]:
     return stack
 
 
-def _alias_version(client, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
-
-
 def _version(client, name: str, version: str):
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version(name, version)
-    except MlflowException:
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
         raise UserError(f"model {name!r} has no version {version}") from None
 
 
 def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger: str) -> Comparison:
     """Paired bootstrap of challenger vs champion on the challenger's recorded test split."""
-    import mlflow.pyfunc
     import pandas as pd
 
     from tasks.restore import restore_split
@@ -137,7 +129,7 @@ def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger:
     y = test.labels
     preds = {}
     for v in (champion, challenger):
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{v}")
+        model = load_model_version(cfg, name, v)
         preds[v] = tuple(model.predict(pd.DataFrame({"text": test.texts}))["label"])
     ladder = cfg.training.ladder
     return paired_comparison(
@@ -185,10 +177,10 @@ def approve(
     by = approver or approver_identity(cfg)
     with promotion_lock(cfg, name):
         mv = _version(client, name, version)
-        champion = _alias_version(client, name, CHAMPION)
+        champion = alias_version(client, name, CHAMPION)
         facts = PromotionFacts(
             version=version,
-            is_current_challenger=_alias_version(client, name, CHALLENGER) == version,
+            is_current_challenger=alias_version(client, name, CHALLENGER) == version,
             rejected=mv.tags.get("thaw.approval") == "rejected",
             has_champion=champion is not None,
             versus_champion=compare_with_champion(cfg, name, champion, version)
@@ -245,10 +237,10 @@ def reject(
     by = approver or approver_identity(cfg)
     with promotion_lock(cfg, name):
         _version(client, name, version)
-        if _alias_version(client, name, CHAMPION) == version:
+        if alias_version(client, name, CHAMPION) == version:
             raise UserError(f"{name} v{version} is the champion; use `thaw rollback` to replace it")
         _record_on_version(client, name, version, "rejected", by, reason, None)
-        if _alias_version(client, name, CHALLENGER) == version:
+        if alias_version(client, name, CHALLENGER) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
         append_ledger(cfg, name, {"action": "reject", "version": version, "by": by, "via": via, "reason": reason})
 
@@ -259,7 +251,7 @@ def rollback(cfg: ThawConfig, name: str, reason: str) -> str:
         raise UserError("a rollback needs --reason")
     client = client_for(cfg)
     with promotion_lock(cfg, name):
-        current = _alias_version(client, name, CHAMPION)
+        current = alias_version(client, name, CHAMPION)
         if current is None:
             raise UserError(f"{name} has no champion to roll back")
         stack = champion_stack(read_ledger(cfg, name))

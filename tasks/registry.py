@@ -1,8 +1,10 @@
 """Tracking and registration in MLflow: one run per pipeline run, datasets logged as
 inputs whose digest is the DVC md5, the selected model registered with ``challenger``.
 
-All MLflow calls go through an explicit ``MlflowClient`` bound to the configured
-tracking URI: nothing relies on process-global tracking state.
+MLflow calls go through an explicit ``MlflowClient`` bound to the configured tracking
+URI. The fluent calls MLflow has no client for (logging a pyfunc model, loading one by a
+``models:/`` URI) run inside ``scoped_tracking_uri``, which puts the process's previous
+URIs back afterwards.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import functools
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,40 @@ def client_for(cfg: ThawConfig):
     cfg.state_path.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(cfg)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def scoped_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API on ``uri`` (tracking and registry) for the block, then as before."""
+    import mlflow
+
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+def is_missing(exc: BaseException) -> bool:
+    """True when an MLflow error says the model, version or alias does not exist (and not,
+    say, that the server refused us or could not be reached)."""
+    code = getattr(exc, "error_code", None)
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the alias is not set."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if is_missing(exc):
+            return None
+        raise
 
 
 def git_commit(path: Path) -> str:
@@ -188,11 +226,16 @@ def log_run_results(
         client.log_param(run.run_id, key, str(value)[:6000])
     for key, value in sorted(metrics.items()):
         client.log_metric(run.run_id, key, float(value))
-    for path in artifacts:
+    log_files(client, run.run_id, artifacts)
+
+
+def log_files(client, run_id: str, paths: list[Path]) -> None:
+    """Log each existing file as an artifact of the run, and each directory whole."""
+    for path in paths:
         if path.is_dir():
-            client.log_artifacts(run.run_id, str(path), artifact_path=path.name)
+            client.log_artifacts(run_id, str(path), artifact_path=path.name)
         elif path.is_file():
-            client.log_artifact(run.run_id, str(path))
+            client.log_artifact(run_id, str(path))
 
 
 @task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
@@ -212,22 +255,30 @@ def register_model(
         pd.DataFrame({"text": ["example"]}), pd.DataFrame({"label": ["a"], "confidence": [0.5]})
     )
     entry = Path(thaw.__file__).parent / "pyfunc_entry.py"  # models-from-code: nothing pickled
-    mlflow.set_tracking_uri(run.tracking_uri)
-    mlflow.set_registry_uri(run.tracking_uri)
-    with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hints.*")
-        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(entry),
-            artifacts={MODEL_ARTIFACT: str(model_dir)},
-            signature=signature,
-            pip_requirements=_pip_requirements(),
-        )
-    mv = mlflow.register_model(info.model_uri, cfg.model_name, tags={k: str(v) for k, v in version_tags.items()})
+    with scoped_tracking_uri(run.tracking_uri):
+        with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hints.*")
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(entry),
+                artifacts={MODEL_ARTIFACT: str(model_dir)},
+                signature=signature,
+                pip_requirements=_pip_requirements(),
+            )
+        tags = {k: str(v) for k, v in version_tags.items()}
+        mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, mv.version)
     client.set_model_version_tag(cfg.model_name, mv.version, "thaw.approval", "pending")
     return RegisteredVersion(cfg.model_name, str(mv.version), CHALLENGER, run.run_id)
+
+
+def load_model_version(cfg: ThawConfig, name: str, version: str):
+    """The MLflow pyfunc of ``name`` version ``version`` from the configured registry."""
+    import mlflow.pyfunc
+
+    with scoped_tracking_uri(tracking_uri(cfg)):
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
 
 
 def _pip_requirements() -> list[str]:
@@ -243,9 +294,5 @@ def _pip_requirements() -> list[str]:
 def close_tracking_run(run: TrackingRun, cfg: ThawConfig, status: str, leftovers: list[Path]) -> None:
     """End the run as FINISHED or FAILED, logging whatever reports exist."""
     client = client_for(cfg)
-    for path in leftovers:
-        if path.is_dir():
-            client.log_artifacts(run.run_id, str(path), artifact_path=path.name)
-        elif path.is_file():
-            client.log_artifact(run.run_id, str(path))
+    log_files(client, run.run_id, leftovers)
     client.set_terminated(run.run_id, status=status)

@@ -35,22 +35,17 @@ def _analyzer(cfg: PiiConfig) -> AnalyzerEngine:
 
 
 @task(name="scrub-chunk", cache_policy=None)
-def scrub_chunk(source: Path, target: Path, cfg: PiiConfig, secret: PiiSecret) -> dict:
+def scrub_chunk(source: Path, target: Path, cfg: PiiConfig, secret: PiiSecret) -> ScrubStats:
     """Scrub the JSON list of texts in ``source`` into ``target``; return the counts."""
     stats = ScrubStats()
     texts = json.loads(source.read_text(encoding="utf-8"))
     out = list(scrub_texts(texts, _analyzer(cfg), secret, cfg, stats))
     target.write_text(json.dumps(out), encoding="utf-8")
-    return {
-        "rows_seen": stats.rows_seen,
-        "rows_changed": stats.rows_changed,
-        "ner_rows": stats.ner_rows,
-        "entities": dict(stats.entities),
-    }
+    return stats
 
 
 @flow(name="scrub-on-dask")
-def scrub_chunks(chunks: list[Path], cfg: PiiConfig, secret: PiiSecret) -> list[dict]:
+def scrub_chunks(chunks: list[Path], cfg: PiiConfig, secret: PiiSecret) -> list[ScrubStats]:
     """Submit every chunk to the task runner's cluster; wait for all, in order."""
     futures = [scrub_chunk.submit(c, c.with_name(c.stem + ".scrubbed.json"), cfg, secret) for c in chunks]
     return [f.result() for f in futures]
@@ -82,10 +77,7 @@ def scrub_texts_on_dask(
     out: list[str] = []
     for chunk, part in zip(chunks, counts, strict=True):
         out += json.loads(chunk.with_name(chunk.stem + ".scrubbed.json").read_text(encoding="utf-8"))
-        stats.rows_seen += part["rows_seen"]
-        stats.rows_changed += part["rows_changed"]
-        stats.ner_rows += part["ner_rows"]
-        stats.entities.update(part["entities"])
+        stats.merge(part)
     return out
 
 

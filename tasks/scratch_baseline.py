@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from prefect import task
 
-from tasks.evaluation import classification_metrics
+from tasks.evaluation import score_predictions
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import RungDetails, TrainedRung
@@ -20,7 +20,7 @@ def train_scratch_baseline(curated: DatasetVersion, labels: tuple[str, ...], cfg
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from tasks.evaluation import macro_f1
+    from thaw.metrics import macro_f1
 
     s = cfg.training.ladder.scratch
     train, val = curated.read(cfg.root, "train"), curated.read(cfg.root, "validation")
@@ -40,7 +40,7 @@ def train_scratch_baseline(curated: DatasetVersion, labels: tuple[str, ...], cfg
         if best is None or scores[c] > best[0]:
             best = (scores[c], c, pred)
     _, c, pred = best
-    metrics = classification_metrics(y_val, pred, labels, cfg.training.confidence_level)
+    metrics = score_predictions(y_val, pred, labels, cfg)
     details = RungDetails(
         method="TF-IDF (word and character n-grams) + logistic regression",
         frozen="no backbone: trained from scratch",

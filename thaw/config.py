@@ -120,6 +120,8 @@ class HeadConfig(_Frozen):
     mlp_hidden: int = Field(256, ge=8)
     mlp_epochs: int = Field(300, ge=10)
     mlp_learning_rate: float = Field(3e-3, gt=0)
+    mlp_dropout: float = Field(0.2, ge=0, lt=1)
+    mlp_weight_decay: float = Field(1e-2, ge=0)
 
 
 class ScratchConfig(_Frozen):

@@ -1,6 +1,11 @@
 """User mistakes and account problems: the CLI prints them as one line, no traceback."""
 
 import os
+import re
+
+_UNREACHABLE = re.compile(
+    r"API request to (\S+?)/(?:api|ajax-api)/.*(?:Max retries exceeded|Connection refused|NewConnectionError)"
+)
 
 
 class UserError(Exception):
@@ -12,7 +17,8 @@ class ExpectationsFailed(UserError):
 
 
 def tracking_access_problem(exc: BaseException) -> str | None:
-    """One line for an MLflow server refusing who we are or what we asked; None otherwise.
+    """One line for an MLflow server refusing who we are or what we asked, or one that
+    cannot be reached; None otherwise.
 
     A shared tracking server with authentication (infra/) answers 401 to missing or wrong
     credentials and 403 to an action the user has no permission for (e.g. moving the
@@ -31,4 +37,7 @@ def tracking_access_problem(exc: BaseException) -> str | None:
             f"the MLflow tracking server denied {user or 'this user'} the action: an MLflow admin grants "
             "MANAGE on the registered model to those who may promote it"
         )
+    unreachable = _UNREACHABLE.search(str(exc))
+    if unreachable:
+        return f"cannot reach the MLflow tracking server at {unreachable.group(1)} (is it running?)"
     return None

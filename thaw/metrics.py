@@ -1,8 +1,12 @@
-"""Fast classification metrics on integer-coded labels, for bootstraps of thousands of
-resamples (sklearn's per-call overhead dominates there)."""
+"""Classification metrics with their intervals: pure functions over label sequences.
+
+The ``*_codes`` functions work on integer-coded labels, for bootstraps of thousands of
+resamples (sklearn's per-call overhead dominates there); the others take label strings.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,3 +35,53 @@ def macro_f1_codes(t: np.ndarray, p: np.ndarray, k: int) -> float:
 
 def accuracy_codes(t: np.ndarray, p: np.ndarray) -> float:
     return float((t == p).mean())
+
+
+def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float:
+    """Unweighted mean of per-class F1 over ``labels``."""
+    return macro_f1_codes(*encode(y_true, y_pred, labels))
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (accuracy)."""
+    if total == 0:
+        return (0.0, 0.0)
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_interval(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], confidence: float, samples: int, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of macro-F1 over examples."""
+    t, p, k = encode(y_true, y_pred, labels)
+    rng = np.random.default_rng(seed)
+    n = len(t)
+    scores = [macro_f1_codes(t[idx], p[idx], k) for idx in (rng.integers(0, n, n) for _ in range(samples))]
+    lo, hi = np.quantile(scores, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], confidence: float, samples: int
+) -> dict[str, float]:
+    """Accuracy (Wilson interval) and macro-F1 (bootstrap interval of ``samples`` resamples)."""
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    correct = int((yt == yp).sum())
+    acc_lo, acc_hi = wilson_interval(correct, len(yt), confidence)
+    f1_lo, f1_hi = bootstrap_interval(yt, yp, labels, confidence, samples)
+    return {
+        "accuracy": correct / max(len(yt), 1),
+        "accuracy_low": acc_lo,
+        "accuracy_high": acc_hi,
+        "macro_f1": macro_f1(yt, yp, labels),
+        "macro_f1_low": f1_lo,
+        "macro_f1_high": f1_hi,
+        "examples": float(len(yt)),
+    }

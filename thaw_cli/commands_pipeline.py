@@ -31,19 +31,20 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
     return summary
 
 
+def _data_overrides(args: argparse.Namespace, train: str | None) -> dict[str, str | None]:
+    """Config overrides from the data flags of ``run`` and ``curate``."""
+    return {
+        "data.train": train,
+        "data.validation": args.validation,
+        "data.test": args.test,
+        "data.text_column": args.text_column,
+        "data.label_column": args.label_column,
+        "data.id_column": args.id_column,
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _config(
-        args,
-        {
-            "data.train": args.train,
-            "data.validation": args.validation,
-            "data.test": args.test,
-            "data.text_column": args.text_column,
-            "data.label_column": args.label_column,
-            "data.id_column": args.id_column,
-            "model_name": args.model_name,
-        },
-    )
+    cfg = _config(args, {**_data_overrides(args, args.train), "model_name": args.model_name})
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
     summary = _run_pipeline(cfg, args.summary_json)
@@ -54,18 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_curate(args: argparse.Namespace) -> int:
     from tasks.ingest import preflight_inputs
 
-    cfg = _config(
-        args,
-        {
-            "data.train": args.input,
-            "data.validation": args.validation,
-            "data.test": args.test,
-            "data.text_column": args.text_column,
-            "data.label_column": args.label_column,
-            "data.id_column": args.id_column,
-            "data.output_format": args.format,
-        },
-    )
+    cfg = _config(args, {**_data_overrides(args, args.input), "data.output_format": args.format})
     d = cfg.data
     preflight_inputs(
         {"input": d.train, "validation": d.validation, "test": d.test},

@@ -114,12 +114,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from tasks.promotion import read_ledger
+    from tasks.registry import is_missing
 
     cfg = _config(args)
     try:
         entries = read_ledger(cfg, args.model)
-    except Exception:
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
         raise UserError(f"no registered model {args.model!r}") from None
     if args.json:
         print(json.dumps(entries, indent=2))

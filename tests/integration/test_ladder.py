@@ -72,28 +72,6 @@ def frozen_rung(workspace, cfg, curated):
     return features, train_frozen_rung.fn(features, curated, LABELS, cfg, workspace / "run")
 
 
-def test_lora_step_changes_only_adapter_and_head(workspace, tiny_encoder):
-    import torch
-
-    from thaw.adaptation import apply_surface, build_classifier, parameter_groups
-    from thaw.modeling import load_encoder
-
-    cfg = config(workspace, tiny_encoder)
-    tokenizer, encoder = load_encoder(tiny_encoder, torch.device("cpu"))
-    model = build_classifier(encoder, 3, "mean")
-    surface = apply_surface(model, "peft", cfg.training.ladder)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    batch = tokenizer(["refund my money", "password login please"], padding=True, return_tensors="pt")
-    opt = torch.optim.AdamW(parameter_groups(model, 1e-2, 1e-2, 1.0, 0.0))
-    model.train()
-    torch.nn.functional.cross_entropy(model(**batch), torch.tensor([0, 1])).backward()
-    opt.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    assert changed and all(("lora_" in n) or n.startswith("head.") for n in changed)
-    assert any("lora_" in n for n in changed)
-    assert 0 < surface.fraction < 0.2 and surface.method == "lora"
-
-
 @pytest.mark.parametrize("method", ["lora", "ia3", "bitfit"])
 def test_saved_and_reloaded_adapter_gives_identical_outputs(workspace, tiny_encoder, method):
     from tasks.finetuning import fit_adapted_rung
