@@ -69,17 +69,30 @@ def client_for(cfg: ThawConfig):
 
 @contextmanager
 def scoped_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API on ``uri`` (tracking and registry) for the block, then as before."""
-    import mlflow
+    """MLflow's fluent API on ``uri`` (tracking and registry) for the block, then exactly as
+    before: MLflow keeps the URIs in module globals and copies them into the environment
+    (for subprocesses), and both are put back, unset ones unset."""
+    import os
 
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = (tracking_state._tracking_uri, registry_state._registry_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        tracking_state.set_tracking_uri(saved[0])
+        registry_state._registry_uri = saved[1]
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def is_missing(exc: BaseException) -> bool:

@@ -54,7 +54,7 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
         accounts.create_user("alice", "alice-password-1")
         accounts.create_user("bob", "bob-password-1")
         accounts.grant_user_permission("alice", "registered_model", MODEL, "MANAGE")
-        registry = MlflowClient(uri)
+        registry = MlflowClient(uri, registry_uri=uri)
 
         nobody = _thaw(["approve", MODEL, "1", "--reason", "ship it"], config, None)
         assert nobody.returncode == 2 and "refused a request without credentials" in nobody.stderr
