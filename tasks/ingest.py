@@ -8,6 +8,7 @@ column or row; rows with empty text or label are not refused but counted by the 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -36,19 +37,67 @@ def _check_file(path: Path, role: str) -> str:
     return fmt
 
 
+def _cannot_read(path: Path, exc: OSError) -> UserError:
+    return UserError(f"{path}: cannot read ({exc.strerror or exc})")
+
+
 def _check_utf8(path: Path) -> None:
     """Refuse undecodable bytes, naming the line they are on."""
     line = 1
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UserError(
-                    f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-                    "re-save the file as UTF-8"
-                ) from None
-            line += 1
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise UserError(
+                        f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                        f"{exc.start + 1}); re-save the file as UTF-8"
+                    ) from None
+                line += 1
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+
+
+JSON_KINDS = {
+    list: "an array",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _json_records(path: Path, first_only: bool = False) -> list[dict]:
+    """Objects from JSON Lines (one object per line) or, for ``.json``, one array of objects.
+    Refuses anything else, naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        where = "item"
+    else:
+        records, where = [], "line"
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+                if first_only:
+                    break
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            kind = JSON_KINDS.get(type(record), "not an object")
+            hint = "; a JSON array of rows belongs in a .json file" if isinstance(record, list) else ""
+            raise UserError(f"{path}: {where} {number} is {kind}, not a JSON object with named fields{hint}")
+    return records
 
 
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
@@ -60,35 +109,68 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
                 sep="," if fmt == "csv" else "\t",
                 dtype=str,
                 keep_default_na=False,
-                encoding="utf-8",
+                encoding="utf-8-sig",  # a byte-order mark (Excel's "CSV UTF-8") is not part of the first name
                 on_bad_lines="error",
                 engine="python",
                 quoting=csv.QUOTE_MINIMAL,
             )
         if fmt == "jsonl":
             _check_utf8(path)
-            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
+            records = _json_records(path)
+            names = list(dict.fromkeys(k for r in records for k in r))
+            # object columns: values keep the type JSON gave them (1 stays an int next to 1.0)
+            return pd.DataFrame({n: pd.Series([r.get(n) for r in records], dtype=object) for n in names})
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
         raise UserError(f"{path}: malformed {fmt.upper()}: {str(exc).strip().splitlines()[-1]}") from None
-    except ValueError as exc:  # pandas' JSON reader and pyarrow raise ValueError subclasses
+    except ValueError as exc:  # pyarrow raises ValueError subclasses
         raise UserError(f"{path}: cannot parse as {fmt.upper()}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise _cannot_read(path, exc) from None
 
 
-def _as_text(series: pd.Series) -> pd.Series:
-    """Strings as they are; nulls become '' (counted as empty later, never guessed)."""
-    return series.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+def _as_text(series: pd.Series) -> tuple[pd.Series, int]:
+    """Values as strings, and how many were normalised. Strings stay as they are; nulls
+    become '' (counted as empty later, never guessed); typed JSON/Parquet values take one
+    spelling: a whole number written 1.0 becomes "1", a boolean "true"/"false"."""
+    changed = 0
+
+    def text(value) -> str:
+        nonlocal changed
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        if isinstance(value, bool):
+            changed += 1
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            changed += 1
+            return str(int(value))
+        return str(value)
+
+    return series.map(text), changed
+
+
+def _typed_labels_agree(path: Path, values: pd.Series, column: str) -> None:
+    """Refuse a label column that mixes booleans and numbers (true and 1 would be two
+    labels, and no spelling of one is right for the other)."""
+    bools = [i for i, v in enumerate(values) if isinstance(v, bool)]
+    numbers = [i for i, v in enumerate(values) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if bools and numbers:
+        raise UserError(
+            f"{path}: label column {column!r} mixes booleans (row {bools[0] + 1}: {values.iat[bools[0]]!r}) and "
+            f"numbers (row {numbers[0] + 1}: {values.iat[numbers[0]]!r}); give every label one type"
+        )
 
 
 def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     """Return the table at ``path`` as columns ``id``, ``text``, ``label`` (all str).
 
-    Refuses a missing or empty file, an unsupported type, undecodable bytes, malformed
-    rows and missing columns. Without an id column, ids are ``<file stem>:<row number>``.
+    Refuses a missing, unreadable or empty file, an unsupported type, undecodable bytes,
+    malformed rows, missing columns and repeated ids. Without an id column, ids are
+    ``<file stem>:<row number>``. Typed labels are normalised (see ``_as_text``) and the
+    count is in ``frame.attrs["normalised_labels"]``.
     """
     path = Path(path)
     fmt = _check_file(path, "input")
@@ -100,31 +182,35 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     if missing:
         have = ", ".join(map(str, frame.columns))
         raise UserError(f"{path}: column {missing[0]!r} not found (columns are: {have})")
-    out = pd.DataFrame({TEXT: _as_text(frame[columns.text])})
-    out[LABEL] = _as_text(frame[columns.label]) if columns.label else ""
+    out = pd.DataFrame({TEXT: _as_text(frame[columns.text])[0]})
+    normalised = 0
+    if columns.label:
+        _typed_labels_agree(path, frame[columns.label], columns.label)
+        out[LABEL], normalised = _as_text(frame[columns.label])
+    else:
+        out[LABEL] = ""
     if columns.id:
-        out.insert(0, ID, _as_text(frame[columns.id]))
+        out.insert(0, ID, _as_text(frame[columns.id])[0])
         dup = out[ID][out[ID].duplicated()]
         if not dup.empty:
             raise UserError(f"{path}: id column {columns.id!r} repeats the value {dup.iloc[0]!r}; ids must be unique")
     else:
         out.insert(0, ID, [f"{path.stem}:{i + 1}" for i in range(len(out))])
+    out.attrs["normalised_labels"] = normalised
     return out
 
 
 def _header(path: Path, fmt: str) -> list[str]:
     if fmt in ("csv", "tsv"):
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            first = fh.readline()
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace") as fh:
+                first = fh.readline()
+        except OSError as exc:
+            raise _cannot_read(path, exc) from None
         return next(csv.reader([first], delimiter="," if fmt == "csv" else "\t"), [])
     if fmt == "jsonl":
-        import json
-
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            try:
-                return list(json.loads(fh.readline() or "{}"))
-            except json.JSONDecodeError:
-                raise UserError(f"{path}: line 1 is not a JSON object") from None
+        records = _json_records(path, first_only=True)
+        return list(records[0]) if records else []
     import pyarrow.parquet as pq
 
     try:
