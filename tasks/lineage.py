@@ -62,6 +62,8 @@ def model_version_tags(
         "thaw.dvc_remote": curated.remote,
         "thaw.raw.dvc_file": raw.dvc_file,
         "thaw.raw.md5": raw.md5,
+        "thaw.raw.policy": cfg.versioning.raw_policy,
+        "thaw.raw.remote": raw.remote,
         "thaw.columns.text": cfg.data.text_column,
         "thaw.columns.label": cfg.data.label_column,
         "thaw.columns.id": cfg.data.columns.id_name,
@@ -137,7 +139,12 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         },
         "prefect_flow_run_id": tags.get("thaw.prefect_flow_run_id", ""),
         "data": {
-            "raw": {"dvc_file": tags.get("thaw.raw.dvc_file"), "md5": tags.get("thaw.raw.md5")},
+            "raw": {
+                "dvc_file": tags.get("thaw.raw.dvc_file"),
+                "md5": tags.get("thaw.raw.md5"),
+                "policy": tags.get("thaw.raw.policy", "same_remote"),
+                "remote": tags.get("thaw.raw.remote", tags.get("thaw.dvc_remote")),
+            },
             "curated": {
                 s: {"path": tags.get(f"thaw.curated.{s}.path"), "md5": tags.get(f"thaw.curated.{s}.md5")}
                 for s in ("train", "validation", "test")

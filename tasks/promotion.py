@@ -178,6 +178,7 @@ def approve(
     with promotion_lock(cfg, name):
         mv = _version(client, name, version)
         champion = alias_version(client, name, CHAMPION)
+        lineage = verify_lineage(cfg, mv.tags)
         facts = PromotionFacts(
             version=version,
             is_current_challenger=alias_version(client, name, CHALLENGER) == version,
@@ -186,7 +187,8 @@ def approve(
             versus_champion=compare_with_champion(cfg, name, champion, version)
             if champion and champion != version
             else None,
-            lineage_problems=tuple(verify_lineage(cfg, mv.tags)),
+            lineage_problems=lineage.problems,
+            lineage_notes=lineage.notes,
             force=force,
             force_reason=reason if force else "",
         )

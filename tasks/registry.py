@@ -213,7 +213,14 @@ def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated
     from mlflow.entities import DatasetInput, InputTag
 
     client = client_for(cfg)
-    inputs, tags = [], {"thaw.dvc_remote": curated.remote, "thaw.raw.dvc_file": raw.dvc_file, "thaw.raw.md5": raw.md5}
+    tags = {
+        "thaw.dvc_remote": curated.remote,
+        "thaw.raw.dvc_file": raw.dvc_file,
+        "thaw.raw.md5": raw.md5,
+        "thaw.raw.policy": cfg.versioning.raw_policy,
+        "thaw.raw.remote": raw.remote,
+    }
+    inputs = []
     for context, version in (("raw", raw), ("curated", curated)):
         for split, f in sorted(version.files.items()):
             dvc_file = version.dvc_file if context == "raw" else f"{f.path}.dvc"

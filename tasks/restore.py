@@ -58,11 +58,20 @@ def open_remote(cfg: ThawConfig, url: str) -> DvcRemote:
         raise UserError(f"DVC remote {url}: cannot open it ({exc})") from None
 
 
-def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> list[str]:
-    """Problems found re-verifying every recorded dataset digest against the remote (empty: all good)."""
+@dataclass(frozen=True)
+class LineageCheck:
+    """What re-verifying a version's recorded digests found: problems (empty: all good) and
+    notes on what the raw-data policy keeps out of reach of the check."""
+
+    problems: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> LineageCheck:
+    """Re-verify every recorded dataset digest against the DVC remote(s) that hold it."""
     url = tags.get("thaw.dvc_remote")
     if not url:
-        return ["no DVC remote recorded on the version"]
+        return LineageCheck(("no DVC remote recorded on the version",))
     remote = open_remote(cfg, url)
     problems = []
     for split in SPLITS:
@@ -73,14 +82,26 @@ def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> list[str]:
             problems.append(f"{split} md5 {md5} is missing from the remote {url}")
         elif remote.md5_of(md5) != md5:
             problems.append(f"{split} object {remote.object_path(md5)} does not hash to {md5}")
-    raw = tags.get("thaw.raw.md5", "")
+    raw, policy = tags.get("thaw.raw.md5", ""), tags.get("thaw.raw.policy", "same_remote")
+    if policy == "local":
+        note = f"raw data kept local by policy (raw_policy: local): md5 {raw} is recorded, not re-checked"
+        return LineageCheck(tuple(problems), (note,))
+    raw_url = tags.get("thaw.raw.remote") or url
+    raw_remote = remote if raw_url == url else open_remote(cfg, raw_url)
+    problems += _raw_problems(raw_remote, raw)
+    return LineageCheck(tuple(problems))
+
+
+def _raw_problems(remote: DvcRemote, raw: str) -> list[str]:
     if not raw or not remote.has(raw):
-        problems.append(f"raw data md5 {raw} is missing from the remote {url}")
-    elif raw.endswith(".dir"):
-        for entry in json.loads(remote.read_text(raw)):
-            if not remote.has(entry["md5"]):
-                problems.append(f"raw file {entry['relpath']} (md5 {entry['md5']}) is missing from the remote")
-    return problems
+        return [f"raw data md5 {raw} is missing from the remote {remote.url}"]
+    if not raw.endswith(".dir"):
+        return []
+    return [
+        f"raw file {entry['relpath']} (md5 {entry['md5']}) is missing from the remote {remote.url}"
+        for entry in json.loads(remote.read_text(raw))
+        if not remote.has(entry["md5"])
+    ]
 
 
 def restore_split(

@@ -49,20 +49,28 @@ def ensure_dvc_repo(cfg: ThawConfig) -> None:
     if not (root / ".dvc").is_dir():
         run_dvc(root, "init", *([] if (root / ".git").exists() else ["--no-scm"]))
     url = remote_url(cfg)
+    v = cfg.versioning
+    _add_remote(root, v.remote_name, url, v.remote_options, "remote_options", default=True)
+    if v.raw_policy == "separate_remote":
+        _add_remote(root, RAW_REMOTE, v.raw_remote_url, v.raw_remote_options, "raw_remote_options", default=False)
+
+
+RAW_REMOTE = "thaw-raw"
+
+
+def _add_remote(root: Path, name: str, url: str, options: dict[str, str], setting: str, default: bool) -> None:
+    """Point the DVC remote ``name`` at ``url`` in ``.dvc/config.local``, with ``options``."""
     if "://" not in url:
         try:
             Path(url).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(
-                f"DVC remote {url}: cannot create it ({exc.strerror or exc}); set versioning.remote_url"
-            ) from None
-    name = cfg.versioning.remote_name
-    run_dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
-    for option, value in cfg.versioning.remote_options.items():
+            raise UserError(f"DVC remote {url}: cannot create it ({exc.strerror or exc}); check {setting}") from None
+    run_dvc(root, "remote", "add", "--local", "--force", *(["--default"] if default else []), name, url)
+    for option, value in options.items():
         try:
             run_dvc(root, "remote", "modify", "--local", name, option, value)
         except DvcError as exc:
-            raise UserError(f"versioning.remote_options.{option}: {exc}") from None
+            raise UserError(f"versioning.{setting}.{option}: {exc}") from None
 
 
 def read_dvc_file(path: Path) -> tuple[str, int]:
@@ -98,16 +106,24 @@ def _raw_location(source: Path, root: Path) -> Path:
     return target
 
 
-def _push(cfg: ThawConfig, *targets: str) -> None:
+def _push(cfg: ThawConfig, *targets: str, remote: str | None = None, url: str | None = None) -> None:
+    remote, url = remote or cfg.versioning.remote_name, url or remote_url(cfg)
     try:
-        run_dvc(cfg.root, "push", "--remote", cfg.versioning.remote_name, *targets)
+        run_dvc(cfg.root, "push", "--remote", remote, *targets)
     except DvcError as exc:
-        raise UserError(f"could not push to the DVC remote {remote_url(cfg)}: {exc}") from None
+        raise UserError(f"could not push to the DVC remote {url}: {exc}") from None
+
+
+def raw_remote_url(cfg: ThawConfig) -> str:
+    """Where raw inputs are pushed under the configured policy ('' when they stay local)."""
+    policy = cfg.versioning.raw_policy
+    return {"same_remote": remote_url(cfg), "separate_remote": cfg.versioning.raw_remote_url or "", "local": ""}[policy]
 
 
 @task(name="version-raw-data", retries=2, retry_delay_seconds=[2, 10])
 def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
-    """Track the raw inputs under ``data/`` with ``data.dvc`` and push them.
+    """Track the raw inputs under ``data/`` with ``data.dvc`` and push them as the raw
+    policy says: with the curated splits, to their own remote, or not at all (local).
 
     Inputs outside ``data/`` are copied to ``data/imports/`` first: DVC versions what
     is inside the workspace.
@@ -117,10 +133,13 @@ def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
     given = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
     located = {name: _raw_location(Path(p), root) for name, p in given.items() if p is not None}
     run_dvc(root, "add", RAW_DIR)
-    _push(cfg, f"{RAW_DIR}.dvc")
+    policy = cfg.versioning.raw_policy
+    if policy != "local":
+        remote = RAW_REMOTE if policy == "separate_remote" else None
+        _push(cfg, f"{RAW_DIR}.dvc", remote=remote, url=raw_remote_url(cfg))
     md5, _ = read_dvc_file(root / f"{RAW_DIR}.dvc")
     files = {name: TrackedFile(str(p.relative_to(root)), file_md5(p), p.stat().st_size) for name, p in located.items()}
-    return DatasetVersion(f"{RAW_DIR}.dvc", md5, files, remote_url(cfg))
+    return DatasetVersion(f"{RAW_DIR}.dvc", md5, files, raw_remote_url(cfg))
 
 
 def register_metrics_file(root: Path, relpath: str) -> None:

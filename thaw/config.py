@@ -220,15 +220,29 @@ class VersioningConfig(_Frozen):
     # DVC reads them from the environment (AWS_ACCESS_KEY_ID, ...) or .dvc/config.local.
     remote_options: dict[str, str] = {}
     curated_dir: Path = Path("datasets")
+    # Raw inputs still hold the PII curation removes. same_remote: pushed with the curated
+    # splits; separate_remote: pushed only to raw_remote_url (its own access rules);
+    # local: never pushed, only their md5 is recorded (lineage says it cannot re-check them).
+    raw_policy: Literal["same_remote", "separate_remote", "local"] = "same_remote"
+    raw_remote_url: str | None = None
+    raw_remote_options: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _no_credentials(self) -> VersioningConfig:
-        secret = [k for k in self.remote_options if any(w in k.lower() for w in _CREDENTIAL_WORDS)]
-        if secret:
-            raise ValueError(
-                f"versioning.remote_options: {', '.join(secret)} looks like a credential; "
-                "pass it through the environment or `dvc remote modify --local`, not the config"
-            )
+        for field_name in ("remote_options", "raw_remote_options"):
+            options = getattr(self, field_name)
+            secret = [k for k in options if any(w in k.lower() for w in _CREDENTIAL_WORDS)]
+            if secret:
+                raise ValueError(
+                    f"versioning.{field_name}: {', '.join(secret)} looks like a credential; "
+                    "pass it through the environment or `dvc remote modify --local`, not the config"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _raw_remote_matches_policy(self) -> VersioningConfig:
+        if (self.raw_policy == "separate_remote") != (self.raw_remote_url is not None):
+            raise ValueError("versioning.raw_remote_url is set exactly when raw_policy is separate_remote")
         return self
 
     def __hash__(self) -> int:  # remote_options is a dict; the config stays hashable

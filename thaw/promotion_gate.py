@@ -22,6 +22,7 @@ class PromotionFacts:
     has_champion: bool
     versus_champion: Comparison | None  # champion as a, challenger as b, on the same test set
     lineage_problems: tuple[str, ...]
+    lineage_notes: tuple[str, ...] = ()  # what the raw-data policy keeps out of the re-check
     force: bool = False
     force_reason: str = ""
 
@@ -60,7 +61,7 @@ def promotion_decision(facts: PromotionFacts, alpha: float) -> PromotionDecision
     if facts.lineage_problems:
         failed += [f"lineage: {p}" for p in facts.lineage_problems]
     else:
-        passed.append("lineage re-verified against the DVC remote")
+        passed.append("; ".join(("lineage re-verified against the DVC remote", *facts.lineage_notes)))
     if not failed:
         return PromotionDecision(True, tuple(passed))
     if facts.force and facts.force_reason.strip():

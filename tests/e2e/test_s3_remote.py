@@ -49,7 +49,7 @@ def test_data_round_trips_through_an_s3_remote(tmp_path, tiny_encoder, prefect_h
         stored = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
         md5 = tags["thaw.curated.train.md5"]
         assert f"datasets/files/md5/{md5[:2]}/{md5[2:]}" in stored
-        assert verify_lineage(cfg, tags) == []
+        assert verify_lineage(cfg, tags).problems == ()
 
         shutil.rmtree(workspace / "datasets")
         shutil.rmtree(workspace / ".dvc" / "cache", ignore_errors=True)
@@ -58,4 +58,6 @@ def test_data_round_trips_through_an_s3_remote(tmp_path, tiny_encoder, prefect_h
             assert file_md5(path) == tags[f"thaw.curated.{split}.md5"]
 
         s3.delete_object(Bucket=BUCKET, Key=f"datasets/files/md5/{md5[:2]}/{md5[2:]}")
-        assert verify_lineage(cfg, tags) == [f"train md5 {md5} is missing from the remote s3://{BUCKET}/datasets"]
+        assert verify_lineage(cfg, tags).problems == (
+            f"train md5 {md5} is missing from the remote s3://{BUCKET}/datasets",
+        )
