@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from tasks.dedup import (
 )
 from tasks.ingest import read_labelled_table
 from thaw.config import SplitConfig, ThawConfig
-from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables
+from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables, write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,14 @@ def _apply(
 
 
 def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, ledger: CurationLedger, name: str) -> pd.DataFrame:
-    """Drop empty text/label, bound text length, resolve conflicts, drop exact duplicates."""
+    """Drop empty text/label, reject over-long texts (``long_text_policy: reject``; with
+    ``truncate`` they are cut after scrubbing), resolve conflicts, drop exact duplicates."""
     empty_text = [i for i, t in enumerate(frame["text"]) if not t.strip()]
     missing_label = [i for i, label in enumerate(frame["label"]) if not label.strip() and i not in set(empty_text)]
     frame = _apply(ledger, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
-    limit = cfg.data.max_text_chars
-    long_rows = [i for i, t in enumerate(frame["text"]) if len(t) > limit]
     if cfg.data.long_text_policy == "reject":
+        long_rows = [i for i, t in enumerate(frame["text"]) if len(t) > cfg.data.max_text_chars]
         frame = _apply(ledger, f"{name}:length", frame, {"too_long": long_rows})
-    else:
-        frame = frame.assign(text=[t[:limit] for t in frame["text"]])
-        ledger.record(f"{name}:length", frame, {}, {"truncated": len(long_rows)})
     conflicts, n_conflicts = resolve_label_conflicts(frame, cfg.curation.dedup.label_conflicts)
     frame = _apply(
         ledger,
@@ -108,21 +106,26 @@ def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, ledger: CurationLedger, nam
     )
 
 
-def stratified_split(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
-    """Seeded per-class split; classes with fewer than 3 rows stay in train."""
+def stratified_split(
+    frame: pd.DataFrame, cfg: SplitConfig, carve: tuple[str, ...] = ("validation", "test")
+) -> dict[str, pd.DataFrame]:
+    """Train plus the ``carve`` splits, seeded and per class; every row lands in exactly
+    one of them. Classes with fewer than 3 rows stay in train."""
+    fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
     rng = random.Random(cfg.seed)
-    parts: dict[str, list[int]] = {s: [] for s in SPLITS}
+    parts: dict[str, list[int]] = {s: [] for s in ("train", *carve)}
     by_label: dict[str, list[int]] = defaultdict(list)
     for pos, label in enumerate(frame["label"]):
         by_label[label].append(pos)
     for label in sorted(by_label):
         rows = by_label[label]
         rng.shuffle(rows)
-        n_test = round(len(rows) * cfg.test_fraction) if len(rows) >= 3 else 0
-        n_val = round(len(rows) * cfg.validation_fraction) if len(rows) >= 3 else 0
-        parts["test"] += rows[:n_test]
-        parts["validation"] += rows[n_test : n_test + n_val]
-        parts["train"] += rows[n_test + n_val :]
+        taken = 0
+        for split in sorted(carve, key=lambda s: s != "test"):  # test first, as before
+            n = round(len(rows) * fractions[split]) if len(rows) >= 3 else 0
+            parts[split] += rows[taken : taken + n]
+            taken += n
+        parts["train"] += rows[taken:]
     return {s: frame.iloc[sorted(p)].reset_index(drop=True) for s, p in parts.items()}
 
 
@@ -239,14 +242,12 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _curate(
-    cfg: ThawConfig, run_dir: Path, secret
-) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
-    from tasks.pii import ScrubStats, build_analyzer, scrub_texts_parallel
+def _scrub(frames: dict[str, pd.DataFrame], cfg: ThawConfig, detector, secret, run_dir: Path, ledger: CurationLedger):
+    """Scrub every input's texts (on Dask or forked local workers), then cut over-long
+    ones: scrubbing sees the whole text, so a value cut in half cannot slip through.
+    Returns the scrubbed frames, the counts and the rows per second."""
+    from tasks.pii import ScrubStats, scrub_texts_parallel
 
-    ledger = CurationLedger()
-    frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in _read_inputs(cfg).items()}
-    analyzer = build_analyzer(cfg.curation.pii)  # also scrubs the report's samples
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
         texts = list(frame["text"])
@@ -255,26 +256,45 @@ def _curate(
 
             scrubbed = scrub_texts_on_dask(texts, cfg.curation, secret, stats, run_dir / "dask" / name)
         else:
-            scrubbed = list(scrub_texts_parallel(texts, analyzer, secret, cfg.curation.pii, stats))
-        frames[name] = frame.assign(text=scrubbed)
-    rows_per_s = stats.rows_seen / max(time.perf_counter() - started, 1e-9)
-    if "validation" in frames and "test" in frames:
-        splits = {s: frames[s] for s in SPLITS}
-    else:
-        splits = stratified_split(frames["train"], cfg.split)
-        for given in ("validation", "test"):
-            if given in frames:
-                splits[given] = frames[given]
-    signer = minhash_signatures
-    if cfg.curation.executor == "dask":
-        from tasks.scaleout import dask_signer
+            scrubbed = list(scrub_texts_parallel(texts, detector, secret, stats))
+        limit = cfg.data.max_text_chars
+        ledger.record(f"{name}:length", frame, {}, {"truncated": sum(len(t) > limit for t in scrubbed)})
+        frames[name] = frame.assign(text=[t[:limit] for t in scrubbed])
+    return frames, stats, stats.rows_seen / max(time.perf_counter() - started, 1e-9)
 
-        signer = dask_signer(cfg.curation, run_dir / "dask" / "minhash")
-    splits = drop_cross_split_duplicates(splits, cfg, ledger, signer)
+
+def _split(frames: dict[str, pd.DataFrame], cfg: ThawConfig) -> dict[str, pd.DataFrame]:
+    """The given validation/test files as they are; the training file supplies only the
+    splits that were not given (no row is carved out and dropped)."""
+    missing = tuple(s for s in ("validation", "test") if s not in frames)
+    splits = stratified_split(frames["train"], cfg.split, missing) if missing else {"train": frames["train"]}
+    return {s: frames[s] if s in frames and s != "train" else splits[s] for s in SPLITS}
+
+
+def _curate(
+    cfg: ThawConfig, run_dir: Path, secret, fingerprint: str
+) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
+    from tasks.pii import PiiDetector
+
+    ledger = CurationLedger()
+    inputs = _read_inputs(cfg)
+    ledger.notes["labels_respelled"] = {name: f.attrs.get("normalised_labels", 0) for name, f in inputs.items()}
+    frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in inputs.items()}
+    detector = PiiDetector(cfg.curation.pii)  # also scrubs the report's samples
+    try:  # the Dask work files hold text: gone when curation ends, whatever its end
+        frames, stats, rows_per_s = _scrub(frames, cfg, detector, secret, run_dir, ledger)
+        signer = minhash_signatures
+        if cfg.curation.executor == "dask":
+            from tasks.scaleout import dask_signer
+
+            signer = dask_signer(cfg.curation, run_dir / "dask" / "minhash")
+        splits = drop_cross_split_duplicates(_split(frames, cfg), cfg, ledger, signer)
+    finally:
+        shutil.rmtree(run_dir / "dask", ignore_errors=True)
     files = write_tables({s: splits[s] for s in SPLITS}, run_dir / "curated", cfg.data.output_format)
-    report = build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg)
-    report_path = run_dir / "curation_report.json"
-    report_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    pii = {"stats": stats, "rows_per_s": rows_per_s, "secret": secret, "fingerprint": fingerprint}
+    report = build_report(ledger, pii, splits, detector, cfg)
+    report_path = write_text_atomically(run_dir / "curation_report.json", json.dumps(report, indent=2, sort_keys=True))
     labels = tuple(sorted(set().union(*(set(f["label"]) for f in splits.values()))))
     return files, report_path, publish_accounting(report, run_dir), {s: len(f) for s, f in splits.items()}, labels
 
@@ -286,12 +306,12 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     Content-addressed: unchanged inputs, settings and PII key reuse the cached result
     (and say so). Refuses (UserError) unreadable inputs; every row removed is counted.
     """
-    import shutil
 
-    from tasks.pii import load_pii_secret
+    from tasks.pii import load_pii_secret, workspace_salt
 
     secret = load_pii_secret(cfg.curation.pii)
-    cache = cfg.state_path / "cache" / "curation" / curation_cache_key(cfg, secret.fingerprint)
+    fingerprint = secret.fingerprint(workspace_salt(cfg.state_path))
+    cache = cfg.state_path / "cache" / "curation" / curation_cache_key(cfg, fingerprint)
     if (cache / "done.json").is_file():
         log.info("curation cache hit (%s): inputs, settings and PII key unchanged, curation skipped", cache.name)
         shutil.copytree(cache, run_dir, dirs_exist_ok=True)
@@ -306,7 +326,7 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
             run_dir / "curation_metrics.json",
             cache_hit=True,
         )
-    files, report_path, metrics_path, rows, labels = _curate(cfg, run_dir, secret)
+    files, report_path, metrics_path, rows, labels = _curate(cfg, run_dir, secret, fingerprint)
     staging = cache.with_name(cache.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "curated").mkdir(parents=True)
@@ -323,29 +343,53 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     return CuratedDataset(run_dir / "curated", files, report_path, rows, labels, metrics_path)
 
 
-def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawConfig) -> dict:
-    """The accounting report; samples of removed rows are scrubbed before they are kept."""
+def _safe_samples(values: list[str], detector, secret, entities) -> list[str]:
+    """Report samples scrubbed like the data, then held to the residual check: what the
+    check still flags is masked, so no sample can carry what a split could not."""
+    from tasks.expectations import mask_residual_pii, residual_pii_kinds
     from tasks.pii import scrub_texts
 
+    scrubbed = list(scrub_texts(values, detector, secret))
+    return [mask_residual_pii(v) if residual_pii_kinds(v, entities) else v for v in scrubbed]
+
+
+def build_report(ledger: CurationLedger, pii: dict, splits: dict[str, pd.DataFrame], detector, cfg: ThawConfig) -> dict:
+    """The accounting report. Samples of removed and changed rows (ids and texts) are
+    scrubbed before they are kept; every input row is accounted for, removed or in a split."""
+    stats, secret, entities = pii["stats"], pii["secret"], cfg.curation.pii.entities
     removed = []
     for reason, rows in sorted(ledger.removed_samples.items()):
-        texts = list(scrub_texts([t for _, t in rows], analyzer, secret, cfg.curation.pii))
-        removed += [{"reason": reason, "id": rid, "text": text} for (rid, _), text in zip(rows, texts, strict=True)]
-    changed = [t for t in splits["train"]["text"] if "<" in t][:SAMPLES_PER_REASON]
+        ids = _safe_samples([rid for rid, _ in rows], detector, secret, entities)
+        texts = _safe_samples([t for _, t in rows], detector, secret, entities)
+        removed += [{"reason": reason, "id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
+    changed = _safe_samples(
+        [t for t in splits["train"]["text"] if "<" in t][:SAMPLES_PER_REASON], detector, secret, entities
+    )
+    inputs = {s["stage"].split(":")[0]: s["rows_in"] for s in ledger.stages if s["stage"].endswith(":validity")}
+    dropped = sum(sum(s["removed"].values()) for s in ledger.stages)
+    kept = {s: len(f) for s, f in splits.items()}
     return {
+        "accounting": {
+            "input_rows": inputs,
+            "removed": dropped,
+            "kept": sum(kept.values()),
+            "balanced": sum(inputs.values()) == dropped + sum(kept.values()),
+        },
         "stages": ledger.stages,
+        "notes": ledger.notes,
         "pii": {
             "entities": dict(stats.entities),
             "rows_changed": stats.rows_changed,
             "rows_seen": stats.rows_seen,
-            "rows_per_s": round(rows_per_s, 1),
+            "rows_per_s": round(pii["rows_per_s"], 1),
             "ner_rows": stats.ner_rows,
             "secret_source": secret.source.split(":")[0],
-            "secret_fingerprint": secret.fingerprint,
-            "entity_types": list(cfg.curation.pii.entities),
+            "secret_fingerprint": pii["fingerprint"],
+            "reproducible": secret.source != "ephemeral",
+            "entity_types": list(entities),
         },
         "dedup": cfg.curation.dedup.model_dump(mode="json"),
-        "splits": {s: len(f) for s, f in splits.items()},
+        "splits": kept,
         "labels": dict(Counter(splits["train"]["label"])),
         "samples": {"removed": removed, "changed": changed},
     }
@@ -355,8 +399,6 @@ def build_report(ledger, stats, rows_per_s, secret, splits, analyzer, cfg: ThawC
 def publish_curated(curated: CuratedDataset, work: Path, output: Path, columns: ColumnMap) -> dict[str, Path]:
     """Write the splits to ``output`` with the user's column names; copy the report,
     metrics and Data Docs from ``work``."""
-    import shutil
-
     output.mkdir(parents=True, exist_ok=True)
     frames = {s: read_table(p).rename(columns=columns.to_user()) for s, p in curated.files.items()}
     fmt = next(iter(curated.files.values())).suffix.lstrip(".")

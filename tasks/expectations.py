@@ -8,7 +8,7 @@ fails the run instead of reaching training. GX is imported only when validating.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,38 +16,28 @@ import pandas as pd
 from prefect import task
 
 from tasks.dedup import normalize_text
-from thaw.checksums import iban_ok, luhn_ok
+from tasks.pii_rules import structured_spans
 from thaw.config import ThawConfig
 from thaw.datasets import ID, LABEL, TEXT, read_table
 from thaw.errors import ExpectationsFailed
 
-EMAIL_RX = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-CARD_RX = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-IBAN_RX = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-# A phone-like run of 10-15 digits that is not part of a longer digit sequence.
-PHONE_RX = re.compile(r"(?<![\w#])(?<!\d[ .-])\+?\(?\d[\d ().-]{7,16}\d(?!\w)(?![ .-]\d)")
 MAX_EXAMPLES = 3
+# The residual check's names for the structured types the scrubber's rules find.
+RESIDUAL_KINDS = {"EMAIL_ADDRESS": "EMAIL", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN", "PHONE_NUMBER": "PHONE"}
 
 
-def residual_pii_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) of email, card, IBAN and phone values still in ``text``."""
-    spans = [(m.start(), m.end(), "EMAIL") for m in EMAIL_RX.finditer(text)]
-    for m in CARD_RX.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            spans.append((m.start(), m.end(), "CREDIT_CARD"))
-    spans += [(m.start(), m.end(), "IBAN") for m in IBAN_RX.finditer(text) if iban_ok(m.group())]
-    for m in PHONE_RX.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        taken = any(s <= m.start() < e for s, e, _ in spans)
-        if 10 <= len(digits) <= 15 and not taken:
-            spans.append((m.start(), m.end(), "PHONE"))
-    return sorted(spans)
+def residual_pii_spans(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of e-mail, card, IBAN and phone values still in ``text``, for
+    the ``entities`` that are scrubbed. The scrubber ran the same detectors
+    (``pii_rules.structured_spans``), so a hit here is what neither it nor Presidio saw."""
+    wanted = {RESIDUAL_KINDS[e] for e in entities if e in RESIDUAL_KINDS}
+    found = [(s, e, RESIDUAL_KINDS[k]) for s, e, k in structured_spans(text)]
+    return sorted(span for span in found if span[2] in wanted)
 
 
-def residual_pii_kinds(text: str) -> str:
+def residual_pii_kinds(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> str:
     """Comma-joined kinds of residual PII in ``text``; '' when clean."""
-    return ",".join(sorted({kind for _, _, kind in residual_pii_spans(text)}))
+    return ",".join(sorted({kind for _, _, kind in residual_pii_spans(text, entities)}))
 
 
 def mask_residual_pii(text: str) -> str:
@@ -66,10 +56,11 @@ class ExpectationsReport:
     data_docs_dir: Path
 
 
-def _with_checks(frame: pd.DataFrame, text_col: str) -> pd.DataFrame:
+def _with_checks(frame: pd.DataFrame, text_col: str, entities: Iterable[str]) -> pd.DataFrame:
+    entities = tuple(entities)
     return frame.assign(
         _normalized_text=frame[text_col].map(normalize_text),
-        _residual_pii=frame[text_col].map(residual_pii_kinds),
+        _residual_pii=frame[text_col].map(lambda t: residual_pii_kinds(t, entities)),
     )
 
 
@@ -111,7 +102,9 @@ def _class_count_suite(cfg: ThawConfig):
     return suite
 
 
-def _describe_failure(split: str, result, frame: pd.DataFrame, text_col: str, id_col: str, id_name: str) -> str:
+def _describe_failure(split: str, result, frame: pd.DataFrame, shown: str) -> str:
+    """One line per failed expectation. Rows are named by their position in the split
+    file (its data row number), never by id; the text shown has structured PII masked."""
     cfg_ = result.expectation_config
     column = cfg_.kwargs.get("column")
     what = f"{cfg_.type}({column})" if column else cfg_.type
@@ -120,8 +113,7 @@ def _describe_failure(split: str, result, frame: pd.DataFrame, text_col: str, id
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
     examples = "; ".join(
-        f"{id_name}={frame[id_col].iat[i]}: {mask_residual_pii(str(frame[text_col].iat[i]))[:80]!r}"
-        for i in rows[:MAX_EXAMPLES]
+        f"row {i + 1}: {mask_residual_pii(str(frame[shown].iat[i]))[:80]!r}" for i in rows[:MAX_EXAMPLES]
     )
     return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
 
@@ -156,7 +148,10 @@ def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: P
     source = ctx.data_sources.add_pandas("curated")
     counts = frames["train"][label_col].value_counts().rename_axis("label").reset_index(name="examples")
     batches = {
-        split: (_with_checks(f, text_col), _suite(cfg, split, list(f.columns), text_col, label_col, id_col))
+        split: (
+            _with_checks(f, text_col, cfg.curation.pii.entities),
+            _suite(cfg, split, list(f.columns), text_col, label_col, id_col),
+        )
         for split, f in frames.items()
     }
     batches["train_class_counts"] = (counts, _class_count_suite(cfg))
@@ -176,18 +171,8 @@ def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: P
         )
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
         for run in outcome.run_results.values():
-            failures += [
-                _describe_failure(
-                    name,
-                    r,
-                    frame,
-                    LABEL if name.endswith("counts") else text_col,
-                    LABEL if name.endswith("counts") else id_col,
-                    "label" if name.endswith("counts") else cfg.data.columns.id_name,
-                )
-                for r in run.results
-                if not r.success
-            ]
+            shown = LABEL if name.endswith("counts") else text_col
+            failures += [_describe_failure(name, r, frame, shown) for r in run.results if not r.success]
     return not failures, failures, docs_dir
 
 
