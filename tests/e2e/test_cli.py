@@ -41,3 +41,21 @@ def test_unknown_model_in_lineage_is_a_clean_error(tmp_path: Path):
     proc = thaw("lineage", "nope@champion", "--json", cwd=tmp_path)
     assert proc.returncode == 2 and "no model version 'nope@champion'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unreadable_input_is_one_line_not_a_traceback(tmp_path: Path):
+    """A file the user may not read. Root reads everything, so as root the command runs
+    without the capabilities that override file permissions (setpriv, util-linux)."""
+    import os
+    import shutil
+
+    (tmp_path / "d.csv").write_text("id,text,label\n1,hello,x\n", encoding="utf-8")
+    os.chmod(tmp_path / "d.csv", 0o000)
+    cmd = [sys.executable, "-m", "thaw_cli", "run", "--train", "d.csv"]
+    if os.geteuid() == 0:
+        assert shutil.which("setpriv"), "util-linux's setpriv drops root's override of file permissions"
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("thaw: error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.strip().endswith("d.csv: cannot read (Permission denied)")
