@@ -56,22 +56,48 @@ def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+class StratifiedBootstrap:
+    """Bootstrap resamples of example indices that keep every class's count: each class
+    is resampled within itself, so no resample loses a class. (A plain bootstrap of a
+    validation set with one or two rows per class drops classes, which then score 0 and
+    drag every resampled macro-F1 below the point estimate.)"""
+
+    def __init__(self, t: np.ndarray, seed: int = 0) -> None:
+        order = np.argsort(t, kind="stable")
+        _, starts, counts = np.unique(t[order], return_index=True, return_counts=True)
+        self.order = order
+        self.start = np.repeat(starts, counts)  # for each sorted position: its class's first position
+        self.count = np.repeat(counts, counts)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> np.ndarray:
+        picks = self.start + (self.rng.random(len(self.order)) * self.count).astype(np.int64)
+        return self.order[picks]
+
+
+def percentile_interval(values: Sequence[float], point: float, confidence: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap ``values``, widened if needed to hold ``point``:
+    an interval that excludes its own estimate says nothing a reader can use."""
+    lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(min(lo, point)), float(max(hi, point))
+
+
 def bootstrap_interval(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], confidence: float, samples: int, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of macro-F1 over examples."""
-    t, p, k = encode(y_true, y_pred, labels)
-    rng = np.random.default_rng(seed)
-    n = len(t)
-    scores = [macro_f1_codes(t[idx], p[idx], k) for idx in (rng.integers(0, n, n) for _ in range(samples))]
-    lo, hi = np.quantile(scores, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(lo), float(hi)
+    """Stratified bootstrap interval of macro-F1 over the classes present in ``y_true``."""
+    present = [label for label in labels if label in set(y_true)] or list(labels)
+    t, p, k = encode(y_true, y_pred, present)
+    boot = StratifiedBootstrap(t, seed)
+    scores = [macro_f1_codes(t[idx], p[idx], k) for idx in (boot.sample() for _ in range(samples))]
+    return percentile_interval(scores, macro_f1_codes(t, p, k), confidence)
 
 
 def classification_metrics(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], confidence: float, samples: int
 ) -> dict[str, float]:
-    """Accuracy (Wilson interval) and macro-F1 (bootstrap interval of ``samples`` resamples)."""
+    """Accuracy (Wilson interval) and macro-F1 over the classes present in ``y_true``
+    (stratified bootstrap interval of ``samples`` resamples, which always holds it)."""
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     correct = int((yt == yp).sum())
     acc_lo, acc_hi = wilson_interval(correct, len(yt), confidence)
@@ -80,7 +106,7 @@ def classification_metrics(
         "accuracy": correct / max(len(yt), 1),
         "accuracy_low": acc_lo,
         "accuracy_high": acc_hi,
-        "macro_f1": macro_f1(yt, yp, labels),
+        "macro_f1": macro_f1(yt, yp, [label for label in labels if label in set(yt)] or labels),
         "macro_f1_low": f1_lo,
         "macro_f1_high": f1_hi,
         "examples": float(len(yt)),
