@@ -1,12 +1,19 @@
 """The adaptation ladder: frozen first, escalate only on evidence.
 
 Steps:
- 1. scratch baseline (TF-IDF + logistic regression), the yardstick for negative transfer;
- 2. frozen rung (cached features + logistic-regression head);
- 3. after each rung the gate compares it with the best simpler rung (paired bootstrap on
-    validation) and either stops or trains the next configured rung (peft, partial, full);
- 4. the simplest rung not significantly worse than the best is selected;
- 5. the transfer note, ladder chart and learning curves are written.
+ 1. assess the data: label counts, domain gap (tokenizer fragmentation, neighbour accuracy
+    of frozen features), and how rungs will be scored: the validation split, or repeated
+    stratified k-fold over train + validation when validation is too small to tell;
+ 2. scratch baseline (TF-IDF + logistic regression), the yardstick for negative transfer;
+ 3. frozen rung (cached features + a head);
+ 4. the decision table picks the rungs worth climbing (few labels: contrastive few-shot
+    rung; far domain or many labels: partial and full; otherwise PEFT first);
+ 5. after each rung the gate compares it with the best simpler rung on the same rows
+    and either stops or trains the next planned rung;
+ 6. the simplest rung not significantly worse than the best is selected, and refit on
+    train + validation when the plan says so: that model is tested and registered;
+ 7. the transfer note (evidence, decisions, worst classes and slices, backbone
+    movement), ladder chart and learning curves are written.
 """
 
 import time
@@ -14,11 +21,13 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.escalation import decide_escalation, select_final_rung, write_transfer_note
+from tasks.assessment import assess_data, plan_ladder
+from tasks.escalation import decide_escalation, select_final_rung
 from tasks.features import FeatureSet
-from tasks.finetuning import train_adapted_rung
 from tasks.frozen_rung import train_frozen_rung
+from tasks.rung_training import refit_selected_rung, train_ladder_rung
 from tasks.scratch_baseline import train_scratch_baseline
+from tasks.transfer_note import write_transfer_note
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import LadderResult
@@ -28,19 +37,35 @@ from thaw.rungs import LadderResult
 def climb_ladder(
     features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path
 ) -> LadderResult:
-    """Train rungs in order while the gate says escalate; select and explain."""
-    started = time.monotonic()
-    scratch = train_scratch_baseline(curated, labels, cfg)
-    trained = [train_frozen_rung(features, curated, labels, cfg, run_dir)]
+    """Train rungs in the planned order while the gate says escalate; select, refit, explain."""
+    started, budget = time.monotonic(), cfg.training.ladder.time_budget_minutes * 60
+    evidence, evaluation = assess_data(features, curated, labels, cfg)
+    scratch = train_scratch_baseline(curated, labels, cfg, evaluation)
+    trained = [train_frozen_rung(features, curated, labels, cfg, run_dir, evaluation)]
+    evidence, plan = plan_ladder(evidence, scratch, trained[0], curated, cfg, evaluation)
     decisions = []
-    for next_rung in cfg.training.ladder.rungs[1:] + (None,):
-        decisions.append(decide_escalation(trained, curated, cfg, time.monotonic() - started))
-        if decisions[-1].action == "stop" or next_rung is None:
+    for i, rung in enumerate((*plan.rungs, None)):
+        left = len(plan.rungs) - i
+        decisions.append(decide_escalation(trained, curated, cfg, evaluation, left, time.monotonic() - started))
+        if decisions[-1].action == "stop" or rung is None:
             break
-        trained.append(train_adapted_rung(next_rung, curated, labels, trained[0].model_dir, cfg, run_dir))
-    selection = select_final_rung(trained, scratch, curated, cfg)
-    reports = write_transfer_note(selection, trained, scratch, decisions, cfg, run_dir)
-    seconds = time.monotonic() - started
+        share = (budget - (time.monotonic() - started)) / left
+        trained.append(train_ladder_rung(rung, curated, labels, cfg, run_dir, evaluation, share))
+    selection = select_final_rung(trained, scratch, curated, cfg, evaluation)
+    final = refit_selected_rung(selection, trained, curated, labels, cfg, run_dir, evaluation)
+    reports = write_transfer_note(
+        selection, trained, scratch, decisions, evidence, evaluation, plan, final, curated, labels, cfg, run_dir
+    )
     return LadderResult(
-        features.backbone, scratch, tuple(trained), tuple(decisions), selection, tuple(reports), seconds
+        features.backbone,
+        scratch,
+        tuple(trained),
+        tuple(decisions),
+        selection,
+        final,
+        evidence,
+        evaluation,
+        plan,
+        tuple(reports),
+        time.monotonic() - started,
     )

@@ -18,33 +18,31 @@ from tasks.features import FeatureSet
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.modeling import head_probabilities
-from thaw.rungs import RungDetails, TrainedRung
+from thaw.rungs import EvaluationPlan, RungDetails, TrainedRung
 
 
 def fit_logistic_head(
     x: dict[str, np.ndarray], y: dict[str, np.ndarray], labels: tuple[str, ...], cfg: ThawConfig
 ) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
     """(weight classes x dim, bias, chosen C, val macro-F1 per C) for features ``x`` and
-    labels ``y`` of the train and validation splits: C picked on validation."""
+    labels ``y`` of the train and validation splits: C picked on validation, or
+    ``head.c_without_validation`` when there is none (a fold, a refit)."""
     from sklearn.linear_model import LogisticRegression
 
     from thaw.metrics import macro_f1
 
+    h = cfg.training.head
+    if y.get("validation") is None:
+        clf = LogisticRegression(C=h.c_without_validation, max_iter=h.max_iter, random_state=cfg.training.seed)
+        weight, bias = _as_head(clf.fit(x["train"], y["train"]), labels, x["train"].shape[1])
+        return weight, bias, h.c_without_validation, {}
     scores, fitted = {}, {}
-    for c in cfg.training.head.c_grid:
+    for c in h.c_grid:
         clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
         clf.fit(x["train"], y["train"])
         fitted[c], scores[c] = clf, macro_f1(y["validation"], clf.predict(x["validation"]), labels)
     best = max(scores, key=lambda c: (scores[c], -c))
-    clf = fitted[best]
-    order = [list(clf.classes_).index(label) if label in clf.classes_ else None for label in labels]
-    weight = np.zeros((len(labels), x["train"].shape[1]), dtype=np.float32)
-    bias = np.full(len(labels), -1e4, dtype=np.float32)  # a class never seen in train is never predicted
-    coef = clf.coef_ if clf.coef_.shape[0] > 1 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
-    intercept = clf.intercept_ if clf.coef_.shape[0] > 1 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
-    for row, idx in enumerate(order):
-        if idx is not None:
-            weight[row], bias[row] = coef[idx], intercept[idx]
+    weight, bias = _as_head(fitted[best], labels, x["train"].shape[1])
     return weight, bias, best, scores
 
 
@@ -156,12 +154,36 @@ def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig
     return linear, linear, meta
 
 
-@task(name="train-frozen-rung")
-def train_frozen_rung(
-    features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path
-) -> TrainedRung:
-    """Fit the head on frozen features (logistic regression or MLP, chosen on validation);
-    the backbone is untouched."""
+def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, trained_on: tuple[str, ...]) -> dict:
+    return {
+        "rung": "frozen",
+        "kind": "head_on_frozen_encoder",
+        "backbone": json.loads(features.backbone.to_json()),
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "head": head,
+        "head_C": c,
+        "trained_on": list(trained_on),
+    }
+
+
+def _details(head: str, c: float, scores: dict, mlp_score, cache_hits: dict, trained_on, folds: int = 0) -> RungDetails:
+    return RungDetails(
+        method=f"{head} on the frozen backbone",
+        frozen="the whole backbone",
+        trainable_fraction_of_backbone=0.0,
+        settings={"head_C": c},
+        selection_scores={
+            **{f"logistic regression C={k}": v for k, v in scores.items()},
+            **({"MLP": mlp_score} if mlp_score is not None else {}),
+        },
+        cache_hits=cache_hits,
+        trained_on=tuple(trained_on),
+        folds=folds,
+    )
+
+
+def _holdout(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path):
     y = {s: np.asarray(curated.read(cfg.root, s).labels) for s in ("train", "validation")}
     x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
     head, linear, fit_meta, head_hit = _cached_heads(
@@ -169,32 +191,100 @@ def train_frozen_rung(
     )
     predictions = np.asarray(labels)[head_probabilities(x["validation"], head).argmax(1)]
     model_dir = run_dir / "models" / "frozen"
-    meta = {
-        "rung": "frozen",
-        "kind": "head_on_frozen_encoder",
-        "backbone": json.loads(features.backbone.to_json()),
-        "pooling": cfg.backbone.pooling,
-        "max_length": cfg.backbone.max_length,
-        "head": fit_meta["head"],
-        "head_C": fit_meta["C"],
-    }
+    meta = _frozen_meta(features, cfg, fit_meta["head"], fit_meta["C"], ("train",))
     save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
-    metrics = score_predictions(y["validation"], predictions, labels, cfg)
-    return TrainedRung(
-        "frozen",
-        model_dir,
-        metrics,
-        tuple(predictions),
-        int(sum(v.size for v in head.values())),
-        RungDetails(
-            method=f"{fit_meta['head']} on the frozen backbone",
-            frozen="the whole backbone",
-            trainable_fraction_of_backbone=0.0,
-            settings={"head_C": fit_meta["C"]},
-            selection_scores={
-                **{f"logistic regression C={c}": v for c, v in fit_meta["scores"].items()},
-                **({"MLP": fit_meta["mlp_score"]} if fit_meta["mlp_score"] is not None else {}),
-            },
-            cache_hits={**features.cache_hits, "head": head_hit},
-        ),
+    details = _details(
+        fit_meta["head"],
+        fit_meta["C"],
+        fit_meta["scores"],
+        fit_meta["mlp_score"],
+        {**features.cache_hits, "head": head_hit},
+        ("train",),
     )
+    metrics = score_predictions(y["validation"], predictions, labels, cfg)
+    params = int(sum(v.size for v in head.values()))
+    return TrainedRung("frozen", model_dir, metrics, tuple(predictions), params, details)
+
+
+def _cross_validated(
+    features: FeatureSet,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+    evaluation: EvaluationPlan,
+) -> TrainedRung:
+    """Logistic-regression heads on every fold for each C; the C with the best mean fold
+    score wins. Its fold heads are kept (the adapted rungs' folds start from them) and a
+    final head is fit on all of train + validation."""
+    from safetensors.numpy import save_file
+    from sklearn.linear_model import LogisticRegression
+
+    from tasks.cross_validation import cross_validate, gate_metric, pool
+
+    rows = pool(curated, cfg)
+    x = np.concatenate([np.load(features.paths[s]) for s in ("train", "validation")])
+    y = np.asarray(rows.labels)
+    h, metric = cfg.training.head, gate_metric(cfg)
+    runs, heads = {}, {}
+    for c in h.c_grid:
+
+        def fit_predict(name, kept, held, c=c):
+            clf = LogisticRegression(C=c, max_iter=h.max_iter, random_state=cfg.training.seed).fit(
+                x[list(kept)], y[list(kept)]
+            )
+            heads[(c, name)] = _as_head(clf, labels, x.shape[1])
+            return clf.predict(x[list(held)])
+
+        runs[c] = cross_validate(evaluation, rows.labels, labels, fit_predict, metric)
+    best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
+    folds_dir = run_dir / "models" / "frozen" / "folds"
+    folds_dir.mkdir(parents=True, exist_ok=True)
+    for name in runs[best].fold_scores:
+        weight, bias = heads[(best, name)]
+        save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
+    final = LogisticRegression(C=best, max_iter=h.max_iter, random_state=cfg.training.seed).fit(x, y)
+    weight, bias = _as_head(final, labels, x.shape[1])
+    meta = _frozen_meta(features, cfg, "logistic regression", best, ("train", "validation"))
+    save_linear_head(run_dir / "models" / "frozen", weight, bias, labels, meta)
+    scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
+    chosen = runs[best]
+    details = _details(
+        "logistic regression", best, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds
+    )
+    metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
+    params = int(weight.size + bias.size)
+    return TrainedRung(
+        "frozen", run_dir / "models" / "frozen", metrics, chosen.predictions, params, details, chosen.fold_scores
+    )
+
+
+def _as_head(clf, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight classes x dim, bias) in ``labels`` order; a class the fit never saw is
+    never predicted."""
+    order = [list(clf.classes_).index(label) if label in clf.classes_ else None for label in labels]
+    weight = np.zeros((len(labels), dim), dtype=np.float32)
+    bias = np.full(len(labels), -1e4, dtype=np.float32)
+    coef = clf.coef_ if clf.coef_.shape[0] > 1 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
+    intercept = clf.intercept_ if clf.coef_.shape[0] > 1 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
+    for row, idx in enumerate(order):
+        if idx is not None:
+            weight[row], bias[row] = coef[idx], intercept[idx]
+    return weight, bias
+
+
+@task(name="train-frozen-rung")
+def train_frozen_rung(
+    features: FeatureSet,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+    evaluation: EvaluationPlan,
+) -> TrainedRung:
+    """Fit the head on frozen features (logistic regression, or an MLP when it does better
+    on validation); the backbone is untouched. Scored on the validation split, or by
+    cross-validation over train + validation (linear heads only) when ``evaluation`` says."""
+    if evaluation.cross_validated:
+        return _cross_validated(features, curated, labels, cfg, run_dir, evaluation)
+    return _holdout(features, curated, labels, cfg, run_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from thaw.datasets import ID, LABEL, TEXT, ColumnMap
+from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap
 from thaw.errors import UserError
 
 SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -177,7 +177,7 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     frame = _read_frame(path, fmt)
     if frame.empty:
         raise UserError(f"{path}: no data rows")
-    wanted = [c for c in (columns.text, columns.label, columns.id) if c]
+    wanted = [c for c in (columns.text, columns.label, columns.id, columns.slice) if c]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         have = ", ".join(map(str, frame.columns))
@@ -196,6 +196,8 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
             raise UserError(f"{path}: id column {columns.id!r} repeats the value {dup.iloc[0]!r}; ids must be unique")
     else:
         out.insert(0, ID, [f"{path.stem}:{i + 1}" for i in range(len(out))])
+    if columns.slice:
+        out[SLICE] = _as_text(frame[columns.slice])[0]
     out.attrs["normalised_labels"] = normalised
     return out
 
@@ -230,6 +232,6 @@ def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
         if fmt != "parquet":
             _check_utf8(path)
         header = _header(path, fmt)
-        for col in (columns.text, columns.label, columns.id):
+        for col in (columns.text, columns.label, columns.id, columns.slice):
             if col and col not in header:
                 raise UserError(f"{path}: column {col!r} not found (columns are: {', '.join(header)})")

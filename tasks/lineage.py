@@ -74,6 +74,9 @@ def model_version_tags(
         "thaw.transfer.reason": ladder.selection.reason[:500],
         "thaw.transfer.negative_transfer": str(ladder.selection.negative_transfer).lower(),
         "thaw.transfer.rungs_trained": ",".join(r.rung for r in ladder.trained),
+        "thaw.transfer.first_move_suggested": ladder.plan.suggestion,
+        "thaw.transfer.scored_by": ladder.evaluation.mode,
+        "thaw.transfer.trained_on": "+".join(selected.details.trained_on),
     }
     for split, f in curated.files.items():
         tags[f"thaw.curated.{split}.md5"] = f.md5

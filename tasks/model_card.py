@@ -73,6 +73,9 @@ def build_model_card(
             f"{r.rung} {r.validation[cfg.training.ladder.metric]:.4f}" for r in [ladder.scratch, *ladder.trained]
         ),
         f"- why this rung: {ladder.selection.reason}",
+        f"- rungs scored by {ladder.evaluation.mode} ({ladder.evaluation.reason}); the decision table suggested "
+        f"**{ladder.plan.suggestion}** first",
+        f"- the registered weights learned from {' + '.join(ladder.selected.details.trained_on)}",
         "",
         "## Known limits",
         "",

@@ -13,6 +13,7 @@ from tasks.evaluation import Evaluation
 from tasks.registry import RegisteredVersion, TrackingRun
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
+from thaw.rungs import LadderResult
 
 
 def stage_counts(report_path: Path) -> dict:
@@ -28,7 +29,7 @@ def write_run_summary(
     curated: CuratedDataset,
     raw: DatasetVersion,
     versioned: DatasetVersion,
-    ladder,
+    ladder: LadderResult,
     evaluation: Evaluation,
     others: dict[str, dict],
     registered: RegisteredVersion,
@@ -64,6 +65,15 @@ def write_run_summary(
             "selection_reason": ladder.selection.reason,
             "negative_transfer": ladder.selection.negative_transfer,
             "ladder_seconds": round(ladder.seconds, 1),
+            "scored_by": asdict(ladder.evaluation),
+            "evidence": asdict(ladder.evidence),
+            "decision_table": asdict(ladder.plan),
+        },
+        "registered_model": {
+            "rung": ladder.final.rung,
+            "trained_on": list(ladder.final.details.trained_on),
+            "refit": ladder.final.details.trained_on
+            != next(r for r in ladder.trained if r.rung == ladder.selection.rung).details.trained_on,
         },
         "caches": {
             "curation_hit": curated.cache_hit,
@@ -91,7 +101,7 @@ def write_run_summary(
     return path
 
 
-def ladder_metrics(ladder, evaluation: Evaluation, others: dict[str, dict]) -> dict[str, float]:
+def ladder_metrics(ladder: LadderResult, evaluation: Evaluation, others: dict[str, dict]) -> dict[str, float]:
     """Validation metrics of every rung, test metrics of the selected one (and others, marked)."""
     out = {}
     for r in [ladder.scratch, *ladder.trained]:

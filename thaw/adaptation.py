@@ -118,6 +118,17 @@ def apply_surface(model, rung: str, cfg: LadderConfig) -> Surface:
     return Surface(rung, method, trainable, total, frozen)
 
 
+def block_index(name: str) -> int | None:
+    """The transformer block a parameter name belongs to (``...layer.3....`` -> 3), None
+    for the embeddings, -1 for what thaw never uses (the pooler)."""
+    import re
+
+    if "pooler" in name:
+        return -1
+    found = re.search(r"\blayers?\.(\d+)\.", name)
+    return int(found.group(1)) if found else None
+
+
 def parameter_groups(model, base_lr: float, head_lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
     """AdamW groups: head at ``head_lr``; block i from the top at base_lr * decay**i;
     embeddings lowest; no weight decay on biases and LayerNorm weights."""

@@ -50,11 +50,13 @@ class DataConfig(_Frozen):
     max_text_chars: int = Field(2000, gt=0)
     long_text_policy: Literal["truncate", "reject"] = "truncate"
     output_format: Literal["csv", "parquet"] = "csv"
+    # a column (e.g. channel, language, product) whose values the ladder reports metrics for
+    slice_column: str | None = None
 
     @property
     def columns(self) -> ColumnMap:
-        """The user's column names for thaw's canonical id, text and label."""
-        return ColumnMap(text=self.text_column, label=self.label_column, id=self.id_column)
+        """The user's column names for thaw's canonical id, text, label (and slice)."""
+        return ColumnMap(text=self.text_column, label=self.label_column, id=self.id_column, slice=self.slice_column)
 
 
 class SplitConfig(_Frozen):
@@ -115,6 +117,7 @@ class HeadConfig(_Frozen):
     whichever is better on validation (the linear one on a tie)."""
 
     c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+    c_without_validation: float = Field(10.0, gt=0)  # a head fit with nothing to choose C on
     max_iter: int = Field(2000, ge=10)
     try_mlp: bool = True
     mlp_hidden: int = Field(256, ge=8)
@@ -167,28 +170,65 @@ class FineTuneConfig(_Frozen):
     processes: int = Field(1, ge=1)
 
 
+class FewShotConfig(_Frozen):
+    """The few-shot rung (the SetFit recipe): contrastive tuning of the encoder, pulling
+    rows of a class together (supervised contrastive loss on class-balanced batches),
+    then a logistic-regression head on the tuned embeddings."""
+
+    surface: Literal["lora", "full"] = "full"
+    epochs: int = Field(8, ge=1)
+    classes_per_batch: int = Field(16, ge=2)
+    rows_per_class: int = Field(4, ge=2)
+    temperature: float = Field(0.05, gt=0)
+    learning_rate: float = Field(3e-5, gt=0)
+
+    def loop(self, finetune: FineTuneConfig) -> FineTuneConfig:
+        """The shared training loop's settings for this rung."""
+        return finetune.model_copy(
+            update={"epochs": self.epochs, "batch_size": self.classes_per_batch * self.rows_per_class}
+        )
+
+
+RUNG_ORDER = ("frozen", "fewshot", "peft", "partial", "full")
+
+
 class LadderConfig(_Frozen):
     """The adaptation ladder and its gate."""
 
-    rungs: tuple[Literal["frozen", "peft", "partial", "full"], ...] = ("frozen", "peft", "partial", "full")
+    rungs: tuple[Literal["frozen", "fewshot", "peft", "partial", "full"], ...] = RUNG_ORDER
+    # Follow the decision table (label count, domain gap, whether reuse works) to start
+    # higher or skip rungs; False climbs every configured rung in order.
+    follow_decision_table: bool = True
     metric: Literal["accuracy", "macro_f1"] = "macro_f1"
     target: float = Field(0.97, gt=0, le=1)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     bootstrap_samples: int = Field(1000, ge=100)
-    max_rungs: int = Field(4, ge=1)
+    # The gain validation must be able to show: with fewer validation rows than a paired
+    # test needs to see it (147 rows for 5 points; gate.rows_per_class_needed), rungs are
+    # compared by repeated stratified k-fold cross-validation on train + validation instead.
+    min_detectable_gain: float = Field(0.05, gt=0, lt=0.5)
+    cv_folds: int = Field(5, ge=2)
+    cv_repeats: int = Field(2, ge=1)
+    # Train the selected configuration again on train + validation before the test
+    # score: auto = when rungs were compared by cross-validation (small data).
+    refit: Literal["auto", "always", "never"] = "auto"
+    max_rungs: int = Field(5, ge=1)
     time_budget_minutes: float = Field(60.0, gt=0)
     report_all_test_metrics: bool = True
+    # Backbone movement flagged as aggressive (thaw.movement)
+    aggressive_change: float = Field(0.1, gt=0)
+    aggressive_cka: float = Field(0.5, gt=0, le=1)
     scratch: ScratchConfig = ScratchConfig()
+    fewshot: FewShotConfig = FewShotConfig()
     peft: PeftConfig = PeftConfig()
     finetune: FineTuneConfig = FineTuneConfig()
 
     @model_validator(mode="after")
     def _frozen_first(self) -> LadderConfig:
-        order = ("frozen", "peft", "partial", "full")
         if not self.rungs or self.rungs[0] != "frozen":
             raise ValueError("ladder.rungs must start with 'frozen'")
-        if list(self.rungs) != sorted(self.rungs, key=order.index) or len(set(self.rungs)) != len(self.rungs):
-            raise ValueError("ladder.rungs must climb in order frozen, peft, partial, full without repeats")
+        if list(self.rungs) != sorted(self.rungs, key=RUNG_ORDER.index) or len(set(self.rungs)) != len(self.rungs):
+            raise ValueError(f"ladder.rungs must climb in order {', '.join(RUNG_ORDER)} without repeats")
         return self
 
 

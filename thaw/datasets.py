@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 SPLITS = ("train", "validation", "test")
 ID, TEXT, LABEL = "id", "text", "label"
 CANONICAL_COLUMNS = (ID, TEXT, LABEL)
+SLICE = "slice"  # optional: the user's slice column (data.slice_column), for per-slice metrics
 DEFAULT_ID_COLUMN = "row_id"  # the id column's name in outputs when the input had none
 
 
@@ -32,6 +33,7 @@ class ColumnMap:
     text: str
     label: str | None
     id: str | None
+    slice: str | None = None
 
     @property
     def id_name(self) -> str:
@@ -40,7 +42,8 @@ class ColumnMap:
 
     def to_user(self) -> dict[str, str]:
         """Renaming from canonical to the user's names."""
-        return {ID: self.id_name, TEXT: self.text, LABEL: self.label or LABEL}
+        names = {ID: self.id_name, TEXT: self.text, LABEL: self.label or LABEL}
+        return names | ({SLICE: self.slice} if self.slice else {})
 
 
 @dataclass(frozen=True)
@@ -113,14 +116,46 @@ def write_text_atomically(target: Path, text: str) -> Path:
 
 @dataclass(frozen=True)
 class Split:
-    """A curated split as parallel lists: ids, texts, labels (all strings)."""
+    """A curated split as parallel lists: ids, texts, labels (all strings), and the slice
+    of each row when the data names a slice column."""
 
     ids: list[str]
     texts: list[str]
     labels: list[str]
+    slices: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, positions: Sequence[int]) -> Split:
+        """The rows at ``positions``, in that order."""
+        pick = lambda values: [values[i] for i in positions]  # noqa: E731
+        return Split(pick(self.ids), pick(self.texts), pick(self.labels), pick(self.slices) if self.slices else None)
+
+    @staticmethod
+    def concat(parts: Sequence[Split]) -> Split:
+        """The rows of ``parts`` one after the other."""
+        slices = [s for p in parts for s in p.slices] if all(p.slices is not None for p in parts) else None
+        return Split(
+            [i for p in parts for i in p.ids],
+            [t for p in parts for t in p.texts],
+            [y for p in parts for y in p.labels],
+            slices,
+        )
+
+
+@dataclass(frozen=True)
+class SplitRows:
+    """Which rows of a curated version a fit uses: the named splits pooled in order
+    (``("train", "validation")`` for a refit), optionally only some positions of that
+    pool (one cross-validation fold). Small and serialisable, so it crosses processes."""
+
+    splits: tuple[str, ...]
+    positions: tuple[int, ...] | None = None
+
+    def read(self, version: DatasetVersion, root: Path) -> Split:
+        pool = Split.concat([version.read(root, s) for s in self.splits])
+        return pool if self.positions is None else pool.take(self.positions)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -138,7 +173,8 @@ def read_split(path: Path) -> Split:
     missing = [c for c in CANONICAL_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a curated split (no column {missing[0]!r})")
-    return Split(frame[ID].tolist(), frame[TEXT].tolist(), frame[LABEL].tolist())
+    slices = frame[SLICE].tolist() if SLICE in frame.columns else None
+    return Split(frame[ID].tolist(), frame[TEXT].tolist(), frame[LABEL].tolist(), slices)
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:

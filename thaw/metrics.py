@@ -111,3 +111,39 @@ def classification_metrics(
         "macro_f1_high": f1_hi,
         "examples": float(len(yt)),
     }
+
+
+def per_class_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """F1 of each class present in ``y_true``."""
+    present = [label for label in labels if label in set(y_true)]
+    t, p, k = encode(y_true, y_pred, present)
+    tp = np.bincount(t[t == p], minlength=k + 1)[:k]
+    denom = np.bincount(p, minlength=k + 1)[:k] + np.bincount(t, minlength=k + 1)[:k]
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k, dtype=float), where=denom > 0)
+    return {label: float(v) for label, v in zip(present, f1, strict=True)}
+
+
+def worst_classes(
+    f1_by_rung: dict[str, dict[str, float]], baseline: str, k: int = 5, min_gain: float = 0.1
+) -> list[dict]:
+    """The ``k`` classes the ``baseline`` rung does worst on (below its macro-F1), their F1
+    under every rung, and the first later rung (in the dict's order) that "fixed" each:
+    raised its F1 by at least ``min_gain`` and to at least the baseline's macro-F1."""
+    base = f1_by_rung[baseline]
+    bar = float(np.mean(list(base.values()))) if base else 0.0
+    later = [r for r in f1_by_rung if r != baseline]
+    out = []
+    for label in sorted((c for c in base if base[c] < bar), key=lambda c: (base[c], c))[:k]:
+        need = max(bar, base[label] + min_gain)
+        fixed_by = next((r for r in later if f1_by_rung[r].get(label, 0.0) >= need), None)
+        out.append({"label": label, "f1": {r: f1_by_rung[r].get(label) for r in f1_by_rung}, "fixed_by": fixed_by})
+    return out
+
+
+def slice_accuracy(y_true: Sequence[str], y_pred: Sequence[str], slices: Sequence[str]) -> dict[str, dict]:
+    """Rows and accuracy of each slice value (e.g. channel or language), worst first."""
+    by: dict[str, list[bool]] = {}
+    for t, p, s in zip(y_true, y_pred, slices, strict=True):
+        by.setdefault(s, []).append(t == p)
+    stats = {s: {"rows": len(v), "accuracy": float(np.mean(v))} for s, v in by.items()}
+    return dict(sorted(stats.items(), key=lambda kv: (kv[1]["accuracy"], kv[0])))

@@ -9,15 +9,17 @@ from typing import Any
 
 from thaw.gate import Comparison, Decision
 from thaw.modeling import BackboneRef
+from thaw.movement import BackboneMovement
 
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch of fine-tuning: mean training loss and the gate's metric on validation."""
+    """One epoch of fine-tuning (counted from 1): mean training loss and the gate's metric
+    on validation (None when the fit had no validation rows)."""
 
     epoch: int
     train_loss: float
-    validation_metric: float
+    validation_metric: float | None
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,22 @@ class RungDetails:
     train_seconds: float | None = None
     cache_hits: dict[str, bool] = field(default_factory=dict)
     processes: int = 1
+    movement: BackboneMovement | None = None  # how far the backbone moved (adapted rungs)
+    trained_on: tuple[str, ...] = ("train",)  # splits the registered weights learned from
+    folds: int = 0  # cross-validation folds scored (0: scored on the validation split)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RungDetails:
         """The inverse of ``dataclasses.asdict`` (e.g. across a process boundary)."""
-        return cls(**{**data, "history": tuple(EpochRecord(**h) for h in data.get("history", ()))})
+        movement = data.get("movement")
+        return cls(
+            **{
+                **data,
+                "history": tuple(EpochRecord(**h) for h in data.get("history", ())),
+                "movement": BackboneMovement(**{**movement, "blocks": tuple(movement["blocks"])}) if movement else None,
+                "trained_on": tuple(data.get("trained_on", ("train",))),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -49,10 +62,11 @@ class TrainedRung:
 
     rung: str
     model_dir: Path | None  # None for the scratch baseline, which is never registered
-    validation: dict[str, float]
+    validation: dict[str, float]  # on the validation split, or out-of-fold over train + validation
     validation_predictions: tuple[str, ...]
     trainable_parameters: int
     details: RungDetails
+    fold_scores: dict[str, float] = field(default_factory=dict)  # cross-validation: the metric per fold
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"model_dir": str(self.model_dir) if self.model_dir else None}
@@ -68,6 +82,7 @@ class TrainedRung:
             tuple(data["validation_predictions"]),
             data["trainable_parameters"],
             RungDetails.from_dict(data["details"]),
+            data.get("fold_scores", {}),
         )
 
 
@@ -83,17 +98,98 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class EvaluationPlan:
+    """How rungs are scored: on the validation split ("holdout"), or by repeated stratified
+    k-fold cross-validation over train + validation ("cross-validation") when validation
+    is too small for the gate to see a real gain."""
+
+    mode: str  # "holdout" | "cross-validation"
+    folds: int
+    repeats: int
+    seed: int
+    validation_rows_per_class: float  # median over classes
+    needed_per_class: int
+    reason: str
+
+    @property
+    def cross_validated(self) -> bool:
+        return self.mode == "cross-validation"
+
+    @classmethod
+    def holdout(cls, reason: str = "validation split as given") -> EvaluationPlan:
+        return cls("holdout", 0, 0, 0, 0.0, 0, reason)
+
+    def fold_rows(self, labels: list[str]) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+        """(name, training positions, held-out positions) of every fold over the pooled
+        rows with these labels: stratified (each class dealt round-robin over the folds
+        after a seeded shuffle), a new shuffle per repeat."""
+        import random
+
+        by_class: dict[str, list[int]] = {}
+        for position, label in enumerate(labels):
+            by_class.setdefault(label, []).append(position)
+        out = []
+        for repeat in range(self.repeats):
+            rng = random.Random(self.seed * 7919 + repeat)
+            fold_of: dict[int, int] = {}
+            offset = 0
+            for label in sorted(by_class):
+                rows = by_class[label][:]
+                rng.shuffle(rows)
+                for i, position in enumerate(rows):
+                    fold_of[position] = (offset + i) % self.folds
+                offset += len(rows)  # the next class starts where this one stopped: folds stay even
+            for fold in range(self.folds):
+                held = tuple(p for p in range(len(labels)) if fold_of[p] == fold)
+                kept = tuple(p for p in range(len(labels)) if fold_of[p] != fold)
+                out.append((f"cv-r{repeat}-f{fold}", kept, held))
+        return out
+
+
+@dataclass(frozen=True)
+class DataEvidence:
+    """What the data says before climbing (seed document 002): label counts, how far the
+    domain is from the backbone's, and whether reuse already works."""
+
+    classes: int
+    train_rows: int
+    rows_per_class_min: int
+    rows_per_class_median: float
+    fragmented_word_share: float  # words the tokenizer cuts into 3+ pieces or [UNK]
+    neighbour_accuracy: float  # leave-one-out 1-NN accuracy of frozen features on train
+    frozen_minus_scratch: float | None = None  # validation metric gap, once both are trained
+    frozen_vs_scratch_p: float | None = None
+    frozen_metric: float | None = None
+
+
+@dataclass(frozen=True)
+class LadderPlan:
+    """The rungs to climb after the frozen one, the first move the decision table
+    suggests, and why."""
+
+    suggestion: str
+    rungs: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LadderResult:
-    """Every rung trained, the gate's decisions, the selection and its reports."""
+    """Every rung trained, the gate's decisions, the selection, the model to register
+    (the selected rung, or its refit on train + validation) and the reports."""
 
     backbone: BackboneRef
     scratch: TrainedRung
     trained: tuple[TrainedRung, ...]
     decisions: tuple[Decision, ...]
     selection: Selection
+    final: TrainedRung
+    evidence: DataEvidence
+    evaluation: EvaluationPlan
+    plan: LadderPlan
     reports: tuple[Path, ...]
     seconds: float
 
     @property
     def selected(self) -> TrainedRung:
-        return next(r for r in self.trained if r.rung == self.selection.rung)
+        """The model that is tested and registered."""
+        return self.final

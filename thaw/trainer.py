@@ -132,13 +132,20 @@ def make_optimizer(groups: list[dict], lr: float, device):
     return torch.optim.AdamW(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
 
 
-def train_classifier(
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a training loop does each epoch: which batches (a function of the epoch only,
+    so a resumed run sees the same ones), the loss of a batch, and the score on
+    validation after the epoch (None: no validation, the last epoch's weights are kept)."""
+
+    batches: Callable[[int], list[list[int]]]
+    loss: Callable[[object, list[int]], object]
+    evaluate: Callable[[object], float] | None
+
+
+def train_loop(
     model,
-    tokenizer,
-    train: dict,
-    y_train: np.ndarray,
-    val: dict,
-    score: Callable[[np.ndarray], float],
+    plan: TrainPlan,
     cfg: FineTuneConfig,
     lr: float,
     groups: list[dict],
@@ -147,15 +154,15 @@ def train_classifier(
     seed: int,
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
-    """Train ``model`` on ``train``/``y_train``; ``score`` maps validation predictions to
-    the gate's metric. Resumes from ``checkpoint`` when it holds a previous epoch."""
+    """AdamW with warmup then linear decay, clipping, early stopping on the plan's score,
+    a checkpoint every epoch; resumes from ``checkpoint`` when it holds a previous epoch.
+    Data-parallel under a launcher: each process takes its share of every epoch's batches."""
     import torch
 
     from thaw.distributed import average_gradients, barrier, is_main_process, shard
 
     torch.manual_seed(seed)
-    lengths = [len(x) for x in train["input_ids"]]
-    steps_per_epoch = len(shard(epoch_batches(lengths, cfg.batch_size, seed, 0)))
+    steps_per_epoch = len(shard(plan.batches(0)))
     trainable = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, lr, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -166,19 +173,15 @@ def train_classifier(
     if checkpoint.exists():
         meta, best = checkpoint.load(model, optimizer, scheduler)
         resumed = meta["epoch"]
-    labels_t = torch.as_tensor(y_train, dtype=torch.long)
-    dtype = autocast_dtype(device)
     for epoch in range(meta["epoch"] + 1, cfg.epochs):
         if meta["bad_epochs"] >= cfg.patience:
             break
         model.train()
         losses = []
-        batches = shard(epoch_batches(lengths, cfg.batch_size, seed, epoch))  # this process's share
+        batches = shard(plan.batches(epoch))  # this process's share
         progress = Progress(len(batches), f"  epoch {epoch + 1} batches")
         for idx in batches:
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(**_collate(tokenizer, train, idx, device))
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels_t[idx].to(device))
+            loss = plan.loss(model, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(trainable)
@@ -187,10 +190,10 @@ def train_classifier(
             scheduler.step()
             losses.append(float(loss.detach()))
             progress()
-        metric = score(predict_classes(model, tokenizer, val, cfg.batch_size * 2, device))
+        metric = plan.evaluate(model) if plan.evaluate else None
         meta["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_metric": metric})
-        if metric > meta["best_metric"]:
-            meta.update(best_metric=metric, best_epoch=epoch, bad_epochs=0)
+        if metric is None or metric > meta["best_metric"]:
+            meta.update(best_metric=metric if metric is not None else -1.0, best_epoch=epoch, bad_epochs=0)
             best = trainable_state(model)
         else:
             meta["bad_epochs"] += 1
@@ -202,3 +205,105 @@ def train_classifier(
             on_epoch_end(epoch)
     model.load_state_dict(best, strict=False)
     return TrainOutcome(meta["best_metric"], meta["best_epoch"], meta["epoch"] + 1, resumed, meta["history"])
+
+
+def classification_plan(
+    tokenizer, train: dict, y_train: np.ndarray, val: dict | None, score, batch_size: int, seed: int, device
+) -> TrainPlan:
+    """Cross-entropy on length-bucketed batches; scored by ``score`` of the validation
+    predictions (no validation: ``val`` None)."""
+    import torch
+
+    lengths = [len(x) for x in train["input_ids"]]
+    labels_t = torch.as_tensor(y_train, dtype=torch.long)
+    dtype = autocast_dtype(device)
+
+    def loss(model, idx):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**_collate(tokenizer, train, idx, device))
+        return torch.nn.functional.cross_entropy(logits.float(), labels_t[idx].to(device))
+
+    evaluate = None
+    if val is not None:
+        evaluate = lambda model: score(predict_classes(model, tokenizer, val, batch_size * 2, device))  # noqa: E731
+    return TrainPlan(lambda epoch: epoch_batches(lengths, batch_size, seed, epoch), loss, evaluate)
+
+
+def class_balanced_batches(
+    y: np.ndarray, classes_per_batch: int, rows_per_class: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """Batches of ``classes_per_batch`` classes with up to ``rows_per_class`` rows each, so
+    every row has same-class partners in its batch; about one pass over the rows per epoch."""
+    rng = random.Random(seed * 1000 + epoch)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(y.tolist()):
+        by_class.setdefault(label, []).append(i)
+    usable = sorted(c for c, rows in by_class.items() if len(rows) >= 2)
+    if not usable:
+        return []
+    per_batch = max(2, min(classes_per_batch, len(usable))) * rows_per_class
+    batches = []
+    for _ in range(max(1, len(y) // per_batch)):
+        chosen = rng.sample(usable, min(classes_per_batch, len(usable)))
+        batches.append([i for c in chosen for i in rng.sample(by_class[c], min(rows_per_class, len(by_class[c])))])
+    return batches
+
+
+def supervised_contrastive_loss(embeddings, labels, temperature: float):
+    """Khosla et al.'s supervised contrastive loss on L2-normalised embeddings: each row is
+    pulled towards the other rows of its class in the batch and pushed from the rest."""
+    import torch
+
+    sim = embeddings @ embeddings.T / temperature
+    eye = torch.eye(len(labels), dtype=torch.bool, device=sim.device)
+    sim = sim.masked_fill(eye, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~eye
+    per_row = -(log_prob.masked_fill(~positives, 0.0)).sum(1) / positives.sum(1).clamp(min=1)
+    return per_row[positives.any(1)].mean()
+
+
+def contrastive_plan(
+    tokenizer,
+    train: dict,
+    y_train: np.ndarray,
+    classes_per_batch: int,
+    rows_per_class: int,
+    temperature: float,
+    seed: int,
+    device,
+) -> TrainPlan:
+    """The few-shot rung's objective: supervised contrastive loss on class-balanced batches."""
+    import torch
+
+    labels_t = torch.as_tensor(y_train, dtype=torch.long)
+
+    def loss(model, idx):
+        return supervised_contrastive_loss(
+            model.embed(**_collate(tokenizer, train, idx, device)), labels_t[idx].to(device), temperature
+        )
+
+    return TrainPlan(
+        lambda epoch: class_balanced_batches(y_train, classes_per_batch, rows_per_class, seed, epoch), loss, None
+    )
+
+
+def train_classifier(
+    model,
+    tokenizer,
+    train: dict,
+    y_train: np.ndarray,
+    val: dict | None,
+    score: Callable[[np.ndarray], float],
+    cfg: FineTuneConfig,
+    lr: float,
+    groups: list[dict],
+    checkpoint: Checkpoint,
+    device,
+    seed: int,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainOutcome:
+    """Fine-tune ``model`` on ``train``/``y_train`` with cross-entropy; ``score`` maps
+    validation predictions to the gate's metric. Resumes from ``checkpoint``."""
+    plan = classification_plan(tokenizer, train, y_train, val, score, cfg.batch_size, seed, device)
+    return train_loop(model, plan, cfg, lr, groups, checkpoint, device, seed, on_epoch_end)

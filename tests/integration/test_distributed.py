@@ -20,10 +20,10 @@ from pathlib import Path
 import torch.distributed as dist
 sys.path.insert(0, {root!r})
 from tests.integration.test_ladder import config, make_task, LABELS
-from tasks.finetuning import fit_adapted_rung
-ws, enc, frozen = Path({ws!r}), Path({enc!r}), Path({frozen!r})
+from tasks.finetuning import fit_adapted_rung, holdout_fit
+ws, enc = Path({ws!r}), Path({enc!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 2, "batch_size": 8}})
-rung = fit_adapted_rung("full", make_task(ws, "strong"), LABELS, frozen, cfg, ws / "run")
+rung = fit_adapted_rung(holdout_fit("full", ws / "run"), make_task(ws, "strong"), LABELS, cfg)
 out = {{"size": dist.get_world_size(), "epochs": rung.details.epochs_run,
         "validation": [h.validation_metric for h in rung.details.history],
         "predictions": list(rung.validation_predictions)}}
@@ -39,10 +39,10 @@ def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_enc
 
     cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8})
     curated = make_task(workspace, "strong")
-    _, frozen = frozen_rung(workspace, cfg, curated)
+    frozen_rung(workspace, cfg, curated)
     root = str(Path(__file__).resolve().parents[2])
     script = workspace / "ddp.py"
-    script.write_text(SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder), frozen=str(frozen.model_dir)))
+    script.write_text(SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder)))
     cmd = [
         sys.executable,
         "-m",
@@ -74,16 +74,16 @@ def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(worksp
     torch.distributed.run; rank 0's model and result come back as a TrainedRung."""
     from safetensors.numpy import load_file
 
-    from tasks.finetuning import train_adapted_rung
+    from tasks.finetuning import holdout_fit, train_adapted_rung
     from tests.integration.test_ladder import LABELS, config, frozen_rung, make_task
 
     cfg = config(
         workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8, "processes": 2}
     )
     curated = make_task(workspace, "strong")
-    _, frozen = frozen_rung(workspace, cfg, curated)
-    rung = train_adapted_rung.fn("full", curated, LABELS, frozen.model_dir, cfg, workspace / "run")
+    frozen_rung(workspace, cfg, curated)
+    rung = train_adapted_rung.fn(holdout_fit("full", workspace / "run"), curated, LABELS, cfg)
     assert rung.details.processes == 2 and rung.details.epochs_run == 2
     assert len(rung.validation_predictions) == 30 and set(rung.validation_predictions) <= set(LABELS)
-    assert [h.epoch for h in rung.details.history] == [0, 1]
+    assert [h.epoch for h in rung.details.history] == [1, 2]
     assert load_file(str(rung.model_dir / "delta.safetensors"))

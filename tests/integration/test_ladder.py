@@ -14,6 +14,7 @@ import pytest
 
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
+from thaw.rungs import EvaluationPlan
 
 pytestmark = pytest.mark.integration
 
@@ -69,18 +70,18 @@ def frozen_rung(workspace, cfg, curated):
     from tasks.frozen_rung import train_frozen_rung
 
     features = extract_frozen_features.fn(curated, cfg)
-    return features, train_frozen_rung.fn(features, curated, LABELS, cfg, workspace / "run")
+    return features, train_frozen_rung.fn(features, curated, LABELS, cfg, workspace / "run", EvaluationPlan.holdout())
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "bitfit"])
 def test_saved_and_reloaded_adapter_gives_identical_outputs(workspace, tiny_encoder, method):
-    from tasks.finetuning import fit_adapted_rung
+    from tasks.finetuning import fit_adapted_rung, holdout_fit
     from thaw.serving import ThawPredictor
 
     curated = make_task(workspace, "strong")
     cfg = config(workspace, tiny_encoder, peft={"method": method}, finetune={"epochs": 1, "batch_size": 8})
     _, frozen = frozen_rung(workspace, cfg, curated)
-    rung = fit_adapted_rung("peft", curated, LABELS, frozen.model_dir, cfg, workspace / "run")
+    rung = fit_adapted_rung(holdout_fit("peft", workspace / "run"), curated, LABELS, cfg)
     saved = sorted(p.name for p in rung.model_dir.iterdir())
     assert ("adapter" in saved) == (method != "bitfit") and ("delta.safetensors" in saved) == (method == "bitfit")
     texts = pd.read_csv(workspace / curated.files["validation"].path)["text"].tolist()
@@ -95,7 +96,7 @@ import os, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from tests.integration.test_ladder import config, make_task, frozen_rung, LABELS
-from tasks.finetuning import fit_adapted_rung
+from tasks.finetuning import fit_adapted_rung, holdout_fit
 ws, enc = Path({ws!r}), Path({enc!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8}})
 curated = make_task(ws, "strong")
@@ -103,14 +104,14 @@ _, frozen = frozen_rung(ws, cfg, curated)
 def die(epoch):
     if epoch == 0:
         os.kill(os.getpid(), 9)   # a real SIGKILL after the first checkpoint
-fit_adapted_rung("full", curated, LABELS, frozen.model_dir, cfg, ws / "run", on_epoch_end=die)
+fit_adapted_rung(holdout_fit("full", ws / "run"), curated, LABELS, cfg, on_epoch_end=die)
 """
 
 
 def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, tmp_path):
     from safetensors.numpy import load_file
 
-    from tasks.finetuning import fit_adapted_rung
+    from tasks.finetuning import fit_adapted_rung, holdout_fit
 
     root = str(Path(__file__).resolve().parents[2])
     script = KILL_SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder))
@@ -119,9 +120,9 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
     curated = make_task(workspace, "strong")
     _, frozen = frozen_rung(workspace, cfg, curated)
-    resumed = fit_adapted_rung("full", curated, LABELS, frozen.model_dir, cfg, workspace / "run")
-    assert resumed.details.resumed_from_epoch == 0
-    assert [h.epoch for h in resumed.details.history] == [0, 1, 2]
+    resumed = fit_adapted_rung(holdout_fit("full", workspace / "run"), curated, LABELS, cfg)
+    assert resumed.details.resumed_from_epoch == 1  # epochs count from 1
+    assert [h.epoch for h in resumed.details.history] == [1, 2, 3]
 
     # the same training without the kill, in a fresh workspace, ends with the same weights
     other = tmp_path / "uninterrupted"
@@ -129,7 +130,7 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     cfg2 = config(other, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
     curated2 = make_task(other, "strong")
     _, frozen2 = frozen_rung(other, cfg2, curated2)
-    straight = fit_adapted_rung("full", curated2, LABELS, frozen2.model_dir, cfg2, other / "run")
+    straight = fit_adapted_rung(holdout_fit("full", other / "run"), curated2, LABELS, cfg2)
     assert straight.details.resumed_from_epoch is None
     a, b = (
         load_file(str(resumed.model_dir / "head.safetensors")),

@@ -25,7 +25,10 @@ def _config(workspace: Path, encoder: Path, train: Path, **expect) -> ThawConfig
             "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
             "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
             "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
-            "training": {"head": {"c_grid": [1.0], "max_iter": 300}},
+            "training": {
+                "head": {"c_grid": [1.0], "max_iter": 300},
+                "ladder": {"rungs": ["frozen", "peft"], "cv_repeats": 1},
+            },
         }
     )
 

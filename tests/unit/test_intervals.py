@@ -47,10 +47,10 @@ def test_the_paired_delta_interval_holds_the_observed_delta(per_class):
 
 
 def test_the_power_calculation_behind_the_small_data_switch():
-    assert required_validation_rows(0.02, 0.05) == 926  # the figure the README quotes
-    assert required_validation_rows(0.05, 0.05) < required_validation_rows(0.02, 0.05)
-    assert rows_per_class_needed(150, 0.02, 0.05) == 7  # CLINC150's 20 validation rows per class suffice
-    assert rows_per_class_needed(77, 0.02, 0.05) == 13  # 1.5 rows per class (10-shot) do not
+    assert required_validation_rows(0.05, 0.05) == 147  # the default: the figure the README quotes
+    assert required_validation_rows(0.02, 0.05) == 926  # a 2-point gain needs six times as many
+    assert rows_per_class_needed(10, 0.05, 0.05) == 15
+    assert rows_per_class_needed(77, 0.05, 0.05) == 3  # 1.5 rows per class (10-shot) is fewer
     assert rows_per_class_needed(1000, 0.02, 0.05) == 3
 
 
@@ -61,3 +61,12 @@ def test_cross_validated_comparison_is_corrected_for_overlapping_folds():
     assert clear.delta > 0 and clear.p_value < 0.05 and clear.low <= clear.delta <= clear.high
     noisy = cross_validated_comparison("a", "b", a, [x + 0.002 * (-1) ** i for i, x in enumerate(a)], 0.8)
     assert noisy.p_value > 0.3
+
+
+def test_worst_classes_are_those_below_average_and_fixed_means_a_real_gain():
+    from thaw.metrics import worst_classes
+
+    f1 = {"frozen": {"a": 0.2, "b": 0.9, "c": 0.5, "d": 0.95}, "peft": {"a": 0.85, "b": 0.9, "c": 0.55, "d": 0.9}}
+    worst = worst_classes(f1, "frozen")
+    assert [w["label"] for w in worst] == ["a", "c"]  # mean 0.6375: b and d are not "worst"
+    assert worst[0]["fixed_by"] == "peft" and worst[1]["fixed_by"] is None  # c rose by 0.05 only

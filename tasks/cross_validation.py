@@ -1,0 +1,69 @@
+"""Scoring a rung by repeated stratified k-fold cross-validation over train + validation,
+for data whose validation split is too small for the gate to see a real gain.
+
+Every rung is scored on the same folds (``EvaluationPlan.fold_rows``), so the gate can
+compare two rungs fold by fold (``gate.cross_validated_comparison``). The out-of-fold
+predictions of the first repeat (each pooled row predicted once, by a model that did
+not see it) stand in for validation predictions in reports and per-class metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, Split, SplitRows
+from thaw.rungs import EvaluationPlan
+
+POOL = SplitRows(("train", "validation"))
+FitPredict = Callable[[str, tuple[int, ...], tuple[int, ...]], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class CrossValidated:
+    """Per-fold scores, the first repeat's out-of-fold predictions, and folds scored."""
+
+    fold_scores: dict[str, float]
+    predictions: tuple[str, ...]
+    folds: int
+
+
+def pool(curated: DatasetVersion, cfg: ThawConfig) -> Split:
+    """Train and validation, one after the other: the rows cross-validation deals out."""
+    return POOL.read(curated, cfg.root)
+
+
+def gate_metric(cfg: ThawConfig) -> Callable[[Sequence[str], Sequence[str], Sequence[str]], float]:
+    """The gate's metric as a function of (true, predicted, labels)."""
+    from thaw.metrics import macro_f1
+
+    if cfg.training.ladder.metric == "accuracy":
+        return lambda y, p, labels: sum(a == b for a, b in zip(y, p, strict=True)) / max(len(y), 1)
+    return macro_f1
+
+
+def cross_validate(
+    plan: EvaluationPlan,
+    y_pool: Sequence[str],
+    labels: Sequence[str],
+    fit_predict: FitPredict,
+    metric: Callable[[Sequence[str], Sequence[str], Sequence[str]], float],
+    budget_s: float | None = None,
+) -> CrossValidated:
+    """Fit and score on each fold in turn. With a time budget, stops once the first
+    repeat is complete and the budget is spent (a slow rung gets fewer repeats)."""
+    folds = plan.fold_rows(list(y_pool))
+    started, scores = time.monotonic(), {}
+    oof: list[str] = [""] * len(y_pool)
+    for name, kept, held in folds:
+        predicted = list(fit_predict(name, kept, held))
+        scores[name] = metric([y_pool[i] for i in held], predicted, labels)
+        if name.startswith("cv-r0-"):
+            for position, label in zip(held, predicted, strict=True):
+                oof[position] = label
+        first_repeat_done = len(scores) >= plan.folds
+        if budget_s is not None and first_repeat_done and time.monotonic() - started > budget_s:
+            break
+    return CrossValidated(scores, tuple(oof), len(scores))

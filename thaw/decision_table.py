@@ -1,0 +1,121 @@
+"""The decision table of seed document 002 and the choice of how rungs are scored: pure
+functions over the evidence (``thaw.rungs.DataEvidence``), with truth-table tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from thaw.gate import rows_per_class_needed
+from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan
+
+FEW_LABELS = 16  # median rows per class below which the few-shot (contrastive) rung comes first
+MANY_LABELS = 80  # median rows per class from which whole-backbone fine-tuning pays (measured on CLINC150)
+FRAGMENTED = 0.25  # share of words the tokenizer cuts into 3+ pieces: text far from the backbone's
+
+
+def ladder_plan(
+    evidence: DataEvidence, configured: Sequence[str], alpha: float, follow_table: bool = True
+) -> LadderPlan:
+    """The decision table of seed document 002: which rungs to climb after the frozen
+    one, given the label count, the domain gap and whether reuse already works.
+
+    - few labels (median < FEW_LABELS rows per class): the few-shot rung (contrastive
+      pairs make many training signals of few rows); unfreezing blocks with a
+      classification loss on so few rows overfits, so partial and full are skipped;
+    - reuse fails (frozen significantly worse than scratch) or the tokenizer shreds the
+      text (>= FRAGMENTED of words in 3+ pieces): the domain is far, adapters on frozen
+      weights are not enough: straight to partial and full;
+    - many labels (median >= MANY_LABELS): enough data to move the whole backbone: PEFT
+      is skipped, partial and full are tried;
+    - otherwise reuse works and labels are moderate: PEFT first, deeper only on evidence.
+    Rungs not configured are left out; the frozen rung always runs first.
+    """
+    later = [r for r in configured if r != "frozen"]
+    facts = _evidence_lines(evidence)
+    if not follow_table:
+        return LadderPlan("as configured", tuple(later), (*facts, "decision table off: every configured rung in order"))
+    negative = (
+        evidence.frozen_minus_scratch is not None
+        and evidence.frozen_minus_scratch < 0
+        and (evidence.frozen_vs_scratch_p or 1.0) < alpha
+    )
+    if evidence.rows_per_class_median < FEW_LABELS:
+        wanted, suggestion, why = (
+            ("fewshot", "peft"),
+            "fewshot",
+            (
+                f"few labels ({evidence.rows_per_class_median:g} rows per class, median < {FEW_LABELS}): contrastive "
+                "pairs first; partial and full skipped (too few rows to move whole blocks)"
+            ),
+        )
+    elif negative or evidence.fragmented_word_share >= FRAGMENTED:
+        gap = (
+            "reuse fails (frozen significantly below scratch)"
+            if negative
+            else (f"the tokenizer cuts {evidence.fragmented_word_share:.0%} of words into 3+ pieces")
+        )
+        wanted, suggestion, why = (
+            ("partial", "full"),
+            "full",
+            f"large domain gap: {gap}; adapters on frozen weights skipped",
+        )
+    elif evidence.rows_per_class_median >= MANY_LABELS:
+        wanted, suggestion, why = (
+            ("partial", "full"),
+            "full",
+            (
+                f"many labels ({evidence.rows_per_class_median:g} rows per class, median >= {MANY_LABELS}) and reuse "
+                "works: enough data to move the whole backbone; PEFT skipped"
+            ),
+        )
+    else:
+        wanted, suggestion, why = (
+            ("peft", "partial", "full"),
+            "peft",
+            ("moderate labels and reuse works: adapters first, deeper only on evidence"),
+        )
+    rungs = tuple(r for r in later if r in wanted)
+    skipped = [r for r in later if r not in wanted]
+    reasons = (*facts, why, *([f"skipped: {', '.join(skipped)}"] if skipped else []))
+    return LadderPlan(suggestion, rungs, reasons)
+
+
+def _evidence_lines(e: DataEvidence) -> tuple[str, ...]:
+    lines = [
+        f"{e.classes} classes, {e.train_rows} training rows; rows per class min {e.rows_per_class_min}, "
+        f"median {e.rows_per_class_median:g}",
+        f"domain gap: {e.fragmented_word_share:.1%} of words cut into 3+ pieces by the backbone's tokenizer; "
+        f"1-NN accuracy of frozen features {e.neighbour_accuracy:.3f}",
+    ]
+    if e.frozen_minus_scratch is not None:
+        lines.append(
+            f"reuse: frozen {e.frozen_metric:.4f}, frozen minus scratch {e.frozen_minus_scratch:+.4f} "
+            f"(p={e.frozen_vs_scratch_p:.3f} that scratch is better)"
+        )
+    return tuple(lines)
+
+
+def evaluation_plan(
+    classes: int,
+    validation_rows_per_class: float,
+    min_gain: float,
+    alpha: float,
+    folds: int,
+    repeats: int,
+    seed: int,
+    min_class_rows: int,
+):
+    """Hold-out validation when it has the rows a paired test needs to see ``min_gain``,
+    else repeated stratified k-fold over train + validation (k no larger than the rarest
+    class allows, at least 2)."""
+    needed = rows_per_class_needed(classes, min_gain, alpha)
+    if validation_rows_per_class >= needed:
+        reason = f"validation has {validation_rows_per_class:g} rows per class (median), >= {needed} needed"
+        return EvaluationPlan("holdout", 0, 0, seed, validation_rows_per_class, needed, reason)
+    k = max(2, min(folds, min_class_rows))
+    reason = (
+        f"validation has {validation_rows_per_class:g} rows per class (median), fewer than the {needed} a paired "
+        f"test needs to see a {min_gain:.0%} gain at alpha {alpha}: {repeats} x {k}-fold cross-validation "
+        "over train + validation instead"
+    )
+    return EvaluationPlan("cross-validation", k, repeats, seed, validation_rows_per_class, needed, reason)
