@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -247,7 +248,45 @@ class TrackingConfig(_Frozen):
     experiment: str = "thaw"
 
 
-_CREDENTIAL_WORDS = ("secret", "password", "key_id", "access_key", "token", "credential")
+# Option names that carry credentials (as substrings, case-insensitive), and a URL with a
+# password in it: the config is logged with every run and copied into tags, the model
+# card and lineage output, so nothing in it may speak for anyone.
+_CREDENTIAL_WORDS = (
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "key_id",
+    "access_key",
+    "account_key",
+    "private_key",
+    "token",
+    "credential",
+    "connection_string",
+    "sas",
+    "auth",
+)
+_URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+
+
+def credential_problems(value: Any, where: str = "") -> list[str]:
+    """Where in ``value`` (a config dump) a credential would be stored: keys of free-form
+    option maps (``*_options``) that name one, and URLs with a password in them. (thaw's
+    own fields hold none: ``secret_env`` names a variable, ``secret_file`` a path.)"""
+    if isinstance(value, dict):
+        out = []
+        free_form = where.endswith("_options")
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if free_form and any(w in str(key).lower() for w in _CREDENTIAL_WORDS):
+                out.append(f"{path}: the option name says it holds a credential")
+            out += credential_problems(item, path)
+        return out
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in credential_problems(item, f"{where}[{i}]")]
+    if isinstance(value, str) and _URL_WITH_PASSWORD.match(value.strip()):
+        return [f"{where}: the URL carries a password (user:password@)"]
+    return []
 
 
 class VersioningConfig(_Frozen):
@@ -266,18 +305,6 @@ class VersioningConfig(_Frozen):
     raw_policy: Literal["same_remote", "separate_remote", "local"] = "same_remote"
     raw_remote_url: str | None = None
     raw_remote_options: dict[str, str] = {}
-
-    @model_validator(mode="after")
-    def _no_credentials(self) -> VersioningConfig:
-        for field_name in ("remote_options", "raw_remote_options"):
-            options = getattr(self, field_name)
-            secret = [k for k in options if any(w in k.lower() for w in _CREDENTIAL_WORDS)]
-            if secret:
-                raise ValueError(
-                    f"versioning.{field_name}: {', '.join(secret)} looks like a credential; "
-                    "pass it through the environment or `dvc remote modify --local`, not the config"
-                )
-        return self
 
     @model_validator(mode="after")
     def _raw_remote_matches_policy(self) -> VersioningConfig:
@@ -315,6 +342,18 @@ class ThawConfig(_Frozen):
     versioning: VersioningConfig = VersioningConfig()
     promotion: PromotionConfig = PromotionConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
+
+    @model_validator(mode="after")
+    def _no_credentials_anywhere(self) -> ThawConfig:
+        problems = credential_problems(self.model_dump(mode="json"))
+        if problems:
+            raise ValueError(
+                "credentials do not belong in the configuration (it is logged with every run): "
+                + "; ".join(problems)
+                + "; use the environment (MLFLOW_TRACKING_USERNAME/_PASSWORD, AWS_*, ...) "
+                "or `dvc remote modify --local`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> ThawConfig:
@@ -357,6 +396,12 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _one_problem(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> ThawConfig:
     """Read ``path`` (YAML), apply dotted ``overrides`` and validate.
 
@@ -381,5 +426,5 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         return ThawConfig.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_one_problem(err) for err in exc.errors())
         raise UserError(f"{source}: invalid configuration: {problems}") from None

@@ -40,3 +40,30 @@ def test_missing_config_file_is_a_user_error(tmp_path: Path):
 
 def test_digest_changes_with_content():
     assert load_config().digest() != load_config(None, {"model_name": "other"}).digest()
+
+
+@pytest.mark.parametrize(
+    "override,where",
+    [
+        ({"tracking.tracking_uri": "https://ana:s3cret@mlflow.example.com"}, "tracking.tracking_uri"),
+        ({"versioning.remote_url": "s3://key:secret@bucket/data"}, "versioning.remote_url"),
+        ({"versioning.remote_options": {"account_key": "abc"}}, "versioning.remote_options.account_key"),
+        ({"versioning.remote_options": {"connection_string": "abc"}}, "versioning.remote_options.connection_string"),
+        ({"versioning.remote_options": {"passphrase": "abc"}}, "versioning.remote_options.passphrase"),
+        ({"curation.dask_address": "tcp://u:p@10.0.0.1:8786"}, "curation.dask_address"),
+    ],
+)
+def test_credentials_are_refused_in_any_form(override, where):
+    with pytest.raises(UserError, match=rf"credentials do not belong in the configuration.*{where}"):
+        load_config(None, override)
+
+
+def test_a_user_name_alone_and_endpoint_options_are_fine():
+    cfg = load_config(
+        None,
+        {
+            "tracking.tracking_uri": "https://ana@mlflow.example.com",
+            "versioning.remote_options": {"endpointurl": "http://minio:9000"},
+        },
+    )
+    assert cfg.tracking.tracking_uri.startswith("https://ana@")
