@@ -1,0 +1,272 @@
+"""The promotion ledger as data: hash-chained entries, their verification and replay.
+
+Pure functions; ``tasks/ledger.py`` reads and writes the entries (registered-model tags).
+
+Each operation that can move an alias (register, approve, reject, rollback) writes an
+**intent** entry before it acts and a **completion** after, with the same ``op`` id; the
+completion says what happened (``applied``, ``refused``, ``not-applied``) and, when a
+later process wrote it after a crash, who recovered it. Notes (a broken lock, a manual
+unlock, an approval requested in the Prefect form) are single ``record`` entries.
+
+Every entry holds the digest of the one before it (``prev``) and its own ``digest``
+(SHA-256 of its canonical JSON without that field), so an edited entry no longer matches
+its digest and a deleted one leaves a gap in the chain. A head anchor (count and last
+digest) catches a deleted last entry. Keys are unique (time in ns and the op id), never a
+count, so nothing overwrites an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY_PREFIX = "thaw.ledger."
+HEAD_TAG = "thaw.ledger_head"
+TEXT_PREFIX = "thaw.ledger_text."
+GENESIS = "genesis"
+SCHEMA = 1
+INLINE_TEXT = 400  # characters of a reason kept in the entry itself
+TEXT_PART = 4000  # characters per continuation tag (MLflow's smallest tag column is 5000)
+ALIAS_MOVING = ("register", "approve", "reject", "rollback")
+TEXT_FIELDS = ("reason", "details")  # free text that may outgrow a tag
+
+
+def canonical_json(body: Mapping[str, Any]) -> str:
+    """The one serialisation digests are computed over (sorted keys, no spaces)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_digest(body: Mapping[str, Any]) -> str:
+    """SHA-256 of the entry without its own ``digest`` field."""
+    return hashlib.sha256(canonical_json({k: v for k, v in body.items() if k != "digest"}).encode()).hexdigest()
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def entry_key(time_ns: int, op: str, phase: str) -> str:
+    """A unique, time-ordered tag key for an entry (order proper comes from the chain)."""
+    return f"{KEY_PREFIX}{time_ns:020d}.{op}.{phase}"
+
+
+def text_keys(key: str, name: str, parts: int) -> list[str]:
+    """Tag keys holding the continuation of the long text field ``name`` of the entry at ``key``."""
+    return [f"{TEXT_PREFIX}{key.removeprefix(KEY_PREFIX)}.{name}.{i}" for i in range(1, parts + 1)]
+
+
+def split_text(name: str, text: str) -> tuple[dict[str, Any], list[str]]:
+    """Entry fields for the text field ``name`` and the continuation parts of a long one:
+    the first INLINE_TEXT characters stay inline, the whole text is bound by its digest."""
+    fields: dict[str, Any] = {name: text[:INLINE_TEXT]}
+    if len(text) <= INLINE_TEXT:
+        return fields, []
+    rest = text[INLINE_TEXT:]
+    parts = [rest[i : i + TEXT_PART] for i in range(0, len(rest), TEXT_PART)]
+    return {**fields, f"{name}_parts": len(parts), f"{name}_sha256": text_digest(text)}, parts
+
+
+def full_text(entry: Mapping[str, Any], name: str, tags: Mapping[str, str]) -> tuple[str, str | None]:
+    """The reassembled text field ``name`` of an entry, and a problem if its parts are
+    missing or do not match the digest the entry holds."""
+    parts = int(entry.get(f"{name}_parts", 0) or 0)
+    if not parts:
+        return entry.get(name, ""), None
+    keys = text_keys(entry["key"], name, parts)
+    missing = [k for k in keys if k not in tags]
+    if missing:
+        return entry.get(name, ""), f"{entry['key']}: {len(missing)} of {parts} parts of its {name} are missing"
+    text = entry.get(name, "") + "".join(tags[k] for k in keys)
+    if text_digest(text) != entry.get(f"{name}_sha256"):
+        return text, f"{entry['key']}: its {name} was edited (digest mismatch)"
+    return text, None
+
+
+def seal(fields: Mapping[str, Any], prev: str) -> dict[str, Any]:
+    """The entry body for ``fields`` chained after ``prev``, with its digest."""
+    body = {"schema": SCHEMA, **fields, "prev": prev}
+    return {**body, "digest": entry_digest(body)}
+
+
+def head_value(count: int, digest: str) -> str:
+    return f"{count}:{digest}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An intent and, once written, its completion."""
+
+    op: str
+    intent: dict[str, Any]
+    completion: dict[str, Any] | None
+
+    @property
+    def action(self) -> str:
+        return self.intent["action"]
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    """What the tags say, in chain order, and what is wrong with them."""
+
+    entries: tuple[dict[str, Any], ...]
+    problems: tuple[str, ...]  # tampering or inconsistency: --verify fails
+    notes: tuple[str, ...]  # benign: e.g. a head anchor one write behind after a crash
+    open_operations: tuple[Operation, ...]  # intents without a completion
+    champion: str | None  # replayed from applied completions
+    champion_history: tuple[str, ...] = field(default=())  # promote pushes, rollback pops
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def head(self) -> str:
+        return self.entries[-1]["digest"] if self.entries else GENESIS
+
+
+def read_entries(tags: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Entries by tag key, and problems with tags that are not entries."""
+    entries, problems = {}, []
+    for key in sorted(k for k in tags if k.startswith(KEY_PREFIX)):
+        try:
+            body = json.loads(tags[key])
+            if not isinstance(body, dict) or "digest" not in body or "prev" not in body:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{key} is not a ledger entry (unreadable): edited or written by something else")
+            continue
+        entries[key] = {**body, "key": key}
+    return entries, problems
+
+
+def order_chain(entries: Mapping[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Entries in chain order from the genesis, and problems: edits (digest mismatch),
+    gaps (a prev matching no entry: something was deleted) and forks (two entries
+    after the same one: written without the lock)."""
+    problems = []
+    for key, e in entries.items():
+        if entry_digest({k: v for k, v in e.items() if k != "key"}) != e["digest"]:
+            problems.append(f"{key} was edited after it was written (its digest no longer matches)")
+    after: dict[str, list[dict[str, Any]]] = {}
+    for e in entries.values():
+        after.setdefault(e["prev"], []).append(e)
+    for prev, nexts in after.items():
+        if len(nexts) > 1:
+            keys = ", ".join(sorted(n["key"] for n in nexts))
+            problems.append(f"the chain forks after {prev[:12]}: {keys} (written without holding the lock)")
+    digests = {e["digest"] for e in entries.values()}
+    for e in entries.values():
+        if e["prev"] != GENESIS and e["prev"] not in digests:
+            problems.append(f"the entry before {e['key']} is missing (no entry has digest {e['prev'][:12]}): deleted")
+    ordered, seen, current = [], set(), GENESIS
+    while current in after and current not in seen:
+        seen.add(current)
+        nxt = min(after[current], key=lambda n: n["key"])
+        ordered.append(nxt)
+        current = nxt["digest"]
+    stray = sorted((e for e in entries.values() if e["digest"] not in {o["digest"] for o in ordered}), key=_key)
+    return ordered + stray, problems
+
+
+def _key(e: dict[str, Any]) -> str:
+    return e["key"]
+
+
+def operations(entries: list[dict[str, Any]]) -> tuple[list[Operation], list[str]]:
+    """Intents joined with their completions, in order; problems for orphan completions."""
+    intents: dict[str, dict[str, Any]] = {}
+    done: dict[str, dict[str, Any]] = {}
+    problems = []
+    for e in entries:
+        if e.get("phase") == "intent":
+            intents[e["op"]] = e
+        elif e.get("phase") == "completion":
+            if e["op"] not in intents:
+                problems.append(f"{e['key']} completes operation {e['op']} whose intent is missing")
+            done[e["op"]] = e
+    return [Operation(op, intent, done.get(op)) for op, intent in intents.items()], problems
+
+
+def replay_champion(ops: list[Operation]) -> tuple[str | None, tuple[str, ...]]:
+    """The champion the applied operations leave, and the promotion history (a stack that
+    rollbacks pop)."""
+    stack: list[str] = []
+    for o in ops:
+        if o.completion is None or o.completion.get("outcome") != "applied":
+            continue
+        if o.action == "approve":
+            stack.append(o.intent["version"])
+        elif o.action == "rollback" and stack:
+            stack.pop()
+            if not stack or stack[-1] != o.intent["version"]:
+                stack.append(o.intent["version"])
+    return (stack[-1] if stack else None), tuple(stack)
+
+
+def verify(
+    tags: Mapping[str, str],
+    champion_alias: str | None,
+    version_entries: Mapping[str, str] | None = None,
+) -> LedgerReport:
+    """Check the chain, the head anchor, long reasons and the champion alias against the
+    replay. ``version_entries`` maps a version to the ledger digest its approval tags cite."""
+    entries, problems = read_entries(tags)
+    ordered, chain_problems = order_chain(entries)
+    problems += chain_problems
+    notes: list[str] = []
+    for e in ordered:
+        for name in TEXT_FIELDS:
+            _, problem = full_text(e, name, tags)
+            if problem:
+                problems.append(problem)
+    problems += _head_problems(tags.get(HEAD_TAG), ordered, notes)
+    ops, op_problems = operations(ordered)
+    problems += op_problems
+    open_ops = tuple(o for o in ops if o.completion is None)
+    champion, history = replay_champion(ops)
+    if not open_ops and champion != champion_alias:
+        problems.append(
+            f"the champion alias is on {_v(champion_alias)} but the ledger leaves {_v(champion)}: "
+            "the alias was moved outside thaw"
+        )
+    digests = {e["digest"] for e in ordered}
+    for version, cited in sorted((version_entries or {}).items()):
+        if cited not in digests:
+            problems.append(f"version {version} cites ledger entry {cited[:12]}, which is not in the ledger: deleted")
+    return LedgerReport(tuple(ordered), tuple(problems), tuple(notes), open_ops, champion, history)
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "no version"
+
+
+def _head_problems(head: str | None, ordered: list[dict[str, Any]], notes: list[str]) -> list[str]:
+    if head is None:
+        return ["the ledger has entries but no head anchor: deleted"] if ordered else []
+    count_text, _, digest = head.partition(":")
+    count = int(count_text) if count_text.isdigit() else -1
+    last = ordered[-1]["digest"] if ordered else GENESIS
+    if (count, digest) == (len(ordered), last):
+        return []
+    if count == len(ordered) - 1 and (digest == ordered[-1]["prev"]):
+        notes.append("the head anchor is one entry behind (a writer stopped after the entry): repaired on next write")
+        return []
+    if count > len(ordered):
+        return [f"the head anchor counts {count} entries but {len(ordered)} remain: the last ones were deleted"]
+    return [f"the head anchor ({head[:24]}) does not match the last entry: edited"]
+
+
+def completion_fields(intent: Mapping[str, Any], outcome: str, **extra: Any) -> dict[str, Any]:
+    """The completion entry's fields for ``intent`` (same op, action and version)."""
+    return {
+        "op": intent["op"],
+        "phase": "completion",
+        "action": intent["action"],
+        "version": intent.get("version"),
+        "outcome": outcome,
+        **extra,
+    }
