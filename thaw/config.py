@@ -153,10 +153,12 @@ class PeftConfig(_Frozen):
 class FineTuneConfig(_Frozen):
     """The training loop of rungs 2-4 (PEFT, partial unfreeze, full fine-tuning)."""
 
-    epochs: int = Field(3, ge=1)
+    # 4 epochs at 1e-4 for the whole backbone: the best CLINC150 validation accuracy of the
+    # settings tried (5e-5 x 3: 0.973; 1e-4 x 4: 0.977; 2e-4 x 4: 0.977, its test lower)
+    epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)
     partial_learning_rate: float = Field(1e-4, gt=0)
-    full_learning_rate: float = Field(5e-5, gt=0)
+    full_learning_rate: float = Field(1e-4, gt=0)
     head_learning_rate: float = Field(1e-3, gt=0)
     layer_decay: float = Field(0.8, gt=0, le=1)
     unfreeze_top_k: int = Field(2, ge=1)
@@ -321,6 +323,10 @@ class PromotionConfig(_Frozen):
 
     wait_for_approval: bool = False  # on a Prefect server: pause the run for a typed approval form
     approval_timeout_minutes: float = Field(60.0, gt=0)
+    # The promotion lock: its holder renews the lease every quarter of it; a lock not
+    # renewed for a whole lease (by the registry's clock) is taken over by the next waiter.
+    lock_lease_seconds: float = Field(60.0, ge=2)
+    lock_wait_seconds: float = Field(900.0, gt=0)
 
 
 class SchedulingConfig(_Frozen):
