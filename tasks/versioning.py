@@ -152,24 +152,48 @@ def register_metrics_file(root: Path, relpath: str) -> None:
         path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
-@task(name="version-curated-data", retries=2, retry_delay_seconds=[2, 10])
-def version_curated_data(staged: dict[str, Path], cfg: ThawConfig, metrics: Path | None = None) -> DatasetVersion:
-    """Move validated curated splits into ``datasets/<model>/``, ``dvc add`` and push.
+def content_digest(staged: dict[str, Path]) -> str:
+    """The name of a curated version's directory: md5 over its splits' names and md5s."""
+    import hashlib
 
-    Each split gets its own ``.dvc`` file, so each has a plain md5 an auditor can check
-    with ``md5sum``. The accounting metrics file sits beside them, listed in dvc.yaml.
-    """
-    ensure_dvc_repo(cfg)
-    root = cfg.root
-    target_dir = root / cfg.versioning.curated_dir / cfg.model_name
-    target_dir.mkdir(parents=True, exist_ok=True)
+    listing = "".join(f"{split}:{file_md5(path)}\n" for split, path in sorted(staged.items()))
+    return hashlib.md5(listing.encode()).hexdigest()[:16]
+
+
+def _place(staged: dict[str, Path], target_dir: Path) -> dict[str, Path]:
+    """Copy the staged splits into ``target_dir`` (each file appears whole, by rename);
+    files already there with the same bytes are left alone: a directory, once written,
+    never changes, so a run training on it is never disturbed."""
+    from thaw.datasets import atomic_output
+
     placed = {}
     for split, path in staged.items():
         placed[split] = target_dir / path.name
-        shutil.copyfile(path, placed[split])
+        if placed[split].is_file() and file_md5(placed[split]) == file_md5(path):
+            continue
+        with atomic_output(placed[split]) as tmp:
+            shutil.copyfile(path, tmp)
+    return placed
+
+
+@task(name="version-curated-data", retries=2, retry_delay_seconds=[2, 10])
+def version_curated_data(staged: dict[str, Path], cfg: ThawConfig, metrics: Path | None = None) -> DatasetVersion:
+    """Place validated curated splits in their own content-addressed directory,
+    ``datasets/<model>/<digest>/``, ``dvc add`` and push them.
+
+    Two runs of one model never write the same files: each trains on the directory named
+    by its own content, and readers check each file's md5 before use. Each split gets its
+    own ``.dvc`` file, so each has a plain md5 an auditor can check with ``md5sum``. The
+    accounting metrics file sits in ``datasets/<model>/``, listed in dvc.yaml.
+    """
+    ensure_dvc_repo(cfg)
+    root = cfg.root
+    model_dir = root / cfg.versioning.curated_dir / cfg.model_name
+    target_dir = model_dir / content_digest(staged)
+    placed = _place(staged, target_dir)
     if metrics is not None and metrics.is_file():  # small, git-tracked: dvc metrics diff compares versions
-        shutil.copyfile(metrics, target_dir / metrics.name)
-        register_metrics_file(root, str((target_dir / metrics.name).relative_to(root)))
+        shutil.copyfile(metrics, model_dir / metrics.name)
+        register_metrics_file(root, str((model_dir / metrics.name).relative_to(root)))
     rel = [str(p.relative_to(root)) for p in placed.values()]
     run_dvc(root, "add", *rel)
     _push(cfg, *(f"{r}.dvc" for r in rel))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from thaw.errors import UserError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -55,6 +57,10 @@ class TrackedFile:
     size: int
 
 
+class DataChanged(UserError):
+    """A versioned file no longer has the md5 recorded for it."""
+
+
 @dataclass(frozen=True)
 class DatasetVersion:
     """What a run read or wrote, as DVC recorded it, and where it was pushed."""
@@ -71,11 +77,20 @@ class DatasetVersion:
         return cls(data["dvc_file"], data["md5"], files, data["remote"])
 
     def local_path(self, root: Path, split: str) -> Path:
-        """Where ``split`` lives in the workspace ``root``."""
-        return Path(root) / self.files[split].path
+        """Where ``split`` lives in the workspace ``root``, once its bytes are checked
+        against the md5 DVC recorded; refuses (DataChanged) a file altered since."""
+        path = Path(root) / self.files[split].path
+        actual = file_md5(path) if path.is_file() else "missing"
+        if actual != self.files[split].md5:
+            raise DataChanged(
+                f"{path}: md5 {actual} is not the {self.files[split].md5} this run versioned; "
+                "the file changed under the run (restore it with `dvc checkout`)"
+            )
+        return path
 
     def read(self, root: Path, split: str) -> Split:
-        """The curated ``split`` of this version, read from the workspace ``root``."""
+        """The curated ``split`` of this version, read from the workspace ``root`` and
+        verified against its recorded md5 first."""
         return read_split(self.local_path(root, split))
 
 
@@ -83,6 +98,19 @@ def file_md5(path: Path) -> str:
     """md5 of the file's bytes: the digest DVC 3 records for a file."""
     with open(path, "rb") as fh:
         return stream_md5(fh)
+
+
+def tree_sha256(directory: Path, ignore: tuple[str, ...] = ()) -> str:
+    """SHA-256 over every file under ``directory`` (but top-level names in ``ignore``):
+    sorted relative paths and each file's SHA-256. Equal for byte-identical trees
+    wherever they are stored."""
+    h = hashlib.sha256()
+    files = (p for p in Path(directory).rglob("*") if p.is_file() and p.relative_to(directory).parts[0] not in ignore)
+    for path in sorted(files):
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        h.update(f"{path.relative_to(directory).as_posix()}\0{digest}\n".encode())
+    return h.hexdigest()
 
 
 def stream_md5(handle: BinaryIO, chunk: int = 1 << 20) -> str:

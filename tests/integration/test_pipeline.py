@@ -4,6 +4,7 @@ Presidio, Great Expectations and a tiny random encoder, all in tmp_path."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,8 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
     run = client.get_run(mv.run_id)
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     for split in ("train", "validation", "test"):
-        curated_file = workspace / "datasets" / "tickets" / f"{split}.csv"
+        curated_file = workspace / mv.tags[f"thaw.curated.{split}.path"]
+        assert re.fullmatch(r"datasets/tickets/[0-9a-f]{16}/" + split + r"\.csv", mv.tags[f"thaw.curated.{split}.path"])
         recorded = yaml.safe_load(curated_file.with_name(curated_file.name + ".dvc").read_text())["outs"][0]["md5"]
         assert digests[f"tickets-curated-{split}"] == recorded == file_md5(curated_file)
         assert mv.tags[f"thaw.curated.{split}.md5"] == recorded
