@@ -30,7 +30,8 @@ from tasks.features import extract_frozen_features
 from tasks.lineage import model_version_tags, run_params
 from tasks.model_card import publish_model_card
 from tasks.prediction import predict_test_split, report_unselected_rungs
-from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run, register_model
+from tasks.registration import register_model
+from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run
 from tasks.reporting import ladder_metrics, reports_in, write_run_summary, write_skipped_summary
 from tasks.scheduling import training_slot
 from tasks.versioning import version_curated_data, version_raw_data

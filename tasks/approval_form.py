@@ -1,8 +1,15 @@
 """Human approval inside a Prefect run: pause for a typed form in the Prefect UI.
 
-The form shows the candidate's evaluation against the champion and its lineage. The
-answer goes through the same ``approve``/``reject`` as the CLI, so both ways write
-one kind of record. Without an answer before the timeout the version stays challenger.
+The form shows the candidate's evaluation against the champion and its lineage.
+
+Who answered the form is not known: the Prefect UI has no per-user login, and the flow
+acts with the worker's MLflow credentials. So where the tracking server authenticates
+users, the answer is recorded in the ledger as a *request* (with the name typed, marked
+as claimed) and an approver completes it with ``thaw approve`` / ``thaw reject`` under
+their own authenticated account; the gate and the promotion happen then. Where the
+server has no authentication, no identity is verified anyway: the answer goes through the
+same ``approve``/``reject`` as the CLI, and every entry says it was not verified.
+Without an answer before the timeout the version stays challenger.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ class ApprovalForm(RunInput):
 
 def approval_description(cfg: ThawConfig, registered: RegisteredVersion) -> str:
     """Markdown shown above the form: metrics, comparison with the champion, lineage."""
+    from tasks.champion_comparison import compare_with_champion
     from tasks.lineage import describe_lineage
-    from tasks.promotion import compare_with_champion
 
     info = describe_lineage(cfg, f"{registered.name}/{registered.version}")
     lines = [
@@ -39,11 +46,8 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion) -> str:
     ]
     champion = alias_version(client_for(cfg), registered.name, CHAMPION)
     if champion:
-        c = compare_with_champion(cfg, registered.name, champion, registered.version)
-        lines.append(
-            f"- vs champion v{champion} on the same test set: accuracy {c.delta:+.4f} "
-            f"[{c.low:+.4f}, {c.high:+.4f}], p={c.p_value:.3f}"
-        )
+        versus = compare_with_champion(cfg, registered.name, champion, registered.version)
+        lines.append(f"- vs champion: {versus.summary()}")
     else:
         lines.append("- no champion yet")
     d = info["data"]
@@ -58,14 +62,16 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion) -> str:
 
 
 def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> str:
-    """Pause the flow run for the form; returns 'approved', 'rejected' or 'timeout'.
+    """Pause the flow run for the form; returns 'approved', 'rejected', 'requested' (an
+    authenticating registry: recorded for an approver to complete) or 'timeout'.
 
     Call from the flow body (Prefect pauses flow runs, not tasks).
     """
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
-    from tasks.promotion import approve, reject
+    from tasks.identity import registry_identity
+    from tasks.promotion import approve, reject, request_approval
 
     form = ApprovalForm.with_initial_data(description=approval_description(cfg, registered))
     try:
@@ -82,8 +88,18 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> str:
             registered.version,
         )
         return "timeout"
-    who = answer.approver.strip() or None
+    reason = answer.reason or ("approved" if answer.approve else "rejected") + " in the Prefect UI"
+    if registry_identity(cfg).verified:
+        claimed = answer.approver.strip() or "(no name typed)"
+        request_approval(cfg, registered.name, registered.version, answer.approve, reason, claimed)
+        verb = "approve" if answer.approve else "reject"
+        log.warning(
+            "recorded the form's answer as a request; an approver completes it with `thaw %s %s %s --reason ...`",
+            verb,
+            registered.name,
+            registered.version,
+        )
+        return "requested"
     decide, outcome = (approve, "approved") if answer.approve else (reject, "rejected")
-    reason = answer.reason or f"{outcome} in the Prefect UI"
-    decide(cfg, registered.name, registered.version, reason, via="prefect", approver=who)
+    decide(cfg, registered.name, registered.version, reason, via=f"prefect form (typed name: {answer.approver[:60]})")
     return outcome

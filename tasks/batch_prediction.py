@@ -22,10 +22,10 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
     columns = ColumnMap(text=text_column, label=None, id=id_column)
     frame = read_labelled_table(source, columns)
     from tasks.lineage import resolve_version
-    from tasks.registry import load_model_version
+    from tasks.registry import load_verified_model
 
     mv = resolve_version(cfg, ref)  # a clear error when it does not exist
-    model = load_model_version(cfg, mv.name, str(mv.version))
+    model = load_verified_model(cfg, mv.name, str(mv.version))
     parts = []
     progress = Progress(len(frame), "predicted")
     for start in range(0, len(frame), CHUNK_ROWS):

@@ -1,107 +1,119 @@
-"""Promotion: approve, reject, rollback, with an append-only ledger kept in the registry.
+"""Promotion: register, approve, reject, rollback and unlock, each recorded before it acts.
 
-Every approval decision (promotion, refusal, rejection, rollback) is appended to the
-ledger. The ledger lives in the registered model's own tags (``thaw.ledger.<seq>``, one JSON
-entry each), so it travels with the registry and cannot be lost with a workstation.
-Changes of ``champion`` happen under a registry-side lock (a registered model named
-``<model>.promotion-lock``, whose creation is atomic in MLflow's database), so two
-approvals at the same time leave one champion and both ledger entries.
+Every operation that can move an alias runs under the model's promotion lock
+(``tasks.promotion_lock``) and follows one protocol:
+
+1. recover: an earlier operation whose intent has no completion (its process died) is
+   completed now from what the registry shows (the alias moved or not), by whoever
+   comes next, and says so;
+2. write the **intent** (what, which version, the champion before, who, why);
+3. act: decide (the gate), move the alias, tag the version;
+4. write the **completion** (applied, refused or not applied, with the numbers).
+
+So the alias never moves without a record, and a crash anywhere leaves an intent that the
+next reader reports (``thaw ledger``) and the next operation completes. The identity is
+the one the tracking server authenticated (``tasks.identity``).
 """
 
 from __future__ import annotations
 
-import getpass
-import json
+import logging
 import os
-import time
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
-from tasks.registry import CHALLENGER, CHAMPION, alias_version, client_for, is_missing, load_model_version
+from tasks.identity import Identity, registry_identity
+from tasks.ledger import ENTRY_TAG, append, ledger_report, new_op
+from tasks.promotion_lock import PromotionLock, acquire, promotion_lock
+from tasks.registry import CHALLENGER, CHAMPION, alias_version, client_for, is_missing
 from thaw.config import ThawConfig
-from thaw.datasets import read_split
 from thaw.errors import UserError
-from thaw.gate import Comparison
+from thaw.ledger import LedgerReport, Operation, completion_fields
 from thaw.promotion_gate import PromotionDecision, PromotionFacts, promotion_decision
 
-LEDGER_PREFIX = "thaw.ledger."
-LOCK_STALE_S = 600
+log = logging.getLogger(__name__)
+FAILPOINT_ENV = "THAW_TEST_KILL_AT"  # tests: SIGKILL this process at the named point
 
 
-def approver_identity(cfg: ThawConfig) -> str:
-    """Who approves: the user authenticated to the tracking server (MLflow basic auth) when
-    there is one, else THAW_APPROVER, else the OS user."""
-    return os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("THAW_APPROVER") or getpass.getuser()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _failpoint(point: str) -> None:
+    """Die here, as a crash would, when the fault tests ask for it."""
+    if os.environ.get(FAILPOINT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
-def promotion_lock(cfg: ThawConfig, name: str, timeout_s: float = 60) -> Iterator[None]:
-    """Hold the model's promotion lock (an atomically created registered model)."""
-    from mlflow.exceptions import MlflowException
-
+def locked_operation(cfg: ThawConfig, name: str, who: Identity, purpose: str) -> Iterator[PromotionLock]:
+    """The promotion lock, with a broken stale lock recorded and earlier interrupted
+    operations completed before anything new happens."""
     client = client_for(cfg)
-    lock = f"{name}.promotion-lock"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.create_registered_model(
+    with promotion_lock(cfg, name, who.user, purpose) as lock:
+        if lock.broken:
+            append(
+                client,
+                name,
                 lock,
-                tags={"thaw.lock_taken_at": str(time.time())},
-                description=f"held while thaw changes the champion of {name}",
+                who,
+                {"op": new_op(), "phase": "record", "action": "break-lock"},
+                "the lease of the lock ran out: taken over from " + "; ".join(h.describe() for h in lock.broken),
             )
-            break
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # e.g. refused credentials: not ours to retry
-                raise
-            try:
-                taken = float(client.get_registered_model(lock).tags.get("thaw.lock_taken_at", "0"))
-                if time.time() - taken > LOCK_STALE_S:
-                    client.delete_registered_model(lock)  # a crashed holder: break the stale lock
-                    continue
-            except MlflowException as gone:
-                if gone.error_code != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                continue  # released in between: try again
-            if time.monotonic() > deadline:
-                raise UserError(f"another promotion of {name} is in progress (lock {lock!r}); try again") from None
-            time.sleep(0.2)
-    try:
-        yield
-    finally:
-        client.delete_registered_model(lock)
+        recover(client, name, lock, who)
+        yield lock
 
 
-def read_ledger(cfg: ThawConfig, name: str) -> list[dict[str, Any]]:
-    """Ledger entries of ``name`` in order."""
-    client = client_for(cfg)
-    tags = client.get_registered_model(name).tags
-    return [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith(LEDGER_PREFIX))]
+def recover(client, name: str, lock: PromotionLock, who: Identity) -> list[dict[str, Any]]:
+    """Complete every intent left without a completion, from what the registry shows."""
+    report = ledger_report(client, name)
+    written = []
+    for operation in report.open_operations:
+        outcome, note = _observe(client, name, operation)
+        written.append(
+            append(
+                client,
+                name,
+                lock,
+                who,
+                completion_fields(operation.intent, outcome, recovered=True),
+                f"completed after an interruption by {who.user}: {note}",
+            )
+        )
+    return written
 
 
-def append_ledger(cfg: ThawConfig, name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """Append one entry (call under the promotion lock); returns it with its sequence number."""
-    seq = len(read_ledger(cfg, name)) + 1
-    entry = {"seq": seq, "at": _now(), **entry}
-    client_for(cfg).set_registered_model_tag(name, f"{LEDGER_PREFIX}{seq:06d}", json.dumps(entry, sort_keys=True))
-    return entry
+def _observe(client, name: str, operation: Operation) -> tuple[str, str]:
+    """Whether an interrupted operation took effect, finishing what it had started."""
+    intent, version = operation.intent, operation.intent.get("version")
+    if operation.action == "approve":
+        if alias_version(client, name, CHAMPION) == version:
+            _finish_approval(client, name, intent)
+            return "applied", f"champion is v{version}: the promotion took effect, its version tags completed"
+        return "not-applied", f"champion is still {_v(alias_version(client, name, CHAMPION))}: nothing moved"
+    if operation.action == "rollback":
+        current = alias_version(client, name, CHAMPION)
+        moved = current == version
+        return ("applied" if moved else "not-applied"), f"champion is {_v(current)}"
+    if operation.action == "register":
+        current = alias_version(client, name, CHALLENGER)
+        moved = current == version
+        return ("applied" if moved else "not-applied"), f"challenger is {_v(current)}"
+    if operation.action == "reject":
+        tags = client.get_model_version(name, version).tags
+        if tags.get("thaw.approval") == "rejected":
+            if alias_version(client, name, CHALLENGER) == version:
+                client.delete_registered_model_alias(name, CHALLENGER)
+            return "applied", f"v{version} is tagged rejected: the rejection took effect"
+        return "not-applied", f"v{version} was not tagged rejected: nothing changed"
+    return "not-applied", "interrupted before it acted"
 
 
-def champion_stack(ledger: list[dict[str, Any]]) -> list[str]:
-    """Champions in order of promotion, with rolled-back ones popped (replay of the ledger)."""
-    stack: list[str] = []
-    for entry in ledger:
-        if entry["action"] == "promote":
-            stack.append(entry["version"])
-        elif entry["action"] == "rollback" and stack:
-            stack.pop()
-    return stack
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "unset"
+
+
+def _require_reason(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise UserError(f"{what} needs --reason")
 
 
 def _version(client, name: str, version: str):
@@ -115,162 +127,203 @@ def _version(client, name: str, version: str):
         raise UserError(f"model {name!r} has no version {version}") from None
 
 
-def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger: str) -> Comparison:
-    """Paired bootstrap of challenger vs champion on the challenger's recorded test split."""
-    import pandas as pd
-
-    from tasks.restore import restore_split
-    from thaw.gate import RungScore, paired_comparison
-
-    client = client_for(cfg)
-    mv = client.get_model_version(name, challenger)
-    test_file = restore_split(cfg, mv.tags, "test", cfg.state_path / "restore" / f"{name}-v{challenger}")
-    test = read_split(test_file)
-    y = test.labels
-    preds = {}
-    for v in (champion, challenger):
-        model = load_model_version(cfg, name, v)
-        preds[v] = tuple(model.predict(pd.DataFrame({"text": test.texts}))["label"])
-    ladder = cfg.training.ladder
-    return paired_comparison(
-        y,
-        RungScore(champion, 0, preds[champion]),
-        RungScore(challenger, 0, preds[challenger]),
-        "accuracy",
-        ladder.bootstrap_samples,
-        cfg.training.confidence_level,
-        cfg.training.seed,
-    )
+def _intent(action: str, version: str | None, **fields: Any) -> dict[str, Any]:
+    return {"op": new_op(), "phase": "intent", "action": action, "version": version, **fields}
 
 
-def _record_on_version(
-    client, name: str, version: str, state: str, by: str, reason: str, decision: PromotionDecision | None
-) -> None:
+def _finish_approval(client, name: str, intent: dict[str, Any]) -> None:
+    """Version tags of an applied approval, and the challenger alias off it."""
+    version = intent["version"]
     tags = {
-        "thaw.approval": state,
-        "thaw.approval.by": by,
-        "thaw.approval.at": _now(),
-        "thaw.approval.reason": reason[:4000],
+        "thaw.approval": "approved",
+        "thaw.approval.by": intent["by"],
+        "thaw.approval.identity": intent["identity"],
+        "thaw.approval.at": intent["at"],
+        "thaw.approval.reason": intent.get("reason", ""),
+        "thaw.approval.forced": str(bool(intent.get("force"))).lower(),
+        ENTRY_TAG: intent["digest"],
     }
-    if decision is not None:
-        tags["thaw.approval.gate"] = " | ".join(decision.reasons)[:4000]
-        tags["thaw.approval.forced"] = str(decision.forced).lower()
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if alias_version(client, name, CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
 
 
 def approve(
-    cfg: ThawConfig,
-    name: str,
-    version: str,
-    reason: str,
-    force: bool = False,
-    via: str = "cli",
-    approver: str | None = None,
+    cfg: ThawConfig, name: str, version: str, reason: str, force: bool = False, via: str = "cli"
 ) -> PromotionDecision:
-    """Approve ``version`` and, if the gate allows, make it champion (recorded either way)."""
+    """Approve ``version``: record the intent, run the gate, and if it passes make the
+    version champion; the completion records the outcome either way. Refused: UserError."""
+    from tasks.champion_comparison import compare_with_champion
     from tasks.restore import verify_lineage
 
-    if not reason.strip():
-        raise UserError("an approval needs --reason")
-    client = client_for(cfg)
-    by = approver or approver_identity(cfg)
-    with promotion_lock(cfg, name):
+    _require_reason(reason, "an approval")
+    client, who = client_for(cfg), registry_identity(cfg)
+    with locked_operation(cfg, name, who, f"approve v{version}") as lock:
         mv = _version(client, name, version)
         champion = alias_version(client, name, CHAMPION)
+        request = _pending_request(ledger_report(client, name), version)
+        intent = append(
+            client,
+            name,
+            lock,
+            who,
+            _intent("approve", version, champion_before=champion, via=via, force=force, request=request),
+            reason,
+        )
+        _failpoint("approve:after-intent")
         lineage = verify_lineage(cfg, mv.tags)
+        versus, summary = None, ""
+        if champion and champion != version:
+            try:
+                versus = compare_with_champion(cfg, name, champion, version)
+                summary = versus.summary()
+            except UserError as exc:  # e.g. a split no longer in the remote: no comparison, said why
+                summary = f"no comparison with champion v{champion}: {exc}"
         facts = PromotionFacts(
             version=version,
             is_current_challenger=alias_version(client, name, CHALLENGER) == version,
             rejected=mv.tags.get("thaw.approval") == "rejected",
-            has_champion=champion is not None,
-            versus_champion=compare_with_champion(cfg, name, champion, version)
-            if champion and champion != version
-            else None,
+            has_champion=champion is not None and champion != version,
+            versus_champion=versus.comparison if versus else None,
             lineage_problems=lineage.problems,
             lineage_notes=lineage.notes,
             force=force,
             force_reason=reason if force else "",
+            comparison_summary=summary,
         )
         decision = promotion_decision(facts, cfg.training.ladder.alpha)
-        if not decision.promote:  # refusals are part of the audit trail too
-            append_ledger(
-                cfg,
-                name,
-                {
-                    "action": "refused",
-                    "version": version,
-                    "by": by,
-                    "via": via,
-                    "reason": reason,
-                    "gate": list(decision.reasons),
-                },
-            )
+        details = {"gate": list(decision.reasons), "versus_champion": versus.as_dict() if versus else None}
+        if not decision.promote:
+            append(client, name, lock, who, completion_fields(intent, "refused"), details=details)
             raise UserError(f"{name} v{version} not promoted: " + "; ".join(decision.reasons))
-        _record_on_version(client, name, version, "approved", by, reason, decision)
+        lock.check()
         client.set_registered_model_alias(name, CHAMPION, version)
-        client.delete_registered_model_alias(name, CHALLENGER)
-        vs = asdict(facts.versus_champion) if facts.versus_champion else None
-        append_ledger(
-            cfg,
+        _failpoint("approve:after-alias")
+        _finish_approval(client, name, intent)
+        append(
+            client,
             name,
-            {
-                "action": "promote",
-                "version": version,
-                "previous_champion": champion,
-                "by": by,
-                "via": via,
-                "reason": reason,
-                "forced": decision.forced,
-                "gate": list(decision.reasons),
-                "versus_champion": vs,
-            },
+            lock,
+            who,
+            completion_fields(intent, "applied", champion_after=version, forced=decision.forced),
+            details=details,
         )
     return decision
 
 
-def reject(
-    cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli", approver: str | None = None
-) -> None:
+def reject(cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli") -> None:
     """Record a rejection; the version loses ``challenger`` and can no longer be promoted."""
-    if not reason.strip():
-        raise UserError("a rejection needs --reason")
-    client = client_for(cfg)
-    by = approver or approver_identity(cfg)
-    with promotion_lock(cfg, name):
+    _require_reason(reason, "a rejection")
+    client, who = client_for(cfg), registry_identity(cfg)
+    with locked_operation(cfg, name, who, f"reject v{version}") as lock:
         _version(client, name, version)
         if alias_version(client, name, CHAMPION) == version:
             raise UserError(f"{name} v{version} is the champion; use `thaw rollback` to replace it")
-        _record_on_version(client, name, version, "rejected", by, reason, None)
+        intent = append(client, name, lock, who, _intent("reject", version, via=via), reason)
+        _failpoint("reject:after-intent")
+        for key, value in {
+            "thaw.approval": "rejected",
+            "thaw.approval.by": who.user,
+            "thaw.approval.identity": who.how,
+            "thaw.approval.at": intent["at"],
+            "thaw.approval.reason": intent.get("reason", ""),
+            ENTRY_TAG: intent["digest"],
+        }.items():
+            client.set_model_version_tag(name, version, key, value)
         if alias_version(client, name, CHALLENGER) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
-        append_ledger(cfg, name, {"action": "reject", "version": version, "by": by, "via": via, "reason": reason})
+        append(client, name, lock, who, completion_fields(intent, "applied"))
 
 
 def rollback(cfg: ThawConfig, name: str, reason: str) -> str:
-    """Move ``champion`` back to the previous champion in the ledger; returns that version."""
-    if not reason.strip():
-        raise UserError("a rollback needs --reason")
-    client = client_for(cfg)
-    with promotion_lock(cfg, name):
+    """Move ``champion`` back to the champion before it in the ledger; returns that version."""
+    _require_reason(reason, "a rollback")
+    client, who = client_for(cfg), registry_identity(cfg)
+    with locked_operation(cfg, name, who, "rollback") as lock:
         current = alias_version(client, name, CHAMPION)
         if current is None:
             raise UserError(f"{name} has no champion to roll back")
-        stack = champion_stack(read_ledger(cfg, name))
-        if len(stack) < 2:
+        report = ledger_report(client, name)
+        if report.problems:
+            raise UserError(
+                f"{name}: the ledger does not verify, so the champion before v{current} is not known for sure: "
+                + "; ".join(report.problems[:3])
+                + " (see `thaw ledger --verify`)"
+            )
+        history = report.champion_history
+        if len(history) < 2:
             raise UserError(f"{name} has no previous champion to roll back to")
-        target = stack[-2]
+        target = history[-2]
+        intent = append(client, name, lock, who, _intent("rollback", target, champion_before=current), reason)
+        _failpoint("rollback:after-intent")
+        lock.check()
         client.set_registered_model_alias(name, CHAMPION, target)
-        append_ledger(
-            cfg,
-            name,
-            {
-                "action": "rollback",
-                "version": target,
-                "previous_champion": current,
-                "by": approver_identity(cfg),
-                "via": "cli",
-                "reason": reason,
-            },
-        )
+        _failpoint("rollback:after-alias")
+        append(client, name, lock, who, completion_fields(intent, "applied", champion_after=target))
     return target
+
+
+def register_challenger(cfg: ThawConfig, name: str, version: str, who: Identity) -> None:
+    """Make a newly registered ``version`` the challenger, recorded like any alias move."""
+    client = client_for(cfg)
+    with locked_operation(cfg, name, who, f"register v{version}") as lock:
+        if alias_version(client, name, CHALLENGER) == version:
+            return  # a retried registration: already done and recorded
+        before = alias_version(client, name, CHALLENGER)
+        intent = append(client, name, lock, who, _intent("register", version, challenger_before=before, via="pipeline"))
+        _failpoint("register:after-intent")
+        lock.check()
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        client.set_model_version_tag(name, version, "thaw.approval", "pending")
+        append(client, name, lock, who, completion_fields(intent, "applied", challenger_after=version))
+
+
+def request_approval(cfg: ThawConfig, name: str, version: str, approve_it: bool, reason: str, claimed_by: str) -> None:
+    """Record an answer typed into the Prefect form as a request: the form's user is not
+    authenticated, so ``thaw approve``/``reject`` by an authenticated approver decides."""
+    client, who = client_for(cfg), registry_identity(cfg)
+    with locked_operation(cfg, name, who, f"approval request for v{version}") as lock:
+        append(
+            client,
+            name,
+            lock,
+            who,
+            {
+                "op": new_op(),
+                "phase": "record",
+                "action": "request",
+                "version": version,
+                "requested": "approve" if approve_it else "reject",
+                "claimed_by": claimed_by[:100],
+                "via": "prefect",
+            },
+            reason,
+        )
+
+
+def _pending_request(report: LedgerReport, version: str) -> str | None:
+    """The op id of the latest approval request recorded for ``version``, if any."""
+    requests = [e["op"] for e in report.entries if e.get("action") == "request" and e.get("version") == version]
+    return requests[-1] if requests else None
+
+
+def unlock(cfg: ThawConfig, name: str, reason: str) -> str:
+    """Break the promotion lock now (a hung holder), recorded with who and why; returns
+    a description of the holder that was broken (or that the lock was free)."""
+    _require_reason(reason, "an unlock")
+    client, who = client_for(cfg), registry_identity(cfg)
+    lock = acquire(cfg, name, who.user, "unlock", force=True)
+    try:
+        broken = "; ".join(h.describe() for h in lock.broken) or "the lock was free"
+        append(
+            client,
+            name,
+            lock,
+            who,
+            {"op": new_op(), "phase": "record", "action": "unlock", "broken": broken[:1000]},
+            reason,
+        )
+    finally:
+        lock.release()
+    return broken

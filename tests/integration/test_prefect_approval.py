@@ -56,7 +56,7 @@ def test_approval_form_in_a_paused_run_promotes_and_records(approval_cfg, prefec
     from prefect.flow_runs import resume_flow_run
 
     from flows.pipeline import thaw_pipeline
-    from tasks.promotion import read_ledger
+    from tasks.ledger import ledger_report
     from tasks.registry import client_for
 
     cfg = approval_cfg(10)
@@ -69,9 +69,11 @@ def test_approval_form_in_a_paused_run_promotes_and_records(approval_cfg, prefec
     assert not runner.is_alive() and errors == []
     client = client_for(cfg)
     assert str(client.get_model_version_by_alias("tickets", "champion").version) == "1"
-    entry = read_ledger(cfg, "tickets")[-1]
-    assert (entry["action"], entry["by"], entry["via"]) == ("promote", "ana", "prefect")
-    assert client.get_model_version("tickets", "1").tags["thaw.approval.by"] == "ana"
+    # a local store authenticates nobody: the form decides, and the record says the name was typed
+    intent = [e for e in ledger_report(client, "tickets").entries if e["phase"] == "intent"][-1]
+    assert (intent["action"], intent["via"]) == ("approve", "prefect form (typed name: ana)")
+    assert intent["identity"].startswith("not verified")
+    assert client.get_model_version("tickets", "1").tags["thaw.approval"] == "approved"
 
 
 def test_without_an_answer_the_candidate_stays_challenger(approval_cfg, prefect_harness):
