@@ -131,10 +131,18 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     else:
         for e in report.entries:
             print(_ledger_line(e))
+    if report.open_operations:
+        from tasks.registry import CHALLENGER, CHAMPION, alias_version
+
+        client = client_for(cfg)
+        state = ", ".join(
+            f"{alias} {'v' + v if (v := alias_version(client, args.model, alias)) else 'unset'}"
+            for alias in (CHAMPION, CHALLENGER)
+        )
     for op in report.open_operations:
         print(
             f"INTERRUPTED: {op.action} v{op.intent.get('version')} by {op.intent.get('by')} at "
-            f"{op.intent.get('at')} has no completion; the next approval, rejection or rollback completes it"
+            f"{op.intent.get('at')} has no completion (now {state}); the next operation on this model completes it"
         )
     for note in report.notes:
         print(f"note: {note}")
