@@ -90,8 +90,10 @@ def refit_selected_rung(
     """The model to test and register: the selected rung itself, or its configuration
     trained again on train + validation (recorded as such in its details)."""
     chosen = next(r for r in trained if r.rung == selection.rung)
-    if not needs_refit(cfg, evaluation) or chosen.details.trained_on == POOL.splits:
+    if not needs_refit(cfg, evaluation) or (chosen.model_dir is not None and chosen.details.trained_on == POOL.splits):
         return chosen  # the frozen rung after cross-validation was already fit on all rows
+    # (an adapted rung scored by cross-validation kept no model: its folds trained on
+    # parts of the same pool, so it is always refit)
     if chosen.rung == "frozen":
         if not chosen.details.method.startswith("logistic regression"):
             return chosen  # an MLP head keeps the epoch validation chose: nothing to refit it on

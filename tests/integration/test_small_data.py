@@ -3,6 +3,7 @@ Tiny random encoder; real gate, real cross-validation, real contrastive few-shot
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -99,6 +100,13 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     probs = ThawPredictor(result.final.model_dir).probabilities(["refund please", "password help"])
     assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1)
     assert (workspace / "run" / "ladder_chart.png").stat().st_size > 1000
+    # had the gate picked the few-shot rung, whose folds kept no model, it is refit too
+    from tasks.rung_training import refit_selected_rung
+
+    picked = dataclasses.replace(result.selection, rung="fewshot")
+    refit = refit_selected_rung.fn(picked, result.trained, curated, LABELS, cfg, workspace / "run", result.evaluation)
+    assert refit.model_dir is not None and refit.details.trained_on == ("train", "validation")
+    assert ThawPredictor(refit.model_dir).probabilities(["refund please"]).shape == (1, len(LABELS))
 
 
 def test_two_thousand_rows_score_on_validation_and_climb_as_the_table_says(workspace, tiny_encoder, prefect_harness):
