@@ -12,7 +12,8 @@ Steps:
     deeper rungs only while the gate finds a significant gain;
  8. evaluate the selected model on the test split, once;
  9. register it in the MLflow registry as ``challenger`` with its lineage and model card;
-10. write the run summary and close the run (FAILED, with its reports, on any error);
+10. write the run summary and close the run (FAILED on an error, KILLED when cancelled or
+    interrupted, with its reports and the reason);
 11. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """
 
@@ -36,6 +37,7 @@ from tasks.reporting import ladder_metrics, reports_in, write_run_summary, write
 from tasks.scheduling import training_slot
 from tasks.versioning import version_curated_data, version_raw_data
 from thaw.config import ThawConfig
+from thaw.errors import run_ending
 
 
 @flow(name="thaw-pipeline", log_prints=True)
@@ -51,7 +53,7 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
         with training_slot(cfg) as acquired:
             if not acquired:
                 summary = write_skipped_summary(cfg, run, "another run of this model is training")
-                close_tracking_run(run, cfg, "KILLED", [summary])
+                close_tracking_run(run, cfg, "KILLED", [summary], "skipped: another run of this model is training")
                 return summary
             features = extract_frozen_features(versioned, cfg)
             ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
@@ -77,8 +79,9 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             registered = register_model(run, cfg, ladder.selected.model_dir, tags)
             publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
             summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
-    except BaseException:
-        close_tracking_run(run, cfg, "FAILED", reports_in(run.run_dir))
+    except BaseException as exc:
+        status, reason = run_ending(exc)
+        close_tracking_run(run, cfg, status, reports_in(run.run_dir), reason)
         raise
     close_tracking_run(run, cfg, "FINISHED", [summary])
     if cfg.promotion.wait_for_approval:

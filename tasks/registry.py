@@ -323,8 +323,11 @@ def load_verified_model(cfg: ThawConfig, name: str, version: str):
 
 
 @task(name="close-tracking-run")
-def close_tracking_run(run: TrackingRun, cfg: ThawConfig, status: str, leftovers: list[Path]) -> None:
-    """End the run as FINISHED or FAILED, logging whatever reports exist."""
+def close_tracking_run(run: TrackingRun, cfg: ThawConfig, status: str, leftovers: list[Path], reason: str = "") -> None:
+    """End the run as FINISHED, FAILED or KILLED, logging whatever reports exist; ``reason``
+    (why it did not finish) is kept as the run's ``thaw.end_reason`` tag."""
     client = client_for(cfg)
     log_files(client, run.run_id, leftovers)
+    if reason:
+        client.set_tag(run.run_id, "thaw.end_reason", reason)
     client.set_terminated(run.run_id, status=status)

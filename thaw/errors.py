@@ -41,3 +41,17 @@ def tracking_access_problem(exc: BaseException) -> str | None:
     if unreachable:
         return f"cannot reach the MLflow tracking server at {unreachable.group(1)} (is it running?)"
     return None
+
+
+# Exceptions that mean "someone stopped this run", not "this run broke": Ctrl-C, and the
+# signals Prefect raises in a flow run's process when the run is cancelled or its worker stops.
+_STOPPED = {"KeyboardInterrupt", "TerminationSignal", "CancelledRun", "SystemExit"}
+
+
+def run_ending(exc: BaseException) -> tuple[str, str]:
+    """The MLflow status (KILLED or FAILED) and a one-line reason for a run that raised ``exc``."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if names & _STOPPED:
+        return "KILLED", f"stopped before the end ({type(exc).__name__}{': ' + message if message else ''})"
+    return "FAILED", f"{type(exc).__name__}: {message}"[:1000]

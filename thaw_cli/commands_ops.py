@@ -16,22 +16,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         raise UserError("scheduling needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL")
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
-    if not (args.cron or args.interval):
-        raise UserError("give --cron 'MIN HOUR DOM MON DOW' or --interval SECONDS")
-    from flows.pipeline import thaw_pipeline
+    from thaw_cli.scheduler import build_schedule, check_timezone, local_timezone, serve_pipeline
 
+    timezone = check_timezone(args.timezone or local_timezone())
+    schedule = build_schedule(args.cron, args.interval, timezone)
     name = args.name or f"{cfg.model_name}-scheduled"
+    when = f"cron '{args.cron}' in {timezone}" if args.cron else f"every {args.interval}s"
     print(
-        f"serving deployment thaw-pipeline/{name} ({args.cron or f'every {args.interval}s'}); Ctrl-C stops", flush=True
+        f"serving deployment thaw-pipeline/{name} ({when}); SIGTERM or Ctrl-C stops "
+        f"(a run in flight gets {args.stop_grace:.0f}s to finish, then is cancelled)",
+        flush=True,
     )
-    thaw_pipeline.serve(
-        name=name,
-        cron=args.cron,
-        interval=args.interval,
-        limit=1,
-        parameters={"cfg": cfg.model_dump(mode="json")},
-        print_starting_message=False,
-    )
+    serve_pipeline(cfg, name, schedule, args.stop_grace)
     return 0
 
 
@@ -42,6 +38,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     urls = start_services(cfg, args.mlflow_port, args.prefect_port)
     print(f"MLflow UI and tracking server  {urls['mlflow']}")
     print(f"Prefect UI                     {urls['prefect']}")
+    print(f"Prefect scheduler              working (created a probe deployment's runs in {urls['scheduler_seconds']}s)")
     print("Point thaw at them (config only):")
     print(f"  tracking:\n    tracking_uri: {urls['mlflow']}        # in your config YAML")
     print(f"  export PREFECT_API_URL={urls['prefect']}/api")

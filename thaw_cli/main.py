@@ -112,6 +112,13 @@ def _operations_commands(sub) -> None:
     schedule.add_argument("--train")
     schedule.add_argument("--model-name")
     schedule.add_argument("--name", help="deployment name (default: MODEL-scheduled)")
+    schedule.add_argument("--timezone", help="IANA timezone of --cron (default: this machine's, else UTC)")
+    schedule.add_argument(
+        "--stop-grace",
+        type=float,
+        default=20.0,
+        help="on SIGTERM/SIGINT, seconds a run in flight may take to finish before it is cancelled (default 20)",
+    )
     up = _command(sub, "up", "start the Prefect and MLflow servers on loopback (background)", cmd_up)
     up.add_argument("--mlflow-port", type=int, default=5000)
     up.add_argument("--prefect-port", type=int, default=4200)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,79 @@ def _wait(url: str, timeout_s: float) -> bool:
         except OSError:
             time.sleep(0.5)
     return False
+
+
+def _api(url: str, method: str = "GET", body: dict | None = None) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+    return json.loads(text) if text else None
+
+
+def _api_when_ready(url: str, method: str, body: dict | None, timeout_s: float = 60.0) -> object:
+    """``_api``, retried while the server answers 503 (it does for a while after
+    ``/api/health`` first answers, until its database is ready)."""
+    import urllib.error
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _api(url, method, body)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
+
+
+def first_error(log: Path) -> str | None:
+    """The first line of ``log`` that reports an error, with the exception line after it."""
+    if not log.is_file():
+        return None
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if "Traceback (most recent call last)" in line or " ERROR " in line or "| ERROR" in line:
+            exception = next(
+                (later for later in lines[i + 1 :] if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", later)), ""
+            )
+            return (line.strip() + (f" ... {exception.strip()}" if exception else ""))[:600]
+    return None
+
+
+def check_prefect_scheduler(api: str, log: Path, timeout_s: float = 60.0) -> float:
+    """Prove the Prefect server's scheduler service works: a throw-away deployment with an
+    hourly schedule must get its scheduled runs from the server (not from us) within
+    ``timeout_s``. Return the seconds it took; raise UserError with the log's first error.
+
+    ``/api/health`` answers as soon as the web app is up, even when every scheduler loop
+    fails (as with SQLAlchemy 2.1 under Prefect 3.8), and then no schedule ever fires."""
+    started = time.monotonic()
+    flow = _api_when_ready(f"{api}/flows/", "POST", {"name": "thaw-scheduler-probe"})
+    deployment = _api_when_ready(
+        f"{api}/deployments/",
+        "POST",
+        {
+            "name": f"probe-{os.getpid()}",
+            "flow_id": flow["id"],
+            "schedules": [{"schedule": {"interval": 3600}, "active": True}],
+        },
+    )
+    try:
+        while time.monotonic() - started < timeout_s:
+            runs = _api_when_ready(
+                f"{api}/flow_runs/filter", "POST", {"deployments": {"id": {"any_": [deployment["id"]]}}, "limit": 1}
+            )
+            if runs:
+                return time.monotonic() - started
+            time.sleep(1.0)
+    finally:
+        _api_when_ready(f"{api}/deployments/{deployment['id']}", "DELETE", None)
+        _api_when_ready(f"{api}/flows/{flow['id']}", "DELETE", None)
+    error = first_error(log)
+    raise UserError(
+        f"the Prefect server answers but its scheduler created no run in {timeout_s:.0f}s, so no schedule "
+        f"would fire; {f'first error in {log}: {error}' if error else f'see {log}'}"
+    )
 
 
 def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int = 4200) -> dict[str, str]:
@@ -78,8 +152,25 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
     for name, (_, url, health) in commands.items():
         if not _wait(url + health, 120):
             stop_services(cfg)
-            raise UserError(f"the {name} server did not come up; see {state / f'{name}-server.log'}")
-    return {name: r["url"] for name, r in record.items()}
+            error = first_error(state / f"{name}-server.log")
+            raise UserError(
+                f"the {name} server did not come up; "
+                + (
+                    f"first error in {state / f'{name}-server.log'}: {error}"
+                    if error
+                    else f"see {state / f'{name}-server.log'}"
+                )
+            )
+    try:
+        record["prefect"]["scheduler_seconds"] = check_prefect_scheduler(
+            record["prefect"]["url"] + "/api", state / "prefect-server.log"
+        )
+    except BaseException:
+        stop_services(cfg)
+        raise
+    return {name: r["url"] for name, r in record.items()} | {
+        "scheduler_seconds": f"{record['prefect']['scheduler_seconds']:.1f}"
+    }
 
 
 def stop_services(cfg: ThawConfig) -> list[str]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,30 @@ from thaw.demo_data import generate_support_tickets
 
 pytestmark = pytest.mark.e2e
 
-API_SCRIPT = """
-import json, sys, time
-from prefect.deployments import run_deployment
-run = run_deployment(sys.argv[1], timeout=600, poll_interval=2)
-print(json.dumps({"id": str(run.id), "state": run.state.type.value}))
-"""
+
+def _api(api: str, path: str, body: dict | None = None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{api}{path}", data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read().decode() or "null")
+
+
+def _runs(api: str, deployment_name: str) -> list[dict]:
+    return _api(
+        api,
+        "/flow_runs/filter",
+        {"deployments": {"name": {"any_": [deployment_name]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 200},
+    )
+
+
+def _wait_for(what: str, check, timeout_s: float, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; serve log:\n{log.read_text()[-3000:]}")
 
 
 def _project(root: Path, encoder: Path) -> Path:
@@ -47,59 +67,102 @@ def _project(root: Path, encoder: Path) -> Path:
     return root / "thaw.yaml"
 
 
-def test_scheduled_deployment_runs_and_registers_a_version_linked_to_its_flow_run(tmp_path, tiny_encoder):
-    from mlflow import MlflowClient
-
-    project = tmp_path / "project"
-    config = _project(project, tiny_encoder)
-    port = free_port()
-    env = {
+def _server_env(tmp_path: Path, port: int, **extra: str) -> dict:
+    return {
         **os.environ,
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "3",
+        **extra,
     }
-    server = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with running(
-        server, f"http://127.0.0.1:{port}/api/health", tmp_path / "prefect-server.log", env=env, timeout_s=180
-    ):
-        serve = [
-            sys.executable,
-            "-m",
-            "thaw_cli",
-            "schedule",
-            "--config",
-            str(config),
-            "--workspace",
-            str(project),
-            "--cron",
-            "0 3 * * *",
-            "--name",
-            "nightly",
-        ]
-        with running(serve, f"http://127.0.0.1:{port}/api/health", tmp_path / "serve.log", env=env):
-            deadline = time.monotonic() + 120
-            trigger = None
-            while time.monotonic() < deadline:  # the serve process registers the deployment first
-                trigger = subprocess.run(
-                    [sys.executable, "-c", API_SCRIPT, "thaw-pipeline/nightly"],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=900,
-                )
-                if trigger.returncode == 0:
-                    break
-                time.sleep(3)
-            assert trigger is not None and trigger.returncode == 0, (
-                trigger.stderr[-2000:] + (tmp_path / "serve.log").read_text()[-2000:]
-            )
-            flow_run = json.loads(trigger.stdout.strip().splitlines()[-1])
-    assert flow_run["state"] == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
+
+
+def _prefect_server(port: int) -> list[str]:
+    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def test_the_schedule_fires_by_itself_reuses_caches_and_stops_cleanly_on_sigterm(tmp_path, tiny_encoder):
+    """Nothing here starts a run: the server's scheduler creates them from the interval,
+    the `thaw schedule` process executes them, and SIGTERM stops it within a bounded time."""
+    from mlflow import MlflowClient
+
+    from thaw_cli.services import check_prefect_scheduler
+
+    project = tmp_path / "project"
+    config = _project(project, tiny_encoder)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = _server_env(tmp_path, port, THAW_PII_SECRET="a-team-key-kept-across-runs")  # so curation can be reused
+    grace = 5
+    with running(_prefect_server(port), f"{api}/health", tmp_path / "prefect-server.log", env=env, timeout_s=180):
+        assert check_prefect_scheduler(api, tmp_path / "prefect-server.log") < 60  # what `thaw up` checks
+        serve_log = tmp_path / "serve.log"
+        cmd = [sys.executable, "-m", "thaw_cli", "schedule", "--config", str(config), "--workspace", str(project)]
+        cmd += ["--interval", "20", "--name", "every-20s", "--stop-grace", str(grace)]
+        with open(serve_log, "w") as out:
+            serve = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+
+            def completed():
+                runs = [r for r in _runs(api, "every-20s") if r["state_type"] == "COMPLETED"]
+                return runs if len(runs) >= 2 else None
+
+            first, second = _wait_for("two completed scheduled runs", completed, 600, serve_log)[:2]
+            assert first["auto_scheduled"] and second["auto_scheduled"]  # the scheduler made them, not us
+            in_flight = _wait_for(
+                "a third run in flight",
+                lambda: [r for r in _runs(api, "every-20s") if r["state_type"] == "RUNNING"],
+                180,
+                serve_log,
+            )[0]
+            time.sleep(3)
+            signalled = time.monotonic()
+            serve.send_signal(signal.SIGTERM)  # as systemd or Kubernetes would
+            code = serve.wait(timeout=grace + 45)
+            stopped_after = time.monotonic() - signalled
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+                serve.wait()
+        log = serve_log.read_text()
+        assert code == 0, log[-3000:]
+        assert "SIGTERM: no new runs will start" in log and "stopped in" in log
+        third = _api(api, f"/flow_runs/{in_flight['id']}")
+        assert third["state_type"] in {"COMPLETED", "CANCELLED"}, third["state"]
+        print(f"SIGTERM to exit: {stopped_after:.1f}s; run in flight ended {third['state_type']}")
+
     uri = f"sqlite:///{project / '.thaw' / 'mlflow.db'}"
-    mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("tickets", "challenger")
-    assert mv.tags["thaw.prefect_flow_run_id"] == flow_run["id"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    by_flow_run = {v.tags["thaw.prefect_flow_run_id"]: v for v in client.search_model_versions("name='tickets'")}
+    assert {first["id"], second["id"]} <= set(by_flow_run)
+    runs = {
+        r.data.tags["thaw.prefect_flow_run_id"]: r
+        for r in client.search_runs([client.get_experiment_by_name("thaw").experiment_id])
+    }
+    summary = json.loads(Path(client.download_artifacts(runs[second["id"]].info.run_id, "summary.json")).read_text())
+    assert summary["caches"]["curation_hit"] is True
+    assert all(summary["caches"]["frozen_features_hit"].values()), summary["caches"]
+    if third["state_type"] == "CANCELLED":
+        ended = runs[third["id"]]
+        assert ended.info.status == "KILLED"
+        assert "stopped before the end" in ended.data.tags["thaw.end_reason"]
+    leftovers = [p for p in project.rglob("*") if p.name.endswith(".partial") or ".partial" in p.name]
+    assert not leftovers, leftovers
+
+
+def test_a_server_whose_scheduler_does_not_work_is_reported(tmp_path):
+    from thaw.errors import UserError
+    from thaw_cli.services import check_prefect_scheduler
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = _server_env(tmp_path, port, PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false")
+    with running(_prefect_server(port), f"{api}/health", tmp_path / "prefect-server.log", env=env, timeout_s=180):
+        with pytest.raises(UserError, match="scheduler created no run in 15s"):
+            check_prefect_scheduler(api, tmp_path / "prefect-server.log", timeout_s=15)
+        assert _api(api, "/deployments/filter", {}) == []  # the probe cleaned up after itself
 
 
 @pytest.mark.integration

@@ -113,6 +113,8 @@ def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixt
     assert client.search_registered_models() == []
     runs = client.search_runs([client.get_experiment_by_name("thaw").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+    reason = runs[0].data.tags["thaw.end_reason"]  # what the run view shows an operator
+    assert reason.startswith("ExpectationsFailed: ") and "expect_column_min_to_be_between" in reason
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"curation_report.json", "expectations.json", "data_docs"} <= artifacts
     assert not (workspace / "datasets").exists()  # nothing published that looks complete
