@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, ratios measured in this one run on this machine.
 
-python -m bench [--only pii,dedup,encoder,cache,rerun,rss,clinc] [--rss-sizes 100000,1000000]
+python -m bench [--only pii,dedup,encoder,cache,rerun,rss,drift,clinc] [--rss-sizes 100000,1000000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thaw.offline import apply_offline_environment
 
-SECTIONS = ("pii", "dedup", "encoder", "cache", "rerun", "rss", "clinc")
+SECTIONS = ("pii", "dedup", "encoder", "cache", "rerun", "rss", "drift", "clinc")
 
 
 def main() -> None:
@@ -55,6 +55,10 @@ def main() -> None:
             from bench import curation_rss
 
             results[section] = curation_rss.run(tuple(int(x) for x in args.rss_sizes.split(",")))
+        elif section == "drift":
+            from bench import drift
+
+            results[section] = drift.run()
         elif section == "clinc":
             from bench import clinc
 

@@ -335,6 +335,21 @@ class SchedulingConfig(_Frozen):
     on_concurrent_run: Literal["wait", "skip"] = "wait"
 
 
+class MonitoringConfig(_Frozen):
+    """`thaw monitor`: when newly arrived text counts as drift from the champion's data.
+
+    ``alpha`` is the false-alarm rate: on new data from the training distribution the
+    monitor fires with probability at most ``alpha`` (see thaw/drift.py)."""
+
+    alpha: float = Field(0.01, gt=0, lt=0.5)
+    permutations: int = Field(1000, ge=99)
+    max_reference_rows: int = Field(2000, ge=50)  # seeded subsample of the champion's training rows
+    max_new_rows: int = Field(2000, ge=10)
+    min_rows_per_class: int = Field(20, ge=5)  # per-class tests only where both sides have this many
+    unseen_vocab_margin: float = Field(0.05, ge=0, le=1)  # over the champion's held-out split's rate
+    seed: int = 0
+
+
 class ThawConfig(_Frozen):
     model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workspace: Path = Path(".")
@@ -348,6 +363,7 @@ class ThawConfig(_Frozen):
     versioning: VersioningConfig = VersioningConfig()
     promotion: PromotionConfig = PromotionConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _no_credentials_anywhere(self) -> ThawConfig:

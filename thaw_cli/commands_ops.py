@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 from thaw.errors import UserError
 from thaw_cli.common import _config
@@ -28,6 +30,85 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         flush=True,
     )
     serve_pipeline(cfg, name, schedule, args.stop_grace)
+    return 0
+
+
+def _columns_of(path: Path) -> list[str]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (--input)")
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0).columns)
+    except Exception as exc:  # unreadable header: ingest names the problem precisely later
+        raise UserError(f"{path}: cannot read its header ({exc})") from None
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Drift of newly arrived rows against what a model version learned from; on a schedule
+    with --cron/--interval."""
+    cfg = _config(args, {"model_name": args.model.split("@")[0].split("/")[0]})
+    source = Path(args.input).resolve()
+    label = args.label_column
+    if label is None and not args.unlabelled and cfg.data.label_column in _columns_of(source):
+        label = cfg.data.label_column
+    params = {
+        "model": args.model,
+        "arrivals_file": str(source),
+        "text_column": args.text_column or cfg.data.text_column,
+        "label_column": label,
+        "id_column": args.id_column or cfg.data.id_column,
+        "retrain_deployment": args.retrain_deployment,
+    }
+    if args.retrain_deployment and not os.environ.get("PREFECT_API_URL"):
+        raise UserError(
+            "--retrain-deployment needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL"
+        )
+    if args.cron or args.interval:
+        if not os.environ.get("PREFECT_API_URL"):
+            raise UserError("scheduling needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL")
+        from flows.monitoring import thaw_monitor
+        from thaw_cli.scheduler import build_schedule, check_timezone, local_timezone, serve_flow
+
+        timezone = check_timezone(args.timezone or local_timezone())
+        name = args.name or f"{cfg.model_name}-monitor"
+        print(f"serving deployment thaw-monitor/{name}; SIGTERM or Ctrl-C stops", flush=True)
+        description = f"drift of {args.model} on {source}"
+        serve_flow(
+            thaw_monitor,
+            name,
+            build_schedule(args.cron, args.interval, timezone),
+            {"cfg": cfg.model_dump(mode="json"), **params},
+            description,
+            cfg,
+            args.stop_grace,
+        )
+        return 0
+    from flows.monitoring import thaw_monitor
+    from thaw_cli.common import _quiet_user_errors
+
+    _quiet_user_errors()
+    print(f"comparing {source} ({'labelled: ' + label if label else 'unlabelled'}) with what {args.model} learned from")
+    report_path = Path(thaw_monitor(cfg, **params))
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    verdict = "DRIFT" if report["drifted"] else "no drift"
+    print(f"{verdict}: {report['rows_compared']['new']} new rows, false-alarm rate {report['false_alarm_rate']}")
+    for line in report["fired"]:
+        print(f"  - {line}")
+    print(f"report: {report_path.with_suffix('.md')} (and drift.json, drift.png beside it)")
+    retrain = report.get("retraining")
+    if retrain:
+        started = f"; training run {retrain['flow_run_id']} started" if retrain.get("flow_run_id") else ""
+        print(f"combined training data: {retrain['file']} ({retrain['rows']} rows){started}")
+        if not retrain.get("flow_run_id"):
+            print(
+                f"  retrain with: thaw run --train {retrain['file']}"
+                + (f" --config {args.config}" if args.config else "")
+            )
     return 0
 
 

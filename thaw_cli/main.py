@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from thaw.errors import UserError, tracking_access_problem
-from thaw_cli.commands_ops import cmd_down, cmd_schedule, cmd_up
+from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_up
 from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
 from thaw_cli.commands_registry import (
     cmd_approve,
@@ -119,6 +119,23 @@ def _operations_commands(sub) -> None:
         default=20.0,
         help="on SIGTERM/SIGINT, seconds a run in flight may take to finish before it is cancelled (default 20)",
     )
+    monitor = _command(
+        sub, "monitor", "drift of newly arrived rows against what a model version learned from", cmd_monitor
+    )
+    monitor.add_argument("model", help="MODEL@ALIAS or MODEL/VERSION, e.g. tickets@champion")
+    monitor.add_argument("--input", required=True, help="the newly arrived rows (CSV or Parquet)")
+    monitor.add_argument("--text-column")
+    monitor.add_argument("--label-column", help="default: the config's label column when the file has it")
+    monitor.add_argument("--unlabelled", action="store_true", help="ignore any label column")
+    monitor.add_argument("--id-column")
+    monitor.add_argument(
+        "--retrain-deployment", help="on drift, start this training deployment (e.g. thaw-pipeline/tickets-scheduled)"
+    )
+    monitor.add_argument("--cron", help="run as a deployment on this cron schedule")
+    monitor.add_argument("--interval", type=int, help="or every SECONDS")
+    monitor.add_argument("--name", help="monitor deployment name (default: MODEL-monitor)")
+    monitor.add_argument("--timezone", help="IANA timezone of --cron (default: this machine's, else UTC)")
+    monitor.add_argument("--stop-grace", type=float, default=20.0)
     up = _command(sub, "up", "start the Prefect and MLflow servers on loopback (background)", cmd_up)
     up.add_argument("--mlflow-port", type=int, default=5000)
     up.add_argument("--prefect-port", type=int, default=4200)

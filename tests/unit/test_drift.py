@@ -1,0 +1,112 @@
+"""The drift statistics: calibrated under no change, firing on real change, and never
+crashing on tiny samples."""
+
+import numpy as np
+import pytest
+
+from thaw.drift import (
+    DriftSettings,
+    assess_drift,
+    label_shift_test,
+    mmd_test,
+    normalise_pseudonyms,
+    unseen_rate,
+    wilson_interval,
+)
+
+
+def test_same_distribution_p_values_are_roughly_uniform_so_alpha_is_the_false_alarm_rate():
+    rng = np.random.default_rng(0)
+    p = [mmd_test(rng.normal(size=(80, 8)), rng.normal(size=(40, 8)), 199, rng).p_value for _ in range(100)]
+    assert 0.02 <= np.mean(np.array(p) < 0.1) <= 0.2  # about 10% below 0.1
+    assert all(0 < x <= 1 for x in p)
+
+
+def test_a_shifted_sample_is_detected():
+    rng = np.random.default_rng(1)
+    shifted = rng.normal(size=(40, 8)) + np.r_[0.8, np.zeros(7)]
+    assert mmd_test(rng.normal(size=(80, 8)), shifted, 499, rng).p_value < 0.01
+
+
+def test_tiny_samples_never_crash_and_say_nothing():
+    rng = np.random.default_rng(2)
+    assert mmd_test(rng.normal(size=(1, 4)), rng.normal(size=(5, 4)), 99, rng).p_value == 1.0
+    same = np.ones((3, 4))
+    assert mmd_test(same, same, 99, rng).p_value == 1.0
+
+
+@pytest.mark.parametrize(("hits", "n"), [(0, 1), (1, 1), (2, 3), (95, 100), (0, 0)])
+def test_wilson_interval_contains_the_estimate_and_stays_in_0_1(hits, n):
+    low, high = wilson_interval(hits, n, 0.95)
+    assert 0 <= low <= high <= 1
+    if n:
+        assert low <= hits / n <= high
+
+
+def test_label_shift_names_new_labels_and_tests_proportions():
+    p, unknown = label_shift_test(["a"] * 50 + ["b"] * 50, ["a"] * 45 + ["b"] * 5 + ["c"] * 3)
+    assert unknown == ["c"] and p < 0.001
+    p_same, none = label_shift_test(["a"] * 50 + ["b"] * 50, ["a"] * 10 + ["b"] * 10)
+    assert none == [] and p_same > 0.5
+
+
+def test_pseudonyms_do_not_count_as_new_words():
+    assert normalise_pseudonyms("hi <PERSON_1a2b3c>, card <CREDIT_CARD_ffffff>") == "hi <PERSON>, card <CREDIT_CARD>"
+    assert unseen_rate(["call <PERSON_abcdef> now"], {"call", "person", "now"}) == 0.0
+
+
+def _texts(n, words):
+    return [" ".join(words[(i + j) % len(words)] for j in range(5)) for i in range(n)]
+
+
+def test_assessment_on_two_rows_per_class_runs_and_reports_without_firing_on_noise():
+    rng = np.random.default_rng(3)
+    ref_labels, new_labels = ["a", "a", "b", "b"], ["a", "b"]
+    words = ["reset", "password", "refund", "order", "late", "login"]
+    out = assess_drift(
+        DriftSettings(alpha=0.01, permutations=99),
+        rng.normal(size=(4, 6)),
+        rng.normal(size=(2, 6)),
+        _texts(4, words),
+        _texts(2, words),
+        _texts(2, words),
+        rng,
+        reference_labels=ref_labels,
+        new_labels=new_labels,
+        new_correct=[True, False],
+        approved_accuracy=0.9,
+    )
+    assert not out.drifted, out.fired
+    assert out.per_class == {}  # too few rows per class to test on their own
+    assert out.accuracy == 0.5 and out.accuracy_interval[0] <= 0.5 <= out.accuracy_interval[1]
+
+
+def test_a_new_label_and_new_vocabulary_fire():
+    rng = np.random.default_rng(4)
+    ref = _texts(60, ["reset", "password", "refund", "order", "late", "login"])
+    new = _texts(30, ["wire", "transfer", "mortgage", "interest", "loan", "rate"])
+    out = assess_drift(
+        DriftSettings(permutations=199),
+        rng.normal(size=(60, 6)),
+        rng.normal(size=(30, 6)) + 1.0,
+        ref,
+        ref[:20],
+        new,
+        rng,
+        reference_labels=["a", "b"] * 30,
+        new_labels=["a", "b", "loans"] * 10,
+    )
+    fired = " | ".join(out.fired)
+    assert "never saw: loans" in fired and "unseen vocabulary" in fired and "text distribution" in fired
+
+
+def test_one_moved_class_among_thirty_is_found_without_losing_power_to_thirty_tests():
+    from thaw.drift import within_class_test
+
+    rng = np.random.default_rng(5)
+    groups = {f"c{i}": (rng.normal(size=(30, 6)), rng.normal(size=(25, 6))) for i in range(30)}
+    p_same, _ = within_class_test(groups, 999, rng)
+    groups["c7"] = (groups["c7"][0], groups["c7"][1] + 2.0)
+    p_moved, per_class = within_class_test(groups, 999, rng)
+    assert p_same > 0.01 and p_moved < 0.0025
+    assert min(per_class, key=lambda c: per_class[c].p_value) == "c7"

@@ -1,0 +1,260 @@
+"""Has the data moved since the champion learned? Pure statistics, no I/O.
+
+Four families of evidence, each tested at ``alpha / 4`` so that, on new data drawn from
+the training distribution, the chance that any of them fires is at most ``alpha``
+(union bound; the permutation tests are exact for exchangeable samples, and use at least
+``10 / (alpha / 4)`` permutations so that their smallest p-value can fall below the threshold):
+
+- **text distribution**: a kernel two-sample test (MMD, Gaussian kernel with the median
+  bandwidth) between the frozen-backbone embeddings of the reference and the new texts,
+  p-value by permutation;
+- **within classes** (labelled input): one stratified permutation test of the summed
+  per-class MMD over the classes with enough rows on both sides (so 150 classes cost no
+  power to multiple testing); each class's own figure is reported, descriptively;
+- **label shift** (labelled input): chi-square test of the label counts, and any label
+  the champion has never seen (a new intent) is drift by itself;
+- **accuracy** (labelled input): the champion's accuracy on the new rows with a Wilson
+  interval (at confidence ``1 - alpha / 4``); drift when the whole interval lies below the
+  test accuracy the champion was registered with.
+
+Unseen vocabulary (the share of new word tokens absent from the reference vocabulary) is
+reported against the same share for the champion's own held-out split and flagged above a
+configured margin; it is a rule, not a test, and is not part of ``alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FAMILIES = 4
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_PSEUDONYM = re.compile(r"<([A-Z_]+?)_[0-9a-f]{6}>")
+
+
+def normalise_pseudonyms(text: str) -> str:
+    """``<PERSON_1a2b3c>`` -> ``<PERSON>``: the keyed part differs between PII keys and
+    runs, and must not read as new vocabulary or as a change of text."""
+    return _PSEUDONYM.sub(r"<\1>", text)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(normalise_pseudonyms(text).casefold())
+
+
+def unseen_rate(texts: Sequence[str], vocabulary: set[str]) -> float:
+    """Share of word tokens in ``texts`` absent from ``vocabulary`` (0 when there are none)."""
+    tokens = [w for t in texts for w in words(t)]
+    return sum(w not in vocabulary for w in tokens) / len(tokens) if tokens else 0.0
+
+
+def _sq_distances(x: np.ndarray) -> np.ndarray:
+    sq = np.einsum("ij,ij->i", x, x)
+    d = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
+    np.maximum(d, 0.0, out=d)
+    return d
+
+
+@dataclass(frozen=True)
+class TwoSample:
+    """MMD^2 (biased estimate) between two samples and its permutation p-value."""
+
+    mmd2: float
+    p_value: float
+    n_reference: int
+    n_new: int
+    permutations: int
+
+
+def _kernel(x: np.ndarray) -> np.ndarray:
+    """Gaussian kernel matrix with the median heuristic bandwidth."""
+    d = _sq_distances(x.astype(np.float64))
+    upper = d[np.triu_indices(len(x), k=1)]
+    bandwidth = float(np.median(upper[upper > 0])) if np.any(upper > 0) else 1.0
+    return np.exp(-d / bandwidth)
+
+
+def _mmd_statistics(k: np.ndarray, n: int, permutations: int, rng: np.random.Generator) -> np.ndarray:
+    """MMD^2 of the first ``n`` rows against the rest: observed first, then under
+    ``permutations`` random relabellings (all in one matrix product)."""
+    m = len(k) - n
+    labels = np.r_[np.ones(n, bool), np.zeros(m, bool)]
+    weights = np.empty((n + m, permutations + 1))
+    for j in range(permutations + 1):
+        side = labels if j == 0 else rng.permutation(labels)
+        weights[:, j] = np.where(side, 1.0 / n, -1.0 / m)
+    return np.einsum("ij,ij->j", weights, k @ weights)
+
+
+def _p_value(stats: np.ndarray) -> float:
+    return (1 + int(np.sum(stats[1:] >= stats[0] - 1e-12))) / len(stats)
+
+
+def permutations_for(alpha: float, asked: int) -> int:
+    """Enough permutations that the smallest reachable p-value, 1/(B+1), is a tenth of
+    ``alpha`` (otherwise a test at a small alpha could never fire)."""
+    return max(asked, math.ceil(10 / alpha) - 1)
+
+
+def mmd_test(reference: np.ndarray, new: np.ndarray, permutations: int, rng: np.random.Generator) -> TwoSample:
+    """Kernel two-sample test; p = (1 + #{permuted >= observed}) / (1 + permutations)."""
+    n, m = len(reference), len(new)
+    if n < 2 or m < 2:
+        return TwoSample(0.0, 1.0, n, m, 0)
+    stats = _mmd_statistics(_kernel(np.vstack([reference, new])), n, permutations, rng)
+    return TwoSample(float(stats[0]), _p_value(stats), n, m, permutations)
+
+
+def within_class_test(
+    groups: dict[str, tuple[np.ndarray, np.ndarray]], permutations: int, rng: np.random.Generator
+) -> tuple[float, dict[str, TwoSample]]:
+    """Has the text moved within classes? One test: the sum of per-class MMD^2, each class
+    permuted only within itself (a stratified permutation test, exact at its level however
+    many classes there are). Also each class's own statistic and p-value, descriptive."""
+    total = np.zeros(permutations + 1)
+    per_class = {}
+    for name, (reference, new) in groups.items():
+        stats = _mmd_statistics(_kernel(np.vstack([reference, new])), len(reference), permutations, rng)
+        total += stats
+        per_class[name] = TwoSample(float(stats[0]), _p_value(stats), len(reference), len(new), permutations)
+    return (_p_value(total) if groups else 1.0), per_class
+
+
+def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) without observations."""
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def label_shift_test(reference: Sequence[str], new: Sequence[str]) -> tuple[float, list[str]]:
+    """Chi-square p-value of the label counts over the labels both know, and the new
+    labels the reference has never seen (sorted)."""
+    ref_counts, new_counts = Counter(reference), Counter(new)
+    unknown = sorted(set(new_counts) - set(ref_counts))
+    known = sorted(ref_counts)
+    table = np.array([[ref_counts[c] for c in known], [new_counts[c] for c in known]], dtype=float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or table[1].sum() == 0:
+        return 1.0, unknown
+    from scipy.stats import chi2_contingency
+
+    return float(chi2_contingency(table)[1]), unknown
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    alpha: float = 0.01
+    permutations: int = 1000
+    min_rows_per_class: int = 20
+    unseen_vocab_margin: float = 0.05
+
+
+@dataclass
+class DriftAssessment:
+    """Every figure the monitor reports, and which of them fired."""
+
+    alpha: float
+    rows_reference: int
+    rows_new: int
+    text: TwoSample
+    unseen_vocab_new: float
+    unseen_vocab_baseline: float
+    unseen_vocab_margin: float
+    label_shift_p: float | None = None
+    unknown_labels: list[str] = field(default_factory=list)
+    per_class_p: float | None = None
+    per_class: dict[str, TwoSample] = field(default_factory=dict)
+    accuracy: float | None = None
+    accuracy_interval: tuple[float, float] | None = None
+    approved_accuracy: float | None = None
+    fired: list[str] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.fired)
+
+    @property
+    def family_alpha(self) -> float:
+        return self.alpha / FAMILIES
+
+
+def assess_drift(
+    settings: DriftSettings,
+    reference_features: np.ndarray,
+    new_features: np.ndarray,
+    reference_texts: Sequence[str],
+    heldout_texts: Sequence[str],
+    new_texts: Sequence[str],
+    rng: np.random.Generator,
+    reference_labels: Sequence[str] | None = None,
+    new_labels: Sequence[str] | None = None,
+    new_correct: Sequence[bool] | None = None,
+    approved_accuracy: float | None = None,
+) -> DriftAssessment:
+    """Run every applicable test; ``fired`` names each one beyond its threshold, with the figure."""
+    family_alpha = settings.alpha / FAMILIES
+    permutations = permutations_for(family_alpha, settings.permutations)
+    vocabulary = {w for t in reference_texts for w in words(t)}
+    out = DriftAssessment(
+        alpha=settings.alpha,
+        rows_reference=len(reference_features),
+        rows_new=len(new_features),
+        text=mmd_test(reference_features, new_features, permutations, rng),
+        unseen_vocab_new=unseen_rate(new_texts, vocabulary),
+        unseen_vocab_baseline=unseen_rate(heldout_texts, vocabulary),
+        unseen_vocab_margin=settings.unseen_vocab_margin,
+        approved_accuracy=approved_accuracy,
+    )
+    if out.text.p_value < family_alpha:
+        out.fired.append(f"text distribution: MMD p={out.text.p_value:.4f} < {family_alpha:.4f}")
+    if out.unseen_vocab_new > out.unseen_vocab_baseline + settings.unseen_vocab_margin:
+        out.fired.append(
+            f"unseen vocabulary {out.unseen_vocab_new:.1%} > held-out {out.unseen_vocab_baseline:.1%} "
+            f"+ {settings.unseen_vocab_margin:.0%}"
+        )
+    if reference_labels is None or new_labels is None:
+        return out
+    out.label_shift_p, out.unknown_labels = label_shift_test(reference_labels, new_labels)
+    if out.unknown_labels:
+        out.fired.append(f"labels the champion never saw: {', '.join(out.unknown_labels[:10])}")
+    if out.label_shift_p < family_alpha:
+        out.fired.append(f"label shift: chi-square p={out.label_shift_p:.4f} < {family_alpha:.4f}")
+    ref_labels, new_labels_arr = np.asarray(reference_labels), np.asarray(new_labels)
+    classes = [
+        c
+        for c in sorted(set(reference_labels) & set(new_labels))
+        if min(int(np.sum(ref_labels == c)), int(np.sum(new_labels_arr == c))) >= settings.min_rows_per_class
+    ]
+    if classes:
+        out.per_class_p, out.per_class = within_class_test(
+            {c: (reference_features[ref_labels == c], new_features[new_labels_arr == c]) for c in classes},
+            permutations,
+            rng,
+        )
+        if out.per_class_p < family_alpha:
+            moved = sorted(out.per_class, key=lambda c: out.per_class[c].p_value)[:5]
+            out.fired.append(
+                f"text within classes: p={out.per_class_p:.4f} < {family_alpha:.4f} (most moved: {', '.join(moved)})"
+            )
+    if new_correct is not None and len(new_correct):
+        hits = int(np.sum(new_correct))
+        out.accuracy = hits / len(new_correct)
+        out.accuracy_interval = wilson_interval(hits, len(new_correct), 1 - family_alpha)
+        if approved_accuracy is not None and out.accuracy_interval[1] < approved_accuracy:
+            out.fired.append(
+                f"accuracy {out.accuracy:.3f} (interval up to {out.accuracy_interval[1]:.3f}) below the "
+                f"approved {approved_accuracy:.3f}"
+            )
+    return out
