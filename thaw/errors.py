@@ -51,7 +51,7 @@ _STOPPED = {"KeyboardInterrupt", "TerminationSignal", "CancelledRun", "SystemExi
 def run_ending(exc: BaseException) -> tuple[str, str]:
     """The MLflow status (KILLED or FAILED) and a one-line reason for a run that raised ``exc``."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = " ".join(str(exc).split())  # the whole message on one line: which check, file or row
     if names & _STOPPED:
         return "KILLED", f"stopped before the end ({type(exc).__name__}{': ' + message if message else ''})"
     return "FAILED", f"{type(exc).__name__}: {message}"[:1000]

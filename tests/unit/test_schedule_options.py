@@ -47,8 +47,8 @@ def test_the_first_error_of_a_server_log_names_the_exception(tmp_path):
 
 def test_a_stopped_run_is_killed_and_a_broken_one_failed_with_the_reason():
     assert run_ending(KeyboardInterrupt())[0] == "KILLED"
-    status, reason = run_ending(ValueError("train.csv: column 'text' not found\nmore"))
-    assert status == "FAILED" and reason == "ValueError: train.csv: column 'text' not found"
+    status, reason = run_ending(ValueError("curated data failed:\n  row 3: column 'text' is empty"))
+    assert status == "FAILED" and reason == "ValueError: curated data failed: row 3: column 'text' is empty"
     from prefect.exceptions import TerminationSignal
 
     assert run_ending(TerminationSignal(15))[0] == "KILLED"
