@@ -45,7 +45,7 @@ def run(repeats: int = REPEATS) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     from thaw.config import MonitoringConfig
-    from thaw.drift import DriftSettings, assess_drift
+    from thaw.drift import assess_drift
 
     data = json.loads(CLINC.read_text(encoding="utf-8"))
     train, oos = data["train"], data["oos_train"] + data["oos_val"] + data["oos_test"]
@@ -61,13 +61,12 @@ def run(repeats: int = REPEATS) -> dict:
     head = LogisticRegression(C=10.0, max_iter=2000).fit(features[ref_i], labels[ref_i])
     approved = float(np.mean(head.predict(features[held_i]) == labels[held_i]))
     m = MonitoringConfig()
-    settings = DriftSettings(m.alpha, m.permutations, m.min_rows_per_class, m.unseen_vocab_margin)
 
     def assess(batch: np.ndarray, labelled: bool):
         ref = rng.choice(ref_i, size=m.max_reference_rows, replace=False)
         correct = head.predict(features[batch]) == labels[batch] if labelled else None
         return assess_drift(
-            settings,
+            m,
             features[ref],
             features[batch],
             [texts[i] for i in ref_i],

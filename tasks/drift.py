@@ -26,13 +26,11 @@ from thaw.datasets import (
     write_table,
     write_text_atomically,
 )
-from thaw.drift import DriftAssessment, DriftSettings, assess_drift, normalise_pseudonyms
+from thaw.drift import DriftAssessment, assess_drift, normalise_pseudonyms
 from thaw.errors import UserError
 from thaw.modeling import BackboneRef
 
 log = logging.getLogger(__name__)
-
-REFERENCE_SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -81,23 +79,13 @@ class Retraining:
 def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
     """Resolve ``ref`` and bring back exactly the data it learned from (DVC remote, by md5)."""
     from tasks.lineage import resolve_version
-    from tasks.restore import open_remote, restore_split
+    from tasks.restore import restore_data
 
     mv = resolve_version(cfg, ref)
     tags = mv.tags
-    if not tags.get("thaw.dvc_remote"):
-        raise UserError(f"{ref}: the model version records no DVC remote, so its training data cannot be found")
     dest = cfg.state_path / "monitor" / "reference" / f"{mv.name}-v{mv.version}"
-    dest.mkdir(parents=True, exist_ok=True)
-    remote, splits, md5 = None, {}, {}
-    for split in REFERENCE_SPLITS:
-        md5[split] = tags.get(f"thaw.curated.{split}.md5", "")
-        local = dest / Path(tags.get(f"thaw.curated.{split}.path", split)).name
-        if local.is_file() and file_md5(local) == md5[split]:
-            splits[split] = local
-            continue
-        remote = remote or open_remote(cfg, tags["thaw.dvc_remote"])
-        splits[split] = restore_split(cfg, tags, split, dest, remote)
+    splits = restore_data(cfg, f"{mv.name}/{mv.version}", dest)  # by version: the alias may move meanwhile
+    md5 = {split: tags[f"thaw.curated.{split}.md5"] for split in splits}
     accuracy = tags.get("thaw.test_accuracy")
     return Reference(
         name=mv.name,
@@ -115,7 +103,7 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
     """Read the new rows (labelled or not), scrub PII with the curation settings, drop
     exact repeats of a text, and keep them as ``run_dir/arrivals.csv``."""
     from tasks.ingest import read_labelled_table
-    from tasks.pii import PiiDetector, load_pii_secret, scrub_texts
+    from tasks.pii import PiiDetector, ScrubStats, load_pii_secret, scrub_texts_parallel
 
     frame = read_labelled_table(source, columns)
     labelled = columns.label is not None
@@ -127,7 +115,7 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
                 "--label-column out"
             )
     detector, secret = PiiDetector(cfg.curation.pii), load_pii_secret(cfg.curation.pii)
-    frame[TEXT] = list(scrub_texts(frame[TEXT].tolist(), detector, secret))
+    frame[TEXT] = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
     key = frame[TEXT].map(lambda t: " ".join(normalise_pseudonyms(t).casefold().split()))
     kept = frame[~key.duplicated()]
     scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
@@ -183,9 +171,8 @@ def assess_arrivals(cfg: ThawConfig, reference: Reference, arrivals: Arrivals, r
         model = load_verified_model(cfg, reference.name, reference.version)
         predicted = model.predict(pd.DataFrame({"text": new_sample}))["label"].astype(str).tolist()
         correct = [p == t for p, t in zip(predicted, labels_new, strict=True)]
-    settings = DriftSettings(m.alpha, m.permutations, m.min_rows_per_class, m.unseen_vocab_margin)
     result = assess_drift(
-        settings,
+        m,
         features[: len(ref_sample)],
         features[len(ref_sample) :],
         ref_texts,
@@ -357,7 +344,7 @@ def publish_drift_report(
     markdown as a Prefect artifact when running under a flow run; returns the run id."""
     from prefect.runtime import flow_run
 
-    from tasks.registry import artifact_root, client_for, log_files
+    from tasks.registry import client_for, ensure_experiment, log_files
 
     report = json.loads(outcome.report_json.read_text(encoding="utf-8"))
     if retraining is not None:
@@ -379,9 +366,7 @@ def publish_drift_report(
         note = "\nNo retraining: the new rows carry no labels. Label them and run the monitor again.\n"
         write_text_atomically(outcome.report_md, outcome.report_md.read_text(encoding="utf-8") + note)
     client = client_for(cfg)
-    name = f"{cfg.tracking.experiment}-monitor"
-    found = client.get_experiment_by_name(name)
-    experiment = found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_root(cfg))
+    experiment = ensure_experiment(client, cfg, f"{cfg.tracking.experiment}-monitor")
     tags = {
         "thaw.monitor.model": reference.name,
         "thaw.monitor.version": reference.version,

@@ -221,6 +221,12 @@ def _header(path: Path, fmt: str) -> list[str]:
         raise UserError(f"{path}: not a readable Parquet file") from None
 
 
+def input_columns(path: Path, role: str = "input") -> list[str]:
+    """The column names of a user's file (any supported type), read from its header only."""
+    path = Path(path)
+    return _header(path, _check_file(path, role))
+
+
 def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
     """Cheap checks before a run starts: each given file exists, has a supported type,
     is not empty and has the configured columns. Deeper problems surface while reading."""

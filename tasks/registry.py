@@ -126,12 +126,13 @@ def git_commit(path: Path) -> str:
     return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def ensure_experiment(client, cfg: ThawConfig) -> str:
-    """The experiment id for ``cfg.tracking.experiment``, created on first use."""
-    found = client.get_experiment_by_name(cfg.tracking.experiment)
+def ensure_experiment(client, cfg: ThawConfig, name: str | None = None) -> str:
+    """The id of experiment ``name`` (default ``cfg.tracking.experiment``), created on first use."""
+    name = name or cfg.tracking.experiment
+    found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_root(cfg))
+    return client.create_experiment(name, artifact_location=artifact_root(cfg))
 
 
 @task(name="open-tracking-run", retries=2, retry_delay_seconds=[2, 10])

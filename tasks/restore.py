@@ -108,7 +108,8 @@ def restore_split(
     cfg: ThawConfig, tags: dict[str, str], split: str, dest: Path, remote: DvcRemote | None = None
 ) -> Path:
     """Copy the recorded ``split`` file from the remote into ``dest`` and check its md5
-    (``remote``: the version's remote already opened, else it is opened here)."""
+    (``remote``: the version's remote already opened, else it is opened here). A file
+    already in ``dest`` with the recorded md5 is kept as it is."""
     md5, path, url = (
         tags.get(f"thaw.curated.{split}.md5"),
         tags.get(f"thaw.curated.{split}.path"),
@@ -120,6 +121,8 @@ def restore_split(
     if not remote.has(md5):
         raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {url}")
     target = dest / Path(path).name
+    if target.is_file() and file_md5(target) == md5:
+        return target  # already restored, and still exactly what was recorded
     with atomic_output(target) as tmp:
         remote.download(md5, tmp)
         if file_md5(tmp) != md5:

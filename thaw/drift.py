@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from thaw.config import MonitoringConfig
+
 FAMILIES = 4
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _PSEUDONYM = re.compile(r"<([A-Z_]+?)_[0-9a-f]{6}>")
@@ -153,14 +155,6 @@ def label_shift_test(reference: Sequence[str], new: Sequence[str]) -> tuple[floa
     return float(chi2_contingency(table)[1]), unknown
 
 
-@dataclass(frozen=True)
-class DriftSettings:
-    alpha: float = 0.01
-    permutations: int = 1000
-    min_rows_per_class: int = 20
-    unseen_vocab_margin: float = 0.05
-
-
 @dataclass
 class DriftAssessment:
     """Every figure the monitor reports, and which of them fired."""
@@ -191,7 +185,7 @@ class DriftAssessment:
 
 
 def assess_drift(
-    settings: DriftSettings,
+    settings: MonitoringConfig,
     reference_features: np.ndarray,
     new_features: np.ndarray,
     reference_texts: Sequence[str],

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from thaw.datasets import ColumnMap
 from thaw.errors import UserError
 from thaw_cli.common import _config
 
@@ -14,8 +15,7 @@ from thaw_cli.common import _config
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Serve the pipeline as a Prefect deployment with a schedule (blocks; Ctrl-C stops)."""
     cfg = _config(args, {"data.train": args.train, "model_name": args.model_name})
-    if not os.environ.get("PREFECT_API_URL"):
-        raise UserError("scheduling needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL")
+    _require_prefect_server("scheduling")
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
     from thaw_cli.scheduler import build_schedule, check_timezone, local_timezone, serve_pipeline
@@ -33,28 +33,20 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def _columns_of(path: Path) -> list[str]:
-    import pandas as pd
-
-    if not path.is_file():
-        raise UserError(f"{path}: file not found (--input)")
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        return list(pd.read_csv(path, nrows=0).columns)
-    except Exception as exc:  # unreadable header: ingest names the problem precisely later
-        raise UserError(f"{path}: cannot read its header ({exc})") from None
+def _require_prefect_server(what: str) -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UserError(f"{what} needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL")
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Drift of newly arrived rows against what a model version learned from; on a schedule
     with --cron/--interval."""
     cfg = _config(args, {"model_name": args.model.split("@")[0].split("/")[0]})
+    from tasks.ingest import input_columns, preflight_inputs
+
     source = Path(args.input).resolve()
     label = args.label_column
-    if label is None and not args.unlabelled and cfg.data.label_column in _columns_of(source):
+    if label is None and not args.unlabelled and cfg.data.label_column in input_columns(source, "--input"):
         label = cfg.data.label_column
     params = {
         "model": args.model,
@@ -64,13 +56,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         "id_column": args.id_column or cfg.data.id_column,
         "retrain_deployment": args.retrain_deployment,
     }
-    if args.retrain_deployment and not os.environ.get("PREFECT_API_URL"):
-        raise UserError(
-            "--retrain-deployment needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL"
-        )
+    preflight_inputs({"--input": source}, ColumnMap(params["text_column"], label, params["id_column"]))
+    if args.retrain_deployment:
+        _require_prefect_server("--retrain-deployment")
     if args.cron or args.interval:
-        if not os.environ.get("PREFECT_API_URL"):
-            raise UserError("scheduling needs a Prefect server: start one with `thaw up` and export PREFECT_API_URL")
+        _require_prefect_server("scheduling")
         from flows.monitoring import thaw_monitor
         from thaw_cli.scheduler import build_schedule, check_timezone, local_timezone, serve_flow
 

@@ -4,8 +4,8 @@ crashing on tiny samples."""
 import numpy as np
 import pytest
 
+from thaw.config import MonitoringConfig
 from thaw.drift import (
-    DriftSettings,
     assess_drift,
     label_shift_test,
     mmd_test,
@@ -64,7 +64,7 @@ def test_assessment_on_two_rows_per_class_runs_and_reports_without_firing_on_noi
     ref_labels, new_labels = ["a", "a", "b", "b"], ["a", "b"]
     words = ["reset", "password", "refund", "order", "late", "login"]
     out = assess_drift(
-        DriftSettings(alpha=0.01, permutations=99),
+        MonitoringConfig(alpha=0.01, permutations=99),
         rng.normal(size=(4, 6)),
         rng.normal(size=(2, 6)),
         _texts(4, words),
@@ -86,7 +86,7 @@ def test_a_new_label_and_new_vocabulary_fire():
     ref = _texts(60, ["reset", "password", "refund", "order", "late", "login"])
     new = _texts(30, ["wire", "transfer", "mortgage", "interest", "loan", "rate"])
     out = assess_drift(
-        DriftSettings(permutations=199),
+        MonitoringConfig(permutations=199),
         rng.normal(size=(60, 6)),
         rng.normal(size=(30, 6)) + 1.0,
         ref,
