@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from thaw_cli.services import mlflow_server_command
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -61,22 +63,7 @@ def mlflow_server(root: Path) -> Iterator[str]:
     """A real MLflow tracking server (SQLite backend, proxied artifacts) on loopback."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--workers",
-        "1",
-    ]
+    cmd = mlflow_server_command(port, f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", workers=1)
     with running(cmd, f"http://127.0.0.1:{port}/health", root / "mlflow-server.log"):
         yield f"http://127.0.0.1:{port}"
 

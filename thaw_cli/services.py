@@ -33,27 +33,35 @@ def _wait(url: str, timeout_s: float) -> bool:
     return False
 
 
-def _api(url: str, method: str = "GET", body: dict | None = None) -> object:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        text = resp.read().decode()
-    return json.loads(text) if text else None
-
-
-def _api_when_ready(url: str, method: str, body: dict | None, timeout_s: float = 60.0) -> object:
-    """``_api``, retried while the server answers 503 (it does for a while after
-    ``/api/health`` first answers, until its database is ready)."""
+def http_json(url: str, method: str = "GET", body: dict | None = None, ready_timeout_s: float = 60.0) -> object:
+    """One JSON request to a local server; retried while it answers 503 (a fresh Prefect
+    server does for a while after ``/api/health`` first answers, until its database is ready)."""
     import urllib.error
 
-    deadline = time.monotonic() + timeout_s
+    data = None if body is None else json.dumps(body).encode()
+    deadline = time.monotonic() + ready_timeout_s
     while True:
+        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
-            return _api(url, method, body)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode()
+            return json.loads(text) if text else None
         except urllib.error.HTTPError as exc:
             if exc.code != 503 or time.monotonic() > deadline:
                 raise
         time.sleep(1.0)
+
+
+def mlflow_server_command(port: int, backend_store_uri: str, artifacts: Path, workers: int | None = None) -> list[str]:
+    """``mlflow server`` on loopback with proxied artifacts (``thaw up`` and the tests)."""
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts)]
+    return cmd + (["--workers", str(workers)] if workers else [])
+
+
+def prefect_server_command(port: int) -> list[str]:
+    """``prefect server start`` on loopback, services on."""
+    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
 
 
 def first_error(log: Path) -> str | None:
@@ -78,8 +86,8 @@ def check_prefect_scheduler(api: str, log: Path, timeout_s: float = 60.0) -> flo
     ``/api/health`` answers as soon as the web app is up, even when every scheduler loop
     fails (as with SQLAlchemy 2.1 under Prefect 3.8), and then no schedule ever fires."""
     started = time.monotonic()
-    flow = _api_when_ready(f"{api}/flows/", "POST", {"name": "thaw-scheduler-probe"})
-    deployment = _api_when_ready(
+    flow = http_json(f"{api}/flows/", "POST", {"name": "thaw-scheduler-probe"})
+    deployment = http_json(
         f"{api}/deployments/",
         "POST",
         {
@@ -90,15 +98,15 @@ def check_prefect_scheduler(api: str, log: Path, timeout_s: float = 60.0) -> flo
     )
     try:
         while time.monotonic() - started < timeout_s:
-            runs = _api_when_ready(
+            runs = http_json(
                 f"{api}/flow_runs/filter", "POST", {"deployments": {"id": {"any_": [deployment["id"]]}}, "limit": 1}
             )
             if runs:
                 return time.monotonic() - started
             time.sleep(1.0)
     finally:
-        _api_when_ready(f"{api}/deployments/{deployment['id']}", "DELETE", None)
-        _api_when_ready(f"{api}/flows/{flow['id']}", "DELETE", None)
+        http_json(f"{api}/deployments/{deployment['id']}", "DELETE")
+        http_json(f"{api}/flows/{flow['id']}", "DELETE")
     error = first_error(log)
     raise UserError(
         f"the Prefect server answers but its scheduler created no run in {timeout_s:.0f}s, so no schedule "
@@ -119,25 +127,12 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
     }
     commands = {
         "mlflow": (
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--backend-store-uri",
-                f"sqlite:///{state / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(state / "mlartifacts"),
-            ],
+            mlflow_server_command(mlflow_port, f"sqlite:///{state / 'mlflow.db'}", state / "mlartifacts"),
             f"http://127.0.0.1:{mlflow_port}",
             "/health",
         ),
         "prefect": (
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            prefect_server_command(prefect_port),
             f"http://127.0.0.1:{prefect_port}",
             "/api/health",
         ),

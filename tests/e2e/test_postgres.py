@@ -13,6 +13,7 @@ import yaml
 from tests.servers import free_port, running
 from tests.servers_postgres import postgres_server
 from thaw.demo_data import generate_support_tickets
+from thaw_cli.services import mlflow_server_command, prefect_server_command
 
 pytestmark = pytest.mark.e2e
 
@@ -33,23 +34,8 @@ def test_pipeline_runs_against_mlflow_and_prefect_on_postgresql(tmp_path, tiny_e
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{pg}/prefect",
         }
-        mlflow_cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(m_port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"postgresql+psycopg2://{pg}/mlflow",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ]
-        prefect_cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(p_port)]
+        mlflow_cmd = mlflow_server_command(m_port, f"postgresql+psycopg2://{pg}/mlflow", tmp_path / "artifacts", 1)
+        prefect_cmd = prefect_server_command(p_port)
         with (
             running(mlflow_cmd, f"{mlflow_uri}/health", tmp_path / "mlflow.log", env=env, timeout_s=180),
             running(

@@ -165,29 +165,12 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     pd.DataFrame({"ticket_id": ["a", "b", "c"], "message": texts}).to_csv(tmp_path / "in.csv", index=False)
     env_uri = {"MLFLOW_TRACKING_URI": uri}
     # 1. thaw predict (CLI)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "thaw_cli",
-            "predict",
-            f"{MODEL}@champion",
-            "--input",
-            str(tmp_path / "in.csv"),
-            "--output",
-            str(tmp_path / "out.csv"),
-            "--text-column",
-            "message",
-            "--id-column",
-            "ticket_id",
-            "--workspace",
-            str(workspace),
-            "--config",
-            str(_write_cfg(tmp_path, uri)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _thaw(
+        ["predict", f"{MODEL}@champion", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
+        + ["--text-column", "message", "--id-column", "ticket_id"],
+        tmp_path,
+        uri,
+        workspace,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     via_cli = pd.read_csv(tmp_path / "out.csv")["label"].tolist()

@@ -18,6 +18,7 @@ from tests.projects import ticket_project
 from tests.servers import free_port, running
 from tests.servers_postgres import postgres_server
 from thaw.config import ThawConfig
+from thaw_cli.services import mlflow_server_command
 
 pytestmark = pytest.mark.e2e
 MODEL = "tickets"
@@ -66,22 +67,7 @@ def team(tmp_path_factory, tiny_encoder, prefect_harness):
     with postgres_server(("mlflow",)) as pg:
         port = free_port()
         uri = f"http://127.0.0.1:{port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--backend-store-uri",
-            f"postgresql+psycopg2://{pg}/mlflow",
-            "--artifacts-destination",
-            str(base / "artifacts"),
-        ]
+        cmd = mlflow_server_command(port, f"postgresql+psycopg2://{pg}/mlflow", base / "artifacts", workers=2)
         with running(cmd, f"{uri}/health", base / "mlflow.log", timeout_s=180):
             settings = ticket_project(
                 base / "project",

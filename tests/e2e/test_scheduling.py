@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,13 @@ import yaml
 
 from tests.servers import free_port, running
 from thaw.demo_data import generate_support_tickets
+from thaw_cli.services import http_json, prefect_server_command
 
 pytestmark = pytest.mark.e2e
 
 
 def _api(api: str, path: str, body: dict | None = None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{api}{path}", data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read().decode() or "null")
+    return http_json(f"{api}{path}", "GET" if body is None else "POST", body)
 
 
 def _runs(api: str, deployment_name: str) -> list[dict]:
@@ -79,10 +76,6 @@ def _server_env(tmp_path: Path, port: int, **extra: str) -> dict:
     }
 
 
-def _prefect_server(port: int) -> list[str]:
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-
-
 def test_the_schedule_fires_by_itself_reuses_caches_and_stops_cleanly_on_sigterm(tmp_path, tiny_encoder):
     """Nothing here starts a run: the server's scheduler creates them from the interval,
     the `thaw schedule` process executes them, and SIGTERM stops it within a bounded time."""
@@ -96,7 +89,9 @@ def test_the_schedule_fires_by_itself_reuses_caches_and_stops_cleanly_on_sigterm
     api = f"http://127.0.0.1:{port}/api"
     env = _server_env(tmp_path, port, THAW_PII_SECRET="a-team-key-kept-across-runs")  # so curation can be reused
     grace = 5
-    with running(_prefect_server(port), f"{api}/health", tmp_path / "prefect-server.log", env=env, timeout_s=180):
+    with running(
+        prefect_server_command(port), f"{api}/health", tmp_path / "prefect-server.log", env=env, timeout_s=180
+    ):
         assert check_prefect_scheduler(api, tmp_path / "prefect-server.log") < 60  # what `thaw up` checks
         serve_log = tmp_path / "serve.log"
         cmd = [sys.executable, "-m", "thaw_cli", "schedule", "--config", str(config), "--workspace", str(project)]
@@ -132,6 +127,8 @@ def test_the_schedule_fires_by_itself_reuses_caches_and_stops_cleanly_on_sigterm
         third = _api(api, f"/flow_runs/{in_flight['id']}")
         assert third["state_type"] in {"COMPLETED", "CANCELLED"}, third["state"]
         print(f"SIGTERM to exit: {stopped_after:.1f}s; run in flight ended {third['state_type']}")
+        # stopped, the deployment is paused: runs do not pile up for a worker that is gone
+        assert _api(api, "/deployments/name/thaw-pipeline/every-20s")["paused"] is True
 
     uri = f"sqlite:///{project / '.thaw' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -159,10 +156,40 @@ def test_a_server_whose_scheduler_does_not_work_is_reported(tmp_path):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = _server_env(tmp_path, port, PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false")
-    with running(_prefect_server(port), f"{api}/health", tmp_path / "prefect-server.log", env=env, timeout_s=180):
+    with running(
+        prefect_server_command(port), f"{api}/health", tmp_path / "prefect-server.log", env=env, timeout_s=180
+    ):
         with pytest.raises(UserError, match="scheduler created no run in 15s"):
             check_prefect_scheduler(api, tmp_path / "prefect-server.log", timeout_s=15)
         assert _api(api, "/deployments/filter", {}) == []  # the probe cleaned up after itself
+
+
+def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path):
+    """As a user meets it: `thaw up` with a server whose scheduler never runs (here turned
+    off) says so and stops what it started, instead of printing two healthy URLs."""
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    mlflow_port, prefect_port = free_port(), free_port()
+    env = {**os.environ, "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    cmd = [sys.executable, "-m", "thaw_cli", "up", "--workspace", str(project)]
+    cmd += ["--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)]
+    up = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert up.returncode == 2, up.stdout + up.stderr  # a user-facing error, one line
+    assert "its scheduler created no run in 60s, so no schedule would fire" in up.stderr
+    assert "Prefect UI" not in up.stdout
+    assert not (project / ".thaw" / "services.json").exists()  # stopped: nothing left to `thaw down`
+    for port in (mlflow_port, prefect_port):  # and the servers are gone
+        _wait_for(
+            f"port {port} released", lambda port=port: _port_free(port), 30, project / ".thaw" / "prefect-server.log"
+        )
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 @pytest.mark.integration
