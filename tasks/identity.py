@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
+from thaw.tracking import tracking_uri
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,6 @@ def registry_identity(cfg: ThawConfig) -> Identity:
     """The identity the tracking server authenticated, or a claimed one marked as such.
 
     Refuses (UserError) credentials the server rejects."""
-    from tasks.registry import tracking_uri
-
     uri = tracking_uri(cfg)
     if not uri.startswith(("http://", "https://")):
         return Identity(_claimed(), False, "not verified: local store without authentication")

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from tasks.evaluation import Evaluation
+from tasks.links import links_markdown
 from tasks.registry import RegisteredVersion, TrackingRun, client_for
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
@@ -38,6 +39,8 @@ def build_model_card(
     versioned: DatasetVersion,
     curation_report: Path,
     git_commit: str,
+    experiment_id: str,
+    flow_run_id: str,
 ) -> str:
     """Markdown model card of one registered version."""
     sel = ladder.selected
@@ -87,7 +90,14 @@ def build_model_card(
         "",
         "## Lineage",
         "",
-        f"- MLflow run `{registered.run_id}`; git commit `{git_commit}`; config digest `{cfg.digest()[:16]}`",
+        links_markdown(
+            cfg,
+            git_commit,
+            flow_run_id,
+            run=(experiment_id, registered.run_id),
+            version=(registered.name, registered.version),
+        ),
+        f"- config digest `{cfg.digest()[:16]}` (the config is `config.yaml` in the run's artifacts)",
         f"- backbone `{ladder.backbone.name}` from `{ladder.backbone.source}`, "
         f"revision `{ladder.backbone.revision[:16]}`",
         f"- reproduce the data: `thaw restore-data {registered.name}/{registered.version} --to DIR`",
@@ -108,9 +118,16 @@ def publish_model_card(
 ) -> Path:
     """Write the card, log it on the run and set it as the version's description."""
     client = client_for(cfg)
-    card = build_model_card(cfg, registered, ladder, evaluation, versioned, curation_report, run.git_commit)
+    experiment = client.get_run(run.run_id).info.experiment_id
+    card = build_model_card(
+        cfg, registered, ladder, evaluation, versioned, curation_report, run.git_commit, experiment, run.flow_run_id
+    )
     path = run.run_dir / f"model_card_v{registered.version}.md"
     path.write_text(card, encoding="utf-8")
     client.log_artifact(run.run_id, str(path))
-    client.update_model_version(registered.name, registered.version, description=card)
+    from tasks.ledger import APPROVAL_SECTION
+
+    before = client.get_model_version(registered.name, registered.version).description or ""
+    history = APPROVAL_SECTION + before.split(APPROVAL_SECTION, 1)[1] if APPROVAL_SECTION in before else ""
+    client.update_model_version(registered.name, registered.version, description=card + history)
     return path

@@ -10,6 +10,7 @@ URIs back afterwards.
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from prefect import task
 
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
+from thaw.tracking import artifact_root, tracking_uri
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -45,16 +47,6 @@ class RegisteredVersion:
     version: str
     alias: str
     run_id: str
-
-
-def tracking_uri(cfg: ThawConfig) -> str:
-    """The configured tracking URI, or the embedded SQLite store in the state directory."""
-    return cfg.tracking.tracking_uri or f"sqlite:///{cfg.state_path / 'mlflow.db'}"
-
-
-def artifact_root(cfg: ThawConfig) -> str:
-    """Where a new experiment stores artifacts (embedded: ``<state>/mlartifacts``)."""
-    return cfg.tracking.artifact_root or (cfg.state_path / "mlartifacts").as_uri()
 
 
 def client_for(cfg: ThawConfig):
@@ -135,6 +127,29 @@ def ensure_experiment(client, cfg: ThawConfig, name: str | None = None) -> str:
     return client.create_experiment(name, artifact_location=artifact_root(cfg))
 
 
+def source_tags(cfg: ThawConfig, commit: str, flow_run_id: str) -> dict[str, str]:
+    """MLflow's own fields for where a run came from, which its UI shows (Source, Created
+    by, the commit), and the run's description (``mlflow.note.content``)."""
+    from tasks.identity import registry_identity
+    from tasks.links import links_markdown
+
+    tags = {
+        "mlflow.source.name": str(cfg.root),
+        "mlflow.source.type": "PROJECT",
+        "mlflow.user": registry_identity(cfg).user,  # authenticated by the server, or the OS user
+        "mlflow.note.content": (
+            f"thaw pipeline run for model **{cfg.model_name}** (config digest `{cfg.digest()[:16]}`, "
+            f"commit `{commit[:12]}`). Running; the description is rewritten with the outcome when the run ends.\n\n"
+            + links_markdown(cfg, commit=commit, flow_run_id=flow_run_id)
+        ),
+    }
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
+    if cfg.tracking.repo_url:
+        tags["mlflow.source.git.repoURL"] = cfg.tracking.repo_url
+    return tags
+
+
 @task(name="open-tracking-run", retries=2, retry_delay_seconds=[2, 10])
 def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
     """Start the MLflow run, tagged with config digest, git commit and Prefect flow run."""
@@ -152,7 +167,7 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
         "thaw.version": thaw.__version__,
         "thaw.prefect_flow_run_id": flow_run_id,
         "thaw.model_name": cfg.model_name,
-        "mlflow.source.name": "thaw run",
+        **source_tags(cfg, commit, flow_run_id),
     }
     run = client.create_run(ensure_experiment(client, cfg), tags=tags, run_name=f"{cfg.model_name}-{flow_run_id[:8]}")
     run_dir = cfg.state_path / "runs" / run.info.run_id
@@ -164,7 +179,11 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
 
 @functools.lru_cache(maxsize=1)
 def _dvc_source_class():
-    """MLflow's DatasetSource for a DVC-tracked file (built once; MLflow is imported lazily)."""
+    """MLflow's DatasetSource for a DVC-tracked file (built once; MLflow is imported lazily).
+
+    The source type is the remote's storage (``s3``, ``http`` or ``local``), the kinds the
+    MLflow UI displays, with the object's address as ``uri``/``url``; the DVC facts (remote,
+    path in the workspace, md5, ``.dvc`` file) ride along in the same dictionary."""
     from mlflow.data.dataset_source import DatasetSource
 
     class DvcDatasetSource(DatasetSource):
@@ -173,9 +192,8 @@ def _dvc_source_class():
         def __init__(self, spec: dict[str, str]) -> None:
             self.spec = spec
 
-        @staticmethod
-        def _get_source_type() -> str:
-            return "dvc"
+        def _get_source_type(self) -> str:
+            return storage_kind(self.spec["remote"])
 
         def load(self, **kwargs):
             raise NotImplementedError("use `thaw restore-data` to fetch DVC-versioned data")
@@ -198,18 +216,77 @@ def _dvc_source_class():
     return DvcDatasetSource
 
 
-def _dvc_dataset(name: str, path: str, md5: str, remote: str, dvc_file: str):
-    from mlflow.data.meta_dataset import MetaDataset
+def storage_kind(remote: str) -> str:
+    """The MLflow source type for an object in the DVC remote ``remote``."""
+    if remote.startswith("s3://"):
+        return "s3"
+    return "http" if remote.startswith(("http://", "https://")) else "local"
 
-    source = _dvc_source_class()(
-        {"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file, "object": f"files/md5/{md5[:2]}/{md5[2:]}"}
-    )
-    return MetaDataset(source, name=name, digest=md5)
+
+def _dvc_dataset(
+    name: str, path: str, md5: str, remote: str, dvc_file: str, columns: list[str], profile: dict[str, Any]
+):
+    """An MLflow dataset whose digest is the DVC md5, with the file's columns as its schema,
+    a profile (rows, columns, label counts) and the DVC source: what the UI's drawer shows."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, Schema
+
+    class ProfiledDataset(MetaDataset):
+        @property
+        def profile(self) -> Any:
+            return profile
+
+        def to_dict(self) -> dict[str, str]:  # MetaDataset leaves the profile out
+            return {**super().to_dict(), "profile": json.dumps(profile)}
+
+    obj = f"files/md5/{md5[:2]}/{md5[2:]}"
+    address = f"{remote.rstrip('/')}/{obj}" if remote else ""
+    spec = {"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file, "object": obj}
+    spec["url" if storage_kind(remote) == "http" else "uri"] = address
+    source = _dvc_source_class()(spec)
+    schema = Schema([ColSpec("string", c) for c in columns])
+    return ProfiledDataset(source, name=name, digest=md5, schema=schema)
+
+
+MAX_PROFILED_LABELS = 200  # beyond this the profile lists the most frequent ones
+
+
+def frame_profile(frame) -> dict[str, Any]:
+    """Rows, columns and label counts of a table with canonical columns."""
+    counts = frame["label"].value_counts() if "label" in frame.columns else None
+    profile: dict[str, Any] = {"num_rows": len(frame), "num_columns": len(frame.columns)}
+    if counts is not None:
+        profile["num_labels"] = len(counts)
+        profile["label_counts"] = {str(k): int(v) for k, v in counts.head(MAX_PROFILED_LABELS).items()}
+    return profile
+
+
+def _split_dataset(cfg: ThawConfig, context: str, split: str, version: DatasetVersion):
+    """The MLflow dataset of one raw or curated split (read back to profile it)."""
+    from tasks.ingest import input_columns, read_labelled_table
+    from thaw.datasets import read_table
+
+    f = version.files[split]
+    local = cfg.root / f.path
+    if context == "raw":
+        columns = input_columns(local)
+        profile = frame_profile(read_labelled_table(local, cfg.data.columns)) | {"num_columns": len(columns)}
+        dvc_file = version.dvc_file
+    else:
+        frame = read_table(version.local_path(cfg.root, split))
+        columns, profile, dvc_file = list(frame.columns), frame_profile(frame), f"{f.path}.dvc"
+    profile["bytes"] = f.size
+    return _dvc_dataset(dataset_name(cfg, context, split), f.path, f.md5, version.remote, dvc_file, columns, profile)
+
+
+def dataset_name(cfg: ThawConfig, context: str, split: str) -> str:
+    return f"{cfg.model_name}-{context}-{split}"
 
 
 @task(name="log-datasets")
 def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion) -> None:
-    """Log raw and curated files as MLflow dataset inputs (digest = DVC md5), plus tags."""
+    """Log raw and curated files as MLflow dataset inputs (digest = DVC md5, schema,
+    profile, DVC source), plus tags."""
     from mlflow.entities import DatasetInput, InputTag
 
     client = client_for(cfg)
@@ -223,8 +300,7 @@ def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated
     inputs = []
     for context, version in (("raw", raw), ("curated", curated)):
         for split, f in sorted(version.files.items()):
-            dvc_file = version.dvc_file if context == "raw" else f"{f.path}.dvc"
-            ds = _dvc_dataset(f"{cfg.model_name}-{context}-{split}", f.path, f.md5, version.remote, dvc_file)
+            ds = _split_dataset(cfg, context, split, version)
             role = "training" if split == "train" else split
             inputs.append(
                 DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", f"{context}-{role}")])
@@ -238,14 +314,25 @@ def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated
 
 @task(name="log-run-results")
 def log_run_results(
-    run: TrackingRun, cfg: ThawConfig, params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path]
+    run: TrackingRun,
+    cfg: ThawConfig,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    datasets: dict[str, tuple[str, str]] | None = None,
+    curves: list[tuple[str, float, int]] | None = None,
 ) -> None:
-    """Params, metrics and artifact files (directories logged whole) on the run."""
+    """Params, metrics (each tied to the dataset it was measured on, when ``datasets``
+    names one), per-step ``curves`` and artifact files (directories logged whole)."""
     client = client_for(cfg)
+    datasets = datasets or {}
     for key, value in sorted(params.items()):
         client.log_param(run.run_id, key, str(value)[:6000])
     for key, value in sorted(metrics.items()):
-        client.log_metric(run.run_id, key, float(value))
+        name, digest = datasets.get(key, (None, None))
+        client.log_metric(run.run_id, key, float(value), dataset_name=name, dataset_digest=digest)
+    for key, value, step in curves or []:
+        client.log_metric(run.run_id, key, float(value), step=step)
     log_files(client, run.run_id, artifacts)
 
 
@@ -331,4 +418,31 @@ def close_tracking_run(run: TrackingRun, cfg: ThawConfig, status: str, leftovers
     log_files(client, run.run_id, leftovers)
     if reason:
         client.set_tag(run.run_id, "thaw.end_reason", reason)
+    client.set_tag(run.run_id, "mlflow.note.content", _ended_description(client, cfg, run, status, reason))
     client.set_terminated(run.run_id, status=status)
+
+
+def _ended_description(client, cfg: ThawConfig, run: TrackingRun, status: str, reason: str) -> str:
+    """The run's description once it ends: what it produced or why it stopped, and links."""
+    from tasks.links import links_markdown
+
+    experiment = client.get_run(run.run_id).info.experiment_id
+    found = client.search_model_versions(f"name='{cfg.model_name}' and run_id='{run.run_id}'")
+    version = str(min(int(mv.version) for mv in found)) if found else None
+    if status == "FINISHED" and version:
+        what = f"registered **{cfg.model_name} v{version}**; its model card is the version's description."
+    elif status == "FINISHED":
+        what = "finished without registering a model."
+    else:
+        what = f"ended **{status}**: {reason or 'no reason recorded'}"
+    return (
+        f"thaw pipeline run for model **{cfg.model_name}** (config digest `{cfg.digest()[:16]}`): {what}\n\n"
+        + links_markdown(
+            cfg,
+            run.git_commit,
+            run.flow_run_id,
+            run=(experiment, run.run_id),
+            version=(cfg.model_name, version) if version else None,
+        )
+        + "\n- data: the run's Datasets (DVC md5, path and remote of each split) and `curation_report.md`"
+    )

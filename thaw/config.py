@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from thaw.datasets import ColumnMap
 from thaw.errors import UserError
@@ -243,11 +243,24 @@ class TrainingConfig(_Frozen):
 
 
 class TrackingConfig(_Frozen):
-    """MLflow: None means the embedded SQLite store under the state directory."""
+    """MLflow, and where the links in run descriptions and model cards lead.
+
+    The tracking URI is, first found: ``tracking_uri`` here, the ``MLFLOW_TRACKING_URI``
+    environment variable, the embedded SQLite store under the state directory.
+    """
 
     tracking_uri: str | None = None
-    artifact_root: str | None = None
+    artifact_root: str | None = None  # None: the server's own (proxied) artifacts, or <state>/mlartifacts
     experiment: str = "thaw"
+    repo_url: str | None = None  # e.g. https://github.com/org/project: commits become links
+    prefect_ui_url: str | None = None  # None: Prefect's own PREFECT_UI_URL when it is known
+
+    @field_validator("repo_url", "prefect_ui_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
 
 
 # Option names that carry credentials (as substrings, case-insensitive), and a URL with a

@@ -110,11 +110,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"MLflow UI and tracking server  {urls['mlflow']}")
     print(f"Prefect UI                     {urls['prefect']}")
     print(f"Prefect scheduler              working (created a probe deployment's runs in {urls['scheduler_seconds']}s)")
-    print("Point thaw at them (config only):")
-    print(f"  tracking:\n    tracking_uri: {urls['mlflow']}        # in your config YAML")
+    print("Point thaw at them:")
+    print(f"  export MLFLOW_TRACKING_URI={urls['mlflow']}   # or tracking.tracking_uri in your config YAML")
     print(f"  export PREFECT_API_URL={urls['prefect']}/api")
     print("Stop them with `thaw down`.")
     return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from thaw_cli.services import serve_ui
+
+    return serve_ui(_config(args), args.port)
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from thaw.errors import UserError, tracking_access_problem
-from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_up
+from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_ui, cmd_up
 from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
 from thaw_cli.commands_registry import (
     cmd_approve,
@@ -140,6 +140,8 @@ def _operations_commands(sub) -> None:
     up.add_argument("--mlflow-port", type=int, default=5000)
     up.add_argument("--prefect-port", type=int, default=4200)
     _command(sub, "down", "stop what `thaw up` started", cmd_down)
+    ui = _command(sub, "ui", "the MLflow UI on this workspace's store, artifacts served (Ctrl-C stops it)", cmd_ui)
+    ui.add_argument("--port", type=int, default=5000)
 
 
 def build_parser() -> argparse.ArgumentParser:

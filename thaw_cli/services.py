@@ -59,6 +59,32 @@ def mlflow_server_command(port: int, backend_store_uri: str, artifacts: Path, wo
     return cmd + (["--workers", str(workers)] if workers else [])
 
 
+def serve_ui(cfg: ThawConfig, port: int) -> int:
+    """``thaw ui``: the MLflow UI on the workspace's tracking store, in the foreground, on
+    loopback, serving artifacts (so what the UI shows does not depend on the reader's
+    disk). A tracking server already serves its own UI: say where instead."""
+    import socket
+
+    from tasks.registry import tracking_uri
+
+    uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        print(f"the tracking store is a server: its UI is {uri}")
+        return 0
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise UserError(f"port {port} is in use (by `thaw up`?); choose another with --port")
+    cmd = mlflow_server_command(port, uri, cfg.state_path / "mlartifacts")
+    print(f"MLflow UI on http://127.0.0.1:{port} for {uri}; Ctrl-C stops it", flush=True)
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        return 0
+
+
 def prefect_server_command(port: int) -> list[str]:
     """``prefect server start`` on loopback, services on."""
     return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
