@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tasks.evaluation import Evaluation
+from tasks.ledger import ledger_report
 from tasks.registry import CHALLENGER, TrackingRun, client_for, is_missing, tracking_uri
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
@@ -172,6 +173,8 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
             if k.startswith("thaw.approval")
         },
         "reports": {name: f"{run.info.artifact_uri}/{name}" for name in _report_names(client, mv.run_id)},
+        # an alias moved or a ledger entry edited outside thaw: shown wherever lineage is
+        "ledger_problems": list(ledger_report(client, mv.name).problems),
     }
 
 

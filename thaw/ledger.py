@@ -270,3 +270,103 @@ def completion_fields(intent: Mapping[str, Any], outcome: str, **extra: Any) -> 
         "outcome": outcome,
         **extra,
     }
+
+
+def table_cell(text: Any, limit: int = 160) -> str:
+    """One markdown table cell: single line, pipes escaped, long text cut with an ellipsis."""
+    flat = " ".join(str(text if text is not None else "").split()).replace("|", "\\|")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _gate_cell(details_json: str) -> str:
+    """The gate's reasons and numbers from a completion's ``details`` (JSON), for the table."""
+    if not details_json:
+        return ""
+    try:
+        details = json.loads(details_json)
+    except ValueError:
+        return "(unreadable)"
+    parts = list(details.get("gate") or [])
+    versus = details.get("versus_champion") or {}
+    if versus.get("summary") and not any(versus["summary"] in str(p) for p in parts):
+        parts.append(versus["summary"])
+    return "; ".join(str(p) for p in parts)
+
+
+def history_rows(report: LedgerReport, details: Mapping[str, str]) -> list[dict[str, str]]:
+    """One row per operation (intent and completion read together) and per note, oldest
+    first. ``details`` maps an entry key to its full ``details`` text (the gate's numbers)."""
+    completions = {e["op"]: e for e in report.entries if e.get("phase") == "completion"}
+    rows = []
+    for e in report.entries:
+        if e.get("phase") == "completion":
+            continue
+        done = completions.get(e["op"])
+        if e.get("phase") == "intent":
+            outcome = "interrupted: no completion yet" if done is None else str(done.get("outcome"))
+            if done is not None and done.get("recovered"):
+                outcome += f" (completed later by {done.get('by')})"
+        else:
+            outcome = "requested " + str(e.get("requested")) if e.get("action") == "request" else "recorded"
+        verified = str(e.get("identity", "")).startswith("authenticated")
+        rows.append(
+            {
+                "when": str(e.get("at", ""))[:19].replace("T", " "),
+                "who": f"{e.get('by')}" + ("" if verified else " (not verified)"),
+                "action": str(e.get("action")) + (" (forced)" if e.get("force") else ""),
+                "version": f"v{e['version']}" if e.get("version") else "",
+                "outcome": outcome,
+                "reason": str(e.get("reason", "")),
+                "gate": _gate_cell(details.get(done["key"], "")) if done is not None else "",
+            }
+        )
+    return rows
+
+
+DESCRIPTION_LIMIT = 5000  # MLflow's description columns (registered model and version) on PostgreSQL/MySQL
+HISTORY_COLUMNS = ("when", "who", "action", "version", "outcome", "reason", "gate")
+
+
+def history_table(rows: list[dict[str, str]], columns: tuple[str, ...], budget: int, see: str) -> list[str]:
+    """A markdown table of ``rows`` (newest first) in at most ``budget`` characters: the
+    oldest rows that do not fit are left out, and a line says how many and where they are."""
+    header = [
+        "| " + " | ".join("when (UTC)" if c == "when" else c for c in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    body: list[str] = []
+    used = sum(len(line) + 1 for line in header) + 120  # room for the note on what was left out
+    for r in reversed(rows):
+        line = "| " + " | ".join(table_cell(r[c]) for c in columns) + " |"
+        if used + len(line) + 1 > budget:
+            break
+        body.append(line)
+        used += len(line) + 1
+    left_out = len(rows) - len(body)
+    note = ["", f"{left_out} older entries are not shown here: {see}."] if left_out else []
+    return header + body + note
+
+
+def history_markdown(name: str, report: LedgerReport, details: Mapping[str, str]) -> str:
+    """The registered model's description: the approval history as a table, newest first,
+    with any problem ``verify`` found (an alias moved or an entry edited outside thaw),
+    within MLflow's description limit."""
+    lines = [
+        f"# {name}: approval history",
+        "",
+        f"Champion by the ledger: **{_v(report.champion)}**. Written by thaw on every ledger entry "
+        f"({len(report.entries)} entries); this text is a view, the record is the hash-chained "
+        f"`thaw.ledger.*` tags (`thaw ledger {name} --verify`) and a copy of each entry as a run artifact "
+        "under `ledger/`.",
+        "",
+    ]
+    if report.problems:
+        lines += [
+            "> **WARNING: the ledger does not verify.** Something outside thaw changed the record or the aliases:",
+            *[f"> - {table_cell(p, 300)}" for p in report.problems[:5]],
+            *([f"> - and {len(report.problems) - 5} more"] if len(report.problems) > 5 else []),
+            "",
+        ]
+    budget = DESCRIPTION_LIMIT - sum(len(line) + 1 for line in lines)
+    lines += history_table(history_rows(report, details), HISTORY_COLUMNS, budget, f"`thaw ledger {name}`")
+    return "\n".join(lines) + "\n"
