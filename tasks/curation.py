@@ -295,6 +295,7 @@ def _curate(
     pii = {"stats": stats, "rows_per_s": rows_per_s, "secret": secret, "fingerprint": fingerprint}
     report = build_report(ledger, pii, splits, detector, cfg)
     report_path = write_text_atomically(run_dir / "curation_report.json", json.dumps(report, indent=2, sort_keys=True))
+    write_text_atomically(report_path.with_suffix(".md"), curation_markdown(report))
     labels = tuple(sorted(set().union(*(set(f["label"]) for f in splits.values()))))
     return files, report_path, publish_accounting(report, run_dir), {s: len(f) for s, f in splits.items()}, labels
 
@@ -332,7 +333,7 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     (staging / "curated").mkdir(parents=True)
     for path in files.values():
         shutil.copyfile(path, staging / "curated" / path.name)
-    for path in (report_path, metrics_path):
+    for path in (report_path, report_path.with_suffix(".md"), metrics_path):
         shutil.copyfile(path, staging / path.name)
     (staging / "done.json").write_text(
         json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows, "labels": list(labels)}),
@@ -393,6 +394,54 @@ def build_report(ledger: CurationLedger, pii: dict, splits: dict[str, pd.DataFra
         "labels": dict(Counter(splits["train"]["label"])),
         "samples": {"removed": removed, "changed": changed},
     }
+
+
+def curation_markdown(report: dict) -> str:
+    """The curation report for a reader: rows in and out by reason, PII by type, where the
+    PII key came from and what that means for re-deriving the data (the JSON has it all)."""
+    acc, pii = report["accounting"], report["pii"]
+    key = f"the PII key came from **{pii['secret_source']}** (fingerprint `{pii['secret_fingerprint'][:16]}`): " + (
+        "the same raw data and key give the same curated data."
+        if pii["reproducible"]
+        else "it was **ephemeral** (generated for this run and not kept), so the curated data "
+        "**cannot be re-derived** from the raw data; it can only be restored from DVC "
+        "(`thaw restore-data`). Set `THAW_PII_SECRET` for reproducible curation."
+    )
+    lines = [
+        "# Curation report",
+        "",
+        f"- input rows: {', '.join(f'{k} {v}' for k, v in acc['input_rows'].items())}; kept {acc['kept']}, "
+        f"removed {acc['removed']}; every row accounted for: **{'yes' if acc['balanced'] else 'NO'}**",
+        f"- splits: {', '.join(f'{k} {v}' for k, v in report['splits'].items())}; {len(report['labels'])} labels",
+        f"- PII: {pii['rows_changed']} of {pii['rows_seen']} rows changed; types scrubbed: "
+        f"{', '.join(pii['entity_types'])}",
+        f"- {key}",
+        "",
+        "## Rows in and out by stage",
+        "",
+        "| stage | rows in | rows out | removed (reason = rows) |",
+        "|---|---|---|---|",
+        *[
+            f"| {s['stage']} | {s['rows_in']} | {s['rows_out']} | "
+            f"{', '.join(f'{k} = {v}' for k, v in s['removed'].items()) or '-'} |"
+            for s in report["stages"]
+        ],
+        "",
+        "## PII found, by type",
+        "",
+        "| type | spans replaced |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in sorted(pii["entities"].items(), key=lambda kv: -kv[1])],
+        *([] if pii["entities"] else ["| (none) | 0 |"]),
+        "",
+        "## Near-duplicate settings",
+        "",
+        ", ".join(f"{k} = {v}" for k, v in sorted(report["dedup"].items())),
+        "",
+        "Samples of removed and changed rows (scrubbed) are in `curation_report.json`.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @task(name="publish-curated")

@@ -49,11 +49,61 @@ def mask_residual_pii(text: str) -> str:
 
 @dataclass(frozen=True)
 class ExpectationsReport:
-    """Outcome of the suite: the JSON summary and the Data Docs directory."""
+    """Outcome of the suite: the JSON summary, its markdown twin and the Data Docs."""
 
     success: bool
     summary_path: Path
     data_docs_dir: Path
+    markdown_path: Path
+
+
+def _check_record(split: str, result) -> dict:
+    """One expectation and its outcome, for ``expectations.json``: its arguments and the
+    counts it observed, never row values (they may hold what the check was looking for)."""
+    config = result.expectation_config
+    res = result.result or {}
+    observed = res.get("observed_value")
+    record = {
+        "split": split,
+        "expectation": config.type,
+        "column": config.kwargs.get("column"),
+        "arguments": {
+            k: v
+            for k, v in config.kwargs.items()
+            if k not in ("column", "batch_id") and isinstance(v, (int, float, str, bool, list)) and len(str(v)) < 300
+        },
+        "success": bool(result.success),
+    }
+    if isinstance(observed, (int, float, str)) and len(str(observed)) < 100:
+        record["observed"] = observed
+    if "unexpected_count" in res:
+        record["unexpected_count"] = int(res["unexpected_count"] or 0)
+        record["element_count"] = int(res.get("element_count") or 0)
+    return record
+
+
+def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> str:
+    """The data checks as a self-contained markdown report: readable offline and in the
+    MLflow UI (GX's Data Docs load their scripts and styles from CDNs)."""
+    lines = [
+        "# Data checks (Great Expectations)",
+        "",
+        f"**{'All passed' if success else 'FAILED: training did not start'}**: "
+        f"{sum(c['success'] for c in checks)} of {len(checks)} expectations met on the curated splits.",
+        "",
+    ]
+    if failures:
+        lines += ["## Failures", "", *[f"- {f}" for f in failures], ""]
+    lines += ["| split | expectation | column | arguments | result | observed |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        args = ", ".join(f"{k}={v}" for k, v in c["arguments"].items())
+        if "unexpected_count" in c:
+            seen = f"{c['unexpected_count']} of {c['element_count']} rows unexpected"
+        else:
+            seen = str(c.get("observed", ""))
+        cells = [c["split"], c["expectation"], c["column"] or "", args, "pass" if c["success"] else "**FAIL**", seen]
+        lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _with_checks(frame: pd.DataFrame, text_col: str, entities: Iterable[str]) -> pd.DataFrame:
@@ -135,10 +185,13 @@ def _context(docs_dir: Path):
     return ctx
 
 
-def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: Path) -> tuple[bool, list[str], Path]:
+def validate_frames(
+    frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: Path
+) -> tuple[bool, list[str], Path, list[dict]]:
     """Run the suite on each split (and class counts on train); save Data Docs.
 
-    Returns (success, one message per failing expectation, Data Docs directory).
+    Returns (success, one message per failing expectation, Data Docs directory, one
+    record per expectation run).
     """
     import great_expectations as gx
 
@@ -156,6 +209,7 @@ def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: P
     }
     batches["train_class_counts"] = (counts, _class_count_suite(cfg))
     failures: list[str] = []
+    checks: list[dict] = []
     for name, (frame, suite) in batches.items():
         definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
         vd = ctx.validation_definitions.add(
@@ -173,21 +227,26 @@ def validate_frames(frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: P
         for run in outcome.run_results.values():
             shown = LABEL if name.endswith("counts") else text_col
             failures += [_describe_failure(name, r, frame, shown) for r in run.results if not r.success]
-    return not failures, failures, docs_dir
+            checks += [_check_record(name, r) for r in run.results]
+    return not failures, failures, docs_dir, checks
 
 
 @task(name="validate-curated-data")
 def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path) -> ExpectationsReport:
     """Validate the curated split files; raise ExpectationsFailed naming each failure.
 
-    The summary JSON and the Data Docs are written under ``run_dir`` either way.
+    The summary (JSON, every expectation with its result; and markdown) and the Data
+    Docs are written under ``run_dir`` either way.
     """
     frames = {s: read_table(p) for s, p in files.items()}
-    success, failures, docs_dir = validate_frames(frames, cfg, run_dir)
+    success, failures, docs_dir, checks = validate_frames(frames, cfg, run_dir)
     summary = run_dir / "expectations.json"
-    summary.write_text(json.dumps({"success": success, "failures": failures}, indent=2), encoding="utf-8")
+    body = {"success": success, "failures": failures, "checks": checks}
+    summary.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+    markdown = run_dir / "data_checks.md"
+    markdown.write_text(checks_markdown(success, checks, failures), encoding="utf-8")
     if not success:
         raise ExpectationsFailed(
             "curated data failed its expectations; training did not start:\n  - " + "\n  - ".join(failures)
         )
-    return ExpectationsReport(success, summary, docs_dir)
+    return ExpectationsReport(success, summary, docs_dir, markdown)
