@@ -23,7 +23,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.adaptation_ladder import climb_ladder
-from tasks.approval_form import wait_for_approval
+from tasks.approval_form import final_state, wait_for_approval
 from tasks.curation import curate_dataset
 from tasks.evaluation import evaluate_on_test
 from tasks.expectations import validate_curated_data
@@ -33,11 +33,19 @@ from tasks.model_card import publish_model_card
 from tasks.prediction import predict_test_split, report_unselected_rungs
 from tasks.registration import register_model
 from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run
-from tasks.reporting import ladder_metrics, reports_in, write_run_summary, write_skipped_summary
+from tasks.reporting import (
+    ladder_curves,
+    ladder_metrics,
+    metric_datasets,
+    record_approval,
+    reports_in,
+    write_run_summary,
+    write_skipped_summary,
+)
 from tasks.scheduling import training_slot
 from tasks.versioning import version_curated_data, version_raw_data
 from thaw.config import ThawConfig
-from thaw.errors import run_ending
+from thaw.errors import UserError, run_ending
 
 
 @flow(name="thaw-pipeline", log_prints=True)
@@ -60,20 +68,25 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
             evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
             others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
+            metrics = ladder_metrics(ladder, evaluation, others)
             log_run_results(
                 run,
                 cfg,
                 run_params(cfg, ladder.selected),
-                ladder_metrics(ladder, evaluation, others),
+                metrics,
                 [
                     curated.report_path,
+                    curated.report_path.with_suffix(".md"),
                     curated.metrics_path,
                     expectations.summary_path,
+                    expectations.markdown_path,
                     expectations.data_docs_dir,
                     evaluation.report_path,
                     evaluation.confusion_png,
                     *ladder.reports,
                 ],
+                datasets=metric_datasets(cfg, ladder, versioned, metrics),
+                curves=ladder_curves(ladder),
             )
             tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
             registered = register_model(run, cfg, ladder.selected.model_dir, tags)
@@ -85,5 +98,11 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
         raise
     close_tracking_run(run, cfg, "FINISHED", [summary])
     if cfg.promotion.wait_for_approval:
-        wait_for_approval(cfg, registered)
+        try:
+            outcome = wait_for_approval(cfg, registered)
+        except UserError as exc:  # refused by the gate: the summary says so, the run fails with why
+            record_approval(summary, "refused", str(exc))
+            raise
+        record_approval(summary, outcome.outcome, outcome.message)
+        return final_state(outcome, summary)
     return summary

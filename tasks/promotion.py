@@ -149,16 +149,59 @@ def _finish_approval(client, name: str, intent: dict[str, Any]) -> None:
         client.delete_registered_model_alias(name, CHALLENGER)
 
 
-def approve(
-    cfg: ThawConfig, name: str, version: str, reason: str, force: bool = False, via: str = "cli"
-) -> PromotionDecision:
-    """Approve ``version``: record the intent, run the gate, and if it passes make the
-    version champion; the completion records the outcome either way. Refused: UserError."""
+def _gate(
+    cfg: ThawConfig, client, name: str, version: str, mv, champion: str | None, force: bool, reason: str
+) -> tuple[PromotionDecision, dict[str, Any]]:
+    """The gate's decision on ``version`` now, and the details the ledger keeps."""
     from tasks.champion_comparison import compare_with_champion
     from tasks.restore import verify_lineage
 
+    lineage = verify_lineage(cfg, mv.tags)
+    versus, summary = None, ""
+    if champion and champion != version:
+        try:
+            versus = compare_with_champion(cfg, name, champion, version)
+            summary = versus.summary()
+        except UserError as exc:  # e.g. a split no longer in the remote: no comparison, said why
+            summary = f"no comparison with champion v{champion}: {exc}"
+    facts = PromotionFacts(
+        version=version,
+        is_current_challenger=alias_version(client, name, CHALLENGER) == version,
+        rejected=mv.tags.get("thaw.approval") == "rejected",
+        has_champion=champion is not None and champion != version,
+        versus_champion=versus.comparison if versus else None,
+        lineage_problems=lineage.problems,
+        lineage_notes=lineage.notes,
+        force=force,
+        force_reason=reason if force else "",
+        comparison_summary=summary,
+    )
+    decision = promotion_decision(facts, cfg.training.ladder.alpha)
+    return decision, {"gate": list(decision.reasons), "versus_champion": versus.as_dict() if versus else None}
+
+
+def preview_gate(cfg: ThawConfig, name: str, version: str) -> PromotionDecision:
+    """What the gate would decide on an approval of ``version`` now, without --force;
+    nothing is written. Shown to the approver before they answer."""
+    client = client_for(cfg)
+    champion = alias_version(client, name, CHAMPION)
+    return _gate(cfg, client, name, version, _version(client, name, version), champion, False, "")[0]
+
+
+def approve(
+    cfg: ThawConfig,
+    name: str,
+    version: str,
+    reason: str,
+    force: bool = False,
+    via: str = "cli",
+    who: Identity | None = None,
+) -> PromotionDecision:
+    """Approve ``version``: record the intent, run the gate, and if it passes make the
+    version champion; the completion records the outcome either way. Refused: UserError.
+    ``who`` defaults to the identity the registry authenticates (``tasks.identity``)."""
     _require_reason(reason, "an approval")
-    client, who = client_for(cfg), registry_identity(cfg)
+    client, who = client_for(cfg), who or registry_identity(cfg)
     with locked_operation(cfg, name, who, f"approve v{version}") as lock:
         mv = _version(client, name, version)
         champion = alias_version(client, name, CHAMPION)
@@ -172,28 +215,7 @@ def approve(
             reason,
         )
         _failpoint("approve:after-intent")
-        lineage = verify_lineage(cfg, mv.tags)
-        versus, summary = None, ""
-        if champion and champion != version:
-            try:
-                versus = compare_with_champion(cfg, name, champion, version)
-                summary = versus.summary()
-            except UserError as exc:  # e.g. a split no longer in the remote: no comparison, said why
-                summary = f"no comparison with champion v{champion}: {exc}"
-        facts = PromotionFacts(
-            version=version,
-            is_current_challenger=alias_version(client, name, CHALLENGER) == version,
-            rejected=mv.tags.get("thaw.approval") == "rejected",
-            has_champion=champion is not None and champion != version,
-            versus_champion=versus.comparison if versus else None,
-            lineage_problems=lineage.problems,
-            lineage_notes=lineage.notes,
-            force=force,
-            force_reason=reason if force else "",
-            comparison_summary=summary,
-        )
-        decision = promotion_decision(facts, cfg.training.ladder.alpha)
-        details = {"gate": list(decision.reasons), "versus_champion": versus.as_dict() if versus else None}
+        decision, details = _gate(cfg, client, name, version, mv, champion, force, reason)
         if not decision.promote:
             append(client, name, lock, who, completion_fields(intent, "refused"), details=details)
             raise UserError(f"{name} v{version} not promoted: " + "; ".join(decision.reasons))
@@ -212,10 +234,12 @@ def approve(
     return decision
 
 
-def reject(cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli") -> None:
+def reject(
+    cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli", who: Identity | None = None
+) -> None:
     """Record a rejection; the version loses ``challenger`` and can no longer be promoted."""
     _require_reason(reason, "a rejection")
-    client, who = client_for(cfg), registry_identity(cfg)
+    client, who = client_for(cfg), who or registry_identity(cfg)
     with locked_operation(cfg, name, who, f"reject v{version}") as lock:
         _version(client, name, version)
         if alias_version(client, name, CHAMPION) == version:

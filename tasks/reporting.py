@@ -10,7 +10,7 @@ from prefect import task
 
 from tasks.curation import CuratedDataset
 from tasks.evaluation import Evaluation
-from tasks.registry import RegisteredVersion, TrackingRun
+from tasks.registry import RegisteredVersion, TrackingRun, dataset_name
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import LadderResult
@@ -112,9 +112,49 @@ def ladder_metrics(ladder: LadderResult, evaluation: Evaluation, others: dict[st
     return out
 
 
+def record_approval(summary_path: Path, outcome: str, message: str) -> None:
+    """Add how the wait for approval ended to the run summary (the terminal reads it)."""
+    from thaw.datasets import write_text_atomically
+
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["approval"] = {"outcome": outcome, "message": message}
+    write_text_atomically(summary_path, json.dumps(summary, indent=2, sort_keys=True, default=str))
+
+
+def ladder_curves(ladder: LadderResult) -> list[tuple[str, float, int]]:
+    """Per-epoch training loss and validation metric of each trained rung, as (key, value,
+    epoch counted from 1): logged as steps, MLflow draws them as learning curves."""
+    points = []
+    for r in ladder.trained:
+        for h in r.details.history:
+            points.append((f"{r.rung}.epoch_train_loss", h.train_loss, h.epoch))
+            if h.validation_metric is not None:
+                points.append((f"{r.rung}.epoch_validation_metric", h.validation_metric, h.epoch))
+    return points
+
+
+def metric_datasets(
+    cfg: ThawConfig, ladder: LadderResult, versioned: DatasetVersion, metrics: dict[str, float]
+) -> dict[str, tuple[str, str]]:
+    """The dataset (name, digest) each metric was measured on, as logged by ``log_datasets``:
+    test metrics on the curated test split; validation metrics on the validation split
+    when rungs were scored on it (cross-validation scores span train and validation)."""
+
+    def on(split: str) -> tuple[str, str]:
+        return dataset_name(cfg, "curated", split), versioned.files[split].md5
+
+    tied = {}
+    for key in metrics:
+        if (key.startswith("test_") or ".test_unselected_" in key) and "test" in versioned.files:
+            tied[key] = on("test")
+        elif ".validation_" in key and ladder.evaluation.mode == "holdout" and "validation" in versioned.files:
+            tied[key] = on("validation")
+    return tied
+
+
 def reports_in(run_dir: Path) -> list[Path]:
     """Reports a failed run still leaves for the reader (curation, expectations, docs)."""
-    names = ("curation_report.json", "expectations.json", "data_docs")
+    names = ("curation_report.json", "curation_report.md", "expectations.json", "data_checks.md", "data_docs")
     return [run_dir / n for n in names if (run_dir / n).exists()]
 
 

@@ -20,6 +20,10 @@ OFFLINE_ENV = {
     "DVC_NO_ANALYTICS": "1",
     "DVC_NO_UPDATER": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # thaw's own log records (its packages' loggers) reach the Prefect run's logs; outside
+    # a run (a CLI command, a training subprocess) they stay local, without a warning
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "thaw,tasks,flows",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     "GX_ANALYTICS_ENABLED": "False",
     "GE_USAGE_STATISTICS_URL": "",
     # tldextract (Presidio's email recognizer) reads this when it is imported: an empty

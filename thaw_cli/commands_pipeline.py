@@ -119,12 +119,18 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
         return
 
     model, test = summary["model"], summary["test"]["metrics"]
-    ref = f"{model['name']}@{model['alias']}"
+    outcome = (summary.get("approval") or {}).get("outcome")
+    alias = {"approved": "champion", "rejected": None}.get(outcome or "", model["alias"])
+    ref = f"{model['name']}@{alias}" if alias else f"{model['name']}/{model['version']}"
     took = f" in {seconds / 60:.1f} min" if seconds else ""
     splits = summary["curation"]["splits"]
     print(f"\nthaw finished{took}.")
+    now = f"now '{alias}'" if alias else "then rejected"
     print(
-        f"  registered   {model['name']} version {model['version']} as '{model['alias']}' "
+        f"  registered   {model['name']} version {model['version']} as '{model['alias']}', {now} "
+        f"(rung: {summary['selected_rung']})"
+        if outcome in ("approved", "rejected")
+        else f"  registered   {model['name']} version {model['version']} as '{model['alias']}' "
         f"(rung: {summary['selected_rung']})"
     )
     print(
@@ -135,13 +141,19 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
         f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
         f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)"
     )
+    approval = summary.get("approval")
+    if approval:
+        print(f"  approval     {approval['outcome'].upper()}: {approval['message']}")
     print(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
     print("\nLook at it:")
-    print(f"  MLflow UI    .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)} --host 127.0.0.1 --port 5000")
+    uri = tracking_uri(cfg)
+    served = uri.startswith(("http://", "https://"))
+    print(f"  MLflow UI    {uri}" if served else "  MLflow UI    .venv/bin/thaw ui")
     print(f"  lineage      .venv/bin/thaw lineage {ref}")
     print("  models       .venv/bin/thaw models")
-    print(
-        f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} "
-        '--reason "reviewed transfer note and test report"'
-    )
+    if approval is None or approval["outcome"] in ("timeout", "requested"):
+        print(
+            f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} "
+            '--reason "reviewed transfer note and test report"'
+        )
     print(f"  predict      .venv/bin/thaw predict {model['name']}@champion --input FILE.csv --output predictions.csv")

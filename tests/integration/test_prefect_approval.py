@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -64,16 +65,29 @@ def test_approval_form_in_a_paused_run_promotes_and_records(approval_cfg, prefec
     runner = threading.Thread(target=lambda: _run(thaw_pipeline, cfg, errors))
     runner.start()
     run_id = _paused_run_id()
-    resume_flow_run(run_id, run_input={"approve": True, "reason": "checked the transfer note", "approver": "ana"})
+    resume_flow_run(run_id, run_input={"decision": "approve", "reason": "checked the transfer note", "approver": "ana"})
     runner.join(timeout=300)
     assert not runner.is_alive() and errors == []
     client = client_for(cfg)
     assert str(client.get_model_version_by_alias("tickets", "champion").version) == "1"
-    # a local store authenticates nobody: the form decides, and the record says the name was typed
+    # a local store authenticates nobody: the form decides, in the typed name, marked as typed
     intent = [e for e in ledger_report(client, "tickets").entries if e["phase"] == "intent"][-1]
-    assert (intent["action"], intent["via"]) == ("approve", "prefect form (typed name: ana)")
-    assert intent["identity"].startswith("not verified")
+    assert (intent["action"], intent["via"], intent["by"]) == ("approve", "prefect form (typed name: ana)", "ana")
+    assert intent["identity"] == "not verified: name typed into the Prefect form"
     assert client.get_model_version("tickets", "1").tags["thaw.approval"] == "approved"
+    assert _final_state(run_id) == ("COMPLETED", "Approved")
+
+
+def test_the_form_refuses_an_answer_without_a_decision_or_a_reason():
+    from pydantic import ValidationError
+
+    from tasks.approval_form import ApprovalForm
+
+    for answer in ({"reason": "fine", "approver": "ana"}, {"decision": "approve", "reason": "", "approver": "ana"}):
+        with pytest.raises(ValidationError):
+            ApprovalForm.model_validate(answer)
+    with pytest.raises(ValidationError):  # a blank name is not filled in with anyone's
+        ApprovalForm.model_validate({"decision": "reject", "reason": "wrong labels", "approver": ""})
 
 
 def test_without_an_answer_the_candidate_stays_challenger(approval_cfg, prefect_harness):
@@ -81,10 +95,19 @@ def test_without_an_answer_the_candidate_stays_challenger(approval_cfg, prefect_
     from tasks.registry import client_for
 
     cfg = approval_cfg(0.1)
-    thaw_pipeline(cfg)
+    summary = thaw_pipeline(cfg)
     client = client_for(cfg)
     assert str(client.get_model_version_by_alias("tickets", "challenger").version) == "1"
     assert client.get_model_version("tickets", "1").tags["thaw.approval"] == "pending"
+    assert json.loads(summary.read_text())["approval"]["outcome"] == "timeout"  # the terminal reads this
+
+
+def _final_state(run_id: str) -> tuple[str, str]:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    return state.type.value, state.name
 
 
 def _run(fn, cfg, errors: list) -> None:
