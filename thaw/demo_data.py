@@ -19,6 +19,22 @@ from thaw.datasets import write_text_atomically
 
 DEMO_SEED = 20261122
 DEMO_ROWS = 3200
+# Share of single-request tickets that carry the label of a neighbouring intent, as when
+# annotators disagree: real labels are never clean, and a demo that scores 1.000 on
+# every rung leaves the ladder and the approver nothing to decide.
+DEMO_LABEL_NOISE = 0.07
+CONFUSABLE = {
+    "refund_request": "refund_status",
+    "refund_status": "refund_request",
+    "cancel_subscription": "pause_subscription",
+    "pause_subscription": "cancel_subscription",
+    "card_lost": "payment_declined",
+    "payment_declined": "card_lost",
+    "delivery_status": "update_address",
+    "update_address": "delivery_status",
+    "password_reset": "technical_issue",
+    "technical_issue": "password_reset",
+}
 DEMO_RELPATH = Path("data/demo/support_tickets.csv")
 COLUMNS = ("ticket_id", "message", "intent")
 
@@ -302,12 +318,15 @@ def _compound(intents: list[str], pii: _PiiFactory, rng: random.Random) -> tuple
     return f"{lead}{joiner}{aside[0].lower()}{aside[1:]}", first
 
 
-def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tuple[str, InjectedPii]:
-    """Return (CSV text, injected PII) for ``rows`` tickets; deterministic in ``seed``.
+def generate_support_tickets(
+    rows: int = DEMO_ROWS, seed: int = DEMO_SEED, label_noise: float = 0.0
+) -> tuple[str, InjectedPii]:
+    """Return (CSV text, injected PII) for ``rows`` tickets; deterministic in its arguments.
 
     About 4% of rows are exact duplicates, 4% near duplicates, a quarter carry two
     requests (labelled by the first), and a handful have an empty message or no intent
-    (curation must count and remove them).
+    (curation must count and remove them). ``label_noise``: the share of single-request
+    tickets labelled with the neighbouring intent (``CONFUSABLE``) instead of their own.
     """
     rng = random.Random(seed)
     pii = _PiiFactory(rng)
@@ -324,7 +343,8 @@ def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tu
             records.append(_compound(intents, pii, rng))
         else:
             intent = rng.choice(intents)
-            records.append((_render(rng.choice(INTENTS[intent]), pii, rng), intent))
+            text = _render(rng.choice(INTENTS[intent]), pii, rng)
+            records.append((text, CONFUSABLE[intent] if label_noise and rng.random() < label_noise else intent))
     for k in range(6):  # invalid rows: empty text, missing label
         i = rng.randrange(len(records))
         records[i] = ("", records[i][1]) if k % 2 == 0 else (records[i][0], "")
@@ -339,5 +359,5 @@ def generate_support_tickets(rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> tu
 
 def write_demo_data(workspace: Path, rows: int = DEMO_ROWS, seed: int = DEMO_SEED) -> Path:
     """Write the demo CSV under ``workspace`` (atomically) and return its path."""
-    text, _ = generate_support_tickets(rows, seed)
+    text, _ = generate_support_tickets(rows, seed, DEMO_LABEL_NOISE)
     return write_text_atomically(workspace / DEMO_RELPATH, text)

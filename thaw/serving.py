@@ -96,5 +96,5 @@ class ThawTextClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = ThawPredictor(Path(context.artifacts[MODEL_ARTIFACT]))
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.predictor.predict(_texts(model_input))
