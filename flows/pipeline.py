@@ -32,7 +32,13 @@ from tasks.lineage import model_version_tags, run_params
 from tasks.model_card import publish_model_card
 from tasks.prediction import predict_test_split, report_unselected_rungs
 from tasks.registration import register_model
-from tasks.registry import close_tracking_run, log_datasets, log_run_results, open_tracking_run
+from tasks.registry import (
+    close_tracking_run,
+    log_datasets,
+    log_run_results,
+    open_tracking_run,
+    tie_metrics_to_model,
+)
 from tasks.reporting import (
     ladder_curves,
     ladder_metrics,
@@ -69,6 +75,7 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
             others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
             metrics = ladder_metrics(ladder, evaluation, others)
+            measured_on = metric_datasets(cfg, ladder, versioned, metrics)
             log_run_results(
                 run,
                 cfg,
@@ -85,11 +92,12 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
                     evaluation.confusion_png,
                     *ladder.reports,
                 ],
-                datasets=metric_datasets(cfg, ladder, versioned, metrics),
+                datasets=measured_on,
                 curves=ladder_curves(ladder),
             )
             tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
             registered = register_model(run, cfg, ladder.selected.model_dir, tags)
+            tie_metrics_to_model(cfg, registered, metrics, measured_on)
             publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
             summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
     except BaseException as exc:

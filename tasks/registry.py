@@ -336,6 +336,24 @@ def log_run_results(
     log_files(client, run.run_id, artifacts)
 
 
+@task(name="tie-metrics-to-model")
+def tie_metrics_to_model(
+    cfg: ThawConfig, registered: RegisteredVersion, metrics: dict[str, float], datasets: dict[str, tuple[str, str]]
+) -> None:
+    """Log the metrics measured on a dataset again against the registered logged model, so
+    the model's page lists the datasets it was evaluated on ("Datasets used")."""
+    client = client_for(cfg)
+    mv = client.get_model_version(registered.name, registered.version)
+    # MLflow 3 keeps the logged model's id in the version's source (models:/m-...)
+    model_id = mv.model_id or (mv.source.removeprefix("models:/") if mv.source.startswith("models:/m-") else None)
+    if not model_id:
+        raise AssertionError(f"{registered.name} v{registered.version} has no logged model ({mv.source})")
+    for key, (name, digest) in sorted(datasets.items()):
+        client.log_metric(
+            registered.run_id, key, float(metrics[key]), dataset_name=name, dataset_digest=digest, model_id=model_id
+        )
+
+
 def log_files(client, run_id: str, paths: list[Path]) -> None:
     """Log each existing file as an artifact of the run, and each directory whole."""
     for path in paths:

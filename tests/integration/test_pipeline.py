@@ -73,6 +73,9 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
         assert mv.tags[f"thaw.curated.{split}.md5"] == recorded
     assert mv.tags["thaw.raw.md5"] == yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert run.data.tags["thaw.prefect_flow_run_id"] == mv.tags["thaw.prefect_flow_run_id"] != "local"
+    # the logged model lists the dataset its test metrics were measured on ("Datasets used")
+    tied = {m.key: m.dataset_digest for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
+    assert tied["test_accuracy"] == tied["test_macro_f1"] == mv.tags["thaw.curated.test.md5"]
 
     # No injected PII value anywhere in the curated data, the state dir or the artifact store.
     values = [v for vals in injected.values.values() for v in vals]
