@@ -235,7 +235,7 @@ def _end_pause(message: str) -> None:
 
 
 def _report(logger, key: str, ref: str, outcome: ApprovalOutcome) -> None:
-    level = logging.ERROR if outcome.outcome == "refused" else logging.INFO
+    level = {"refused": logging.ERROR, "timeout": logging.WARNING}.get(outcome.outcome, logging.INFO)
     logger.log(level, "approval of %s: %s. %s", ref, outcome.outcome.upper(), outcome.message)
     _announce(
         key + "-decision", f"## Approval of {ref}: {outcome.state_name}\n\n{outcome.message}\n", f"approval of {ref}"
