@@ -400,12 +400,14 @@ def curation_markdown(report: dict) -> str:
     """The curation report for a reader: rows in and out by reason, PII by type, where the
     PII key came from and what that means for re-deriving the data (the JSON has it all)."""
     acc, pii = report["accounting"], report["pii"]
-    key = f"the PII key came from **{pii['secret_source']}** (fingerprint `{pii['secret_fingerprint'][:16]}`): " + (
-        "the same raw data and key give the same curated data."
+    fingerprint = f"fingerprint `{pii['secret_fingerprint'][:16]}`"
+    key = (
+        f"the PII key came from **{pii['secret_source']}** ({fingerprint}): the same raw data and key give the "
+        "same curated data."
         if pii["reproducible"]
-        else "it was **ephemeral** (generated for this run and not kept), so the curated data "
-        "**cannot be re-derived** from the raw data; it can only be restored from DVC "
-        "(`thaw restore-data`). Set `THAW_PII_SECRET` for reproducible curation."
+        else f"the PII key was **ephemeral** ({fingerprint}; generated for this run and not kept), so the curated "
+        "data **cannot be re-derived** from the raw data; it can only be restored from DVC (`thaw restore-data`). "
+        "Set `THAW_PII_SECRET` for reproducible curation."
     )
     lines = [
         "# Curation report",
