@@ -163,6 +163,7 @@ def _log_entry_artifact(client, name: str, entry: dict[str, Any], texts: dict[st
     version it concerns (else of the newest version). The tags stay the record: an
     approver may hold MANAGE on the model without write access to its runs."""
     from mlflow.exceptions import MlflowException
+    from requests import HTTPError
 
     versions = client.search_model_versions(f"name='{name}'")
     concerned = [mv for mv in versions if str(mv.version) == str(entry.get("version"))] or sorted(
@@ -174,5 +175,6 @@ def _log_entry_artifact(client, name: str, entry: dict[str, Any], texts: dict[st
     path = f"ledger/{name}/{entry['key'].removeprefix('thaw.ledger.')}.json"
     try:
         client.log_text(concerned[0].run_id, json.dumps(body, indent=2, sort_keys=True), path)
-    except MlflowException as exc:  # e.g. 403: MANAGE on the model but only READ on the experiment
+    except (MlflowException, HTTPError) as exc:  # e.g. 403: MANAGE on the model, only READ on the run
+        # a copy: the entry is already in the tags, and the operation must not stop half-way for it
         log.warning("ledger entry %s kept in the registry tags only; its artifact copy failed: %s", entry["key"], exc)

@@ -231,10 +231,10 @@ def test_promotion_refuses_when_a_recorded_digest_is_missing_from_the_remote(reg
 def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
     """The pyfunc's code is executed on every approve, predict and serve: a version whose
     stored files no longer hash to the digest taken at registration is refused."""
-    cfg, client, new_version, workspace, uri, _ = registry
+    cfg, client, new_version, workspace, uri, base = registry
     version = new_version()
     digest = client.get_model_version(MODEL, version).tags["thaw.model.sha256"]
-    entry = next((cfg.state_path / "mlartifacts").rglob("pyfunc_entry.py"))  # the experiment's artifact root
+    entry = next((base / "mlflow" / "artifacts").rglob("pyfunc_entry.py"))  # where the server keeps artifacts
     original = entry.read_bytes()
     entry.write_bytes(original + b"\nimport os  # injected\n")
     shutil.rmtree(cfg.state_path / "models" / digest, ignore_errors=True)
