@@ -340,8 +340,9 @@ def log_run_results(
 def tie_metrics_to_model(
     cfg: ThawConfig, registered: RegisteredVersion, metrics: dict[str, float], datasets: dict[str, tuple[str, str]]
 ) -> None:
-    """Log the metrics measured on a dataset again against the registered logged model, so
-    the model's page lists the datasets it was evaluated on ("Datasets used")."""
+    """Log the registered model's own test metrics (``test_*``; not the other rungs') again
+    against its logged model, with their dataset, so the model's page lists the data it
+    was evaluated on ("Datasets used")."""
     client = client_for(cfg)
     mv = client.get_model_version(registered.name, registered.version)
     # MLflow 3 keeps the logged model's id in the version's source (models:/m-...)
@@ -349,6 +350,8 @@ def tie_metrics_to_model(
     if not model_id:
         raise AssertionError(f"{registered.name} v{registered.version} has no logged model ({mv.source})")
     for key, (name, digest) in sorted(datasets.items()):
+        if not key.startswith("test_"):
+            continue
         client.log_metric(
             registered.run_id, key, float(metrics[key]), dataset_name=name, dataset_digest=digest, model_id=model_id
         )
