@@ -17,6 +17,9 @@ OFFLINE_ENV = {
     "DO_NOT_TRACK": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per download buries the run's log
+    # the MLflow servers thaw starts (`thaw ui`, `thaw up`, the tests') run no server-side
+    # jobs (a GenAI feature); their consumer processes would outlive the server
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "DVC_NO_ANALYTICS": "1",
     "DVC_NO_UPDATER": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

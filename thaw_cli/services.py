@@ -76,12 +76,21 @@ def serve_ui(cfg: ThawConfig, port: int) -> int:
             raise UserError(f"port {port} is in use (by `thaw up`?); choose another with --port")
     cmd = mlflow_server_command(port, uri, cfg.state_path / "mlartifacts")
     print(f"MLflow UI on http://127.0.0.1:{port} for {uri}; Ctrl-C stops it", flush=True)
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd)  # our process group: Ctrl-C, and a signal to the group, reach it too
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a service manager's stop: the server goes with us
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
         return 0
 
 
