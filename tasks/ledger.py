@@ -59,11 +59,12 @@ def now_iso() -> str:
 
 def ledger_report(client, name: str) -> LedgerReport:
     """The verified ledger of ``name`` with the registry's current champion alias."""
-    rm = client.get_registered_model(name)
-    cited = {}
-    for mv in client.search_model_versions(f"name='{name}'"):
-        if ENTRY_TAG in mv.tags:
-            cited[str(mv.version)] = mv.tags[ENTRY_TAG]
+    return _report(client.get_registered_model(name), client.search_model_versions(f"name='{name}'"))
+
+
+def _report(rm, versions) -> LedgerReport:
+    """The verified ledger from a registered model and its versions, as read."""
+    cited = {str(mv.version): mv.tags[ENTRY_TAG] for mv in versions if ENTRY_TAG in mv.tags}
     champion = (rm.aliases or {}).get("champion")
     return verify(rm.tags, str(champion) if champion is not None else None, cited)
 
@@ -125,15 +126,16 @@ APPROVAL_SECTION = "\n\n---\n\n## Approval history of this version\n"
 
 
 def publish_views(client, name: str, entry: dict[str, Any]) -> None:
-    """Refresh what the MLflow UI shows of the ledger after ``entry`` was written."""
-    report = ledger_report(client, name)
-    tags = client.get_registered_model(name).tags
+    """Refresh what the MLflow UI shows of the ledger after ``entry`` was written (one read
+    of the model and its versions serves all three views)."""
+    rm, versions = client.get_registered_model(name), client.search_model_versions(f"name='{name}'")
+    report, tags = _report(rm, versions), rm.tags
     details = {e["key"]: full_text(e, "details", tags)[0] for e in report.entries if e.get("phase") == "completion"}
     client.update_registered_model(name, description=history_markdown(name, report, details))
     version = entry.get("version")
     if version:
         _publish_version_section(client, name, str(version), report, details)
-    _log_entry_artifact(client, name, entry, {f: full_text(entry, f, tags)[0] for f in TEXT_FIELDS})
+    _log_entry_artifact(client, name, versions, entry, {f: full_text(entry, f, tags)[0] for f in TEXT_FIELDS})
 
 
 def _publish_version_section(client, name: str, version: str, report: LedgerReport, details) -> None:
@@ -158,14 +160,13 @@ def _publish_version_section(client, name: str, version: str, report: LedgerRepo
     client.update_model_version(name, version, description=card + APPROVAL_SECTION + "\n".join(["", *table, *tail]))
 
 
-def _log_entry_artifact(client, name: str, entry: dict[str, Any], texts: dict[str, str]) -> None:
+def _log_entry_artifact(client, name: str, versions, entry: dict[str, Any], texts: dict[str, str]) -> None:
     """A read-only copy of the entry (long texts whole) under ``ledger/`` of the run of the
     version it concerns (else of the newest version). The tags stay the record: an
     approver may hold MANAGE on the model without write access to its runs."""
     from mlflow.exceptions import MlflowException
     from requests import HTTPError
 
-    versions = client.search_model_versions(f"name='{name}'")
     concerned = [mv for mv in versions if str(mv.version) == str(entry.get("version"))] or sorted(
         versions, key=lambda mv: -int(mv.version)
     )
