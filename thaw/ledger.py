@@ -356,8 +356,8 @@ def history_markdown(name: str, report: LedgerReport, details: Mapping[str, str]
         "",
         f"Champion by the ledger: **{_v(report.champion)}**. Written by thaw on every ledger entry "
         f"({len(report.entries)} entries); this text is a view, the record is the hash-chained "
-        f"`thaw.ledger.*` tags (`thaw ledger {name} --verify`) and a copy of each entry as a run artifact "
-        "under `ledger/`.",
+        f"`thaw.ledger.*` tags (`thaw ledger {name} --verify`), copied as JSON under `ledger/` in the "
+        "artifacts of the version's run where the writer may write there.",
         "",
     ]
     if report.problems:
