@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.thaw-installed
 
-.PHONY: install demo lint test bench clean
+.PHONY: install demo lint check test bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The edit loop: lint, format, import contracts and the unit tier (seconds, not minutes).
+check: lint
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q tests/unit
 
 test: lint
 	$(BIN)/python -m pytest

@@ -14,8 +14,8 @@ from bench.common import row
 def run() -> dict:
     import pandas as pd
 
-    from tasks.features import extract_frozen_features
-    from tasks.frozen_rung import train_frozen_rung
+    from tasks.ladder.features import extract_frozen_features
+    from tasks.ladder.frozen_rung import train_frozen_rung
     from thaw.config import ThawConfig
     from thaw.datasets import DatasetVersion, TrackedFile, file_md5
     from thaw.demo_data import generate_support_tickets

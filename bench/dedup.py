@@ -10,7 +10,7 @@ from bench.common import row
 
 
 def run(rows: int = 100_000) -> dict:
-    from tasks.dedup import exact_duplicate_positions, minhash_signatures, near_duplicate_positions
+    from tasks.curation.dedup import exact_duplicate_positions, minhash_signatures, near_duplicate_positions
     from thaw.config import DedupConfig
     from thaw.demo_data import generate_support_tickets
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.assessment import assess_data, plan_ladder
-from tasks.escalation import decide_escalation, select_final_rung
-from tasks.features import FeatureSet
-from tasks.frozen_rung import train_frozen_rung
-from tasks.rung_training import refit_selected_rung, train_ladder_rung
-from tasks.scratch_baseline import train_scratch_baseline
-from tasks.transfer_note import write_transfer_note
+from tasks.ladder.assessment import assess_data, plan_ladder
+from tasks.ladder.escalation import decide_escalation, select_final_rung
+from tasks.ladder.features import FeatureSet
+from tasks.ladder.frozen_rung import train_frozen_rung
+from tasks.ladder.rung_training import refit_selected_rung, train_ladder_rung
+from tasks.ladder.scratch_baseline import train_scratch_baseline
+from tasks.ladder.transfer_note import write_transfer_note
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import LadderResult

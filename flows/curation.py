@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.curation import curate_dataset, publish_curated
-from tasks.expectations import validate_curated_data
+from tasks.curation.curate import curate_dataset, publish_curated
+from tasks.curation.expectations import validate_curated_data
 from thaw.config import ThawConfig
 
 

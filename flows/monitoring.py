@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.drift import (
+from tasks.monitoring.drift import (
     assess_arrivals,
     monitor_run_dir,
     publish_drift_report,

@@ -23,23 +23,17 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.adaptation_ladder import climb_ladder
-from tasks.approval_form import final_state, wait_for_approval
-from tasks.curation import curate_dataset
-from tasks.evaluation import evaluate_on_test
-from tasks.expectations import validate_curated_data
-from tasks.features import extract_frozen_features
-from tasks.lineage import model_version_tags, run_params
-from tasks.model_card import publish_model_card
-from tasks.prediction import predict_test_split, report_unselected_rungs
-from tasks.registration import register_model
-from tasks.registry import (
-    close_tracking_run,
-    log_datasets,
-    log_run_results,
-    open_tracking_run,
-    tie_metrics_to_model,
-)
-from tasks.reporting import (
+from tasks.curation.curate import curate_dataset
+from tasks.curation.expectations import validate_curated_data
+from tasks.evaluation.prediction import predict_test_split, report_unselected_rungs
+from tasks.evaluation.scoring import evaluate_on_test
+from tasks.ladder.features import extract_frozen_features
+from tasks.ladder.training_slot import training_slot
+from tasks.release.approval_form import final_state, wait_for_approval
+from tasks.release.lineage import model_version_tags, run_params
+from tasks.release.model_card import publish_model_card
+from tasks.release.registration import register_model
+from tasks.release.run_summary import (
     ladder_curves,
     ladder_metrics,
     metric_datasets,
@@ -48,8 +42,9 @@ from tasks.reporting import (
     write_run_summary,
     write_skipped_summary,
 )
-from tasks.scheduling import training_slot
-from tasks.versioning import version_curated_data, version_raw_data
+from tasks.tracking.dataset_inputs import log_datasets
+from tasks.tracking.runs import close_tracking_run, log_run_results, open_tracking_run, tie_metrics_to_model
+from tasks.versioning.snapshots import version_curated_data, version_raw_data
 from thaw.config import ThawConfig
 from thaw.errors import UserError, run_ending
 

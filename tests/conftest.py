@@ -14,6 +14,18 @@ from thaw.offline import apply_offline_environment
 apply_offline_environment()
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker (the directory under tests/ it lives in)."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = (
     "refund card lost password reset order delivery cancel subscription address payment app "

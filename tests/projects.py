@@ -35,9 +35,9 @@ def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: 
 def copy_version(cfg, model: str, source: str, **tag_overrides: str) -> str:
     """A new version of ``model`` with the files and lineage of ``source`` (as a second run
     of the same data would register), made challenger the way registration does it."""
-    from tasks.identity import registry_identity
-    from tasks.promotion import register_challenger
-    from tasks.registry import client_for
+    from tasks.release.promotion import register_challenger
+    from tasks.tracking.client import client_for
+    from tasks.tracking.identity import registry_identity
 
     client = client_for(cfg)
     src = client.get_model_version(model, source)

@@ -1,6 +1,6 @@
 """The promotion ledger as data: hash-chained entries, their verification and replay.
 
-Pure functions; ``tasks/ledger.py`` reads and writes the entries (registered-model tags).
+Pure functions; ``tasks/release/ledger.py`` reads and writes the entries (registered-model tags).
 
 Each operation that can move an alias (register, approve, reject, rollback) writes an
 **intent** entry before it acts and a **completion** after, with the same ``op`` id; the

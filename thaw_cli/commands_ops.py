@@ -42,7 +42,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """Drift of newly arrived rows against what a model version learned from; on a schedule
     with --cron/--interval."""
     cfg = _config(args, {"model_name": args.model.split("@")[0].split("/")[0]})
-    from tasks.ingest import input_columns, preflight_inputs
+    from thaw.ingest import input_columns, preflight_inputs
 
     source = Path(args.input).resolve()
     label = args.label_column

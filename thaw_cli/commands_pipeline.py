@@ -13,7 +13,7 @@ from thaw_cli.common import DEMO_CONFIG, _config, _quiet_user_errors
 
 
 def _run_pipeline(cfg, summary_json: str | None) -> dict:
-    from tasks.ingest import preflight_inputs
+    from thaw.ingest import preflight_inputs
 
     d = cfg.data
     preflight_inputs(
@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from tasks.ingest import preflight_inputs
+    from thaw.ingest import preflight_inputs
 
     cfg = _config(args, {**_data_overrides(args, args.input), "data.output_format": args.format})
     d = cfg.data
@@ -94,7 +94,7 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
     """Say whether the regenerated demo data is byte-identical to what data.dvc pins."""
     import yaml
 
-    from tasks.versioning import dvc_directory_md5
+    from tasks.versioning.snapshots import dvc_directory_md5
 
     pinned = root / "data.dvc"
     if not pinned.is_file():
@@ -112,7 +112,7 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
 
 
 def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
-    from tasks.registry import tracking_uri
+    from thaw.tracking import tracking_uri
 
     if summary.get("skipped"):
         print(f"\nthaw skipped training: {summary['skipped']} (scheduling.on_concurrent_run=skip)")

@@ -13,7 +13,7 @@ from thaw_cli.common import _config
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tasks.registry import client_for
+    from tasks.tracking.client import client_for
 
     cfg = _config(args)
     client = client_for(cfg)
@@ -46,7 +46,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from tasks.lineage import describe_lineage
+    from tasks.release.lineage import describe_lineage
 
     cfg = _config(args)
     info = describe_lineage(cfg, args.model)
@@ -88,7 +88,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from tasks.promotion import approve
+    from tasks.release.promotion import approve
 
     cfg = _config(args)
     decision = approve(cfg, args.model, args.version, args.reason, force=args.force)
@@ -100,7 +100,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    from tasks.promotion import reject
+    from tasks.release.promotion import reject
 
     reject(_config(args), args.model, args.version, args.reason)
     print(f"{args.model} v{args.version} rejected")
@@ -108,7 +108,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from tasks.promotion import rollback
+    from tasks.release.promotion import rollback
 
     target = rollback(_config(args), args.model, args.reason)
     print(f"{args.model}: champion is back to v{target}")
@@ -118,8 +118,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_ledger(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
-    from tasks.ledger import ledger_report
-    from tasks.registry import client_for, is_missing
+    from tasks.release.ledger import ledger_report
+    from tasks.tracking.client import client_for, is_missing
 
     cfg = _config(args)
     try:
@@ -134,7 +134,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         for e in report.entries:
             print(_ledger_line(e))
     if report.open_operations:
-        from tasks.registry import CHALLENGER, CHAMPION, alias_version
+        from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version
 
         client = client_for(cfg)
         state = ", ".join(
@@ -173,7 +173,7 @@ def _ledger_line(e: dict) -> str:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    from tasks.promotion import unlock
+    from tasks.release.promotion import unlock
 
     broken = unlock(_config(args), args.model, args.reason)
     print(f"{args.model}: promotion lock broken ({broken}); recorded in the ledger")
@@ -181,7 +181,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from tasks.restore import restore_data
+    from tasks.versioning.restore import restore_data
 
     restored = restore_data(_config(args), args.model, Path(args.to))
     for split, path in restored.items():
@@ -190,7 +190,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tasks.batch_prediction import predict_file
+    from tasks.serving.batch_prediction import predict_file
 
     cfg = _config(args)
     rows = predict_file(
@@ -209,8 +209,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``mlflow models serve`` on the registered pyfunc, on loopback by default."""
     import subprocess
 
-    from tasks.lineage import resolve_version
-    from tasks.registry import tracking_uri, verified_model_dir
+    from tasks.release.stored_model import verified_model_dir
+    from tasks.tracking.client import resolve_version
+    from thaw.tracking import tracking_uri
 
     cfg = _config(args)
     mv = resolve_version(cfg, args.model)

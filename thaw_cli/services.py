@@ -65,7 +65,7 @@ def serve_ui(cfg: ThawConfig, port: int) -> int:
     disk). A tracking server already serves its own UI: say where instead."""
     import socket
 
-    from tasks.registry import tracking_uri
+    from thaw.tracking import tracking_uri
 
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):

@@ -1,0 +1,252 @@
+"""Great Expectations gates on the curated splits, plus the residual-PII check.
+
+The residual-PII check is independent of Presidio: plain regexes with validators (Luhn
+for card numbers, mod-97 for IBANs), so a recognizer miss of these structured types
+fails the run instead of reaching training. GX is imported only when validating.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from tasks.curation.dedup import normalize_text
+from tasks.curation.pii.rules import structured_spans
+from thaw.config import ThawConfig
+from thaw.datasets import ID, LABEL, TEXT, read_table
+from thaw.errors import ExpectationsFailed
+
+MAX_EXAMPLES = 3
+# The residual check's names for the structured types the scrubber's rules find.
+RESIDUAL_KINDS = {"EMAIL_ADDRESS": "EMAIL", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN", "PHONE_NUMBER": "PHONE"}
+
+
+def residual_pii_spans(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of e-mail, card, IBAN and phone values still in ``text``, for
+    the ``entities`` that are scrubbed. The scrubber ran the same detectors
+    (``pii_rules.structured_spans``), so a hit here is what neither it nor Presidio saw."""
+    wanted = {RESIDUAL_KINDS[e] for e in entities if e in RESIDUAL_KINDS}
+    found = [(s, e, RESIDUAL_KINDS[k]) for s, e, k in structured_spans(text)]
+    return sorted(span for span in found if span[2] in wanted)
+
+
+def residual_pii_kinds(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> str:
+    """Comma-joined kinds of residual PII in ``text``; '' when clean."""
+    return ",".join(sorted({kind for _, _, kind in residual_pii_spans(text, entities)}))
+
+
+def mask_residual_pii(text: str) -> str:
+    """``text`` with residual PII replaced by ``[KIND?]``, safe for an error message."""
+    for start, end, kind in reversed(residual_pii_spans(text)):
+        text = text[:start] + f"[{kind}?]" + text[end:]
+    return text
+
+
+@dataclass(frozen=True)
+class ExpectationsReport:
+    """Outcome of the suite: the JSON summary, its markdown twin and the Data Docs."""
+
+    success: bool
+    summary_path: Path
+    data_docs_dir: Path
+    markdown_path: Path
+
+
+def _check_record(split: str, result) -> dict:
+    """One expectation and its outcome, for ``expectations.json``: its arguments and the
+    counts it observed, never row values (they may hold what the check was looking for)."""
+    config = result.expectation_config
+    res = result.result or {}
+    observed = res.get("observed_value")
+    record = {
+        "split": split,
+        "expectation": config.type,
+        "column": config.kwargs.get("column"),
+        "arguments": {
+            k: v
+            for k, v in config.kwargs.items()
+            if k not in ("column", "batch_id") and isinstance(v, (int, float, str, bool, list)) and len(str(v)) < 300
+        },
+        "success": bool(result.success),
+    }
+    if isinstance(observed, (int, float, str)) and len(str(observed)) < 100:
+        record["observed"] = observed
+    if "unexpected_count" in res:
+        record["unexpected_count"] = int(res["unexpected_count"] or 0)
+        record["element_count"] = int(res.get("element_count") or 0)
+    return record
+
+
+def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> str:
+    """The data checks as a self-contained markdown report: readable offline and in the
+    MLflow UI (GX's Data Docs load their scripts and styles from CDNs)."""
+    lines = [
+        "# Data checks (Great Expectations)",
+        "",
+        f"**{'All passed' if success else 'FAILED: training did not start'}**: "
+        f"{sum(c['success'] for c in checks)} of {len(checks)} expectations met on the curated splits.",
+        "",
+    ]
+    if failures:
+        lines += ["## Failures", "", *[f"- {f}" for f in failures], ""]
+    lines += ["| split | expectation | column | arguments | result | observed |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        args = ", ".join(f"{k}={v}" for k, v in c["arguments"].items())
+        if "unexpected_count" in c:
+            seen = f"{c['unexpected_count']} of {c['element_count']} rows unexpected"
+        else:
+            seen = str(c.get("observed", ""))
+        cells = [c["split"], c["expectation"], c["column"] or "", args, "pass" if c["success"] else "**FAIL**", seen]
+        lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _with_checks(frame: pd.DataFrame, text_col: str, entities: Iterable[str]) -> pd.DataFrame:
+    entities = tuple(entities)
+    return frame.assign(
+        _normalized_text=frame[text_col].map(normalize_text),
+        _residual_pii=frame[text_col].map(lambda t: residual_pii_kinds(t, entities)),
+    )
+
+
+def _suite(cfg: ThawConfig, split: str, columns: list[str], text_col: str, label_col: str, id_col: str):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    e = cfg.curation.expectations
+    suite = gx.ExpectationSuite(name=f"thaw-{split}")
+    suite.add_expectation(
+        gxe.ExpectTableColumnsToMatchSet(column_set=columns + ["_normalized_text", "_residual_pii"], exact_match=True)
+    )
+    min_rows = e.min_rows if split == "train" else 1
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=e.max_rows))
+    for col in (text_col, label_col, id_col):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
+    suite.add_expectation(
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column=text_col, min_value=e.min_text_chars, max_value=cfg.data.max_text_chars
+        )
+    )
+    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=label_col, min_value=1))
+    if e.allowed_labels:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=label_col, value_set=list(e.allowed_labels)))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=id_col))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="_normalized_text"))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="_residual_pii", value_set=[""]))
+    return suite
+
+
+def _class_count_suite(cfg: ThawConfig):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="thaw-class-counts")
+    suite.add_expectation(
+        gxe.ExpectColumnMinToBeBetween(column="examples", min_value=cfg.curation.expectations.min_examples_per_class)
+    )
+    return suite
+
+
+def _describe_failure(split: str, result, frame: pd.DataFrame, shown: str) -> str:
+    """One line per failed expectation. Rows are named by their position in the split
+    file (its data row number), never by id; the text shown has structured PII masked."""
+    cfg_ = result.expectation_config
+    column = cfg_.kwargs.get("column")
+    what = f"{cfg_.type}({column})" if column else cfg_.type
+    res = result.result or {}
+    if "observed_value" in res and not res.get("unexpected_index_list"):
+        return f"{split}: {what} failed (observed {res['observed_value']})"
+    rows = list(res.get("unexpected_index_list") or [])
+    examples = "; ".join(
+        f"row {i + 1}: {mask_residual_pii(str(frame[shown].iat[i]))[:80]!r}" for i in rows[:MAX_EXAMPLES]
+    )
+    return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
+
+
+def _context(docs_dir: Path):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    ctx.add_data_docs_site(
+        site_name="thaw",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return ctx
+
+
+def validate_frames(
+    frames: dict[str, pd.DataFrame], cfg: ThawConfig, out_dir: Path
+) -> tuple[bool, list[str], Path, list[dict]]:
+    """Run the suite on each split (and class counts on train); save Data Docs.
+
+    Returns (success, one message per failing expectation, Data Docs directory, one
+    record per expectation run).
+    """
+    import great_expectations as gx
+
+    text_col, label_col, id_col = TEXT, LABEL, ID
+    docs_dir = out_dir / "data_docs"
+    ctx = _context(docs_dir)
+    source = ctx.data_sources.add_pandas("curated")
+    counts = frames["train"][label_col].value_counts().rename_axis("label").reset_index(name="examples")
+    batches = {
+        split: (
+            _with_checks(f, text_col, cfg.curation.pii.entities),
+            _suite(cfg, split, list(f.columns), text_col, label_col, id_col),
+        )
+        for split, f in frames.items()
+    }
+    batches["train_class_counts"] = (counts, _class_count_suite(cfg))
+    failures: list[str] = []
+    checks: list[dict] = []
+    for name, (frame, suite) in batches.items():
+        definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        vd = ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=f"vd-{name}", data=definition, suite=ctx.suites.add(suite))
+        )
+        checkpoint = ctx.checkpoints.add(
+            gx.Checkpoint(
+                name=f"cp-{name}",
+                validation_definitions=[vd],
+                result_format={"result_format": "COMPLETE"},
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["thaw"])],
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        for run in outcome.run_results.values():
+            shown = LABEL if name.endswith("counts") else text_col
+            failures += [_describe_failure(name, r, frame, shown) for r in run.results if not r.success]
+            checks += [_check_record(name, r) for r in run.results]
+    return not failures, failures, docs_dir, checks
+
+
+@task(name="validate-curated-data")
+def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path) -> ExpectationsReport:
+    """Validate the curated split files; raise ExpectationsFailed naming each failure.
+
+    The summary (JSON, every expectation with its result; and markdown) and the Data
+    Docs are written under ``run_dir`` either way.
+    """
+    frames = {s: read_table(p) for s, p in files.items()}
+    success, failures, docs_dir, checks = validate_frames(frames, cfg, run_dir)
+    summary = run_dir / "expectations.json"
+    body = {"success": success, "failures": failures, "checks": checks}
+    summary.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+    markdown = run_dir / "data_checks.md"
+    markdown.write_text(checks_markdown(success, checks, failures), encoding="utf-8")
+    if not success:
+        raise ExpectationsFailed(
+            "curated data failed its expectations; training did not start:\n  - " + "\n  - ".join(failures)
+        )
+    return ExpectationsReport(success, summary, docs_dir, markdown)

@@ -1,0 +1,279 @@
+"""thaw's own PII rules, beside Presidio's recognizers and spaCy's NER.
+
+Pure functions over one text that return ``(start, end, entity)`` spans:
+
+- ``structured_spans``: card numbers (Luhn), IBANs (mod 97), e-mail addresses and phone
+  numbers in any national format. The residual-PII expectation runs exactly these after
+  scrubbing, so anything it could flag was already offered to the scrubber.
+- ``date_of_birth_spans``: full dates with a year.
+- ``person_spans``: names after cue words (``my name is``, ``Name:``, titles, greetings,
+  sign-offs, ``said``), ``First X. Last`` with a middle initial, and capitalised runs
+  that start with a first name of the US census (``names`` package, pinned by digest).
+- ``place_spans``: country and state names (ISO 3166, from ``pycountry``) and
+  capitalised names after a place word (``lives in``, ``moved from``).
+- ``propagate_names``: every other occurrence of a token of a detected name.
+
+Street addresses and postal codes are in ``tasks.curation.pii.addresses``.
+
+Case and script: capitalised means an upper-case letter in any script (``\\p{Lu}``), so
+"Ágatha", "Søren" and "ΠΑΦΟΣ" count. The rules run on ``plain_view(text)``, where a
+literal ``\\n`` (text exported from JSON often keeps those) is a line break.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import regex
+
+from thaw.checksums import iban_ok, luhn_ok
+
+Span = tuple[int, int, str]
+
+# --- structured -----------------------------------------------------------------------
+
+EMAIL_RX = regex.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+CARD_RX = regex.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+CARD_CUE_RX = regex.compile(r"(?i)\b(?:card|cc|credit|debit|visa|mastercard|maestro|amex|pan)\b")
+IBAN_RX = regex.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+# A phone number in any national or international layout: 7 to 15 digits in groups
+# joined by spaces, dots, dashes or brackets, optionally after + or 00, optionally with
+# an extension. Dates (2024-01-31, 31.01.2024) and plain long digit runs (order numbers)
+# are not phones; a run with no separator counts only after a phone cue.
+PHONE_RX = regex.compile(
+    r"(?<![\w+#/.-])(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]?\(?\d{1,5}\)?){1,6}(?:\s*(?:x|ext\.?)\s*\d{1,5})?"
+    r"(?![\w/]|-\d)"
+)
+PHONE_CUE_RX = regex.compile(
+    r"(?i)\b(?:(?:tele)?phone[sd]?|tel|mobile|cell|fax|call(?:s|ed|ing)?|ring(?:s|ing)?|rang|texts?|sms|"
+    r"messages?|messaging|voicemail|whatsapp|signal|telegram|hotline|helpline|desk|office|number|no|"
+    r"contact(?:ed)?|reach(?:ed)?|registered|dial(?:led)?|answer(?:s|ed|ing)?)\b"
+)
+DATE_LIKE_RX = regex.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if ch.isdigit())
+
+
+def plain_view(text: str) -> str:
+    """``text`` with each literal two-character ``\\n`` turned into a real line break and a
+    space: the same length, so offsets found in the view are offsets in ``text``."""
+    return text.replace("\\n", "\n ") if "\\n" in text else text
+
+
+def structured_spans(text: str) -> list[Span]:
+    """E-mail addresses, Luhn-valid card numbers, checksummed IBANs and phone numbers
+    (``text`` as given or its ``plain_view``)."""
+    spans: list[Span] = [(m.start(), m.end(), "EMAIL_ADDRESS") for m in EMAIL_RX.finditer(text)]
+    for m in CARD_RX.finditer(text):
+        digits = _digits(m.group())
+        # 13-19 Luhn-valid digits anywhere; 12 (Maestro) only after a card word
+        short_card = len(digits) == 12 and CARD_CUE_RX.search(text, max(0, m.start() - 30), m.start())
+        if (13 <= len(digits) <= 19 or short_card) and luhn_ok(digits):
+            spans.append((m.start(), m.end(), "CREDIT_CARD"))
+    spans += [(m.start(), m.end(), "IBAN_CODE") for m in IBAN_RX.finditer(text) if iban_ok(m.group())]
+    taken = [(s, e) for s, e, _ in spans]
+    for m in PHONE_RX.finditer(text):
+        if any(s < m.end() and m.start() < e for s, e in taken) or not _phone_like(text, m):
+            continue
+        spans.append((m.start(), m.end(), "PHONE_NUMBER"))
+    return spans
+
+
+def _phone_like(text: str, m: regex.Match) -> bool:
+    """7-15 digits, not a date; grouped in three or more, or with an international
+    prefix, or 9+ digits in two groups; or near a phone word (then 6 digits in three
+    groups will do: "35 88 32")."""
+    value = m.group().strip()
+    digits = _digits(value)
+    if not 6 <= len(digits) <= 15 or DATE_LIKE_RX.match(value):
+        return False
+    groups = len(regex.findall(r"\d+", value))
+    if len(digits) >= 7 and (value.startswith(("+", "00")) or groups >= 3 or (groups == 2 and len(digits) >= 9)):
+        return True
+    near = text[max(0, m.start() - 40) : m.start()] + " " + text[m.end() : m.end() + 12]
+    return PHONE_CUE_RX.search(near) is not None and (len(digits) >= 7 or groups >= 3)
+
+
+DATE_OF_BIRTH_RX = regex.compile(
+    r"\b(?:(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|1[0-2])|(?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01]))"
+    r"[/.-](?:19|20)\d{2}\b"
+    r"|\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])\b"
+    r"|\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+    r"\s+\d{1,2},?\s+(?:19|20)\d{2}\b"
+)
+
+
+_YEAR = regex.compile(r"(?:19|20)\d\d")
+
+
+def date_of_birth_spans(text: str) -> list[Span]:
+    """Full dates with a year (a birth date is one; "yesterday" and "Monday" are not)."""
+    if not _YEAR.search(text):
+        return []
+    return [(m.start(), m.end(), "DATE_OF_BIRTH") for m in DATE_OF_BIRTH_RX.finditer(text)]
+
+
+# --- places and names -----------------------------------------------------------------
+
+CAP = r"\p{Lu}[\p{Ll}\p{Lu}'’-]*"
+NAME = r"\p{Lu}\p{Ll}+(?:[-'’]\p{Lu}?\p{Ll}+)*"
+INITIAL = r"\p{Lu}\.?"
+NOT_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
+    "august september october november december i i'm i'd i've i'll the a an this that please thanks thank "
+    "hello hi hey dear regards sincerely yes no ok okay sir madam team support customer service".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def place_names() -> frozenset[str]:
+    """Country names (official, common and short) and the subdivisions of a few large
+    federations, case-folded: ISO 3166 through ``pycountry``."""
+    import pycountry
+
+    names: set[str] = set()
+    for country in pycountry.countries:
+        for attr in ("name", "official_name", "common_name"):
+            value = getattr(country, attr, None)
+            if value:
+                names.add(value.split(",")[0])
+    names |= {"USA", "U.S.A.", "UK", "U.K.", "Great Britain", "England", "Scotland", "Wales", "Czechia", "Holland"}
+    for sub in pycountry.subdivisions:
+        if sub.country_code in ("US", "CA", "AU", "IN", "BR", "MX", "DE") and sub.type in ("State", "Province", "Land"):
+            names.add(sub.name)
+    return frozenset(n.casefold() for n in names if len(n) >= 4 or n.isupper())
+
+
+_PLACE_CANDIDATE = regex.compile(rf"{CAP}(?:[ -](?:and |of |the )?{CAP}){{0,3}}")
+
+
+PLACE_CUES = (
+    r"[Ll]ives? in|[Ll]iving in|[Mm]oved (?:here )?(?:from|to)|[Ff]rom|[Ii]n|[Aa]t|[Tt]o|[Bb]ased in|[Nn]ear|"
+    r"[Vv]isit(?:ing|ed)?|[Tt]ravel(?:l?ing|l?ed)? to|[Ff]l(?:y|ew|ying) to|[Aa]rrived? (?:at|in)|[Bb]orn in"
+)
+PLACE_JOINERS = r"u|pri|de|del|della|di|da|do|dos|la|le|les|sur|am|im|upon|na|nad|pod"
+_PLACE_AFTER_CUE = regex.compile(
+    rf"(?<=\b(?:{PLACE_CUES})\s+)({CAP}(?:[ -]{CAP}|[ -](?:{PLACE_JOINERS})[ -]{CAP}|\s\p{{Lu}}\b){{0,3}})"
+)
+NOT_PLACES = NOT_NAMES | frozenset(
+    "english french german spanish italian chinese japanese christmas easter covid internet google amazon "
+    "paypal visa mastercard apple microsoft facebook twitter app email".split()
+)
+
+
+def place_spans(text: str) -> list[Span]:
+    """Country and state names written with capitals ("Spain", "NEW ZEALAND"), and
+    capitalised names after a place word ("lives in DUNDULA", "moved here from Casola")."""
+    spans = _known_places(text)
+    for m in _PLACE_AFTER_CUE.finditer(text):
+        if m.group(1).split()[0].casefold() not in NOT_PLACES:
+            spans.append((m.start(1), m.end(1), "LOCATION"))
+    return spans
+
+
+def _known_places(text: str) -> list[Span]:
+    known = place_names()
+    spans = []
+    for m in _PLACE_CANDIDATE.finditer(text):
+        words = m.group().split(" ")
+        for size in range(len(words), 0, -1):  # the longest known name inside the run
+            for first in range(len(words) - size + 1):
+                phrase = " ".join(words[first : first + size])
+                if phrase.casefold() in known:
+                    start = m.start() + len(" ".join(words[:first])) + (1 if first else 0)
+                    spans.append((start, start + len(phrase), "LOCATION"))
+            if spans and spans[-1][0] >= m.start():
+                break
+    return spans
+
+
+# First names of the US 1990 census (the ``names`` package, MIT): files pinned by digest.
+FIRST_NAME_FILES = {
+    "dist.male.first": "0a5078ef6effe3b483d15b0f7f95047662126c9bfb624ecd5e5b978fc0f2470b",
+    "dist.female.first": "bd2f310fc4e5d5e5ea122c9d4342c9821145823118eb20db1647f305ec77b358",
+}
+# First names that are also common English words: a name only beside another name.
+WORDLIKE_NAMES = frozenset(
+    "will may mark bill grant hope faith joy rose june april august art guy frank dean rich page lane case bell "
+    "gene sue pat ray don sunny summer autumn dawn eve chance honor honey jewel star crystal amber angel "
+    "ruby pearl iris ivy holly daisy lily violet hazel olive ginger sandy misty brandy candy penny cherry "
+    "major king prince duke earl baron lord bishop carol christian lance jack jimmy bob rob sterling "
+    "wade miles max price long young white black brown green gray grey love wood hill stone bear wolf fox "
+    "buck cole cliff drew dale glen rod chase hunter hunt gay sol son sky rain storm river "
+    "mason tanner taylor parker porter cooper baker carter fisher walker "
+    "in an to is it be he me we us so no go do on or of at by my up as if am".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def first_names() -> frozenset[str]:
+    """Case-folded first names of the US 1990 census, less those that are English words."""
+    import hashlib
+    from importlib.resources import files
+
+    out: set[str] = set()
+    for name, digest in FIRST_NAME_FILES.items():
+        blob = files("names").joinpath(name).read_bytes()
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise RuntimeError(f"names/{name} does not match its recorded sha256 {digest[:12]}")
+        out |= {line.split()[0].casefold() for line in blob.decode().splitlines() if line.strip()}
+    return frozenset(out - WORDLIKE_NAMES)
+
+
+PERSON_CUES = regex.compile(
+    r"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame\s*[:?]|[Nn]amed(?: him| her)?|[Cc]all(?:s)? me|[Cc]alled|"
+    r"[Tt]his is|[Ii] am|[Ii]'m|[Ss]aid|[Ss]peak (?:to|with)|[Aa]sk for|[Dd]ear|[Hh]i|[Hh]ello|[Hh]ey|"
+    r"[Tt]hanks|[Rr]egards|[Ss]incerely|[Cc]heers|[Bb]est|[Yy]ours|[Ff]rom|[Bb]y|[Ww]ith|[Tt]o|[Aa]nd|under)"
+    r"[,:?]?\s+)"
+)
+TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra)\.?"
+_TITLED = regex.compile(rf"\b{TITLE}\s+((?:{NAME}|{INITIAL})(?:\s+(?:{NAME}|{INITIAL})){{0,3}})")
+_WITH_INITIAL = regex.compile(rf"\b{NAME}\s+{INITIAL}\s+{NAME}\b")
+_AFTER_CUE = regex.compile(rf"(?<={PERSON_CUES.pattern})({NAME}(?:\s+(?:{NAME}|{INITIAL})){{0,2}})")
+# a dash sign-off ending its line or clause: "... thanks - Kwame Dubois", "- Lukas Rossi, and also"
+_SIGNED = regex.compile(rf"(?m)(?:^|\s)[-–—~]\s*({NAME}(?:\s+(?:{INITIAL}\s+)?{NAME}){{0,2}})(?=\s*(?:$|[,.;!]))")
+# After these weak cues a name must have two parts ("to Tamara Olsen", not "to London").
+_WEAK_CUES = ("from", "by", "with", "to", "and", "under")
+
+
+_NAME_RUN = regex.compile(rf"{NAME}(?:\s+(?:{INITIAL}\s+)?{NAME}){{0,2}}")
+
+
+def person_spans(text: str) -> list[Span]:
+    """Names after a title, a cue word or a sign-off dash, with a middle initial, and runs
+    of capitalised words that start with a known first name ("Janice", "Stephanie Costa")."""
+    spans = [(m.start(1), m.end(1), "PERSON") for rx in (_TITLED, _SIGNED) for m in rx.finditer(text)]
+    known = first_names()
+    for m in _NAME_RUN.finditer(text):
+        offset = m.start()
+        for word in m.group().split():  # "Producer Daniel Payne": from the first known first name on
+            if word.casefold() in known:
+                spans.append((offset, m.end(), "PERSON"))
+                break
+            offset = text.index(word, offset) + len(word)
+            offset += len(text[offset:]) - len(text[offset:].lstrip())
+    spans += [(m.start(), m.end(), "PERSON") for m in _WITH_INITIAL.finditer(text)]
+    for m in _AFTER_CUE.finditer(text):
+        name = m.group(1)
+        if name.split()[0].casefold() in NOT_NAMES:
+            continue
+        cue = text[max(0, m.start(1) - 12) : m.start(1)].strip(" ,:?").split()[-1:]
+        if cue and cue[0].casefold() in _WEAK_CUES and len(name.split()) < 2:
+            continue
+        spans.append((m.start(1), m.end(1), "PERSON"))
+    return spans
+
+
+def propagate_names(text: str, spans: Iterable[Span]) -> list[Span]:
+    """Other occurrences of the tokens of detected names ("Eija Pesälä ... calls me Eija")."""
+    tokens = {t for s, e, kind in spans if kind == "PERSON" for t in regex.findall(r"\w{3,}", text[s:e])}
+    tokens = {t for t in tokens if t[:1].isupper() and t.casefold() not in NOT_NAMES}
+    if not tokens:
+        return []
+    pattern = regex.compile(
+        r"\b(?:" + "|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)) + r")\b"
+    )
+    return [(m.start(), m.end(), "PERSON") for m in pattern.finditer(text)]

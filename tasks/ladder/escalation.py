@@ -1,0 +1,105 @@
+"""The gate's I/O around ``thaw.gate``: rungs compared on the same rows, the decision
+after each rung and the final selection. The transfer note is ``tasks.ladder.transfer_note``."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from tasks.ladder.cross_validation import POOL
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+from thaw.gate import (
+    Comparison,
+    Decision,
+    RungScore,
+    cross_validated_comparison,
+    escalation_decision,
+    negative_transfer,
+    paired_comparison,
+    select_rung,
+)
+from thaw.rungs import EvaluationPlan, Selection, TrainedRung
+
+
+def _score(rung: TrainedRung, cfg: ThawConfig) -> RungScore:
+    return RungScore(rung.rung, rung.validation[cfg.training.ladder.metric], rung.validation_predictions)
+
+
+def compare_rungs(
+    a: TrainedRung, b: TrainedRung, curated: DatasetVersion, cfg: ThawConfig, evaluation: EvaluationPlan
+) -> Comparison:
+    """b against a on the same rows: fold by fold (corrected t-test) when both were
+    cross-validated, else a paired bootstrap over the validation split."""
+    ladder = cfg.training.ladder
+    common = [name for name in a.fold_scores if name in b.fold_scores]
+    if evaluation.cross_validated and len(common) >= 2:
+        train_fraction = 1 - 1 / evaluation.folds
+        return cross_validated_comparison(
+            a.rung,
+            b.rung,
+            [a.fold_scores[n] for n in common],
+            [b.fold_scores[n] for n in common],
+            train_fraction,
+            cfg.training.confidence_level,
+        )
+    rows = POOL.read(curated, cfg.root) if evaluation.cross_validated else curated.read(cfg.root, "validation")
+    return paired_comparison(
+        rows.labels,
+        _score(a, cfg),
+        _score(b, cfg),
+        ladder.metric,
+        ladder.bootstrap_samples,
+        cfg.training.confidence_level,
+        cfg.training.seed,
+    )
+
+
+@task(name="decide-escalation")
+def decide_escalation(
+    trained: list[TrainedRung],
+    curated: DatasetVersion,
+    cfg: ThawConfig,
+    evaluation: EvaluationPlan,
+    rungs_left: int,
+    elapsed_s: float,
+) -> Decision:
+    """The gate after the latest rung: compare it with the best simpler rung, then decide."""
+    ladder = cfg.training.ladder
+    metric = ladder.metric
+    latest, simpler = trained[-1], trained[:-1]
+    comparison = None
+    best = max(trained, key=lambda r: r.validation[metric])
+    if simpler:
+        best_simpler = max(simpler, key=lambda r: r.validation[metric])
+        comparison = compare_rungs(best_simpler, latest, curated, cfg, evaluation)
+        best = latest if comparison.b_better(ladder.alpha) else best_simpler
+    rungs_left = min(rungs_left, ladder.max_rungs - len(trained))
+    return escalation_decision(
+        latest.rung,
+        best.rung,
+        best.validation[metric],
+        comparison,
+        ladder.target,
+        ladder.alpha,
+        rungs_left,
+        ladder.time_budget_minutes * 60 - elapsed_s,
+    )
+
+
+@task(name="select-rung")
+def select_final_rung(
+    trained: list[TrainedRung],
+    scratch: TrainedRung,
+    curated: DatasetVersion,
+    cfg: ThawConfig,
+    evaluation: EvaluationPlan,
+) -> Selection:
+    """The simplest rung not significantly worse than the best; negative transfer flagged."""
+    alpha = cfg.training.ladder.alpha
+    best = max(trained, key=lambda r: r.validation[cfg.training.ladder.metric])
+    comparisons = {r.rung: compare_rungs(r, best, curated, cfg, evaluation) for r in trained if r.rung != best.rung}
+    rung, reason = select_rung([_score(r, cfg) for r in trained], comparisons, alpha)
+    frozen = trained[0]
+    vs_scratch = compare_rungs(frozen, scratch, curated, cfg, evaluation)
+    negative = negative_transfer(_score(scratch, cfg), _score(frozen, cfg), vs_scratch, alpha)
+    return Selection(rung, reason, comparisons, vs_scratch, negative)

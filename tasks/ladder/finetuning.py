@@ -1,0 +1,378 @@
+"""Rungs of the adaptation ladder beyond the frozen one: fewshot (contrastive tuning of the
+encoder, then a logistic-regression head: the SetFit recipe), peft, partial and full.
+
+Every fit goes through one loop (``thaw.trainer.train_loop``), starts from a linear
+probe (LP-FT), is checkpointed every epoch under ``<state>/checkpoints/<key>`` and says
+which rows it trains and is scored on (``AdaptedFit``): the held-out validation split,
+one cross-validation fold, or train + validation for the final refit.
+
+A fit runs in the flow's process, or data-parallel in ``finetune.processes`` processes:
+``launch`` starts this module under ``torch.distributed.run``; every process runs
+``fit_adapted_rung`` on its share of the batches and rank 0 writes the model and the
+result the pipeline reads back::
+
+    python -m torch.distributed.run --nproc_per_node N -m tasks.ladder.finetuning SPEC.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from tasks.evaluation.scoring import score_predictions
+from tasks.ladder.frozen_rung import save_linear_head
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, Split, SplitRows, write_text_atomically
+from thaw.rungs import EpochRecord, RungDetails, TrainedRung
+
+
+@dataclass(frozen=True)
+class AdaptedFit:
+    """One fit of an adapted rung: the rows it trains on and is scored on, the linear head
+    it starts from, and where the model goes (None: a cross-validation fold, not kept)."""
+
+    rung: str
+    train: SplitRows
+    validation: SplitRows | None
+    head: Path
+    name: str  # "holdout", "refit", "cv-r0-f3": keys its checkpoint
+    out_dir: Path | None
+    epochs: int | None = None  # a fixed count (a refit has no validation to stop on)
+    select_epoch: bool = True  # keep the epoch best on validation (False: the last; a fold's rows are for scoring only)
+    measure_movement: bool = False
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AdaptedFit:
+        rows = lambda d: SplitRows(tuple(d["splits"]), tuple(d["positions"]) if d["positions"] else None)  # noqa: E731
+        return cls(
+            data["rung"],
+            rows(data["train"]),
+            rows(data["validation"]) if data["validation"] else None,
+            Path(data["head"]),
+            data["name"],
+            Path(data["out_dir"]) if data["out_dir"] else None,
+            data["epochs"],
+            data["select_epoch"],
+            data["measure_movement"],
+        )
+
+
+def holdout_fit(rung: str, run_dir: Path) -> AdaptedFit:
+    """Train on the train split from the frozen rung's linear probe, keep the epoch best on
+    validation, save under ``run_dir/models/<rung>``, measure backbone movement."""
+    head = run_dir / "models" / "frozen" / "linear_head.safetensors"
+    return AdaptedFit(
+        rung,
+        SplitRows(("train",)),
+        SplitRows(("validation",)),
+        head,
+        "holdout",
+        run_dir / "models" / rung,
+        measure_movement=True,
+    )
+
+
+def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, backbone_revision: str) -> str:
+    """Content key of a fit: config, data, rows, rung and backbone (a re-run resumes)."""
+    data = ",".join(f"{s}:{f.md5}" for s, f in sorted(curated.files.items()))
+    rows = json.dumps([fit.train.splits, fit.train.positions, fit.epochs], default=list)
+    blob = f"{cfg.digest()}|{fit.rung}|{fit.name}|{rows}|{data}|{backbone_revision}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _learning_rate(rung: str, cfg: ThawConfig) -> tuple[float, float]:
+    """(base rate, layer decay) of a rung."""
+    ladder = cfg.training.ladder
+    if rung == "fewshot":
+        return ladder.fewshot.learning_rate, 1.0
+    if rung == "peft":
+        return ladder.peft.learning_rate, 1.0
+    if rung == "partial":
+        return ladder.finetune.partial_learning_rate, ladder.finetune.layer_decay
+    return ladder.finetune.full_learning_rate, ladder.finetune.layer_decay
+
+
+def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, model_dir: Path) -> None:
+    """Head + (PEFT adapter | changed backbone tensors) + model.json; never a pickle."""
+    from safetensors.torch import save_file
+
+    head = (model.head.weight.detach().cpu().numpy(), model.head.bias.detach().cpu().numpy())
+    save_linear_head(model_dir, head[0], head[1], labels, meta)
+    if surface.method in ("lora", "ia3"):
+        model.encoder.save_pretrained(model_dir / "adapter")
+    else:
+        changed = {
+            n[len("encoder.") :]: p.detach().cpu().contiguous()
+            for n, p in model.named_parameters()
+            if p.requires_grad and n.startswith("encoder.")
+        }
+        save_file(changed, str(model_dir / "delta.safetensors"))
+
+
+def _fit_head_on_embeddings(model, tokenizer, train: Split, val: Split | None, labels, cfg: ThawConfig, device) -> None:
+    """The few-shot rung's head: logistic regression on the tuned encoder's embeddings
+    (C chosen on validation when there is one), written into ``model.head``."""
+    import torch
+
+    from tasks.ladder.frozen_rung import fit_logistic_head
+    from thaw.modeling import embed_texts
+
+    embed = lambda texts: embed_texts(texts, tokenizer, model.encoder, cfg.backbone, device)  # noqa: E731
+    x = {"train": embed(train.texts), "validation": embed(val.texts) if val else None}
+    y = {"train": np.asarray(train.labels), "validation": np.asarray(val.labels) if val else None}
+    weight, bias, _, _ = fit_logistic_head(x, y, labels, cfg)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight))
+        model.head.bias.copy_(torch.from_numpy(bias).clamp(min=-30))
+
+
+def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig):
+    """Device, backbone, tokenizer and the classifier with the rung's trainable surface."""
+    import torch
+    from safetensors.numpy import load_file
+
+    from thaw.adaptation import apply_surface, build_classifier
+    from thaw.distributed import init_from_environment
+    from thaw.modeling import configure_threads, load_encoder, resolve_backbone, select_device
+
+    ladder = cfg.training.ladder
+    configure_threads()
+    device = select_device(ladder.finetune.device)
+    if init_from_environment(device.type) and device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    ref, directory = resolve_backbone(cfg.backbone)
+    tokenizer, encoder = load_encoder(directory, device)
+    base = (
+        {k: v.detach().cpu().numpy().copy() for k, v in encoder.state_dict().items()} if fit.measure_movement else None
+    )
+    head = load_file(str(fit.head))  # LP-FT: start from the linear probe
+    torch.manual_seed(cfg.training.seed)
+    model = build_classifier(encoder, len(labels), cfg.backbone.pooling, (head["weight"], head["bias"])).to(device)
+    surface = apply_surface(model, _surface_rung(fit.rung, cfg), ladder)
+    if ladder.finetune.gradient_checkpointing and device.type == "cuda":
+        model.encoder.gradient_checkpointing_enable()
+    return device, ref, tokenizer, model, surface, base
+
+
+def _surface_rung(rung: str, cfg: ThawConfig) -> str:
+    """What a rung makes trainable: the few-shot rung tunes through LoRA or the whole encoder."""
+    if rung == "fewshot":
+        return "peft" if cfg.training.ladder.fewshot.surface == "lora" else "full"
+    return rung
+
+
+def fit_adapted_rung(
+    fit: AdaptedFit,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainedRung:
+    """Train ``fit.rung`` on ``fit.train`` (resumable), score it on ``fit.validation``,
+    save it to ``fit.out_dir``; optionally measure how far it moved the backbone."""
+    from thaw.distributed import is_main_process
+    from thaw.trainer import Checkpoint, predict_classes
+
+    ladder = cfg.training.ladder
+    device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg)
+    train = fit.train.read(curated, cfg.root)
+    val = fit.validation.read(curated, cfg.root) if fit.validation else None
+    encode = lambda texts: dict(tokenizer(texts, truncation=True, max_length=cfg.backbone.max_length))  # noqa: E731
+    train_enc, val_enc = encode(train.texts), encode(val.texts) if val else None
+    lr, decay = _learning_rate(fit.rung, cfg)
+    loop_cfg = ladder.fewshot.loop(ladder.finetune) if fit.rung == "fewshot" else ladder.finetune
+    if fit.epochs is not None:
+        loop_cfg = loop_cfg.model_copy(update={"epochs": fit.epochs})
+    plan, groups = _plan(fit.rung, model, tokenizer, train, train_enc, val, val_enc, labels, cfg, device, lr, decay)
+    if not fit.select_epoch:
+        plan = dataclasses.replace(plan, evaluate=None)
+    checkpoint = Checkpoint(cfg.state_path / "checkpoints" / checkpoint_key(cfg, fit, curated, ref.revision))
+    from thaw.trainer import train_loop
+
+    started = time.perf_counter()
+    outcome = train_loop(model, plan, loop_cfg, lr, groups, checkpoint, device, cfg.training.seed, on_epoch_end)
+    if fit.rung == "fewshot":
+        _fit_head_on_embeddings(model, tokenizer, train, val, labels, cfg, device)
+    seconds = time.perf_counter() - started
+    names = np.asarray(labels)
+    predictions = names[predict_classes(model, tokenizer, val_enc, 64, device)] if val else np.asarray([])
+    movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
+    if fit.out_dir is not None and is_main_process():
+        meta = {
+            "rung": fit.rung,
+            "method": surface.method,
+            "kind": "adapted_encoder",
+            "backbone": json.loads(ref.to_json()),
+            "pooling": cfg.backbone.pooling,
+            "max_length": cfg.backbone.max_length,
+            "best_epoch": outcome.best_epoch + 1,
+            "trainable_backbone_parameters": surface.trainable_backbone,
+            "backbone_parameters": surface.total_backbone,
+            "trained_on": list(fit.train.splits),
+        }
+        save_adapted_model(model, surface, labels, meta, fit.out_dir)
+    metrics = score_predictions(val.labels, predictions, labels, cfg) if val else {}
+    details = RungDetails(
+        method=("contrastive pairs + logistic regression, " + surface.method)
+        if fit.rung == "fewshot"
+        else surface.method,
+        frozen=surface.frozen,
+        trainable_fraction_of_backbone=surface.fraction,
+        settings={"learning_rate": lr, "layer_decay": decay, "epochs": loop_cfg.epochs},
+        history=tuple(EpochRecord(h["epoch"] + 1, h["train_loss"], h["validation_metric"]) for h in outcome.history),
+        epochs_run=outcome.epochs_run,
+        best_epoch=outcome.best_epoch + 1,
+        resumed_from_epoch=outcome.resumed_from_epoch + 1 if outcome.resumed_from_epoch is not None else None,
+        train_seconds=round(seconds, 1),
+        movement=movement,
+        trained_on=fit.train.splits,
+    )
+    head_params = sum(p.numel() for p in model.head.parameters())
+    return TrainedRung(
+        fit.rung, fit.out_dir, metrics, tuple(predictions), surface.trainable_backbone + head_params, details
+    )
+
+
+def _plan(rung, model, tokenizer, train, train_enc, val, val_enc, labels, cfg, device, lr, decay):
+    """The training plan and optimizer groups of a rung: contrastive on the encoder alone
+    for the few-shot rung, cross-entropy on encoder and head otherwise."""
+    from thaw.adaptation import parameter_groups
+    from thaw.metrics import macro_f1
+    from thaw.trainer import classification_plan, contrastive_plan
+
+    ladder, seed = cfg.training.ladder, cfg.training.seed
+    index = {label: i for i, label in enumerate(labels)}
+    y_train = np.array([index[y] for y in train.labels])
+    groups = parameter_groups(model, lr, ladder.finetune.head_learning_rate, decay, ladder.finetune.weight_decay)
+    if rung == "fewshot":
+        fs = ladder.fewshot
+        groups = [
+            {**g, "params": [p for p in g["params"] if all(p is not h for h in model.head.parameters())]}
+            for g in groups
+        ]
+        groups = [g for g in groups if g["params"]]
+        plan = contrastive_plan(
+            tokenizer, train_enc, y_train, fs.classes_per_batch, fs.rows_per_class, fs.temperature, seed, device
+        )
+        return plan, groups
+    names, y_val = np.asarray(labels), np.asarray(val.labels) if val else None
+    if ladder.metric == "accuracy":
+        score = lambda pred: float((names[pred] == y_val).mean())  # noqa: E731
+    else:
+        score = lambda pred: macro_f1(y_val, names[pred], labels)  # noqa: E731
+    plan = classification_plan(tokenizer, train_enc, y_train, val_enc, score, ladder.finetune.batch_size, seed, device)
+    return plan, groups
+
+
+def _movement(model, base: dict, tokenizer, sample: Split, cfg: ThawConfig, device):
+    """Relative weight change per block and CKA of the representations against the frozen
+    backbone's, on up to 512 rows."""
+    import copy
+
+    from thaw.adaptation import block_index
+    from thaw.modeling import embed_texts, load_encoder, resolve_backbone
+    from thaw.movement import linear_cka, movement_verdict, relative_changes
+
+    encoder = model.encoder
+    if hasattr(encoder, "merge_and_unload"):  # LoRA / IA3: the weights the adapter amounts to
+        encoder = copy.deepcopy(encoder).merge_and_unload()
+    trained = {k: v.detach().cpu().numpy() for k, v in encoder.state_dict().items()}
+    embeddings, blocks = relative_changes(base, trained, block_index)
+    texts = sample.texts[:512]
+    _, frozen = load_encoder(resolve_backbone(cfg.backbone)[1], device)
+    a = embed_texts(texts, tokenizer, frozen, cfg.backbone, device)
+    b = embed_texts(texts, tokenizer, encoder, cfg.backbone, device)
+    ladder = cfg.training.ladder
+    return movement_verdict(embeddings, blocks, linear_cka(a, b), ladder.aggressive_change, ladder.aggressive_cka)
+
+
+@task(name="train-adapted-rung")
+def train_adapted_rung(
+    fit: AdaptedFit, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig
+) -> TrainedRung:
+    """Prefect task around ``fit_adapted_rung``: in this process, or data-parallel in
+    ``finetune.processes`` processes (this module under torch.distributed.run)."""
+    if cfg.training.ladder.finetune.processes == 1:
+        return fit_adapted_rung(fit, curated, labels, cfg)
+    return launch(fit, curated, labels, cfg)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(fit: AdaptedFit, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig) -> TrainedRung:
+    """Run ``fit`` in ``finetune.processes`` processes on this machine; return rank 0's result."""
+    work = cfg.state_path / "launch"
+    work.mkdir(parents=True, exist_ok=True)
+    stem = f"{fit.rung}-{fit.name}-{os.getpid()}"
+    spec, result = work / f"{stem}.json", work / f"{stem}.result.json"
+    result.unlink(missing_ok=True)
+    body = {
+        "fit": fit.to_dict(),
+        "curated": dataclasses.asdict(curated),
+        "labels": list(labels),
+        "config": cfg.model_dump(mode="json"),
+        "result": str(result),
+    }
+    write_text_atomically(spec, json.dumps(body))
+    n = cfg.training.ladder.finetune.processes
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(n),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "tasks.ladder.finetuning",
+        str(spec),
+    ]
+    proc = subprocess.run(cmd, cwd=cfg.root, capture_output=True, text=True)
+    if proc.returncode != 0 or not result.is_file():
+        raise RuntimeError(f"{fit.rung} rung in {n} processes failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    trained = TrainedRung.from_dict(json.loads(result.read_text(encoding="utf-8")))
+    return dataclasses.replace(trained, details=dataclasses.replace(trained.details, processes=n))
+
+
+def main(spec_path: str) -> None:
+    from thaw.distributed import barrier, is_main_process
+    from thaw.offline import apply_offline_environment
+
+    apply_offline_environment()
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    cfg = ThawConfig.model_validate(spec["config"])
+    fit = AdaptedFit.from_dict(spec["fit"])
+    trained = fit_adapted_rung(fit, DatasetVersion.from_dict(spec["curated"]), tuple(spec["labels"]), cfg)
+    if is_main_process():
+        write_text_atomically(Path(spec["result"]), json.dumps(trained.to_dict()))
+    barrier()
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,290 @@
+"""Training rungs: the scratch baseline (TF-IDF + logistic regression) and the frozen
+rung (frozen backbone features + a logistic-regression head, C chosen on validation).
+
+Each rung writes a self-describing model directory (weights as safetensors or JSON,
+never pickles) and returns a ``TrainedRung`` with its validation predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from tasks.evaluation.scoring import score_predictions
+from tasks.ladder.features import FeatureSet
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+from thaw.modeling import head_probabilities
+from thaw.rungs import EvaluationPlan, RungDetails, TrainedRung
+
+
+def fit_logistic_head(
+    x: dict[str, np.ndarray], y: dict[str, np.ndarray], labels: tuple[str, ...], cfg: ThawConfig
+) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
+    """(weight classes x dim, bias, chosen C, val macro-F1 per C) for features ``x`` and
+    labels ``y`` of the train and validation splits: C picked on validation, or
+    ``head.c_without_validation`` when there is none (a fold, a refit)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from thaw.metrics import macro_f1
+
+    h = cfg.training.head
+    if y.get("validation") is None:
+        clf = LogisticRegression(C=h.c_without_validation, max_iter=h.max_iter, random_state=cfg.training.seed)
+        weight, bias = _as_head(clf.fit(x["train"], y["train"]), labels, x["train"].shape[1])
+        return weight, bias, h.c_without_validation, {}
+    scores, fitted = {}, {}
+    for c in h.c_grid:
+        clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
+        clf.fit(x["train"], y["train"])
+        fitted[c], scores[c] = clf, macro_f1(y["validation"], clf.predict(x["validation"]), labels)
+    best = max(scores, key=lambda c: (scores[c], -c))
+    weight, bias = _as_head(fitted[best], labels, x["train"].shape[1])
+    return weight, bias, best, scores
+
+
+def fit_mlp_head(
+    x: dict[str, np.ndarray], y: dict[str, np.ndarray], labels: tuple[str, ...], cfg: ThawConfig
+) -> tuple[dict[str, np.ndarray], float]:
+    """A one-hidden-layer MLP on frozen features, full batch, the epoch best on validation
+    macro-F1 kept; returns (tensors, that score)."""
+    import torch
+
+    from thaw.metrics import encode, macro_f1_codes
+
+    h = cfg.training.head
+    torch.manual_seed(cfg.training.seed)
+    t_train, _, k = encode(y["train"], y["train"], labels)
+    t_val, _, _ = encode(y["validation"], y["validation"], labels)
+    xt, xv = torch.from_numpy(x["train"]), torch.from_numpy(x["validation"])
+    yt = torch.from_numpy(t_train)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x["train"].shape[1], h.mlp_hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(h.mlp_dropout),
+        torch.nn.Linear(h.mlp_hidden, len(labels)),
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=h.mlp_learning_rate, weight_decay=h.mlp_weight_decay)
+    best, best_score = None, -1.0
+    for epoch in range(h.mlp_epochs):
+        model.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+        if epoch % 10 == 9:
+            model.eval()
+            with torch.no_grad():
+                score = macro_f1_codes(t_val, model(xv).argmax(1).numpy(), k)
+            if score > best_score:
+                best_score = score
+                best = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+    tensors = {"w1": best["0.weight"], "b1": best["0.bias"], "weight": best["3.weight"], "bias": best["3.bias"]}
+    return {n: v.astype(np.float32) for n, v in tensors.items()}, best_score
+
+
+def save_head(
+    model_dir: Path,
+    head: dict[str, np.ndarray],
+    linear: tuple[np.ndarray, np.ndarray],
+    labels: tuple[str, ...],
+    meta: dict,
+) -> None:
+    """head.safetensors (the chosen head), linear_head.safetensors (the linear probe that
+    deeper rungs start from), labels.json and model.json in ``model_dir``."""
+    from safetensors.numpy import save_file
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_file({n: v.astype(np.float32) for n, v in head.items()}, str(model_dir / "head.safetensors"))
+    save_file(
+        {"weight": linear[0].astype(np.float32), "bias": linear[1].astype(np.float32)},
+        str(model_dir / "linear_head.safetensors"),
+    )
+    (model_dir / "labels.json").write_text(json.dumps(list(labels)), encoding="utf-8")
+    (model_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def save_linear_head(
+    model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...], meta: dict
+) -> None:
+    """A model directory whose head is linear."""
+    save_head(model_dir, {"weight": weight, "bias": bias}, (weight, bias), labels, meta)
+
+
+def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, fit):
+    """The fitted heads for these features, labels and head settings: cached by content."""
+    import hashlib
+
+    from safetensors.numpy import load_file, save_file
+
+    blob = json.dumps(
+        {
+            "features": {s: p.name for s, p in sorted(features.paths.items())},
+            "labels": {s: curated.files[s].md5 for s in ("train", "validation")},
+            "classes": list(labels),
+            "head": cfg.training.head.model_dump(mode="json"),
+            "seed": cfg.training.seed,
+        },
+        sort_keys=True,
+    )
+    cache = cfg.state_path / "cache" / "heads" / hashlib.sha256(blob.encode()).hexdigest()[:24]
+    if (cache / "meta.json").is_file():
+        meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+        return load_file(str(cache / "head.safetensors")), load_file(str(cache / "linear.safetensors")), meta, True
+    head, linear, meta = fit()
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file(head, str(cache / "head.safetensors"))
+    save_file(linear, str(cache / "linear.safetensors"))
+    (cache / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return head, linear, meta, False
+
+
+def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig):
+    """(chosen head, linear head, meta): logistic regression, then an MLP if it does better."""
+    weight, bias, c, scores = fit_logistic_head(x, y, labels, cfg)
+    linear = {"weight": weight, "bias": bias}
+    meta = {"C": c, "scores": {str(k): v for k, v in scores.items()}, "head": "logistic regression", "mlp_score": None}
+    if cfg.training.head.try_mlp:
+        mlp, mlp_score = fit_mlp_head(x, y, labels, cfg)
+        meta["mlp_score"] = mlp_score
+        if mlp_score > max(scores.values()):
+            return mlp, linear, meta | {"head": f"MLP ({cfg.training.head.mlp_hidden} hidden)"}
+    return linear, linear, meta
+
+
+def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, trained_on: tuple[str, ...]) -> dict:
+    return {
+        "rung": "frozen",
+        "kind": "head_on_frozen_encoder",
+        "backbone": json.loads(features.backbone.to_json()),
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "head": head,
+        "head_C": c,
+        "trained_on": list(trained_on),
+    }
+
+
+def _details(head: str, c: float, scores: dict, mlp_score, cache_hits: dict, trained_on, folds: int = 0) -> RungDetails:
+    return RungDetails(
+        method=f"{head} on the frozen backbone",
+        frozen="the whole backbone",
+        trainable_fraction_of_backbone=0.0,
+        settings={"head_C": c},
+        selection_scores={
+            **{f"logistic regression C={k}": v for k, v in scores.items()},
+            **({"MLP": mlp_score} if mlp_score is not None else {}),
+        },
+        cache_hits=cache_hits,
+        trained_on=tuple(trained_on),
+        folds=folds,
+    )
+
+
+def _holdout(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path):
+    y = {s: np.asarray(curated.read(cfg.root, s).labels) for s in ("train", "validation")}
+    x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
+    head, linear, fit_meta, head_hit = _cached_heads(
+        features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg)
+    )
+    predictions = np.asarray(labels)[head_probabilities(x["validation"], head).argmax(1)]
+    model_dir = run_dir / "models" / "frozen"
+    meta = _frozen_meta(features, cfg, fit_meta["head"], fit_meta["C"], ("train",))
+    save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
+    details = _details(
+        fit_meta["head"],
+        fit_meta["C"],
+        fit_meta["scores"],
+        fit_meta["mlp_score"],
+        {**features.cache_hits, "head": head_hit},
+        ("train",),
+    )
+    metrics = score_predictions(y["validation"], predictions, labels, cfg)
+    params = int(sum(v.size for v in head.values()))
+    return TrainedRung("frozen", model_dir, metrics, tuple(predictions), params, details)
+
+
+def _cross_validated(
+    features: FeatureSet,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+    evaluation: EvaluationPlan,
+) -> TrainedRung:
+    """Logistic-regression heads on every fold for each C; the C with the best mean fold
+    score wins. Its fold heads are kept (the adapted rungs' folds start from them) and a
+    final head is fit on all of train + validation."""
+    from safetensors.numpy import save_file
+    from sklearn.linear_model import LogisticRegression
+
+    from tasks.ladder.cross_validation import cross_validate, gate_metric, pool
+
+    rows = pool(curated, cfg)
+    x = np.concatenate([np.load(features.paths[s]) for s in ("train", "validation")])
+    y = np.asarray(rows.labels)
+    h, metric = cfg.training.head, gate_metric(cfg)
+    runs, heads = {}, {}
+    for c in h.c_grid:
+
+        def fit_predict(name, kept, held, c=c):
+            clf = LogisticRegression(C=c, max_iter=h.max_iter, random_state=cfg.training.seed).fit(
+                x[list(kept)], y[list(kept)]
+            )
+            heads[(c, name)] = _as_head(clf, labels, x.shape[1])
+            return clf.predict(x[list(held)])
+
+        runs[c] = cross_validate(evaluation, rows.labels, labels, fit_predict, metric)
+    best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
+    folds_dir = run_dir / "models" / "frozen" / "folds"
+    folds_dir.mkdir(parents=True, exist_ok=True)
+    for name in runs[best].fold_scores:
+        weight, bias = heads[(best, name)]
+        save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
+    final = LogisticRegression(C=best, max_iter=h.max_iter, random_state=cfg.training.seed).fit(x, y)
+    weight, bias = _as_head(final, labels, x.shape[1])
+    meta = _frozen_meta(features, cfg, "logistic regression", best, ("train", "validation"))
+    save_linear_head(run_dir / "models" / "frozen", weight, bias, labels, meta)
+    scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
+    chosen = runs[best]
+    details = _details(
+        "logistic regression", best, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds
+    )
+    metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
+    params = int(weight.size + bias.size)
+    return TrainedRung(
+        "frozen", run_dir / "models" / "frozen", metrics, chosen.predictions, params, details, chosen.fold_scores
+    )
+
+
+def _as_head(clf, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight classes x dim, bias) in ``labels`` order; a class the fit never saw is
+    never predicted."""
+    order = [list(clf.classes_).index(label) if label in clf.classes_ else None for label in labels]
+    weight = np.zeros((len(labels), dim), dtype=np.float32)
+    bias = np.full(len(labels), -1e4, dtype=np.float32)
+    coef = clf.coef_ if clf.coef_.shape[0] > 1 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
+    intercept = clf.intercept_ if clf.coef_.shape[0] > 1 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
+    for row, idx in enumerate(order):
+        if idx is not None:
+            weight[row], bias[row] = coef[idx], intercept[idx]
+    return weight, bias
+
+
+@task(name="train-frozen-rung")
+def train_frozen_rung(
+    features: FeatureSet,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+    evaluation: EvaluationPlan,
+) -> TrainedRung:
+    """Fit the head on frozen features (logistic regression, or an MLP when it does better
+    on validation); the backbone is untouched. Scored on the validation split, or by
+    cross-validation over train + validation (linear heads only) when ``evaluation`` says."""
+    if evaluation.cross_validated:
+        return _cross_validated(features, curated, labels, cfg, run_dir, evaluation)
+    return _holdout(features, curated, labels, cfg, run_dir)

@@ -1,0 +1,147 @@
+"""Training a rung of the ladder the way its evaluation plan says, and the final refit.
+
+- held-out validation: one fit on train, scored (and stopped early) on validation;
+- cross-validation: one fit per fold of train + validation, each scored on its held-out
+  rows after a fixed number of epochs (choosing the epoch on the rows a fold is scored on
+  would flatter it), within the rung's share of the time budget;
+- refit: the selected configuration trained again on train + validation (always after
+  cross-validation, whose fold models are not kept; after hold-out when configured),
+  and this is the model that is tested and registered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from tasks.evaluation.scoring import score_predictions
+from tasks.ladder.cross_validation import POOL, cross_validate, gate_metric
+from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit, train_adapted_rung
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, SplitRows
+from thaw.rungs import EvaluationPlan, Selection, TrainedRung
+
+
+@task(name="train-ladder-rung")
+def train_ladder_rung(
+    rung: str,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+    evaluation: EvaluationPlan,
+    budget_s: float,
+) -> TrainedRung:
+    """Fit ``rung`` (fewshot, peft, partial or full) and score it as ``evaluation`` says."""
+    frozen_dir = run_dir / "models" / "frozen"
+    if not evaluation.cross_validated:
+        return train_adapted_rung.fn(holdout_fit(rung, run_dir), curated, labels, cfg)
+    rows = POOL.read(curated, cfg.root)
+    fits: list[TrainedRung] = []
+
+    def fit_predict(name: str, kept: tuple[int, ...], held: tuple[int, ...]):
+        fit = AdaptedFit(
+            rung,
+            SplitRows(POOL.splits, kept),
+            SplitRows(POOL.splits, held),
+            frozen_dir / "folds" / f"{name}.safetensors",
+            name,
+            None,
+            epochs=_epochs(rung, cfg),
+            select_epoch=False,
+            measure_movement=not fits,
+        )
+        fits.append(fit_adapted_rung(fit, curated, labels, cfg))
+        return fits[-1].validation_predictions
+
+    scored = cross_validate(evaluation, rows.labels, labels, fit_predict, gate_metric(cfg), budget_s)
+    first = fits[0]
+    details = dataclasses.replace(
+        first.details, folds=scored.folds, train_seconds=round(sum(f.details.train_seconds or 0 for f in fits), 1)
+    )
+    metrics = score_predictions(rows.labels, scored.predictions, labels, cfg)
+    return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)
+
+
+def _epochs(rung: str, cfg: ThawConfig) -> int:
+    ladder = cfg.training.ladder
+    return ladder.fewshot.epochs if rung == "fewshot" else ladder.finetune.epochs
+
+
+def needs_refit(cfg: ThawConfig, evaluation: EvaluationPlan) -> bool:
+    """Refit on train + validation: always after cross-validation (no fold model is kept,
+    a final fit is needed anyway), after hold-out only when ``ladder.refit: always``."""
+    return evaluation.cross_validated or cfg.training.ladder.refit == "always"
+
+
+@task(name="refit-selected-rung")
+def refit_selected_rung(
+    selection: Selection,
+    trained: list[TrainedRung],
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+    evaluation: EvaluationPlan,
+) -> TrainedRung:
+    """The model to test and register: the selected rung itself, or its configuration
+    trained again on train + validation (recorded as such in its details)."""
+    chosen = next(r for r in trained if r.rung == selection.rung)
+    if not needs_refit(cfg, evaluation) or (chosen.model_dir is not None and chosen.details.trained_on == POOL.splits):
+        return chosen  # the frozen rung after cross-validation was already fit on all rows
+    # (an adapted rung scored by cross-validation kept no model: its folds trained on
+    # parts of the same pool, so it is always refit)
+    if chosen.rung == "frozen":
+        if not chosen.details.method.startswith("logistic regression"):
+            return chosen  # an MLP head keeps the epoch validation chose: nothing to refit it on
+        return _refit_frozen(chosen, curated, labels, cfg, run_dir)
+    epochs = chosen.details.best_epoch if not evaluation.cross_validated else _epochs(chosen.rung, cfg)
+    fit = AdaptedFit(
+        chosen.rung,
+        POOL,
+        None,
+        run_dir / "models" / "frozen" / "linear_head.safetensors",
+        "refit",
+        run_dir / "models" / "final",
+        epochs=epochs or _epochs(chosen.rung, cfg),
+        select_epoch=False,
+        measure_movement=True,
+    )
+    final = train_adapted_rung.fn(fit, curated, labels, cfg)
+    return dataclasses.replace(
+        final,
+        validation=chosen.validation,
+        validation_predictions=chosen.validation_predictions,
+        fold_scores=chosen.fold_scores,
+    )
+
+
+def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: ThawConfig, run_dir: Path) -> TrainedRung:
+    """The frozen rung's linear head with its chosen C on train + validation features."""
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+
+    from tasks.ladder.features import extract_frozen_features
+    from tasks.ladder.frozen_rung import _as_head, save_linear_head
+
+    features = extract_frozen_features.fn(curated, cfg)
+    x = np.concatenate([np.load(features.paths[s]) for s in POOL.splits])
+    y = np.asarray(POOL.read(curated, cfg.root).labels)
+    c = float(chosen.details.settings.get("head_C", cfg.training.head.c_without_validation))
+    clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed).fit(x, y)
+    weight, bias = _as_head(clf, labels, x.shape[1])
+    meta = json.loads((chosen.model_dir / "model.json").read_text(encoding="utf-8")) | {
+        "trained_on": list(POOL.splits),
+        "head": "logistic regression",
+    }
+    save_linear_head(run_dir / "models" / "final", weight, bias, labels, meta)
+    details = dataclasses.replace(
+        chosen.details,
+        trained_on=POOL.splits,
+        method="logistic regression on the frozen backbone (refit on train + validation)",
+    )
+    return dataclasses.replace(chosen, model_dir=run_dir / "models" / "final", details=details)

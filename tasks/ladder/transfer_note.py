@@ -1,0 +1,267 @@
+"""The transfer note: what the data said before climbing, the first move the decision
+table suggested, every rung with its interval, the gate's decisions, the worst classes
+(and slices) and whether escalation fixed them, how far each rung moved the backbone,
+and what was finally registered. Written as markdown and JSON, with a ladder chart and
+learning curves. A figure that fails to draw is reported, never fatal."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from tasks.ladder.cross_validation import POOL
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+from thaw.gate import Decision
+from thaw.metrics import per_class_f1, slice_accuracy, worst_classes
+from thaw.plots import pyplot, save_figure
+from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan, Selection, TrainedRung
+
+log = logging.getLogger(__name__)
+
+
+def diagnostics(trained: list[TrainedRung], rows, labels: tuple[str, ...]) -> dict:
+    """Per-class F1 of every rung on the rows they were scored on, the frozen rung's worst
+    classes through the ladder, and accuracy per slice when the data names a slice."""
+    f1 = {r.rung: per_class_f1(rows.labels, r.validation_predictions, labels) for r in trained}
+    out = {"worst_classes": worst_classes(f1, trained[0].rung), "per_class_f1": f1}
+    if rows.slices is not None:
+        out["slices"] = {r.rung: slice_accuracy(rows.labels, r.validation_predictions, rows.slices) for r in trained}
+    return out
+
+
+def _rung_row(r: TrainedRung, metric: str) -> dict:
+    movement = r.details.movement
+    return {
+        "rung": r.rung,
+        "method": r.details.method,
+        "frozen": r.details.frozen,
+        "trainable_parameters": r.trainable_parameters,
+        "trainable_fraction_of_backbone": r.details.trainable_fraction_of_backbone,
+        metric: r.validation.get(metric),
+        f"{metric}_low": r.validation.get(f"{metric}_low"),
+        f"{metric}_high": r.validation.get(f"{metric}_high"),
+        "folds": r.details.folds,
+        "movement": asdict(movement) if movement else None,
+    }
+
+
+def transfer_note(
+    selection: Selection,
+    trained: list[TrainedRung],
+    scratch: TrainedRung,
+    decisions: list[Decision],
+    context: dict,
+    cfg: ThawConfig,
+) -> dict:
+    """The transfer note as a dict. ``context``: evidence, evaluation, plan, final,
+    diagnostics."""
+    metric = cfg.training.ladder.metric
+    chosen = next(r for r in trained if r.rung == selection.rung)
+    evidence, evaluation, plan = context["evidence"], context["evaluation"], context["plan"]
+    final: TrainedRung = context["final"]
+    return {
+        "selected_rung": selection.rung,
+        "why": selection.reason,
+        "metric": metric,
+        "confidence_level": cfg.training.confidence_level,
+        "data": asdict(evidence),
+        "scored_by": asdict(evaluation),
+        "decision_table": {"suggestion": plan.suggestion, "rungs": list(plan.rungs), "reasons": list(plan.reasons)},
+        "what_was_frozen": chosen.details.frozen,
+        "method": chosen.details.method,
+        "trainable_parameters": chosen.trainable_parameters,
+        "trainable_fraction_of_backbone": chosen.details.trainable_fraction_of_backbone,
+        "validation": [_rung_row(r, metric) for r in [scratch, *trained]],
+        "comparisons_to_best": {k: asdict(v) for k, v in selection.comparisons_to_best.items()},
+        "frozen_vs_scratch": asdict(selection.scratch_comparison),
+        "negative_transfer": selection.negative_transfer,
+        "decisions": [
+            {
+                "after": d.after,
+                "action": d.action,
+                "reason": d.reason,
+                "best": d.best,
+                "comparison": asdict(d.comparison) if d.comparison else None,
+            }
+            for d in decisions
+        ],
+        "registered": {
+            "rung": final.rung,
+            "trained_on": list(final.details.trained_on),
+            "refit": final.details.trained_on != chosen.details.trained_on,
+            "movement": asdict(final.details.movement) if final.details.movement else None,
+        },
+        "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},
+        "undecided": _undecided(decisions, evaluation),
+    }
+
+
+def _undecided(decisions: list[Decision], evaluation: EvaluationPlan) -> str | None:
+    """Say so when the gate could not tell rungs apart, instead of pretending."""
+    noisy = [d for d in decisions if d.comparison is not None and d.comparison.low < 0 < d.comparison.high]
+    if not noisy:
+        return None
+    where = "the cross-validation folds" if evaluation.cross_validated else "the validation split"
+    rungs = ", ".join(f"{d.comparison.b} vs {d.comparison.a}" for d in noisy)
+    return (
+        f"undecided: on {where} the gain of {rungs} has an interval spanning zero; the simpler rung was kept, "
+        "more labelled rows would be needed to tell"
+    )
+
+
+def _markdown(note: dict) -> str:
+    m, level = note["metric"], f"{note['confidence_level']:.0%}"
+    table, scored = note["decision_table"], note["scored_by"]
+    lines = [f"# Transfer note: {note['selected_rung']} rung selected", "", f"**Why:** {note['why']}.", ""]
+    lines += [
+        "## Before climbing",
+        "",
+        *[f"- {r}" for r in table["reasons"]],
+        f"- first move suggested by the decision table: **{table['suggestion']}**; rungs climbed after frozen: "
+        f"{', '.join(table['rungs']) or 'none'}",
+        f"- rungs scored by: {scored['mode']} ({scored['reason']})",
+        "",
+    ]
+    lines += [
+        f"| rung | method | {m} | {level} interval | folds | trainable params | backbone movement |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in note["validation"]:
+        interval = f"[{r[m + '_low']:.4f}, {r[m + '_high']:.4f}]" if r[m + "_low"] is not None else "-"
+        moved = r["movement"]["reason"] if r["movement"] else "-"
+        flag = " (**aggressive**)" if r["movement"] and r["movement"]["aggressive"] else ""
+        lines.append(
+            f"| {r['rung']} | {r['method']} | {r[m]:.4f} | {interval} | {r['folds'] or '-'} | "
+            f"{r['trainable_parameters']:,} | {moved}{flag} |"
+        )
+    lines += [
+        "",
+        "## Gate decisions",
+        "",
+        *[f"- after **{x['after']}**: {x['action']} ({x['reason']})" for x in note["decisions"]],
+    ]
+    if note["undecided"]:
+        lines += ["", f"**{note['undecided']}**"]
+    fs = note["frozen_vs_scratch"]
+    lines += [
+        "",
+        f"Frozen minus scratch baseline: {-fs['delta']:+.4f} (p={fs['p_value']:.3f} that scratch is "
+        f"better); negative transfer: {'YES' if note['negative_transfer'] else 'no'}.",
+        "",
+    ]
+    lines += _worst_lines(note)
+    reg = note["registered"]
+    lines += [
+        "## Registered",
+        "",
+        f"The {reg['rung']} rung, trained on {' + '.join(reg['trained_on'])}"
+        + (
+            " (refit of the selected configuration on all labelled rows before the test score)."
+            if reg["refit"]
+            else "."
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _worst_lines(note: dict) -> list[str]:
+    diag = note["diagnostics"]
+    rungs = [r["rung"] for r in note["validation"] if r["rung"] != "scratch"]
+    lines = [
+        "## Worst classes of the frozen rung, through the ladder",
+        "",
+        f"| class | {' | '.join(rungs)} | fixed by |",
+        "|---|" + "---|" * (len(rungs) + 1),
+    ]
+    for w in diag["worst_classes"]:
+        cells = " | ".join("-" if w["f1"].get(r) is None else f"{w['f1'][r]:.2f}" for r in rungs)
+        lines.append(f"| {w['label']} | {cells} | {w['fixed_by'] or 'not fixed'} |")
+    for rung, by_slice in (diag.get("slices") or {}).items():
+        worst = ", ".join(f"{s} {v['accuracy']:.3f} ({v['rows']} rows)" for s, v in list(by_slice.items())[:3])
+        lines.append(f"\nWorst slices under {rung}: {worst}")
+    return [*lines, ""]
+
+
+def plot_ladder(note: dict, path: Path) -> Path:
+    """Validation metric per rung with its interval (intervals hold their estimate)."""
+    m, rows = note["metric"], note["validation"]
+    x = np.arange(len(rows))
+    vals = np.array([r[m] for r in rows])
+    err = np.array([[max(0.0, r[m] - r[m + "_low"]) for r in rows], [max(0.0, r[m + "_high"] - r[m]) for r in rows]])
+    fig, ax = pyplot().subplots(figsize=(6, 4))
+    colors = ["tab:green" if r["rung"] == note["selected_rung"] else "tab:gray" for r in rows]
+    ax.bar(x, vals, yerr=err, color=colors, capsize=4)
+    ax.set_xticks(x, [r["rung"] for r in rows])
+    ax.set_ylim(max(0.0, vals.min() - 0.15), 1.0)
+    ax.set_ylabel(f"{m} ({note['scored_by']['mode']})")
+    ax.set_title(f"Adaptation ladder (selected in green, {note['confidence_level']:.0%} intervals)")
+    return save_figure(fig, path)
+
+
+def plot_learning_curves(trained: list[TrainedRung], path: Path) -> Path:
+    """Training loss and validation metric per epoch (counted from 1) of each fine-tuned rung."""
+    fig, (a, b) = pyplot().subplots(1, 2, figsize=(9, 3.5))
+    for r in trained:
+        hist = r.details.history
+        if hist:
+            a.plot([h.epoch for h in hist], [h.train_loss for h in hist], marker="o", label=r.rung)
+            scored = [h for h in hist if h.validation_metric is not None]
+            if scored:
+                b.plot([h.epoch for h in scored], [h.validation_metric for h in scored], marker="o", label=r.rung)
+    a.set(xlabel="epoch", ylabel="train loss", title="Training loss")
+    b.set(xlabel="epoch", ylabel="validation metric", title="Validation")
+    for ax in (a, b):
+        ax.legend(fontsize=8) if ax.lines else ax.text(
+            0.5, 0.5, "no fine-tuned rung", ha="center", transform=ax.transAxes
+        )
+    return save_figure(fig, path)
+
+
+def _figure(draw, *args) -> Path | None:
+    """A figure, or None (logged) when drawing it fails: a finished run never dies on a chart."""
+    try:
+        return draw(*args)
+    except Exception as exc:  # any plotting error: the run's results stand
+        log.warning("could not draw %s: %s", args[-1].name, exc)
+        return None
+
+
+@task(name="write-transfer-note")
+def write_transfer_note(
+    selection: Selection,
+    trained: list[TrainedRung],
+    scratch: TrainedRung,
+    decisions: list[Decision],
+    evidence: DataEvidence,
+    evaluation: EvaluationPlan,
+    plan: LadderPlan,
+    final: TrainedRung,
+    curated: DatasetVersion,
+    labels: tuple[str, ...],
+    cfg: ThawConfig,
+    run_dir: Path,
+) -> list[Path]:
+    """transfer_note.md/.json, ladder_chart.png and learning_curves.png in ``run_dir``."""
+    rows = POOL.read(curated, cfg.root) if evaluation.cross_validated else curated.read(cfg.root, "validation")
+    context = {
+        "evidence": evidence,
+        "evaluation": evaluation,
+        "plan": plan,
+        "final": final,
+        "diagnostics": diagnostics(trained, rows, labels),
+    }
+    note = transfer_note(selection, trained, scratch, decisions, context, cfg)
+    (run_dir / "transfer_note.json").write_text(json.dumps(note, indent=2, default=str), encoding="utf-8")
+    (run_dir / "transfer_note.md").write_text(_markdown(note), encoding="utf-8")
+    figures = [
+        _figure(plot_ladder, note, run_dir / "ladder_chart.png"),
+        _figure(plot_learning_curves, [*trained, final], run_dir / "learning_curves.png"),
+    ]
+    return [run_dir / "transfer_note.json", run_dir / "transfer_note.md", *(f for f in figures if f)]

@@ -1,0 +1,406 @@
+"""Drift monitoring I/O: the champion's own training data restored through its lineage,
+newly arrived text read and PII-scrubbed like training data, the tests of
+:mod:`thaw.drift` run on the champion's frozen-backbone features, a report written, and
+retraining triggered on the combined data when the data has moved."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from thaw.config import ThawConfig
+from thaw.datasets import (
+    ID,
+    LABEL,
+    TEXT,
+    ColumnMap,
+    file_md5,
+    read_split,
+    read_table,
+    write_table,
+    write_text_atomically,
+)
+from thaw.drift import DriftAssessment, assess_drift, normalise_pseudonyms
+from thaw.errors import UserError
+from thaw.modeling import BackboneRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The model version watched and its curated splits, restored and md5-checked."""
+
+    name: str
+    version: str
+    splits: dict[str, Path]
+    md5: dict[str, str]
+    backbone: BackboneRef
+    approved_accuracy: float | None
+    trained_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """Newly arrived rows, PII-scrubbed, as a canonical table (id, text, label)."""
+
+    source: Path
+    source_md5: str
+    scrubbed: Path
+    rows: int
+    duplicates_dropped: int
+    labelled: bool
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    drifted: bool
+    fired: tuple[str, ...]
+    report_json: Path
+    report_md: Path
+    figure: Path
+
+
+@dataclass(frozen=True)
+class Retraining:
+    combined: Path
+    rows: int
+    flow_run_id: str | None
+    deployment: str | None
+
+
+@task(name="restore-reference")
+def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
+    """Resolve ``ref`` and bring back exactly the data it learned from (DVC remote, by md5)."""
+    from tasks.tracking.client import resolve_version
+    from tasks.versioning.restore import restore_data
+
+    mv = resolve_version(cfg, ref)
+    tags = mv.tags
+    dest = cfg.state_path / "monitor" / "reference" / f"{mv.name}-v{mv.version}"
+    splits = restore_data(cfg, f"{mv.name}/{mv.version}", dest)  # by version: the alias may move meanwhile
+    md5 = {split: tags[f"thaw.curated.{split}.md5"] for split in splits}
+    accuracy = tags.get("thaw.test_accuracy")
+    return Reference(
+        name=mv.name,
+        version=str(mv.version),
+        splits=splits,
+        md5=md5,
+        backbone=BackboneRef(tags["thaw.backbone.name"], tags["thaw.backbone.source"], tags["thaw.backbone.revision"]),
+        approved_accuracy=float(accuracy) if accuracy else None,
+        trained_on=tuple(tags.get("thaw.transfer.trained_on", "train").split("+")),
+    )
+
+
+@task(name="read-arrivals")
+def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Path) -> Arrivals:
+    """Read the new rows (labelled or not), scrub PII with the curation settings, drop
+    exact repeats of a text, and keep them as ``run_dir/arrivals.csv``."""
+    from tasks.curation.pii.detector import PiiDetector, ScrubStats, load_pii_secret, scrub_texts_parallel
+    from thaw.ingest import read_labelled_table
+
+    frame = read_labelled_table(source, columns)
+    labelled = columns.label is not None
+    if labelled:
+        empty = frame.index[frame[LABEL].str.strip() == ""]
+        if len(empty):
+            raise UserError(
+                f"{source}: row {int(empty[0]) + 2} has an empty {columns.label!r}: label every row or leave "
+                "--label-column out"
+            )
+    detector, secret = PiiDetector(cfg.curation.pii), load_pii_secret(cfg.curation.pii)
+    frame[TEXT] = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
+    key = frame[TEXT].map(lambda t: " ".join(normalise_pseudonyms(t).casefold().split()))
+    kept = frame[~key.duplicated()]
+    scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
+    return Arrivals(source, file_md5(source), scrubbed, len(kept), len(frame) - len(kept), labelled)
+
+
+def monitor_run_dir(cfg: ThawConfig) -> Path:
+    """A fresh directory for one monitor run's files."""
+    import datetime
+    import uuid
+
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = cfg.state_path / "monitor" / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _sample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, size=cap, replace=False)) if n > cap else np.arange(n)
+
+
+def _embed(cfg: ThawConfig, backbone: BackboneRef, texts: list[str]) -> np.ndarray:
+    from thaw.modeling import configure_threads, embed_texts, load_encoder, locate_backbone, select_device
+
+    configure_threads()
+    device = select_device()
+    tokenizer, model = load_encoder(locate_backbone(backbone), device)
+    return embed_texts([normalise_pseudonyms(t) for t in texts], tokenizer, model, cfg.backbone, device)
+
+
+@task(name="assess-drift")
+def assess_arrivals(cfg: ThawConfig, reference: Reference, arrivals: Arrivals, run_dir: Path) -> DriftOutcome:
+    """Compare the arrivals with the rows the champion trained on; write the report."""
+    m = cfg.monitoring
+    rng = np.random.default_rng(m.seed)
+    trained = [read_split(reference.splits[s]) for s in reference.trained_on if s in reference.splits]
+    ref_texts = [t for s in trained for t in s.texts]
+    ref_labels = [label for s in trained for label in s.labels]
+    heldout = read_split(reference.splits["test"])
+    new = read_split(arrivals.scrubbed)
+    if not new.texts:
+        raise UserError(f"{arrivals.source}: no rows to compare")
+    ref_idx = _sample(len(ref_texts), m.max_reference_rows, rng)
+    new_idx = _sample(len(new.texts), m.max_new_rows, rng)
+    ref_sample = [ref_texts[i] for i in ref_idx]
+    new_sample = [new.texts[i] for i in new_idx]
+    features = _embed(cfg, reference.backbone, ref_sample + new_sample)
+    labels_new = [new.labels[i] for i in new_idx] if arrivals.labelled else None
+    correct = None
+    if labels_new is not None:
+        from tasks.release.stored_model import load_verified_model
+
+        model = load_verified_model(cfg, reference.name, reference.version)
+        predicted = model.predict(pd.DataFrame({"text": new_sample}))["label"].astype(str).tolist()
+        correct = [p == t for p, t in zip(predicted, labels_new, strict=True)]
+    result = assess_drift(
+        m,
+        features[: len(ref_sample)],
+        features[len(ref_sample) :],
+        ref_texts,
+        heldout.texts,
+        new_sample,
+        rng,
+        reference_labels=[ref_labels[i] for i in ref_idx] if labels_new is not None else None,
+        new_labels=labels_new,
+        new_correct=correct,
+        approved_accuracy=reference.approved_accuracy if labels_new is not None else None,
+    )
+    return write_drift_report(reference, arrivals, result, features, len(ref_sample), run_dir)
+
+
+def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -> dict:
+    return {
+        "model": {"name": reference.name, "version": reference.version, "trained_on": list(reference.trained_on)},
+        "reference_md5": reference.md5,
+        "arrivals": {
+            "file": str(arrivals.source),
+            "md5": arrivals.source_md5,
+            "rows_after_dedup": arrivals.rows,
+            "exact_repeats_dropped": arrivals.duplicates_dropped,
+            "labelled": arrivals.labelled,
+        },
+        "false_alarm_rate": a.alpha,
+        "per_test_alpha": a.family_alpha,
+        "rows_compared": {"reference": a.rows_reference, "new": a.rows_new},
+        "text_distribution": asdict(a.text),
+        "unseen_vocabulary": {
+            "new": a.unseen_vocab_new,
+            "heldout_baseline": a.unseen_vocab_baseline,
+            "margin": a.unseen_vocab_margin,
+        },
+        "label_shift": None
+        if a.label_shift_p is None
+        else {"chi_square_p": a.label_shift_p, "unknown_labels": a.unknown_labels},
+        "within_classes": {"p_value": a.per_class_p, "classes": {c: asdict(t) for c, t in a.per_class.items()}},
+        "accuracy": None
+        if a.accuracy is None
+        else {"new": a.accuracy, "interval": list(a.accuracy_interval or ()), "approved": a.approved_accuracy},
+        "drifted": a.drifted,
+        "fired": a.fired,
+    }
+
+
+def _markdown(report: dict) -> str:
+    m, arr = report["model"], report["arrivals"]
+    verdict = "**Drift detected**" if report["drifted"] else "**No drift detected**"
+    lines = [
+        f"# Drift report: {m['name']} v{m['version']}",
+        "",
+        f"{verdict} in `{arr['file']}` ({arr['rows_after_dedup']} rows compared after dropping "
+        f"{arr['exact_repeats_dropped']} exact repeats; md5 `{arr['md5']}`) against the rows "
+        f"v{m['version']} trained on ({'+'.join(m['trained_on'])}).",
+        "",
+        f"False-alarm rate {report['false_alarm_rate']:.3g}: each of the four tests runs at "
+        f"{report['per_test_alpha']:.3g}.",
+        "",
+        "| check | figure | threshold |",
+        "|---|---|---|",
+        f"| text distribution (MMD, permutation p) | p = {report['text_distribution']['p_value']:.4f} | "
+        f"< {report['per_test_alpha']:.4f} |",
+        f"| unseen vocabulary | {report['unseen_vocabulary']['new']:.1%} (held-out split: "
+        f"{report['unseen_vocabulary']['heldout_baseline']:.1%}) | > held-out + "
+        f"{report['unseen_vocabulary']['margin']:.0%} |",
+    ]
+    if report["label_shift"] is not None:
+        unknown = ", ".join(report["label_shift"]["unknown_labels"]) or "none"
+        lines.append(
+            f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f}; new labels: {unknown} | "
+            f"< {report['per_test_alpha']:.4f}, or any new label |"
+        )
+        within = report["within_classes"]
+        figure = (
+            f"p = {within['p_value']:.4f} over {len(within['classes'])} classes" if within["classes"] else "no class"
+        )
+        lines.append(f"| text within classes (stratified permutation) | {figure} | < {report['per_test_alpha']:.4f} |")
+    if report["accuracy"] is not None:
+        acc = report["accuracy"]
+        lines.append(
+            f"| accuracy on the new rows | {acc['new']:.3f} [{acc['interval'][0]:.3f}, {acc['interval'][1]:.3f}] | "
+            f"interval below approved {acc['approved']} |"
+        )
+    lines += ["", "Fired:" if report["fired"] else "Nothing fired."]
+    lines += [f"- {f}" for f in report["fired"]]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(a: DriftAssessment, features: np.ndarray, n_ref: int, path: Path) -> Path:
+    from thaw.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    centred = features - features.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    left.scatter(xy[:n_ref, 0], xy[:n_ref, 1], s=6, alpha=0.4, label=f"trained on ({n_ref})")
+    left.scatter(xy[n_ref:, 0], xy[n_ref:, 1], s=6, alpha=0.6, label=f"new ({len(features) - n_ref})")
+    left.set_title("frozen-backbone features, first two principal axes")
+    left.legend(loc="best", fontsize=8)
+    names = ["text (MMD)"] + (["label shift"] if a.label_shift_p is not None else [])
+    values = [a.text.p_value] + ([a.label_shift_p] if a.label_shift_p is not None else [])
+    if a.per_class_p is not None:
+        names.append(f"within {len(a.per_class)} classes")
+        values.append(a.per_class_p)
+        shown = sorted(a.per_class, key=lambda c: a.per_class[c].p_value)[:10]  # descriptive: the most moved
+        names += [f"  class {c} (own p)" for c in shown]
+        values += [a.per_class[c].p_value for c in shown]
+    right.barh(range(len(values)), [max(v, 1e-6) for v in values], color="tab:gray")
+    right.set_yticks(range(len(values)), names, fontsize=7)
+    right.set_xscale("log")
+    right.axvline(a.family_alpha, color="tab:red", label=f"alpha/4 = {a.family_alpha:.4f}")
+    right.set_title("p-values (left of the line: drift)")
+    right.legend(loc="best", fontsize=8)
+    return save_figure(fig, path)
+
+
+def write_drift_report(
+    reference: Reference, arrivals: Arrivals, a: DriftAssessment, features: np.ndarray, n_ref: int, run_dir: Path
+) -> DriftOutcome:
+    report = _report_dict(reference, arrivals, a)
+    json_path = write_text_atomically(run_dir / "drift.json", json.dumps(report, indent=2, sort_keys=True))
+    md_path = write_text_atomically(run_dir / "drift.md", _markdown(report))
+    figure = _figure(a, features, n_ref, run_dir / "drift.png")
+    return DriftOutcome(a.drifted, tuple(a.fired), json_path, md_path, figure)
+
+
+@task(name="trigger-retraining")
+def trigger_retraining(
+    cfg: ThawConfig, reference: Reference, arrivals: Arrivals, deployment: str | None
+) -> Retraining | None:
+    """Write the champion's curated rows plus the new labelled rows as one training file
+    (column names from the config) and, given a deployment, start a training run on it."""
+    if not arrivals.labelled:
+        log.warning("drift detected in unlabelled rows: label them to retrain on them")
+        return None
+    old = pd.concat([read_table(p) for p in reference.splits.values()])
+    new = read_table(arrivals.scrubbed)
+    clash = sorted(set(old[ID]) & set(new[ID]))
+    if clash:
+        raise UserError(
+            f"{arrivals.source}: ids already used by {reference.name} v{reference.version}'s data "
+            f"({', '.join(clash[:5])}{', ...' if len(clash) > 5 else ''}): give the new rows their own ids"
+        )
+    columns = ColumnMap(cfg.data.text_column, cfg.data.label_column, cfg.data.id_column)
+    combined = pd.concat([old[[ID, TEXT, LABEL]], new[[ID, TEXT, LABEL]]], ignore_index=True)
+    target = cfg.root / "data" / "retrain" / f"{reference.name}-v{reference.version}+{arrivals.source_md5[:12]}.csv"
+    write_table(combined.rename(columns=columns.to_user()), target)
+    flow_run_id = None
+    if deployment:
+        from prefect.deployments import run_deployment
+
+        data = cfg.data.model_copy(
+            update={"train": target, "validation": None, "test": None, "id_column": columns.id_name}
+        )
+        params = {"cfg": cfg.model_copy(update={"data": data}).model_dump(mode="json")}
+        flow_run = run_deployment(deployment, parameters=params, timeout=0)
+        flow_run_id = str(flow_run.id)
+        log.info("retraining started: %s flow run %s on %s", deployment, flow_run_id, target)
+    return Retraining(target, len(combined), flow_run_id, deployment)
+
+
+@task(name="publish-drift-report")
+def publish_drift_report(
+    cfg: ThawConfig, reference: Reference, arrivals: Arrivals, outcome: DriftOutcome, retraining: Retraining | None
+) -> str:
+    """An MLflow run in ``<experiment>-monitor`` with the figures and files, and the
+    markdown as a Prefect artifact when running under a flow run; returns the run id."""
+    from prefect.runtime import flow_run
+
+    from tasks.tracking.client import client_for, ensure_experiment, log_files
+
+    report = json.loads(outcome.report_json.read_text(encoding="utf-8"))
+    if retraining is not None:
+        report["retraining"] = {
+            "file": str(retraining.combined),
+            "rows": retraining.rows,
+            "deployment": retraining.deployment,
+            "flow_run_id": retraining.flow_run_id,
+        }
+        write_text_atomically(outcome.report_json, json.dumps(report, indent=2, sort_keys=True))
+        started = (
+            f"training run `{retraining.flow_run_id}` of `{retraining.deployment}` started on it"
+            if retraining.flow_run_id
+            else "no training deployment given: retrain with `thaw run --train` on it"
+        )
+        note = f"\nRetraining: {retraining.rows} rows written to `{retraining.combined}`; {started}.\n"
+        write_text_atomically(outcome.report_md, outcome.report_md.read_text(encoding="utf-8") + note)
+    elif outcome.drifted and not arrivals.labelled:
+        note = "\nNo retraining: the new rows carry no labels. Label them and run the monitor again.\n"
+        write_text_atomically(outcome.report_md, outcome.report_md.read_text(encoding="utf-8") + note)
+    client = client_for(cfg)
+    experiment = ensure_experiment(client, cfg, f"{cfg.tracking.experiment}-monitor")
+    tags = {
+        "thaw.monitor.model": reference.name,
+        "thaw.monitor.version": reference.version,
+        "thaw.monitor.arrivals_md5": arrivals.source_md5,
+        "thaw.monitor.drifted": str(outcome.drifted).lower(),
+        "thaw.prefect_flow_run_id": str(flow_run.get_id() or "local"),
+        "mlflow.note.content": outcome.report_md.read_text(encoding="utf-8"),
+    }
+    if retraining is not None:
+        tags["thaw.monitor.retrain_file"] = str(retraining.combined)
+        tags["thaw.monitor.retrain_flow_run_id"] = retraining.flow_run_id or ""
+    run = client.create_run(experiment, tags=tags, run_name=f"drift-{reference.name}-v{reference.version}")
+    metrics = {
+        "text_mmd2": report["text_distribution"]["mmd2"],
+        "text_p_value": report["text_distribution"]["p_value"],
+        "unseen_vocab_new": report["unseen_vocabulary"]["new"],
+        "unseen_vocab_heldout": report["unseen_vocabulary"]["heldout_baseline"],
+        "rows_new": report["rows_compared"]["new"],
+        "drifted": float(outcome.drifted),
+    }
+    if report["label_shift"] is not None:
+        metrics["label_shift_p_value"] = report["label_shift"]["chi_square_p"]
+    if report["accuracy"] is not None:
+        metrics["accuracy_new"] = report["accuracy"]["new"]
+    for key, value in metrics.items():
+        client.log_metric(run.info.run_id, key, float(value))
+    log_files(client, run.info.run_id, [outcome.report_json, outcome.report_md, outcome.figure])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    if flow_run.get_id():
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            markdown=outcome.report_md.read_text(encoding="utf-8"),
+            key=f"drift-{reference.name}".lower().replace("_", "-").replace(".", "-"),
+            description=f"drift of {reference.name} v{reference.version}",
+        )
+    return run.info.run_id

@@ -1,0 +1,250 @@
+"""Human approval inside a Prefect run: pause for a typed form in the Prefect UI.
+
+Before it pauses, the run says what it waits for and until when (a log line and a
+markdown artifact with the candidate, the gate's verdict as it stands and links to the
+MLflow run, model card and transfer note). The form has no defaults: the approver picks
+approve, reject or force and gives a reason. After the answer the decision is logged,
+written as a markdown artifact, and becomes the run's final state (``Approved``,
+``Rejected``, ``ApprovalRequested``, ``ApprovalTimedOut``; a refusal by the gate fails
+the run with the gate's reasons).
+
+Who answered the form is not known: the Prefect UI has no per-user login, and the flow
+acts with the worker's MLflow credentials. So where the tracking server authenticates
+users, the answer is recorded in the ledger as a *request* (with the name typed, marked
+as claimed) and an approver completes it with ``thaw approve`` / ``thaw reject`` under
+their own authenticated account; the gate and the promotion happen then. Where the
+server has no authentication, no identity is verified anyway: the answer goes through the
+same ``approve``/``reject`` as the CLI in the typed name, marked as not verified (never
+the name of the process's OS user). Without an answer before the timeout the version
+stays challenger.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from prefect.input import RunInput
+from pydantic import Field
+
+from tasks.tracking.client import CHAMPION, RegisteredVersion, alias_version, client_for
+from thaw.config import ThawConfig
+from thaw.errors import UserError
+from thaw.tracking import tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+class ApprovalForm(RunInput):
+    """What the approver fills in: every field required, nothing chosen for them."""
+
+    decision: Literal["approve", "reject", "force"] = Field(
+        description="approve: promote if the gate passes. reject: never promote this version. "
+        "force: promote even if the performance or lineage check fails (recorded as forced)."
+    )
+    reason: str = Field(min_length=3, max_length=2000, description="Why; kept in the ledger with your name.")
+    approver: str = Field(min_length=1, max_length=100, description="Your name, as it should appear in the ledger.")
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    """How the wait for approval ended: the outcome, in words, and the final state's name."""
+
+    outcome: Literal["approved", "rejected", "requested", "refused", "timeout"]
+    message: str
+
+    @property
+    def state_name(self) -> str:
+        return {
+            "approved": "Approved",
+            "rejected": "Rejected",
+            "requested": "ApprovalRequested",
+            "refused": "Refused",
+            "timeout": "ApprovalTimedOut",
+        }[self.outcome]
+
+
+def mlflow_ui_url(cfg: ThawConfig) -> str | None:
+    """The MLflow UI's address when the registry is a tracking server (it serves the UI)."""
+    uri = tracking_uri(cfg)
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+
+def review_links(cfg: ThawConfig, registered: RegisteredVersion) -> list[str]:
+    """Markdown links to what the approver should read, absolute (the Prefect UI is elsewhere)."""
+    from tasks.tracking.links import mlflow_run_link, mlflow_version_link
+
+    ui = mlflow_ui_url(cfg)
+    if ui is None:
+        return [
+            f"- MLflow run `{registered.run_id}`: open it with `thaw ui` (the registry is a local store, "
+            "so there is no UI address to link)"
+        ]
+    experiment = client_for(cfg).get_run(registered.run_id).info.experiment_id
+    run = f"{ui}/{mlflow_run_link(experiment, registered.run_id)}"
+    return [
+        f"- [model card]({ui}/{mlflow_version_link(registered.name, registered.version)}) (the version's page)",
+        f"- [MLflow run]({run}); [transfer note]({run}/artifacts/transfer_note.md); "
+        f"[test report]({run}/artifacts/test_report.json)",
+    ]
+
+
+def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadline: datetime) -> str:
+    """Markdown shown above the form: the deadline, the gate's verdict as it stands,
+    metrics, the comparison with the champion, links and lineage."""
+    from tasks.release.lineage import describe_lineage
+    from tasks.release.promotion import preview_gate
+
+    info = describe_lineage(cfg, f"{registered.name}/{registered.version}")
+    verdict = preview_gate(cfg, registered.name, registered.version)
+    lines = [
+        f"## Approve {registered.name} v{registered.version} as champion?",
+        "",
+        f"This run waits for your answer until **{deadline:%Y-%m-%d %H:%M} UTC**; without one the version "
+        "stays challenger. Choose approve, reject or force and give a reason: nothing is chosen for you.",
+        "",
+        f"**The gate would {'PROMOTE' if verdict.promote else 'REFUSE'} it now**: " + "; ".join(verdict.reasons),
+    ]
+    if not verdict.promote:
+        lines.append("(approve would be refused; force promotes anyway and is recorded as forced)")
+    lines += [
+        "",
+        f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
+        f"- test accuracy {info['test']['accuracy']}, macro-F1 {info['test']['macro_f1']}",
+        "- champion: " + (f"v{c}" if (c := alias_version(client_for(cfg), registered.name, CHAMPION)) else "none yet"),
+        *review_links(cfg, registered),
+    ]
+    if info.get("ledger_problems"):
+        lines.append("- **WARNING: the ledger does not verify**: " + "; ".join(info["ledger_problems"][:3]))
+    d = info["data"]
+    lines += [
+        "",
+        "**Lineage**",
+        f"- git `{info['git_commit']}`, config `{str(info['config_digest'])[:12]}`",
+        *[f"- {s}: `{f['path']}` md5 `{f['md5']}`" for s, f in d["curated"].items()],
+        f"- DVC remote `{d['dvc_remote']}`; raw `{d['raw']['dvc_file']}` md5 `{d['raw']['md5']}`",
+    ]
+    return "\n".join(lines)
+
+
+def _announce(key: str, markdown: str, description: str) -> None:
+    """A markdown artifact on the flow run (nothing to attach to outside one)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        create_markdown_artifact(markdown=markdown, key=key, description=description)
+    except Exception as exc:  # e.g. called outside a flow run: the log line still says it
+        log.debug("no Prefect artifact %s: %s", key, exc)
+
+
+def _run_logger():
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
+
+
+def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> ApprovalOutcome:
+    """Pause the flow run for the form, act on the answer, and say what happened.
+
+    Call from the flow body (Prefect pauses flow runs, not tasks). A refusal by the gate
+    is logged and recorded, then raised (UserError): the run fails with the reasons."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+
+    from tasks.release.promotion import approve, reject, request_approval
+    from tasks.tracking.identity import Identity, registry_identity
+
+    logger = _run_logger()
+    ref = f"{registered.name} v{registered.version}"
+    timeout = int(cfg.promotion.approval_timeout_minutes * 60)
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    description = approval_description(cfg, registered, deadline)
+    key = f"approval-{registered.name}-v{registered.version}".lower().replace("_", "-")
+    _announce(key + "-request", description, f"waiting for approval of {ref}")
+    logger.warning(
+        "WAITING FOR APPROVAL of %s until %s UTC: open this flow run in the Prefect UI, press Resume and answer "
+        "the form (or `thaw approve`/`thaw reject`); without an answer it stays challenger",
+        ref,
+        f"{deadline:%Y-%m-%d %H:%M}",
+    )
+    form = ApprovalForm.with_initial_data(description=description)
+    try:
+        answer = pause_flow_run(
+            wait_for_input=form, timeout=timeout, key=f"approve-{registered.name}-{registered.version}"
+        )
+    except FlowPauseTimeout:
+        _end_pause("no approval before the deadline")
+        outcome = ApprovalOutcome(
+            "timeout",
+            f"no answer within {cfg.promotion.approval_timeout_minutes} min: {ref} stays challenger",
+        )
+    else:
+        typed = answer.approver.strip()
+        registry = registry_identity(cfg)
+        if registry.verified:
+            request_approval(
+                cfg, registered.name, registered.version, answer.decision != "reject", answer.reason, typed
+            )
+            verb = "reject" if answer.decision == "reject" else "approve"
+            force = " --force" if answer.decision == "force" else ""
+            outcome = ApprovalOutcome(
+                "requested",
+                f"{typed} asked to {answer.decision} {ref}; recorded as a request. The tracking server authenticates "
+                f"approvers, so an approver completes it with `thaw {verb} {registered.name} {registered.version}"
+                f"{force} --reason ...`",
+            )
+        else:
+            who = Identity(typed, False, "not verified: name typed into the Prefect form")
+            via = f"prefect form (typed name: {typed[:60]})"
+            try:
+                if answer.decision == "reject":
+                    reject(cfg, registered.name, registered.version, answer.reason, via=via, who=who)
+                    outcome = ApprovalOutcome("rejected", f"{typed} rejected {ref}: {answer.reason}")
+                else:
+                    force = answer.decision == "force"
+                    decision = approve(
+                        cfg, registered.name, registered.version, answer.reason, force=force, via=via, who=who
+                    )
+                    how = "FORCED, " if decision.forced else ""
+                    outcome = ApprovalOutcome(
+                        "approved", f"{typed} approved {ref} ({how}{'; '.join(decision.reasons)}): it is champion"
+                    )
+            except UserError as exc:
+                outcome = ApprovalOutcome("refused", f"{typed} asked to {answer.decision} {ref}: {exc}")
+    _report(logger, key, ref, outcome)
+    if outcome.outcome == "refused":
+        raise UserError(outcome.message)
+    return outcome
+
+
+def _end_pause(message: str) -> None:
+    """Take the run out of Paused once its pause timed out. Prefect keeps a timed-out
+    pause from ending any other way than Failed ("never resumed"); the run is alive and
+    finishes on its own terms (``ApprovalTimedOut``), so it says it is running again."""
+    from prefect import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.get_id(), Running(message=message), force=True)
+
+
+def _report(logger, key: str, ref: str, outcome: ApprovalOutcome) -> None:
+    level = {"refused": logging.ERROR, "timeout": logging.WARNING}.get(outcome.outcome, logging.INFO)
+    logger.log(level, "approval of %s: %s. %s", ref, outcome.outcome.upper(), outcome.message)
+    _announce(
+        key + "-decision", f"## Approval of {ref}: {outcome.state_name}\n\n{outcome.message}\n", f"approval of {ref}"
+    )
+
+
+def final_state(outcome: ApprovalOutcome, result):
+    """The flow run's final state for ``outcome``: Completed, named for the decision."""
+    from prefect.states import Completed
+
+    return Completed(name=outcome.state_name, message=outcome.message, data=result)

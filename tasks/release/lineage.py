@@ -1,0 +1,169 @@
+"""Lineage: what a model version records about its data, code and backbone, and how
+to read it back (``thaw lineage``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.evaluation.scoring import Evaluation
+from tasks.release.ledger import ledger_report
+from tasks.tracking.client import client_for, resolve_version
+from tasks.tracking.runs import TrackingRun
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+from thaw.rungs import LadderResult, TrainedRung
+from thaw.tracking import tracking_uri
+
+
+def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
+    """The parameters worth seeing on the MLflow run page."""
+    d = cfg.curation.dedup
+    return {
+        "rung": selected.rung,
+        "backbone": cfg.backbone.name,
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "seed": cfg.training.seed,
+        "dedup.shingle_size": d.shingle_size,
+        "dedup.num_perm": d.num_perm,
+        "dedup.threshold": d.threshold,
+        "dedup.label_conflicts": d.label_conflicts,
+        "pii.entities": ",".join(cfg.curation.pii.entities),
+        "rung.method": selected.details.method,
+        "rung.frozen": selected.details.frozen,
+        "rung.trainable_fraction_of_backbone": selected.details.trainable_fraction_of_backbone,
+        **{f"rung.{k}": v for k, v in selected.details.settings.items()},
+        **{
+            f"rung.{k}": getattr(selected.details, k)
+            for k in ("epochs_run", "best_epoch", "resumed_from_epoch", "train_seconds", "processes")
+            if getattr(selected.details, k) is not None
+        },
+    }
+
+
+def model_version_tags(
+    run: TrackingRun,
+    cfg: ThawConfig,
+    raw: DatasetVersion,
+    curated: DatasetVersion,
+    ladder: LadderResult,
+    evaluation: Evaluation,
+) -> dict[str, str]:
+    """Tags put on the registered version: enough to trace it without opening the run."""
+    selected = ladder.selected
+    tags = {
+        "thaw.run_id": run.run_id,
+        "thaw.rung": selected.rung,
+        "thaw.prefect_flow_run_id": run.flow_run_id,
+        "thaw.git_commit": run.git_commit,
+        "thaw.config_digest": cfg.digest(),
+        "thaw.backbone.name": ladder.backbone.name,
+        "thaw.backbone.source": ladder.backbone.source,
+        "thaw.backbone.revision": ladder.backbone.revision,
+        "thaw.dvc_remote": curated.remote,
+        "thaw.raw.dvc_file": raw.dvc_file,
+        "thaw.raw.md5": raw.md5,
+        "thaw.raw.policy": cfg.versioning.raw_policy,
+        "thaw.raw.remote": raw.remote,
+        "thaw.columns.text": cfg.data.text_column,
+        "thaw.columns.label": cfg.data.label_column,
+        "thaw.columns.id": cfg.data.columns.id_name,
+        "thaw.test_accuracy": f"{evaluation.metrics['accuracy']:.4f}",
+        "thaw.test_macro_f1": f"{evaluation.metrics['macro_f1']:.4f}",
+        "thaw.transfer.method": selected.details.method,
+        "thaw.transfer.trainable_fraction": f"{selected.details.trainable_fraction_of_backbone:.6f}",
+        "thaw.transfer.reason": ladder.selection.reason[:500],
+        "thaw.transfer.negative_transfer": str(ladder.selection.negative_transfer).lower(),
+        "thaw.transfer.rungs_trained": ",".join(r.rung for r in ladder.trained),
+        "thaw.transfer.first_move_suggested": ladder.plan.suggestion,
+        "thaw.transfer.scored_by": ladder.evaluation.mode,
+        "thaw.transfer.trained_on": "+".join(selected.details.trained_on),
+    }
+    for split, f in curated.files.items():
+        tags[f"thaw.curated.{split}.md5"] = f.md5
+        tags[f"thaw.curated.{split}.path"] = f.path
+    return tags
+
+
+def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
+    """Model version -> run -> flow run -> datasets (md5s, DVC remote) -> commit, config, backbone."""
+    mv = resolve_version(cfg, ref)
+    client = client_for(cfg)
+    run = client.get_run(mv.run_id)
+    tags = mv.tags
+    datasets = [
+        {
+            "name": d.dataset.name,
+            "digest": d.dataset.digest,
+            "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), ""),
+            "source": json.loads(d.dataset.source),
+        }
+        for d in run.inputs.dataset_inputs
+    ]
+    aliases = list(getattr(mv, "aliases", []))
+    return {
+        "model": {
+            "name": mv.name,
+            "version": mv.version,
+            "aliases": aliases,
+            "approval": tags.get("thaw.approval", ""),
+        },
+        "run": {
+            "id": mv.run_id,
+            "status": run.info.status,
+            "experiment_id": run.info.experiment_id,
+            "tracking_uri": tracking_uri(cfg),
+        },
+        "prefect_flow_run_id": tags.get("thaw.prefect_flow_run_id", ""),
+        "data": {
+            "raw": {
+                "dvc_file": tags.get("thaw.raw.dvc_file"),
+                "md5": tags.get("thaw.raw.md5"),
+                "policy": tags.get("thaw.raw.policy", "same_remote"),
+                "remote": tags.get("thaw.raw.remote", tags.get("thaw.dvc_remote")),
+            },
+            "curated": {
+                s: {"path": tags.get(f"thaw.curated.{s}.path"), "md5": tags.get(f"thaw.curated.{s}.md5")}
+                for s in ("train", "validation", "test")
+                if f"thaw.curated.{s}.md5" in tags
+            },
+            "dvc_remote": tags.get("thaw.dvc_remote"),
+            "mlflow_dataset_inputs": datasets,
+        },
+        "git_commit": tags.get("thaw.git_commit"),
+        "config_digest": tags.get("thaw.config_digest"),
+        "backbone": {
+            "name": tags.get("thaw.backbone.name"),
+            "source": tags.get("thaw.backbone.source"),
+            "revision": tags.get("thaw.backbone.revision"),
+        },
+        "rung": tags.get("thaw.rung"),
+        "test": {"accuracy": tags.get("thaw.test_accuracy"), "macro_f1": tags.get("thaw.test_macro_f1")},
+        "transfer": {k.removeprefix("thaw.transfer."): v for k, v in tags.items() if k.startswith("thaw.transfer.")},
+        "approval": {
+            k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
+            for k, v in tags.items()
+            if k.startswith("thaw.approval")
+        },
+        "reports": {name: f"{run.info.artifact_uri}/{name}" for name in _report_names(client, mv.run_id)},
+        # an alias moved or a ledger entry edited outside thaw: shown wherever lineage is
+        "ledger_problems": list(ledger_report(client, mv.name).problems),
+    }
+
+
+def _report_names(client, run_id: str) -> list[str]:
+    """The run's report artifacts an auditor opens (curation, transfer note, card, docs)."""
+    wanted = (
+        "curation_report.json",
+        "curation_metrics.json",
+        "expectations.json",
+        "transfer_note.md",
+        "transfer_note.json",
+        "test_report.json",
+        "confusion_matrix.png",
+        "ladder_chart.png",
+        "data_docs",
+    )
+    names = {a.path for a in client.list_artifacts(run_id)}
+    return sorted(n for n in names if n in wanted or n.startswith("model_card_"))

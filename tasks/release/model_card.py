@@ -1,0 +1,134 @@
+"""The model card of a registered version: data, rung, metrics with intervals, known
+limits and lineage, as markdown on the run and as the version's description."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import task
+
+from tasks.evaluation.scoring import Evaluation
+from tasks.tracking.client import RegisteredVersion, client_for
+from tasks.tracking.links import links_markdown
+from tasks.tracking.runs import TrackingRun
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+from thaw.rungs import LadderResult
+
+
+def _interval(m: dict, key: str) -> str:
+    return f"{m[key]:.4f} [{m[key + '_low']:.4f}, {m[key + '_high']:.4f}]"
+
+
+def weakest_labels(report_path: Path, n: int = 3) -> list[tuple[str, float]]:
+    """The ``n`` labels with the lowest test F1 (from the per-class report)."""
+    per_class = json.loads(report_path.read_text(encoding="utf-8"))["per_class"]
+    scores = [
+        (k, v["f1-score"])
+        for k, v in per_class.items()
+        if isinstance(v, dict) and "support" in v and k not in ("macro avg", "weighted avg", "micro avg")
+    ]
+    return sorted(scores, key=lambda kv: kv[1])[:n]
+
+
+def build_model_card(
+    cfg: ThawConfig,
+    registered: RegisteredVersion,
+    ladder: LadderResult,
+    evaluation: Evaluation,
+    versioned: DatasetVersion,
+    curation_report: Path,
+    git_commit: str,
+    experiment_id: str,
+    flow_run_id: str,
+) -> str:
+    """Markdown model card of one registered version."""
+    sel = ladder.selected
+    report = json.loads(curation_report.read_text(encoding="utf-8"))
+    weak = ", ".join(f"{k} ({v:.2f})" for k, v in weakest_labels(evaluation.report_path))
+    level = f"{cfg.training.confidence_level:.0%}"
+    near = (
+        "Near duplicates of evaluation rows removed from train."
+        if cfg.curation.dedup.near_duplicates
+        else "Exact duplicates of evaluation rows removed from train (near-duplicate removal was off)."
+    )
+    lines = [
+        f"# {registered.name} v{registered.version}",
+        "",
+        f"Text classifier over {len(report['labels'])} labels, adapted from `{ladder.backbone.name}` "
+        f"by the **{sel.rung}** rung ({sel.details.method}).",
+        "",
+        "## Data",
+        "",
+        "| split | rows | md5 (DVC) | path |",
+        "|---|---|---|---|",
+        *[f"| {s} | {report['splits'][s]} | `{f.md5}` | `{f.path}` |" for s, f in sorted(versioned.files.items())],
+        "",
+        f"DVC remote: `{versioned.remote}`. PII scrubbed ({', '.join(report['pii']['entity_types'])}); "
+        f"{report['pii']['rows_changed']} training-pool rows changed. {near}",
+        "",
+        "## Metrics",
+        "",
+        f"- test accuracy {_interval(evaluation.metrics, 'accuracy')} ({level} Wilson interval)",
+        f"- test macro-F1 {_interval(evaluation.metrics, 'macro_f1')} ({level} bootstrap interval)",
+        f"- validation {cfg.training.ladder.metric} of each rung: "
+        + ", ".join(
+            f"{r.rung} {r.validation[cfg.training.ladder.metric]:.4f}" for r in [ladder.scratch, *ladder.trained]
+        ),
+        f"- why this rung: {ladder.selection.reason}",
+        f"- rungs scored by {ladder.evaluation.mode} ({ladder.evaluation.reason}); the decision table suggested "
+        f"**{ladder.plan.suggestion}** first",
+        f"- the registered weights learned from {' + '.join(ladder.selected.details.trained_on)}",
+        "",
+        "## Known limits",
+        "",
+        f"- weakest labels on test (F1): {weak}",
+        f"- inputs longer than {cfg.backbone.max_length} tokens are truncated; "
+        f"English only (the PII model is {cfg.curation.pii.spacy_model})",
+        "- trained on scrubbed text: placeholders like `<PERSON_1a2b3c>` are what it saw for personal data",
+        f"- negative transfer vs the TF-IDF baseline: {'YES' if ladder.selection.negative_transfer else 'no'}",
+        "",
+        "## Lineage",
+        "",
+        links_markdown(
+            cfg,
+            git_commit,
+            flow_run_id,
+            run=(experiment_id, registered.run_id),
+            version=(registered.name, registered.version),
+        ),
+        f"- config digest `{cfg.digest()[:16]}` (the config is `config.yaml` in the run's artifacts)",
+        f"- backbone `{ladder.backbone.name}` from `{ladder.backbone.source}`, "
+        f"revision `{ladder.backbone.revision[:16]}`",
+        f"- reproduce the data: `thaw restore-data {registered.name}/{registered.version} --to DIR`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@task(name="publish-model-card")
+def publish_model_card(
+    run: TrackingRun,
+    cfg: ThawConfig,
+    registered: RegisteredVersion,
+    ladder: LadderResult,
+    evaluation: Evaluation,
+    versioned: DatasetVersion,
+    curation_report: Path,
+) -> Path:
+    """Write the card, log it on the run and set it as the version's description."""
+    client = client_for(cfg)
+    experiment = client.get_run(run.run_id).info.experiment_id
+    card = build_model_card(
+        cfg, registered, ladder, evaluation, versioned, curation_report, run.git_commit, experiment, run.flow_run_id
+    )
+    path = run.run_dir / f"model_card_v{registered.version}.md"
+    path.write_text(card, encoding="utf-8")
+    client.log_artifact(run.run_id, str(path))
+    from tasks.release.ledger import APPROVAL_SECTION
+
+    before = client.get_model_version(registered.name, registered.version).description or ""
+    history = APPROVAL_SECTION + before.split(APPROVAL_SECTION, 1)[1] if APPROVAL_SECTION in before else ""
+    client.update_model_version(registered.name, registered.version, description=card + history)
+    return path

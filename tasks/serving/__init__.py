@@ -1,0 +1,1 @@
+"""Serving: ``batch_prediction`` (``thaw predict MODEL@ALIAS``) with a verified model."""

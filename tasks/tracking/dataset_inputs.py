@@ -1,0 +1,150 @@
+"""Raw and curated splits logged as MLflow dataset inputs: digest = DVC md5, schema,
+profile and the object's address in the DVC remote, what the UI's drawer shows."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from prefect import task
+
+from tasks.tracking.client import client_for
+from tasks.tracking.runs import TrackingRun
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
+
+
+@functools.lru_cache(maxsize=1)
+def _dvc_source_class():
+    """MLflow's DatasetSource for a DVC-tracked file (built once; MLflow is imported lazily).
+
+    The source type is the remote's storage (``s3``, ``http`` or ``local``), the kinds the
+    MLflow UI displays, with the object's address as ``uri``/``url``; the DVC facts (remote,
+    path in the workspace, md5, ``.dvc`` file) ride along in the same dictionary."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class DvcDatasetSource(DatasetSource):
+        """A file versioned by DVC: where it lives in the workspace and in the remote."""
+
+        def __init__(self, spec: dict[str, str]) -> None:
+            self.spec = spec
+
+        def _get_source_type(self) -> str:
+            return storage_kind(self.spec["remote"])
+
+        def load(self, **kwargs):
+            raise NotImplementedError("use `thaw restore-data` to fetch DVC-versioned data")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> DvcDatasetSource:
+            raise NotImplementedError
+
+        def to_dict(self) -> dict[str, Any]:
+            return dict(self.spec)
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> DvcDatasetSource:
+            return cls(dict(source_dict))
+
+    return DvcDatasetSource
+
+
+def storage_kind(remote: str) -> str:
+    """The MLflow source type for an object in the DVC remote ``remote``."""
+    if remote.startswith("s3://"):
+        return "s3"
+    return "http" if remote.startswith(("http://", "https://")) else "local"
+
+
+def _dvc_dataset(
+    name: str, path: str, md5: str, remote: str, dvc_file: str, columns: list[str], profile: dict[str, Any]
+):
+    """An MLflow dataset whose digest is the DVC md5, with the file's columns as its schema,
+    a profile (rows, columns, label counts) and the DVC source: what the UI's drawer shows."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, Schema
+
+    class ProfiledDataset(MetaDataset):
+        @property
+        def profile(self) -> Any:
+            return profile
+
+        def to_dict(self) -> dict[str, str]:  # MetaDataset leaves the profile out
+            return {**super().to_dict(), "profile": json.dumps(profile)}
+
+    obj = f"files/md5/{md5[:2]}/{md5[2:]}"
+    address = f"{remote.rstrip('/')}/{obj}" if remote else ""
+    spec = {"remote": remote, "path": path, "md5": md5, "dvc_file": dvc_file, "object": obj}
+    spec["url" if storage_kind(remote) == "http" else "uri"] = address
+    source = _dvc_source_class()(spec)
+    schema = Schema([ColSpec("string", c) for c in columns])
+    return ProfiledDataset(source, name=name, digest=md5, schema=schema)
+
+
+MAX_PROFILED_LABELS = 200  # beyond this the profile lists the most frequent ones
+
+
+def frame_profile(frame) -> dict[str, Any]:
+    """Rows, columns and label counts of a table with canonical columns."""
+    counts = frame["label"].value_counts() if "label" in frame.columns else None
+    profile: dict[str, Any] = {"num_rows": len(frame), "num_columns": len(frame.columns)}
+    if counts is not None:
+        profile["num_labels"] = len(counts)
+        profile["label_counts"] = {str(k): int(v) for k, v in counts.head(MAX_PROFILED_LABELS).items()}
+    return profile
+
+
+def _split_dataset(cfg: ThawConfig, context: str, split: str, version: DatasetVersion):
+    """The MLflow dataset of one raw or curated split (read back to profile it)."""
+    from thaw.datasets import read_table
+    from thaw.ingest import input_columns, read_labelled_table
+
+    f = version.files[split]
+    local = cfg.root / f.path
+    if context == "raw":
+        columns = input_columns(local)
+        profile = frame_profile(read_labelled_table(local, cfg.data.columns)) | {"num_columns": len(columns)}
+        dvc_file = version.dvc_file
+    else:
+        frame = read_table(version.local_path(cfg.root, split))
+        columns, profile, dvc_file = list(frame.columns), frame_profile(frame), f"{f.path}.dvc"
+    profile["bytes"] = f.size
+    return _dvc_dataset(dataset_name(cfg, context, split), f.path, f.md5, version.remote, dvc_file, columns, profile)
+
+
+def dataset_name(cfg: ThawConfig, context: str, split: str) -> str:
+    return f"{cfg.model_name}-{context}-{split}"
+
+
+@task(name="log-datasets")
+def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated: DatasetVersion) -> None:
+    """Log raw and curated files as MLflow dataset inputs (digest = DVC md5, schema,
+    profile, DVC source), plus tags."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    client = client_for(cfg)
+    tags = {
+        "thaw.dvc_remote": curated.remote,
+        "thaw.raw.dvc_file": raw.dvc_file,
+        "thaw.raw.md5": raw.md5,
+        "thaw.raw.policy": cfg.versioning.raw_policy,
+        "thaw.raw.remote": raw.remote,
+    }
+    inputs = []
+    for context, version in (("raw", raw), ("curated", curated)):
+        for split, f in sorted(version.files.items()):
+            ds = _split_dataset(cfg, context, split, version)
+            role = "training" if split == "train" else split
+            inputs.append(
+                DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", f"{context}-{role}")])
+            )
+            tags[f"thaw.{context}.{split}.md5"] = f.md5
+            tags[f"thaw.{context}.{split}.path"] = f.path
+    client.log_inputs(run.run_id, datasets=inputs)
+    for key, value in tags.items():
+        client.set_tag(run.run_id, key, value)

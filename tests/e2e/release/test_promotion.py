@@ -1,0 +1,252 @@
+"""Promotion an auditor can follow, against a real MLflow tracking server on loopback:
+approve, refuse, force, rollback, ledger, lineage re-verification, restore, serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.projects import copy_version, ticket_project
+from tests.servers import free_port, mlflow_server, running
+from thaw.config import ThawConfig
+from thaw.datasets import file_md5
+from thaw.errors import UserError
+
+pytestmark = pytest.mark.e2e
+MODEL = "tickets"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, tiny_encoder, prefect_harness):
+    """One pipeline run against a real tracking server, then more versions of the same model."""
+    from flows.pipeline import thaw_pipeline
+    from tasks.tracking.client import client_for
+
+    base = tmp_path_factory.mktemp("promotion")
+    workspace = base / "project"
+    with mlflow_server(base / "mlflow") as uri:
+        cfg = ThawConfig.model_validate(
+            ticket_project(workspace, tiny_encoder, MODEL, 400, 3, tracking={"tracking_uri": uri})
+        )
+        thaw_pipeline(cfg)
+        client = client_for(cfg)
+
+        def new_version(**tags: str) -> str:
+            return copy_version(cfg, MODEL, "1", **tags)
+
+        yield cfg, client, new_version, workspace, uri, base
+
+
+def _ledger(cfg) -> list[tuple[str, str, str]]:
+    """(action, version, outcome) of every completed operation, in order."""
+    from tasks.release.ledger import ledger_report
+    from tasks.tracking.client import client_for
+
+    report = ledger_report(client_for(cfg), MODEL)
+    assert report.ok, report.problems
+    return [(e["action"], e["version"], e["outcome"]) for e in report.entries if e["phase"] == "completion"]
+
+
+def _champion(client) -> str:
+    return str(client.get_model_version_by_alias(MODEL, "champion").version)
+
+
+def test_register_approve_refuse_force_rollback_and_the_ledger(registry):
+    from tasks.release.promotion import approve, reject, rollback
+
+    cfg, client, new_version, _, _, _ = registry
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
+    with pytest.raises(UserError, match="no previous champion|no champion"):
+        rollback(cfg, MODEL, "nothing to roll back")
+    approve(cfg, MODEL, "1", "first model, reviewed")
+    assert _champion(client) == "1"
+    v2 = new_version()
+    with pytest.raises(UserError, match="does not beat champion v1 .*macro_f1 on \\d+ test rows unseen by both"):
+        approve(cfg, MODEL, v2, "same model again")
+    assert _champion(client) == "1"
+    decision = approve(cfg, MODEL, v2, "incident 42: needs the new label set", force=True)
+    assert decision.forced and _champion(client) == v2
+    assert client.get_model_version(MODEL, v2).tags["thaw.approval.forced"] == "true"
+    assert rollback(cfg, MODEL, "v2 misbehaves in production") == "1" and _champion(client) == "1"
+    v3 = new_version()
+    reject(cfg, MODEL, v3, "labels look wrong")
+    with pytest.raises(UserError, match="was rejected|not the current challenger"):
+        approve(cfg, MODEL, v3, "try anyway", force=True)
+    with pytest.raises(UserError, match="has no version 99"):
+        approve(cfg, MODEL, "99", "does not exist")
+    assert _ledger(cfg) == [
+        ("register", "1", "applied"),
+        ("approve", "1", "applied"),
+        ("register", v2, "applied"),
+        ("approve", v2, "refused"),
+        ("approve", v2, "applied"),
+        ("rollback", "1", "applied"),
+        ("register", v3, "applied"),
+        ("reject", v3, "applied"),
+        ("approve", v3, "refused"),
+    ]
+    mv = client.get_model_version(MODEL, v2)
+    assert mv.tags["thaw.approval"] == "approved" and mv.tags["thaw.approval.by"]
+    assert mv.tags["thaw.approval.identity"].startswith("not verified")  # this server has no authentication
+
+
+def test_the_champion_is_compared_only_on_rows_it_never_trained_on(registry):
+    """A challenger whose test split is the champion's own training data leaves nothing
+    to compare on: refused, with the count of rows left out, unless forced."""
+    from tasks.release.promotion import approve
+
+    cfg, client, new_version, _, _, _ = registry
+    champion = client.get_model_version(MODEL, _champion(client)).tags
+    leaky = new_version(
+        **{"thaw.curated.test.md5": champion["thaw.curated.train.md5"]},
+        **{"thaw.curated.test.path": champion["thaw.curated.train.path"]},
+    )
+    with pytest.raises(
+        UserError, match=r"no fair comparison with champion v\d+: 0 test rows unseen by both .*\d+ left out"
+    ):
+        approve(cfg, MODEL, leaky, "looks fine")
+
+
+def test_a_ledger_edited_in_the_registry_fails_verification(registry, tmp_path):
+    cfg, client, _, workspace, uri, _ = registry
+    ok = _thaw(["ledger", MODEL, "--verify"], tmp_path, uri, workspace)
+    assert ok.returncode == 0 and "the ledger verifies" in ok.stdout, ok.stderr[-2000:]
+    key = sorted(k for k in client.get_registered_model(MODEL).tags if k.startswith("thaw.ledger."))[1]
+    original = client.get_registered_model(MODEL).tags[key]
+    client.set_registered_model_tag(MODEL, key, original.replace('"by":"', '"by":"mallory-', 1))
+    try:
+        bad = _thaw(["ledger", MODEL, "--verify"], tmp_path, uri, workspace)
+        assert bad.returncode == 1 and f"PROBLEM: {key} was edited" in bad.stderr
+    finally:
+        client.set_registered_model_tag(MODEL, key, original)
+
+
+def _thaw(args: list[str], tmp_path: Path, uri: str, workspace: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thaw_cli",
+            *args,
+            "--workspace",
+            str(workspace),
+            "--config",
+            str(_write_cfg(tmp_path, uri)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_restore_data_is_byte_identical_after_the_workspace_copy_is_gone(registry, tmp_path):
+    from tasks.versioning.restore import restore_data
+
+    cfg, client, _, workspace, _, _ = registry
+    mv = client.get_model_version_by_alias(MODEL, "champion")
+    shutil.rmtree(workspace / "datasets")
+    shutil.rmtree(workspace / ".dvc" / "cache", ignore_errors=True)
+    restored = restore_data(cfg, f"{MODEL}@champion", tmp_path / "restored")
+    for split, path in restored.items():
+        assert file_md5(path) == mv.tags[f"thaw.curated.{split}.md5"]
+
+
+def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registry, tmp_path):
+    cfg, client, _, workspace, uri, _ = registry
+    texts = ["I lost my card yesterday", "where is my refund for order #123456", "the app crashes"]
+    pd.DataFrame({"ticket_id": ["a", "b", "c"], "message": texts}).to_csv(tmp_path / "in.csv", index=False)
+    env_uri = {"MLFLOW_TRACKING_URI": uri}
+    # 1. thaw predict (CLI)
+    proc = _thaw(
+        ["predict", f"{MODEL}@champion", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
+        + ["--text-column", "message", "--id-column", "ticket_id"],
+        tmp_path,
+        uri,
+        workspace,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    via_cli = pd.read_csv(tmp_path / "out.csv")["label"].tolist()
+    # 2. mlflow.pyfunc.load_model in a fresh process
+    code = (
+        f"import json, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model('models:/{MODEL}@champion'); "
+        f"print(json.dumps(m.predict(pd.DataFrame({{'text': {texts!r}}}))['label'].tolist()))"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env_uri}
+    )
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    via_pyfunc = json.loads(fresh.stdout.strip().splitlines()[-1])
+    # 3. the documented HTTP path: `thaw serve` (mlflow models serve on the pyfunc) on loopback
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "thaw_cli",
+        "serve",
+        f"{MODEL}@champion",
+        "--port",
+        str(port),
+        "--workspace",
+        str(workspace),
+        "--config",
+        str(_write_cfg(tmp_path, uri)),
+    ]
+    with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", timeout_s=180):
+        body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            via_http = [row["label"] for row in json.loads(resp.read())["predictions"]]
+    assert via_cli == via_pyfunc == via_http
+
+
+def _write_cfg(tmp_path: Path, uri: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"model_name: {MODEL}\ntracking:\n  tracking_uri: {uri}\n", encoding="utf-8")
+    return path
+
+
+def test_promotion_refuses_when_a_recorded_digest_is_missing_from_the_remote(registry):
+    from tasks.release.promotion import approve
+    from tasks.versioning.restore import open_remote
+
+    cfg, client, new_version, _, _, _ = registry
+    version = new_version()
+    tags = client.get_model_version(MODEL, version).tags
+    remote = open_remote(cfg, tags["thaw.dvc_remote"])
+    Path(remote.object_path(tags["thaw.curated.train.md5"])).unlink()
+    with pytest.raises(UserError, match="lineage: train md5 .* is missing from the remote"):
+        approve(cfg, MODEL, version, "looks fine", force=False)
+
+
+def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
+    """The pyfunc's code is executed on every approve, predict and serve: a version whose
+    stored files no longer hash to the digest taken at registration is refused."""
+    cfg, client, new_version, workspace, uri, base = registry
+    version = new_version()
+    digest = client.get_model_version(MODEL, version).tags["thaw.model.sha256"]
+    entry = next((base / "mlflow" / "artifacts").rglob("pyfunc_entry.py"))  # where the server keeps artifacts
+    original = entry.read_bytes()
+    entry.write_bytes(original + b"\nimport os  # injected\n")
+    shutil.rmtree(cfg.state_path / "models" / digest, ignore_errors=True)
+    try:
+        (tmp_path / "in.csv").write_text("text\nI lost my card\n", encoding="utf-8")
+        proc = _thaw(
+            ["predict", f"{MODEL}/{version}", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")],
+            tmp_path,
+            uri,
+            workspace,
+        )
+        assert proc.returncode == 2 and "stored model files changed since registration" in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "o.csv").exists()
+    finally:
+        entry.write_bytes(original)

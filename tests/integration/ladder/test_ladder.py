@@ -1,0 +1,174 @@
+"""The adaptation ladder with a tiny random encoder: surfaces, adapters, resume, cache, gate."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, TrackedFile, file_md5
+from thaw.rungs import EvaluationPlan
+
+pytestmark = pytest.mark.integration
+
+KEYWORDS = {"refund": "money", "password": "login", "delivery": "shipping"}
+
+
+def make_task(workspace: Path, kind: str, n: int = 60, seed: int = 0) -> DatasetVersion:
+    """Curated splits on disk: 'strong' labels follow a keyword, 'weak' labels are random."""
+    rng = random.Random(seed)
+    words = "please my the i a to is was it not help account change block stolen where when new".split()
+    files = {}
+    for split, size in (("train", n), ("validation", n // 2), ("test", n // 2)):
+        rows = []
+        for i in range(size):
+            key = rng.choice(sorted(KEYWORDS))
+            # strong: the keyword dominates the text; weak: the label ignores the text
+            text = (
+                " ".join([key, key, rng.choice(words)]) if kind == "strong" else " ".join(rng.sample(words, 4) + [key])
+            )
+            label = KEYWORDS[key] if kind == "strong" else rng.choice(sorted(KEYWORDS.values()))
+            rows.append({"id": f"{split}-{i}", "text": text, "label": label})
+        path = workspace / "datasets" / f"{split}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(path, index=False)
+        files[split] = TrackedFile(str(path.relative_to(workspace)), file_md5(path), path.stat().st_size)
+    return DatasetVersion("datasets", "x", files, "none")
+
+
+def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
+    return ThawConfig.model_validate(
+        {
+            "workspace": str(workspace),
+            "data": {"text_column": "text", "label_column": "label", "id_column": "id"},
+            "backbone": {"name": "tiny", "path": str(encoder), "max_length": 32},
+            "training": {
+                "head": {"c_grid": [1000.0]},
+                "ladder": {
+                    "rungs": ["frozen", "peft"],
+                    "metric": "accuracy",
+                    "finetune": {"epochs": 2, "batch_size": 8},
+                    **ladder,
+                },
+            },
+        }
+    )
+
+
+LABELS = tuple(sorted(KEYWORDS.values()))
+
+
+def frozen_rung(workspace, cfg, curated):
+    from tasks.ladder.features import extract_frozen_features
+    from tasks.ladder.frozen_rung import train_frozen_rung
+
+    features = extract_frozen_features.fn(curated, cfg)
+    return features, train_frozen_rung.fn(features, curated, LABELS, cfg, workspace / "run", EvaluationPlan.holdout())
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "bitfit"])
+def test_saved_and_reloaded_adapter_gives_identical_outputs(workspace, tiny_encoder, method):
+    from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
+    from thaw.serving import ThawPredictor
+
+    curated = make_task(workspace, "strong")
+    cfg = config(workspace, tiny_encoder, peft={"method": method}, finetune={"epochs": 1, "batch_size": 8})
+    _, frozen = frozen_rung(workspace, cfg, curated)
+    rung = fit_adapted_rung(holdout_fit("peft", workspace / "run"), curated, LABELS, cfg)
+    saved = sorted(p.name for p in rung.model_dir.iterdir())
+    assert ("adapter" in saved) == (method != "bitfit") and ("delta.safetensors" in saved) == (method == "bitfit")
+    texts = pd.read_csv(workspace / curated.files["validation"].path)["text"].tolist()
+    first = ThawPredictor(rung.model_dir).probabilities(texts)
+    again = ThawPredictor(rung.model_dir).probabilities(texts)
+    assert np.array_equal(first, again)
+    assert list(np.asarray(LABELS)[first.argmax(1)]) == list(rung.validation_predictions)
+
+
+KILL_SCRIPT = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.integration.test_ladder import config, make_task, frozen_rung, LABELS
+from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
+ws, enc = Path({ws!r}), Path({enc!r})
+cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8}})
+curated = make_task(ws, "strong")
+_, frozen = frozen_rung(ws, cfg, curated)
+def die(epoch):
+    if epoch == 0:
+        os.kill(os.getpid(), 9)   # a real SIGKILL after the first checkpoint
+fit_adapted_rung(holdout_fit("full", ws / "run"), curated, LABELS, cfg, on_epoch_end=die)
+"""
+
+
+def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, tmp_path):
+    from safetensors.numpy import load_file
+
+    from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
+
+    root = str(Path(__file__).resolve().parents[3])
+    script = KILL_SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
+    curated = make_task(workspace, "strong")
+    _, frozen = frozen_rung(workspace, cfg, curated)
+    resumed = fit_adapted_rung(holdout_fit("full", workspace / "run"), curated, LABELS, cfg)
+    assert resumed.details.resumed_from_epoch == 1  # epochs count from 1
+    assert [h.epoch for h in resumed.details.history] == [1, 2, 3]
+
+    # the same training without the kill, in a fresh workspace, ends with the same weights
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    cfg2 = config(other, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
+    curated2 = make_task(other, "strong")
+    _, frozen2 = frozen_rung(other, cfg2, curated2)
+    straight = fit_adapted_rung(holdout_fit("full", other / "run"), curated2, LABELS, cfg2)
+    assert straight.details.resumed_from_epoch is None
+    a, b = (
+        load_file(str(resumed.model_dir / "head.safetensors")),
+        load_file(str(straight.model_dir / "head.safetensors")),
+    )
+    assert np.array_equal(a["weight"], b["weight"])
+
+
+def test_frozen_feature_cache_hits_on_rerun_and_misses_on_changed_data(workspace, tiny_encoder):
+    from tasks.ladder.features import extract_frozen_features
+
+    cfg = config(workspace, tiny_encoder)
+    curated = make_task(workspace, "strong")
+    first = extract_frozen_features.fn(curated, cfg)
+    second = extract_frozen_features.fn(curated, cfg)
+    assert not any(first.cache_hits.values()) and all(second.cache_hits.values())
+    assert second.paths == first.paths
+    changed = make_task(workspace, "strong", seed=1)  # new train/validation/test bytes
+    third = extract_frozen_features.fn(changed, cfg)
+    assert not any(third.cache_hits.values())
+
+
+@pytest.mark.parametrize("kind,target,escalates", [("strong", 0.9, False), ("weak", 0.9, True)])
+def test_gate_escalates_only_when_the_frozen_rung_is_weak(
+    workspace, tiny_encoder, prefect_harness, kind, target, escalates
+):
+    from flows.adaptation_ladder import climb_ladder
+    from tasks.ladder.features import extract_frozen_features
+
+    curated = make_task(workspace, kind, n=90)
+    cfg = config(workspace, tiny_encoder, target=target)
+    features = extract_frozen_features.fn(curated, cfg)
+    (workspace / "run").mkdir(exist_ok=True)
+    result = climb_ladder(features, curated, LABELS, cfg, workspace / "run")
+    frozen_acc = result.trained[0].validation["accuracy"]
+    assert (frozen_acc >= target) == (kind == "strong")
+    assert ([r.rung for r in result.trained] == ["frozen", "peft"]) == escalates
+    assert result.decisions[0].action == ("escalate" if escalates else "stop")
+    note = json.loads((workspace / "run" / "transfer_note.json").read_text())
+    assert note["selected_rung"] == result.selection.rung and note["decisions"]
+    assert (workspace / "run" / "ladder_chart.png").stat().st_size > 1000

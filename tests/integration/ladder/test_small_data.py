@@ -1,0 +1,136 @@
+"""The ladder on the data users actually have: two rows per class and two thousand.
+Tiny random encoder; real gate, real cross-validation, real contrastive few-shot rung."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion, TrackedFile, file_md5
+
+pytestmark = pytest.mark.integration
+
+KEYWORDS = {"refund": "money", "password": "login", "delivery": "shipping", "cancel": "account"}
+WORDS = "please my the i a to is was it not help change block stolen where when new".split()
+
+
+def make_splits(workspace: Path, per_class: dict[str, int], seed: int = 0, slices: bool = False) -> DatasetVersion:
+    """Curated splits with ``per_class[split]`` rows of each of four keyword classes."""
+    rng = random.Random(seed)
+    files = {}
+    for split, n in per_class.items():
+        rows = []
+        for key, label in KEYWORDS.items():
+            for i in range(n):
+                row = {"id": f"{split}-{label}-{i}", "text": " ".join([key, *rng.sample(WORDS, 3)]), "label": label}
+                if slices:
+                    row["slice"] = rng.choice(["email", "chat"])
+                rows.append(row)
+        path = workspace / "datasets" / f"{split}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(path, index=False)
+        files[split] = TrackedFile(str(path.relative_to(workspace)), file_md5(path), path.stat().st_size)
+    return DatasetVersion("datasets", "x", files, "none")
+
+
+def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
+    return ThawConfig.model_validate(
+        {
+            "workspace": str(workspace),
+            "backbone": {"name": "tiny", "path": str(encoder), "max_length": 32},
+            "training": {
+                "ladder": {
+                    "metric": "accuracy",
+                    "target": 0.999,
+                    "cv_repeats": 1,
+                    "finetune": {"epochs": 2, "batch_size": 8},
+                    "fewshot": {"epochs": 2, "classes_per_batch": 4, "rows_per_class": 2},
+                    **ladder,
+                }
+            },
+        }
+    )
+
+
+LABELS = tuple(sorted(KEYWORDS.values()))
+
+
+def climb(workspace, cfg, curated):
+    from flows.adaptation_ladder import climb_ladder
+    from tasks.ladder.features import extract_frozen_features
+
+    features = extract_frozen_features.fn(curated, cfg)
+    (workspace / "run").mkdir(exist_ok=True)
+    return climb_ladder(features, curated, LABELS, cfg, workspace / "run")
+
+
+def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a_refit(
+    workspace, tiny_encoder, prefect_harness
+):
+    from thaw.serving import ThawPredictor
+
+    curated = make_splits(workspace, {"train": 2, "validation": 1, "test": 1}, slices=True)
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "fewshot", "peft"])
+    result = climb(workspace, cfg, curated)
+    note = json.loads((workspace / "run" / "transfer_note.json").read_text())
+    # small data: validation cannot tell rungs apart, so folds over train + validation
+    assert note["scored_by"]["mode"] == "cross-validation" and note["scored_by"]["folds"] == 3
+    # the note states label counts, the domain-gap measures and the suggested first move
+    data = note["data"]
+    assert (data["rows_per_class_min"], data["rows_per_class_median"]) == (2, 2.0)
+    assert 0 <= data["fragmented_word_share"] <= 1 and 0 <= data["neighbour_accuracy"] <= 1
+    assert data["frozen_minus_scratch"] is not None
+    assert note["decision_table"]["suggestion"] == "fewshot" and note["decision_table"]["rungs"][0] == "fewshot"
+    assert note["diagnostics"]["worst_classes"] and "slices" in note["diagnostics"]
+    rows = {r["rung"]: r for r in note["validation"]}
+    for r in rows.values():  # intervals hold their estimate, even on 12 pooled rows
+        assert r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"]
+        assert r["folds"] == 3
+    assert "fewshot" in rows and rows["fewshot"]["movement"] is not None  # the frozen rung is weak here: it climbed
+    # the registered model learned from every labelled row and serves
+    assert result.final.details.trained_on == ("train", "validation")
+    assert note["registered"]["trained_on"] == ["train", "validation"]
+    probs = ThawPredictor(result.final.model_dir).probabilities(["refund please", "password help"])
+    assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1)
+    assert (workspace / "run" / "ladder_chart.png").stat().st_size > 1000
+    # had the gate picked the few-shot rung, whose folds kept no model, it is refit too
+    from tasks.ladder.rung_training import refit_selected_rung
+
+    picked = dataclasses.replace(result.selection, rung="fewshot")
+    refit = refit_selected_rung.fn(picked, result.trained, curated, LABELS, cfg, workspace / "run", result.evaluation)
+    assert refit.model_dir is not None and refit.details.trained_on == ("train", "validation")
+    assert ThawPredictor(refit.model_dir).probabilities(["refund please"]).shape == (1, len(LABELS))
+
+
+def test_two_thousand_rows_score_on_validation_and_climb_as_the_table_says(workspace, tiny_encoder, prefect_harness):
+    curated = make_splits(workspace, {"train": 500, "validation": 120, "test": 20})
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "peft"], min_detectable_gain=0.1)
+    result = climb(workspace, cfg, curated)
+    note = json.loads((workspace / "run" / "transfer_note.json").read_text())
+    assert note["scored_by"]["mode"] == "holdout"
+    assert note["data"]["rows_per_class_median"] == 500
+    # many labels: the table skips PEFT (partial/full are not configured here): nothing to climb
+    assert note["decision_table"]["suggestion"] == "full" and note["decision_table"]["rungs"] == []
+    assert [r.rung for r in result.trained] == ["frozen"]
+    assert result.final.details.trained_on == ("train",)  # hold-out: no refit unless asked
+
+
+def test_the_training_file_supplies_only_the_missing_split_and_no_row_is_lost(workspace):
+    from tasks.curation.curate import _split
+
+    frame = pd.DataFrame(
+        {"id": [str(i) for i in range(100)], "text": [f"t{i}" for i in range(100)], "label": ["a", "b"] * 50}
+    )
+    given_test = pd.DataFrame({"id": ["x1", "x2"], "text": ["u1", "u2"], "label": ["a", "b"]})
+    cfg = ThawConfig()
+    splits = _split({"train": frame, "test": given_test}, cfg)
+    assert splits["test"]["id"].tolist() == ["x1", "x2"]
+    assert len(splits["train"]) + len(splits["validation"]) == 100  # nothing carved out and dropped
+    assert set(splits["train"]["id"]).isdisjoint(splits["validation"]["id"])

@@ -1,0 +1,106 @@
+"""What each rung trains, asserted the way PEFT's own suite does: after a step only the
+rung's parameters changed, the frozen ones are bit-identical, and switching the
+adaptation off (or loading the base without it) gives back the base model's outputs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from thaw.config import LadderConfig
+
+pytestmark = pytest.mark.integration
+
+TEXTS = ["refund my money", "password reset please", "where is my delivery"]
+
+
+def _ladder(method: str = "lora") -> LadderConfig:
+    return LadderConfig(peft={"method": method}, finetune={"unfreeze_top_k": 1})
+
+
+def _adapted(tiny_encoder, rung: str, method: str = "lora"):
+    """(tokenizer, untouched base encoder, classifier after one optimizer step, surface)."""
+    import torch
+
+    from thaw.adaptation import apply_surface, build_classifier, parameter_groups
+    from thaw.modeling import load_encoder
+
+    torch.manual_seed(0)
+    tokenizer, encoder = load_encoder(tiny_encoder, torch.device("cpu"))
+    base = copy.deepcopy(encoder)
+    model = build_classifier(encoder, 3, "mean")
+    surface = apply_surface(model, rung, _ladder(method))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    optimizer = torch.optim.AdamW(parameter_groups(model, 5e-2, 5e-2, 1.0, 0.0), weight_decay=0.0)
+    model.train()
+    torch.nn.functional.cross_entropy(model(**batch), torch.tensor([0, 1, 2])).backward()
+    optimizer.step()
+    model.eval()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    return tokenizer, base, model, surface, changed, before
+
+
+def _hidden(encoder, tokenizer):
+    import torch
+
+    with torch.no_grad():
+        return encoder(**tokenizer(TEXTS, padding=True, return_tensors="pt")).last_hidden_state
+
+
+@pytest.mark.parametrize(
+    "rung,method,trains",
+    [
+        ("peft", "lora", lambda n: "lora_" in n),
+        ("peft", "ia3", lambda n: "ia3_" in n),
+        ("peft", "bitfit", lambda n: n.endswith(".bias")),
+        ("partial", "lora", lambda n: ".layer.1." in n),  # the top block of two
+        ("full", "lora", lambda n: True),
+    ],
+    ids=["lora", "ia3", "bitfit", "partial", "full"],
+)
+def test_a_step_changes_only_what_the_rung_trains(tiny_encoder, rung, method, trains):
+    import torch
+
+    _, _, model, surface, changed, before = _adapted(tiny_encoder, rung, method)
+    encoder_changed = {n for n in changed if n.startswith("encoder.")}
+    assert encoder_changed and all(trains(n) for n in encoder_changed)
+    assert {"head.weight", "head.bias"} <= changed
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert all(torch.equal(model.get_parameter(n), before[n]) for n in frozen)
+    if rung == "full":
+        assert not frozen and surface.fraction == 1.0
+    else:
+        assert frozen and 0 < surface.fraction < 1
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_disabling_the_adapter_restores_the_base_outputs(tiny_encoder, method):
+    import torch
+
+    tokenizer, base, model, _, _, _ = _adapted(tiny_encoder, "peft", method)
+    adapted = _hidden(model.encoder, tokenizer)
+    with model.encoder.disable_adapter():
+        disabled = _hidden(model.encoder, tokenizer)
+    assert not torch.allclose(adapted, disabled)
+    assert torch.allclose(disabled, _hidden(base, tokenizer), atol=1e-6)
+
+
+@pytest.mark.parametrize("rung,method", [("peft", "bitfit"), ("partial", "lora"), ("full", "lora")])
+def test_the_saved_delta_is_the_whole_change_to_the_base(tiny_encoder, tmp_path, rung, method):
+    """BitFit, partial and full save the tensors they changed: the base plus that delta is
+    the trained encoder, the base without it is the base."""
+    import torch
+
+    from tasks.ladder.finetuning import save_adapted_model
+    from thaw.modeling import load_encoder
+    from thaw.serving import apply_adaptation
+
+    tokenizer, base, model, surface, _, _ = _adapted(tiny_encoder, rung, method)
+    save_adapted_model(model, surface, ("a", "b", "c"), {"rung": rung}, tmp_path / "model")
+    _, fresh = load_encoder(tiny_encoder, torch.device("cpu"))
+    assert torch.allclose(_hidden(fresh, tokenizer), _hidden(base, tokenizer))
+    restored = apply_adaptation(fresh, tmp_path / "model", torch.device("cpu"))
+    assert torch.allclose(_hidden(restored, tokenizer), _hidden(model.encoder, tokenizer), atol=1e-6)
+    assert not torch.allclose(_hidden(restored, tokenizer), _hidden(base, tokenizer))

@@ -1,0 +1,130 @@
+"""`thaw monitor`: no alarm on more of the training distribution, an alarm and a training
+run on shifted data, against exactly the rows the model version learned from."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.integration.test_pipeline import _config
+from thaw.demo_data import generate_support_tickets
+
+pytestmark = pytest.mark.integration
+
+LOANS = [
+    "Ich möchte einen Kredit über {n} Euro beantragen, wie lange dauert die Prüfung?",
+    "Wie hoch sind die Zinsen für ein Darlehen von {n} Euro über fünf Jahre?",
+    "Können Sie meine Hypothek um {n} Euro aufstocken und die Laufzeit verlängern?",
+    "Bitte schicken Sie mir ein Angebot für einen Ratenkredit mit {n} Euro Tilgung.",
+]
+
+
+def _tickets(rows: int, seed: int, prefix: str) -> pd.DataFrame:
+    frame = pd.read_csv(
+        io.StringIO(generate_support_tickets(rows=rows, seed=seed)[0]), dtype=str, keep_default_na=False
+    )
+    frame = frame[(frame["message"].str.strip() != "") & (frame["intent"].str.strip() != "")].copy()
+    frame["ticket_id"] = prefix + frame["ticket_id"]
+    return frame
+
+
+def _write(frame: pd.DataFrame, path: Path) -> str:
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_encoder, prefect_harness):
+    from flows.pipeline import thaw_pipeline
+
+    workspace = tmp_path_factory.mktemp("monitor") / "project"
+    workspace.mkdir()
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    path = workspace / "data" / "tickets.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(generate_support_tickets(rows=400, seed=6)[0], encoding="utf-8")
+    cfg = _config(workspace, tiny_encoder, path)
+    cfg = cfg.model_copy(
+        update={
+            "training": cfg.training.model_copy(
+                update={"ladder": cfg.training.ladder.model_copy(update={"rungs": ("frozen",)})}
+            )
+        }
+    )
+    thaw_pipeline(cfg)
+    return cfg
+
+
+def _monitor(cfg, arrivals: str, label: str | None = "intent", deployment: str | None = None) -> dict:
+    from flows.monitoring import thaw_monitor
+
+    report = thaw_monitor(
+        cfg,
+        model="tickets@challenger",
+        arrivals_file=arrivals,
+        text_column="message",
+        label_column=label,
+        id_column="ticket_id",
+        retrain_deployment=deployment,
+    )
+    return json.loads(Path(report).read_text(encoding="utf-8"))
+
+
+def test_more_of_the_same_distribution_raises_no_alarm(trained, tmp_path):
+    report = _monitor(trained, _write(_tickets(300, seed=77, prefix="new-"), tmp_path / "same.csv"))
+    assert not report["drifted"], report["fired"]
+    assert report["label_shift"]["unknown_labels"] == []
+    assert report["accuracy"]["interval"][0] <= report["accuracy"]["new"] <= report["accuracy"]["interval"][1]
+    assert (Path(report["arrivals"]["file"]).parent / "same.csv").is_file()
+    assert "retraining" not in report
+
+
+def test_a_new_intent_in_another_register_fires_and_starts_training_on_the_combined_data(trained, tmp_path):
+    from prefect import get_client
+
+    from flows.pipeline import thaw_pipeline
+    from tasks.tracking.client import client_for
+
+    thaw_pipeline.to_deployment(name="retrain", parameters={"cfg": trained.model_dump(mode="json")}).apply()
+    same = _tickets(200, seed=78, prefix="new-")
+    loans = pd.DataFrame(
+        {
+            "ticket_id": [f"loan-{i}" for i in range(80)],
+            "message": [LOANS[i % len(LOANS)].format(n=1000 + 250 * i) for i in range(80)],
+            "intent": "loans",
+        }
+    )
+    shifted = pd.concat([same[["ticket_id", "message", "intent"]], loans], ignore_index=True)
+    report = _monitor(trained, _write(shifted, tmp_path / "shifted.csv"), deployment="thaw-pipeline/retrain")
+    fired = " | ".join(report["fired"])
+    assert report["drifted"] and "never saw: loans" in fired and "text distribution" in fired, fired
+    retrain = report["retraining"]
+    combined = pd.read_csv(retrain["file"], dtype=str, keep_default_na=False)
+    assert list(combined.columns) == ["ticket_id", "message", "intent"]  # the user's names, ready for `thaw run`
+    assert (combined["intent"] == "loans").sum() == 80 and retrain["rows"] == len(combined)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(retrain["flow_run_id"])
+    assert run.parameters["cfg"]["data"]["train"] == retrain["file"]
+    assert run.parameters["cfg"]["data"]["validation"] is None
+    client = client_for(trained)
+    experiment = client.get_experiment_by_name("thaw-monitor")
+    runs = client.search_runs([experiment.experiment_id], "tags.`thaw.monitor.drifted` = 'true'")
+    assert runs and runs[0].data.tags["thaw.monitor.retrain_flow_run_id"] == retrain["flow_run_id"]
+    names = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"drift.json", "drift.md", "drift.png"} <= names
+
+
+def test_unlabelled_text_in_another_register_fires_without_retraining(trained, tmp_path):
+    frame = pd.DataFrame(
+        {"ticket_id": [f"u-{i}" for i in range(60)], "message": [LOANS[i % 4].format(n=i * 10) for i in range(60)]}
+    )
+    report = _monitor(trained, _write(frame, tmp_path / "unlabelled.csv"), label=None)
+    assert report["drifted"] and report["label_shift"] is None and report["accuracy"] is None
+    assert "retraining" not in report
+    assert "unseen vocabulary" in " | ".join(report["fired"])

@@ -1,0 +1,173 @@
+"""The real pipeline flow on a small fixture: Prefect harness, MLflow store, DVC repo,
+Presidio, Great Expectations and a tiny random encoder, all in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from thaw.config import ThawConfig
+from thaw.datasets import file_md5
+from thaw.demo_data import generate_support_tickets
+from thaw.errors import ExpectationsFailed
+
+pytestmark = pytest.mark.integration
+
+
+def _config(workspace: Path, encoder: Path, train: Path, **expect) -> ThawConfig:
+    return ThawConfig.model_validate(
+        {
+            "model_name": "tickets",
+            "workspace": str(workspace),
+            "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
+            "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
+            "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
+            "training": {
+                "head": {"c_grid": [1.0], "max_iter": 300},
+                "ladder": {"rungs": ["frozen", "peft"], "cv_repeats": 1},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def fixture_data(workspace: Path):
+    text, injected = generate_support_tickets(rows=500, seed=7)
+    path = workspace / "data" / "tickets.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    return path, injected
+
+
+def _files_under(*roots: Path):
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                yield path
+
+
+def test_pipeline_registers_a_traceable_challenger_without_pii(
+    workspace, tiny_encoder, fixture_data, prefect_harness, capfd, caplog
+):
+    from flows.pipeline import thaw_pipeline
+    from tasks.tracking.client import client_for
+
+    train, injected = fixture_data
+    cfg = _config(workspace, tiny_encoder, train)
+    summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
+
+    client = client_for(cfg)
+    mv = client.get_model_version_by_alias("tickets", "challenger")
+    assert str(mv.version) == summary["model"]["version"] == "1"
+    run = client.get_run(mv.run_id)
+    digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    for split in ("train", "validation", "test"):
+        curated_file = workspace / mv.tags[f"thaw.curated.{split}.path"]
+        assert re.fullmatch(r"datasets/tickets/[0-9a-f]{16}/" + split + r"\.csv", mv.tags[f"thaw.curated.{split}.path"])
+        recorded = yaml.safe_load(curated_file.with_name(curated_file.name + ".dvc").read_text())["outs"][0]["md5"]
+        assert digests[f"tickets-curated-{split}"] == recorded == file_md5(curated_file)
+        assert mv.tags[f"thaw.curated.{split}.md5"] == recorded
+    assert mv.tags["thaw.raw.md5"] == yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
+    assert run.data.tags["thaw.prefect_flow_run_id"] == mv.tags["thaw.prefect_flow_run_id"] != "local"
+    # the logged model lists the dataset its test metrics were measured on ("Datasets used")
+    tied = {m.key: m.dataset_digest for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
+    assert tied["test_accuracy"] == tied["test_macro_f1"] == mv.tags["thaw.curated.test.md5"]
+
+    # No injected PII value anywhere in the curated data, the state dir or the artifact store.
+    values = [v for vals in injected.values.values() for v in vals]
+    assert len(values) > 50
+    curated_cache = [
+        workspace / ".dvc" / "cache" / "files" / "md5" / m[:2] / m[2:]
+        for m in (mv.tags[f"thaw.curated.{s}.md5"] for s in ("train", "validation", "test"))
+    ]
+    assert all(p.is_file() for p in curated_cache)
+    leaks = []
+    for path in [*_files_under(workspace / "datasets", cfg.state_path), *curated_cache]:
+        blob = path.read_bytes()
+        leaks += [(str(path), v) for v in values if v.encode() in blob]
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    leaks += [("logs", v) for v in values if v in logs]
+    assert leaks == []
+    assert summary["curation"]["pii"]["rows_changed"] > 0
+    import pandas as pd
+
+    raw = pd.read_csv(train, dtype=str, keep_default_na=False)
+    invalid = int(((raw["message"].str.strip() == "") | (raw["intent"].str.strip() == "")).sum())
+    validity = next(s for s in summary["curation"]["stages"] if s["stage"] == "train:validity")
+    assert invalid > 0 and sum(validity["removed"].values()) == invalid
+    for stage in summary["curation"]["stages"]:  # every row is accounted for
+        assert stage["rows_in"] - stage["rows_out"] == sum(stage["removed"].values())
+
+
+def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixture_data, prefect_harness):
+    from flows.pipeline import thaw_pipeline
+    from tasks.tracking.client import client_for
+
+    train, _ = fixture_data
+    cfg = _config(workspace, tiny_encoder, train, min_examples_per_class=10_000)
+    with pytest.raises(ExpectationsFailed, match=r"expect_column_min_to_be_between\(examples\)"):
+        thaw_pipeline(cfg)
+    client = client_for(cfg)
+    assert client.search_registered_models() == []
+    runs = client.search_runs([client.get_experiment_by_name("thaw").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    reason = runs[0].data.tags["thaw.end_reason"]  # what the run view shows an operator
+    assert reason.startswith("ExpectationsFailed: ") and "expect_column_min_to_be_between" in reason
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"curation_report.json", "expectations.json", "data_docs"} <= artifacts
+    assert not (workspace / "datasets").exists()  # nothing published that looks complete
+
+
+def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, tiny_encoder, fixture_data, monkeypatch):
+    from tasks.curation.curate import curate_dataset
+
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-that-stays-the-same")
+    train, _ = fixture_data
+    cfg = _config(workspace, tiny_encoder, train)
+    first = curate_dataset.fn(cfg, workspace / "run1")
+    second = curate_dataset.fn(cfg, workspace / "run2")
+    assert not first.cache_hit and second.cache_hit
+    assert {s: file_md5(p) for s, p in first.files.items()} == {s: file_md5(p) for s, p in second.files.items()}
+    train.write_text(
+        train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8"
+    )
+    third = curate_dataset.fn(cfg, workspace / "run3")
+    assert not third.cache_hit
+
+
+def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(
+    workspace, tiny_encoder, fixture_data, monkeypatch, prefect_harness
+):
+    from tasks.curation.curate import curate_dataset
+
+    monkeypatch.setenv("THAW_PII_SECRET", "the-same-secret-for-both-runs")
+    train, _ = fixture_data
+    local = _config(workspace, tiny_encoder, train)
+    local = local.model_copy(
+        update={
+            "curation": local.curation.model_copy(
+                update={"pii": local.curation.pii.model_copy(update={"chunk_rows": 100})}
+            )
+        }
+    )
+    dask = local.model_copy(
+        update={
+            "curation": local.curation.model_copy(update={"executor": "dask", "dask_workers": 2}),
+            "state_dir": Path(".thaw-dask"),
+        }
+    )
+    one = curate_dataset.fn(local, workspace / "local")
+    two = curate_dataset.fn(dask, workspace / "dask")
+    assert not two.cache_hit
+    assert {s: file_md5(p) for s, p in one.files.items()} == {s: file_md5(p) for s, p in two.files.items()}
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:  # detection and signatures ran on the cluster
+        names = {client.read_flow(r.flow_id).name for r in client.read_flow_runs()}
+    assert {"detect-pii-on-dask", "minhash-on-dask"} <= names
+    assert not (workspace / "dask" / "dask").exists()  # chunk files of raw text are gone

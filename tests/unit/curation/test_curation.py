@@ -1,0 +1,69 @@
+"""Curation steps without Presidio: accounting, conflicts, cross-split dedup, splitting."""
+
+import pandas as pd
+
+from tasks.curation.curate import CurationLedger, clean_rows, drop_cross_split_duplicates, stratified_split
+from thaw.config import ThawConfig
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["id", "text", "label"])
+
+
+def test_near_duplicate_of_a_test_row_is_removed_from_train():
+    cfg = ThawConfig.model_validate({"curation": {"dedup": {"threshold": 0.8}}})
+    test = frame([("t1", "where is my order 123, tracking has not moved in days", "delivery")])
+    validation = frame([("v1", "please cancel my subscription today", "cancel")])
+    train = frame(
+        [
+            ("a", "Where is my order 123? Tracking has not moved in days!", "delivery"),
+            ("b", "my card was stolen at the station yesterday", "card"),
+            ("c", "please cancel my subscription today", "cancel"),
+        ]
+    )
+    ledger = CurationLedger()
+    out = drop_cross_split_duplicates({"train": train, "validation": validation, "test": test}, cfg, ledger)
+    assert out["train"]["id"].tolist() == ["b"]
+    assert out["test"]["id"].tolist() == ["t1"] and out["validation"]["id"].tolist() == ["v1"]
+    removed = {s["stage"]: s["removed"] for s in ledger.stages}
+    assert removed["train:cross_split_exact"] == {"exact_duplicate_of_eval": 1}
+    assert removed["train:cross_split_near"] == {"near_duplicate_of_eval": 1}
+
+
+def test_label_conflicts_are_reported_and_resolved_by_policy():
+    rows = [
+        ("1", "refund please", "refund"),
+        ("2", "Refund  please", "refund"),
+        ("3", "refund please", "billing"),
+        ("4", "hello", "greet"),
+    ]
+    for policy, kept in (("majority", ["1", "4"]), ("drop", ["4"])):
+        cfg = ThawConfig.model_validate({"curation": {"dedup": {"label_conflicts": policy}}})
+        ledger = CurationLedger()
+        out = clean_rows(frame(rows), cfg, ledger, "train")
+        assert out["id"].tolist() == kept
+        stage = next(s for s in ledger.stages if s["stage"] == "train:label_conflicts")
+        assert stage["conflicting_texts"] == 1 and stage["policy"] == policy
+        assert sum(stage["removed"].values()) == (1 if policy == "majority" else 3)
+
+
+def test_every_removal_is_counted_and_sampled():
+    cfg = ThawConfig.model_validate({"data": {"max_text_chars": 10, "long_text_policy": "reject"}})
+    rows = [("1", "", "a"), ("2", "ok", ""), ("3", "far too long a text", "a"), ("4", "fine", "a"), ("5", "FINE", "a")]
+    ledger = CurationLedger()
+    out = clean_rows(frame(rows), cfg, ledger, "train")
+    assert out["id"].tolist() == ["4"]
+    removed = {k: v for s in ledger.stages for k, v in s["removed"].items()}
+    assert removed == {"empty_text": 1, "missing_label": 1, "too_long": 1, "exact_duplicate": 1}
+    assert set(ledger.removed_samples) == set(removed)
+
+
+def test_split_is_stratified_and_seeded():
+    data = frame([(str(i), f"text {i}", "a" if i % 3 else "b") for i in range(300)])
+    cfg = ThawConfig().split
+    one, two = stratified_split(data, cfg), stratified_split(data, cfg)
+    assert all(one[s]["id"].tolist() == two[s]["id"].tolist() for s in one)
+    for split in ("validation", "test"):
+        share_b = (one[split]["label"] == "b").mean()
+        assert abs(share_b - 1 / 3) < 0.03
+    assert sum(len(f) for f in one.values()) == 300

@@ -1,0 +1,119 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from thaw.datasets import ColumnMap
+from thaw.errors import UserError
+from thaw.ingest import preflight_inputs, read_labelled_table
+
+COLS = ColumnMap(text="text", label="label", id="id")
+
+
+def _csv(tmp_path: Path, body: bytes, name: str = "d.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(body)
+    return path
+
+
+def test_reads_csv_jsonl_and_parquet_alike(tmp_path: Path):
+    frame = pd.DataFrame({"id": ["a", "b"], "text": ["hi", "yo"], "label": ["x", "y"]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "d.parquet")
+    for name in ("d.csv", "d.jsonl", "d.parquet"):
+        out = read_labelled_table(tmp_path / name, COLS)
+        assert out.to_dict("list") == {"id": ["a", "b"], "text": ["hi", "yo"], "label": ["x", "y"]}
+
+
+def test_missing_column_is_named(tmp_path: Path):
+    path = _csv(tmp_path, b"id,body,label\n1,hi,x\n")
+    with pytest.raises(UserError, match=r"d.csv: column 'text' not found \(columns are: id, body, label\)"):
+        read_labelled_table(path, COLS)
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"", "file is empty"),
+        (b"id,text,label\n", "no data rows"),
+        (b"id,text,label\n1,caf\xe9,x\n", "line 2 is not valid UTF-8"),
+        (b'id,text,label\n1,"a,b,c\n', "malformed CSV"),
+    ],
+)
+def test_bad_files_are_refused_with_the_place(tmp_path: Path, body: bytes, message: str):
+    with pytest.raises(UserError, match=message):
+        read_labelled_table(_csv(tmp_path, body), COLS)
+
+
+def test_unsupported_type_and_missing_file(tmp_path: Path):
+    with pytest.raises(UserError, match="unsupported file type '.xlsx'"):
+        read_labelled_table(_csv(tmp_path, b"x", "d.xlsx"), COLS)
+    with pytest.raises(UserError, match="file not found"):
+        read_labelled_table(tmp_path / "none.csv", COLS)
+
+
+def test_nulls_become_empty_and_ids_are_generated(tmp_path: Path):
+    path = _csv(tmp_path, b"text,label\nhello,\n,x\n")
+    out = read_labelled_table(path, ColumnMap(text="text", label="label", id=None))
+    assert out["label"].tolist() == ["", "x"] and out["text"].tolist() == ["hello", ""]
+    assert out["id"].tolist() == ["d:1", "d:2"]
+
+
+def test_repeated_ids_are_refused(tmp_path: Path):
+    with pytest.raises(UserError, match="repeats the value '1'"):
+        read_labelled_table(_csv(tmp_path, b"id,text,label\n1,a,x\n1,b,y\n"), COLS)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path):
+    path = _csv(tmp_path, "\ufeffid,text,label\n1,hello,x\n".encode())  # Excel's "CSV UTF-8"
+    assert read_labelled_table(path, COLS).to_dict("list") == {"id": ["1"], "text": ["hello"], "label": ["x"]}
+    preflight_inputs({"train": path}, COLS)
+
+
+@pytest.mark.parametrize(
+    "name,body,message",
+    [
+        ("d.jsonl", b'42\n{"id": 1, "text": "a", "label": "x"}\n', "line 1 is a number, not a JSON object"),
+        ("d.jsonl", b'[{"id": 1, "text": "a", "label": "x"}]\n', "line 1 is an array, not a JSON object"),
+        ("d.jsonl", b'{"id": 1, "text": "a", "label": "x"}\n{"id": 2,\n', "line 2 is not valid JSON"),
+        ("d.json", b'[{"id": 1, "text": "a", "label": "x"}, "b"]', "item 2 is a string, not a JSON object"),
+    ],
+)
+def test_json_that_is_not_rows_of_objects_is_refused_naming_the_line(tmp_path: Path, name, body, message):
+    path = _csv(tmp_path, body, name)
+    with pytest.raises(UserError, match=message):
+        read_labelled_table(path, COLS)
+    with pytest.raises(UserError, match=message.split(",")[0]):
+        if "line 2" not in message and "item" not in message:
+            preflight_inputs({"train": path}, COLS)
+        else:
+            read_labelled_table(path, COLS)
+
+
+def test_a_json_array_of_objects_is_read(tmp_path: Path):
+    path = _csv(tmp_path, b'[{"id": 1, "text": "a", "label": "x"}, {"id": 2, "text": "b", "label": "y"}]', "d.json")
+    assert read_labelled_table(path, COLS).to_dict("list") == {
+        "id": ["1", "2"],
+        "text": ["a", "b"],
+        "label": ["x", "y"],
+    }
+
+
+def test_typed_json_labels_take_one_spelling_and_are_counted(tmp_path: Path):
+    rows = [
+        {"id": 1, "text": "a", "label": 1},
+        {"id": 2, "text": "b", "label": 1.0},
+        {"id": 3, "text": "c", "label": 2},
+    ]
+    path = _csv(tmp_path, "\n".join(json.dumps(r) for r in rows).encode(), "d.jsonl")
+    out = read_labelled_table(path, COLS)
+    assert out["label"].tolist() == ["1", "1", "2"] and out.attrs["normalised_labels"] == 1
+
+
+def test_labels_mixing_booleans_and_numbers_are_refused(tmp_path: Path):
+    rows = [{"id": 1, "text": "a", "label": 1}, {"id": 2, "text": "b", "label": True}]
+    path = _csv(tmp_path, "\n".join(json.dumps(r) for r in rows).encode(), "d.jsonl")
+    with pytest.raises(UserError, match=r"mixes booleans \(row 2: True\) and numbers \(row 1: 1\)"):
+        read_labelled_table(path, COLS)
