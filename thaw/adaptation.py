@@ -1,9 +1,10 @@
-"""Adaptation surfaces: what each rung of the ladder makes trainable, and at what rate.
+"""Adaptation surfaces: the classifier every adapted rung trains, and at what rate.
 
 ``build_classifier`` gives the backbone plus a linear head on the same pooled, normalised
-embedding the frozen rung uses, so a frozen head initialises every deeper rung
-(linear probe, then fine-tune). ``apply_surface`` freezes the model and opens exactly
-the rung's parameters; ``parameter_groups`` gives layer-wise learning rates.
+embedding the frozen rung uses, so a frozen head initialises every deeper rung (linear
+probe, then fine-tune). ``apply_surface`` freezes the model and lets the rung open what it
+trains (each rung's own ``open_surface``, in ``thaw.rung_methods``);
+``parameter_groups`` gives layer-wise learning rates.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from thaw.modeling import pool
 
 if TYPE_CHECKING:
     from thaw.config import LadderConfig
+    from thaw.rung_registry import RungMethod
 
 
 def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndarray, np.ndarray] | None = None):
@@ -71,51 +73,18 @@ class Surface:
         return self.trainable_backbone / max(self.total_backbone, 1)
 
 
-def _wrap_peft(model, cfg: LadderConfig) -> None:
-    from peft import IA3Config, LoraConfig, get_peft_model
-
-    p = cfg.peft
-    if p.method == "lora":
-        pc = LoraConfig(
-            r=p.lora_r,
-            lora_alpha=p.lora_alpha,
-            lora_dropout=p.lora_dropout,
-            target_modules=list(p.target_modules),
-            bias="none",
-        )
-    else:
-        pc = IA3Config(target_modules=list(p.ia3_target_modules), feedforward_modules=list(p.ia3_feedforward_modules))
-    model.encoder = get_peft_model(model.encoder, pc)
-
-
-def apply_surface(model, rung: str, cfg: LadderConfig) -> Surface:
-    """Freeze ``model.encoder`` and open what ``rung`` trains; the head is always trained."""
+def apply_surface(model, rung: RungMethod, ladder: LadderConfig) -> Surface:
+    """Freeze ``model.encoder`` and let ``rung`` open what it trains; the head always trains."""
+    if rung.open_surface is None:
+        raise ValueError(f"rung {rung.name!r} trains no encoder weights")
     total = sum(p.numel() for p in model.encoder.parameters())
     for p in model.encoder.parameters():
         p.requires_grad_(False)
-    method, frozen = rung, "nothing"
-    if rung == "peft" and cfg.peft.method in ("lora", "ia3"):
-        _wrap_peft(model, cfg)  # get_peft_model opens only the adapter weights
-        method, frozen = cfg.peft.method, "all pretrained weights (adapter weights added)"
-    elif rung == "peft":
-        for name, p in model.encoder.named_parameters():
-            p.requires_grad_(name.endswith(".bias"))
-        method, frozen = "bitfit", "all weights except biases"
-    elif rung == "partial":
-        blocks = transformer_blocks(model.encoder)
-        for block in blocks[-cfg.finetune.unfreeze_top_k :]:
-            for p in block.parameters():
-                p.requires_grad_(True)
-        frozen = f"embeddings and the lower {len(blocks) - cfg.finetune.unfreeze_top_k} of {len(blocks)} blocks"
-    elif rung == "full":
-        for p in model.encoder.parameters():
-            p.requires_grad_(True)
-    else:
-        raise ValueError(f"unknown rung {rung!r}")
-    trainable = sum(p.numel() for n, p in model.encoder.named_parameters() if p.requires_grad)
+    method, frozen = rung.open_surface(model, ladder)
+    trainable = sum(p.numel() for p in model.encoder.parameters() if p.requires_grad)
     for p in model.head.parameters():
         p.requires_grad_(True)
-    return Surface(rung, method, trainable, total, frozen)
+    return Surface(rung.name, method, trainable, total, frozen)
 
 
 def block_index(name: str) -> int | None:

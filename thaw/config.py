@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from thaw.datasets import ColumnMap
 from thaw.errors import UserError
+from thaw.rung_registry import base_rung, rung_names
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -192,13 +193,11 @@ class FewShotConfig(_Frozen):
         )
 
 
-RUNG_ORDER = ("frozen", "fewshot", "peft", "partial", "full")
-
-
 class LadderConfig(_Frozen):
     """The adaptation ladder and its gate."""
 
-    rungs: tuple[Literal["frozen", "fewshot", "peft", "partial", "full"], ...] = RUNG_ORDER
+    # Every registered rung by default (thaw.rung_registry), climbed in their order.
+    rungs: tuple[str, ...] = Field(default_factory=rung_names)
     # Follow the decision table (label count, domain gap, whether reuse works) to start
     # higher or skip rungs; False climbs every configured rung in order.
     follow_decision_table: bool = True
@@ -227,11 +226,15 @@ class LadderConfig(_Frozen):
     finetune: FineTuneConfig = FineTuneConfig()
 
     @model_validator(mode="after")
-    def _frozen_first(self) -> LadderConfig:
-        if not self.rungs or self.rungs[0] != "frozen":
-            raise ValueError("ladder.rungs must start with 'frozen'")
-        if list(self.rungs) != sorted(self.rungs, key=RUNG_ORDER.index) or len(set(self.rungs)) != len(self.rungs):
-            raise ValueError(f"ladder.rungs must climb in order {', '.join(RUNG_ORDER)} without repeats")
+    def _registered_rungs_in_order(self) -> LadderConfig:
+        order = rung_names()
+        unknown = [r for r in self.rungs if r not in order]
+        if unknown:
+            raise ValueError(f"ladder.rungs: unknown rung {unknown[0]!r}; registered: {', '.join(order)}")
+        if not self.rungs or self.rungs[0] != base_rung():
+            raise ValueError(f"ladder.rungs must start with {base_rung()!r}")
+        if list(self.rungs) != sorted(self.rungs, key=order.index) or len(set(self.rungs)) != len(self.rungs):
+            raise ValueError(f"ladder.rungs must climb in order {', '.join(order)} without repeats")
         return self
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from thaw.gate import rows_per_class_needed
+from thaw.rung_registry import FAR_DOMAIN, FEW_LABELS, MANY_LABELS, MODERATE, rung_method, rung_methods
 from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan
 
-FEW_LABELS = 16  # median rows per class below which the few-shot (contrastive) rung comes first
-MANY_LABELS = 80  # median rows per class from which whole-backbone fine-tuning pays (measured on CLINC150)
+FEW_LABELS_BELOW = 16  # median rows per class below which the few-shot (contrastive) rung comes first
+MANY_LABELS_FROM = 80  # median rows per class from which whole-backbone fine-tuning pays (measured on CLINC150)
 FRAGMENTED = 0.25  # share of words the tokenizer cuts into 3+ pieces: text far from the backbone's
 
 
@@ -19,65 +20,60 @@ def ladder_plan(
     """The decision table of seed document 002: which rungs to climb after the frozen
     one, given the label count, the domain gap and whether reuse already works.
 
-    - few labels (median < FEW_LABELS rows per class): the few-shot rung (contrastive
+    - few labels (median < FEW_LABELS_BELOW rows per class): the few-shot rung (contrastive
       pairs make many training signals of few rows); unfreezing blocks with a
       classification loss on so few rows overfits, so partial and full are skipped;
     - reuse fails (frozen significantly worse than scratch) or the tokenizer shreds the
       text (>= FRAGMENTED of words in 3+ pieces): the domain is far, adapters on frozen
       weights are not enough: straight to partial and full;
-    - many labels (median >= MANY_LABELS): enough data to move the whole backbone: PEFT
+    - many labels (median >= MANY_LABELS_FROM): enough data to move the whole backbone: PEFT
       is skipped, partial and full are tried;
     - otherwise reuse works and labels are moderate: PEFT first, deeper only on evidence.
-    Rungs not configured are left out; the frozen rung always runs first.
+    Which rungs each situation plans is the rungs' own (``RungMethod.planned_in`` and
+    ``first_in`` in ``thaw.rung_methods``). Rungs not configured are left out; the frozen
+    rung always runs first.
     """
-    later = [r for r in configured if r != "frozen"]
+    later = [r for r in configured if rung_method(r).adapted]
     facts = _evidence_lines(evidence)
     if not follow_table:
         return LadderPlan("as configured", tuple(later), (*facts, "decision table off: every configured rung in order"))
+    situation, why = regime(evidence, alpha)
+    methods = rung_methods()
+    suggestion = next((m.name for m in methods if situation in m.first_in), None)
+    if suggestion is None:
+        suggestion = next((m.name for m in methods if m.adapted and situation in m.planned_in), "as configured")
+    rungs = tuple(r for r in later if situation in rung_method(r).planned_in)
+    skipped = [r for r in later if r not in rungs]
+    reasons = (*facts, why, *([f"skipped: {', '.join(skipped)}"] if skipped else []))
+    return LadderPlan(suggestion, rungs, reasons)
+
+
+def regime(evidence: DataEvidence, alpha: float) -> tuple[str, str]:
+    """Which situation of the decision table the data is in, and why. Each rung says in
+    which situations it is planned (``RungMethod.planned_in``)."""
     negative = (
         evidence.frozen_minus_scratch is not None
         and evidence.frozen_minus_scratch < 0
         and (evidence.frozen_vs_scratch_p or 1.0) < alpha
     )
-    if evidence.rows_per_class_median < FEW_LABELS:
-        wanted, suggestion, why = (
-            ("fewshot", "peft"),
-            "fewshot",
-            (
-                f"few labels ({evidence.rows_per_class_median:g} rows per class, median < {FEW_LABELS}): contrastive "
-                "pairs first; partial and full skipped (too few rows to move whole blocks)"
-            ),
+    if evidence.rows_per_class_median < FEW_LABELS_BELOW:
+        return FEW_LABELS, (
+            f"few labels ({evidence.rows_per_class_median:g} rows per class, median < {FEW_LABELS_BELOW}): "
+            "contrastive pairs first; rungs that move whole blocks skipped (too few rows)"
         )
-    elif negative or evidence.fragmented_word_share >= FRAGMENTED:
+    if negative or evidence.fragmented_word_share >= FRAGMENTED:
         gap = (
             "reuse fails (frozen significantly below scratch)"
             if negative
             else (f"the tokenizer cuts {evidence.fragmented_word_share:.0%} of words into 3+ pieces")
         )
-        wanted, suggestion, why = (
-            ("partial", "full"),
-            "full",
-            f"large domain gap: {gap}; adapters on frozen weights skipped",
+        return FAR_DOMAIN, f"large domain gap: {gap}; adapters on frozen weights skipped"
+    if evidence.rows_per_class_median >= MANY_LABELS_FROM:
+        return MANY_LABELS, (
+            f"many labels ({evidence.rows_per_class_median:g} rows per class, median >= {MANY_LABELS_FROM}) and "
+            "reuse works: enough data to move the whole backbone; adapters skipped"
         )
-    elif evidence.rows_per_class_median >= MANY_LABELS:
-        wanted, suggestion, why = (
-            ("partial", "full"),
-            "full",
-            (
-                f"many labels ({evidence.rows_per_class_median:g} rows per class, median >= {MANY_LABELS}) and reuse "
-                "works: enough data to move the whole backbone; PEFT skipped"
-            ),
-        )
-    else:
-        wanted, suggestion, why = (
-            ("peft", "partial", "full"),
-            "peft",
-            ("moderate labels and reuse works: adapters first, deeper only on evidence"),
-        )
-    rungs = tuple(r for r in later if r in wanted)
-    skipped = [r for r in later if r not in wanted]
-    reasons = (*facts, why, *([f"skipped: {', '.join(skipped)}"] if skipped else []))
-    return LadderPlan(suggestion, rungs, reasons)
+    return MODERATE, "moderate labels and reuse works: adapters first, deeper only on evidence"
 
 
 def _evidence_lines(e: DataEvidence) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The fine-tuning loop shared by the PEFT, partial and full rungs.
+"""The training loop every adapted rung shares, and the plans its phases give it.
 
 Length-bucketed batches, AdamW with warmup then linear decay, gradient clipping,
 validation every epoch, early stopping, and a checkpoint every epoch from which a
@@ -286,24 +286,3 @@ def contrastive_plan(
     return TrainPlan(
         lambda epoch: class_balanced_batches(y_train, classes_per_batch, rows_per_class, seed, epoch), loss, None
     )
-
-
-def train_classifier(
-    model,
-    tokenizer,
-    train: dict,
-    y_train: np.ndarray,
-    val: dict | None,
-    score: Callable[[np.ndarray], float],
-    cfg: FineTuneConfig,
-    lr: float,
-    groups: list[dict],
-    checkpoint: Checkpoint,
-    device,
-    seed: int,
-    on_epoch_end: Callable[[int], None] | None = None,
-) -> TrainOutcome:
-    """Fine-tune ``model`` on ``train``/``y_train`` with cross-entropy; ``score`` maps
-    validation predictions to the gate's metric. Resumes from ``checkpoint``."""
-    plan = classification_plan(tokenizer, train, y_train, val, score, cfg.batch_size, seed, device)
-    return train_loop(model, plan, cfg, lr, groups, checkpoint, device, seed, on_epoch_end)

@@ -31,9 +31,10 @@ import numpy as np
 from prefect import task
 
 from tasks.evaluation.scoring import score_predictions
-from tasks.ladder.frozen_rung import save_linear_head
+from tasks.ladder.frozen_rung import linear_probe_path, save_linear_head
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, Split, SplitRows, write_text_atomically
+from thaw.rung_registry import rung_method
 from thaw.rungs import EpochRecord, RungDetails, TrainedRung
 
 
@@ -74,7 +75,7 @@ class AdaptedFit:
 def holdout_fit(rung: str, run_dir: Path) -> AdaptedFit:
     """Train on the train split from the frozen rung's linear probe, keep the epoch best on
     validation, save under ``run_dir/models/<rung>``, measure backbone movement."""
-    head = run_dir / "models" / "frozen" / "linear_head.safetensors"
+    head = linear_probe_path(run_dir)
     return AdaptedFit(
         rung,
         SplitRows(("train",)),
@@ -94,18 +95,6 @@ def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, ba
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _learning_rate(rung: str, cfg: ThawConfig) -> tuple[float, float]:
-    """(base rate, layer decay) of a rung."""
-    ladder = cfg.training.ladder
-    if rung == "fewshot":
-        return ladder.fewshot.learning_rate, 1.0
-    if rung == "peft":
-        return ladder.peft.learning_rate, 1.0
-    if rung == "partial":
-        return ladder.finetune.partial_learning_rate, ladder.finetune.layer_decay
-    return ladder.finetune.full_learning_rate, ladder.finetune.layer_decay
-
-
 def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, model_dir: Path) -> None:
     """Head + (PEFT adapter | changed backbone tensors) + model.json; never a pickle."""
     from safetensors.torch import save_file
@@ -121,23 +110,6 @@ def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, mode
             if p.requires_grad and n.startswith("encoder.")
         }
         save_file(changed, str(model_dir / "delta.safetensors"))
-
-
-def _fit_head_on_embeddings(model, tokenizer, train: Split, val: Split | None, labels, cfg: ThawConfig, device) -> None:
-    """The few-shot rung's head: logistic regression on the tuned encoder's embeddings
-    (C chosen on validation when there is one), written into ``model.head``."""
-    import torch
-
-    from tasks.ladder.frozen_rung import fit_logistic_head
-    from thaw.modeling import embed_texts
-
-    embed = lambda texts: embed_texts(texts, tokenizer, model.encoder, cfg.backbone, device)  # noqa: E731
-    x = {"train": embed(train.texts), "validation": embed(val.texts) if val else None}
-    y = {"train": np.asarray(train.labels), "validation": np.asarray(val.labels) if val else None}
-    weight, bias, _, _ = fit_logistic_head(x, y, labels, cfg)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.from_numpy(weight))
-        model.head.bias.copy_(torch.from_numpy(bias).clamp(min=-30))
 
 
 def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig):
@@ -162,17 +134,10 @@ def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig):
     head = load_file(str(fit.head))  # LP-FT: start from the linear probe
     torch.manual_seed(cfg.training.seed)
     model = build_classifier(encoder, len(labels), cfg.backbone.pooling, (head["weight"], head["bias"])).to(device)
-    surface = apply_surface(model, _surface_rung(fit.rung, cfg), ladder)
+    surface = apply_surface(model, rung_method(fit.rung), ladder)
     if ladder.finetune.gradient_checkpointing and device.type == "cuda":
         model.encoder.gradient_checkpointing_enable()
     return device, ref, tokenizer, model, surface, base
-
-
-def _surface_rung(rung: str, cfg: ThawConfig) -> str:
-    """What a rung makes trainable: the few-shot rung tunes through LoRA or the whole encoder."""
-    if rung == "fewshot":
-        return "peft" if cfg.training.ladder.fewshot.surface == "lora" else "full"
-    return rung
 
 
 def fit_adapted_rung(
@@ -185,28 +150,41 @@ def fit_adapted_rung(
     """Train ``fit.rung`` on ``fit.train`` (resumable), score it on ``fit.validation``,
     save it to ``fit.out_dir``; optionally measure how far it moved the backbone."""
     from thaw.distributed import is_main_process
-    from thaw.trainer import Checkpoint, predict_classes
+    from thaw.rung_methods.phases import FitState
+    from thaw.trainer import predict_classes
 
-    ladder = cfg.training.ladder
+    ladder, method = cfg.training.ladder, rung_method(fit.rung)
     device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg)
     train = fit.train.read(curated, cfg.root)
     val = fit.validation.read(curated, cfg.root) if fit.validation else None
     encode = lambda texts: dict(tokenizer(texts, truncation=True, max_length=cfg.backbone.max_length))  # noqa: E731
     train_enc, val_enc = encode(train.texts), encode(val.texts) if val else None
-    lr, decay = _learning_rate(fit.rung, cfg)
-    loop_cfg = ladder.fewshot.loop(ladder.finetune) if fit.rung == "fewshot" else ladder.finetune
+    lr, decay = method.learning_rate(ladder)
+    loop_cfg = method.loop(ladder)
     if fit.epochs is not None:
         loop_cfg = loop_cfg.model_copy(update={"epochs": fit.epochs})
-    plan, groups = _plan(fit.rung, model, tokenizer, train, train_enc, val, val_enc, labels, cfg, device, lr, decay)
-    if not fit.select_epoch:
-        plan = dataclasses.replace(plan, evaluate=None)
-    checkpoint = Checkpoint(cfg.state_path / "checkpoints" / checkpoint_key(cfg, fit, curated, ref.revision))
-    from thaw.trainer import train_loop
-
+    checkpoint = cfg.state_path / "checkpoints" / checkpoint_key(cfg, fit, curated, ref.revision)
+    state = FitState(
+        model,
+        tokenizer,
+        device,
+        cfg,
+        labels,
+        train,
+        val,
+        train_enc,
+        val_enc,
+        lr,
+        decay,
+        loop_cfg,
+        checkpoint,
+        fit.select_epoch,
+        on_epoch_end,
+    )
     started = time.perf_counter()
-    outcome = train_loop(model, plan, loop_cfg, lr, groups, checkpoint, device, cfg.training.seed, on_epoch_end)
-    if fit.rung == "fewshot":
-        _fit_head_on_embeddings(model, tokenizer, train, val, labels, cfg, device)
+    for phase in method.phases:
+        phase.run(state)
+    outcome = state.outcome
     seconds = time.perf_counter() - started
     names = np.asarray(labels)
     predictions = names[predict_classes(model, tokenizer, val_enc, 64, device)] if val else np.asarray([])
@@ -227,9 +205,7 @@ def fit_adapted_rung(
         save_adapted_model(model, surface, labels, meta, fit.out_dir)
     metrics = score_predictions(val.labels, predictions, labels, cfg) if val else {}
     details = RungDetails(
-        method=("contrastive pairs + logistic regression, " + surface.method)
-        if fit.rung == "fewshot"
-        else surface.method,
+        method=method.describe(surface.method),
         frozen=surface.frozen,
         trainable_fraction_of_backbone=surface.fraction,
         settings={"learning_rate": lr, "layer_decay": decay, "epochs": loop_cfg.epochs},
@@ -245,37 +221,6 @@ def fit_adapted_rung(
     return TrainedRung(
         fit.rung, fit.out_dir, metrics, tuple(predictions), surface.trainable_backbone + head_params, details
     )
-
-
-def _plan(rung, model, tokenizer, train, train_enc, val, val_enc, labels, cfg, device, lr, decay):
-    """The training plan and optimizer groups of a rung: contrastive on the encoder alone
-    for the few-shot rung, cross-entropy on encoder and head otherwise."""
-    from thaw.adaptation import parameter_groups
-    from thaw.metrics import macro_f1
-    from thaw.trainer import classification_plan, contrastive_plan
-
-    ladder, seed = cfg.training.ladder, cfg.training.seed
-    index = {label: i for i, label in enumerate(labels)}
-    y_train = np.array([index[y] for y in train.labels])
-    groups = parameter_groups(model, lr, ladder.finetune.head_learning_rate, decay, ladder.finetune.weight_decay)
-    if rung == "fewshot":
-        fs = ladder.fewshot
-        groups = [
-            {**g, "params": [p for p in g["params"] if all(p is not h for h in model.head.parameters())]}
-            for g in groups
-        ]
-        groups = [g for g in groups if g["params"]]
-        plan = contrastive_plan(
-            tokenizer, train_enc, y_train, fs.classes_per_batch, fs.rows_per_class, fs.temperature, seed, device
-        )
-        return plan, groups
-    names, y_val = np.asarray(labels), np.asarray(val.labels) if val else None
-    if ladder.metric == "accuracy":
-        score = lambda pred: float((names[pred] == y_val).mean())  # noqa: E731
-    else:
-        score = lambda pred: macro_f1(y_val, names[pred], labels)  # noqa: E731
-    plan = classification_plan(tokenizer, train_enc, y_train, val_enc, score, ladder.finetune.batch_size, seed, device)
-    return plan, groups
 
 
 def _movement(model, base: dict, tokenizer, sample: Split, cfg: ThawConfig, device):

@@ -17,33 +17,22 @@ from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.features import FeatureSet
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
+from thaw.heads import fit_logistic_head, linear_head_of
 from thaw.modeling import head_probabilities
+from thaw.rung_methods.frozen import FROZEN
 from thaw.rungs import EvaluationPlan, RungDetails, TrainedRung
 
+LINEAR_PROBE = "linear_head.safetensors"  # the frozen rung's linear head: every adapted rung starts from it
 
-def fit_logistic_head(
-    x: dict[str, np.ndarray], y: dict[str, np.ndarray], labels: tuple[str, ...], cfg: ThawConfig
-) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
-    """(weight classes x dim, bias, chosen C, val macro-F1 per C) for features ``x`` and
-    labels ``y`` of the train and validation splits: C picked on validation, or
-    ``head.c_without_validation`` when there is none (a fold, a refit)."""
-    from sklearn.linear_model import LogisticRegression
 
-    from thaw.metrics import macro_f1
+def frozen_model_dir(run_dir: Path) -> Path:
+    """Where the frozen rung's model (and the linear probe) of a run is written."""
+    return run_dir / "models" / FROZEN.name
 
-    h = cfg.training.head
-    if y.get("validation") is None:
-        clf = LogisticRegression(C=h.c_without_validation, max_iter=h.max_iter, random_state=cfg.training.seed)
-        weight, bias = _as_head(clf.fit(x["train"], y["train"]), labels, x["train"].shape[1])
-        return weight, bias, h.c_without_validation, {}
-    scores, fitted = {}, {}
-    for c in h.c_grid:
-        clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
-        clf.fit(x["train"], y["train"])
-        fitted[c], scores[c] = clf, macro_f1(y["validation"], clf.predict(x["validation"]), labels)
-    best = max(scores, key=lambda c: (scores[c], -c))
-    weight, bias = _as_head(fitted[best], labels, x["train"].shape[1])
-    return weight, bias, best, scores
+
+def linear_probe_path(run_dir: Path) -> Path:
+    """The linear head adapted rungs start from (LP-FT)."""
+    return frozen_model_dir(run_dir) / LINEAR_PROBE
 
 
 def fit_mlp_head(
@@ -100,7 +89,7 @@ def save_head(
     save_file({n: v.astype(np.float32) for n, v in head.items()}, str(model_dir / "head.safetensors"))
     save_file(
         {"weight": linear[0].astype(np.float32), "bias": linear[1].astype(np.float32)},
-        str(model_dir / "linear_head.safetensors"),
+        str(model_dir / LINEAR_PROBE),
     )
     (model_dir / "labels.json").write_text(json.dumps(list(labels)), encoding="utf-8")
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
@@ -156,7 +145,7 @@ def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig
 
 def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, trained_on: tuple[str, ...]) -> dict:
     return {
-        "rung": "frozen",
+        "rung": FROZEN.name,
         "kind": "head_on_frozen_encoder",
         "backbone": json.loads(features.backbone.to_json()),
         "pooling": cfg.backbone.pooling,
@@ -190,7 +179,7 @@ def _holdout(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, .
         features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg)
     )
     predictions = np.asarray(labels)[head_probabilities(x["validation"], head).argmax(1)]
-    model_dir = run_dir / "models" / "frozen"
+    model_dir = frozen_model_dir(run_dir)
     meta = _frozen_meta(features, cfg, fit_meta["head"], fit_meta["C"], ("train",))
     save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
     details = _details(
@@ -203,7 +192,7 @@ def _holdout(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, .
     )
     metrics = score_predictions(y["validation"], predictions, labels, cfg)
     params = int(sum(v.size for v in head.values()))
-    return TrainedRung("frozen", model_dir, metrics, tuple(predictions), params, details)
+    return TrainedRung(FROZEN.name, model_dir, metrics, tuple(predictions), params, details)
 
 
 def _cross_validated(
@@ -233,20 +222,20 @@ def _cross_validated(
             clf = LogisticRegression(C=c, max_iter=h.max_iter, random_state=cfg.training.seed).fit(
                 x[list(kept)], y[list(kept)]
             )
-            heads[(c, name)] = _as_head(clf, labels, x.shape[1])
+            heads[(c, name)] = linear_head_of(clf, labels, x.shape[1])
             return clf.predict(x[list(held)])
 
         runs[c] = cross_validate(evaluation, rows.labels, labels, fit_predict, metric)
     best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
-    folds_dir = run_dir / "models" / "frozen" / "folds"
+    folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)
     for name in runs[best].fold_scores:
         weight, bias = heads[(best, name)]
         save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
     final = LogisticRegression(C=best, max_iter=h.max_iter, random_state=cfg.training.seed).fit(x, y)
-    weight, bias = _as_head(final, labels, x.shape[1])
+    weight, bias = linear_head_of(final, labels, x.shape[1])
     meta = _frozen_meta(features, cfg, "logistic regression", best, ("train", "validation"))
-    save_linear_head(run_dir / "models" / "frozen", weight, bias, labels, meta)
+    save_linear_head(frozen_model_dir(run_dir), weight, bias, labels, meta)
     scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
     chosen = runs[best]
     details = _details(
@@ -255,22 +244,8 @@ def _cross_validated(
     metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
     params = int(weight.size + bias.size)
     return TrainedRung(
-        "frozen", run_dir / "models" / "frozen", metrics, chosen.predictions, params, details, chosen.fold_scores
+        FROZEN.name, frozen_model_dir(run_dir), metrics, chosen.predictions, params, details, chosen.fold_scores
     )
-
-
-def _as_head(clf, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(weight classes x dim, bias) in ``labels`` order; a class the fit never saw is
-    never predicted."""
-    order = [list(clf.classes_).index(label) if label in clf.classes_ else None for label in labels]
-    weight = np.zeros((len(labels), dim), dtype=np.float32)
-    bias = np.full(len(labels), -1e4, dtype=np.float32)
-    coef = clf.coef_ if clf.coef_.shape[0] > 1 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
-    intercept = clf.intercept_ if clf.coef_.shape[0] > 1 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
-    for row, idx in enumerate(order):
-        if idx is not None:
-            weight[row], bias[row] = coef[idx], intercept[idx]
-    return weight, bias
 
 
 @task(name="train-frozen-rung")

@@ -20,8 +20,10 @@ from prefect import task
 from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.cross_validation import POOL, cross_validate, gate_metric
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit, train_adapted_rung
+from tasks.ladder.frozen_rung import frozen_model_dir, linear_probe_path
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, SplitRows
+from thaw.rung_registry import rung_method
 from thaw.rungs import EvaluationPlan, Selection, TrainedRung
 
 
@@ -35,8 +37,8 @@ def train_ladder_rung(
     evaluation: EvaluationPlan,
     budget_s: float,
 ) -> TrainedRung:
-    """Fit ``rung`` (fewshot, peft, partial or full) and score it as ``evaluation`` says."""
-    frozen_dir = run_dir / "models" / "frozen"
+    """Fit the adapted ``rung`` (any registered rung but the frozen one) and score it as ``evaluation`` says."""
+    frozen_dir = frozen_model_dir(run_dir)
     if not evaluation.cross_validated:
         return train_adapted_rung.fn(holdout_fit(rung, run_dir), curated, labels, cfg)
     rows = POOL.read(curated, cfg.root)
@@ -67,8 +69,7 @@ def train_ladder_rung(
 
 
 def _epochs(rung: str, cfg: ThawConfig) -> int:
-    ladder = cfg.training.ladder
-    return ladder.fewshot.epochs if rung == "fewshot" else ladder.finetune.epochs
+    return rung_method(rung).loop(cfg.training.ladder).epochs
 
 
 def needs_refit(cfg: ThawConfig, evaluation: EvaluationPlan) -> bool:
@@ -94,7 +95,7 @@ def refit_selected_rung(
         return chosen  # the frozen rung after cross-validation was already fit on all rows
     # (an adapted rung scored by cross-validation kept no model: its folds trained on
     # parts of the same pool, so it is always refit)
-    if chosen.rung == "frozen":
+    if not rung_method(chosen.rung).adapted:
         if not chosen.details.method.startswith("logistic regression"):
             return chosen  # an MLP head keeps the epoch validation chose: nothing to refit it on
         return _refit_frozen(chosen, curated, labels, cfg, run_dir)
@@ -103,7 +104,7 @@ def refit_selected_rung(
         chosen.rung,
         POOL,
         None,
-        run_dir / "models" / "frozen" / "linear_head.safetensors",
+        linear_probe_path(run_dir),
         "refit",
         run_dir / "models" / "final",
         epochs=epochs or _epochs(chosen.rung, cfg),
@@ -126,14 +127,15 @@ def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: Tha
     from sklearn.linear_model import LogisticRegression
 
     from tasks.ladder.features import extract_frozen_features
-    from tasks.ladder.frozen_rung import _as_head, save_linear_head
+    from tasks.ladder.frozen_rung import save_linear_head
+    from thaw.heads import linear_head_of
 
     features = extract_frozen_features.fn(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in POOL.splits])
     y = np.asarray(POOL.read(curated, cfg.root).labels)
     c = float(chosen.details.settings.get("head_C", cfg.training.head.c_without_validation))
     clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed).fit(x, y)
-    weight, bias = _as_head(clf, labels, x.shape[1])
+    weight, bias = linear_head_of(clf, labels, x.shape[1])
     meta = json.loads((chosen.model_dir / "model.json").read_text(encoding="utf-8")) | {
         "trained_on": list(POOL.splits),
         "head": "logistic regression",

@@ -14,6 +14,9 @@ from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import EvaluationPlan, RungDetails, TrainedRung
 
+SCRATCH = "scratch"  # not a rung of the ladder: the yardstick every rung is compared with
+SCRATCH_LABEL = "from-scratch TF-IDF baseline"
+
 
 def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[str], c: float, cfg: ThawConfig):
     """Predicted labels for ``test_texts``, and the vocabulary size."""
@@ -72,11 +75,11 @@ def train_scratch_baseline(
         metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
         details = _details(best, width[best], scores, chosen.folds)
         params = width[best] * len(labels)
-        return TrainedRung("scratch", None, metrics, chosen.predictions, params, details, chosen.fold_scores)
+        return TrainedRung(SCRATCH, None, metrics, chosen.predictions, params, details, chosen.fold_scores)
     train, val = curated.read(cfg.root, "train"), curated.read(cfg.root, "validation")
     fitted = {c: _fit_predict(train.texts, train.labels, val.texts, c, cfg) for c in grid}
     scores = {c: metric(val.labels, list(pred), labels) for c, (pred, _) in fitted.items()}
     best = max(scores, key=lambda c: (scores[c], -c))
     pred, width = fitted[best]
     metrics = score_predictions(val.labels, pred, labels, cfg)
-    return TrainedRung("scratch", None, metrics, tuple(pred), width * len(labels), _details(best, width, scores))
+    return TrainedRung(SCRATCH, None, metrics, tuple(pred), width * len(labels), _details(best, width, scores))

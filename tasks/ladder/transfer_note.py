@@ -15,11 +15,13 @@ import numpy as np
 from prefect import task
 
 from tasks.ladder.cross_validation import POOL
+from tasks.ladder.scratch_baseline import SCRATCH, SCRATCH_LABEL
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.gate import Decision
 from thaw.metrics import per_class_f1, slice_accuracy, worst_classes
 from thaw.plots import pyplot, save_figure
+from thaw.rung_registry import rung_method
 from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan, Selection, TrainedRung
 
 log = logging.getLogger(__name__)
@@ -35,10 +37,16 @@ def diagnostics(trained: list[TrainedRung], rows, labels: tuple[str, ...]) -> di
     return out
 
 
+def rung_label(rung: str) -> str:
+    """How reports name a rung: the registered rung's label, or the scratch baseline's."""
+    return SCRATCH_LABEL if rung == SCRATCH else rung_method(rung).label
+
+
 def _rung_row(r: TrainedRung, metric: str) -> dict:
     movement = r.details.movement
     return {
         "rung": r.rung,
+        "label": rung_label(r.rung),
         "method": r.details.method,
         "frozen": r.details.frozen,
         "trainable_parameters": r.trainable_parameters,
@@ -137,7 +145,7 @@ def _markdown(note: dict) -> str:
         moved = r["movement"]["reason"] if r["movement"] else "-"
         flag = " (**aggressive**)" if r["movement"] and r["movement"]["aggressive"] else ""
         lines.append(
-            f"| {r['rung']} | {r['method']} | {r[m]:.4f} | {interval} | {r['folds'] or '-'} | "
+            f"| {r['rung']} ({r['label']}) | {r['method']} | {r[m]:.4f} | {interval} | {r['folds'] or '-'} | "
             f"{r['trainable_parameters']:,} | {moved}{flag} |"
         )
     lines += [
@@ -173,7 +181,7 @@ def _markdown(note: dict) -> str:
 
 def _worst_lines(note: dict) -> list[str]:
     diag = note["diagnostics"]
-    rungs = [r["rung"] for r in note["validation"] if r["rung"] != "scratch"]
+    rungs = [r["rung"] for r in note["validation"] if r["rung"] != SCRATCH]
     lines = [
         "## Worst classes of the frozen rung, through the ladder",
         "",

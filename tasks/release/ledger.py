@@ -69,12 +69,6 @@ def _report(rm, versions) -> LedgerReport:
     return verify(rm.tags, str(champion) if champion is not None else None, cited)
 
 
-def entry_texts(client, name: str, entry: dict[str, Any]) -> dict[str, str]:
-    """The full long-text fields of an entry (reason, details), reassembled."""
-    tags = client.get_registered_model(name).tags
-    return {field: full_text(entry, field, tags)[0] for field in TEXT_FIELDS}
-
-
 def append(
     client,
     name: str,

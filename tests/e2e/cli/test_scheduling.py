@@ -196,7 +196,7 @@ def _port_free(port: int) -> bool:
 def test_a_second_run_waits_or_is_skipped_while_one_trains(workspace, tiny_encoder, prefect_harness):
     from flows.pipeline import thaw_pipeline
     from tasks.ladder.training_slot import training_slot
-    from tests.integration.test_pipeline import _config
+    from tests.integration.pipeline.test_pipeline import _config
 
     path = workspace / "data" / "tickets.csv"
     path.parent.mkdir(parents=True)

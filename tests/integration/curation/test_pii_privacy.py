@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pipeline import _config
+from tests.integration.pipeline.test_pipeline import _config
 from thaw.demo_data import generate_support_tickets
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import json, sys
 from pathlib import Path
 import torch.distributed as dist
 sys.path.insert(0, {root!r})
-from tests.integration.test_ladder import config, make_task, LABELS
+from tests.integration.ladder.test_ladder import config, make_task, LABELS
 from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
 ws, enc = Path({ws!r}), Path({enc!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 2, "batch_size": 8}})
@@ -35,7 +35,7 @@ dist.barrier()
 def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_encoder):
     from safetensors.numpy import load_file
 
-    from tests.integration.test_ladder import config, frozen_rung, make_task
+    from tests.integration.ladder.test_ladder import config, frozen_rung, make_task
 
     cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8})
     curated = make_task(workspace, "strong")
@@ -75,7 +75,7 @@ def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(worksp
     from safetensors.numpy import load_file
 
     from tasks.ladder.finetuning import holdout_fit, train_adapted_rung
-    from tests.integration.test_ladder import LABELS, config, frozen_rung, make_task
+    from tests.integration.ladder.test_ladder import LABELS, config, frozen_rung, make_task
 
     cfg = config(
         workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 2, "batch_size": 8, "processes": 2}

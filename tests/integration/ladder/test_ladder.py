@@ -95,7 +95,7 @@ KILL_SCRIPT = """
 import os, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from tests.integration.test_ladder import config, make_task, frozen_rung, LABELS
+from tests.integration.ladder.test_ladder import config, make_task, frozen_rung, LABELS
 from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
 ws, enc = Path({ws!r}), Path({enc!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8}})

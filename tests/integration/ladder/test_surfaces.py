@@ -9,6 +9,7 @@ import copy
 import pytest
 
 from thaw.config import LadderConfig
+from thaw.rung_registry import rung_methods
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +26,13 @@ def _adapted(tiny_encoder, rung: str, method: str = "lora"):
 
     from thaw.adaptation import apply_surface, build_classifier, parameter_groups
     from thaw.modeling import load_encoder
+    from thaw.rung_registry import rung_method
 
     torch.manual_seed(0)
     tokenizer, encoder = load_encoder(tiny_encoder, torch.device("cpu"))
     base = copy.deepcopy(encoder)
     model = build_classifier(encoder, 3, "mean")
-    surface = apply_surface(model, rung, _ladder(method))
+    surface = apply_surface(model, rung_method(rung), _ladder(method))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     optimizer = torch.optim.AdamW(parameter_groups(model, 5e-2, 5e-2, 1.0, 0.0), weight_decay=0.0)
@@ -47,6 +49,24 @@ def _hidden(encoder, tokenizer):
 
     with torch.no_grad():
         return encoder(**tokenizer(TEXTS, padding=True, return_tensors="pt")).last_hidden_state
+
+
+ADAPTED = [m.name for m in rung_methods() if m.adapted]
+
+
+@pytest.mark.parametrize("rung", ADAPTED)
+def test_every_registered_rung_changes_exactly_what_it_opens(tiny_encoder, rung):
+    """For any registered rung (a new one included): after a step the parameters that
+    changed are trainable ones, the frozen ones are bit-identical, the head trains, and the
+    surface counts what it opened."""
+    import torch
+
+    _, _, model, surface, changed, before = _adapted(tiny_encoder, rung)
+    opened = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed <= opened and {"head.weight", "head.bias"} <= changed
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n not in opened)
+    counted = sum(p.numel() for n, p in model.named_parameters() if n in opened and n.startswith("encoder."))
+    assert surface.rung == rung and surface.trainable_backbone == counted > 0
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.test_pipeline import _config
+from tests.integration.pipeline.test_pipeline import _config
 
 pytestmark = pytest.mark.integration
 

@@ -3,8 +3,8 @@ the choice between held-out validation and cross-validation."""
 
 import pytest
 
-from thaw.config import RUNG_ORDER
 from thaw.decision_table import evaluation_plan, ladder_plan
+from thaw.rung_registry import rung_names
 from thaw.rungs import DataEvidence
 
 
@@ -34,7 +34,7 @@ def evidence(median=50.0, fragmented=0.05, gap=0.03, p=0.9):
     ],
 )
 def test_the_first_move_follows_labels_gap_and_reuse(facts, suggestion, rungs):
-    plan = ladder_plan(facts, RUNG_ORDER, alpha=0.05)
+    plan = ladder_plan(facts, rung_names(), alpha=0.05)
     assert plan.suggestion == suggestion and plan.rungs == rungs
     assert any("rows per class" in r for r in plan.reasons) and any("domain gap" in r for r in plan.reasons)
 
@@ -42,7 +42,7 @@ def test_the_first_move_follows_labels_gap_and_reuse(facts, suggestion, rungs):
 def test_only_configured_rungs_are_planned_and_the_table_can_be_turned_off():
     assert ladder_plan(evidence(median=8), ("frozen", "peft"), 0.05).rungs == ("peft",)
     assert ladder_plan(evidence(median=100), ("frozen", "peft"), 0.05).rungs == ()
-    off = ladder_plan(evidence(median=8), RUNG_ORDER, 0.05, follow_table=False)
+    off = ladder_plan(evidence(median=8), rung_names(), 0.05, follow_table=False)
     assert off.rungs == ("fewshot", "peft", "partial", "full") and "decision table off" in off.reasons[-1]
 
 

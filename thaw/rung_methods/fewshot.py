@@ -1,0 +1,36 @@
+"""The few-shot rung, the SetFit recipe in two phases: ``train_embeddings`` (supervised
+contrastive tuning of the encoder on class-balanced batches, through LoRA or the whole
+encoder) then ``train_classifier`` (a logistic-regression head on the tuned embeddings)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from thaw.rung_methods.full import open_everything
+from thaw.rung_methods.peft import open_adapter
+from thaw.rung_methods.phases import train_classifier, train_embeddings
+from thaw.rung_registry import FEW_LABELS, Phase, RungMethod, register_rung
+
+if TYPE_CHECKING:
+    from thaw.config import LadderConfig
+
+
+def open_for_contrastive(model, ladder: LadderConfig) -> tuple[str, str]:
+    """Tune through the PEFT rung's adapter or the whole encoder (``fewshot.surface``)."""
+    return (open_adapter if ladder.fewshot.surface == "lora" else open_everything)(model, ladder)
+
+
+FEWSHOT = register_rung(
+    RungMethod(
+        name="fewshot",
+        order=10,
+        label="few-shot contrastive",
+        planned_in=frozenset({FEW_LABELS}),
+        first_in=frozenset({FEW_LABELS}),
+        open_surface=open_for_contrastive,
+        learning_rate=lambda ladder: (ladder.fewshot.learning_rate, 1.0),
+        loop=lambda ladder: ladder.fewshot.loop(ladder.finetune),
+        phases=(Phase("train_embeddings", train_embeddings), Phase("train_classifier", train_classifier)),
+        describe=lambda method: f"contrastive pairs + logistic regression, {method}",
+    )
+)

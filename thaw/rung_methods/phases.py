@@ -1,0 +1,132 @@
+"""Training phases the rungs share: what one step of a fit does to the fit's state.
+
+A phase gets a ``FitState`` (the classifier with the rung's surface opened, tokenizer,
+rows, settings) and trains ``state.model`` in place; a phase that runs the shared loop
+(``thaw.trainer.train_loop``) leaves its ``TrainOutcome`` in ``state.outcome``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from thaw.config import FineTuneConfig, ThawConfig
+    from thaw.datasets import Split
+    from thaw.trainer import TrainOutcome
+
+
+@dataclass
+class FitState:
+    """One fit of an adapted rung while its phases run."""
+
+    model: Any  # thaw.adaptation.build_classifier's model, surface applied
+    tokenizer: Any
+    device: Any
+    cfg: ThawConfig
+    labels: tuple[str, ...]
+    train: Split
+    validation: Split | None
+    train_encoded: dict
+    validation_encoded: dict | None
+    learning_rate: float
+    layer_decay: float
+    loop: FineTuneConfig
+    checkpoint: Path  # this fit's checkpoint: a phase that loops keeps its own beside it, named after the phase
+    select_epoch: bool  # keep the epoch best on validation (False: the last)
+    on_epoch_end: Callable[[int], None] | None = None
+    outcome: TrainOutcome | None = None
+
+    def label_codes(self, split: Split) -> np.ndarray:
+        index = {label: i for i, label in enumerate(self.labels)}
+        return np.array([index[y] for y in split.labels])
+
+
+def _groups(state: FitState, with_head: bool) -> list[dict]:
+    from thaw.adaptation import parameter_groups
+
+    f = state.cfg.training.ladder.finetune
+    groups = parameter_groups(state.model, state.learning_rate, f.head_learning_rate, state.layer_decay, f.weight_decay)
+    if with_head:
+        return groups
+    head = {id(p) for p in state.model.head.parameters()}
+    groups = [{**g, "params": [p for p in g["params"] if id(p) not in head]} for g in groups]
+    return [g for g in groups if g["params"]]
+
+
+def _run_loop(state: FitState, phase: str, plan, groups: list[dict]) -> None:
+    from thaw.trainer import Checkpoint, train_loop
+
+    if not state.select_epoch:
+        plan = dataclasses.replace(plan, evaluate=None)
+    checkpoint = Checkpoint(state.checkpoint.with_name(f"{state.checkpoint.name}-{phase}"))
+    seed = state.cfg.training.seed
+    state.outcome = train_loop(
+        state.model, plan, state.loop, state.learning_rate, groups, checkpoint, state.device, seed, state.on_epoch_end
+    )
+
+
+def fine_tune(state: FitState) -> None:
+    """Cross-entropy on encoder and head, scored on validation with the gate's metric."""
+    from thaw.metrics import macro_f1
+    from thaw.trainer import classification_plan
+
+    names = np.asarray(state.labels)
+    y_val = np.asarray(state.validation.labels) if state.validation else None
+    if state.cfg.training.ladder.metric == "accuracy":
+        score = lambda pred: float((names[pred] == y_val).mean())  # noqa: E731
+    else:
+        score = lambda pred: macro_f1(y_val, names[pred], state.labels)  # noqa: E731
+    plan = classification_plan(
+        state.tokenizer,
+        state.train_encoded,
+        state.label_codes(state.train),
+        state.validation_encoded,
+        score,
+        state.loop.batch_size,
+        state.cfg.training.seed,
+        state.device,
+    )
+    _run_loop(state, "fine_tune", plan, _groups(state, with_head=True))
+
+
+def train_embeddings(state: FitState) -> None:
+    """Supervised contrastive loss on class-balanced batches, on the encoder alone."""
+    from thaw.trainer import contrastive_plan
+
+    fs = state.cfg.training.ladder.fewshot
+    plan = contrastive_plan(
+        state.tokenizer,
+        state.train_encoded,
+        state.label_codes(state.train),
+        fs.classes_per_batch,
+        fs.rows_per_class,
+        fs.temperature,
+        state.cfg.training.seed,
+        state.device,
+    )
+    _run_loop(state, "train_embeddings", plan, _groups(state, with_head=False))
+
+
+def train_classifier(state: FitState) -> None:
+    """A logistic-regression head on the (tuned) encoder's embeddings, C chosen on
+    validation when there is one, written into ``state.model.head``."""
+    import torch
+
+    from thaw.heads import fit_logistic_head
+    from thaw.modeling import embed_texts
+
+    model, cfg = state.model, state.cfg
+    embed = lambda texts: embed_texts(texts, state.tokenizer, model.encoder, cfg.backbone, state.device)  # noqa: E731
+    val = state.validation
+    x = {"train": embed(state.train.texts), "validation": embed(val.texts) if val else None}
+    y = {"train": np.asarray(state.train.labels), "validation": np.asarray(val.labels) if val else None}
+    weight, bias, _, _ = fit_logistic_head(x, y, state.labels, cfg)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight))
+        model.head.bias.copy_(torch.from_numpy(bias).clamp(min=-30))
