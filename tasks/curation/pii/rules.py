@@ -27,9 +27,8 @@ from collections.abc import Iterable
 
 import regex
 
+from tasks.curation.pii.spans import Span
 from thaw.checksums import iban_ok, luhn_ok
-
-Span = tuple[int, int, str]
 
 # --- structured -----------------------------------------------------------------------
 
@@ -66,19 +65,19 @@ def plain_view(text: str) -> str:
 def structured_spans(text: str) -> list[Span]:
     """E-mail addresses, Luhn-valid card numbers, checksummed IBANs and phone numbers
     (``text`` as given or its ``plain_view``)."""
-    spans: list[Span] = [(m.start(), m.end(), "EMAIL_ADDRESS") for m in EMAIL_RX.finditer(text)]
+    spans: list[Span] = [Span(m.start(), m.end(), "EMAIL_ADDRESS") for m in EMAIL_RX.finditer(text)]
     for m in CARD_RX.finditer(text):
         digits = _digits(m.group())
         # 13-19 Luhn-valid digits anywhere; 12 (Maestro) only after a card word
         short_card = len(digits) == 12 and CARD_CUE_RX.search(text, max(0, m.start() - 30), m.start())
         if (13 <= len(digits) <= 19 or short_card) and luhn_ok(digits):
-            spans.append((m.start(), m.end(), "CREDIT_CARD"))
-    spans += [(m.start(), m.end(), "IBAN_CODE") for m in IBAN_RX.finditer(text) if iban_ok(m.group())]
+            spans.append(Span(m.start(), m.end(), "CREDIT_CARD"))
+    spans += [Span(m.start(), m.end(), "IBAN_CODE") for m in IBAN_RX.finditer(text) if iban_ok(m.group())]
     taken = [(s, e) for s, e, _ in spans]
     for m in PHONE_RX.finditer(text):
         if any(s < m.end() and m.start() < e for s, e in taken) or not _phone_like(text, m):
             continue
-        spans.append((m.start(), m.end(), "PHONE_NUMBER"))
+        spans.append(Span(m.start(), m.end(), "PHONE_NUMBER"))
     return spans
 
 
@@ -113,7 +112,7 @@ def date_of_birth_spans(text: str) -> list[Span]:
     """Full dates with a year (a birth date is one; "yesterday" and "Monday" are not)."""
     if not _YEAR.search(text):
         return []
-    return [(m.start(), m.end(), "DATE_OF_BIRTH") for m in DATE_OF_BIRTH_RX.finditer(text)]
+    return [Span(m.start(), m.end(), "DATE_OF_BIRTH") for m in DATE_OF_BIRTH_RX.finditer(text)]
 
 
 # --- places and names -----------------------------------------------------------------
@@ -170,7 +169,7 @@ def place_spans(text: str) -> list[Span]:
     spans = _known_places(text)
     for m in _PLACE_AFTER_CUE.finditer(text):
         if m.group(1).split()[0].casefold() not in NOT_PLACES:
-            spans.append((m.start(1), m.end(1), "LOCATION"))
+            spans.append(Span(m.start(1), m.end(1), "LOCATION"))
     return spans
 
 
@@ -184,7 +183,7 @@ def _known_places(text: str) -> list[Span]:
                 phrase = " ".join(words[first : first + size])
                 if phrase.casefold() in known:
                     start = m.start() + len(" ".join(words[:first])) + (1 if first else 0)
-                    spans.append((start, start + len(phrase), "LOCATION"))
+                    spans.append(Span(start, start + len(phrase), "LOCATION"))
             if spans and spans[-1][0] >= m.start():
                 break
     return spans
@@ -245,17 +244,17 @@ _NAME_RUN = regex.compile(rf"{NAME}(?:\s+(?:{INITIAL}\s+)?{NAME}){{0,2}}")
 def person_spans(text: str) -> list[Span]:
     """Names after a title, a cue word or a sign-off dash, with a middle initial, and runs
     of capitalised words that start with a known first name ("Janice", "Stephanie Costa")."""
-    spans = [(m.start(1), m.end(1), "PERSON") for rx in (_TITLED, _SIGNED) for m in rx.finditer(text)]
+    spans = [Span(m.start(1), m.end(1), "PERSON") for rx in (_TITLED, _SIGNED) for m in rx.finditer(text)]
     known = first_names()
     for m in _NAME_RUN.finditer(text):
         offset = m.start()
         for word in m.group().split():  # "Producer Daniel Payne": from the first known first name on
             if word.casefold() in known:
-                spans.append((offset, m.end(), "PERSON"))
+                spans.append(Span(offset, m.end(), "PERSON"))
                 break
             offset = text.index(word, offset) + len(word)
             offset += len(text[offset:]) - len(text[offset:].lstrip())
-    spans += [(m.start(), m.end(), "PERSON") for m in _WITH_INITIAL.finditer(text)]
+    spans += [Span(m.start(), m.end(), "PERSON") for m in _WITH_INITIAL.finditer(text)]
     for m in _AFTER_CUE.finditer(text):
         name = m.group(1)
         if name.split()[0].casefold() in NOT_NAMES:
@@ -263,7 +262,7 @@ def person_spans(text: str) -> list[Span]:
         cue = text[max(0, m.start(1) - 12) : m.start(1)].strip(" ,:?").split()[-1:]
         if cue and cue[0].casefold() in _WEAK_CUES and len(name.split()) < 2:
             continue
-        spans.append((m.start(1), m.end(1), "PERSON"))
+        spans.append(Span(m.start(1), m.end(1), "PERSON"))
     return spans
 
 
@@ -276,4 +275,4 @@ def propagate_names(text: str, spans: Iterable[Span]) -> list[Span]:
     pattern = regex.compile(
         r"\b(?:" + "|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)) + r")\b"
     )
-    return [(m.start(), m.end(), "PERSON") for m in pattern.finditer(text)]
+    return [Span(m.start(), m.end(), "PERSON") for m in pattern.finditer(text)]

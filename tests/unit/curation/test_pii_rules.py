@@ -5,7 +5,8 @@ import pytest
 
 from tasks.curation.pii import addresses as addresses
 from tasks.curation.pii import rules as rules
-from tasks.curation.pii.detector import PiiSecret, Span, choose_spans, pseudonym
+from tasks.curation.pii.detector import PiiSecret, pseudonym
+from tasks.curation.pii.spans import Span, choose_spans
 
 
 def _found(spans, text):
