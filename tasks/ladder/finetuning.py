@@ -17,7 +17,6 @@ result the pipeline reads back::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -33,7 +32,8 @@ from prefect import task
 from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.frozen_rung import linear_probe_path, save_linear_head
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion, Split, SplitRows, write_text_atomically
+from thaw.content_cache import content_key
+from thaw.datasets import DatasetVersion, Split, SplitRows, file_md5, write_text_atomically
 from thaw.rung_registry import rung_method
 from thaw.rungs import EpochRecord, RungDetails, TrainedRung
 
@@ -87,12 +87,25 @@ def holdout_fit(rung: str, run_dir: Path) -> AdaptedFit:
     )
 
 
-def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, backbone_revision: str) -> str:
-    """Content key of a fit: config, data, rows, rung and backbone (a re-run resumes)."""
-    data = ",".join(f"{s}:{f.md5}" for s, f in sorted(curated.files.items()))
-    rows = json.dumps([fit.train.splits, fit.train.positions, fit.epochs], default=list)
-    blob = f"{cfg.digest()}|{fit.rung}|{fit.name}|{rows}|{data}|{backbone_revision}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+FIT_LIBRARIES = ("torch", "transformers", "peft")
+
+
+def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, backbone_revision: str, precision: str):
+    """Content key of a fit (a re-run resumes it): the rows it trains on, the linear probe
+    it starts from, the backbone, the rung and the ladder settings that shape a fit, the
+    libraries and the precision; not the tracking URI, the gate or the rung list."""
+    ladder = cfg.training.ladder
+    settings = {
+        "rung": fit.rung,
+        "fit": fit.name,
+        "rows": [fit.train.splits, fit.train.positions, fit.epochs, fit.select_epoch],
+        "data": {s: f.md5 for s, f in sorted(curated.files.items())},
+        "probe": file_md5(fit.head),
+        "backbone": [backbone_revision, cfg.backbone.pooling, cfg.backbone.max_length],
+        "ladder": ladder.model_dump(mode="json", include={"finetune", "fewshot", "peft", "metric"}),
+        "seed": cfg.training.seed,
+    }
+    return content_key("checkpoint", settings, FIT_LIBRARIES, precision)
 
 
 def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, model_dir: Path) -> None:
@@ -150,6 +163,7 @@ def fit_adapted_rung(
     """Train ``fit.rung`` on ``fit.train`` (resumable), score it on ``fit.validation``,
     save it to ``fit.out_dir``; optionally measure how far it moved the backbone."""
     from thaw.distributed import is_main_process
+    from thaw.modeling import numeric_precision
     from thaw.rung_methods.phases import FitState
     from thaw.trainer import predict_classes
 
@@ -163,7 +177,8 @@ def fit_adapted_rung(
     loop_cfg = method.loop(ladder)
     if fit.epochs is not None:
         loop_cfg = loop_cfg.model_copy(update={"epochs": fit.epochs})
-    checkpoint = cfg.state_path / "checkpoints" / checkpoint_key(cfg, fit, curated, ref.revision)
+    key = checkpoint_key(cfg, fit, curated, ref.revision, numeric_precision(device))
+    checkpoint = cfg.state_path / "checkpoints" / key
     state = FitState(
         model,
         tokenizer,

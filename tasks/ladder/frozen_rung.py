@@ -16,6 +16,7 @@ from prefect import task
 from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.features import FeatureSet
 from thaw.config import ThawConfig
+from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion
 from thaw.heads import fit_logistic_head, linear_head_of
 from thaw.modeling import head_probabilities
@@ -104,30 +105,30 @@ def save_linear_head(
 
 def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, fit):
     """The fitted heads for these features, labels and head settings: cached by content."""
-    import hashlib
-
     from safetensors.numpy import load_file, save_file
 
-    blob = json.dumps(
-        {
-            "features": {s: p.name for s, p in sorted(features.paths.items())},
-            "labels": {s: curated.files[s].md5 for s in ("train", "validation")},
-            "classes": list(labels),
-            "head": cfg.training.head.model_dump(mode="json"),
-            "seed": cfg.training.seed,
-        },
-        sort_keys=True,
-    )
-    cache = cfg.state_path / "cache" / "heads" / hashlib.sha256(blob.encode()).hexdigest()[:24]
-    if (cache / "meta.json").is_file():
-        meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
-        return load_file(str(cache / "head.safetensors")), load_file(str(cache / "linear.safetensors")), meta, True
+    settings = {
+        "features": dict(sorted(features.keys.items())),
+        "labels": {s: curated.files[s].md5 for s in ("train", "validation")},
+        "classes": list(labels),
+        "head": cfg.training.head.model_dump(mode="json"),
+        "seed": cfg.training.seed,
+    }
+    cache = ContentCache(cfg.state_path / "cache" / "heads")
+    key = content_key("heads", settings, HEAD_LIBRARIES, "cpu-fp32")  # heads are fit on the CPU
+    entry = cache.get(key)
+    if entry is not None:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        return load_file(str(entry / "head.safetensors")), load_file(str(entry / "linear.safetensors")), meta, True
     head, linear, meta = fit()
-    cache.mkdir(parents=True, exist_ok=True)
-    save_file(head, str(cache / "head.safetensors"))
-    save_file(linear, str(cache / "linear.safetensors"))
-    (cache / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    with cache.put(key) as staging:
+        save_file(head, str(staging / "head.safetensors"))
+        save_file(linear, str(staging / "linear.safetensors"))
+        (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return head, linear, meta, False
+
+
+HEAD_LIBRARIES = ("scikit-learn", "torch", "numpy")
 
 
 def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig):
