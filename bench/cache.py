@@ -19,7 +19,7 @@ def run() -> dict:
     from thaw.config import ThawConfig
     from thaw.datasets import DatasetVersion, TrackedFile, file_md5
     from thaw.demo_data import generate_support_tickets
-    from thaw.rungs import EvaluationPlan
+    from thaw.rungs import EvaluationPlan, LadderContext
 
     ws = Path(tempfile.mkdtemp(prefix="thaw-cache-"))
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
@@ -43,7 +43,9 @@ def run() -> dict:
     for attempt in range(2):
         start = time.perf_counter()
         features = extract_frozen_features.fn(curated, cfg)
-        train_frozen_rung.fn(features, curated, labels, cfg, ws / f"run{attempt}", EvaluationPlan.holdout())
+        train_frozen_rung.fn(
+            features, LadderContext(curated, labels, cfg, ws / f"run{attempt}", EvaluationPlan.holdout())
+        )
         times.append(time.perf_counter() - start)
     print(f"Frozen rung on unchanged data ({len(frame):,} demo rows)")
     row("first run / re-run (cached features)", f"{times[0]:.1f} s / {times[1]:.2f} s")

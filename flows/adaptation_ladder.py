@@ -16,6 +16,7 @@ Steps:
     movement), ladder chart and learning curves are written.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from tasks.ladder.scratch_baseline import train_scratch_baseline
 from tasks.ladder.transfer_note import write_transfer_note
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
-from thaw.rungs import LadderResult
+from thaw.rungs import LadderContext, LadderResult
 
 
 @flow(name="adaptation-ladder")
@@ -40,23 +41,21 @@ def climb_ladder(
     """Train rungs in the planned order while the gate says escalate; select, refit, explain."""
     started, budget = time.monotonic(), cfg.training.ladder.time_budget_minutes * 60
     evidence, evaluation = assess_data(features, curated, labels, cfg)
-    scratch = train_scratch_baseline(curated, labels, cfg, evaluation)
-    trained = [train_frozen_rung(features, curated, labels, cfg, run_dir, evaluation)]
-    evidence, plan = plan_ladder(evidence, scratch, trained[0], curated, cfg, evaluation)
+    ctx = LadderContext(curated, labels, cfg, run_dir, evaluation)
+    scratch = train_scratch_baseline(ctx)
+    trained = [train_frozen_rung(features, ctx)]
+    evidence, plan = plan_ladder(evidence, scratch, trained[0], ctx)
     decisions = []
     for i, rung in enumerate((*plan.rungs, None)):
         left = len(plan.rungs) - i
-        decisions.append(decide_escalation(trained, curated, cfg, evaluation, left, time.monotonic() - started))
+        decisions.append(decide_escalation(trained, ctx, left, time.monotonic() - started))
         if decisions[-1].action == "stop" or rung is None:
             break
         share = (budget - (time.monotonic() - started)) / left
-        trained.append(train_ladder_rung(rung, curated, labels, cfg, run_dir, evaluation, share))
-    selection = select_final_rung(trained, scratch, curated, cfg, evaluation)
-    final = refit_selected_rung(selection, trained, curated, labels, cfg, run_dir, evaluation)
-    reports = write_transfer_note(
-        selection, trained, scratch, decisions, evidence, evaluation, plan, final, curated, labels, cfg, run_dir
-    )
-    return LadderResult(
+        trained.append(train_ladder_rung(rung, ctx, share))
+    selection = select_final_rung(trained, scratch, ctx)
+    final = refit_selected_rung(selection, trained, ctx)
+    result = LadderResult(
         features.backbone,
         scratch,
         tuple(trained),
@@ -66,6 +65,7 @@ def climb_ladder(
         evidence,
         evaluation,
         plan,
-        tuple(reports),
+        (),
         time.monotonic() - started,
     )
+    return dataclasses.replace(result, reports=tuple(write_transfer_note(result, ctx)))

@@ -42,6 +42,7 @@ from tasks.release.run_summary import (
     write_run_summary,
     write_skipped_summary,
 )
+from tasks.release.trained_run import TrainedRun
 from tasks.tracking.dataset_inputs import log_datasets
 from tasks.tracking.runs import close_tracking_run, log_run_results, open_tracking_run, tie_metrics_to_model
 from tasks.versioning.snapshots import version_curated_data, version_raw_data
@@ -67,34 +68,24 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             features = extract_frozen_features(versioned, cfg)
             ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
             y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
-            evaluation = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
-            others = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
-            metrics = ladder_metrics(ladder, evaluation, others)
-            measured_on = metric_datasets(cfg, ladder, versioned, metrics)
+            tested = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
+            unselected = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
+            trained = TrainedRun(run, cfg, raw, curated, versioned, ladder, tested, unselected)
+            metrics = ladder_metrics(trained)
+            measured_on = metric_datasets(trained, metrics)
             log_run_results(
                 run,
                 cfg,
                 run_params(cfg, ladder.selected),
                 metrics,
-                [
-                    curated.report_path,
-                    curated.report_path.with_suffix(".md"),
-                    curated.metrics_path,
-                    expectations.summary_path,
-                    expectations.markdown_path,
-                    expectations.data_docs_dir,
-                    evaluation.report_path,
-                    evaluation.confusion_png,
-                    *ladder.reports,
-                ],
+                [*trained.reports, *expectations.reports],
                 datasets=measured_on,
                 curves=ladder_curves(ladder),
             )
-            tags = model_version_tags(run, cfg, raw, versioned, ladder, evaluation)
-            registered = register_model(run, cfg, ladder.selected.model_dir, tags)
+            registered = register_model(run, cfg, ladder.selected.model_dir, model_version_tags(trained))
             tie_metrics_to_model(cfg, registered, metrics, measured_on)
-            publish_model_card(run, cfg, registered, ladder, evaluation, versioned, curated.report_path)
-            summary = write_run_summary(cfg, run, curated, raw, versioned, ladder, evaluation, others, registered)
+            publish_model_card(trained, registered)
+            summary = write_run_summary(trained, registered)
     except BaseException as exc:
         status, reason = run_ending(exc)
         close_tracking_run(run, cfg, status, reports_in(run.run_dir), reason)

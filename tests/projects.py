@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from thaw.config import ThawConfig
 from thaw.demo_data import generate_support_tickets
 
 
@@ -45,3 +46,20 @@ def copy_version(cfg, model: str, source: str, **tag_overrides: str) -> str:
     mv = client.create_model_version(model, source=f"models:/{model}/{source}", tags=tags)
     register_challenger(cfg, model, str(mv.version), registry_identity(cfg))
     return str(mv.version)
+
+
+def pipeline_config(workspace: Path, encoder: Path, train: Path, **expect) -> ThawConfig:
+    """Generated tickets in ``train``, the tiny encoder, the frozen and PEFT rungs."""
+    return ThawConfig.model_validate(
+        {
+            "model_name": "tickets",
+            "workspace": str(workspace),
+            "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
+            "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
+            "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
+            "training": {
+                "head": {"c_grid": [1.0], "max_iter": 300},
+                "ladder": {"rungs": ["frozen", "peft"], "cv_repeats": 1},
+            },
+        }
+    )

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thaw.config import ThawConfig
+from thaw.datasets import DatasetVersion
 from thaw.gate import Comparison, Decision
 from thaw.modeling import BackboneRef
 from thaw.movement import BackboneMovement
@@ -193,3 +195,15 @@ class LadderResult:
     def selected(self) -> TrainedRung:
         """The model that is tested and registered."""
         return self.final
+
+
+@dataclass(frozen=True)
+class LadderContext:
+    """What every task of one climb shares: the curated splits, the label set, the
+    config, the run directory the rungs write to, and how rungs are scored."""
+
+    curated: DatasetVersion
+    labels: tuple[str, ...]
+    cfg: ThawConfig
+    run_dir: Path
+    evaluation: EvaluationPlan

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from thaw.datasets import ColumnMap
 from thaw.errors import UserError
-from thaw_cli.common import _config
+from thaw_cli.common import config_from_args
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Serve the pipeline as a Prefect deployment with a schedule (blocks; Ctrl-C stops)."""
-    cfg = _config(args, {"data.train": args.train, "model_name": args.model_name})
+    cfg = config_from_args(args, {"data.train": args.train, "model_name": args.model_name})
     _require_prefect_server("scheduling")
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
@@ -41,7 +41,7 @@ def _require_prefect_server(what: str) -> None:
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Drift of newly arrived rows against what a model version learned from; on a schedule
     with --cron/--interval."""
-    cfg = _config(args, {"model_name": args.model.split("@")[0].split("/")[0]})
+    cfg = config_from_args(args, {"model_name": args.model.split("@")[0].split("/")[0]})
     from thaw.ingest import input_columns, preflight_inputs
 
     source = Path(args.input).resolve()
@@ -79,9 +79,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         )
         return 0
     from flows.monitoring import thaw_monitor
-    from thaw_cli.common import _quiet_user_errors
+    from thaw_cli.common import quiet_user_error_tracebacks
 
-    _quiet_user_errors()
+    quiet_user_error_tracebacks()
     print(f"comparing {source} ({'labelled: ' + label if label else 'unlabelled'}) with what {args.model} learned from")
     report_path = Path(thaw_monitor(cfg, **params))
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -105,7 +105,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from thaw_cli.services import start_services
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     urls = start_services(cfg, args.mlflow_port, args.prefect_port)
     print(f"MLflow UI and tracking server  {urls['mlflow']}")
     print(f"Prefect UI                     {urls['prefect']}")
@@ -120,12 +120,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from thaw_cli.services import serve_ui
 
-    return serve_ui(_config(args), args.port)
+    return serve_ui(config_from_args(args), args.port)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from thaw_cli.services import stop_services
 
-    stopped = stop_services(_config(args))
+    stopped = stop_services(config_from_args(args))
     print("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
     return 0

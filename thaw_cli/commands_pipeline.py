@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import DEMO_CONFIG, _config, _quiet_user_errors
+from thaw_cli.common import DEMO_CONFIG, config_from_args, quiet_user_error_tracebacks
 
 
 def _run_pipeline(cfg, summary_json: str | None) -> dict:
@@ -22,7 +22,7 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
     )
     from flows.pipeline import thaw_pipeline
 
-    _quiet_user_errors()
+    quiet_user_error_tracebacks()
 
     summary_path = thaw_pipeline(cfg)
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
@@ -44,7 +44,7 @@ def _data_overrides(args: argparse.Namespace, train: str | None) -> dict[str, st
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _config(args, {**_data_overrides(args, args.train), "model_name": args.model_name})
+    cfg = config_from_args(args, {**_data_overrides(args, args.train), "model_name": args.model_name})
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
     summary = _run_pipeline(cfg, args.summary_json)
@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_curate(args: argparse.Namespace) -> int:
     from thaw.ingest import preflight_inputs
 
-    cfg = _config(args, {**_data_overrides(args, args.input), "data.output_format": args.format})
+    cfg = config_from_args(args, {**_data_overrides(args, args.input), "data.output_format": args.format})
     d = cfg.data
     preflight_inputs(
         {"input": d.train, "validation": d.validation, "test": d.test},
@@ -63,7 +63,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     )
     from flows.curation import curation_flow
 
-    _quiet_user_errors()
+    quiet_user_error_tracebacks()
     written = curation_flow(cfg, Path(args.output))
     report = json.loads(Path(written["report"]).read_text(encoding="utf-8"))
     print(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from thaw.demo_data import write_demo_data
 
     args.config = args.config or str(DEMO_CONFIG)
-    cfg = _config(args)
+    cfg = config_from_args(args)
     started = time.perf_counter()
     write_demo_data(cfg.root)
     _check_demo_matches_data_dvc(cfg.root)

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import _config
+from thaw_cli.common import config_from_args
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from tasks.tracking.client import client_for
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     client = client_for(cfg)
     rows = []
     for rm in client.search_registered_models():
@@ -48,7 +48,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from tasks.release.lineage import describe_lineage
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     info = describe_lineage(cfg, args.model)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -90,7 +90,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_approve(args: argparse.Namespace) -> int:
     from tasks.release.promotion import approve
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     decision = approve(cfg, args.model, args.version, args.reason, force=args.force)
     state = "FORCED to champion" if decision.forced else "champion"
     print(f"{args.model} v{args.version} is now {state}:")
@@ -102,7 +102,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_reject(args: argparse.Namespace) -> int:
     from tasks.release.promotion import reject
 
-    reject(_config(args), args.model, args.version, args.reason)
+    reject(config_from_args(args), args.model, args.version, args.reason)
     print(f"{args.model} v{args.version} rejected")
     return 0
 
@@ -110,7 +110,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from tasks.release.promotion import rollback
 
-    target = rollback(_config(args), args.model, args.reason)
+    target = rollback(config_from_args(args), args.model, args.reason)
     print(f"{args.model}: champion is back to v{target}")
     return 0
 
@@ -121,7 +121,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from tasks.release.ledger import ledger_report
     from tasks.tracking.client import client_for, is_missing
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     try:
         report = ledger_report(client_for(cfg), args.model)
     except MlflowException as exc:
@@ -175,7 +175,7 @@ def _ledger_line(e: dict) -> str:
 def cmd_unlock(args: argparse.Namespace) -> int:
     from tasks.release.promotion import unlock
 
-    broken = unlock(_config(args), args.model, args.reason)
+    broken = unlock(config_from_args(args), args.model, args.reason)
     print(f"{args.model}: promotion lock broken ({broken}); recorded in the ledger")
     return 0
 
@@ -183,7 +183,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tasks.versioning.restore import restore_data
 
-    restored = restore_data(_config(args), args.model, Path(args.to))
+    restored = restore_data(config_from_args(args), args.model, Path(args.to))
     for split, path in restored.items():
         print(f"{split:<11} {path}")
     return 0
@@ -192,7 +192,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tasks.serving.batch_prediction import predict_file
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     rows = predict_file(
         cfg,
         args.model,
@@ -213,7 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tasks.tracking.client import resolve_version
     from thaw.tracking import tracking_uri
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     mv = resolve_version(cfg, args.model)
     local = verified_model_dir(cfg, mv.name, str(mv.version))  # its code runs only if it is what was registered
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH

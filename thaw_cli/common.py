@@ -25,7 +25,9 @@ def _prepare_environment(cfg) -> None:
     os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
 
 
-def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    """The validated config of a command: its --config (or configs/default.yaml), its
+    --workspace and ``overrides``; also sets the environment thaw runs in."""
     from thaw.config import load_config
 
     path = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
@@ -47,6 +49,6 @@ class _DropUserErrorTracebacks(logging.Filter):
         )
 
 
-def _quiet_user_errors() -> None:
+def quiet_user_error_tracebacks() -> None:
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_DropUserErrorTracebacks())

@@ -17,8 +17,8 @@ import logging
 import random
 import shutil
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ from tasks.curation.dedup import (
     normalize_text,
     resolve_label_conflicts,
 )
+from tasks.curation.report import RowAccounting, build_report, curation_markdown, publish_accounting
+from thaw import artifacts
 from thaw.config import SplitConfig, ThawConfig
 from thaw.content_cache import COMPLETE, ContentCache, content_key
 from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables, write_text_atomically
@@ -40,7 +42,6 @@ from thaw.ingest import read_labelled_table
 
 log = logging.getLogger(__name__)
 
-SAMPLES_PER_REASON = 5
 CURATED_FORMAT = 2  # 2: canonical id/text/label columns (1 used the user's names)
 
 
@@ -56,54 +57,42 @@ class CuratedDataset:
     metrics_path: Path
     cache_hit: bool = False
 
-
-@dataclass
-class CurationLedger:
-    """Per-stage counts and (raw, to be scrubbed) samples of removed rows."""
-
-    stages: list[dict] = field(default_factory=list)
-    removed_samples: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
-    notes: dict = field(default_factory=dict)
-
-    def record(
-        self, stage: str, before: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None
-    ) -> None:
-        removed = {reason: len(pos) for reason, pos in removals.items() if pos}
-        for reason, positions in removals.items():
-            room = SAMPLES_PER_REASON - len(self.removed_samples[reason])
-            for pos in positions[: max(room, 0)]:
-                self.removed_samples[reason].append((before["id"].iat[pos], before["text"].iat[pos]))
-        dropped = {p for pos in removals.values() for p in pos}
-        entry = {"stage": stage, "rows_in": len(before), "rows_out": len(before) - len(dropped), "removed": removed}
-        self.stages.append(entry | (extra or {}))
+    @property
+    def reports(self) -> tuple[Path, ...]:
+        """The curation report, its markdown twin and the metrics, as logged on the run."""
+        return (self.report_path, self.report_path.with_name(artifacts.CURATION_REPORT_MD), self.metrics_path)
 
 
 def _apply(
-    ledger: CurationLedger, stage: str, frame: pd.DataFrame, removals: dict[str, list[int]], extra: dict | None = None
+    accounting: RowAccounting,
+    stage: str,
+    frame: pd.DataFrame,
+    removals: dict[str, list[int]],
+    extra: dict | None = None,
 ) -> pd.DataFrame:
-    ledger.record(stage, frame, removals, extra)
+    accounting.record(stage, frame, removals, extra)
     return drop_positions(frame, sorted({p for pos in removals.values() for p in pos}))
 
 
-def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, ledger: CurationLedger, name: str) -> pd.DataFrame:
+def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAccounting, name: str) -> pd.DataFrame:
     """Drop empty text/label, reject over-long texts (``long_text_policy: reject``; with
     ``truncate`` they are cut after scrubbing), resolve conflicts, drop exact duplicates."""
     empty_text = [i for i, t in enumerate(frame["text"]) if not t.strip()]
     missing_label = [i for i, label in enumerate(frame["label"]) if not label.strip() and i not in set(empty_text)]
-    frame = _apply(ledger, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
+    frame = _apply(accounting, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
     if cfg.data.long_text_policy == "reject":
         long_rows = [i for i, t in enumerate(frame["text"]) if len(t) > cfg.data.max_text_chars]
-        frame = _apply(ledger, f"{name}:length", frame, {"too_long": long_rows})
+        frame = _apply(accounting, f"{name}:length", frame, {"too_long": long_rows})
     conflicts, n_conflicts = resolve_label_conflicts(frame, cfg.curation.dedup.label_conflicts)
     frame = _apply(
-        ledger,
+        accounting,
         f"{name}:label_conflicts",
         frame,
         {r.reason: list(r.positions) for r in conflicts},
         {"conflicting_texts": n_conflicts, "policy": cfg.curation.dedup.label_conflicts},
     )
     return _apply(
-        ledger, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])}
+        accounting, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])}
     )
 
 
@@ -131,7 +120,7 @@ def stratified_split(
 
 
 def drop_cross_split_duplicates(
-    splits: dict[str, pd.DataFrame], cfg: ThawConfig, ledger: CurationLedger, signer=minhash_signatures
+    splits: dict[str, pd.DataFrame], cfg: ThawConfig, accounting: RowAccounting, signer=minhash_signatures
 ) -> dict[str, pd.DataFrame]:
     """Near duplicates inside each split, then against the splits evaluated on.
 
@@ -145,17 +134,17 @@ def drop_cross_split_duplicates(
     for split in ("test", "validation", "train"):  # evaluation rows are fixed first
         frame = splits[split]
         exact = [i for i, t in enumerate(frame["text"]) if normalize_text(t) in exact_ref]
-        frame = _apply(ledger, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
+        frame = _apply(accounting, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
         if dcfg.near_duplicates:
             signatures = signer(list(frame["text"]), dcfg)
             own = near_duplicate_positions(signatures, dcfg)
             frame, signatures = (
-                _apply(ledger, f"{split}:near_duplicates", frame, {"near_duplicate": own}),
+                _apply(accounting, f"{split}:near_duplicates", frame, {"near_duplicate": own}),
                 _without(signatures, own),
             )
             cross = near_duplicate_positions(signatures, dcfg, reference) if len(reference) else []
             frame, signatures = (
-                _apply(ledger, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross}),
+                _apply(accounting, f"{split}:cross_split_near", frame, {"near_duplicate_of_eval": cross}),
                 _without(signatures, cross),
             )
             if split != "train":  # nothing is compared against train
@@ -171,40 +160,6 @@ def _without(rows: np.ndarray, positions: list[int]) -> np.ndarray:
     keep = np.ones(len(rows), dtype=bool)
     keep[positions] = False
     return rows[keep]
-
-
-def publish_accounting(report: dict, run_dir: Path) -> Path:
-    """Flat per-stage counts as a metrics file (for ``dvc metrics diff``) and a Prefect table."""
-    metrics = {
-        "rows": report["splits"],
-        "pii_rows_changed": report["pii"]["rows_changed"],
-        "pii_entities": report["pii"]["entities"],
-        "pii_rows_per_s": report["pii"]["rows_per_s"],
-        "removed": {},
-    }
-    for stage in report["stages"]:
-        for reason, n in stage["removed"].items():
-            metrics["removed"][f"{stage['stage']}:{reason}"] = n
-    path = run_dir / "curation_metrics.json"
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
-    try:
-        from prefect.artifacts import create_table_artifact
-
-        table = [
-            {
-                "stage": s["stage"],
-                "rows_in": s["rows_in"],
-                "rows_out": s["rows_out"],
-                "removed": ", ".join(f"{k}={v}" for k, v in s["removed"].items()) or "-",
-            }
-            for s in report["stages"]
-        ]
-        create_table_artifact(
-            key="curation-accounting", table=table, description="Rows in/out and removals per curation stage"
-        )
-    except Exception as exc:  # outside a flow run there is nowhere to attach it; the file still exists
-        log.debug("no Prefect table artifact: %s", exc)
-    return path
 
 
 def _read_inputs(cfg: ThawConfig) -> dict[str, pd.DataFrame]:
@@ -250,7 +205,9 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
     return content_key("curation", settings, CURATION_LIBRARIES)
 
 
-def _scrub(frames: dict[str, pd.DataFrame], cfg: ThawConfig, detector, secret, run_dir: Path, ledger: CurationLedger):
+def _scrub(
+    frames: dict[str, pd.DataFrame], cfg: ThawConfig, detector, secret, run_dir: Path, accounting: RowAccounting
+):
     """Scrub every input's texts (on Dask or forked local workers), then cut over-long
     ones: scrubbing sees the whole text, so a value cut in half cannot slip through.
     Returns the scrubbed frames, the counts and the rows per second."""
@@ -266,7 +223,7 @@ def _scrub(frames: dict[str, pd.DataFrame], cfg: ThawConfig, detector, secret, r
         else:
             scrubbed = list(scrub_texts_parallel(texts, detector, secret, stats))
         limit = cfg.data.max_text_chars
-        ledger.record(f"{name}:length", frame, {}, {"truncated": sum(len(t) > limit for t in scrubbed)})
+        accounting.record(f"{name}:length", frame, {}, {"truncated": sum(len(t) > limit for t in scrubbed)})
         frames[name] = frame.assign(text=[t[:limit] for t in scrubbed])
     return frames, stats, stats.rows_seen / max(time.perf_counter() - started, 1e-9)
 
@@ -284,26 +241,28 @@ def _curate(
 ) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
     from tasks.curation.pii.detector import PiiDetector
 
-    ledger = CurationLedger()
+    accounting = RowAccounting()
     inputs = _read_inputs(cfg)
-    ledger.notes["labels_respelled"] = {name: f.attrs.get("normalised_labels", 0) for name, f in inputs.items()}
-    frames = {name: clean_rows(frame, cfg, ledger, name) for name, frame in inputs.items()}
+    accounting.notes["labels_respelled"] = {name: f.attrs.get("normalised_labels", 0) for name, f in inputs.items()}
+    frames = {name: clean_rows(frame, cfg, accounting, name) for name, frame in inputs.items()}
     detector = PiiDetector(cfg.curation.pii)  # also scrubs the report's samples
     try:  # the Dask work files hold text: gone when curation ends, whatever its end
-        frames, stats, rows_per_s = _scrub(frames, cfg, detector, secret, run_dir, ledger)
+        frames, stats, rows_per_s = _scrub(frames, cfg, detector, secret, run_dir, accounting)
         signer = minhash_signatures
         if cfg.curation.executor == "dask":
             from tasks.curation.scaleout import dask_signer
 
             signer = dask_signer(cfg.curation, run_dir / "dask" / "minhash")
-        splits = drop_cross_split_duplicates(_split(frames, cfg), cfg, ledger, signer)
+        splits = drop_cross_split_duplicates(_split(frames, cfg), cfg, accounting, signer)
     finally:
         shutil.rmtree(run_dir / "dask", ignore_errors=True)
-    files = write_tables({s: splits[s] for s in SPLITS}, run_dir / "curated", cfg.data.output_format)
+    files = write_tables({s: splits[s] for s in SPLITS}, run_dir / artifacts.CURATED_DIR, cfg.data.output_format)
     pii = {"stats": stats, "rows_per_s": rows_per_s, "secret": secret, "fingerprint": fingerprint}
-    report = build_report(ledger, pii, splits, detector, cfg)
-    report_path = write_text_atomically(run_dir / "curation_report.json", json.dumps(report, indent=2, sort_keys=True))
-    write_text_atomically(report_path.with_suffix(".md"), curation_markdown(report))
+    report = build_report(accounting, pii, splits, detector, cfg)
+    report_path = write_text_atomically(
+        run_dir / artifacts.CURATION_REPORT, json.dumps(report, indent=2, sort_keys=True)
+    )
+    write_text_atomically(run_dir / artifacts.CURATION_REPORT_MD, curation_markdown(report))
     labels = tuple(sorted(set().union(*(set(f["label"]) for f in splits.values()))))
     return files, report_path, publish_accounting(report, run_dir), {s: len(f) for s, f in splits.items()}, labels
 
@@ -327,133 +286,31 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
         log.info("curation cache hit (%s): inputs, settings and PII key unchanged, curation skipped", key)
         shutil.copytree(entry, run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(COMPLETE, CURATION_META))
         meta = json.loads((entry / CURATION_META).read_text(encoding="utf-8"))
-        files = {s: run_dir / "curated" / name for s, name in meta["files"].items()}
+        files = {s: run_dir / artifacts.CURATED_DIR / name for s, name in meta["files"].items()}
         return CuratedDataset(
-            run_dir / "curated",
+            run_dir / artifacts.CURATED_DIR,
             files,
-            run_dir / "curation_report.json",
+            run_dir / artifacts.CURATION_REPORT,
             meta["rows"],
             tuple(meta["labels"]),
-            run_dir / "curation_metrics.json",
+            run_dir / artifacts.CURATION_METRICS,
             cache_hit=True,
         )
     files, report_path, metrics_path, rows, labels = _curate(cfg, run_dir, secret, fingerprint)
     with cache.put(key) as staging:
-        (staging / "curated").mkdir()
+        (staging / artifacts.CURATED_DIR).mkdir()
         for path in files.values():
-            shutil.copyfile(path, staging / "curated" / path.name)
-        for path in (report_path, report_path.with_suffix(".md"), metrics_path):
+            shutil.copyfile(path, staging / artifacts.CURATED_DIR / path.name)
+        for path in (report_path, run_dir / artifacts.CURATION_REPORT_MD, metrics_path):
             shutil.copyfile(path, staging / path.name)
         (staging / CURATION_META).write_text(
             json.dumps({"files": {s: p.name for s, p in files.items()}, "rows": rows, "labels": list(labels)}),
             encoding="utf-8",
         )
-    return CuratedDataset(run_dir / "curated", files, report_path, rows, labels, metrics_path)
+    return CuratedDataset(run_dir / artifacts.CURATED_DIR, files, report_path, rows, labels, metrics_path)
 
 
 CURATION_META = "curation.json"  # in a cache entry: the curated file names, row counts and labels
-
-
-def _safe_samples(values: list[str], detector, secret, entities) -> list[str]:
-    """Report samples scrubbed like the data, then held to the residual check: what the
-    check still flags is masked, so no sample can carry what a split could not."""
-    from tasks.curation.expectations import mask_residual_pii, residual_pii_kinds
-    from tasks.curation.pii.detector import scrub_texts
-
-    scrubbed = list(scrub_texts(values, detector, secret))
-    return [mask_residual_pii(v) if residual_pii_kinds(v, entities) else v for v in scrubbed]
-
-
-def build_report(ledger: CurationLedger, pii: dict, splits: dict[str, pd.DataFrame], detector, cfg: ThawConfig) -> dict:
-    """The accounting report. Samples of removed and changed rows (ids and texts) are
-    scrubbed before they are kept; every input row is accounted for, removed or in a split."""
-    stats, secret, entities = pii["stats"], pii["secret"], cfg.curation.pii.entities
-    removed = []
-    for reason, rows in sorted(ledger.removed_samples.items()):
-        ids = _safe_samples([rid for rid, _ in rows], detector, secret, entities)
-        texts = _safe_samples([t for _, t in rows], detector, secret, entities)
-        removed += [{"reason": reason, "id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
-    changed = _safe_samples(
-        [t for t in splits["train"]["text"] if "<" in t][:SAMPLES_PER_REASON], detector, secret, entities
-    )
-    inputs = {s["stage"].split(":")[0]: s["rows_in"] for s in ledger.stages if s["stage"].endswith(":validity")}
-    dropped = sum(sum(s["removed"].values()) for s in ledger.stages)
-    kept = {s: len(f) for s, f in splits.items()}
-    return {
-        "accounting": {
-            "input_rows": inputs,
-            "removed": dropped,
-            "kept": sum(kept.values()),
-            "balanced": sum(inputs.values()) == dropped + sum(kept.values()),
-        },
-        "stages": ledger.stages,
-        "notes": ledger.notes,
-        "pii": {
-            "entities": dict(stats.entities),
-            "rows_changed": stats.rows_changed,
-            "rows_seen": stats.rows_seen,
-            "rows_per_s": round(pii["rows_per_s"], 1),
-            "ner_rows": stats.ner_rows,
-            "secret_source": secret.source.split(":")[0],
-            "secret_fingerprint": pii["fingerprint"],
-            "reproducible": secret.source != "ephemeral",
-            "entity_types": list(entities),
-        },
-        "dedup": cfg.curation.dedup.model_dump(mode="json"),
-        "splits": kept,
-        "labels": dict(Counter(splits["train"]["label"])),
-        "samples": {"removed": removed, "changed": changed},
-    }
-
-
-def curation_markdown(report: dict) -> str:
-    """The curation report for a reader: rows in and out by reason, PII by type, where the
-    PII key came from and what that means for re-deriving the data (the JSON has it all)."""
-    acc, pii = report["accounting"], report["pii"]
-    fingerprint = f"fingerprint `{pii['secret_fingerprint'][:16]}`"
-    key = (
-        f"the PII key came from **{pii['secret_source']}** ({fingerprint}): the same raw data and key give the "
-        "same curated data."
-        if pii["reproducible"]
-        else f"the PII key was **ephemeral** ({fingerprint}; generated for this run and not kept), so the curated "
-        "data **cannot be re-derived** from the raw data; it can only be restored from DVC (`thaw restore-data`). "
-        "Set `THAW_PII_SECRET` for reproducible curation."
-    )
-    lines = [
-        "# Curation report",
-        "",
-        f"- input rows: {', '.join(f'{k} {v}' for k, v in acc['input_rows'].items())}; kept {acc['kept']}, "
-        f"removed {acc['removed']}; every row accounted for: **{'yes' if acc['balanced'] else 'NO'}**",
-        f"- splits: {', '.join(f'{k} {v}' for k, v in report['splits'].items())}; {len(report['labels'])} labels",
-        f"- PII: {pii['rows_changed']} of {pii['rows_seen']} rows changed; types scrubbed: "
-        f"{', '.join(pii['entity_types'])}",
-        f"- {key}",
-        "",
-        "## Rows in and out by stage",
-        "",
-        "| stage | rows in | rows out | removed (reason = rows) |",
-        "|---|---|---|---|",
-        *[
-            f"| {s['stage']} | {s['rows_in']} | {s['rows_out']} | "
-            f"{', '.join(f'{k} = {v}' for k, v in s['removed'].items()) or '-'} |"
-            for s in report["stages"]
-        ],
-        "",
-        "## PII found, by type",
-        "",
-        "| type | spans replaced |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in sorted(pii["entities"].items(), key=lambda kv: -kv[1])],
-        *([] if pii["entities"] else ["| (none) | 0 |"]),
-        "",
-        "## Near-duplicate settings",
-        "",
-        ", ".join(f"{k} = {v}" for k, v in sorted(report["dedup"].items())),
-        "",
-        "Samples of removed and changed rows (scrubbed) are in `curation_report.json`.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 @task(name="publish-curated")
@@ -467,7 +324,7 @@ def publish_curated(curated: CuratedDataset, work: Path, output: Path, columns: 
     for name, path in (("report", curated.report_path), ("metrics", curated.metrics_path)):
         written[name] = output / path.name
         shutil.copyfile(path, written[name])
-    if (work / "data_docs").is_dir():
-        shutil.copytree(work / "data_docs", output / "data_docs", dirs_exist_ok=True)
-        written["data_docs"] = output / "data_docs"
+    if (work / artifacts.DATA_DOCS).is_dir():
+        shutil.copytree(work / artifacts.DATA_DOCS, output / artifacts.DATA_DOCS, dirs_exist_ok=True)
+        written["data_docs"] = output / artifacts.DATA_DOCS
     return written

@@ -17,6 +17,7 @@ from prefect import task
 
 from tasks.curation.dedup import normalize_text
 from tasks.curation.pii.rules import structured_spans
+from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.datasets import ID, LABEL, TEXT, read_table
 from thaw.errors import ExpectationsFailed
@@ -55,6 +56,11 @@ class ExpectationsReport:
     summary_path: Path
     data_docs_dir: Path
     markdown_path: Path
+
+    @property
+    def reports(self) -> tuple[Path, ...]:
+        """The files a reader opens: the summary, its markdown twin and the Data Docs."""
+        return (self.summary_path, self.markdown_path, self.data_docs_dir)
 
 
 def _check_record(split: str, result) -> dict:
@@ -196,7 +202,7 @@ def validate_frames(
     import great_expectations as gx
 
     text_col, label_col, id_col = TEXT, LABEL, ID
-    docs_dir = out_dir / "data_docs"
+    docs_dir = out_dir / artifacts.DATA_DOCS
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("curated")
     counts = frames["train"][label_col].value_counts().rename_axis("label").reset_index(name="examples")
@@ -240,10 +246,10 @@ def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path
     """
     frames = {s: read_table(p) for s, p in files.items()}
     success, failures, docs_dir, checks = validate_frames(frames, cfg, run_dir)
-    summary = run_dir / "expectations.json"
+    summary = run_dir / artifacts.EXPECTATIONS
     body = {"success": success, "failures": failures, "checks": checks}
     summary.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
-    markdown = run_dir / "data_checks.md"
+    markdown = run_dir / artifacts.DATA_CHECKS
     markdown.write_text(checks_markdown(success, checks, failures), encoding="utf-8")
     if not success:
         raise ExpectationsFailed(

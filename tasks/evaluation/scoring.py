@@ -12,18 +12,23 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
+from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.metrics import classification_metrics
 from thaw.plots import pyplot, save_figure
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class TestEvaluation:
     """Test-set metrics of the selected model and where its report files are."""
 
     metrics: dict[str, float]
     report_path: Path
     confusion_png: Path
+
+    @property
+    def reports(self) -> tuple[Path, ...]:
+        return (self.report_path, self.confusion_png)
 
 
 def score_predictions(
@@ -54,13 +59,13 @@ def plot_confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequenc
 @task(name="evaluate-on-test")
 def evaluate_on_test(
     y_true: list[str], y_pred: list[str], labels: tuple[str, ...], cfg: ThawConfig, out_dir: Path
-) -> Evaluation:
+) -> TestEvaluation:
     """Score the selected model's test predictions; write report JSON and confusion PNG."""
     from sklearn.metrics import classification_report
 
     metrics = score_predictions(y_true, y_pred, labels, cfg)
     per_class = classification_report(y_true, y_pred, labels=list(labels), output_dict=True, zero_division=0)
-    report_path = out_dir / "test_report.json"
+    report_path = out_dir / artifacts.TEST_REPORT
     report_path.write_text(json.dumps({"metrics": metrics, "per_class": per_class}, indent=2), encoding="utf-8")
-    png = plot_confusion(y_true, y_pred, labels, out_dir / "confusion_matrix.png")
-    return Evaluation(metrics, report_path, png)
+    png = plot_confusion(y_true, y_pred, labels, out_dir / artifacts.CONFUSION_MATRIX)
+    return TestEvaluation(metrics, report_path, png)

@@ -13,7 +13,7 @@ from prefect import task
 from tasks.ladder.features import FeatureSet
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
-from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan, TrainedRung
+from thaw.rungs import DataEvidence, EvaluationPlan, LadderContext, LadderPlan, TrainedRung
 
 SAMPLE_ROWS = 4000  # enough to measure fragmentation and neighbour accuracy; bounded cost
 
@@ -91,9 +91,7 @@ def plan_ladder(
     evidence: DataEvidence,
     scratch: TrainedRung,
     frozen: TrainedRung,
-    curated: DatasetVersion,
-    cfg: ThawConfig,
-    evaluation: EvaluationPlan,
+    ctx: LadderContext,
 ) -> tuple[DataEvidence, LadderPlan]:
     """Whether reuse works (frozen against scratch, on the same rows) completes the
     evidence; the decision table then picks the rungs to climb."""
@@ -102,8 +100,8 @@ def plan_ladder(
     from tasks.ladder.escalation import compare_rungs
     from thaw.decision_table import ladder_plan
 
-    ladder = cfg.training.ladder
-    reuse = compare_rungs(scratch, frozen, curated, cfg, evaluation)
+    ladder = ctx.cfg.training.ladder
+    reuse = compare_rungs(scratch, frozen, ctx)
     evidence = dataclasses.replace(
         evidence,
         frozen_minus_scratch=reuse.delta,

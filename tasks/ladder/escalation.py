@@ -7,7 +7,6 @@ from prefect import task
 
 from tasks.ladder.cross_validation import POOL
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
 from thaw.gate import (
     Comparison,
     Decision,
@@ -18,18 +17,17 @@ from thaw.gate import (
     paired_comparison,
     select_rung,
 )
-from thaw.rungs import EvaluationPlan, Selection, TrainedRung
+from thaw.rungs import LadderContext, Selection, TrainedRung
 
 
 def _score(rung: TrainedRung, cfg: ThawConfig) -> RungScore:
     return RungScore(rung.rung, rung.validation[cfg.training.ladder.metric], rung.validation_predictions)
 
 
-def compare_rungs(
-    a: TrainedRung, b: TrainedRung, curated: DatasetVersion, cfg: ThawConfig, evaluation: EvaluationPlan
-) -> Comparison:
+def compare_rungs(a: TrainedRung, b: TrainedRung, ctx: LadderContext) -> Comparison:
     """b against a on the same rows: fold by fold (corrected t-test) when both were
     cross-validated, else a paired bootstrap over the validation split."""
+    curated, cfg, evaluation = ctx.curated, ctx.cfg, ctx.evaluation
     ladder = cfg.training.ladder
     common = [name for name in a.fold_scores if name in b.fold_scores]
     if evaluation.cross_validated and len(common) >= 2:
@@ -55,23 +53,16 @@ def compare_rungs(
 
 
 @task(name="decide-escalation")
-def decide_escalation(
-    trained: list[TrainedRung],
-    curated: DatasetVersion,
-    cfg: ThawConfig,
-    evaluation: EvaluationPlan,
-    rungs_left: int,
-    elapsed_s: float,
-) -> Decision:
+def decide_escalation(trained: list[TrainedRung], ctx: LadderContext, rungs_left: int, elapsed_s: float) -> Decision:
     """The gate after the latest rung: compare it with the best simpler rung, then decide."""
-    ladder = cfg.training.ladder
+    ladder = ctx.cfg.training.ladder
     metric = ladder.metric
     latest, simpler = trained[-1], trained[:-1]
     comparison = None
     best = max(trained, key=lambda r: r.validation[metric])
     if simpler:
         best_simpler = max(simpler, key=lambda r: r.validation[metric])
-        comparison = compare_rungs(best_simpler, latest, curated, cfg, evaluation)
+        comparison = compare_rungs(best_simpler, latest, ctx)
         best = latest if comparison.b_better(ladder.alpha) else best_simpler
     rungs_left = min(rungs_left, ladder.max_rungs - len(trained))
     return escalation_decision(
@@ -87,19 +78,14 @@ def decide_escalation(
 
 
 @task(name="select-rung")
-def select_final_rung(
-    trained: list[TrainedRung],
-    scratch: TrainedRung,
-    curated: DatasetVersion,
-    cfg: ThawConfig,
-    evaluation: EvaluationPlan,
-) -> Selection:
+def select_final_rung(trained: list[TrainedRung], scratch: TrainedRung, ctx: LadderContext) -> Selection:
     """The simplest rung not significantly worse than the best; negative transfer flagged."""
+    cfg = ctx.cfg
     alpha = cfg.training.ladder.alpha
     best = max(trained, key=lambda r: r.validation[cfg.training.ladder.metric])
-    comparisons = {r.rung: compare_rungs(r, best, curated, cfg, evaluation) for r in trained if r.rung != best.rung}
+    comparisons = {r.rung: compare_rungs(r, best, ctx) for r in trained if r.rung != best.rung}
     rung, reason = select_rung([_score(r, cfg) for r in trained], comparisons, alpha)
     frozen = trained[0]
-    vs_scratch = compare_rungs(frozen, scratch, curated, cfg, evaluation)
+    vs_scratch = compare_rungs(frozen, scratch, ctx)
     negative = negative_transfer(_score(scratch, cfg), _score(frozen, cfg), vs_scratch, alpha)
     return Selection(rung, reason, comparisons, vs_scratch, negative)

@@ -31,6 +31,7 @@ from prefect import task
 
 from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.frozen_rung import linear_probe_path, save_linear_head
+from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.content_cache import content_key
 from thaw.datasets import DatasetVersion, Split, SplitRows, file_md5, write_text_atomically
@@ -82,7 +83,7 @@ def holdout_fit(rung: str, run_dir: Path) -> AdaptedFit:
         SplitRows(("validation",)),
         head,
         "holdout",
-        run_dir / "models" / rung,
+        artifacts.rung_model_dir(run_dir, rung),
         measure_movement=True,
     )
 

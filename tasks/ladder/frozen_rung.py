@@ -15,20 +15,21 @@ from prefect import task
 
 from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.features import FeatureSet
+from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion
 from thaw.heads import fit_logistic_head, linear_head_of
 from thaw.modeling import head_probabilities
 from thaw.rung_methods.frozen import FROZEN
-from thaw.rungs import EvaluationPlan, RungDetails, TrainedRung
+from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, TrainedRung
 
 LINEAR_PROBE = "linear_head.safetensors"  # the frozen rung's linear head: every adapted rung starts from it
 
 
 def frozen_model_dir(run_dir: Path) -> Path:
     """Where the frozen rung's model (and the linear probe) of a run is written."""
-    return run_dir / "models" / FROZEN.name
+    return artifacts.rung_model_dir(run_dir, FROZEN.name)
 
 
 def linear_probe_path(run_dir: Path) -> Path:
@@ -250,17 +251,10 @@ def _cross_validated(
 
 
 @task(name="train-frozen-rung")
-def train_frozen_rung(
-    features: FeatureSet,
-    curated: DatasetVersion,
-    labels: tuple[str, ...],
-    cfg: ThawConfig,
-    run_dir: Path,
-    evaluation: EvaluationPlan,
-) -> TrainedRung:
+def train_frozen_rung(features: FeatureSet, ctx: LadderContext) -> TrainedRung:
     """Fit the head on frozen features (logistic regression, or an MLP when it does better
     on validation); the backbone is untouched. Scored on the validation split, or by
-    cross-validation over train + validation (linear heads only) when ``evaluation`` says."""
-    if evaluation.cross_validated:
-        return _cross_validated(features, curated, labels, cfg, run_dir, evaluation)
-    return _holdout(features, curated, labels, cfg, run_dir)
+    cross-validation over train + validation (linear heads only) when the plan says."""
+    if ctx.evaluation.cross_validated:
+        return _cross_validated(features, ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir, ctx.evaluation)
+    return _holdout(features, ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir)

@@ -21,23 +21,18 @@ from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.cross_validation import POOL, cross_validate, gate_metric
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit, train_adapted_rung
 from tasks.ladder.frozen_rung import frozen_model_dir, linear_probe_path
+from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, SplitRows
 from thaw.rung_registry import rung_method
-from thaw.rungs import EvaluationPlan, Selection, TrainedRung
+from thaw.rungs import EvaluationPlan, LadderContext, Selection, TrainedRung
 
 
 @task(name="train-ladder-rung")
-def train_ladder_rung(
-    rung: str,
-    curated: DatasetVersion,
-    labels: tuple[str, ...],
-    cfg: ThawConfig,
-    run_dir: Path,
-    evaluation: EvaluationPlan,
-    budget_s: float,
-) -> TrainedRung:
-    """Fit the adapted ``rung`` (any registered rung but the frozen one) and score it as ``evaluation`` says."""
+def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> TrainedRung:
+    """Fit the adapted ``rung`` (any registered rung but the frozen one) and score it as
+    the evaluation plan says, within ``budget_s`` seconds of cross-validation."""
+    curated, labels, cfg, run_dir, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir, ctx.evaluation
     frozen_dir = frozen_model_dir(run_dir)
     if not evaluation.cross_validated:
         return train_adapted_rung.fn(holdout_fit(rung, run_dir), curated, labels, cfg)
@@ -79,17 +74,10 @@ def needs_refit(cfg: ThawConfig, evaluation: EvaluationPlan) -> bool:
 
 
 @task(name="refit-selected-rung")
-def refit_selected_rung(
-    selection: Selection,
-    trained: list[TrainedRung],
-    curated: DatasetVersion,
-    labels: tuple[str, ...],
-    cfg: ThawConfig,
-    run_dir: Path,
-    evaluation: EvaluationPlan,
-) -> TrainedRung:
+def refit_selected_rung(selection: Selection, trained: list[TrainedRung], ctx: LadderContext) -> TrainedRung:
     """The model to test and register: the selected rung itself, or its configuration
     trained again on train + validation (recorded as such in its details)."""
+    curated, labels, cfg, run_dir, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir, ctx.evaluation
     chosen = next(r for r in trained if r.rung == selection.rung)
     if not needs_refit(cfg, evaluation) or (chosen.model_dir is not None and chosen.details.trained_on == POOL.splits):
         return chosen  # the frozen rung after cross-validation was already fit on all rows
@@ -106,7 +94,7 @@ def refit_selected_rung(
         None,
         linear_probe_path(run_dir),
         "refit",
-        run_dir / "models" / "final",
+        artifacts.final_model_dir(run_dir),
         epochs=epochs or _epochs(chosen.rung, cfg),
         select_epoch=False,
         measure_movement=True,
@@ -140,10 +128,10 @@ def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: Tha
         "trained_on": list(POOL.splits),
         "head": "logistic regression",
     }
-    save_linear_head(run_dir / "models" / "final", weight, bias, labels, meta)
+    save_linear_head(artifacts.final_model_dir(run_dir), weight, bias, labels, meta)
     details = dataclasses.replace(
         chosen.details,
         trained_on=POOL.splits,
         method="logistic regression on the frozen backbone (refit on train + validation)",
     )
-    return dataclasses.replace(chosen, model_dir=run_dir / "models" / "final", details=details)
+    return dataclasses.replace(chosen, model_dir=artifacts.final_model_dir(run_dir), details=details)

@@ -11,8 +11,7 @@ from prefect import task
 
 from tasks.evaluation.scoring import score_predictions
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
-from thaw.rungs import EvaluationPlan, RungDetails, TrainedRung
+from thaw.rungs import LadderContext, RungDetails, TrainedRung
 
 SCRATCH = "scratch"  # not a rung of the ladder: the yardstick every rung is compared with
 SCRATCH_LABEL = "from-scratch TF-IDF baseline"
@@ -47,11 +46,10 @@ def _details(c: float, features: int, scores: dict, folds: int = 0) -> RungDetai
 
 
 @task(name="train-scratch-baseline")
-def train_scratch_baseline(
-    curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, evaluation: EvaluationPlan
-) -> TrainedRung:
+def train_scratch_baseline(ctx: LadderContext) -> TrainedRung:
     """TF-IDF (word + char) + logistic regression; no backbone involved. Scored on the
-    validation split, or on the cross-validation folds when ``evaluation`` says."""
+    validation split, or on the cross-validation folds when the evaluation plan says."""
+    curated, labels, cfg, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.evaluation
     from tasks.ladder.cross_validation import cross_validate, gate_metric, pool
 
     grid, metric = cfg.training.ladder.scratch.c_grid, gate_metric(cfg)

@@ -16,13 +16,13 @@ from prefect import task
 
 from tasks.ladder.cross_validation import POOL
 from tasks.ladder.scratch_baseline import SCRATCH, SCRATCH_LABEL
+from thaw import artifacts
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
 from thaw.gate import Decision
 from thaw.metrics import per_class_f1, slice_accuracy, worst_classes
 from thaw.plots import pyplot, save_figure
 from thaw.rung_registry import rung_method
-from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan, Selection, TrainedRung
+from thaw.rungs import EvaluationPlan, LadderContext, LadderResult, Selection, TrainedRung
 
 log = logging.getLogger(__name__)
 
@@ -242,34 +242,22 @@ def _figure(draw, *args) -> Path | None:
 
 
 @task(name="write-transfer-note")
-def write_transfer_note(
-    selection: Selection,
-    trained: list[TrainedRung],
-    scratch: TrainedRung,
-    decisions: list[Decision],
-    evidence: DataEvidence,
-    evaluation: EvaluationPlan,
-    plan: LadderPlan,
-    final: TrainedRung,
-    curated: DatasetVersion,
-    labels: tuple[str, ...],
-    cfg: ThawConfig,
-    run_dir: Path,
-) -> list[Path]:
-    """transfer_note.md/.json, ladder_chart.png and learning_curves.png in ``run_dir``."""
-    rows = POOL.read(curated, cfg.root) if evaluation.cross_validated else curated.read(cfg.root, "validation")
+def write_transfer_note(ladder: LadderResult, ctx: LadderContext) -> list[Path]:
+    """transfer_note.md/.json, ladder_chart.png and learning_curves.png in the run directory."""
+    curated, cfg, run_dir, trained, final = ctx.curated, ctx.cfg, ctx.run_dir, list(ladder.trained), ladder.final
+    rows = POOL.read(curated, cfg.root) if ctx.evaluation.cross_validated else curated.read(cfg.root, "validation")
     context = {
-        "evidence": evidence,
-        "evaluation": evaluation,
-        "plan": plan,
+        "evidence": ladder.evidence,
+        "evaluation": ladder.evaluation,
+        "plan": ladder.plan,
         "final": final,
-        "diagnostics": diagnostics(trained, rows, labels),
+        "diagnostics": diagnostics(trained, rows, ctx.labels),
     }
-    note = transfer_note(selection, trained, scratch, decisions, context, cfg)
-    (run_dir / "transfer_note.json").write_text(json.dumps(note, indent=2, default=str), encoding="utf-8")
-    (run_dir / "transfer_note.md").write_text(_markdown(note), encoding="utf-8")
+    note = transfer_note(ladder.selection, trained, ladder.scratch, list(ladder.decisions), context, cfg)
+    (run_dir / artifacts.TRANSFER_NOTE).write_text(json.dumps(note, indent=2, default=str), encoding="utf-8")
+    (run_dir / artifacts.TRANSFER_NOTE_MD).write_text(_markdown(note), encoding="utf-8")
     figures = [
-        _figure(plot_ladder, note, run_dir / "ladder_chart.png"),
-        _figure(plot_learning_curves, [*trained, final], run_dir / "learning_curves.png"),
+        _figure(plot_ladder, note, run_dir / artifacts.LADDER_CHART),
+        _figure(plot_learning_curves, [*trained, final], run_dir / artifacts.LEARNING_CURVES),
     ]
-    return [run_dir / "transfer_note.json", run_dir / "transfer_note.md", *(f for f in figures if f)]
+    return [run_dir / artifacts.TRANSFER_NOTE, run_dir / artifacts.TRANSFER_NOTE_MD, *(f for f in figures if f)]

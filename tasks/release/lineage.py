@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.evaluation.scoring import Evaluation
 from tasks.release.ledger import ledger_report
+from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import client_for, resolve_version
-from tasks.tracking.runs import TrackingRun
+from thaw import artifacts
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
-from thaw.rungs import LadderResult, TrainedRung
+from thaw.rungs import TrainedRung
 from thaw.tracking import tracking_uri
 
 
@@ -42,15 +41,9 @@ def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
     }
 
 
-def model_version_tags(
-    run: TrackingRun,
-    cfg: ThawConfig,
-    raw: DatasetVersion,
-    curated: DatasetVersion,
-    ladder: LadderResult,
-    evaluation: Evaluation,
-) -> dict[str, str]:
+def model_version_tags(trained: TrainedRun) -> dict[str, str]:
     """Tags put on the registered version: enough to trace it without opening the run."""
+    run, cfg, raw, curated, ladder = trained.run, trained.cfg, trained.raw, trained.versioned, trained.ladder
     selected = ladder.selected
     tags = {
         "thaw.run_id": run.run_id,
@@ -69,8 +62,8 @@ def model_version_tags(
         "thaw.columns.text": cfg.data.text_column,
         "thaw.columns.label": cfg.data.label_column,
         "thaw.columns.id": cfg.data.columns.id_name,
-        "thaw.test_accuracy": f"{evaluation.metrics['accuracy']:.4f}",
-        "thaw.test_macro_f1": f"{evaluation.metrics['macro_f1']:.4f}",
+        "thaw.test_accuracy": f"{trained.tested.metrics['accuracy']:.4f}",
+        "thaw.test_macro_f1": f"{trained.tested.metrics['macro_f1']:.4f}",
         "thaw.transfer.method": selected.details.method,
         "thaw.transfer.trainable_fraction": f"{selected.details.trainable_fraction_of_backbone:.6f}",
         "thaw.transfer.reason": ladder.selection.reason[:500],
@@ -154,16 +147,5 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
 
 def _report_names(client, run_id: str) -> list[str]:
     """The run's report artifacts an auditor opens (curation, transfer note, card, docs)."""
-    wanted = (
-        "curation_report.json",
-        "curation_metrics.json",
-        "expectations.json",
-        "transfer_note.md",
-        "transfer_note.json",
-        "test_report.json",
-        "confusion_matrix.png",
-        "ladder_chart.png",
-        "data_docs",
-    )
     names = {a.path for a in client.list_artifacts(run_id)}
-    return sorted(n for n in names if n in wanted or n.startswith("model_card_"))
+    return sorted(n for n in names if n in artifacts.AUDIT_REPORTS or n.startswith(artifacts.MODEL_CARD_PREFIX))

@@ -8,13 +8,10 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks.evaluation.scoring import Evaluation
+from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import RegisteredVersion, client_for
 from tasks.tracking.links import links_markdown
-from tasks.tracking.runs import TrackingRun
-from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
-from thaw.rungs import LadderResult
+from thaw import artifacts
 
 
 def _interval(m: dict, key: str) -> str:
@@ -32,20 +29,11 @@ def weakest_labels(report_path: Path, n: int = 3) -> list[tuple[str, float]]:
     return sorted(scores, key=lambda kv: kv[1])[:n]
 
 
-def build_model_card(
-    cfg: ThawConfig,
-    registered: RegisteredVersion,
-    ladder: LadderResult,
-    evaluation: Evaluation,
-    versioned: DatasetVersion,
-    curation_report: Path,
-    git_commit: str,
-    experiment_id: str,
-    flow_run_id: str,
-) -> str:
+def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experiment_id: str) -> str:
     """Markdown model card of one registered version."""
+    cfg, ladder, evaluation, versioned = trained.cfg, trained.ladder, trained.tested, trained.versioned
     sel = ladder.selected
-    report = json.loads(curation_report.read_text(encoding="utf-8"))
+    report = json.loads(trained.curated.report_path.read_text(encoding="utf-8"))
     weak = ", ".join(f"{k} ({v:.2f})" for k, v in weakest_labels(evaluation.report_path))
     level = f"{cfg.training.confidence_level:.0%}"
     near = (
@@ -93,8 +81,8 @@ def build_model_card(
         "",
         links_markdown(
             cfg,
-            git_commit,
-            flow_run_id,
+            trained.run.git_commit,
+            trained.run.flow_run_id,
             run=(experiment_id, registered.run_id),
             version=(registered.name, registered.version),
         ),
@@ -108,22 +96,13 @@ def build_model_card(
 
 
 @task(name="publish-model-card")
-def publish_model_card(
-    run: TrackingRun,
-    cfg: ThawConfig,
-    registered: RegisteredVersion,
-    ladder: LadderResult,
-    evaluation: Evaluation,
-    versioned: DatasetVersion,
-    curation_report: Path,
-) -> Path:
+def publish_model_card(trained: TrainedRun, registered: RegisteredVersion) -> Path:
     """Write the card, log it on the run and set it as the version's description."""
-    client = client_for(cfg)
+    run = trained.run
+    client = client_for(trained.cfg)
     experiment = client.get_run(run.run_id).info.experiment_id
-    card = build_model_card(
-        cfg, registered, ladder, evaluation, versioned, curation_report, run.git_commit, experiment, run.flow_run_id
-    )
-    path = run.run_dir / f"model_card_v{registered.version}.md"
+    card = build_model_card(trained, registered, experiment)
+    path = run.run_dir / artifacts.model_card(registered.version)
     path.write_text(card, encoding="utf-8")
     client.log_artifact(run.run_id, str(path))
     from tasks.release.ledger import APPROVAL_SECTION

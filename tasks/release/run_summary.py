@@ -8,13 +8,12 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks.curation.curate import CuratedDataset
-from tasks.evaluation.scoring import Evaluation
+from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import RegisteredVersion
 from tasks.tracking.dataset_inputs import dataset_name
 from tasks.tracking.runs import TrackingRun
+from thaw import artifacts
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
 from thaw.rungs import LadderResult
 
 
@@ -25,18 +24,10 @@ def stage_counts(report_path: Path) -> dict:
 
 
 @task(name="write-run-summary")
-def write_run_summary(
-    cfg: ThawConfig,
-    run: TrackingRun,
-    curated: CuratedDataset,
-    raw: DatasetVersion,
-    versioned: DatasetVersion,
-    ladder: LadderResult,
-    evaluation: Evaluation,
-    others: dict[str, dict],
-    registered: RegisteredVersion,
-) -> Path:
+def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Path:
     """Write ``summary.json`` in the run directory and return its path."""
+    cfg, run, ladder, evaluation = trained.cfg, trained.run, trained.ladder, trained.tested
+    curated, raw, versioned, others = trained.curated, trained.raw, trained.versioned, trained.unselected
     summary = {
         "model": {
             "name": registered.name,
@@ -98,13 +89,14 @@ def write_run_summary(
             "config_digest": cfg.digest(),
         },
     }
-    path = run.run_dir / "summary.json"
+    path = run.run_dir / artifacts.SUMMARY
     path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str), encoding="utf-8")
     return path
 
 
-def ladder_metrics(ladder: LadderResult, evaluation: Evaluation, others: dict[str, dict]) -> dict[str, float]:
+def ladder_metrics(trained: TrainedRun) -> dict[str, float]:
     """Validation metrics of every rung, test metrics of the selected one (and others, marked)."""
+    ladder, evaluation, others = trained.ladder, trained.tested, trained.unselected
     out = {}
     for r in [ladder.scratch, *ladder.trained]:
         out.update({f"{r.rung}.validation_{k}": v for k, v in r.validation.items()})
@@ -135,12 +127,12 @@ def ladder_curves(ladder: LadderResult) -> list[tuple[str, float, int]]:
     return points
 
 
-def metric_datasets(
-    cfg: ThawConfig, ladder: LadderResult, versioned: DatasetVersion, metrics: dict[str, float]
-) -> dict[str, tuple[str, str]]:
+def metric_datasets(trained: TrainedRun, metrics: dict[str, float]) -> dict[str, tuple[str, str]]:
     """The dataset (name, digest) each metric was measured on, as logged by ``log_datasets``:
     test metrics on the curated test split; validation metrics on the validation split
     when rungs were scored on it (cross-validation scores span train and validation)."""
+
+    cfg, ladder, versioned = trained.cfg, trained.ladder, trained.versioned
 
     def on(split: str) -> tuple[str, str]:
         return dataset_name(cfg, "curated", split), versioned.files[split].md5
@@ -156,13 +148,12 @@ def metric_datasets(
 
 def reports_in(run_dir: Path) -> list[Path]:
     """Reports a failed run still leaves for the reader (curation, expectations, docs)."""
-    names = ("curation_report.json", "curation_report.md", "expectations.json", "data_checks.md", "data_docs")
-    return [run_dir / n for n in names if (run_dir / n).exists()]
+    return [run_dir / n for n in artifacts.EARLY_REPORTS if (run_dir / n).exists()]
 
 
 def write_skipped_summary(cfg: ThawConfig, run: TrackingRun, reason: str) -> Path:
     """The summary of a run that curated and versioned its data but did not train."""
-    path = run.run_dir / "summary.json"
+    path = run.run_dir / artifacts.SUMMARY
     path.write_text(
         json.dumps({"skipped": reason, "model": None, "mlflow": {"run_id": run.run_id}}, indent=2), encoding="utf-8"
     )

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import task
 
 from tasks.tracking.client import RegisteredVersion, client_for, ensure_experiment, log_files
+from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.tracking import tracking_uri
 
@@ -85,8 +86,10 @@ def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
     run = client.create_run(ensure_experiment(client, cfg), tags=tags, run_name=f"{cfg.model_name}-{flow_run_id[:8]}")
     run_dir = cfg.state_path / "runs" / run.info.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True), encoding="utf-8")
-    client.log_artifact(run.info.run_id, str(run_dir / "config.yaml"))
+    (run_dir / artifacts.CONFIG).write_text(
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True), encoding="utf-8"
+    )
+    client.log_artifact(run.info.run_id, str(run_dir / artifacts.CONFIG))
     return TrackingRun(run.info.run_id, run_dir, tracking_uri(cfg), commit, flow_run_id)
 
 

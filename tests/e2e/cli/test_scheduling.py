@@ -196,12 +196,12 @@ def _port_free(port: int) -> bool:
 def test_a_second_run_waits_or_is_skipped_while_one_trains(workspace, tiny_encoder, prefect_harness):
     from flows.pipeline import thaw_pipeline
     from tasks.ladder.training_slot import training_slot
-    from tests.integration.pipeline.test_pipeline import _config
+    from tests.projects import pipeline_config
 
     path = workspace / "data" / "tickets.csv"
     path.parent.mkdir(parents=True)
     path.write_text(generate_support_tickets(rows=300, seed=6)[0], encoding="utf-8")
-    base = _config(workspace, tiny_encoder, path)
+    base = pipeline_config(workspace, tiny_encoder, path)
     skip = base.model_copy(update={"scheduling": base.scheduling.model_copy(update={"on_concurrent_run": "skip"})})
     with training_slot(base) as held:  # another run is training this model
         assert held

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline.test_pipeline import _config
+from tests.projects import pipeline_config
 from thaw.demo_data import generate_support_tickets
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_a_dask_run_leaves_no_key_and_no_pii_in_prefect_mlflow_or_the_state_dir(
     train = workspace / "data" / "tickets.csv"
     train.parent.mkdir(parents=True)
     train.write_text(text, encoding="utf-8")
-    cfg = _dask(_config(workspace, tiny_encoder, train))
+    cfg = _dask(pipeline_config(workspace, tiny_encoder, train))
     thaw_pipeline(cfg)
 
     values = sorted({v for vals in injected.values.values() for v in vals})

@@ -14,7 +14,7 @@ import pytest
 
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
-from thaw.rungs import EvaluationPlan
+from thaw.rungs import EvaluationPlan, LadderContext
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,9 @@ def frozen_rung(workspace, cfg, curated):
     from tasks.ladder.frozen_rung import train_frozen_rung
 
     features = extract_frozen_features.fn(curated, cfg)
-    return features, train_frozen_rung.fn(features, curated, LABELS, cfg, workspace / "run", EvaluationPlan.holdout())
+    return features, train_frozen_rung.fn(
+        features, LadderContext(curated, LABELS, cfg, workspace / "run", EvaluationPlan.holdout())
+    )
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "bitfit"])

@@ -13,6 +13,7 @@ import pytest
 from tests.integration.ladder.test_small_data import LABELS, climb, config, make_splits
 from thaw.rung_methods.phases import FitState, fine_tune
 from thaw.rung_registry import REGIMES, Phase, RungMethod, register_rung, rung_names, unregister_rung
+from thaw.rungs import LadderContext
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,9 @@ def test_a_rung_registered_outside_thaw_is_planned_trained_reported_and_served(
     toy = next(r for r in result.trained if r.rung == "toy")
     assert 0 < toy.details.trainable_fraction_of_backbone < 0.05
     picked = dataclasses.replace(result.selection, rung="toy")
-    refit = refit_selected_rung.fn(picked, result.trained, curated, LABELS, cfg, workspace / "run", result.evaluation)
+    refit = refit_selected_rung.fn(
+        picked, result.trained, LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
+    )
     assert refit.details.trained_on == ("train", "validation")
     probs = ThawPredictor(refit.model_dir).probabilities(["refund please", "password help"])
     assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1)

@@ -14,6 +14,7 @@ import pytest
 
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
+from thaw.rungs import LadderContext
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,9 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     from tasks.ladder.rung_training import refit_selected_rung
 
     picked = dataclasses.replace(result.selection, rung="fewshot")
-    refit = refit_selected_rung.fn(picked, result.trained, curated, LABELS, cfg, workspace / "run", result.evaluation)
+    refit = refit_selected_rung.fn(
+        picked, result.trained, LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
+    )
     assert refit.model_dir is not None and refit.details.trained_on == ("train", "validation")
     assert ThawPredictor(refit.model_dir).probabilities(["refund please"]).shape == (1, len(LABELS))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.pipeline.test_pipeline import _config
+from tests.projects import pipeline_config
 from thaw.demo_data import generate_support_tickets
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def trained(tmp_path_factory, tiny_encoder, prefect_harness):
     path = workspace / "data" / "tickets.csv"
     path.parent.mkdir(parents=True)
     path.write_text(generate_support_tickets(rows=400, seed=6)[0], encoding="utf-8")
-    cfg = _config(workspace, tiny_encoder, path)
+    cfg = pipeline_config(workspace, tiny_encoder, path)
     cfg = cfg.model_copy(
         update={
             "training": cfg.training.model_copy(

@@ -10,28 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from thaw.config import ThawConfig
+from tests.projects import pipeline_config
 from thaw.datasets import file_md5
 from thaw.demo_data import generate_support_tickets
 from thaw.errors import ExpectationsFailed
 
 pytestmark = pytest.mark.integration
-
-
-def _config(workspace: Path, encoder: Path, train: Path, **expect) -> ThawConfig:
-    return ThawConfig.model_validate(
-        {
-            "model_name": "tickets",
-            "workspace": str(workspace),
-            "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
-            "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
-            "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
-            "training": {
-                "head": {"c_grid": [1.0], "max_iter": 300},
-                "ladder": {"rungs": ["frozen", "peft"], "cv_repeats": 1},
-            },
-        }
-    )
 
 
 @pytest.fixture
@@ -57,7 +41,7 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
     from tasks.tracking.client import client_for
 
     train, injected = fixture_data
-    cfg = _config(workspace, tiny_encoder, train)
+    cfg = pipeline_config(workspace, tiny_encoder, train)
     summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
 
     client = client_for(cfg)
@@ -109,7 +93,7 @@ def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixt
     from tasks.tracking.client import client_for
 
     train, _ = fixture_data
-    cfg = _config(workspace, tiny_encoder, train, min_examples_per_class=10_000)
+    cfg = pipeline_config(workspace, tiny_encoder, train, min_examples_per_class=10_000)
     with pytest.raises(ExpectationsFailed, match=r"expect_column_min_to_be_between\(examples\)"):
         thaw_pipeline(cfg)
     client = client_for(cfg)
@@ -128,7 +112,7 @@ def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, ti
 
     monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-that-stays-the-same")
     train, _ = fixture_data
-    cfg = _config(workspace, tiny_encoder, train)
+    cfg = pipeline_config(workspace, tiny_encoder, train)
     first = curate_dataset.fn(cfg, workspace / "run1")
     second = curate_dataset.fn(cfg, workspace / "run2")
     assert not first.cache_hit and second.cache_hit
@@ -147,7 +131,7 @@ def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(
 
     monkeypatch.setenv("THAW_PII_SECRET", "the-same-secret-for-both-runs")
     train, _ = fixture_data
-    local = _config(workspace, tiny_encoder, train)
+    local = pipeline_config(workspace, tiny_encoder, train)
     local = local.model_copy(
         update={
             "curation": local.curation.model_copy(

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.pipeline.test_pipeline import _config
+from tests.projects import pipeline_config
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def approval_cfg(workspace, tiny_encoder):
     path.write_text(generate_support_tickets(rows=400, seed=9)[0], encoding="utf-8")
 
     def make(timeout_minutes: float):
-        base = _config(workspace, tiny_encoder, path)
+        base = pipeline_config(workspace, tiny_encoder, path)
         return base.model_copy(
             update={
                 "promotion": base.promotion.model_copy(

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from tasks.curation.curate import CurationLedger, clean_rows, drop_cross_split_duplicates, stratified_split
+from tasks.curation.curate import clean_rows, drop_cross_split_duplicates, stratified_split
+from tasks.curation.report import RowAccounting
 from thaw.config import ThawConfig
 
 
@@ -21,11 +22,11 @@ def test_near_duplicate_of_a_test_row_is_removed_from_train():
             ("c", "please cancel my subscription today", "cancel"),
         ]
     )
-    ledger = CurationLedger()
-    out = drop_cross_split_duplicates({"train": train, "validation": validation, "test": test}, cfg, ledger)
+    accounting = RowAccounting()
+    out = drop_cross_split_duplicates({"train": train, "validation": validation, "test": test}, cfg, accounting)
     assert out["train"]["id"].tolist() == ["b"]
     assert out["test"]["id"].tolist() == ["t1"] and out["validation"]["id"].tolist() == ["v1"]
-    removed = {s["stage"]: s["removed"] for s in ledger.stages}
+    removed = {s["stage"]: s["removed"] for s in accounting.stages}
     assert removed["train:cross_split_exact"] == {"exact_duplicate_of_eval": 1}
     assert removed["train:cross_split_near"] == {"near_duplicate_of_eval": 1}
 
@@ -39,10 +40,10 @@ def test_label_conflicts_are_reported_and_resolved_by_policy():
     ]
     for policy, kept in (("majority", ["1", "4"]), ("drop", ["4"])):
         cfg = ThawConfig.model_validate({"curation": {"dedup": {"label_conflicts": policy}}})
-        ledger = CurationLedger()
-        out = clean_rows(frame(rows), cfg, ledger, "train")
+        accounting = RowAccounting()
+        out = clean_rows(frame(rows), cfg, accounting, "train")
         assert out["id"].tolist() == kept
-        stage = next(s for s in ledger.stages if s["stage"] == "train:label_conflicts")
+        stage = next(s for s in accounting.stages if s["stage"] == "train:label_conflicts")
         assert stage["conflicting_texts"] == 1 and stage["policy"] == policy
         assert sum(stage["removed"].values()) == (1 if policy == "majority" else 3)
 
@@ -50,12 +51,12 @@ def test_label_conflicts_are_reported_and_resolved_by_policy():
 def test_every_removal_is_counted_and_sampled():
     cfg = ThawConfig.model_validate({"data": {"max_text_chars": 10, "long_text_policy": "reject"}})
     rows = [("1", "", "a"), ("2", "ok", ""), ("3", "far too long a text", "a"), ("4", "fine", "a"), ("5", "FINE", "a")]
-    ledger = CurationLedger()
-    out = clean_rows(frame(rows), cfg, ledger, "train")
+    accounting = RowAccounting()
+    out = clean_rows(frame(rows), cfg, accounting, "train")
     assert out["id"].tolist() == ["4"]
-    removed = {k: v for s in ledger.stages for k, v in s["removed"].items()}
+    removed = {k: v for s in accounting.stages for k, v in s["removed"].items()}
     assert removed == {"empty_text": 1, "missing_label": 1, "too_long": 1, "exact_duplicate": 1}
-    assert set(ledger.removed_samples) == set(removed)
+    assert set(accounting.removed_samples) == set(removed)
 
 
 def test_split_is_stratified_and_seeded():

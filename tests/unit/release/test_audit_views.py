@@ -148,7 +148,7 @@ def test_the_data_checks_report_lists_every_expectation_without_row_values():
 
 
 def test_the_curation_report_says_when_curated_data_cannot_be_rederived():
-    from tasks.curation.curate import curation_markdown
+    from tasks.curation.report import curation_markdown
 
     report = {
         "accounting": {"input_rows": {"train": 10}, "removed": 2, "kept": 8, "balanced": True},
