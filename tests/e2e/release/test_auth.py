@@ -61,7 +61,13 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
     workspace = tmp_path / "project"
     with mlflow_auth_server(tmp_path / "mlflow") as uri:
         settings = ticket_project(
-            workspace, tiny_encoder, MODEL, 300, 9, tracking={"tracking_uri": uri}, promotion={"lock_lease_seconds": 3}
+            workspace,
+            tiny_encoder,
+            MODEL,
+            300,
+            9,
+            tracking={"tracking_uri": uri},
+            promotion={"lock_lease_seconds": 8},  # basic auth hashes every request: 3 s flaked
         )
         config = tmp_path / "thaw.yaml"
         config.write_text(yaml.safe_dump(settings), encoding="utf-8")

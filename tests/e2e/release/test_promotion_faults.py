@@ -188,7 +188,7 @@ def _operation(point: str) -> str:
         return "from tests.projects import copy_version; copy_version(CFG, 'tickets', '1')"
     if action == "approve":
         return (
-            "from tasks.release.promotion import approve; from tasks.tracking.runs import alias_version, client_for\n"
+            "from tasks.release.promotion import approve; from tasks.tracking.client import alias_version, client_for\n"
             "approve(CFG, 'tickets', alias_version(client_for(CFG), 'tickets', 'challenger'), 'killed', force=True)"
         )
     return "from tasks.release.promotion import rollback; rollback(CFG, 'tickets', 'killed')"
