@@ -141,12 +141,16 @@ def locate_backbone(ref: BackboneRef, verify: bool = True) -> Path:
     return directory
 
 
-def load_encoder(directory: Path, device: torch.device):
-    """(tokenizer, model) from a local directory, in eval mode on ``device``."""
+def load_encoder(directory: Path, device: torch.device, safetensors_only: bool = False):
+    """(tokenizer, model) from a local directory, in eval mode on ``device``; never runs
+    code shipped with the weights, and with ``safetensors_only`` never unpickles them."""
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    model = AutoModel.from_pretrained(directory, local_files_only=True).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+    model = AutoModel.from_pretrained(
+        directory, local_files_only=True, trust_remote_code=False, use_safetensors=True if safetensors_only else None
+    )
+    model = model.to(device).eval()
     return tokenizer, model
 
 

@@ -50,3 +50,39 @@ def use_bundled_public_suffix_list() -> None:
     import tldextract.tldextract as impl
 
     impl.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+# What a server or serving process thaw starts may inherit: the basics a process needs,
+# and the configuration of the tools it runs. Nothing else: no PII key, no tracking
+# password or token, no cloud credentials (a registrant's code is never run, but a
+# server's environment is still nobody's business but its own).
+PASSED_NAMES = frozenset(
+    {
+        "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "USER", "LOGNAME", "VIRTUAL_ENV",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHONPATH",
+        "DO_NOT_TRACK",
+    }
+)  # fmt: skip
+PASSED_PREFIXES = (
+    "LC_", "PREFECT_", "MLFLOW_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "DVC_", "GX_", "GE_",
+    "TLDEXTRACT_", "OMP_", "MKL_", "OPENBLAS_",
+)  # fmt: skip
+SECRET_NAMES = frozenset(
+    {
+        "THAW_PII_SECRET", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_API_AUTH_STRING",
+    }
+)  # fmt: skip
+
+
+def service_environment(secret_names: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """The explicit environment of a server or serving process thaw starts: the passed-on
+    basics and tool settings of this process (offline settings included), plus ``extra``,
+    without any of ``SECRET_NAMES`` or ``secret_names`` (e.g. a configured PII key name)."""
+    env = {k: v for k, v in os.environ.items() if k in PASSED_NAMES or k.startswith(PASSED_PREFIXES)}
+    env.update({k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()})
+    env.update(extra)
+    for name in (*SECRET_NAMES, *secret_names):
+        env.pop(name, None)
+    return env

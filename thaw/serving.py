@@ -10,6 +10,7 @@ and its digest re-checked, so one base backbone serves every version built on it
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from thaw.config import BackboneConfig
+from thaw.errors import UserError
 from thaw.modeling import (
     BackboneRef,
     configure_threads,
@@ -29,21 +31,30 @@ from thaw.modeling import (
 )
 
 MODEL_ARTIFACT = "thaw_model"
+ALLOWED_BACKBONES_ENV = "THAW_ALLOWED_BACKBONES"  # JSON list of backbone sources, set by `thaw serve`
 
 
 class ThawPredictor:
     """A loaded model directory: ``predict(texts)`` gives labels and confidences."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, allowed_backbones: frozenset[str] | None = None) -> None:
+        """Load the model in ``directory``; with ``allowed_backbones``, refuse (UserError) a
+        model whose backbone source is not among them, and load safetensors weights only."""
         from safetensors.numpy import load_file
 
         self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
         self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
         self.head = load_file(str(directory / "head.safetensors"))
         ref = BackboneRef(**self.meta["backbone"])
+        if allowed_backbones is not None and ref.source not in allowed_backbones:
+            raise UserError(
+                f"{directory.name}: its backbone comes from {ref.source[:200]!r}, which this configuration does not "
+                "allow (thaw's packaged backbones and backbone.path)"
+            )
         configure_threads()
         self.device = select_device()
-        self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device)
+        safetensors_only = allowed_backbones is not None
+        self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device, safetensors_only)
         self.encoder = apply_adaptation(self.encoder, directory, self.device)
         self.backbone_cfg = BackboneConfig(
             name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
@@ -94,7 +105,11 @@ class ThawTextClassifier(mlflow.pyfunc.PythonModel):
     """pyfunc: text in, ``label`` and ``confidence`` out."""
 
     def load_context(self, context) -> None:
-        self.predictor = ThawPredictor(Path(context.artifacts[MODEL_ARTIFACT]))
+        # `thaw serve` names the backbones its config allows; the model's own word is not enough
+        allowed = os.environ.get(ALLOWED_BACKBONES_ENV)
+        self.predictor = ThawPredictor(
+            Path(context.artifacts[MODEL_ARTIFACT]), frozenset(json.loads(allowed)) if allowed else None
+        )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.predictor.predict(_texts(model_input))

@@ -209,19 +209,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``mlflow models serve`` on the registered pyfunc, on loopback by default."""
     import subprocess
 
-    from tasks.release.stored_model import verified_model_dir
+    from tasks.release.stored_model import allowed_backbone_sources, verified_model_dir
     from tasks.tracking.client import resolve_version
-    from thaw.tracking import tracking_uri
+    from thaw.offline import service_environment
+    from thaw.serving import ALLOWED_BACKBONES_ENV
 
     cfg = config_from_args(args)
     mv = resolve_version(cfg, args.model)
-    local = verified_model_dir(cfg, mv.name, str(mv.version))  # its code runs only if it is what was registered
+    local = verified_model_dir(cfg, mv.name, str(mv.version))  # thaw's own entry, weights and JSON only
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_uri(cfg),
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-    }
+    # serves a local, verified copy: it needs no tracking credentials and never the PII key
+    env = service_environment(
+        (cfg.curation.pii.secret_env,),
+        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        **{ALLOWED_BACKBONES_ENV: json.dumps(sorted(allowed_backbone_sources(cfg)))},
+    )
     print(f"serving {mv.name} v{mv.version} on http://{args.host}:{args.port}/invocations", flush=True)
     cmd = [
         sys.executable,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
+from thaw.offline import service_environment
 
 
 def _state_file(cfg: ThawConfig) -> Path:
@@ -76,7 +77,8 @@ def serve_ui(cfg: ThawConfig, port: int) -> int:
             raise UserError(f"port {port} is in use (by `thaw up`?); choose another with --port")
     cmd = mlflow_server_command(port, uri, cfg.state_path / "mlartifacts")
     print(f"MLflow UI on http://127.0.0.1:{port} for {uri}; Ctrl-C stops it", flush=True)
-    proc = subprocess.Popen(cmd)  # our process group: Ctrl-C, and a signal to the group, reach it too
+    # our process group: Ctrl-C, and a signal to the group, reach it too
+    proc = subprocess.Popen(cmd, env=service_environment((cfg.curation.pii.secret_env,)))
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -155,11 +157,11 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
         raise UserError(f"services already recorded in {_state_file(cfg)}; run `thaw down` first")
     state = cfg.state_path
     bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-        "PREFECT_HOME": str(state / "prefect"),
-    }
+    env = service_environment(
+        (cfg.curation.pii.secret_env,),
+        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        PREFECT_HOME=str(state / "prefect"),
+    )
     commands = {
         "mlflow": (
             mlflow_server_command(mlflow_port, f"sqlite:///{state / 'mlflow.db'}", state / "mlartifacts"),

@@ -169,7 +169,7 @@ def assess_arrivals(cfg: ThawConfig, reference: Reference, arrivals: Arrivals, r
         from tasks.release.stored_model import load_verified_model
 
         model = load_verified_model(cfg, reference.name, reference.version)
-        predicted = model.predict(pd.DataFrame({"text": new_sample}))["label"].astype(str).tolist()
+        predicted = model.predict(list(new_sample))["label"].astype(str).tolist()
         correct = [p == t for p, t in zip(predicted, labels_new, strict=True)]
     result = assess_drift(
         m,

@@ -65,7 +65,6 @@ def unseen_rows(test: Split, seen_texts: set[str]) -> list[int]:
 def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger: str) -> ChampionComparison:
     """Paired bootstrap of challenger vs champion (configured metric) on the challenger's
     test rows that the champion never trained or validated on."""
-    import pandas as pd
 
     client = client_for(cfg)
     tags = {v: client.get_model_version(name, v).tags for v in (champion, challenger)}
@@ -85,7 +84,7 @@ def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger:
     preds = {}
     for v in (champion, challenger):
         model = load_verified_model(cfg, name, v)
-        preds[v] = tuple(model.predict(pd.DataFrame({"text": rows.texts}))["label"].astype(str))
+        preds[v] = tuple(model.predict(rows.texts)["label"].astype(str))
     comparison = paired_comparison(
         rows.labels,
         RungScore(champion, 0, preds[champion]),

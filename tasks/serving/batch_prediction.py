@@ -30,7 +30,7 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
     progress = Progress(len(frame), "predicted")
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start : start + CHUNK_ROWS]
-        parts.append(model.predict(pd.DataFrame({"text": chunk["text"]})).set_index(chunk.index))
+        parts.append(model.predict(chunk["text"].tolist()).set_index(chunk.index))
         progress(len(chunk))
     out = pd.concat([frame[[ID]].rename(columns={ID: columns.id_name}), pd.concat(parts)], axis=1)
     out["model_version"] = str(mv.version)

@@ -117,19 +117,19 @@ def test_the_champion_is_compared_only_on_rows_it_never_trained_on(registry):
 
 def test_a_ledger_edited_in_the_registry_fails_verification(registry, tmp_path):
     cfg, client, _, workspace, uri, _ = registry
-    ok = _thaw(["ledger", MODEL, "--verify"], tmp_path, uri, workspace)
+    ok = _thaw(["ledger", MODEL, "--verify"], tmp_path, cfg)
     assert ok.returncode == 0 and "the ledger verifies" in ok.stdout, ok.stderr[-2000:]
     key = sorted(k for k in client.get_registered_model(MODEL).tags if k.startswith("thaw.ledger."))[1]
     original = client.get_registered_model(MODEL).tags[key]
     client.set_registered_model_tag(MODEL, key, original.replace('"by":"', '"by":"mallory-', 1))
     try:
-        bad = _thaw(["ledger", MODEL, "--verify"], tmp_path, uri, workspace)
+        bad = _thaw(["ledger", MODEL, "--verify"], tmp_path, cfg)
         assert bad.returncode == 1 and f"PROBLEM: {key} was edited" in bad.stderr
     finally:
         client.set_registered_model_tag(MODEL, key, original)
 
 
-def _thaw(args: list[str], tmp_path: Path, uri: str, workspace: Path) -> subprocess.CompletedProcess:
+def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
@@ -137,9 +137,9 @@ def _thaw(args: list[str], tmp_path: Path, uri: str, workspace: Path) -> subproc
             "thaw_cli",
             *args,
             "--workspace",
-            str(workspace),
+            str(cfg.root),
             "--config",
-            str(_write_cfg(tmp_path, uri)),
+            str(_write_cfg(tmp_path, cfg)),
         ],
         capture_output=True,
         text=True,
@@ -169,8 +169,7 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
         ["predict", f"{MODEL}@champion", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
         + ["--text-column", "message", "--id-column", "ticket_id"],
         tmp_path,
-        uri,
-        workspace,
+        cfg,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     via_cli = pd.read_csv(tmp_path / "out.csv")["label"].tolist()
@@ -197,7 +196,7 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
         "--workspace",
         str(workspace),
         "--config",
-        str(_write_cfg(tmp_path, uri)),
+        str(_write_cfg(tmp_path, cfg)),
     ]
     with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", timeout_s=180):
         body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
@@ -209,9 +208,17 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     assert via_cli == via_pyfunc == via_http
 
 
-def _write_cfg(tmp_path: Path, uri: str) -> Path:
+def _write_cfg(tmp_path: Path, cfg: ThawConfig) -> Path:
+    """The approver's own config: the model, the tracking server, and the backbone it trusts."""
+    import yaml
+
+    settings = {
+        "model_name": MODEL,
+        "tracking": {"tracking_uri": cfg.tracking.tracking_uri},
+        "backbone": {"name": cfg.backbone.name, "path": str(cfg.backbone.path)},
+    }
     path = tmp_path / "cfg.yaml"
-    path.write_text(f"model_name: {MODEL}\ntracking:\n  tracking_uri: {uri}\n", encoding="utf-8")
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return path
 
 
@@ -243,8 +250,7 @@ def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
         proc = _thaw(
             ["predict", f"{MODEL}/{version}", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")],
             tmp_path,
-            uri,
-            workspace,
+            cfg,
         )
         assert proc.returncode == 2 and "stored model files changed since registration" in proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "o.csv").exists()

@@ -1,0 +1,184 @@
+"""The registry as an insider writes it, against a real MLflow tracking server on loopback:
+someone who may edit a version's tags or register a version of their own. Nothing they
+write becomes a path to delete, and none of their code runs when the approver approves,
+predicts or serves; the servers thaw starts carry no PII key and no tracking password."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.projects import ticket_project
+from tests.servers import free_port, mlflow_server, running
+from thaw.config import ThawConfig
+from thaw.errors import UserError
+
+pytestmark = pytest.mark.e2e
+MODEL = "insider-tickets"
+
+# The registrant's code: it would leave a marker (and could read the approver's
+# credentials) wherever it ran.
+EVIL_ENTRY = """
+import os, pathlib, mlflow
+seen = os.environ.get("MLFLOW_TRACKING_PASSWORD", "ran")
+pathlib.Path(os.environ.get("INSIDER_MARKER", "/nonexistent/marker")).write_text(seen)
+from thaw.serving import ThawTextClassifier
+mlflow.models.set_model(ThawTextClassifier())
+"""
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, tiny_encoder, prefect_harness):
+    """A model registered by thaw (v1) on a real tracking server, approved as champion."""
+    from flows.pipeline import thaw_pipeline
+    from tasks.tracking.client import client_for
+
+    base = tmp_path_factory.mktemp("insider")
+    with mlflow_server(base / "mlflow") as uri:
+        cfg = ThawConfig.model_validate(
+            ticket_project(base / "project", tiny_encoder, MODEL, 300, 5, tracking={"tracking_uri": uri})
+        )
+        thaw_pipeline(cfg)
+        from tasks.release.promotion import approve
+
+        approve(cfg, MODEL, "1", "thaw's own model, the champion an insider's version would challenge")
+        yield cfg, client_for(cfg), base
+
+
+def _config_file(tmp_path: Path, cfg: ThawConfig) -> Path:
+    settings = {
+        "model_name": MODEL,
+        "tracking": {"tracking_uri": cfg.tracking.tracking_uri},
+        "backbone": {"name": cfg.backbone.name, "path": str(cfg.backbone.path)},
+    }
+    path = tmp_path / "approver.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
+def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig, **env: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "thaw_cli", *args, "--workspace", str(cfg.root)]
+    cmd += ["--config", str(_config_file(tmp_path, cfg))]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+
+def _predict(tmp_path: Path, cfg: ThawConfig, version: str, **env: str) -> subprocess.CompletedProcess:
+    (tmp_path / "in.csv").write_text("text\nI lost my card\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    return _thaw(["predict", f"{MODEL}/{version}", "--input", str(tmp_path / "in.csv"), "--output", str(out)],
+                 tmp_path, cfg, **env)  # fmt: skip
+
+
+def _register_own(cfg: ThawConfig, client, tmp_path: Path, how: str, marker: Path) -> str:
+    """Register a version the way an insider with EDIT rights could: their own code file
+    or a pickled model beside thaw's weights, with a digest tag that matches its files."""
+    import mlflow
+
+    from tasks.release.stored_model import MODEL_DIGEST_TAG, check_stored_files, model_files_digest, verified_model_dir
+    from thaw.serving import MODEL_ARTIFACT
+
+    weights = check_stored_files(verified_model_dir(cfg, MODEL, "1"), MODEL, "1")
+    os.environ["INSIDER_MARKER"] = str(marker)
+    try:
+        mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+        with mlflow.start_run():
+            if how == "code":
+                entry = tmp_path / "pyfunc_entry.py"  # the same name as thaw's, other bytes
+                entry.write_text(EVIL_ENTRY, encoding="utf-8")
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=str(entry), artifacts={MODEL_ARTIFACT: str(weights)}
+                )
+            else:
+                from tests.insider_model import MarkerModel
+
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=MarkerModel(), artifacts={MODEL_ARTIFACT: str(weights)}
+                )
+        mv = mlflow.register_model(info.model_uri, MODEL)
+    finally:
+        os.environ.pop("INSIDER_MARKER", None)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/{mv.version}", dst_path=str(tmp_path / "dl")))
+    lineage = {k: v for k, v in client.get_model_version(MODEL, "1").tags.items() if k.startswith("thaw.")}
+    for key, value in {**lineage, MODEL_DIGEST_TAG: model_files_digest(local)}.items():  # v1's lineage, its own digest
+        client.set_model_version_tag(MODEL, mv.version, key, value)
+    from tasks.release.promotion import register_challenger
+    from tasks.tracking.identity import registry_identity
+
+    register_challenger(cfg, MODEL, str(mv.version), registry_identity(cfg))  # thaw's own step, run by the insider
+    marker.unlink(missing_ok=True)  # logging it may have run it, in the insider's own process
+    return str(mv.version)
+
+
+def test_a_path_in_the_digest_tag_deletes_nothing_and_is_refused(registry, tmp_path):
+    cfg, client, _ = registry
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious", encoding="utf-8")
+    original = client.get_model_version(MODEL, "1").tags["thaw.model.sha256"]
+    try:
+        for tag in (str(victim), "../../victim", f"{original}/../../victim"):
+            client.set_model_version_tag(MODEL, "1", "thaw.model.sha256", tag)
+            proc = _predict(tmp_path, cfg, "1")
+            assert proc.returncode == 2 and "is not a sha256 (64 hex digits): refusing to load it" in proc.stderr
+            assert (victim / "keep.txt").read_text(encoding="utf-8") == "precious"
+            assert "Traceback" not in proc.stderr and not (tmp_path / "out.csv").exists()
+    finally:
+        client.set_model_version_tag(MODEL, "1", "thaw.model.sha256", original)
+    assert _predict(tmp_path, cfg, "1").returncode == 0  # the real digest loads
+
+
+@pytest.mark.parametrize(
+    "how,needle",
+    [
+        ("code", "pyfunc_entry.py is not the installed thaw's"),
+        ("pickle", "its MLmodel loads something other than thaw's entry"),
+    ],
+)
+def test_a_version_with_its_own_code_or_a_pickle_never_runs(registry, tmp_path, how, needle):
+    from tasks.release.promotion import approve
+
+    cfg, client, _ = registry
+    marker = tmp_path / "ran"
+    version = _register_own(cfg, client, tmp_path, how, marker)
+    env = {"INSIDER_MARKER": str(marker), "MLFLOW_TRACKING_PASSWORD": "the-approvers-password"}
+    # predict, through the CLI as the approver runs it
+    proc = _predict(tmp_path, cfg, version, **env)
+    assert proc.returncode == 2 and needle in proc.stderr and "refusing to load it" in proc.stderr, proc.stderr
+    # approve: the champion comparison would load the challenger
+    os.environ["INSIDER_MARKER"] = str(marker)
+    try:
+        with pytest.raises(UserError, match="refusing to load it"):
+            approve(cfg, MODEL, version, "looks fine")
+    finally:
+        os.environ.pop("INSIDER_MARKER", None)
+    # serve: refused before any server starts
+    port = free_port()
+    serve = _thaw(["serve", f"{MODEL}/{version}", "--port", str(port)], tmp_path, cfg, **env)
+    assert serve.returncode == 2 and needle in serve.stderr
+    assert not marker.exists()
+
+
+def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):
+    cfg, _, _ = registry
+    port = free_port()
+    cmd = [sys.executable, "-m", "thaw_cli", "serve", f"{MODEL}/1", "--port", str(port), "--workspace", str(cfg.root)]
+    cmd += ["--config", str(_config_file(tmp_path, cfg))]
+    secrets = {"THAW_PII_SECRET": "the-pii-key", "MLFLOW_TRACKING_PASSWORD": "the-password"}
+    with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env=secrets, timeout_s=180) as proc:
+        deadline = time.monotonic() + 30
+        servers = []
+        while not servers and time.monotonic() < deadline:
+            servers = psutil.Process(proc.pid).children(recursive=True)
+            time.sleep(0.2)
+        assert servers
+        for child in servers:
+            environ = child.environ()
+            assert "THAW_PII_SECRET" not in environ and "MLFLOW_TRACKING_PASSWORD" not in environ
+            assert "the-pii-key" not in environ.values() and "the-password" not in environ.values()
