@@ -85,26 +85,29 @@ def _register_own(cfg: ThawConfig, client, tmp_path: Path, how: str, marker: Pat
     from thaw.serving import MODEL_ARTIFACT
 
     weights = check_stored_files(verified_model_dir(cfg, MODEL, "1"), MODEL, "1")
-    os.environ["INSIDER_MARKER"] = str(marker)
-    try:
-        mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
-        with mlflow.start_run():
-            if how == "code":
-                entry = tmp_path / "pyfunc_entry.py"  # the same name as thaw's, other bytes
-                entry.write_text(EVIL_ENTRY, encoding="utf-8")
-                info = mlflow.pyfunc.log_model(
-                    name="model", python_model=str(entry), artifacts={MODEL_ARTIFACT: str(weights)}
-                )
-            else:
-                from tests.insider_model import MarkerModel
+    from tasks.tracking.client import scoped_tracking_uri
 
+    os.environ["INSIDER_MARKER"] = str(marker)
+    # scoped: MLflow keeps the URI in globals and the environment, which later tests would inherit
+    try:
+        with scoped_tracking_uri(cfg.tracking.tracking_uri):
+            with mlflow.start_run():
+                if how == "code":
+                    entry = tmp_path / "pyfunc_entry.py"  # the same name as thaw's, other bytes
+                    entry.write_text(EVIL_ENTRY, encoding="utf-8")
+                    python_model = str(entry)
+                else:
+                    from tests.insider_model import MarkerModel
+
+                    python_model = MarkerModel()
                 info = mlflow.pyfunc.log_model(
-                    name="model", python_model=MarkerModel(), artifacts={MODEL_ARTIFACT: str(weights)}
+                    name="model", python_model=python_model, artifacts={MODEL_ARTIFACT: str(weights)}
                 )
-        mv = mlflow.register_model(info.model_uri, MODEL)
+            mv = mlflow.register_model(info.model_uri, MODEL)
+            stored = mlflow.artifacts.download_artifacts(f"models:/{MODEL}/{mv.version}", dst_path=str(tmp_path / "dl"))
     finally:
         os.environ.pop("INSIDER_MARKER", None)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/{mv.version}", dst_path=str(tmp_path / "dl")))
+    local = Path(stored)
     lineage = {k: v for k, v in client.get_model_version(MODEL, "1").tags.items() if k.startswith("thaw.")}
     for key, value in {**lineage, MODEL_DIGEST_TAG: model_files_digest(local)}.items():  # v1's lineage, its own digest
         client.set_model_version_tag(MODEL, mv.version, key, value)
