@@ -63,3 +63,17 @@ def pipeline_config(workspace: Path, encoder: Path, train: Path, **expect) -> Th
             },
         }
     )
+
+
+def approver_config(tmp_path: Path, cfg: ThawConfig) -> Path:
+    """The approver's own config file: the model, the tracking server, and the backbone it trusts."""
+    import yaml
+
+    settings = {
+        "model_name": cfg.model_name,
+        "tracking": {"tracking_uri": cfg.tracking.tracking_uri},
+        "backbone": {"name": cfg.backbone.name, "path": str(cfg.backbone.path)},
+    }
+    path = tmp_path / "approver.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path

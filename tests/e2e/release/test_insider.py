@@ -13,9 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from tests.projects import ticket_project
+from tests.projects import approver_config, ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
 from thaw.errors import UserError
@@ -52,20 +51,9 @@ def registry(tmp_path_factory, tiny_encoder, prefect_harness):
         yield cfg, client_for(cfg), base
 
 
-def _config_file(tmp_path: Path, cfg: ThawConfig) -> Path:
-    settings = {
-        "model_name": MODEL,
-        "tracking": {"tracking_uri": cfg.tracking.tracking_uri},
-        "backbone": {"name": cfg.backbone.name, "path": str(cfg.backbone.path)},
-    }
-    path = tmp_path / "approver.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    return path
-
-
 def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig, **env: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "thaw_cli", *args, "--workspace", str(cfg.root)]
-    cmd += ["--config", str(_config_file(tmp_path, cfg))]
+    cmd += ["--config", str(approver_config(tmp_path, cfg))]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
 
 
@@ -172,7 +160,7 @@ def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_
     cfg, _, _ = registry
     port = free_port()
     cmd = [sys.executable, "-m", "thaw_cli", "serve", f"{MODEL}/1", "--port", str(port), "--workspace", str(cfg.root)]
-    cmd += ["--config", str(_config_file(tmp_path, cfg))]
+    cmd += ["--config", str(approver_config(tmp_path, cfg))]
     secrets = {"THAW_PII_SECRET": "the-pii-key", "MLFLOW_TRACKING_PASSWORD": "the-password"}
     with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env=secrets, timeout_s=180) as proc:
         deadline = time.monotonic() + 30

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.projects import copy_version, ticket_project
+from tests.projects import approver_config, copy_version, ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
 from thaw.datasets import file_md5
@@ -139,7 +139,7 @@ def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig) -> subprocess.Comple
             "--workspace",
             str(cfg.root),
             "--config",
-            str(_write_cfg(tmp_path, cfg)),
+            str(approver_config(tmp_path, cfg)),
         ],
         capture_output=True,
         text=True,
@@ -196,7 +196,7 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
         "--workspace",
         str(workspace),
         "--config",
-        str(_write_cfg(tmp_path, cfg)),
+        str(approver_config(tmp_path, cfg)),
     ]
     with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", timeout_s=180):
         body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
@@ -206,20 +206,6 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
         with urllib.request.urlopen(req, timeout=60) as resp:
             via_http = [row["label"] for row in json.loads(resp.read())["predictions"]]
     assert via_cli == via_pyfunc == via_http
-
-
-def _write_cfg(tmp_path: Path, cfg: ThawConfig) -> Path:
-    """The approver's own config: the model, the tracking server, and the backbone it trusts."""
-    import yaml
-
-    settings = {
-        "model_name": MODEL,
-        "tracking": {"tracking_uri": cfg.tracking.tracking_uri},
-        "backbone": {"name": cfg.backbone.name, "path": str(cfg.backbone.path)},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    return path
 
 
 def test_promotion_refuses_when_a_recorded_digest_is_missing_from_the_remote(registry):
