@@ -11,7 +11,11 @@ from thaw.rungs import DataEvidence, EvaluationPlan, LadderPlan
 
 FEW_LABELS_BELOW = 16  # median rows per class below which the few-shot (contrastive) rung comes first
 MANY_LABELS_FROM = 80  # median rows per class from which whole-backbone fine-tuning pays (measured on CLINC150)
-FRAGMENTED = 0.25  # share of words the tokenizer cuts into 3+ pieces: text far from the backbone's
+# Share of distinct words (letters only) the tokenizer cuts into 3+ pieces from which text
+# is far from the backbone's. Measured with MiniLM's tokenizer on 4,000 rows each:
+# CLINC150 0.085, GoEmotions 0.105, licence texts 0.102, the demo's pseudonymised tickets
+# 0.010, scientific-library docstrings 0.186.
+FRAGMENTED = 0.15
 
 
 def ladder_plan(

@@ -25,7 +25,6 @@ configured margin; it is a rule, not a test, and is not part of ``alpha``.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,20 +32,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thaw.config import MonitoringConfig
+from thaw.text_form import WORD, normalise_pseudonyms
 
 FAMILIES = 4
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
-_PSEUDONYM = re.compile(r"<([A-Z_]+?)_[0-9a-f]{6}>")
-
-
-def normalise_pseudonyms(text: str) -> str:
-    """``<PERSON_1a2b3c>`` -> ``<PERSON>``: the keyed part differs between PII keys and
-    runs, and must not read as new vocabulary or as a change of text."""
-    return _PSEUDONYM.sub(r"<\1>", text)
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(normalise_pseudonyms(text).casefold())
+    """The vocabulary a drift test compares: entity types stay (a new share of ``<PERSON>``
+    is a change of text), their keys do not."""
+    return WORD.findall(normalise_pseudonyms(text).casefold())
 
 
 def unseen_rate(texts: Sequence[str], vocabulary: set[str]) -> float:

@@ -196,6 +196,14 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> dict:
+    """Token ids of ``texts`` in the model's text form (``thaw.text_form.model_text``):
+    the one place text becomes model input, in training and in serving."""
+    from thaw.text_form import model_text
+
+    return dict(tokenizer([model_text(t) for t in texts], truncation=True, max_length=max_length))
+
+
 def embed_texts(
     texts: Sequence[str],
     tokenizer,
@@ -207,7 +215,7 @@ def embed_texts(
     """Pooled embeddings (float32, one row per text, input order) with length-sorted batches."""
     import torch
 
-    encoded = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)
+    encoded = encode_texts(tokenizer, texts, cfg.max_length)
     ids = encoded["input_ids"]
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     dtype = autocast_dtype(device)

@@ -20,8 +20,12 @@ SAMPLE_ROWS = 4000  # enough to measure fragmentation and neighbour accuracy; bo
 
 def fragmented_word_share(texts: list[str], tokenizer, sample: int = SAMPLE_ROWS) -> float:
     """Share of distinct words the tokenizer cuts into 3+ pieces or maps to [UNK]: how far
-    the text's vocabulary is from the backbone's."""
-    words = {w for t in texts[:sample] for w in t.split()}
+    the text's vocabulary is from the backbone's. Words are letters only: placeholders
+    (pseudonyms, masks), punctuation and numbers say nothing about the domain and are
+    left out (``thaw.text_form.domain_words``)."""
+    from thaw.text_form import domain_words
+
+    words = {w for t in texts[:sample] for w in domain_words(t)}
     if not words:
         return 0.0
     unk = getattr(tokenizer, "unk_token", None)

@@ -28,6 +28,7 @@ from thaw.modeling import (
     select_device,
 )
 from thaw.progress import Progress
+from thaw.text_form import TEXT_FORM
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,13 @@ FEATURE_LIBRARIES = ("torch", "transformers")
 
 def feature_cache_key(backbone_revision: str, data_md5: str, pooling: str, max_length: int, precision: str) -> str:
     """The content key of one split's feature matrix."""
-    settings = {"backbone": backbone_revision, "data": data_md5, "pooling": pooling, "max_length": max_length}
+    settings = {
+        "backbone": backbone_revision,
+        "data": data_md5,
+        "pooling": pooling,
+        "max_length": max_length,
+        "text_form": TEXT_FORM,
+    }
     return content_key("features", settings, FEATURE_LIBRARIES, precision)
 
 

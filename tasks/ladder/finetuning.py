@@ -37,6 +37,7 @@ from thaw.content_cache import content_key
 from thaw.datasets import DatasetVersion, Split, SplitRows, file_md5, write_text_atomically
 from thaw.rung_registry import rung_method
 from thaw.rungs import EpochRecord, RungDetails, TrainedRung
+from thaw.text_form import TEXT_FORM
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, ba
         "data": {s: f.md5 for s, f in sorted(curated.files.items())},
         "probe": file_md5(fit.head),
         "backbone": [backbone_revision, cfg.backbone.pooling, cfg.backbone.max_length],
+        "text_form": TEXT_FORM,
         "ladder": ladder.model_dump(mode="json", include={"finetune", "fewshot", "peft", "metric"}),
         "seed": cfg.training.seed,
     }
@@ -164,7 +166,7 @@ def fit_adapted_rung(
     """Train ``fit.rung`` on ``fit.train`` (resumable), score it on ``fit.validation``,
     save it to ``fit.out_dir``; optionally measure how far it moved the backbone."""
     from thaw.distributed import is_main_process
-    from thaw.modeling import numeric_precision
+    from thaw.modeling import encode_texts, numeric_precision
     from thaw.rung_methods.phases import FitState
     from thaw.trainer import predict_classes
 
@@ -172,7 +174,7 @@ def fit_adapted_rung(
     device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg)
     train = fit.train.read(curated, cfg.root)
     val = fit.validation.read(curated, cfg.root) if fit.validation else None
-    encode = lambda texts: dict(tokenizer(texts, truncation=True, max_length=cfg.backbone.max_length))  # noqa: E731
+    encode = lambda texts: encode_texts(tokenizer, texts, cfg.backbone.max_length)  # noqa: E731
     train_enc, val_enc = encode(train.texts), encode(val.texts) if val else None
     lr, decay = method.learning_rate(ladder)
     loop_cfg = method.loop(ladder)

@@ -23,11 +23,14 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    from thaw.text_form import model_text
+
     s = cfg.training.ladder.scratch
     vectorizers = [
         TfidfVectorizer(ngram_range=s.word_ngrams, sublinear_tf=True, max_features=s.max_features),
         TfidfVectorizer(analyzer="char_wb", ngram_range=s.char_ngrams, sublinear_tf=True, max_features=s.max_features),
     ]
+    train_texts, test_texts = [model_text(t) for t in train_texts], [model_text(t) for t in test_texts]
     train_m = hstack([v.fit_transform(train_texts) for v in vectorizers]).tocsr()
     test_m = hstack([v.transform(test_texts) for v in vectorizers]).tocsr()
     clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)

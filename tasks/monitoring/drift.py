@@ -26,9 +26,10 @@ from thaw.datasets import (
     write_table,
     write_text_atomically,
 )
-from thaw.drift import DriftAssessment, assess_drift, normalise_pseudonyms
+from thaw.drift import DriftAssessment, assess_drift
 from thaw.errors import UserError
 from thaw.modeling import BackboneRef
+from thaw.text_form import model_text, normalise_pseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def _embed(cfg: ThawConfig, backbone: BackboneRef, texts: list[str]) -> np.ndarr
     configure_threads()
     device = select_device()
     tokenizer, model = load_encoder(locate_backbone(backbone), device)
-    return embed_texts([normalise_pseudonyms(t) for t in texts], tokenizer, model, cfg.backbone, device)
+    return embed_texts([model_text(t) for t in texts], tokenizer, model, cfg.backbone, device)
 
 
 @task(name="assess-drift")

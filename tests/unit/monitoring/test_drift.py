@@ -9,10 +9,10 @@ from thaw.drift import (
     assess_drift,
     label_shift_test,
     mmd_test,
-    normalise_pseudonyms,
     unseen_rate,
     wilson_interval,
 )
+from thaw.text_form import normalise_pseudonyms
 
 
 def test_same_distribution_p_values_are_roughly_uniform_so_alpha_is_the_false_alarm_rate():

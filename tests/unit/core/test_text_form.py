@@ -1,0 +1,29 @@
+"""The model's text form (entity types for pseudonyms) and the words a domain measure
+counts (letters only: no placeholders, punctuation or numbers)."""
+
+from thaw.text_form import domain_words, model_text
+
+
+def test_the_model_sees_entity_types_and_never_the_key():
+    scrubbed = "Hi, I am <PERSON_8b1531>; card <CREDIT_CARD_ffffff> at <EMAIL_ADDRESS_0a1b2c>."
+    assert model_text(scrubbed) == "Hi, I am <PERSON>; card <CREDIT_CARD> at <EMAIL_ADDRESS>."
+    assert model_text(model_text(scrubbed)) == model_text(scrubbed)
+    assert model_text("a <b>bold</b> claim, x<y_123456>z") == "a <b>bold</b> claim, x<y_123456>z"  # not a pseudonym
+
+
+def test_domain_words_leave_out_placeholders_punctuation_and_numbers():
+    text = "Refund order #4521 for <PERSON_8b1531> and [NAME], 3x faster!! can't <URL> café\u00a0Привет"
+    assert domain_words(text) == ["refund", "order", "for", "and", "x", "faster", "can't", "café", "привет"]
+    assert domain_words("<PERSON_8b1531> <IBAN_CODE_000000> 12:30 -- ;)") == []
+
+
+def test_pseudonyms_no_longer_read_as_a_domain_gap(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    from tasks.ladder.assessment import fragmented_word_share
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    plain = ["refund my order please", "password reset help"]
+    scrubbed = [f"{t} <PERSON_{i:06x}> <PHONE_NUMBER_{i + 7:06x}>, order 88121" for i, t in enumerate(plain)]
+    assert fragmented_word_share(scrubbed, tokenizer) == fragmented_word_share(plain, tokenizer)
+    assert fragmented_word_share(["zqxv wvut"], tokenizer) == 1.0  # letters the vocabulary lacks as words
