@@ -122,7 +122,9 @@ def test_two_thousand_rows_score_on_validation_and_climb_as_the_table_says(works
     # many labels: the table skips PEFT (partial/full are not configured here): nothing to climb
     assert note["decision_table"]["suggestion"] == "full" and note["decision_table"]["rungs"] == []
     assert [r.rung for r in result.trained] == ["frozen"]
-    assert result.final.details.trained_on == ("train",)  # hold-out: no refit unless asked
+    # scored on hold-out, then refit on every labelled row (refit: always, the default)
+    assert result.trained[0].details.trained_on == ("train",)
+    assert result.final.details.trained_on == ("train", "validation")
 
 
 def test_the_training_file_supplies_only_the_missing_split_and_no_row_is_lost(workspace):

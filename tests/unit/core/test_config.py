@@ -67,3 +67,12 @@ def test_a_user_name_alone_and_endpoint_options_are_fine():
         },
     )
     assert cfg.tracking.tracking_uri.startswith("https://ana@")
+
+
+def test_the_shipped_configuration_climbs_every_rung_the_decision_table_can_suggest():
+    from thaw.rung_registry import rung_methods
+
+    shipped = load_config(Path(__file__).resolve().parents[3] / "configs" / "default.yaml")
+    suggestable = {m.name for m in rung_methods() if m.adapted and m.planned_in}
+    assert suggestable <= set(shipped.training.ladder.rungs)
+    assert shipped.training.ladder.refit == "always" and not shipped.training.head.try_mlp
