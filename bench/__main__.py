@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, ratios measured in this one run on this machine.
 
-python -m bench [--only pii,dedup,encoder,cache,rerun,rss,drift,clinc] [--rss-sizes 100000,1000000]
+python -m bench [--only pii,dedup,encoder,cache,rerun,rss,drift,ladder] [--rss-sizes 100000,1000000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thaw.offline import apply_offline_environment
 
-SECTIONS = ("pii", "dedup", "encoder", "cache", "rerun", "rss", "drift", "clinc")
+SECTIONS = ("pii", "dedup", "encoder", "cache", "rerun", "rss", "drift", "ladder")
 
 
 def main() -> None:
@@ -59,10 +59,10 @@ def main() -> None:
             from bench import drift
 
             results[section] = drift.run()
-        elif section == "clinc":
-            from bench import clinc
+        elif section == "ladder":
+            from bench import ladder
 
-            results[section] = clinc.run(Path(tempfile.mkdtemp(prefix="thaw-clinc-")) / "ws")
+            results[section] = ladder.run(Path(tempfile.mkdtemp(prefix="thaw-ladder-")))
         else:
             raise SystemExit(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
     print(f"\nbench finished in {(time.perf_counter() - started) / 60:.1f} min")

@@ -1,0 +1,169 @@
+"""The ladder on public labelled sets, as a user runs it, beside the plain baseline.
+
+For each set and regime (all training rows, or 10 per class), in one run:
+- thaw: `thaw run` in a fresh checkout of this repository (a `git clone` of HEAD) with
+  the shipped configuration (`configs/default.yaml`) and only the CLI flags a user gives
+  (files and columns); every rung's validation and test figures, the gate's decisions,
+  the decision table's suggestion, each rung's time and the wall time;
+- the plain baseline (`bench.plain_baseline`): frozen mean-pooled MiniLM + logistic
+  regression on the same training rows (train + validation files), the same test file.
+
+python -m bench.ladder [clinc150:full clinc150:10shot goemotions:full goemotions:10shot]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import row
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+SHOTS_SEED = 13
+
+
+def _clinc() -> dict[str, list[tuple[str, str]]]:
+    data = json.loads((SHARED / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    return {"train": data["train"], "validation": data["val"], "test": data["test"]}
+
+
+def _goemotions() -> dict[str, list[tuple[str, str]]]:
+    def read(name: str):
+        with open(SHARED / "goemotions" / name, newline="", encoding="utf-8") as fh:
+            return [(r["text"], r["label"]) for r in csv.DictReader(fh)]
+
+    return {"train": read("train.csv"), "validation": read("dev.csv"), "test": read("test.csv")}
+
+
+SETS = {
+    "clinc150": (SHARED / "clinc150" / "data_full.json", _clinc),  # 150 intents, the authors' split
+    "goemotions": (SHARED / "goemotions" / "train.csv", _goemotions),  # 28 emotions, 329x imbalance
+}
+
+
+def few_per_class(pairs: list[tuple[str, str]], shots: int) -> list[tuple[str, str]]:
+    """``shots`` training rows per class (all of a rarer class), seeded."""
+    rng, by_label = random.Random(SHOTS_SEED), {}
+    for pair in pairs:
+        by_label.setdefault(pair[1], []).append(pair)
+    return [p for label in sorted(by_label) for p in rng.sample(by_label[label], min(shots, len(by_label[label])))]
+
+
+def _write(path: Path, pairs: list[tuple[str, str]], prefix: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["id", "text", "label"])
+        writer.writerows((f"{prefix}-{i}", text, label) for i, (text, label) in enumerate(pairs))
+    return path
+
+
+def prepare(data_dir: Path, splits: dict, shots: int | None) -> dict[str, Path]:
+    """CSV files a user would hand to `thaw run`: all three splits, or ``shots`` training
+    rows per class and the test file (thaw carves validation itself)."""
+    if shots is None:
+        return {s: _write(data_dir / f"{s}.csv", pairs, s) for s, pairs in splits.items()}
+    return {
+        "train": _write(data_dir / f"train-{shots}shot.csv", few_per_class(splits["train"], shots), "train"),
+        "test": _write(data_dir / "test.csv", splits["test"], "test"),
+    }
+
+
+def checkout(workspace: Path) -> Path:
+    """A fresh clone of this repository's HEAD: what a user has after `git clone`."""
+    target = workspace / "thaw"
+    if not target.exists():
+        subprocess.run(["git", "clone", "-q", str(REPO), str(target)], check=True)
+    return target
+
+
+def run_thaw(repo: Path, files: dict[str, Path], model_name: str) -> dict:
+    summary_path = repo / f"summary-{model_name}.json"
+    cmd = [sys.executable, "-m", "thaw_cli", "run", "--config", "configs/default.yaml"]
+    cmd += ["--text-column", "text", "--label-column", "label", "--id-column", "id"]
+    cmd += ["--model-name", model_name, "--summary-json", str(summary_path)]
+    for split, path in files.items():
+        cmd += [f"--{split}", str(path)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return {"summary": json.loads(summary_path.read_text(encoding="utf-8")), "wall_seconds": wall}
+
+
+def run_one(workspace: Path, name: str, regime: str) -> dict:
+    from bench import plain_baseline
+
+    splits = SETS[name][1]()
+    shots = None if regime == "full" else int(regime.removesuffix("shot"))
+    repo = checkout(workspace)
+    files = prepare(repo / "data" / f"{name}-{regime}", splits, shots)
+    train_rows = [p for s in ("train", "validation") if s in files for p in _read(files[s])]
+    baseline = plain_baseline.score(train_rows, _read(files["test"]))
+    thaw = run_thaw(repo, files, f"{name}-{regime}")
+    return {"thaw": thaw, "baseline": baseline}
+
+
+def _read(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [(r["text"], r["label"]) for r in csv.DictReader(fh)]
+
+
+def report(name: str, regime: str, result: dict) -> dict:
+    s, base = result["thaw"]["summary"], result["baseline"]
+    gate = s["gate"]
+    print(f"{name} {regime}: {s['curation']['splits']} rows after curation; scored by {gate['scored_by']['mode']}")
+    table = gate["decision_table"]
+    print(f"    decision table: first move {table['suggestion']}; {'; '.join(table['reasons'])}")
+    for r in s["rungs"]:
+        test = r.get("test") or {}
+        mark = " (selected)" if r["selected"] else ""
+        seconds = r["details"].get("train_seconds")
+        row(
+            f"{r['rung']}: validation macro-F1; test acc{'; train s' if seconds else ''}",
+            f"{r['validation']['macro_f1']:.4f}; {test.get('accuracy', float('nan')):.4f}{mark}"
+            + (f"; {seconds:.0f}" if seconds else ""),
+        )
+    for d in gate["decisions"]:
+        print(f"    gate after {d['after']}: {d['action']} - {d['reason']}")
+    reg, test = s["registered_model"], s["test"]["metrics"]
+    ahead = test["accuracy"] - base["accuracy"]
+    row("registered", f"{reg['rung']} trained on {'+'.join(reg['trained_on'])}")
+    row("thaw selected: test accuracy / macro-F1", f"{test['accuracy']:.4f} / {test['macro_f1']:.4f}")
+    row("plain frozen + LR: test accuracy / macro-F1", f"{base['accuracy']:.4f} / {base['macro_f1']:.4f}")
+    row("thaw minus plain baseline (accuracy)", f"{ahead:+.4f}", "thaw ahead" if ahead > 0 else "thaw NOT ahead")
+    row("ladder wall time", f"{gate['ladder_seconds'] / 60:.1f} min")
+    row("whole run (curation to registration)", f"{result['thaw']['wall_seconds'] / 60:.1f} min")
+    row("plain baseline (embed + fit)", f"{base['seconds'] / 60:.1f} min")
+    return {"thaw_accuracy": test["accuracy"], "baseline_accuracy": base["accuracy"], "ahead": ahead}
+
+
+DEFAULT = ("clinc150:full", "clinc150:10shot", "goemotions:full", "goemotions:10shot")
+
+
+def run(workspace: Path, which: tuple[str, ...] = DEFAULT) -> dict:
+    out = {}
+    for item in which:
+        name, regime = item.split(":")
+        if not SETS[name][0].exists():
+            print(f"{name}: skipped ({SETS[name][0]} not found)")
+            continue
+        result = run_one(workspace, name, regime)
+        out[item] = {**result, "figures": report(name, regime, result)}
+    return out
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    from thaw.offline import apply_offline_environment
+
+    apply_offline_environment()
+    run(Path(tempfile.mkdtemp(prefix="thaw-ladder-")), tuple(sys.argv[1:]) or DEFAULT)
