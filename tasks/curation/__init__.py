@@ -5,6 +5,6 @@ Tasks:
 - ``expectations.validate_curated_data``: Great Expectations and the residual-PII check;
 - ``scaleout.detect_chunk``, ``scaleout.minhash_chunk``: the same work on a Dask cluster.
 
-Plain modules: ``dedup`` (exact, label conflicts, MinHash near duplicates) and ``pii``
-(the detector and its rules).
+Plain module: ``dedup`` (exact, label conflicts, MinHash near duplicates). The PII
+detector is core (``thaw.pii``): the served model runs it on its input too.
 """

@@ -186,7 +186,7 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
     """Content key of a curation: input bytes, the settings that shape the output, the
     PII recognizers that run, the pseudonymisation key's fingerprint, the curated file
     format and the versions of the libraries that compute it."""
-    from tasks.curation.pii.recognizers import recognizer_names
+    from thaw.pii.recognizers import recognizer_names
 
     inputs = {
         name: file_md5(Path(p))
@@ -211,7 +211,7 @@ def _scrub(
     """Scrub every input's texts (on Dask or forked local workers), then cut over-long
     ones: scrubbing sees the whole text, so a value cut in half cannot slip through.
     Returns the scrubbed frames, the counts and the rows per second."""
-    from tasks.curation.pii.detector import ScrubStats, scrub_texts_parallel
+    from thaw.pii.detector import ScrubStats, scrub_texts_parallel
 
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
@@ -239,7 +239,7 @@ def _split(frames: dict[str, pd.DataFrame], cfg: ThawConfig) -> dict[str, pd.Dat
 def _curate(
     cfg: ThawConfig, run_dir: Path, secret, fingerprint: str
 ) -> tuple[dict[str, Path], Path, Path, dict[str, int], tuple[str, ...]]:
-    from tasks.curation.pii.detector import PiiDetector
+    from thaw.pii.detector import PiiDetector
 
     accounting = RowAccounting()
     inputs = _read_inputs(cfg)
@@ -275,7 +275,7 @@ def curate_dataset(cfg: ThawConfig, run_dir: Path) -> CuratedDataset:
     (and say so). Refuses (UserError) unreadable inputs; every row removed is counted.
     """
 
-    from tasks.curation.pii.detector import load_pii_secret, workspace_salt
+    from thaw.pii.detector import load_pii_secret, workspace_salt
 
     secret = load_pii_secret(cfg.curation.pii)
     fingerprint = secret.fingerprint(workspace_salt(cfg.state_path))

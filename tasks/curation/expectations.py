@@ -16,11 +16,11 @@ import pandas as pd
 from prefect import task
 
 from tasks.curation.dedup import normalize_text
-from tasks.curation.pii.rules import structured_spans
 from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.datasets import ID, LABEL, TEXT, read_table
 from thaw.errors import ExpectationsFailed
+from thaw.pii.rules import structured_spans
 
 MAX_EXAMPLES = 3
 # The residual check's names for the structured types the scrubber's rules find.

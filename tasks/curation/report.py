@@ -78,7 +78,7 @@ def _safe_samples(values: list[str], detector, secret, entities) -> list[str]:
     """Report samples scrubbed like the data, then held to the residual check: what the
     check still flags is masked, so no sample can carry what a split could not."""
     from tasks.curation.expectations import mask_residual_pii, residual_pii_kinds
-    from tasks.curation.pii.detector import scrub_texts
+    from thaw.pii.detector import scrub_texts
 
     scrubbed = list(scrub_texts(values, detector, secret))
     return [mask_residual_pii(v) if residual_pii_kinds(v, entities) else v for v in scrubbed]

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from prefect import flow, task
 
-from tasks.curation.pii.detector import PiiDetector, PiiSecret, ScrubStats, Span, replace_spans
 from thaw.config import CurationConfig, DedupConfig, PiiConfig
+from thaw.pii.detector import PiiDetector, PiiSecret, ScrubStats, Span, replace_spans
 
 if TYPE_CHECKING:
     import numpy as np

@@ -103,8 +103,8 @@ def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
 def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Path) -> Arrivals:
     """Read the new rows (labelled or not), scrub PII with the curation settings, drop
     exact repeats of a text, and keep them as ``run_dir/arrivals.csv``."""
-    from tasks.curation.pii.detector import PiiDetector, ScrubStats, load_pii_secret, scrub_texts_parallel
     from thaw.ingest import read_labelled_table
+    from thaw.pii.detector import PiiDetector, ScrubStats, load_pii_secret, scrub_texts_parallel
 
     frame = read_labelled_table(source, columns)
     labelled = columns.label is not None

@@ -64,8 +64,8 @@ def test_a_dask_run_leaves_no_key_and_no_pii_in_prefect_mlflow_or_the_state_dir(
 
 def test_chunk_files_of_raw_text_are_removed_when_detection_fails(workspace, monkeypatch):
     from tasks.curation import scaleout as scaleout
-    from tasks.curation.pii.detector import PiiSecret, ScrubStats
     from thaw.config import CurationConfig
+    from thaw.pii.detector import PiiSecret, ScrubStats
 
     def broken(*args, **kwargs):
         assert list((workspace / "chunks").glob("chunk-*.json"))  # they existed while it ran

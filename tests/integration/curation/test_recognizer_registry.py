@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import regex
 
-from tasks.curation.pii.recognizers import Recognizer, recognizer_names, register_recognizer, unregister_recognizer
-from tasks.curation.pii.spans import Span
 from thaw.config import DEFAULT_PII_ENTITIES, ThawConfig
+from thaw.pii.recognizers import Recognizer, recognizer_names, register_recognizer, unregister_recognizer
+from thaw.pii.spans import Span
 
 pytestmark = pytest.mark.integration
 
@@ -91,9 +91,9 @@ def test_a_disabled_recognizer_does_not_run(workspace, employee_ids, monkeypatch
 
 
 def test_disabling_an_unknown_recognizer_is_refused_with_the_registered_names():
-    from tasks.curation.pii.recognizers import enabled_recognizers
     from thaw.config import PiiConfig
     from thaw.errors import UserError
+    from thaw.pii.recognizers import enabled_recognizers
 
     with pytest.raises(UserError, match="unknown recognizer 'nope'; registered: presidio_patterns, structured"):
         enabled_recognizers(PiiConfig(disabled_recognizers=("nope",)))

@@ -3,10 +3,10 @@ third-party labelled set; these only pin what each rule does and does not take.)
 
 import pytest
 
-from tasks.curation.pii import addresses as addresses
-from tasks.curation.pii import rules as rules
-from tasks.curation.pii.detector import PiiSecret, pseudonym
-from tasks.curation.pii.spans import Span, choose_spans
+from thaw.pii import addresses as addresses
+from thaw.pii import rules as rules
+from thaw.pii.detector import PiiSecret, pseudonym
+from thaw.pii.spans import Span, choose_spans
 
 
 def _found(spans, text):

@@ -13,7 +13,7 @@ Pure functions over one text that return ``(start, end, entity)`` spans:
   capitalised names after a place word (``lives in``, ``moved from``).
 - ``propagate_names``: every other occurrence of a token of a detected name.
 
-Street addresses and postal codes are in ``tasks.curation.pii.addresses``.
+Street addresses and postal codes are in ``thaw.pii.addresses``.
 
 Case and script: capitalised means an upper-case letter in any script (``\\p{Lu}``), so
 "Ágatha", "Søren" and "ΠΑΦΟΣ" count. The rules run on ``plain_view(text)``, where a
@@ -27,8 +27,8 @@ from collections.abc import Iterable
 
 import regex
 
-from tasks.curation.pii.spans import Span
 from thaw.checksums import iban_ok, luhn_ok
+from thaw.pii.spans import Span
 
 # --- structured -----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ pseudonyms.
 
 ``PiiDetector`` finds spans in a batch of texts:
 
-- the registered recognizers that run before NER (``tasks.curation.pii.recognizers``):
+- the registered recognizers that run before NER (``thaw.pii.recognizers``):
   Presidio's pattern recognizers for the configured entities, each run only on texts
   that can hold a match, and thaw's own rules (cards, IBANs, e-mails and phones as the
   residual check sees them, dates of birth, places, names after cues, street addresses
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import regex
 
-from tasks.curation.pii import rules
-from tasks.curation.pii.recognizers import NER_ENTITIES, NER_LABELS, Recognizer, enabled_recognizers
-from tasks.curation.pii.spans import Span, choose_spans
 from thaw.config import PiiConfig
 from thaw.errors import UserError
+from thaw.pii import rules
+from thaw.pii.recognizers import NER_ENTITIES, NER_LABELS, Recognizer, enabled_recognizers
+from thaw.pii.spans import Span, choose_spans
 
 log = logging.getLogger(__name__)
 

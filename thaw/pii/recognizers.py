@@ -22,10 +22,10 @@ from typing import ClassVar
 
 import regex
 
-from tasks.curation.pii import addresses, rules
-from tasks.curation.pii.spans import Span
 from thaw.config import PiiConfig
 from thaw.errors import UserError
+from thaw.pii import addresses, rules
+from thaw.pii.spans import Span
 
 
 class Recognizer:

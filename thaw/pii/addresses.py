@@ -1,4 +1,4 @@
-"""Street addresses and postal codes, for the PII scrubber (beside ``tasks.curation.pii.rules``).
+"""Street addresses and postal codes, for the PII scrubber (beside ``thaw.pii.rules``).
 
 - street lines in English and continental forms: number + name + street type ("214 Beach
   Road"), street type + name + number ("Via Pasquale Scura 127"), one word with a street
@@ -19,8 +19,8 @@ from collections.abc import Iterable
 
 import regex
 
-from tasks.curation.pii.rules import CAP
-from tasks.curation.pii.spans import Span
+from thaw.pii.rules import CAP
+from thaw.pii.spans import Span
 
 STREET_TYPES = (
     "street|st|road|rd|avenue|ave|av|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|terrace|ter|crescent|cres|"
