@@ -22,14 +22,15 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) 
     return statistics.median(times)
 
 
-def matmul_peak_gflops(n: int = 2048) -> float:
-    """fp32 matmul GFLOP/s on all threads: warm, repeated, median (the run's own peak)."""
+def matmul_peak_gflops(n: int = 2048, dtype=None) -> float:
+    """Matmul GFLOP/s on all threads in ``dtype`` (fp32 by default): warm, repeated,
+    median (the run's own peak)."""
     import torch
 
     from thaw.modeling import configure_threads
 
     configure_threads()
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     seconds = median_seconds(lambda: a @ b, repeats=7, warmup=3)
     return 2 * n**3 / seconds / 1e9
 

@@ -108,7 +108,23 @@ def run_one(workspace: Path, name: str, regime: str) -> dict:
     train_rows = [p for s in ("train", "validation") if s in files for p in _read(files[s])]
     baseline = plain_baseline.score(train_rows, _read(files["test"]))
     thaw = run_thaw(repo, files, f"{name}-{regime}")
-    return {"thaw": thaw, "baseline": baseline}
+    return {"thaw": thaw, "baseline": baseline, "serving_scrub": scrub_cost([t for t, _ in _read(files["test"])])}
+
+
+def scrub_cost(texts: list[str]) -> dict:
+    """What scrubbing served text to entity types costs (``thaw.pii.masking``): the
+    detector's one-off load, then milliseconds per row over the test texts."""
+    from thaw.config import PiiConfig
+    from thaw.pii.masking import mask_texts
+
+    start = time.perf_counter()
+    mask_texts(["warm up with Maria in Berlin"], PiiConfig())
+    load = time.perf_counter() - start
+    start = time.perf_counter()
+    masked = mask_texts(texts, PiiConfig())
+    per_row = (time.perf_counter() - start) / max(len(texts), 1)
+    changed = sum(a != b for a, b in zip(texts, masked, strict=True))
+    return {"load_seconds": round(load, 2), "ms_per_row": round(per_row * 1000, 3), "rows_changed": changed}
 
 
 def _read(path: Path) -> list[tuple[str, str]]:
@@ -142,6 +158,11 @@ def report(name: str, regime: str, result: dict) -> dict:
     row("ladder wall time", f"{gate['ladder_seconds'] / 60:.1f} min")
     row("whole run (curation to registration)", f"{result['thaw']['wall_seconds'] / 60:.1f} min")
     row("plain baseline (embed + fit)", f"{base['seconds'] / 60:.1f} min")
+    scrub = result["serving_scrub"]
+    row(
+        "serving: scrub to entity types (load; per row; rows changed)",
+        f"{scrub['load_seconds']:.1f} s; {scrub['ms_per_row']:.2f} ms; {scrub['rows_changed']}",
+    )
     return {"thaw_accuracy": test["accuracy"], "baseline_accuracy": base["accuracy"], "ahead": ahead}
 
 

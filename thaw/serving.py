@@ -5,6 +5,9 @@ reference: name, source, revision digest), ``labels.json``, ``head.safetensors``
 for adapted rungs, either a PEFT ``adapter/`` or ``delta.safetensors`` (the backbone
 tensors the rung changed). The base backbone is never copied: it is located offline
 and its digest re-checked, so one base backbone serves every version built on it.
+
+What it is given is scrubbed the way its training text was (``model.json``'s
+``input_form``, ``thaw.pii.masking``): PII becomes entity types before the encoder sees it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from thaw.modeling import (
     locate_backbone,
     select_device,
 )
+from thaw.pii.masking import mask_texts, served_pii_config
 
 MODEL_ARTIFACT = "thaw_model"
 ALLOWED_BACKBONES_ENV = "THAW_ALLOWED_BACKBONES"  # JSON list of backbone sources, set by `thaw serve`
@@ -59,9 +63,15 @@ class ThawPredictor:
         self.backbone_cfg = BackboneConfig(
             name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
         )
+        # scrub what it is given as its training text was scrubbed (thaw.pii.masking)
+        self.pii = served_pii_config(self.meta.get("input_form"), f"{directory.name}/model.json")
+
+    def model_inputs(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as the model sees them: PII replaced by entity types."""
+        return mask_texts(texts, self.pii)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        features = embed_texts(list(texts), self.tokenizer, self.encoder, self.backbone_cfg, self.device)
+        features = embed_texts(self.model_inputs(texts), self.tokenizer, self.encoder, self.backbone_cfg, self.device)
         return head_probabilities(features, self.head)
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.content_cache import content_key
 from thaw.datasets import DatasetVersion, Split, SplitRows, file_md5, write_text_atomically
+from thaw.pii.masking import input_form
 from thaw.rung_registry import rung_method
 from thaw.rungs import EpochRecord, RungDetails, TrainedRung
 from thaw.text_form import TEXT_FORM
@@ -215,6 +216,7 @@ def fit_adapted_rung(
             "backbone": json.loads(ref.to_json()),
             "pooling": cfg.backbone.pooling,
             "max_length": cfg.backbone.max_length,
+            "input_form": input_form(cfg.curation.pii),
             "best_epoch": outcome.best_epoch + 1,
             "trainable_backbone_parameters": surface.trainable_backbone,
             "backbone_parameters": surface.total_backbone,

@@ -21,6 +21,7 @@ from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion
 from thaw.heads import fit_logistic_head, linear_head_of
 from thaw.modeling import head_probabilities
+from thaw.pii.masking import input_form
 from thaw.rung_methods.frozen import FROZEN
 from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, TrainedRung
 
@@ -152,6 +153,7 @@ def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, tra
         "backbone": json.loads(features.backbone.to_json()),
         "pooling": cfg.backbone.pooling,
         "max_length": cfg.backbone.max_length,
+        "input_form": input_form(cfg.curation.pii),
         "head": head,
         "head_C": c,
         "trained_on": list(trained_on),

@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,10 +119,15 @@ def spacy_model_path(name: str) -> str:
 
 def replace_spans(text: str, spans: Sequence[Span], secret: PiiSecret) -> str:
     """``text`` with every span replaced by its pseudonym."""
+    return replace_spans_with(text, spans, lambda span, value: pseudonym(secret, span.entity, value))
+
+
+def replace_spans_with(text: str, spans: Sequence[Span], replacement: Callable[[Span, str], str]) -> str:
+    """``text`` with every span (in order, not overlapping) replaced by ``replacement(span, value)``."""
     parts, cursor = [], 0
     for span in spans:
         parts.append(text[cursor : span.start])
-        parts.append(pseudonym(secret, span.entity, text[span.start : span.end]))
+        parts.append(replacement(span, text[span.start : span.end]))
         cursor = span.end
     parts.append(text[cursor:])
     return "".join(parts)

@@ -1,0 +1,85 @@
+"""The served model sees what it trained on: raw text is scrubbed by the same detector
+curation ran, PII becoming entity types, and text curation already scrubbed passes
+through unchanged. What model.json says about scrubbing is validated before use."""
+
+import json
+
+import numpy as np
+import pytest
+
+from thaw.config import BackboneConfig, PiiConfig
+from thaw.errors import UserError
+from thaw.pii.detector import PiiDetector, PiiSecret, scrub_texts
+from thaw.pii.masking import input_form, mask_texts, served_pii_config
+
+RAW = [
+    "Hi, I am Maria Gonzalez, mail maria.gonzalez@example.com or call +1 312-545-3252 about my refund",
+    "card 4111 1111 1111 1111 was\u00a0blocked, please help",
+    "password reset please",
+    "Привет, Olga Ivanova here, order 88121 never arrived",
+]
+
+
+def test_raw_text_becomes_entity_types_and_scrubbed_text_stays_as_it_is():
+    cfg = PiiConfig()
+    masked = mask_texts(RAW, cfg)
+    assert "<PERSON>" in masked[0] and "<EMAIL_ADDRESS>" in masked[0] and "<PHONE_NUMBER>" in masked[0]
+    assert "Maria" not in masked[0] and "4111" not in masked[1] and "<CREDIT_CARD>" in masked[1]
+    assert masked[2] == RAW[2]
+    curated = list(scrub_texts(RAW, PiiDetector(cfg), PiiSecret(b"k" * 32, "test")))
+    assert "<PERSON_" in curated[0]
+    assert mask_texts(curated, cfg) == masked  # what evaluation scores is what serving predicts on
+    assert mask_texts(masked, cfg) == masked
+    assert mask_texts(RAW, None)[0] == RAW[0]  # a model trained on unscrubbed text gets text as it is
+
+
+def test_a_long_field_is_masked_in_one_pass():
+    long = "refund please " * 7000 + "from Maria Gonzalez"
+    (masked,) = mask_texts([long], PiiConfig())
+    assert "Gonzalez" not in masked and masked.startswith("refund please refund") and masked.endswith(">")
+
+
+@pytest.mark.parametrize(
+    "recorded,needle",
+    [
+        ("PERSON", "must be a mapping"),
+        ({"pii_entities": "PERSON"}, "pii_entities must be a list"),
+        ({"pii_entities": ["PERSON", "os.system('x')"]}, "not a plain name"),
+        ({"pii_entities": ["PERSON"], "pii_disabled_recognizers": ["../../x"]}, "not a plain name"),
+        ({"pii_entities": ["X"] * 65}, "at most 64"),
+        ({"pii_entities": ["PERSON"], "pii_score_threshold": "0.4; rm"}, "between 0 and 1"),
+    ],
+)
+def test_what_model_json_says_about_scrubbing_is_validated(recorded, needle):
+    with pytest.raises(UserError, match=needle) as err:
+        served_pii_config(recorded, "v3/model.json")
+    assert str(err.value).startswith("v3/model.json")
+
+
+def test_the_recorded_form_round_trips_and_no_entities_means_no_detector():
+    cfg = PiiConfig(entities=("PERSON", "EMAIL_ADDRESS"), disabled_recognizers=("addresses",))
+    back = served_pii_config(json.loads(json.dumps(input_form(cfg))), "m")
+    assert back.entities == cfg.entities and back.spacy_model == PiiConfig().spacy_model
+    assert served_pii_config(None, "m") is None and served_pii_config({"pii_entities": []}, "m") is None
+
+
+def test_the_predictor_gives_raw_and_curated_text_the_same_answer(tiny_encoder, tmp_path):
+    from tasks.ladder.frozen_rung import save_linear_head
+    from thaw.modeling import resolve_backbone
+    from thaw.serving import ThawPredictor
+
+    ref, _ = resolve_backbone(BackboneConfig(path=tiny_encoder))
+    meta = {
+        "rung": "frozen",
+        "kind": "head_on_frozen_encoder",
+        "backbone": json.loads(ref.to_json()),
+        "pooling": "mean",
+        "max_length": 64,
+        "input_form": input_form(PiiConfig()),
+    }
+    rng = np.random.default_rng(0)
+    save_linear_head(tmp_path / "m", rng.normal(size=(2, 32)), rng.normal(size=2), ("a", "b"), meta)
+    predictor = ThawPredictor(tmp_path / "m")
+    curated = list(scrub_texts(RAW, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test")))
+    assert np.allclose(predictor.probabilities(RAW), predictor.probabilities(curated), atol=1e-5)
+    assert predictor.model_inputs(RAW[:1])[0].startswith("Hi, I am <PERSON>")

@@ -1,0 +1,100 @@
+"""The served model's input form: raw text scrubbed by the same detector curation ran,
+each PII span replaced by its entity type (``<PERSON>``), which is what the model trained
+on (curated pseudonyms become entity types in ``thaw.text_form.model_text``).
+
+What a model was scrubbed with is recorded in its ``model.json`` (``input_form``) when it
+is trained and read back when it is served. That record is input like any other: only
+entity names and recognizer names of a plain shape are accepted; the spaCy model is the
+serving side's own, never a name taken from the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from thaw.config import PiiConfig
+from thaw.errors import UserError
+from thaw.text_form import PLACEHOLDER, TEXT_FORM, model_text
+
+_ENTITY = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_RECOGNIZER = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_NAMES = 64
+_DETECTORS: dict[str, object] = {}
+_MASKED: OrderedDict[tuple[str, str], str] = OrderedDict()
+_MASKED_MAX = 200_000  # texts remembered per process: evaluation masks one test set for every rung
+
+
+def input_form(cfg: PiiConfig) -> dict:
+    """What ``model.json`` records of how the training text was scrubbed."""
+    return {
+        "text_form": TEXT_FORM,
+        "pii_entities": list(cfg.entities),
+        "pii_disabled_recognizers": list(cfg.disabled_recognizers),
+        "pii_score_threshold": cfg.score_threshold,
+    }
+
+
+def served_pii_config(recorded: object, where: str) -> PiiConfig | None:
+    """The detector settings a served model asks for, validated; None when its training
+    text was not scrubbed (or the model predates the record)."""
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{where}: input_form must be a mapping")
+    entities = recorded.get("pii_entities") or []
+    disabled = recorded.get("pii_disabled_recognizers") or []
+    threshold = recorded.get("pii_score_threshold", PiiConfig().score_threshold)
+    for name, values, shape in (
+        ("pii_entities", entities, _ENTITY),
+        ("pii_disabled_recognizers", disabled, _RECOGNIZER),
+    ):
+        if not isinstance(values, list) or len(values) > _MAX_NAMES:
+            raise UserError(f"{where}: input_form.{name} must be a list of at most {_MAX_NAMES} names")
+        bad = next((v for v in values if not isinstance(v, str) or not shape.fullmatch(v)), None)
+        if bad is not None:
+            raise UserError(f"{where}: input_form.{name} holds {str(bad)[:80]!r}, not a plain name")
+    if not entities:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise UserError(f"{where}: input_form.pii_score_threshold must be a number between 0 and 1")
+    from thaw.pii.recognizers import recognizer_names
+
+    known = set(recognizer_names())  # a recognizer this process lacks is off anyway
+    return PiiConfig(
+        entities=tuple(entities),
+        disabled_recognizers=tuple(d for d in disabled if d in known),
+        score_threshold=float(threshold),
+    )
+
+
+def _detector(cfg: PiiConfig):
+    key = cfg.model_dump_json()
+    if key not in _DETECTORS:
+        from thaw.pii.detector import PiiDetector
+
+        _DETECTORS[key] = PiiDetector(cfg)
+    return _DETECTORS[key]
+
+
+def mask_texts(texts: Sequence[str], cfg: PiiConfig | None) -> list[str]:
+    """``texts`` in the model's text form: pseudonyms as entity types and, with ``cfg``,
+    the PII the detector finds replaced by entity types too. Placeholders already in the
+    text are hidden from the detector, so scrubbed text comes back as it went in."""
+    formed = [model_text(t) for t in texts]
+    if cfg is None:
+        return formed
+    key = cfg.model_dump_json()
+    done = {t: _MASKED[(key, t)] for t in dict.fromkeys(formed) if (key, t) in _MASKED}
+    todo = [t for t in dict.fromkeys(formed) if t not in done]
+    if todo:
+        from thaw.pii.detector import replace_spans_with
+
+        views = [PLACEHOLDER.sub(lambda m: " " * len(m.group()), t) for t in todo]
+        for text, (spans, _) in zip(todo, _detector(cfg).detect(views), strict=True):
+            done[text] = replace_spans_with(text, spans, lambda span, value: f"<{span.entity}>")
+            _MASKED[(key, text)] = done[text]
+        while len(_MASKED) > _MASKED_MAX:
+            _MASKED.popitem(last=False)
+    return [done[t] for t in formed]
