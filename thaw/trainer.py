@@ -291,11 +291,12 @@ def contrastive_plan(
     import torch
 
     labels_t = torch.as_tensor(y_train, dtype=torch.long)
+    dtype = autocast_dtype(device)
 
     def loss(model, idx):
-        return supervised_contrastive_loss(
-            model.embed(**_collate(tokenizer, train, idx, device)), labels_t[idx].to(device), temperature
-        )
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            embedded = model.embed(**_collate(tokenizer, train, idx, device))
+        return supervised_contrastive_loss(embedded.float(), labels_t[idx].to(device), temperature)
 
     return TrainPlan(
         lambda epoch: class_balanced_batches(y_train, classes_per_batch, rows_per_class, seed, epoch), loss, None
