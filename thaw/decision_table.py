@@ -25,8 +25,8 @@ def ladder_plan(
     one, given the label count, the domain gap and whether reuse already works.
 
     - few labels (median < FEW_LABELS_BELOW rows per class): the few-shot rung (contrastive
-      pairs make many training signals of few rows); unfreezing blocks with a
-      classification loss on so few rows overfits, so partial and full are skipped;
+      pairs make many training signals of few rows); a classification loss on so few rows
+      overfits whatever it opens, so PEFT, partial and full are skipped;
     - reuse fails (frozen significantly worse than scratch) or the tokenizer shreds the
       text (>= FRAGMENTED of words in 3+ pieces): the domain is far, adapters on frozen
       weights are not enough: straight to partial and full;

@@ -25,7 +25,7 @@ def evidence(median=50.0, fragmented=0.05, gap=0.03, p=0.9):
 @pytest.mark.parametrize(
     "facts,suggestion,rungs",
     [
-        (evidence(median=8), "fewshot", ("fewshot", "peft")),  # few labels: contrastive pairs first
+        (evidence(median=8), "fewshot", ("fewshot",)),  # few labels: contrastive pairs, nothing heavier
         (evidence(gap=-0.05, p=0.01), "full", ("partial", "full")),  # reuse fails: far domain
         (evidence(gap=-0.01, p=0.40), "peft", ("peft", "partial", "full")),  # slightly worse, but within noise
         (evidence(fragmented=0.30), "full", ("partial", "full")),  # the tokenizer shreds the text
@@ -40,7 +40,8 @@ def test_the_first_move_follows_labels_gap_and_reuse(facts, suggestion, rungs):
 
 
 def test_only_configured_rungs_are_planned_and_the_table_can_be_turned_off():
-    assert ladder_plan(evidence(median=8), ("frozen", "peft"), 0.05).rungs == ("peft",)
+    assert ladder_plan(evidence(median=40), ("frozen", "peft"), 0.05).rungs == ("peft",)
+    assert ladder_plan(evidence(median=8), ("frozen", "peft"), 0.05).rungs == ()
     assert ladder_plan(evidence(median=100), ("frozen", "peft"), 0.05).rungs == ()
     off = ladder_plan(evidence(median=8), rung_names(), 0.05, follow_table=False)
     assert off.rungs == ("fewshot", "peft", "partial", "full") and "decision table off" in off.reasons[-1]
