@@ -228,7 +228,7 @@ def fit_adapted_rung(
         method=method.describe(surface.method),
         frozen=surface.frozen,
         trainable_fraction_of_backbone=surface.fraction,
-        settings={"learning_rate": lr, "layer_decay": decay, "epochs": loop_cfg.epochs},
+        settings={"learning_rate": lr, "layer_decay": decay, "epochs": state.loop.epochs},
         history=tuple(EpochRecord(h["epoch"] + 1, h["train_loss"], h["validation_metric"]) for h in outcome.history),
         epochs_run=outcome.epochs_run,
         best_epoch=outcome.best_epoch + 1,

@@ -96,10 +96,15 @@ def fine_tune(state: FitState) -> None:
 
 
 def train_embeddings(state: FitState) -> None:
-    """Supervised contrastive loss on class-balanced batches, on the encoder alone."""
-    from thaw.trainer import contrastive_plan
+    """Supervised contrastive loss on class-balanced batches, on the encoder alone, for
+    about ``fewshot.steps`` optimiser steps (whole passes, at most ``fewshot.epochs``)."""
+    from thaw.trainer import class_balanced_batches, contrastive_plan
 
     fs = state.cfg.training.ladder.fewshot
+    codes = state.label_codes(state.train)
+    per_pass = len(class_balanced_batches(codes, fs.classes_per_batch, fs.rows_per_class, state.cfg.training.seed, 0))
+    passes = min(state.loop.epochs, max(1, -(-fs.steps // max(per_pass, 1))))  # about fs.steps steps
+    state.loop = state.loop.model_copy(update={"epochs": passes})
     plan = contrastive_plan(
         state.tokenizer,
         state.train_encoded,
