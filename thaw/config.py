@@ -173,6 +173,10 @@ class FineTuneConfig(_Frozen):
     patience: int = Field(2, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
+    # Save a resumable checkpoint after an epoch once this long has passed since the last
+    # save (and always after the last epoch): a full-encoder checkpoint is ~350 MB, and
+    # short epochs (a few-shot fold's passes take seconds) need not each write one.
+    checkpoint_seconds: float = Field(60.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # > 1: the pipeline trains each rung data-parallel in this many processes started with
     # torch.distributed.run (one GPU each with CUDA; gloo on CPU); 1: in the flow's process.

@@ -63,7 +63,7 @@ def regime(evidence: DataEvidence, alpha: float) -> tuple[str, str]:
     if evidence.rows_per_class_median < FEW_LABELS_BELOW:
         return FEW_LABELS, (
             f"few labels ({evidence.rows_per_class_median:g} rows per class, median < {FEW_LABELS_BELOW}): "
-            "contrastive pairs first; rungs that move whole blocks skipped (too few rows)"
+            "contrastive pairs; rungs trained by a classification loss skipped (too few rows)"
         )
     if negative or evidence.fragmented_word_share >= FRAGMENTED:
         gap = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +170,8 @@ def train_loop(
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
     """AdamW with warmup then linear decay, clipping, early stopping on the plan's score,
-    a checkpoint every epoch; resumes from ``checkpoint`` when it holds a previous epoch.
+    a checkpoint after the last epoch and after any epoch that ends ``checkpoint_seconds``
+    after the previous one was saved; resumes from ``checkpoint`` when it holds an epoch.
     Data-parallel under a launcher: each process takes its share of every epoch's batches."""
     import torch
 
@@ -187,6 +189,7 @@ def train_loop(
     if checkpoint.exists():
         meta, best = checkpoint.load(model, optimizer, scheduler)
         resumed = meta["epoch"]
+    saved_at = time.monotonic()
     for epoch in range(meta["epoch"] + 1, cfg.epochs):
         if meta["bad_epochs"] >= cfg.patience:
             break
@@ -212,8 +215,10 @@ def train_loop(
         else:
             meta["bad_epochs"] += 1
         meta["epoch"] = epoch
-        if is_main_process():
+        last = epoch == cfg.epochs - 1 or meta["bad_epochs"] >= cfg.patience
+        if is_main_process() and (last or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
             checkpoint.save(model, best, optimizer, scheduler, meta)
+            saved_at = time.monotonic()
         barrier()
         if on_epoch_end:
             on_epoch_end(epoch)

@@ -106,7 +106,11 @@ def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, ba
         "probe": file_md5(fit.head),
         "backbone": [backbone_revision, cfg.backbone.pooling, cfg.backbone.max_length],
         "text_form": TEXT_FORM,
-        "ladder": ladder.model_dump(mode="json", include={"finetune", "fewshot", "peft", "metric"}),
+        "ladder": ladder.model_dump(
+            mode="json",
+            include={"finetune", "fewshot", "peft", "metric"},
+            exclude={"finetune": {"checkpoint_seconds"}},  # when to save does not shape the fit
+        ),
         "seed": cfg.training.seed,
     }
     return content_key("checkpoint", settings, FIT_LIBRARIES, precision)

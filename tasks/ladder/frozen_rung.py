@@ -19,7 +19,7 @@ from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion
-from thaw.heads import fit_logistic_head, linear_head_of
+from thaw.heads import fit_logistic_head, linear_head_of, logistic_path
 from thaw.modeling import head_probabilities
 from thaw.pii.masking import input_form
 from thaw.rung_methods.frozen import FROZEN
@@ -219,17 +219,20 @@ def _cross_validated(
     x = np.concatenate([np.load(features.paths[s]) for s in ("train", "validation")])
     y = np.asarray(rows.labels)
     h, metric = cfg.training.head, gate_metric(cfg)
-    runs, heads = {}, {}
-    for c in h.c_grid:
+    heads, predicted = {}, {}  # every C of a fold is fit on its first visit, along a warm path
 
-        def fit_predict(name, kept, held, c=c):
-            clf = LogisticRegression(C=c, max_iter=h.max_iter, random_state=cfg.training.seed).fit(
-                x[list(kept)], y[list(kept)]
-            )
-            heads[(c, name)] = linear_head_of(clf, labels, x.shape[1])
-            return clf.predict(x[list(held)])
+    def fit_predict(name, kept, held, c):
+        if name not in predicted:
+            predicted[name] = {}
+            for ci, clf in logistic_path(x[list(kept)], y[list(kept)], h.c_grid, h.max_iter, cfg.training.seed):
+                heads[(ci, name)] = linear_head_of(clf, labels, x.shape[1])
+                predicted[name][ci] = clf.predict(x[list(held)])
+        return predicted[name][c]
 
-        runs[c] = cross_validate(evaluation, rows.labels, labels, fit_predict, metric)
+    runs = {
+        c: cross_validate(evaluation, rows.labels, labels, lambda n, k, held, c=c: fit_predict(n, k, held, c), metric)
+        for c in h.c_grid
+    }
     best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
     folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,13 @@ SCRATCH = "scratch"  # not a rung of the ladder: the yardstick every rung is com
 SCRATCH_LABEL = "from-scratch TF-IDF baseline"
 
 
-def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[str], c: float, cfg: ThawConfig):
-    """Predicted labels for ``test_texts``, and the vocabulary size."""
+def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[str], grid, cfg: ThawConfig):
+    """Predicted labels for ``test_texts`` under each C of ``grid`` (one vectoriser fit, a
+    warm-started regularisation path), and the vocabulary size."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
+    from thaw.heads import logistic_path
     from thaw.text_form import model_text
 
     s = cfg.training.ladder.scratch
@@ -33,8 +34,8 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
     train_texts, test_texts = [model_text(t) for t in train_texts], [model_text(t) for t in test_texts]
     train_m = hstack([v.fit_transform(train_texts) for v in vectorizers]).tocsr()
     test_m = hstack([v.transform(test_texts) for v in vectorizers]).tocsr()
-    clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
-    return clf.fit(train_m, np.asarray(train_labels)).predict(test_m), int(train_m.shape[1])
+    path = logistic_path(train_m, np.asarray(train_labels), grid, cfg.training.head.max_iter, cfg.training.seed)
+    return {c: clf.predict(test_m) for c, clf in path}, int(train_m.shape[1])
 
 
 def _details(c: float, features: int, scores: dict, folds: int = 0) -> RungDetails:
@@ -58,29 +59,29 @@ def train_scratch_baseline(ctx: LadderContext) -> TrainedRung:
     grid, metric = cfg.training.ladder.scratch.c_grid, gate_metric(cfg)
     if evaluation.cross_validated:
         rows = pool(curated, cfg)
-        width = {}
+        folds: dict[str, tuple[dict, int]] = {}  # every C of a fold is fit on its first visit
 
-        def run(c: float):
-            def fit_predict(name, kept, held):
-                pred, width[c] = _fit_predict(
-                    [rows.texts[i] for i in kept], [rows.labels[i] for i in kept], [rows.texts[i] for i in held], c, cfg
-                )
-                return pred
+        def fit_predict(name, kept, held, c):
+            if name not in folds:
+                texts = [rows.texts[i] for i in kept], [rows.labels[i] for i in kept], [rows.texts[i] for i in held]
+                folds[name] = _fit_predict(*texts, grid, cfg)
+            return folds[name][0][c]
 
-            return cross_validate(evaluation, rows.labels, labels, fit_predict, metric)
-
-        runs = {c: run(c) for c in grid}
+        runs = {
+            c: cross_validate(evaluation, rows.labels, labels, lambda n, k, h, c=c: fit_predict(n, k, h, c), metric)
+            for c in grid
+        }
         scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
         best = max(scores, key=lambda c: (scores[c], -c))
         chosen = runs[best]
+        width = max(w for _, w in folds.values())
         metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
-        details = _details(best, width[best], scores, chosen.folds)
-        params = width[best] * len(labels)
-        return TrainedRung(SCRATCH, None, metrics, chosen.predictions, params, details, chosen.fold_scores)
+        details = _details(best, width, scores, chosen.folds)
+        return TrainedRung(SCRATCH, None, metrics, chosen.predictions, width * len(labels), details, chosen.fold_scores)
     train, val = curated.read(cfg.root, "train"), curated.read(cfg.root, "validation")
-    fitted = {c: _fit_predict(train.texts, train.labels, val.texts, c, cfg) for c in grid}
-    scores = {c: metric(val.labels, list(pred), labels) for c, (pred, _) in fitted.items()}
+    predicted, width = _fit_predict(train.texts, train.labels, val.texts, grid, cfg)
+    scores = {c: metric(val.labels, list(pred), labels) for c, pred in predicted.items()}
     best = max(scores, key=lambda c: (scores[c], -c))
-    pred, width = fitted[best]
-    metrics = score_predictions(val.labels, pred, labels, cfg)
-    return TrainedRung(SCRATCH, None, metrics, tuple(pred), width * len(labels), _details(best, width, scores))
+    metrics = score_predictions(val.labels, predicted[best], labels, cfg)
+    details = _details(best, width, scores)
+    return TrainedRung(SCRATCH, None, metrics, tuple(predicted[best]), width * len(labels), details)

@@ -100,7 +100,7 @@ sys.path.insert(0, {root!r})
 from tests.integration.ladder.test_ladder import config, make_task, frozen_rung, LABELS
 from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
 ws, enc = Path({ws!r}), Path({enc!r})
-cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8}})
+cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8, "checkpoint_seconds": 0}})
 curated = make_task(ws, "strong")
 _, frozen = frozen_rung(ws, cfg, curated)
 def die(epoch):
