@@ -77,6 +77,7 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
     from thaw.adaptation import apply_surface, build_classifier, parameter_groups
     from thaw.config import BackboneConfig, LadderConfig
     from thaw.modeling import autocast_dtype, load_encoder, resolve_backbone
+    from thaw.rung_registry import rung_method
     from thaw.trainer import _collate, epoch_batches, make_optimizer
 
     dtype = autocast_dtype(torch.device("cpu"))
@@ -84,7 +85,7 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
     _, directory = resolve_backbone(BackboneConfig())
     tokenizer, encoder = load_encoder(directory, torch.device("cpu"))
     model = build_classifier(encoder, 10, "mean")
-    apply_surface(model, "full", LadderConfig())
+    apply_surface(model, rung_method("full"), LadderConfig())
     opt = make_optimizer(parameter_groups(model, 5e-5, 1e-3, 1.0, 0.01), 5e-5, torch.device("cpu"))
     encoded = dict(tokenizer(texts, truncation=True, max_length=128))
     batches = epoch_batches([len(x) for x in encoded["input_ids"]], batch_size, seed=13, epoch=0)[: steps + 2]
@@ -116,6 +117,7 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
 LORA_VS_FULL = """
 import json, time, resource, torch
 from thaw.adaptation import apply_surface, build_classifier, parameter_groups
+from thaw.rung_registry import rung_method
 from thaw.config import BackboneConfig, LadderConfig
 from thaw.modeling import autocast_dtype, load_encoder, resolve_backbone, configure_threads
 from bench.encoder import _texts
@@ -125,7 +127,7 @@ texts = _texts(600)
 _, d = resolve_backbone(BackboneConfig())
 tok, enc = load_encoder(d, torch.device("cpu"))
 model = build_classifier(enc, 10, "mean")
-surface = apply_surface(model, {rung!r}, LadderConfig())
+surface = apply_surface(model, rung_method({rung!r}), LadderConfig())
 from thaw.trainer import make_optimizer
 opt = make_optimizer(parameter_groups(model, 1e-4, 1e-3, 1.0, 0.01), 1e-4, torch.device("cpu"))
 model.train()
