@@ -38,13 +38,13 @@ def copy_version(cfg, model: str, source: str, **tag_overrides: str) -> str:
     of the same data would register), made challenger the way registration does it."""
     from tasks.release.promotion import register_challenger
     from tasks.tracking.client import client_for
-    from tasks.tracking.identity import registry_identity
+    from tasks.tracking.identity import acting_identity
 
     client = client_for(cfg)
     src = client.get_model_version(model, source)
     tags = {k: v for k, v in src.tags.items() if not k.startswith("thaw.approval")} | tag_overrides
     mv = client.create_model_version(model, source=f"models:/{model}/{source}", tags=tags)
-    register_challenger(cfg, model, str(mv.version), registry_identity(cfg))
+    register_challenger(cfg, model, str(mv.version), acting_identity(cfg))
     return str(mv.version)
 
 

@@ -319,9 +319,36 @@ def credential_problems(value: Any, where: str = "") -> list[str]:
         return out
     if isinstance(value, list | tuple):
         return [p for i, item in enumerate(value) for p in credential_problems(item, f"{where}[{i}]")]
-    if isinstance(value, str) and _URL_WITH_PASSWORD.match(value.strip()):
-        return [f"{where}: the URL carries a password (user:password@)"]
+    if isinstance(value, str):
+        problem = _url_credential(value.strip())
+        return [f"{where}: {problem}"] if problem else []
     return []
+
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_USER_ONLY_SCHEMES = ("ssh", "sftp", "git+ssh", "ssh+git")  # ssh://git@host names an account, proves nothing
+
+
+def _url_credential(text: str) -> str | None:
+    """What credential a URL carries: a password, a user name standing in for a token
+    (``https://TOKEN@host``), or a query parameter named like one (``?token=``, ``sig=``)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if not _URL.match(text):
+        return None
+    if _URL_WITH_PASSWORD.match(text):
+        return "the URL carries a password (user:password@)"
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if "@" in parts.netloc and parts.scheme.lower() not in _USER_ONLY_SCHEMES:
+        return "the URL carries a user name, which for this scheme is often a token (user@)"
+    words = (*_CREDENTIAL_WORDS, "sig", "signature", "apikey", "api_key")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if any(w in name.lower() for w in words):
+            return f"the URL's query parameter {name!r} carries a credential"
+    return None
 
 
 class VersioningConfig(_Frozen):
@@ -360,6 +387,12 @@ class PromotionConfig(_Frozen):
     # renewed for a whole lease (by the registry's clock) is taken over by the next waiter.
     lock_lease_seconds: float = Field(60.0, ge=2)
     lock_wait_seconds: float = Field(900.0, gt=0)
+    # Who may sign which ledger entries (thaw.signing), relative to the workspace and kept
+    # under version control; when the file is absent, entries are unsigned and say so.
+    approvers_file: Path = Path("configs/approvers.yaml")
+    # With proven identities (an approvers file, or a tracking server that authenticates),
+    # the approver of a version must not be who trained or registered it.
+    separate_duties: bool = True
 
 
 class SchedulingConfig(_Frozen):
@@ -457,6 +490,36 @@ def _one_problem(err: dict) -> str:
     return f"{where}: {message}" if where else message
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last
+    silently: a pasted second ``rungs:`` would win without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_strict(path: Path) -> Any:
+    """The YAML document at ``path``; UserError naming the file (and line) when it does
+    not parse or repeats a key."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise UserError(f"{path}{where}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+
+
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> ThawConfig:
     """Read ``path`` (YAML), apply dotted ``overrides`` and validate.
 
@@ -469,10 +532,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         source = str(path)
         if not Path(path).is_file():
             raise UserError(f"{path}: config file not found")
-        try:
-            tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        tree = load_yaml_strict(Path(path)) or {}
         if not isinstance(tree, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
     for key, value in (overrides or {}).items():

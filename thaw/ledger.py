@@ -13,6 +13,13 @@ Every entry holds the digest of the one before it (``prev``) and its own ``diges
 its digest and a deleted one leaves a gap in the chain. A head anchor (count and last
 digest) catches a deleted last entry. Keys are unique (time in ns and the op id), never a
 count, so nothing overwrites an entry.
+
+With an approvers file (``thaw.signing``) every entry also names its signer's key and
+carries an Ed25519 signature of its digest: a chain recomputed by someone without the
+actor's key (edited, forged, or re-linked around a removed entry) no longer verifies.
+An approver may **acknowledge** the problems ``verify`` reports (a signed entry listing
+their digests and the champion to adopt): they stay in the report, as notes naming who
+acknowledged them, and operations can go on.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thaw.signing import Approvers
 
 KEY_PREFIX = "thaw.ledger."
 HEAD_TAG = "thaw.ledger_head"
@@ -31,6 +41,7 @@ SCHEMA = 1
 INLINE_TEXT = 400  # characters of a reason kept in the entry itself
 TEXT_PART = 4000  # characters per continuation tag (MLflow's smallest tag column is 5000)
 ALIAS_MOVING = ("register", "approve", "reject", "rollback")
+ACKNOWLEDGE = "acknowledge"
 TEXT_FIELDS = ("reason", "details")  # free text that may outgrow a tag
 
 
@@ -39,9 +50,13 @@ def canonical_json(body: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+UNSIGNED_FIELDS = ("digest", "signature", "key")  # not covered by the digest: the digest itself, what signs it, the tag
+
+
 def entry_digest(body: Mapping[str, Any]) -> str:
-    """SHA-256 of the entry without its own ``digest`` field."""
-    return hashlib.sha256(canonical_json({k: v for k, v in body.items() if k != "digest"}).encode()).hexdigest()
+    """SHA-256 of the entry without its own ``digest``, its ``signature`` and tag ``key``."""
+    covered = {k: v for k, v in body.items() if k not in UNSIGNED_FIELDS}
+    return hashlib.sha256(canonical_json(covered).encode()).hexdigest()
 
 
 def text_digest(text: str) -> str:
@@ -85,10 +100,18 @@ def full_text(entry: Mapping[str, Any], name: str, tags: Mapping[str, str]) -> t
     return text, None
 
 
-def seal(fields: Mapping[str, Any], prev: str) -> dict[str, Any]:
-    """The entry body for ``fields`` chained after ``prev``, with its digest."""
+def seal(fields: Mapping[str, Any], prev: str, private_key=None) -> dict[str, Any]:
+    """The entry body for ``fields`` chained after ``prev``, with its digest and, given
+    the actor's ``private_key``, the key's fingerprint and a signature of the digest."""
+    from thaw.signing import fingerprint, raw_public_key, sign
+
     body = {"schema": SCHEMA, **fields, "prev": prev}
-    return {**body, "digest": entry_digest(body)}
+    if private_key is not None:
+        body["signer"] = fingerprint(raw_public_key(private_key))
+    body["digest"] = entry_digest(body)
+    if private_key is not None:
+        body["signature"] = sign(private_key, body["digest"])
+    return body
 
 
 def head_value(count: int, digest: str) -> str:
@@ -118,6 +141,7 @@ class LedgerReport:
     open_operations: tuple[Operation, ...]  # intents without a completion
     champion: str | None  # replayed from applied completions
     champion_history: tuple[str, ...] = field(default=())  # promote pushes, rollback pops
+    signed: bool = False  # signatures were checked against an approvers file
 
     @property
     def ok(self) -> bool:
@@ -149,7 +173,7 @@ def order_chain(entries: Mapping[str, dict[str, Any]]) -> tuple[list[dict[str, A
     after the same one: written without the lock)."""
     problems = []
     for key, e in entries.items():
-        if entry_digest({k: v for k, v in e.items() if k != "key"}) != e["digest"]:
+        if entry_digest(e) != e["digest"]:
             problems.append(f"{key} was edited after it was written (its digest no longer matches)")
     after: dict[str, list[dict[str, Any]]] = {}
     for e in entries.values():
@@ -191,19 +215,29 @@ def operations(entries: list[dict[str, Any]]) -> tuple[list[Operation], list[str
     return [Operation(op, intent, done.get(op)) for op, intent in intents.items()], problems
 
 
-def replay_champion(ops: list[Operation]) -> tuple[str | None, tuple[str, ...]]:
-    """The champion the applied operations leave, and the promotion history (a stack that
-    rollbacks pop)."""
+def replay_champion(entries: list[dict[str, Any]]) -> tuple[str | None, tuple[str, ...]]:
+    """The champion the applied operations leave, in the order they completed, and the
+    promotion history (a stack that rollbacks pop; an acknowledgement adopts the champion
+    it names)."""
+    intents = {e["op"]: e for e in entries if e.get("phase") == "intent"}
     stack: list[str] = []
-    for o in ops:
-        if o.completion is None or o.completion.get("outcome") != "applied":
+    for e in entries:
+        if e.get("action") == ACKNOWLEDGE and e.get("phase") == "record":
+            adopted = e.get("champion")
+            if adopted is None:
+                stack.clear()
+            elif not stack or stack[-1] != adopted:
+                stack.append(str(adopted))
             continue
-        if o.action == "approve":
-            stack.append(o.intent["version"])
-        elif o.action == "rollback" and stack:
+        intent = intents.get(e.get("op"))
+        if e.get("phase") != "completion" or intent is None or e.get("outcome") != "applied":
+            continue
+        if intent["action"] == "approve":
+            stack.append(intent["version"])
+        elif intent["action"] == "rollback" and stack:
             stack.pop()
-            if not stack or stack[-1] != o.intent["version"]:
-                stack.append(o.intent["version"])
+            if not stack or stack[-1] != intent["version"]:
+                stack.append(intent["version"])
     return (stack[-1] if stack else None), tuple(stack)
 
 
@@ -211,9 +245,13 @@ def verify(
     tags: Mapping[str, str],
     champion_alias: str | None,
     version_entries: Mapping[str, str] | None = None,
+    approvers: Approvers | None = None,
+    model: str = "",
 ) -> LedgerReport:
-    """Check the chain, the head anchor, long reasons and the champion alias against the
-    replay. ``version_entries`` maps a version to the ledger digest its approval tags cite."""
+    """Check the chain, the head anchor, long reasons, the champion alias against the
+    replay and, given the ``approvers`` file, every entry's signature and permission
+    (entries up to the file's adopted unsigned history of ``model`` excepted).
+    ``version_entries`` maps a version to the ledger digest its approval tags cite."""
     entries, problems = read_entries(tags)
     ordered, chain_problems = order_chain(entries)
     problems += chain_problems
@@ -224,10 +262,16 @@ def verify(
             if problem:
                 problems.append(problem)
     problems += _head_problems(tags.get(HEAD_TAG), ordered, notes)
+    untrusted: set[str] = set()  # entries whose signature does not hold: they explain nothing
+    if approvers is not None:
+        signature_problems, untrusted = _signature_problems(ordered, approvers, model)
+        problems += signature_problems
+    else:
+        notes.append("entries are unsigned: there is no approvers file to check them against")
     ops, op_problems = operations(ordered)
     problems += op_problems
-    open_ops = tuple(o for o in ops if o.completion is None)
-    champion, history = replay_champion(ops)
+    open_ops = tuple(o for o in ops if o.completion is None and o.intent["key"] not in untrusted)
+    champion, history = replay_champion([e for e in ordered if e["key"] not in untrusted])
     if not open_ops and champion != champion_alias:
         problems.append(
             f"the champion alias is on {_v(champion_alias)} but the ledger leaves {_v(champion)}: "
@@ -237,7 +281,52 @@ def verify(
     for version, cited in sorted((version_entries or {}).items()):
         if cited not in digests:
             problems.append(f"version {version} cites ledger entry {cited[:12]}, which is not in the ledger: deleted")
-    return LedgerReport(tuple(ordered), tuple(problems), tuple(notes), open_ops, champion, history)
+    problems, acknowledged = _acknowledged(ordered, problems)
+    return LedgerReport(
+        tuple(ordered), tuple(problems), tuple(notes + acknowledged), open_ops, champion, history, approvers is not None
+    )
+
+
+def problem_digest(problem: str) -> str:
+    """How an acknowledgement names a problem ``verify`` reported."""
+    return text_digest(problem)[:32]
+
+
+def _acknowledged(ordered: list[dict[str, Any]], problems: list[str]) -> tuple[list[str], list[str]]:
+    """Problems no acknowledgement covers, and notes for those one does."""
+    by_digest = {}
+    for e in ordered:
+        if e.get("action") == ACKNOWLEDGE and e.get("phase") == "record":
+            for d in e.get("acknowledged") or []:
+                by_digest.setdefault(d, e)
+    left, notes = [], []
+    for p in problems:
+        ack = by_digest.get(problem_digest(p))
+        if ack is None:
+            left.append(p)
+        else:
+            notes.append(f"acknowledged by {ack.get('by')} at {str(ack.get('at', ''))[:19]}: {p}")
+    return left, notes
+
+
+def _signature_problems(ordered: list[dict[str, Any]], approvers: Approvers, model: str) -> tuple[list[str], set[str]]:
+    """Signature problems of every entry after the unsigned history the approvers file
+    adopts for ``model`` (if any), and the keys of the entries that have one."""
+    from thaw.signing import entry_problems
+
+    adopted = approvers.unsigned_history.get(model)
+    digests = [e["digest"] for e in ordered]
+    if adopted is not None and adopted not in digests:
+        problem = f"{approvers.path} adopts unsigned history up to entry {adopted[:12]} of {model}, which is not in it"
+        return [problem], set()
+    start = digests.index(adopted) + 1 if adopted is not None else 0
+    problems, untrusted = [], set()
+    for e in ordered[start:]:
+        found = entry_problems(e, approvers)
+        if found:
+            problems += found
+            untrusted.add(e["key"])
+    return problems, untrusted
 
 
 def _v(version: str | None) -> str:
@@ -293,6 +382,15 @@ def _gate_cell(details_json: str) -> str:
     return "; ".join(str(p) for p in parts)
 
 
+def who_cell(entry: Mapping[str, Any], signed: bool) -> str:
+    """Who wrote an entry and what vouches for it: a checked signature, the tracking
+    server's authentication, or nothing."""
+    authenticated = str(entry.get("identity", "")).startswith("authenticated")
+    if signed and entry.get("signature"):
+        return f"{entry.get('by')} (signed)"
+    return f"{entry.get('by')} (unsigned, " + ("authenticated)" if authenticated else "not verified)")
+
+
 def history_rows(report: LedgerReport, details: Mapping[str, str]) -> list[dict[str, str]]:
     """One row per operation (intent and completion read together) and per note, oldest
     first. ``details`` maps an entry key to its full ``details`` text (the gate's numbers)."""
@@ -308,11 +406,10 @@ def history_rows(report: LedgerReport, details: Mapping[str, str]) -> list[dict[
                 outcome += f" (completed later by {done.get('by')})"
         else:
             outcome = "requested " + str(e.get("requested")) if e.get("action") == "request" else "recorded"
-        verified = str(e.get("identity", "")).startswith("authenticated")
         rows.append(
             {
                 "when": str(e.get("at", ""))[:19].replace("T", " "),
-                "who": f"{e.get('by')}" + ("" if verified else " (not verified)"),
+                "who": who_cell(e, report.signed),
                 "action": str(e.get("action")) + (" (forced)" if e.get("force") else ""),
                 "version": f"v{e['version']}" if e.get("version") else "",
                 "outcome": outcome,

@@ -120,10 +120,24 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
     from tasks.release.ledger import ledger_report
     from tasks.tracking.client import client_for, is_missing
+    from tasks.tracking.identity import team_approvers
 
     cfg = config_from_args(args)
+    if args.acknowledge:
+        from tasks.release.promotion import acknowledge
+
+        if not args.reason:
+            raise UserError("--acknowledge needs --reason: what was found, and why it may stand")
+        accepted = acknowledge(cfg, args.model, args.reason)
+        for problem in accepted:
+            print(f"acknowledged: {problem}")
+        print(
+            f"{args.model}: {len(accepted)} problems acknowledged"
+            if accepted
+            else f"{args.model}: nothing to acknowledge"
+        )
     try:
-        report = ledger_report(client_for(cfg), args.model)
+        report = ledger_report(client_for(cfg), args.model, team_approvers(cfg))
     except MlflowException as exc:
         if not is_missing(exc):
             raise
@@ -132,7 +146,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         print(json.dumps({"entries": report.entries, "problems": report.problems, "notes": report.notes}, indent=2))
     else:
         for e in report.entries:
-            print(_ledger_line(e))
+            print(_ledger_line(e, report.signed))
     if report.open_operations:
         from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version
 
@@ -160,8 +174,10 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ledger_line(e: dict) -> str:
-    who = f"{e.get('by')}{'' if e.get('identity', '').startswith('authenticated') else ' (not verified)'}"
+def _ledger_line(e: dict, signed: bool) -> str:
+    from thaw.ledger import who_cell
+
+    who = who_cell(e, signed)
     what = f"{e.get('action')} v{e.get('version')}" if e.get("version") else str(e.get("action"))
     if e.get("phase") == "completion":
         extra = " (recovered)" if e.get("recovered") else ""
@@ -170,6 +186,26 @@ def _ledger_line(e: dict) -> str:
     forced = " FORCED" if e.get("force") else ""
     before = f" (champion was v{e['champion_before']})" if e.get("champion_before") else ""
     return f"{e.get('at', '')[:19]} {what:<16}{forced}{before} by {who}: {e.get('reason', '')} [{e['op']}]"
+
+
+def cmd_cosign(args: argparse.Namespace) -> int:
+    from tasks.release.promotion import cosign
+
+    cosign(config_from_args(args), args.model, args.version, args.reason)
+    print(f"{args.model} v{args.version}: co-signed; another approver may now approve it with --force")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """`thaw keys new NAME`: a signing key pair, and the lines for the approvers file."""
+    from thaw.signing import key_path, new_key, public_key_line
+
+    path = Path(args.out).expanduser() if args.out else key_path()
+    public = new_key(path)
+    print(f"private key written to {path} (mode 600; keep it there, never in the repository)")
+    print(f"add to the approvers file ({config_from_args(args).promotion.approvers_file}), in a reviewed commit:\n")
+    print(f"  {args.name}:\n    key: {public_key_line(public, args.name)}\n    may: [approve, reject]")
+    return 0
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

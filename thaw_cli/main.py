@@ -14,6 +14,8 @@ from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_ui, c
 from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
 from thaw_cli.commands_registry import (
     cmd_approve,
+    cmd_cosign,
+    cmd_keys,
     cmd_ledger,
     cmd_lineage,
     cmd_models,
@@ -85,7 +87,23 @@ def _registry_commands(sub) -> None:
     ledger.add_argument(
         "--verify",
         action="store_true",
-        help="check the hash chain, the head anchor and the aliases; exit 1 on any problem",
+        help="check the hash chain, the head anchor, the aliases and the signatures; exit 1 on any problem",
+    )
+    ledger.add_argument(
+        "--acknowledge",
+        action="store_true",
+        help="record (signed) that you have seen the problems --verify reports and accept them; needs --reason",
+    )
+    ledger.add_argument("--reason")
+    cosign = _command(sub, "cosign", "co-sign another approver's forced approval of a version", cmd_cosign)
+    cosign.add_argument("model")
+    cosign.add_argument("version")
+    cosign.add_argument("--reason", required=True)
+    keys = _command(sub, "keys", "make a signing key for the ledger (see the approvers file)", cmd_keys)
+    keys.add_argument("action", choices=("new",))
+    keys.add_argument("name", help="your name in the approvers file")
+    keys.add_argument(
+        "--out", help="where to write the private key (default: $THAW_SIGNING_KEY or ~/.config/thaw/signing_key)"
     )
     unlock = _command(sub, "unlock", "break a model's promotion lock now (a hung holder), recorded", cmd_unlock)
     unlock.add_argument("model")

@@ -3,14 +3,17 @@
 Before it pauses, the run says what it waits for and until when (a log line and a
 markdown artifact with the candidate, the gate's verdict as it stands and links to the
 MLflow run, model card and transfer note). The form has no defaults: the approver picks
-approve, reject or force and gives a reason. After the answer the decision is logged,
+approve or reject and gives a reason. It cannot force: nobody who answers it is
+authenticated, so a forced promotion is only ``thaw approve --force`` (with a second
+approver's co-signature where entries are signed). After the answer the decision is logged,
 written as a markdown artifact, and becomes the run's final state (``Approved``,
 ``Rejected``, ``ApprovalRequested``, ``ApprovalTimedOut``; a refusal by the gate fails
 the run with the gate's reasons).
 
 Who answered the form is not known: the Prefect UI has no per-user login, and the flow
 acts with the worker's MLflow credentials. So where the tracking server authenticates
-users, the answer is recorded in the ledger as a *request* (with the name typed, marked
+users or the team signs its entries (an approvers file), the answer is recorded in the
+ledger as a *request* (with the name typed, marked
 as claimed) and an approver completes it with ``thaw approve`` / ``thaw reject`` under
 their own authenticated account; the gate and the promotion happen then. Where the
 server has no authentication, no identity is verified anyway: the answer goes through the
@@ -40,9 +43,9 @@ log = logging.getLogger(__name__)
 class ApprovalForm(RunInput):
     """What the approver fills in: every field required, nothing chosen for them."""
 
-    decision: Literal["approve", "reject", "force"] = Field(
+    decision: Literal["approve", "reject"] = Field(
         description="approve: promote if the gate passes. reject: never promote this version. "
-        "force: promote even if the performance or lineage check fails (recorded as forced)."
+        "(Promoting despite the gate is `thaw approve --force`, never this form.)"
     )
     reason: str = Field(min_length=3, max_length=2000, description="Why; kept in the ledger with your name.")
     approver: str = Field(min_length=1, max_length=100, description="Your name, as it should appear in the ledger.")
@@ -103,12 +106,12 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadlin
         f"## Approve {registered.name} v{registered.version} as champion?",
         "",
         f"This run waits for your answer until **{deadline:%Y-%m-%d %H:%M} UTC**; without one the version "
-        "stays challenger. Choose approve, reject or force and give a reason: nothing is chosen for you.",
+        "stays challenger. Choose approve or reject and give a reason: nothing is chosen for you.",
         "",
         f"**The gate would {'PROMOTE' if verdict.promote else 'REFUSE'} it now**: " + "; ".join(verdict.reasons),
     ]
     if not verdict.promote:
-        lines.append("(approve would be refused; force promotes anyway and is recorded as forced)")
+        lines.append("(approve would be refused; only `thaw approve --force` can promote it despite the gate)")
     lines += [
         "",
         f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
@@ -158,7 +161,7 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
     from prefect.flow_runs import pause_flow_run
 
     from tasks.release.promotion import approve, reject, request_approval
-    from tasks.tracking.identity import Identity, registry_identity
+    from tasks.tracking.identity import Identity, registry_identity, team_approvers
 
     logger = _run_logger()
     ref = f"{registered.name} v{registered.version}"
@@ -187,17 +190,15 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
     else:
         typed = answer.approver.strip()
         registry = registry_identity(cfg)
-        if registry.verified:
+        if registry.verified or team_approvers(cfg) is not None:
             request_approval(
                 cfg, registered.name, registered.version, answer.decision != "reject", answer.reason, typed
             )
-            verb = "reject" if answer.decision == "reject" else "approve"
-            force = " --force" if answer.decision == "force" else ""
             outcome = ApprovalOutcome(
                 "requested",
-                f"{typed} asked to {answer.decision} {ref}; recorded as a request. The tracking server authenticates "
-                f"approvers, so an approver completes it with `thaw {verb} {registered.name} {registered.version}"
-                f"{force} --reason ...`",
+                f"{typed} asked to {answer.decision} {ref}; recorded as a request. Approvers are authenticated or "
+                f"sign their entries, so an approver completes it with `thaw {answer.decision} {registered.name} "
+                f"{registered.version} --reason ...`",
             )
         else:
             who = Identity(typed, False, "not verified: name typed into the Prefect form")
@@ -207,10 +208,7 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
                     reject(cfg, registered.name, registered.version, answer.reason, via=via, who=who)
                     outcome = ApprovalOutcome("rejected", f"{typed} rejected {ref}: {answer.reason}")
                 else:
-                    force = answer.decision == "force"
-                    decision = approve(
-                        cfg, registered.name, registered.version, answer.reason, force=force, via=via, who=who
-                    )
+                    decision = approve(cfg, registered.name, registered.version, answer.reason, via=via, who=who)
                     how = "FORCED, " if decision.forced else ""
                     outcome = ApprovalOutcome(
                         "approved", f"{typed} approved {ref} ({how}{'; '.join(decision.reasons)}): it is champion"

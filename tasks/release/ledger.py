@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.release.promotion_lock import PromotionLock
 from tasks.tracking.identity import Identity
@@ -44,8 +44,12 @@ from thaw.ledger import (
     verify,
 )
 
+if TYPE_CHECKING:
+    from thaw.signing import Approvers
+
 log = logging.getLogger(__name__)
 ENTRY_TAG = "thaw.approval.entry"  # on a version: the digest of the entry that decided it
+UNSIGNED = "unsigned: no approvers file"  # said on every entry written without a key
 MAX_TAG = 5000  # MLflow's registered-model tag value column on PostgreSQL/MySQL
 
 
@@ -57,16 +61,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def ledger_report(client, name: str) -> LedgerReport:
-    """The verified ledger of ``name`` with the registry's current champion alias."""
-    return _report(client.get_registered_model(name), client.search_model_versions(f"name='{name}'"))
+def ledger_report(client, name: str, approvers: Approvers | None) -> LedgerReport:
+    """The verified ledger of ``name`` with the registry's current champion alias, its
+    signatures checked against ``approvers`` (None: no approvers file, entries unsigned)."""
+    return _report(client.get_registered_model(name), client.search_model_versions(f"name='{name}'"), approvers)
 
 
-def _report(rm, versions) -> LedgerReport:
+def _report(rm, versions, approvers: Approvers | None) -> LedgerReport:
     """The verified ledger from a registered model and its versions, as read."""
     cited = {str(mv.version): mv.tags[ENTRY_TAG] for mv in versions if ENTRY_TAG in mv.tags}
     champion = (rm.aliases or {}).get("champion")
-    return verify(rm.tags, str(champion) if champion is not None else None, cited)
+    return verify(rm.tags, str(champion) if champion is not None else None, cited, approvers, rm.name)
 
 
 def append(
@@ -96,10 +101,11 @@ def append(
             **texts,
             "at": now_iso(),
             "by": who.user,
-            "identity": who.how,
+            "identity": who.how if who.key is not None else f"{who.how}; {UNSIGNED}",
             "lock": lock.name,
         },
         report.head,
+        who.key,
     )
     key = entry_key(time.time_ns(), fields["op"], fields["phase"])
     for field_name, rest in parts.items():
@@ -112,18 +118,18 @@ def append(
     client.set_registered_model_tag(name, key, value)
     client.set_registered_model_tag(name, HEAD_TAG, head_value(len(report.entries) + 1, body["digest"]))
     entry = {**body, "key": key}
-    publish_views(client, name, entry)
+    publish_views(client, name, entry, who.approvers)
     return entry
 
 
 APPROVAL_SECTION = "\n\n---\n\n## Approval history of this version\n"
 
 
-def publish_views(client, name: str, entry: dict[str, Any]) -> None:
+def publish_views(client, name: str, entry: dict[str, Any], approvers: Approvers | None) -> None:
     """Refresh what the MLflow UI shows of the ledger after ``entry`` was written (one read
     of the model and its versions serves all three views)."""
     rm, versions = client.get_registered_model(name), client.search_model_versions(f"name='{name}'")
-    report, tags = _report(rm, versions), rm.tags
+    report, tags = _report(rm, versions, approvers), rm.tags
     details = {e["key"]: full_text(e, "details", tags)[0] for e in report.entries if e.get("phase") == "completion"}
     client.update_registered_model(name, description=history_markdown(name, report, details))
     version = entry.get("version")

@@ -9,6 +9,7 @@ from typing import Any
 from tasks.release.ledger import ledger_report
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import client_for, resolve_version
+from tasks.tracking.identity import team_approvers
 from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.rungs import TrainedRung
@@ -141,7 +142,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         },
         "reports": {name: f"{run.info.artifact_uri}/{name}" for name in _report_names(client, mv.run_id)},
         # an alias moved or a ledger entry edited outside thaw: shown wherever lineage is
-        "ledger_problems": list(ledger_report(client, mv.name).problems),
+        "ledger_problems": list(ledger_report(client, mv.name, team_approvers(cfg)).problems),
     }
 
 

@@ -12,7 +12,14 @@ Every operation that can move an alias runs under the model's promotion lock
 
 So the alias never moves without a record, and a crash anywhere leaves an intent that the
 next reader reports (``thaw ledger``) and the next operation completes. The identity is
-the one the tracking server authenticated (``tasks.tracking.identity``).
+the one the tracking server authenticated (``tasks.tracking.identity``) and, where the
+team keeps an approvers file, the one its signing key proves: every entry is then signed.
+
+Separation of duties (where identities are proven, ``promotion.separate_duties``): the
+approver of a version is not who trained or registered it; a forced approval needs a
+second approver's co-signature (``cosign``). ``approve``, ``reject`` and ``rollback``
+refuse while the ledger does not verify, until the problem is repaired or an approver
+acknowledges it (``acknowledge``).
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ from typing import Any
 from tasks.release.ledger import ENTRY_TAG, append, ledger_report, new_op
 from tasks.release.promotion_lock import PromotionLock, acquire, promotion_lock
 from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version, client_for, is_missing
-from tasks.tracking.identity import Identity, registry_identity
+from tasks.tracking.identity import Identity, acting_identity
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.ledger import LedgerReport, Operation, completion_fields
 from thaw.promotion_gate import PromotionDecision, PromotionFacts, promotion_decision
+from thaw.signing import entry_problems
 
 log = logging.getLogger(__name__)
 FAILPOINT_ENV = "THAW_TEST_KILL_AT"  # tests: SIGKILL this process at the named point
+ACKNOWLEDGED_PER_ENTRY = 60  # problem digests per acknowledgement entry (33 characters each)
 
 
 def _failpoint(point: str) -> None:
@@ -64,9 +73,11 @@ def locked_operation(cfg: ThawConfig, name: str, who: Identity, purpose: str) ->
 
 def recover(client, name: str, lock: PromotionLock, who: Identity) -> list[dict[str, Any]]:
     """Complete every intent left without a completion, from what the registry shows."""
-    report = ledger_report(client, name)
+    report = ledger_report(client, name, who.approvers)
     written = []
     for operation in report.open_operations:
+        if who.approvers is not None and entry_problems(operation.intent, who.approvers):
+            continue  # not an intent anyone listed wrote: --verify reports it, nobody completes it
         outcome, note = _observe(client, name, operation)
         written.append(
             append(
@@ -201,19 +212,17 @@ def approve(
     version champion; the completion records the outcome either way. Refused: UserError.
     ``who`` defaults to the identity the registry authenticates (``tasks.tracking.identity``)."""
     _require_reason(reason, "an approval")
-    client, who = client_for(cfg), who or registry_identity(cfg)
+    client, who = client_for(cfg), who or acting_identity(cfg)
+    _require_permission(who, "force" if force else "approve", name)
     with locked_operation(cfg, name, who, f"approve v{version}") as lock:
         mv = _version(client, name, version)
         champion = alias_version(client, name, CHAMPION)
-        request = _pending_request(ledger_report(client, name), version)
-        intent = append(
-            client,
-            name,
-            lock,
-            who,
-            _intent("approve", version, champion_before=champion, via=via, force=force, request=request),
-            reason,
-        )
+        report = _verified_report(client, name, who, "an approval")
+        _require_second_person(cfg, client, report, mv, who)
+        cosigned = _cosignature(report, version, who) if force else None
+        request = _pending_request(report, version)
+        fields = {"champion_before": champion, "via": via, "force": force, "request": request}
+        intent = append(client, name, lock, who, _intent("approve", version, **fields, **_cosigned(cosigned)), reason)
         _failpoint("approve:after-intent")
         decision, details = _gate(cfg, client, name, version, mv, champion, force, reason)
         if not decision.promote:
@@ -239,9 +248,11 @@ def reject(
 ) -> None:
     """Record a rejection; the version loses ``challenger`` and can no longer be promoted."""
     _require_reason(reason, "a rejection")
-    client, who = client_for(cfg), who or registry_identity(cfg)
+    client, who = client_for(cfg), who or acting_identity(cfg)
+    _require_permission(who, "reject", name)
     with locked_operation(cfg, name, who, f"reject v{version}") as lock:
         _version(client, name, version)
+        _verified_report(client, name, who, "a rejection")
         if alias_version(client, name, CHAMPION) == version:
             raise UserError(f"{name} v{version} is the champion; use `thaw rollback` to replace it")
         intent = append(client, name, lock, who, _intent("reject", version, via=via), reason)
@@ -249,7 +260,7 @@ def reject(
         for key, value in {
             "thaw.approval": "rejected",
             "thaw.approval.by": who.user,
-            "thaw.approval.identity": who.how,
+            "thaw.approval.identity": intent["identity"],
             "thaw.approval.at": intent["at"],
             "thaw.approval.reason": intent.get("reason", ""),
             ENTRY_TAG: intent["digest"],
@@ -263,18 +274,13 @@ def reject(
 def rollback(cfg: ThawConfig, name: str, reason: str) -> str:
     """Move ``champion`` back to the champion before it in the ledger; returns that version."""
     _require_reason(reason, "a rollback")
-    client, who = client_for(cfg), registry_identity(cfg)
+    client, who = client_for(cfg), acting_identity(cfg)
+    _require_permission(who, "rollback", name)
     with locked_operation(cfg, name, who, "rollback") as lock:
         current = alias_version(client, name, CHAMPION)
         if current is None:
             raise UserError(f"{name} has no champion to roll back")
-        report = ledger_report(client, name)
-        if report.problems:
-            raise UserError(
-                f"{name}: the ledger does not verify, so the champion before v{current} is not known for sure: "
-                + "; ".join(report.problems[:3])
-                + " (see `thaw ledger --verify`)"
-            )
+        report = _verified_report(client, name, who, "a rollback (the champion before it is not known for sure)")
         history = report.champion_history
         if len(history) < 2:
             raise UserError(f"{name} has no previous champion to roll back to")
@@ -291,6 +297,7 @@ def rollback(cfg: ThawConfig, name: str, reason: str) -> str:
 def register_challenger(cfg: ThawConfig, name: str, version: str, who: Identity) -> None:
     """Make a newly registered ``version`` the challenger, recorded like any alias move."""
     client = client_for(cfg)
+    _require_permission(who, "register", name)
     with locked_operation(cfg, name, who, f"register v{version}") as lock:
         if alias_version(client, name, CHALLENGER) == version:
             return  # a retried registration: already done and recorded
@@ -306,7 +313,7 @@ def register_challenger(cfg: ThawConfig, name: str, version: str, who: Identity)
 def request_approval(cfg: ThawConfig, name: str, version: str, approve_it: bool, reason: str, claimed_by: str) -> None:
     """Record an answer typed into the Prefect form as a request: the form's user is not
     authenticated, so ``thaw approve``/``reject`` by an authenticated approver decides."""
-    client, who = client_for(cfg), registry_identity(cfg)
+    client, who = client_for(cfg), acting_identity(cfg)
     with locked_operation(cfg, name, who, f"approval request for v{version}") as lock:
         append(
             client,
@@ -332,11 +339,128 @@ def _pending_request(report: LedgerReport, version: str) -> str | None:
     return requests[-1] if requests else None
 
 
+def _require_permission(who: Identity, permission: str, name: str) -> None:
+    if not who.may(permission):
+        where = who.approvers.path if who.approvers else "the approvers file"
+        raise UserError(f"{name}: {who.user}'s key may not {permission} ({where})")
+
+
+def _verified_report(client, name: str, who: Identity, what: str) -> LedgerReport:
+    """The ledger, which must verify before ``what`` acts on it; else UserError listing
+    what is wrong and how to recover."""
+    report = ledger_report(client, name, who.approvers)
+    if report.problems:
+        shown = "; ".join(report.problems[:5]) + (
+            f"; and {len(report.problems) - 5} more" if len(report.problems) > 5 else ""
+        )
+        raise UserError(
+            f"{name}: the ledger does not verify, so {what} is refused: {shown}. To recover: repair what was "
+            f"changed (an edited entry from its copy under ledger/ in the run's artifacts, an alias moved back "
+            f"to the ledger's champion), or, once the cause is understood, acknowledge the problems: "
+            f"`thaw ledger {name} --acknowledge --reason ...` (see `thaw ledger {name} --verify`)"
+        )
+    return report
+
+
+def _creators(client, report: LedgerReport, mv) -> dict[str, str]:
+    """Who had a hand in ``mv``: the run's user and who registered it, by name."""
+    hands = {}
+    if mv.run_id:
+        user = client.get_run(mv.run_id).data.tags.get("mlflow.user")
+        if user:
+            hands[user] = "ran the training run"
+    for e in report.entries:
+        if e.get("action") == "register" and e.get("phase") == "intent" and e.get("version") == str(mv.version):
+            hands.setdefault(str(e.get("by")), "registered it")
+    return hands
+
+
+def _require_second_person(cfg: ThawConfig, client, report: LedgerReport, mv, who: Identity) -> None:
+    """Refuse a self-approval where identities are proven (signed, or authenticated)."""
+    if not (cfg.promotion.separate_duties and who.verified):
+        return
+    hand = _creators(client, report, mv).get(who.user)
+    if hand:
+        raise UserError(
+            f"{mv.name} v{mv.version}: {who.user} {hand}, so {who.user} may not approve it; "
+            "another approver must (promotion.separate_duties)"
+        )
+
+
+def _cosignature(report: LedgerReport, version: str, who: Identity) -> dict[str, Any] | None:
+    """The co-signature a forced approval of ``version`` rests on: a ``cosign`` entry by
+    another approver, after the version was last registered, not used by an earlier
+    forced approval. None where entries are unsigned (nothing could prove a second person);
+    UserError when signed and there is none."""
+    if who.approvers is None:
+        return None
+    start = max(
+        (i for i, e in enumerate(report.entries) if e.get("action") == "register" and e.get("version") == version),
+        default=-1,
+    )
+    used = {e.get("cosigned") for e in report.entries if e.get("action") == "approve" and e.get("phase") == "intent"}
+    for e in reversed(report.entries[start + 1 :]):
+        by_another = e.get("by") != who.user and e["op"] not in used
+        if e.get("action") == "cosign" and e.get("version") == version and by_another:
+            return e
+    raise UserError(
+        f"v{version}: a forced approval needs a second approver's co-signature; another approver whose key may "
+        f"force runs `thaw cosign MODEL {version} --reason ...` first"
+    )
+
+
+def _cosigned(entry: dict[str, Any] | None) -> dict[str, Any]:
+    return {"cosigned": entry["op"], "cosigned_by": entry.get("by")} if entry else {}
+
+
+def cosign(cfg: ThawConfig, name: str, version: str, reason: str) -> None:
+    """Co-sign a forced approval of ``version`` another approver will make."""
+    _require_reason(reason, "a co-signature")
+    client, who = client_for(cfg), acting_identity(cfg)
+    if who.approvers is None:
+        raise UserError(f"{name}: a co-signature needs an approvers file ({cfg.promotion.approvers_file}) and keys")
+    _require_permission(who, "force", name)
+    with locked_operation(cfg, name, who, f"cosign v{version}") as lock:
+        _version(client, name, version)
+        _verified_report(client, name, who, "a co-signature")
+        append(
+            client, name, lock, who, {"op": new_op(), "phase": "record", "action": "cosign", "version": version}, reason
+        )
+
+
+def acknowledge(cfg: ThawConfig, name: str, reason: str) -> list[str]:
+    """Record that an approver has seen what ``verify`` reports and accepts it: those
+    problems become notes naming who acknowledged them, and the champion alias as it is
+    now is adopted. Returns the problems acknowledged."""
+    from thaw.ledger import ACKNOWLEDGE, problem_digest
+
+    _require_reason(reason, "an acknowledgement")
+    client, who = client_for(cfg), acting_identity(cfg)
+    _require_permission(who, "acknowledge", name)
+    with locked_operation(cfg, name, who, "acknowledge") as lock:
+        report = ledger_report(client, name, who.approvers)
+        if not report.problems:
+            return []
+        champion = alias_version(client, name, CHAMPION)
+        problems = list(report.problems)
+        for start in range(0, len(problems), ACKNOWLEDGED_PER_ENTRY):  # each entry within a tag's limit
+            part = problems[start : start + ACKNOWLEDGED_PER_ENTRY]
+            fields = {
+                "op": new_op(),
+                "phase": "record",
+                "action": ACKNOWLEDGE,
+                "acknowledged": [problem_digest(p) for p in part],
+                "champion": champion,
+            }
+            append(client, name, lock, who, fields, reason, details={"problems": part})
+    return problems
+
+
 def unlock(cfg: ThawConfig, name: str, reason: str) -> str:
     """Break the promotion lock now (a hung holder), recorded with who and why; returns
     a description of the holder that was broken (or that the lock was free)."""
     _require_reason(reason, "an unlock")
-    client, who = client_for(cfg), registry_identity(cfg)
+    client, who = client_for(cfg), acting_identity(cfg)
     lock = acquire(cfg, name, who.user, "unlock", force=True)
     try:
         broken = "; ".join(h.describe() for h in lock.broken) or "the lock was free"

@@ -91,10 +91,10 @@ def register_model(
     import mlflow
 
     from tasks.release.promotion import register_challenger
-    from tasks.tracking.identity import registry_identity
+    from tasks.tracking.identity import acting_identity
 
     client, name = client_for(cfg), cfg.model_name
-    who = registry_identity(cfg)
+    who = acting_identity(cfg)
     mv = _registered_by_run(client, name, run.run_id)
     if mv is None:
         with scoped_tracking_uri(run.tracking_uri):

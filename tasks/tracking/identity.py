@@ -5,6 +5,10 @@ it), the identity is the user the server authenticated for this very process's
 credentials (``/api/2.0/mlflow/users/current``), not a name anyone typed. Without
 authentication there is nothing to verify: the name is the OS user (or
 ``THAW_APPROVER``), and every ledger entry says it was not verified.
+
+Where the team keeps an approvers file (``thaw.signing``), the identity that writes to
+the ledger is the one its signing key proves (``acting_identity``): every entry is then
+signed, and checked against that file by whoever reads it.
 """
 
 from __future__ import annotations
@@ -13,19 +17,71 @@ import getpass
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.tracking import tracking_uri
 
+if TYPE_CHECKING:
+    from thaw.signing import Approvers, Signer
+
 
 @dataclass(frozen=True)
 class Identity:
-    """A user name and how much it is worth."""
+    """A user name, how much it is worth and, where the team keeps an approvers file,
+    the key that signs what this user writes to the ledger."""
 
     user: str
     verified: bool
     how: str  # said on every ledger entry
+    key: Any = None  # an Ed25519 private key (thaw.signing); None: entries are unsigned
+    approvers: Approvers | None = None
+
+    @property
+    def signer(self) -> Signer | None:
+        from thaw.signing import fingerprint, raw_public_key
+
+        if self.key is None or self.approvers is None:
+            return None
+        return self.approvers.signers.get(fingerprint(raw_public_key(self.key)))
+
+    def may(self, permission: str) -> bool:
+        """Whether this identity's key may take ``permission`` (True when nothing is signed)."""
+        return self.approvers is None or (self.signer is not None and permission in self.signer.may)
+
+
+def team_approvers(cfg: ThawConfig) -> Approvers | None:
+    """The approvers file of the workspace (``promotion.approvers_file``), or None."""
+    from thaw.signing import load_approvers
+
+    path = cfg.promotion.approvers_file
+    return load_approvers(path if path.is_absolute() else cfg.root / path)
+
+
+def acting_identity(cfg: ThawConfig) -> Identity:
+    """Who writes to the ledger: the registry's identity and, with an approvers file, the
+    signing key (``THAW_SIGNING_KEY``) that file lists. Refuses (UserError) a missing or
+    unlisted key, and a key whose name is not the user the tracking server authenticated."""
+    from thaw.signing import fingerprint, key_path, load_private_key, raw_public_key
+
+    registry, approvers = registry_identity(cfg), team_approvers(cfg)
+    if approvers is None:
+        return registry
+    path = key_path()
+    key = load_private_key(path)
+    signer = approvers.signers.get(fingerprint(raw_public_key(key)))
+    if signer is None:
+        raise UserError(
+            f"the signing key {path} ({fingerprint(raw_public_key(key))}) is not in {approvers.path}: "
+            "ask for it to be added there (by a commit the team reviews)"
+        )
+    if registry.verified and registry.user != signer.name:
+        raise UserError(
+            f"the tracking server authenticated {registry.user!r} but the signing key {path} is {signer.name!r}'s"
+        )
+    how = f"signed with {signer.name}'s key {signer.fingerprint}; {registry.how}"
+    return Identity(signer.name, True, how, key, approvers)
 
 
 def _claimed() -> str:

@@ -94,10 +94,10 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
         alice = _thaw(["approve", MODEL, "1", "--reason", "ship it"], config, ("alice", "alice-password-1"))
         assert alice.returncode == 0, alice.stderr[-2000:]
         assert registry.get_registered_model(MODEL).aliases["champion"] == "1"
-        report = ledger_report(registry, MODEL)
+        report = ledger_report(registry, MODEL, None)
         approvals = [e for e in report.entries if e["action"] == "approve" and e["phase"] == "intent"]
         assert [(e["version"], e["by"], e["identity"]) for e in approvals] == [
-            ("1", "alice", "authenticated by the MLflow tracking server")
+            ("1", "alice", "authenticated by the MLflow tracking server; unsigned: no approvers file")
         ]
         assert report.ok and report.champion == "1"
 
@@ -119,7 +119,7 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
             ["approve", MODEL, "2", "--reason", "carol ships v2", "--force"], config, ("carol", "carol-password-1")
         )
         assert carol.returncode == 0, carol.stderr[-2000:]
-        report = ledger_report(registry, MODEL)
+        report = ledger_report(registry, MODEL, None)
         tail = [(e["action"], e["phase"], e["by"], e.get("outcome")) for e in report.entries[-5:]]
         assert tail == [
             ("approve", "intent", "alice", None),  # the intent alice wrote before she died
@@ -143,7 +143,7 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
         assert asked.returncode == 0, asked.stderr[-2000:]
         alice = _thaw(["approve", MODEL, "3", "--reason", "reviewed", "--force"], config, ("alice", "alice-password-1"))
         assert alice.returncode == 0, alice.stderr[-2000:]
-        entries = ledger_report(registry, MODEL).entries
+        entries = ledger_report(registry, MODEL, None).entries
         request = next(e for e in entries if e["action"] == "request")
         assert (request["by"], request["claimed_by"], request["requested"]) == (ADMIN[0], "mallory", "approve")
         approval = [e for e in entries if e["action"] == "approve" and e["phase"] == "intent"][-1]

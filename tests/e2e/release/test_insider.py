@@ -100,9 +100,9 @@ def _register_own(cfg: ThawConfig, client, tmp_path: Path, how: str, marker: Pat
     for key, value in {**lineage, MODEL_DIGEST_TAG: model_files_digest(local)}.items():  # v1's lineage, its own digest
         client.set_model_version_tag(MODEL, mv.version, key, value)
     from tasks.release.promotion import register_challenger
-    from tasks.tracking.identity import registry_identity
+    from tasks.tracking.identity import acting_identity
 
-    register_challenger(cfg, MODEL, str(mv.version), registry_identity(cfg))  # thaw's own step, run by the insider
+    register_challenger(cfg, MODEL, str(mv.version), acting_identity(cfg))  # thaw's own step, run by the insider
     marker.unlink(missing_ok=True)  # logging it may have run it, in the insider's own process
     return str(mv.version)
 

@@ -50,7 +50,7 @@ def _ledger(cfg) -> list[tuple[str, str, str]]:
     from tasks.release.ledger import ledger_report
     from tasks.tracking.client import client_for
 
-    report = ledger_report(client_for(cfg), MODEL)
+    report = ledger_report(client_for(cfg), MODEL, None)
     assert report.ok, report.problems
     return [(e["action"], e["version"], e["outcome"]) for e in report.entries if e["phase"] == "completion"]
 

@@ -88,7 +88,7 @@ def _report(cfg):
     from tasks.release.ledger import ledger_report
     from tasks.tracking.client import client_for
 
-    return ledger_report(client_for(cfg), MODEL)
+    return ledger_report(client_for(cfg), MODEL, None)
 
 
 def _champion(cfg) -> str | None:

@@ -71,9 +71,9 @@ def test_approval_form_in_a_paused_run_promotes_and_records(approval_cfg, prefec
     client = client_for(cfg)
     assert str(client.get_model_version_by_alias("tickets", "champion").version) == "1"
     # a local store authenticates nobody: the form decides, in the typed name, marked as typed
-    intent = [e for e in ledger_report(client, "tickets").entries if e["phase"] == "intent"][-1]
+    intent = [e for e in ledger_report(client, "tickets", None).entries if e["phase"] == "intent"][-1]
     assert (intent["action"], intent["via"], intent["by"]) == ("approve", "prefect form (typed name: ana)", "ana")
-    assert intent["identity"] == "not verified: name typed into the Prefect form"
+    assert intent["identity"] == "not verified: name typed into the Prefect form; unsigned: no approvers file"
     assert client.get_model_version("tickets", "1").tags["thaw.approval"] == "approved"
     assert _final_state(run_id) == ("COMPLETED", "Approved")
 

@@ -51,6 +51,9 @@ def test_digest_changes_with_content():
         ({"versioning.remote_options": {"connection_string": "abc"}}, "versioning.remote_options.connection_string"),
         ({"versioning.remote_options": {"passphrase": "abc"}}, "versioning.remote_options.passphrase"),
         ({"curation.dask_address": "tcp://u:p@10.0.0.1:8786"}, "curation.dask_address"),
+        ({"tracking.tracking_uri": "https://ghp_abc123@mlflow.example.com"}, "tracking.tracking_uri"),
+        ({"versioning.remote_url": "https://store.example.com/data?token=abc"}, "versioning.remote_url"),
+        ({"versioning.remote_url": "https://acct.blob.core.windows.net/c?sv=1&sig=abc"}, "versioning.remote_url"),
     ],
 )
 def test_credentials_are_refused_in_any_form(override, where):
@@ -58,15 +61,22 @@ def test_credentials_are_refused_in_any_form(override, where):
         load_config(None, override)
 
 
-def test_a_user_name_alone_and_endpoint_options_are_fine():
+def test_an_ssh_account_and_endpoint_options_are_fine():
     cfg = load_config(
         None,
         {
-            "tracking.tracking_uri": "https://ana@mlflow.example.com",
+            "versioning.remote_url": "ssh://git@storage.example.com/srv/dvc",
             "versioning.remote_options": {"endpointurl": "http://minio:9000"},
         },
     )
-    assert cfg.tracking.tracking_uri.startswith("https://ana@")
+    assert cfg.versioning.remote_url.startswith("ssh://git@")
+
+
+def test_a_key_given_twice_is_refused_naming_the_line(tmp_path: Path):
+    path = tmp_path / "thaw.yaml"
+    path.write_text("model_name: a\ntraining:\n  seed: 1\n  seed: 2\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"thaw.yaml line 4: not valid YAML \(the key 'seed' appears twice\)"):
+        load_config(path)
 
 
 def test_the_shipped_configuration_climbs_every_rung_the_decision_table_can_suggest():
