@@ -3,6 +3,7 @@ training at a time per model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -172,9 +173,17 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     mlflow_port, prefect_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    secrets = {"THAW_PII_SECRET": "the-pii-key", "MLFLOW_TRACKING_PASSWORD": "the-password"}
+    secrets["THAW_SIGNING_KEY"] = str(tmp_path / "alices-key")
     cmd = [sys.executable, "-m", "thaw_cli", "up", "--workspace", str(project)]
     cmd += ["--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)]
-    up = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    with subprocess.Popen(cmd, env=env | secrets, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        servers = _servers_started_by(proc)  # while `thaw up` waits for the scheduler
+        stdout, stderr = proc.communicate(timeout=400)
+    up = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    assert len(servers) >= 2, servers  # MLflow's and Prefect's, each with its environment read
+    for environ in servers.values():  # the servers thaw starts hold none of the caller's secrets
+        assert not set(secrets) & set(environ) and not set(secrets.values()) & set(environ.values())
     assert up.returncode == 2, up.stdout + up.stderr  # a user-facing error, one line
     assert "its scheduler created no run in 60s, so no schedule would fire" in up.stderr
     assert "Prefect UI" not in up.stdout
@@ -183,6 +192,21 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
         _wait_for(
             f"port {port} released", lambda port=port: _port_free(port), 30, project / ".thaw" / "prefect-server.log"
         )
+
+
+def _servers_started_by(proc: subprocess.Popen, timeout_s: float = 60) -> dict[int, dict[str, str]]:
+    """The environments of the server processes ``proc`` started (they run in sessions of
+    their own, so they are found by parent pid), once both are up."""
+    import psutil
+
+    found: dict[int, dict[str, str]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                found.setdefault(child.pid, child.environ())
+        time.sleep(0.5)
+    return found
 
 
 def _port_free(port: int) -> bool:
