@@ -41,14 +41,17 @@ STREET_SUFFIXES = tuple(
 SP, SP0, SP1 = r"[ \t\u00a0]+", r"[ \t\u00a0]*", r"[ \t\u00a0]?"  # street patterns stay on one line
 HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?"
 WORD = r"[\p{L}][\p{L}'’.-]*"
+# House numbers before a street come one to three at a time ("12 14 High Street"): an
+# unbounded repeat made a pasted "1 1 1 ..." field quadratic and worse (4,000 characters: 11 s).
+HOUSES = rf"(?:\b{HOUSE}{SP}){{1,3}}"
 _STREET_EN = regex.compile(
-    rf"(?i:(?:\b{HOUSE}{SP})+(?:{WORD}{SP}){{0,4}}(?:{STREET_TYPES})\b\.?)(?:{SP}(?:North|South|East|West|[NSEW])\b)?"
+    rf"(?i:{HOUSES}(?:{WORD}{SP}){{0,4}}(?:{STREET_TYPES})\b\.?)(?:{SP}(?:North|South|East|West|[NSEW])\b)?"
 )
 # ", Wageningen" after a street: the town
 _TOWN_AFTER_STREET = regex.compile(rf"\G,{SP0}({CAP}(?:[ -]{CAP}){{0,3}})")
 _STREET_PREFIXED = regex.compile(
     rf"(?:\b{HOUSE}{SP})?(?i:(?<!\w)(?:{STREET_PREFIXES})){SP}(?:{WORD}{SP}){{0,4}}?{HOUSE}\b"
-    rf"|(?:\b{HOUSE}{SP})+(?i:(?<!\w)(?:{STREET_PREFIXES}))(?:{SP}(?:{CAP}|de|da|do|del|la|le|des|du|e|di)){{1,5}}"
+    rf"|{HOUSES}(?i:(?<!\w)(?:{STREET_PREFIXES}))(?:{SP}(?:{CAP}|de|da|do|del|la|le|des|du|e|di)){{1,5}}"
 )
 # "119 Hagaskog 22", "4899 Úzká 1762": a number, a capitalised name and a house number
 _NUMBER_NAME_NUMBER = regex.compile(rf"\b{HOUSE}{SP}(?:{CAP}{SP}){{1,4}}{HOUSE}\b")

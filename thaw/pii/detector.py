@@ -38,7 +38,7 @@ from thaw.config import PiiConfig
 from thaw.errors import UserError
 from thaw.pii import rules
 from thaw.pii.recognizers import NER_ENTITIES, NER_LABELS, Recognizer, enabled_recognizers
-from thaw.pii.spans import Span, choose_spans
+from thaw.pii.spans import Span, choose_spans, covered
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,9 @@ class PiiDetector:
         place without one, and one already inside a detected span gains nothing from it."""
         if not self.entities & NER_ENTITIES:
             return False
+        claimed = covered(found)
         for m in _CAPITALISED.finditer(text):
-            if m.group().casefold() not in self.stop_words and not any(s <= m.start() < e for s, e, _ in found):
+            if m.group().casefold() not in self.stop_words and not claimed(m.start()):
                 return True
         return False
 
@@ -192,16 +193,36 @@ class PiiDetector:
         views = [rules.plain_view(t) for t in texts]
         found = [_run(self.before_ner, v, []) for v in views]
         plan = [self.needs_ner(v, f) for v, f in zip(views, found, strict=True)]
+        chunks = [ner_chunks(v) if p else [] for v, p in zip(views, plan, strict=True)]
         with self.nlp.select_pipes(enable=self.ner_pipes):
-            docs = self.nlp.pipe((v for v, p in zip(views, plan, strict=True) if p), batch_size=self.cfg.batch_size)
-            for view, spans, ner in zip(views, found, plan, strict=True):
+            docs = self.nlp.pipe((c for parts in chunks for _, c in parts), batch_size=self.cfg.batch_size)
+            for view, spans, ner, parts in zip(views, found, plan, chunks, strict=True):
                 if ner:
-                    doc = next(docs)
                     ents = [
-                        Span(e.start_char, e.end_char, NER_LABELS[e.label_]) for e in doc.ents if e.label_ in NER_LABELS
+                        Span(offset + e.start_char, offset + e.end_char, NER_LABELS[e.label_])
+                        for offset, doc in ((offset, next(docs)) for offset, _ in parts)
+                        for e in doc.ents
+                        if e.label_ in NER_LABELS
                     ]
                     spans = _run(self.after_ner, view, spans + ents)
                 yield choose_spans(s for s in spans if s.entity in self.entities), ner
+
+
+NER_CHUNK = 100_000  # characters per NER pass: spaCy refuses texts over nlp.max_length (1M; E088)
+
+
+def ner_chunks(text: str, size: int = NER_CHUNK) -> list[tuple[int, str]]:
+    """(offset, piece) of ``text`` in pieces of at most ``size`` characters, cut at a
+    space in the second half of each piece where there is one (a name is not cut in two)."""
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            cut = text.rfind(" ", start + size // 2, end)
+            end = cut + 1 if cut >= 0 else end
+        pieces.append((start, text[start:end]))
+        start = end
+    return pieces
 
 
 def _run(recognizers: Sequence[Recognizer], text: str, found: list[Span]) -> list[Span]:
