@@ -11,6 +11,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap
@@ -100,10 +101,15 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
     return records
 
 
+MAX_FIELD_CHARS = 16 * 1024 * 1024  # one CSV field; curation's length stage cuts long texts after
+
+
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt in ("csv", "tsv"):
             _check_utf8(path)
+            _refuse_repeated_columns(path, _header(path, fmt))
+            csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the module's default is 131072
             return pd.read_csv(
                 path,
                 sep="," if fmt == "csv" else "\t",
@@ -124,18 +130,36 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
-        raise UserError(f"{path}: malformed {fmt.upper()}: {str(exc).strip().splitlines()[-1]}") from None
+        message = str(exc).strip().splitlines()[-1]
+        if "field larger than field limit" in message:
+            message = f"a field is longer than {MAX_FIELD_CHARS:,} characters"
+        raise UserError(f"{path}: malformed {fmt.upper()}: {message}") from None
     except ValueError as exc:  # pyarrow raises ValueError subclasses
         raise UserError(f"{path}: cannot parse as {fmt.upper()}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise _cannot_read(path, exc) from None
 
 
-def _as_text(series: pd.Series) -> tuple[pd.Series, int]:
+def _refuse_repeated_columns(path: Path, header: list[str]) -> None:
+    """A name given to two columns: pandas would rename the second (``text.1``) and the
+    column meant may not be the one read."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name in seen:
+            raise UserError(f"{path}: columns {seen[name]} and {position} are both named {name!r}; rename one")
+        seen[name] = position
+
+
+def _as_text(series: pd.Series, path: Path | None = None, column: str = "") -> tuple[pd.Series, int]:
     """Values as strings, and how many were normalised. Strings stay as they are; nulls
     become '' (counted as empty later, never guessed); typed JSON/Parquet values take one
-    spelling: a whole number written 1.0 becomes "1", a boolean "true"/"false"."""
+    spelling: a whole number written 1.0 becomes "1", a boolean "true"/"false". Refuses
+    (UserError naming the row) bytes, objects and lists, whose text would be a Python repr."""
     changed = 0
+    for row, value in enumerate(series, start=1):
+        if isinstance(value, bytes | bytearray | dict | list | tuple | np.ndarray):
+            kind = "bytes" if isinstance(value, bytes | bytearray) else "an object or a list"
+            raise UserError(f"{path}: row {row}: column {column!r} holds {kind}, not text; store it as a string")
 
     def text(value) -> str:
         nonlocal changed
@@ -182,24 +206,35 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     if missing:
         have = ", ".join(map(str, frame.columns))
         raise UserError(f"{path}: column {missing[0]!r} not found (columns are: {have})")
-    out = pd.DataFrame({TEXT: _as_text(frame[columns.text])[0]})
+    out = pd.DataFrame({TEXT: _as_text(frame[columns.text], path, columns.text)[0]})
     normalised = 0
     if columns.label:
         _typed_labels_agree(path, frame[columns.label], columns.label)
-        out[LABEL], normalised = _as_text(frame[columns.label])
+        out[LABEL], normalised = _as_text(frame[columns.label], path, columns.label)
     else:
         out[LABEL] = ""
     if columns.id:
-        out.insert(0, ID, _as_text(frame[columns.id])[0])
-        dup = out[ID][out[ID].duplicated()]
-        if not dup.empty:
-            raise UserError(f"{path}: id column {columns.id!r} repeats the value {dup.iloc[0]!r}; ids must be unique")
+        out.insert(0, ID, _as_text(frame[columns.id], path, columns.id)[0])
+        _refuse_repeated_ids(path, out[ID], columns.id)
     else:
         out.insert(0, ID, [f"{path.stem}:{i + 1}" for i in range(len(out))])
     if columns.slice:
-        out[SLICE] = _as_text(frame[columns.slice])[0]
+        out[SLICE] = _as_text(frame[columns.slice], path, columns.slice)[0]
     out.attrs["normalised_labels"] = normalised
     return out
+
+
+def _refuse_repeated_ids(path: Path, ids: pd.Series, column: str) -> None:
+    """Ids must be unique; the error names the rows, never the value (an id may be an
+    e-mail address, and errors become run tags and Prefect state messages)."""
+    repeated = ids[ids.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    first = repeated.iloc[0]
+    rows = [i + 1 for i in repeated.index[repeated == first][:2]]
+    raise UserError(
+        f"{path}: id column {column!r} has the same value in rows {rows[0]} and {rows[1]}; ids must be unique"
+    )
 
 
 def _header(path: Path, fmt: str) -> list[str]:

@@ -61,10 +61,17 @@ def cmd_curate(args: argparse.Namespace) -> int:
         {"input": d.train, "validation": d.validation, "test": d.test},
         d.columns,
     )
+    output = Path(args.output)
+    for role, path in (("input", d.train), ("validation", d.validation), ("test", d.test)):
+        if path is not None and Path(path).resolve().parent == output.resolve():
+            raise UserError(
+                f"--output {output}: holds the {role} file {path}, which the curated splits could overwrite; "
+                "write them to another directory"
+            )
     from flows.curation import curation_flow
 
     quiet_user_error_tracebacks()
-    written = curation_flow(cfg, Path(args.output))
+    written = curation_flow(cfg, output)
     report = json.loads(Path(written["report"]).read_text(encoding="utf-8"))
     print(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
     for stage in report["stages"]:

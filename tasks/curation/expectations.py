@@ -152,6 +152,7 @@ def _class_count_suite(cfg: ThawConfig):
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name="thaw-class-counts")
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=2))  # a classifier needs two classes
     suite.add_expectation(
         gxe.ExpectColumnMinToBeBetween(column="examples", min_value=cfg.curation.expectations.min_examples_per_class)
     )
@@ -165,6 +166,8 @@ def _describe_failure(split: str, result, frame: pd.DataFrame, shown: str) -> st
     column = cfg_.kwargs.get("column")
     what = f"{cfg_.type}({column})" if column else cfg_.type
     res = result.result or {}
+    if split.endswith("class_counts") and cfg_.type == "expect_table_row_count_to_be_between":
+        return f"{split}: {res.get('observed_value')} class(es) in train; a classifier needs at least 2"
     if "observed_value" in res and not res.get("unexpected_index_list"):
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])

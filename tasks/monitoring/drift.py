@@ -313,11 +313,13 @@ def trigger_retraining(
         return None
     old = pd.concat([read_table(p) for p in reference.splits.values()])
     new = read_table(arrivals.scrubbed)
-    clash = sorted(set(old[ID]) & set(new[ID]))
+    used = set(old[ID])
+    clash = [i + 1 for i, row_id in enumerate(new[ID]) if row_id in used]  # rows by position: an id may be PII
     if clash:
+        rows = ", ".join(map(str, clash[:5])) + (", ..." if len(clash) > 5 else "")
         raise UserError(
-            f"{arrivals.source}: ids already used by {reference.name} v{reference.version}'s data "
-            f"({', '.join(clash[:5])}{', ...' if len(clash) > 5 else ''}): give the new rows their own ids"
+            f"{arrivals.source}: {len(clash)} rows have ids already used by {reference.name} v{reference.version}'s "
+            f"data (rows {rows}): give the new rows their own ids"
         )
     columns = ColumnMap(cfg.data.text_column, cfg.data.label_column, cfg.data.id_column)
     combined = pd.concat([old[[ID, TEXT, LABEL]], new[[ID, TEXT, LABEL]]], ignore_index=True)

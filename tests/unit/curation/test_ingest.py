@@ -61,8 +61,12 @@ def test_nulls_become_empty_and_ids_are_generated(tmp_path: Path):
     assert out["id"].tolist() == ["d:1", "d:2"]
 
 
-def test_repeated_ids_are_refused(tmp_path: Path):
-    with pytest.raises(UserError, match="repeats the value '1'"):
+def test_repeated_ids_are_refused_by_row_never_by_value(tmp_path: Path):
+    path = _csv(tmp_path, b"id,text,label\nana@example.com,hi,x\nb,yo,y\nana@example.com,hey,x\n")
+    with pytest.raises(UserError) as err:
+        read_labelled_table(path, COLS)
+    assert "same value in rows 1 and 3" in str(err.value) and "ana@example.com" not in str(err.value)
+    with pytest.raises(UserError, match="same value in rows 1 and 2"):
         read_labelled_table(_csv(tmp_path, b"id,text,label\n1,a,x\n1,b,y\n"), COLS)
 
 
@@ -117,3 +121,31 @@ def test_labels_mixing_booleans_and_numbers_are_refused(tmp_path: Path):
     path = _csv(tmp_path, "\n".join(json.dumps(r) for r in rows).encode(), "d.jsonl")
     with pytest.raises(UserError, match=r"mixes booleans \(row 2: True\) and numbers \(row 1: 1\)"):
         read_labelled_table(path, COLS)
+
+
+def test_two_columns_of_one_name_are_refused(tmp_path: Path):
+    path = _csv(tmp_path, b"id,text,label,text\n1,hi,x,other\n")
+    with pytest.raises(UserError, match=r"d.csv: columns 2 and 4 are both named 'text'"):
+        read_labelled_table(path, COLS)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(b"caf\xe9", "bytes"), ({"a": 1}, "an object or a list"), ([1], "an object")]
+)
+def test_bytes_objects_and_lists_are_not_taken_for_text(tmp_path: Path, value, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": ["a", "b"], "text": pa.array([value, value]), "label": ["x", "y"]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(UserError, match=f"row 1: column 'text' holds {kind}"):
+        read_labelled_table(tmp_path / "d.parquet", COLS)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"id": "a", "text": {"k": "v"}, "label": "x"}) + "\n")
+    with pytest.raises(UserError, match="row 1: column 'text' holds an object or a list"):
+        read_labelled_table(tmp_path / "d.jsonl", COLS)
+
+
+def test_a_200000_character_field_is_read_whole(tmp_path: Path):
+    text = "word " * 40_000
+    path = _csv(tmp_path, f"id,text,label\n1,{text},x\n2,short,y\n".encode())
+    assert read_labelled_table(path, COLS)["text"].str.len().tolist() == [len(text), 5]
