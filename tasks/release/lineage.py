@@ -60,6 +60,9 @@ def model_version_tags(trained: TrainedRun) -> dict[str, str]:
         "thaw.raw.md5": raw.md5,
         "thaw.raw.policy": cfg.versioning.raw_policy,
         "thaw.raw.remote": raw.remote,
+        # each input's own bytes inside data.dvc: which file a split was read from
+        **{f"thaw.raw.{split}.md5": f.md5 for split, f in raw.files.items()},
+        **{f"thaw.raw.{split}.path": f.path for split, f in raw.files.items()},
         "thaw.columns.text": cfg.data.text_column,
         "thaw.columns.label": cfg.data.label_column,
         "thaw.columns.id": cfg.data.columns.id_name,

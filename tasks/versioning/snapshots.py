@@ -7,9 +7,12 @@ stable interface, and its import cost stays out of thaw's process.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -20,6 +23,7 @@ from thaw.datasets import DatasetVersion, TrackedFile, file_md5
 from thaw.errors import UserError
 
 RAW_DIR = "data"
+log = logging.getLogger(__name__)
 
 
 class DvcError(RuntimeError):
@@ -93,17 +97,42 @@ def dvc_directory_md5(directory: Path) -> str:
     return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
+IMPORTS = "imports"
+
+
 def _raw_location(source: Path, root: Path) -> Path:
-    """Where a raw input lives inside ``data/``: in place, or imported by copy."""
+    """Where a raw input lives inside ``data/``: in place, or imported by copy under its
+    content digest (``data/imports/<md5>/<name>``), so two inputs of one name never meet."""
     data_dir = root / RAW_DIR
     source = source.resolve()
     if source.is_relative_to(data_dir):
         return source
-    target = data_dir / "imports" / source.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists() or file_md5(target) != file_md5(source):
-        shutil.copyfile(source, target)
+    target = data_dir / IMPORTS / file_md5(source) / source.name
+    if not target.is_file() or file_md5(target) != file_md5(source):
+        from thaw.datasets import atomic_output
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(target) as tmp:
+            shutil.copyfile(source, tmp)
     return target
+
+
+def _prune_imports(root: Path, keep: set[Path]) -> list[str]:
+    """Remove the copies earlier runs imported that this run did not read: each run's
+    ``data.dvc`` versions its own inputs, not every raw copy ever made (they stay in the
+    earlier ``data.dvc`` versions and the remote until ``dvc gc``). Returns what went."""
+    imports = root / RAW_DIR / IMPORTS
+    removed = []
+    if not imports.is_dir():
+        return removed
+    for entry in sorted(imports.iterdir()):
+        if entry.is_dir() and not entry.is_symlink() and not any(k.is_relative_to(entry) for k in keep):
+            shutil.rmtree(entry)
+            removed.append(entry.name)
+        elif not entry.is_dir() and entry not in keep:  # a copy of an earlier layout (data/imports/<name>)
+            entry.unlink()
+            removed.append(entry.name)
+    return removed
 
 
 def _push(cfg: ThawConfig, *targets: str, remote: str | None = None, url: str | None = None) -> None:
@@ -125,21 +154,42 @@ def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
     """Track the raw inputs under ``data/`` with ``data.dvc`` and push them as the raw
     policy says: with the curated splits, to their own remote, or not at all (local).
 
-    Inputs outside ``data/`` are copied to ``data/imports/`` first: DVC versions what
-    is inside the workspace.
+    Inputs outside ``data/`` are copied to ``data/imports/<md5>/`` first (DVC versions
+    what is inside the workspace), and imports of earlier runs that this one did not read
+    are removed from ``data/``, so ``data.dvc`` holds this run's inputs and the user's own
+    files under ``data/``, and an erased raw file stops being pushed.
     """
     ensure_dvc_repo(cfg)
     root = cfg.root
     given = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
-    located = {name: _raw_location(Path(p), root) for name, p in given.items() if p is not None}
-    run_dvc(root, "add", RAW_DIR)
-    policy = cfg.versioning.raw_policy
-    if policy != "local":
-        remote = RAW_REMOTE if policy == "separate_remote" else None
-        _push(cfg, f"{RAW_DIR}.dvc", remote=remote, url=raw_remote_url(cfg))
-    md5, _ = read_dvc_file(root / f"{RAW_DIR}.dvc")
-    files = {name: TrackedFile(str(p.relative_to(root)), file_md5(p), p.stat().st_size) for name, p in located.items()}
+    with _raw_data_lock(cfg):  # another run's import is never pruned between its copy and its add
+        located = {name: _raw_location(Path(p), root) for name, p in given.items() if p is not None}
+        pruned = _prune_imports(root, set(located.values()))
+        if pruned:
+            log.info("removed %d raw imports of earlier runs from %s/%s (still in earlier data.dvc versions)",
+                     len(pruned), RAW_DIR, IMPORTS)  # fmt: skip
+        run_dvc(root, "add", RAW_DIR)
+        files = {n: TrackedFile(str(p.relative_to(root)), file_md5(p), p.stat().st_size) for n, p in located.items()}
+        policy = cfg.versioning.raw_policy
+        if policy != "local":
+            remote = RAW_REMOTE if policy == "separate_remote" else None
+            _push(cfg, f"{RAW_DIR}.dvc", remote=remote, url=raw_remote_url(cfg))
+        md5, _ = read_dvc_file(root / f"{RAW_DIR}.dvc")
     return DatasetVersion(f"{RAW_DIR}.dvc", md5, files, raw_remote_url(cfg))
+
+
+@contextmanager
+def _raw_data_lock(cfg: ThawConfig) -> Iterator[None]:
+    """An exclusive lock on the workspace's ``data/`` for one run's import and ``dvc add``."""
+    import fcntl
+
+    cfg.state_path.mkdir(parents=True, exist_ok=True)
+    with open(cfg.state_path / "raw-data.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def register_metrics_file(root: Path, relpath: str) -> None:

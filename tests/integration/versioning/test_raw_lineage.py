@@ -1,0 +1,75 @@
+"""Raw lineage names the exact bytes a run read: inputs of one name from two places are
+both versioned under their own digest, each run's data.dvc holds the inputs it read (not
+every copy earlier runs imported), and the README's erasure procedure leaves no object of
+the erased file in the remote while the new version's lineage verifies. Real DVC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from thaw.config import ThawConfig
+from thaw.datasets import file_md5
+
+pytestmark = pytest.mark.integration
+
+
+def _objects(remote: Path) -> set[str]:
+    return {p.parent.name + p.name for p in remote.rglob("*") if p.is_file()} if remote.exists() else set()
+
+
+def _write(path: Path, rows: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("id,text,label\n" + "".join(f"{r}\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _run(workspace: Path, **data: Path) -> tuple[ThawConfig, dict[str, str]]:
+    """Version the raw inputs and a curated version, as a run does; the lineage tags."""
+    from tasks.versioning.snapshots import version_curated_data, version_raw_data
+
+    cfg = ThawConfig.model_validate({"model_name": "m", "workspace": str(workspace), "data": data})
+    raw = version_raw_data.fn(cfg)
+    staged = workspace.parent / f"staged-{raw.md5[:8]}"
+    for split in ("train", "validation", "test"):
+        _write(staged / f"{split}.csv", [f"{split}-{raw.md5[:6]},<PERSON_ab12cd> asked,x"])
+    curated = version_curated_data.fn({s: staged / f"{s}.csv" for s in ("train", "validation", "test")}, cfg)
+    tags = {
+        "thaw.dvc_remote": curated.remote,
+        "thaw.raw.md5": raw.md5,
+        "thaw.raw.policy": cfg.versioning.raw_policy,
+        "thaw.raw.remote": raw.remote,
+        **{f"thaw.raw.{s}.md5": f.md5 for s, f in raw.files.items()},
+        **{f"thaw.curated.{s}.md5": f.md5 for s, f in curated.files.items()},
+        **{f"thaw.curated.{s}.path": f.path for s, f in curated.files.items()},
+    }
+    return cfg, tags
+
+
+def test_two_inputs_of_one_name_are_both_versioned_with_their_own_bytes(workspace, tmp_path):
+    train = _write(tmp_path / "a" / "tickets.csv", ["1,where is my parcel,shipping"])
+    test = _write(tmp_path / "b" / "tickets.csv", ["2,reset my password,login"])
+    _, tags = _run(workspace, train=train, test=test)
+    assert (tags["thaw.raw.train.md5"], tags["thaw.raw.test.md5"]) == (file_md5(train), file_md5(test))
+    imported = sorted(p.relative_to(workspace / "data").as_posix() for p in (workspace / "data").rglob("*.csv"))
+    assert imported == sorted([f"imports/{file_md5(train)}/tickets.csv", f"imports/{file_md5(test)}/tickets.csv"])
+
+
+def test_erasure_as_the_readme_says_leaves_no_object_of_the_old_raw_file(workspace, tmp_path):
+    from tasks.versioning.restore import verify_lineage
+    from tasks.versioning.snapshots import run_dvc
+
+    people = _write(tmp_path / "export" / "people.csv", ["1,Ana Lima asked for a refund,refund", "2,order late,ship"])
+    _, before = _run(workspace, train=people)
+    old = file_md5(people)
+    assert old in _objects(workspace / ".dvcstore")
+    _write(people, ["2,order late,ship"])  # Ana asked to be erased: her rows go from the raw input
+    cfg, after = _run(workspace, train=people)
+    assert not (workspace / "data" / "imports" / old).exists()  # this run's data.dvc does not carry the old copy
+    run_dvc(workspace, "gc", "--workspace", "--cloud", "--force")
+    remaining = _objects(workspace / ".dvcstore")
+    assert old not in remaining and before["thaw.raw.md5"] not in remaining
+    assert file_md5(people) in remaining
+    assert verify_lineage(cfg, after).problems == ()
+    assert any("raw data md5" in p for p in verify_lineage(cfg, before).problems)  # said, not hidden
