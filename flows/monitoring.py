@@ -2,12 +2,13 @@
 
 Steps:
  1. resolve the model version and restore its curated splits from the DVC remote (md5-checked);
- 2. read the new rows, scrub PII as curation does, drop exact repeats;
+ 2. read the new rows, scrub PII (texts and ids) as curation does, drop exact repeats;
  3. test for drift on the version's frozen-backbone features, labels and accuracy (``thaw.drift``);
  4. write the report (JSON, markdown, PNG);
  5. on drift with labelled rows: write the combined training file and, given a deployment,
     start a training run on it (the new challenger then meets the usual gate and approval);
- 6. publish the report as an MLflow run and a Prefect artifact.
+ 6. publish the report as an MLflow run and a Prefect artifact; the scrubbed rows are
+    removed when the run ends, whatever its end.
 """
 
 from pathlib import Path
@@ -41,7 +42,10 @@ def thaw_monitor(
     reference = restore_reference(cfg, model)
     columns = ColumnMap(text=text_column, label=label_column, id=id_column)
     arrivals = read_arrivals(cfg, Path(arrivals_file), columns, run_dir)
-    outcome = assess_arrivals(cfg, reference, arrivals, run_dir)
-    retraining = trigger_retraining(cfg, reference, arrivals, retrain_deployment) if outcome.drifted else None
-    publish_drift_report(cfg, reference, arrivals, outcome, retraining)
+    try:
+        outcome = assess_arrivals(cfg, reference, arrivals, run_dir)
+        retraining = trigger_retraining(cfg, reference, arrivals, retrain_deployment) if outcome.drifted else None
+        publish_drift_report(cfg, reference, arrivals, outcome, retraining)
+    finally:
+        arrivals.scrubbed.unlink(missing_ok=True)  # the rows themselves: kept no longer than the run
     return outcome.report_json

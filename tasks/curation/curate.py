@@ -211,10 +211,13 @@ def _scrub(
     """Scrub every input's texts (on Dask or forked local workers), then cut over-long
     ones: scrubbing sees the whole text, so a value cut in half cannot slip through.
     Returns the scrubbed frames, the counts and the rows per second."""
-    from thaw.pii.detector import ScrubStats, scrub_texts_parallel
+    from thaw.pii.detector import ScrubStats, protect_ids, scrub_texts_parallel
 
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
+        ids, replaced = protect_ids(list(frame["id"]), detector, secret, cfg.curation.pii.ids)
+        accounting.notes.setdefault("ids_replaced", {})[name] = replaced
+        frame = frame.assign(id=ids)
         texts = list(frame["text"])
         if cfg.curation.executor == "dask":
             from tasks.curation.scaleout import scrub_texts_on_dask

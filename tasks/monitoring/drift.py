@@ -104,7 +104,7 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
     """Read the new rows (labelled or not), scrub PII with the curation settings, drop
     exact repeats of a text, and keep them as ``run_dir/arrivals.csv``."""
     from thaw.ingest import read_labelled_table
-    from thaw.pii.detector import PiiDetector, ScrubStats, load_pii_secret, scrub_texts_parallel
+    from thaw.pii.detector import PiiDetector, ScrubStats, load_pii_secret, protect_ids, scrub_texts_parallel
 
     frame = read_labelled_table(source, columns)
     labelled = columns.label is not None
@@ -117,6 +117,7 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
             )
     detector, secret = PiiDetector(cfg.curation.pii), load_pii_secret(cfg.curation.pii)
     frame[TEXT] = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
+    frame[ID] = protect_ids(frame[ID].tolist(), detector, secret, cfg.curation.pii.ids)[0]  # as curation does
     key = frame[TEXT].map(lambda t: " ".join(normalise_pseudonyms(t).casefold().split()))
     kept = frame[~key.duplicated()]
     scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")

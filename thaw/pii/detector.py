@@ -100,6 +100,31 @@ def pseudonym(secret: PiiSecret, entity: str, value: str) -> str:
     return f"<{entity}_{digest[:6]}>"
 
 
+def keyed_id(secret: PiiSecret, value: str) -> str:
+    """``id-`` and 16 hex digits of a keyed hash of ``value``: unique as the ids it
+    replaces are (64 bits, where a pseudonym's 24 would collide among thousands of ids),
+    the same under the same key, and telling nothing of the value."""
+    return "id-" + hmac.new(secret.key, b"id\x00" + value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def protect_ids(ids: Sequence[str], detector: PiiDetector, secret: PiiSecret, mode: str) -> tuple[list[str], int]:
+    """Ids as the curated data carries them (``curation.pii.ids``), and how many were
+    replaced: ``scrub`` replaces those in which the rules find PII, ``hash`` all, ``keep``
+    none. Names and places are left to ``hash``: NER reads "T-0010" as a person."""
+    if mode == "keep":
+        return list(ids), 0
+    if mode == "hash":
+        return [keyed_id(secret, v) for v in ids], len(ids)
+    wanted = detector.entities - NER_ENTITIES
+    out = [
+        keyed_id(secret, v)
+        if any(s.entity in wanted for s in _run(detector.before_ner, rules.plain_view(v), []))
+        else v
+        for v in ids
+    ]
+    return out, sum(a != b for a, b in zip(ids, out, strict=True))
+
+
 def spacy_model_path(name: str) -> str:
     """Installed path of a packaged spaCy model, or ``name`` if it is a directory."""
     if Path(name).is_dir():
