@@ -2,7 +2,8 @@
 
 The residual-PII check is independent of Presidio: plain regexes with validators (Luhn
 for card numbers, mod-97 for IBANs), so a recognizer miss of these structured types
-fails the run instead of reaching training. GX is imported only when validating.
+fails the run instead of reaching training; card numbers are also sought without the
+scrubber's patterns (any separators between the digits). GX is imported only when validating.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import regex
 from prefect import task
 
 from tasks.curation.dedup import normalize_text
@@ -27,13 +29,37 @@ MAX_EXAMPLES = 3
 RESIDUAL_KINDS = {"EMAIL_ADDRESS": "EMAIL", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN", "PHONE_NUMBER": "PHONE"}
 
 
+# Groups of 3-6 digits (4-4-4-4, Amex's 4-6-5) with anything but letters, digits and list
+# or clock punctuation between them, up to three characters: a card number whatever
+# separator (or invisible character) a paste put in; "2024-01-01 12:30" and "1, 2, 3" are not.
+_DIGIT_RUN = regex.compile(r"(?<!\d)\d{3,6}(?:[^\p{L}\p{N}:,;]{1,3}\d{3,6}){1,5}(?!\d)")
+
+
+def hidden_card_spans(text: str) -> list[tuple[int, int, str]]:
+    """Luhn-valid runs of 13-19 digits, whatever separates them: found without the
+    scrubber's patterns, so a separator they do not know cannot hide a card from both."""
+    from thaw.checksums import luhn_ok
+
+    found = []
+    for m in _DIGIT_RUN.finditer(text):
+        digits = "".join(ch for ch in m.group() if ch.isdigit())
+        if luhn_ok(digits):
+            found.append((m.start(), m.end(), "CREDIT_CARD"))
+    return found
+
+
 def residual_pii_spans(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> list[tuple[int, int, str]]:
     """(start, end, kind) of e-mail, card, IBAN and phone values still in ``text``, for
-    the ``entities`` that are scrubbed. The scrubber ran the same detectors
-    (``pii_rules.structured_spans``), so a hit here is what neither it nor Presidio saw."""
+    the ``entities`` that are scrubbed: what the scrubber's own rules would find
+    (``pii_rules.structured_spans``, so a hit is what neither they nor Presidio saw), and
+    card numbers found independently of them (``hidden_card_spans``)."""
     wanted = {RESIDUAL_KINDS[e] for e in entities if e in RESIDUAL_KINDS}
-    found = [(s, e, RESIDUAL_KINDS[k]) for s, e, k in structured_spans(text)]
-    return sorted(span for span in found if span[2] in wanted)
+    found = [(s, e, RESIDUAL_KINDS[k]) for s, e, k in structured_spans(text)] + hidden_card_spans(text)
+    kept: list[tuple[int, int, str]] = []
+    for span in sorted(span for span in found if span[2] in wanted):
+        if not kept or span[0] >= kept[-1][1]:  # the two finders may see one card: keep it once
+            kept.append(span)
+    return kept
 
 
 def residual_pii_kinds(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> str:

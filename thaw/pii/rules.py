@@ -33,7 +33,10 @@ from thaw.pii.spans import Span
 # --- structured -----------------------------------------------------------------------
 
 EMAIL_RX = regex.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-CARD_RX = regex.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+# Between a card's digits: a space or hyphen as typed, a no-break or thin space as pasted
+# from web pages, dots or slashes, and the invisible soft hyphen or zero-width characters.
+CARD_SEPARATOR = "[ \\-\u00a0\u202f\u2009\u2007./\u00ad\u200b\u200c\u200d\u2060]"
+CARD_RX = regex.compile(rf"(?<!\d)(?:\d{CARD_SEPARATOR}?){{11,18}}\d(?!\d)")
 CARD_CUE_RX = regex.compile(r"(?i)\b(?:card|cc|credit|debit|visa|mastercard|maestro|amex|pan)\b")
 IBAN_RX = regex.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 # A phone number in any national or international layout: 7 to 15 digits in groups
