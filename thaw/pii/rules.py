@@ -76,12 +76,23 @@ def structured_spans(text: str) -> list[Span]:
         if (13 <= len(digits) <= 19 or short_card) and luhn_ok(digits):
             spans.append(Span(m.start(), m.end(), "CREDIT_CARD"))
     spans += [Span(m.start(), m.end(), "IBAN_CODE") for m in IBAN_RX.finditer(text) if iban_ok(m.group())]
+    spans += [Span(m.start(), m.end(), "PHONE_NUMBER") for m in CN_MOBILE_RX.finditer(text) if _in_chinese(text, m)]
     taken = [(s, e) for s, e, _ in spans]
     for m in PHONE_RX.finditer(text):
         if any(s < m.end() and m.start() < e for s, e in taken) or not _phone_like(text, m):
             continue
         spans.append(Span(m.start(), m.end(), "PHONE_NUMBER"))
     return spans
+
+
+# Chinese mobile numbers run on from the characters before them ("电话13800138000"), where
+# no word boundary separates them for the general phone pattern.
+CN_MOBILE_RX = regex.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
+_HAN = regex.compile(r"\p{Han}")
+
+
+def _in_chinese(text: str, m: regex.Match) -> bool:
+    return _HAN.search(text, max(0, m.start() - 8), m.start()) is not None
 
 
 def _phone_like(text: str, m: regex.Match) -> bool:
@@ -243,6 +254,45 @@ _WEAK_CUES = ("from", "by", "with", "to", "and", "under")
 
 _NAME_RUN = regex.compile(rf"{NAME}(?:\s+(?:{INITIAL}\s+)?{NAME}){{0,2}}")
 
+# A self-introduction, whatever the case or script of the name that follows it: "this is
+# john smith", "my name is محمد عبد الله", "меня зовут Иван", "это Иван", "我叫王小明".
+# After a cue that names ("my name is") any script will do; after one that may not ("this
+# is", "это", "أنا": also "this is fine") only a capitalised Cyrillic or Greek word.
+_NAMING_CUE = r"(?i:\b(?:my name is|name is|call me)|меня зовут|зовут|اسمي|שמי)"
+_WEAK_INTRO = r"(?i:\b(?:this is|i am|i'm)|это|я)"
+SCRIPT_WORD = r"[\p{Cyrillic}\p{Arabic}\p{Hebrew}\p{Greek}\p{Devanagari}\p{Thai}\p{Hangul}]{2,}"
+CASED_WORD = r"(?=[\p{Cyrillic}\p{Greek}])\p{Lu}[\p{Cyrillic}\p{Greek}]+"
+_INTRO_OTHER_SCRIPT = regex.compile(
+    rf"{_NAMING_CUE}[,:]?\s+({SCRIPT_WORD}(?:\s+{SCRIPT_WORD}){{0,2}})"
+    rf"|{_WEAK_INTRO}[,:]?\s+({CASED_WORD}(?:\s+{CASED_WORD}){{0,2}})"
+)
+_INTRO_LOWER = regex.compile(r"(?i:\b(?:my name is|this is|i am|i'm|call me))\s+(\p{Ll}+(?:\s+\p{Ll}+)?)")
+_HAN_INTRO = regex.compile(r"(?:我叫|叫我|我的名字是|名字是|我姓)\s*(\p{Han}{2,3})")
+
+
+def intro_spans(text: str) -> list[Span]:
+    """Names after a self-introduction in another script, in Chinese, or in lower case
+    (then only when the first word is a known first name and the next is no stop word)."""
+    spans = [Span(m.start(1), m.end(1), "PERSON") for m in _HAN_INTRO.finditer(text)]
+    for m in _INTRO_OTHER_SCRIPT.finditer(text):
+        group = 1 if m.group(1) else 2
+        spans.append(Span(m.start(group), m.end(group), "PERSON"))
+    known = first_names()
+    for m in _INTRO_LOWER.finditer(text):
+        words = m.group(1).split()
+        if words[0] not in known or words[0] in NOT_NAMES:
+            continue
+        end = (
+            m.end(1)
+            if len(words) > 1 and words[1] not in NOT_NAMES and words[1] not in _LOWER_STOP
+            else m.start(1) + len(words[0])
+        )
+        spans.append(Span(m.start(1), end, "PERSON"))
+    return spans
+
+
+_LOWER_STOP = frozenset("from of at in on the and or but with for to is was here there calling about".split())
+
 
 def person_spans(text: str) -> list[Span]:
     """Names after a title, a cue word or a sign-off dash, with a middle initial, and runs
@@ -266,7 +316,7 @@ def person_spans(text: str) -> list[Span]:
         if cue and cue[0].casefold() in _WEAK_CUES and len(name.split()) < 2:
             continue
         spans.append(Span(m.start(1), m.end(1), "PERSON"))
-    return spans
+    return spans + intro_spans(text)
 
 
 def propagate_names(text: str, spans: Iterable[Span]) -> list[Span]:

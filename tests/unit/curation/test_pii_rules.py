@@ -120,3 +120,37 @@ def test_overlapping_spans_merge_so_nothing_is_left_behind():
     assert [(s.entity, s.start, s.end) for s in spans] == [("ADDRESS", 0, 27), ("EMAIL", 30, 40)]
     chained = choose_spans([Span(0, 10, "PERSON"), Span(5, 20, "ADDRESS")])
     assert [(s.entity, s.start, s.end) for s in chained] == [("ADDRESS", 0, 20)]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("this is john smith from billing", "john smith"),
+        ("hi, i'm maria, my order is late", "maria"),
+        ("my name is محمد عبد الله", "محمد عبد الله"),
+        ("меня зовут Иван, позвоните", "Иван"),
+        ("это Иван, позвоните", "Иван"),
+        ("我叫王小明，谢谢", "王小明"),
+    ],
+)
+def test_a_self_introduction_names_someone_in_any_case_or_script(text, name):
+    from thaw.pii.rules import person_spans
+
+    assert name in [text[s:e] for s, e, _ in person_spans(text)]
+
+
+@pytest.mark.parametrize(
+    "text", ["this is fine, I am happy", "i'm sorry about the delay", "это хорошо, спасибо", "أنا سعيد جدا", "我是学生"]
+)
+def test_an_introduction_that_names_nobody_names_nobody(text):
+    from thaw.pii.rules import intro_spans
+
+    assert intro_spans(text) == []
+
+
+def test_a_chinese_mobile_number_run_on_from_the_text_is_a_phone_number():
+    from thaw.pii.rules import structured_spans
+
+    text = "我叫王小明，电话13800138000"
+    assert [(text[s:e], k) for s, e, k in structured_spans(text)] == [("13800138000", "PHONE_NUMBER")]
+    assert structured_spans("order 13800138000 shipped") == []  # without Chinese around it, an order number
