@@ -118,10 +118,26 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
     detector, secret = PiiDetector(cfg.curation.pii), load_pii_secret(cfg.curation.pii)
     frame[TEXT] = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
     frame[ID] = protect_ids(frame[ID].tolist(), detector, secret, cfg.curation.pii.ids)[0]  # as curation does
+    _refuse_residual_pii(source, frame[TEXT].tolist(), cfg)
     key = frame[TEXT].map(lambda t: " ".join(normalise_pseudonyms(t).casefold().split()))
     kept = frame[~key.duplicated()]
     scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
     return Arrivals(source, file_md5(source), scrubbed, len(kept), len(frame) - len(kept), labelled)
+
+
+def _refuse_residual_pii(source: Path, texts: list[str], cfg: ThawConfig) -> None:
+    """The residual-PII check curation's expectations run, on the scrubbed arrivals: rows
+    still holding structured PII stop the run (named by position, never shown)."""
+    from tasks.curation.expectations import residual_pii_kinds
+
+    left = [(i + 1, kinds) for i, t in enumerate(texts) if (kinds := residual_pii_kinds(t, cfg.curation.pii.entities))]
+    if left:
+        rows = ", ".join(str(row) for row, _ in left[:5]) + (", ..." if len(left) > 5 else "")
+        kinds = ", ".join(sorted({k for _, ks in left for k in ks.split(",")}))
+        raise UserError(
+            f"{source}: {len(left)} rows still hold PII after scrubbing ({kinds}; rows {rows}); "
+            "nothing was assessed or kept"
+        )
 
 
 def monitor_run_dir(cfg: ThawConfig) -> Path:
