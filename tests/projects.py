@@ -77,3 +77,16 @@ def approver_config(tmp_path: Path, cfg: ThawConfig) -> Path:
     path = tmp_path / "approver.yaml"
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return path
+
+
+def lineage_tags(cfg: ThawConfig, raw, curated) -> dict[str, str]:
+    """The version tags the lineage re-check reads, for a raw and a curated DatasetVersion."""
+    return {
+        "thaw.dvc_remote": curated.remote,
+        "thaw.raw.md5": raw.md5,
+        "thaw.raw.policy": cfg.versioning.raw_policy,
+        "thaw.raw.remote": raw.remote,
+        **{f"thaw.raw.{s}.md5": f.md5 for s, f in raw.files.items()},
+        **{f"thaw.curated.{s}.md5": f.md5 for s, f in curated.files.items()},
+        **{f"thaw.curated.{s}.path": f.path for s, f in curated.files.items()},
+    }

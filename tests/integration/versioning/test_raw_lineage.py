@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.projects import lineage_tags
 from thaw.config import ThawConfig
 from thaw.datasets import file_md5
 
@@ -35,16 +36,7 @@ def _run(workspace: Path, **data: Path) -> tuple[ThawConfig, dict[str, str]]:
     for split in ("train", "validation", "test"):
         _write(staged / f"{split}.csv", [f"{split}-{raw.md5[:6]},<PERSON_ab12cd> asked,x"])
     curated = version_curated_data.fn({s: staged / f"{s}.csv" for s in ("train", "validation", "test")}, cfg)
-    tags = {
-        "thaw.dvc_remote": curated.remote,
-        "thaw.raw.md5": raw.md5,
-        "thaw.raw.policy": cfg.versioning.raw_policy,
-        "thaw.raw.remote": raw.remote,
-        **{f"thaw.raw.{s}.md5": f.md5 for s, f in raw.files.items()},
-        **{f"thaw.curated.{s}.md5": f.md5 for s, f in curated.files.items()},
-        **{f"thaw.curated.{s}.path": f.path for s, f in curated.files.items()},
-    }
-    return cfg, tags
+    return cfg, lineage_tags(cfg, raw, curated)
 
 
 def test_two_inputs_of_one_name_are_both_versioned_with_their_own_bytes(workspace, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.projects import lineage_tags
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 
@@ -33,15 +34,7 @@ def _version(workspace: Path, **versioning) -> tuple[ThawConfig, dict[str, str]]
         (staged / f"{split}.csv").write_text(f"id,text,label\n{split},<PERSON_ab12cd>,x\n", encoding="utf-8")
     raw_version = version_raw_data.fn(cfg)
     curated = version_curated_data.fn({s: staged / f"{s}.csv" for s in ("train", "validation", "test")}, cfg)
-    tags = {
-        "thaw.dvc_remote": curated.remote,
-        "thaw.raw.md5": raw_version.md5,
-        "thaw.raw.policy": cfg.versioning.raw_policy,
-        "thaw.raw.remote": raw_version.remote,
-        **{f"thaw.curated.{s}.md5": f.md5 for s, f in curated.files.items()},
-        **{f"thaw.curated.{s}.path": f.path for s, f in curated.files.items()},
-    }
-    return cfg, tags
+    return cfg, lineage_tags(cfg, raw_version, curated)
 
 
 def _raw_md5(tags: dict[str, str]) -> str:
