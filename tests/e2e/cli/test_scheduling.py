@@ -144,8 +144,14 @@ def test_the_schedule_fires_by_itself_reuses_caches_and_stops_cleanly_on_sigterm
     assert all(summary["caches"]["frozen_features_hit"].values()), summary["caches"]
     if third["state_type"] == "CANCELLED":
         ended = runs[third["id"]]
-        assert ended.info.status == "KILLED"
-        assert "stopped before the end" in ended.data.tags["thaw.end_reason"]
+        if ended.info.status == "FINISHED":
+            # the cancel landed after the run's last step (between closing its MLflow run and
+            # Prefect recording Completed): its work is whole, so its version is registered
+            registered = {v.tags["thaw.prefect_flow_run_id"] for v in client.search_model_versions("name='tickets'")}
+            assert third["id"] in registered
+        else:
+            assert ended.info.status == "KILLED"
+            assert "stopped before the end" in ended.data.tags["thaw.end_reason"]
     leftovers = [p for p in project.rglob("*") if p.name.endswith(".partial") or ".partial" in p.name]
     assert not leftovers, leftovers
 

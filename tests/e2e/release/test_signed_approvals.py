@@ -3,7 +3,9 @@ embedded store and a basic-auth tracking server.
 
 The team's approvers file lists the scheduled worker (may register), alice (approve,
 reject, rollback, acknowledge), bob (approve, force) and carol (approve, force).
-mallory holds MANAGE on the model (in the basic-auth case) but no listed key."""
+mallory holds MANAGE on the model (in the basic-auth case) but no listed key. Both stores
+see the refusals and the forgery; co-signing, acknowledging and rolling back run on the
+server, as a team works."""
 
 from __future__ import annotations
 
@@ -121,8 +123,12 @@ def test_two_people_sign_every_promotion_and_a_forgery_blocks_the_next(signed_pr
     v2 = copy_version(cfg, MODEL, "1")
     _refused(_thaw(project, "alice", "approve", MODEL, v2, "--reason", "ship it"), "alice registered it")
     _refused(_thaw(project, "bob", "approve", MODEL, v2, "--reason", "ship", "--force"), "co-signature")
-    if auth:  # signed in as alice, signing with bob's key
-        _refused(_thaw(project, "alice", "reject", MODEL, v2, "--reason", "no", key="bob"), "is 'bob''s")
+    if not auth:  # the embedded store: the forgery alone; the rest of the story runs on the server
+        _forge(cfg, auth, monkeypatch)
+        _refused(_thaw(project, "carol", "approve", MODEL, "1", "--reason", "again"), "the ledger does not verify")
+        return
+    # signed in as alice, signing with bob's key
+    _refused(_thaw(project, "alice", "reject", MODEL, v2, "--reason", "no", key="bob"), "is 'bob''s")
     cosigned = _thaw(project, "carol", "cosign", MODEL, v2, "--reason", "incident 42: I agree to force")
     assert cosigned.returncode == 0, cosigned.stderr[-2000:]
     forced = _thaw(project, "bob", "approve", MODEL, v2, "--reason", "incident 42", "--force")
