@@ -215,6 +215,24 @@ def operations(entries: list[dict[str, Any]]) -> tuple[list[Operation], list[str
     return [Operation(op, intent, done.get(op)) for op, intent in intents.items()], problems
 
 
+VERSION_FIELDS = ("version", "champion_before", "champion_after", "challenger_before", "challenger_after", "champion")
+
+
+def is_version(value: Any) -> bool:
+    """A registry version number as an entry must hold it (entries are tags anyone with
+    MANAGE can write; what a replay yields becomes an alias target)."""
+    return isinstance(value, str) and value.isdigit() and len(value) <= 12
+
+
+def _version_problems(ordered: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{e['key']}: its {name} {str(e[name])[:40]!r} is not a version number"
+        for e in ordered
+        for name in VERSION_FIELDS
+        if e.get(name) is not None and not is_version(e[name])
+    ]
+
+
 def replay_champion(entries: list[dict[str, Any]]) -> tuple[str | None, tuple[str, ...]]:
     """The champion the applied operations leave, in the order they completed, and the
     promotion history (a stack that rollbacks pop; an acknowledgement adopts the champion
@@ -226,12 +244,14 @@ def replay_champion(entries: list[dict[str, Any]]) -> tuple[str | None, tuple[st
             adopted = e.get("champion")
             if adopted is None:
                 stack.clear()
-            elif not stack or stack[-1] != adopted:
+            elif is_version(adopted) and (not stack or stack[-1] != adopted):
                 stack.append(str(adopted))
             continue
         intent = intents.get(e.get("op"))
         if e.get("phase") != "completion" or intent is None or e.get("outcome") != "applied":
             continue
+        if not is_version(intent.get("version")):
+            continue  # a rollback moves the alias to what this replays: only version numbers count
         if intent["action"] == "approve":
             stack.append(intent["version"])
         elif intent["action"] == "rollback" and stack:
@@ -268,6 +288,7 @@ def verify(
         problems += signature_problems
     else:
         notes.append("entries are unsigned: there is no approvers file to check them against")
+    problems += _version_problems(ordered)
     ops, op_problems = operations(ordered)
     problems += op_problems
     open_ops = tuple(o for o in ops if o.completion is None and o.intent["key"] not in untrusted)

@@ -113,31 +113,29 @@ def directory_digest(path: Path) -> str:
     names = snapshot_files(path)
     if not any(n.endswith(WEIGHT_SUFFIXES) for n in names):
         raise UserError(f"{path}: no model weights found ({', '.join(WEIGHT_SUFFIXES[:2])})")
-    stamp = (str(path), *((n, (path / n).stat().st_size, (path / n).stat().st_mtime_ns) for n in names))
+    stats = {n: (path / n).stat() for n in names}
+    stamp = (str(path), *((n, st.st_size, st.st_mtime_ns) for n, st in stats.items()))
     if stamp not in _DIGESTS:
-        h = hashlib.sha256()
-        for name in names:
-            h.update(f"{name}\0{(path / name).stat().st_size}\0".encode())
-            with open(path / name, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-        _DIGESTS[stamp] = h.hexdigest()
+        _DIGESTS[stamp] = _hash_files(path, names, lambda n: f"{n}\0{stats[n].st_size}\0")
     return _DIGESTS[stamp]
 
 
 def legacy_identity_digest(path: Path) -> str | None:
     """The digest thaw recorded before it hashed whole snapshots (five named files), so
     versions registered then still load; None when none of those files is there."""
-    h, found = hashlib.sha256(), False
-    for name in LEGACY_IDENTITY_FILES:
-        f = path / name
-        if f.is_file():
-            found = True
-            h.update(name.encode() + b"\0")
-            with open(f, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-    return h.hexdigest() if found else None
+    present = [n for n in LEGACY_IDENTITY_FILES if (path / n).is_file()]
+    return _hash_files(path, present, lambda n: f"{n}\0") if present else None
+
+
+def _hash_files(path: Path, names: Sequence[str], header: Callable[[str], str]) -> str:
+    """sha256 over ``header(name)`` and the bytes of each named file, in order."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(header(name).encode())
+        with open(path / name, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
 
 
 def _source_dir(source: str) -> Path:

@@ -213,7 +213,8 @@ def approve(
     ``who`` defaults to the identity the registry authenticates (``tasks.tracking.identity``)."""
     _require_reason(reason, "an approval")
     client, who = client_for(cfg), who or acting_identity(cfg)
-    _require_permission(who, "force" if force else "approve", name)
+    for permission in ("approve", "force") if force else ("approve",):  # a forced approval is both
+        _require_permission(who, permission, name)
     with locked_operation(cfg, name, who, f"approve v{version}") as lock:
         mv = _version(client, name, version)
         champion = alias_version(client, name, CHAMPION)

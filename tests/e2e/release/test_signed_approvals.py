@@ -54,6 +54,13 @@ def _env(keys: dict[str, Path], who: str, auth: bool) -> dict[str, str]:
     return env
 
 
+def _act_as(monkeypatch, keys: dict[str, Path], who: str, auth: bool) -> None:
+    """This test process acts as ``who``: their key and, on the server, their account."""
+    for name, value in _env(keys, who, auth).items():
+        if name.startswith(("MLFLOW_TRACKING_", "THAW_SIGNING")):
+            monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(params=["embedded", "basic-auth"])
 def signed_project(request, tmp_path, tiny_encoder, prefect_harness, monkeypatch):
     """v1 trained and registered by the scheduled worker with its own key; the team's keys."""
@@ -71,9 +78,7 @@ def signed_project(request, tmp_path, tiny_encoder, prefect_harness, monkeypatch
             settings["promotion"] = {"lock_lease_seconds": 8}  # basic auth hashes every request
         worker = ADMIN[0] if auth else "scheduler"  # the pipeline's account on the server
         keys = _team(workspace, tmp_path / "keys", worker)
-        for name, value in _env(keys, worker, auth).items():
-            if name.startswith(("MLFLOW_TRACKING_", "THAW_SIGNING")):
-                monkeypatch.setenv(name, value)
+        _act_as(monkeypatch, keys, worker, auth)
         cfg = ThawConfig.model_validate(settings)
         thaw_pipeline(cfg)
         if auth:
@@ -117,9 +122,7 @@ def test_two_people_sign_every_promotion_and_a_forgery_blocks_the_next(signed_pr
     assert done.returncode == 0, done.stderr[-2000:]
 
     # alice registers v2 herself: she may not approve it, bob may not force it alone
-    for name, value in _env(keys, "alice", auth).items():
-        if name.startswith(("MLFLOW_TRACKING_", "THAW_SIGNING")):
-            monkeypatch.setenv(name, value)
+    _act_as(monkeypatch, keys, "alice", auth)
     v2 = copy_version(cfg, MODEL, "1")
     _refused(_thaw(project, "alice", "approve", MODEL, v2, "--reason", "ship it"), "alice registered it")
     _refused(_thaw(project, "bob", "approve", MODEL, v2, "--reason", "ship", "--force"), "co-signature")

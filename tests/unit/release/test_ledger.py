@@ -145,3 +145,12 @@ def test_a_tag_that_is_not_an_entry_is_reported():
     ledger = promoted_twice()
     ledger.tags["thaw.ledger.zzz"] = "not json"
     assert any("not a ledger entry" in p for p in verify(ledger.tags, "2").problems)
+
+
+def test_a_version_that_is_not_a_number_is_reported_and_never_replayed():
+    """Entries are tags anyone with MANAGE writes; a replayed version becomes an alias target."""
+    ledger = promoted_twice()
+    ledger.operation("e", "approve", "../../x")
+    report = verify(ledger.tags, "2")
+    assert report.champion == "2" and "../../x" not in report.champion_history
+    assert any("is not a version number" in p for p in report.problems)
