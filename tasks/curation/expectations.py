@@ -19,6 +19,7 @@ from prefect import task
 
 from tasks.curation.dedup import normalize_text
 from thaw import artifacts
+from thaw.checksums import luhn_ok
 from thaw.config import ThawConfig
 from thaw.datasets import ID, LABEL, TEXT, read_table
 from thaw.errors import ExpectationsFailed
@@ -38,8 +39,6 @@ _DIGIT_RUN = regex.compile(r"(?<!\d)\d{3,6}(?:[^\p{L}\p{N}:,;]{1,3}\d{3,6}){1,5}
 def hidden_card_spans(text: str) -> list[tuple[int, int, str]]:
     """Luhn-valid runs of 13-19 digits, whatever separates them: found without the
     scrubber's patterns, so a separator they do not know cannot hide a card from both."""
-    from thaw.checksums import luhn_ok
-
     found = []
     for m in _DIGIT_RUN.finditer(text):
         digits = "".join(ch for ch in m.group() if ch.isdigit())

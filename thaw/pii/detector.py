@@ -116,10 +116,9 @@ def protect_ids(ids: Sequence[str], detector: PiiDetector, secret: PiiSecret, mo
     if mode == "hash":
         return [keyed_id(secret, v) for v in ids], len(ids)
     wanted = detector.entities - NER_ENTITIES
+    useful = [r for r in detector.before_ner if r.entities & wanted]  # not the name and place rules
     out = [
-        keyed_id(secret, v)
-        if any(s.entity in wanted for s in _run(detector.before_ner, rules.plain_view(v), []))
-        else v
+        keyed_id(secret, v) if any(s.entity in wanted for s in _run(useful, rules.plain_view(v), [])) else v
         for v in ids
     ]
     return out, sum(a != b for a, b in zip(ids, out, strict=True))
