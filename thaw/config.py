@@ -33,6 +33,7 @@ DEFAULT_PII_ENTITIES = (
     "ADDRESS",
     "DATE_OF_BIRTH",
     "US_SSN",
+    "LONG_NUMBER",  # any run of 9+ digits (thaw.pii.shapes)
 )
 
 
@@ -81,9 +82,28 @@ class PiiConfig(_Frozen):
     # names, which NER guesses wrongly on ids) by a keyed digest of it; "hash" replaces every
     # id so; "keep" leaves ids as given.
     ids: Literal["scrub", "hash", "keep"] = "scrub"
+    # The detector reads Latin-script text (English NER, rules on capital letters). Rows
+    # with letters of other scripts are refused (named by position), dropped (counted) or
+    # kept (counted, with a warning in the curation report and the model card).
+    covered_scripts: tuple[str, ...] = ("Latin",)
+    uncovered_scripts: Literal["refuse", "drop", "keep"] = "refuse"
     workers: int = Field(0, ge=0)  # 0: one per CPU core
     parallel_min_rows: int = Field(5000, ge=1)
     chunk_rows: int = Field(1000, ge=10)
+
+    @field_validator("covered_scripts")
+    @classmethod
+    def _script_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import regex
+
+        for name in value:
+            try:
+                valid = bool(regex.fullmatch(r"[A-Za-z_]{2,40}", name)) and regex.compile(rf"\p{{Script={name}}}")
+            except regex.error:
+                valid = False
+            if not valid:
+                raise ValueError(f"{name!r} is not a Unicode script name (e.g. Latin, Cyrillic, Greek)")
+        return value
 
 
 class DedupConfig(_Frozen):

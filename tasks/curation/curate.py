@@ -38,6 +38,7 @@ from thaw import artifacts
 from thaw.config import SplitConfig, ThawConfig
 from thaw.content_cache import COMPLETE, ContentCache, content_key
 from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables, write_text_atomically
+from thaw.errors import UserError
 from thaw.ingest import read_labelled_table
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,31 @@ def _apply(
     return drop_positions(frame, sorted({p for pos in removals.values() for p in pos}))
 
 
+def apply_script_policy(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAccounting, name: str) -> pd.DataFrame:
+    """Rows with letters outside ``curation.pii.covered_scripts``: refused (a UserError
+    naming the file, column and rows by position), dropped, or kept, and counted."""
+    from thaw.pii.scripts import refusal, uncovered_rows
+
+    pii = cfg.curation.pii
+    rows, scripts = uncovered_rows(frame["text"].tolist(), pii.covered_scripts)
+    if rows and pii.uncovered_scripts == "refuse":
+        raise UserError(refusal(getattr(cfg.data, name), cfg.data.text_column, rows, scripts, pii.covered_scripts))
+    if scripts:
+        note = {"rows": len(rows), "scripts": dict(scripts), "policy": pii.uncovered_scripts}
+        accounting.notes.setdefault("uncovered_scripts", {})[name] = note
+        if pii.uncovered_scripts == "keep":
+            log.warning(
+                "%s: kept %d rows with letters the PII detector does not cover (%s)", name, len(rows), dict(scripts)
+            )
+    removals = {"uncovered_script": rows if pii.uncovered_scripts == "drop" else []}
+    return _apply(accounting, f"{name}:scripts", frame, removals, {"policy": pii.uncovered_scripts})
+
+
 def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAccounting, name: str) -> pd.DataFrame:
-    """Drop empty text/label, reject over-long texts (``long_text_policy: reject``; with
-    ``truncate`` they are cut after scrubbing), resolve conflicts, drop exact duplicates."""
+    """Apply the script policy, drop empty text/label, reject over-long texts
+    (``long_text_policy: reject``; with ``truncate`` they are cut after scrubbing),
+    resolve conflicts, drop exact duplicates."""
+    frame = apply_script_policy(frame, cfg, accounting, name)
     empty_text = [i for i, t in enumerate(frame["text"]) if not t.strip()]
     missing_label = [i for i, label in enumerate(frame["label"]) if not label.strip() and i not in set(empty_text)]
     frame = _apply(accounting, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
@@ -211,13 +234,18 @@ def _scrub(
     """Scrub every input's texts (on Dask or forked local workers), then cut over-long
     ones: scrubbing sees the whole text, so a value cut in half cannot slip through.
     Returns the scrubbed frames, the counts and the rows per second."""
-    from thaw.pii.detector import ScrubStats, protect_ids, scrub_texts_parallel
+    from thaw.pii.detector import ScrubStats, protect_ids, scrub_texts_parallel, scrub_values
 
     stats, started = ScrubStats(), time.perf_counter()
     for name, frame in frames.items():
         ids, replaced = protect_ids(list(frame["id"]), detector, secret, cfg.curation.pii.ids)
         accounting.notes.setdefault("ids_replaced", {})[name] = replaced
         frame = frame.assign(id=ids)
+        for column in ("label", "slice"):  # the carried columns: checked like text, by the rules
+            if column in frame.columns:
+                values, changed = scrub_values(list(frame[column]), detector, secret)
+                accounting.notes.setdefault(f"{column}s_scrubbed", {})[name] = changed
+                frame = frame.assign(**{column: values})
         texts = list(frame["text"])
         if cfg.curation.executor == "dask":
             from tasks.curation.scaleout import scrub_texts_on_dask

@@ -1,9 +1,9 @@
 """Great Expectations gates on the curated splits, plus the residual-PII check.
 
-The residual-PII check is independent of Presidio: plain regexes with validators (Luhn
-for card numbers, mod-97 for IBANs), so a recognizer miss of these structured types
-fails the run instead of reaching training; card numbers are also sought without the
-scrubber's patterns (any separators between the digits). GX is imported only when validating.
+The residual-PII check is independent of Presidio and of which recognizers run: PII by
+shape (``thaw.pii.shapes``) and the structured rules, with their validators (Luhn for
+card numbers, mod-97 for IBANs), on the text's detection view, so a recognizer's miss
+fails the run instead of reaching training. GX is imported only when validating.
 """
 
 from __future__ import annotations
@@ -19,45 +19,42 @@ from prefect import task
 
 from tasks.curation.dedup import normalize_text
 from thaw import artifacts
-from thaw.checksums import luhn_ok
 from thaw.config import ThawConfig
-from thaw.datasets import ID, LABEL, TEXT, read_table
+from thaw.datasets import ID, LABEL, SLICE, TEXT, read_table
 from thaw.errors import ExpectationsFailed
 from thaw.pii.rules import structured_spans
+from thaw.pii.shapes import shape_spans, without_placeholders
+from thaw.pii.view import detection_view
 
 MAX_EXAMPLES = 3
-# The residual check's names for the structured types the scrubber's rules find.
-RESIDUAL_KINDS = {"EMAIL_ADDRESS": "EMAIL", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN", "PHONE_NUMBER": "PHONE"}
-
-
-# Groups of 3-6 digits (4-4-4-4, Amex's 4-6-5) with anything but letters, digits and list
-# or clock punctuation between them, up to three characters: a card number whatever
-# separator (or invisible character) a paste put in; "2024-01-01 12:30" and "1, 2, 3" are not.
-_DIGIT_RUN = regex.compile(r"(?<!\d)\d{3,6}(?:[^\p{L}\p{N}:,;]{1,3}\d{3,6}){1,5}(?!\d)")
-
-
-def hidden_card_spans(text: str) -> list[tuple[int, int, str]]:
-    """Luhn-valid runs of 13-19 digits, whatever separates them: found without the
-    scrubber's patterns, so a separator they do not know cannot hide a card from both."""
-    found = []
-    for m in _DIGIT_RUN.finditer(text):
-        digits = "".join(ch for ch in m.group() if ch.isdigit())
-        if luhn_ok(digits):
-            found.append((m.start(), m.end(), "CREDIT_CARD"))
-    return found
+KEYED_ID = regex.compile(r"id-[0-9a-f]{16}")  # thaw.pii.detector.keyed_id
+# The residual check's names for what it looks for, by the entity the scrubber replaces.
+RESIDUAL_KINDS = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "PHONE_NUMBER": "PHONE",
+    "LONG_NUMBER": "NUMBER",
+    "URL": "URL_CREDENTIALS",
+}
 
 
 def residual_pii_spans(text: str, entities: Iterable[str] = tuple(RESIDUAL_KINDS)) -> list[tuple[int, int, str]]:
-    """(start, end, kind) of e-mail, card, IBAN and phone values still in ``text``, for
-    the ``entities`` that are scrubbed: what the scrubber's own rules would find
-    (``pii_rules.structured_spans``, so a hit is what neither they nor Presidio saw), and
-    card numbers found independently of them (``hidden_card_spans``)."""
+    """(start, end, kind) of PII still in ``text``, for the ``entities`` that are scrubbed,
+    read through the detection view (so typography hides nothing): the shapes no text
+    may keep (``thaw.pii.shapes``: cards with any separators, 9+ digit runs, e-mail
+    shapes, international phone numbers, URLs with credentials) and checksummed IBANs.
+    Context-free by design: a placeholder next to a number never turns it into PII."""
     wanted = {RESIDUAL_KINDS[e] for e in entities if e in RESIDUAL_KINDS}
-    found = [(s, e, RESIDUAL_KINDS[k]) for s, e, k in structured_spans(text)] + hidden_card_spans(text)
+    view = detection_view(text)
+    words = without_placeholders(view.text, fill="x")  # a placeholder reads as the word it replaced
+    ibans = [s for s in structured_spans(words) if s.entity == "IBAN_CODE"]
+    found = view.spans_to_original(ibans + shape_spans(view.text))
     kept: list[tuple[int, int, str]] = []
-    for span in sorted(span for span in found if span[2] in wanted):
-        if not kept or span[0] >= kept[-1][1]:  # the two finders may see one card: keep it once
-            kept.append(span)
+    for start, end, entity in sorted(found, key=lambda s: (s.start, -s.end)):
+        kind = RESIDUAL_KINDS.get(entity)
+        if kind in wanted and (not kept or start >= kept[-1][1]):  # one value, found twice, kept once
+            kept.append((start, end, kind))
     return kept
 
 
@@ -137,11 +134,25 @@ def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> s
     return "\n".join(lines) + "\n"
 
 
+def carried_residual_pii(row: pd.Series, columns: Iterable[str], entities: tuple[str, ...]) -> str:
+    """The residual-PII kinds in every carried column of a row, each named by its column
+    after the text's ("EMAIL", "id:PHONE"); '' when all are clean."""
+    found = []
+    for column in columns:
+        if column == ID and KEYED_ID.fullmatch(str(row[column])):  # thaw's keyed digest of an id
+            continue
+        if column in row.index and (kinds := residual_pii_kinds(str(row[column]), entities)):
+            found.append(kinds if column == TEXT else f"{column}:{kinds}")
+    return ";".join(found)
+
+
 def _with_checks(frame: pd.DataFrame, text_col: str, entities: Iterable[str]) -> pd.DataFrame:
-    entities = tuple(entities)
+    entities, carried = tuple(entities), (text_col, ID, LABEL, SLICE)
     return frame.assign(
         _normalized_text=frame[text_col].map(normalize_text),
-        _residual_pii=frame[text_col].map(lambda t: residual_pii_kinds(t, entities)),
+        _residual_pii=frame.apply(lambda row: carried_residual_pii(row, carried, entities), axis=1)
+        if len(frame)
+        else [],
     )
 
 

@@ -32,6 +32,8 @@ class RowAccounting:
     ) -> None:
         removed = {reason: len(pos) for reason, pos in removals.items() if pos}
         for reason, positions in removals.items():
+            if not positions:
+                continue
             room = SAMPLES_PER_REASON - len(self.removed_samples[reason])
             for pos in positions[: max(room, 0)]:
                 self.removed_samples[reason].append((before["id"].iat[pos], before["text"].iat[pos]))
@@ -98,7 +100,7 @@ def build_report(
     changed = _safe_samples(
         [t for t in splits["train"]["text"] if "<" in t][:SAMPLES_PER_REASON], detector, secret, entities
     )
-    inputs = {s["stage"].split(":")[0]: s["rows_in"] for s in accounting.stages if s["stage"].endswith(":validity")}
+    inputs = {s["stage"].split(":")[0]: s["rows_in"] for s in accounting.stages if s["stage"].endswith(":scripts")}
     dropped = sum(sum(s["removed"].values()) for s in accounting.stages)
     kept = {s: len(f) for s, f in splits.items()}
     return {
@@ -128,6 +130,24 @@ def build_report(
     }
 
 
+def script_notes(report: dict) -> list[str]:
+    """Markdown lines on rows in scripts the PII detector does not cover (a warning when
+    they were kept: names in them may have passed unseen)."""
+    lines = []
+    for split, note in sorted(report.get("notes", {}).get("uncovered_scripts", {}).items()):
+        found = ", ".join(f"{script} {n}" for script, n in note["scripts"].items())
+        if note["policy"] == "keep":
+            lines.append(
+                f"- **warning**: {split}: {note['rows']} rows kept with letters the PII detector does not cover "
+                f"({found}); personal data in them may remain (`curation.pii.uncovered_scripts: keep`)"
+            )
+        else:
+            lines.append(
+                f"- {split}: {note['rows']} rows dropped for letters the PII detector does not cover ({found})"
+            )
+    return lines
+
+
 def curation_markdown(report: dict) -> str:
     """The curation report for a reader: rows in and out by reason, PII by type, where the
     PII key came from and what that means for re-deriving the data (the JSON has it all)."""
@@ -150,6 +170,7 @@ def curation_markdown(report: dict) -> str:
         f"- PII: {pii['rows_changed']} of {pii['rows_seen']} rows changed; types scrubbed: "
         f"{', '.join(pii['entity_types'])}",
         f"- {key}",
+        *script_notes(report),
         "",
         "## Rows in and out by stage",
         "",

@@ -115,6 +115,7 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
                 f"{source}: row {int(empty[0]) + 2} has an empty {columns.label!r}: label every row or leave "
                 "--label-column out"
             )
+    frame = _apply_script_policy(source, frame, columns, cfg)
     detector, secret = PiiDetector(cfg.curation.pii), load_pii_secret(cfg.curation.pii)
     frame[TEXT] = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
     frame[ID] = protect_ids(frame[ID].tolist(), detector, secret, cfg.curation.pii.ids)[0]  # as curation does
@@ -123,6 +124,21 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
     kept = frame[~key.duplicated()]
     scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
     return Arrivals(source, file_md5(source), scrubbed, len(kept), len(frame) - len(kept), labelled)
+
+
+def _apply_script_policy(source: Path, frame: pd.DataFrame, columns: ColumnMap, cfg: ThawConfig) -> pd.DataFrame:
+    """Curation's policy for rows in scripts the PII detector does not cover, on arrivals."""
+    from thaw.pii.scripts import refusal, uncovered_rows
+
+    pii = cfg.curation.pii
+    rows, scripts = uncovered_rows(frame[TEXT].tolist(), pii.covered_scripts)
+    if not rows:
+        return frame
+    if pii.uncovered_scripts == "refuse":
+        raise UserError(refusal(source, columns.text, rows, scripts, pii.covered_scripts))
+    log.warning("%s: %s %d rows with letters the PII detector does not cover (%s)", source,
+                "dropped" if pii.uncovered_scripts == "drop" else "kept", len(rows), dict(scripts))  # fmt: skip
+    return frame.drop(frame.index[rows]).reset_index(drop=True) if pii.uncovered_scripts == "drop" else frame
 
 
 def _refuse_residual_pii(source: Path, texts: list[str], cfg: ThawConfig) -> None:

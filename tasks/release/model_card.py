@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prefect import task
 
+from tasks.curation.report import script_notes
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import RegisteredVersion, client_for
 from tasks.tracking.links import links_markdown
@@ -75,6 +76,7 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
         f"- inputs longer than {cfg.backbone.max_length} tokens are truncated; "
         f"English only (the PII model is {cfg.curation.pii.spacy_model})",
         "- trained on scrubbed text: placeholders like `<PERSON_1a2b3c>` are what it saw for personal data",
+        *[line for line in script_notes(report) if "warning" in line],
         f"- negative transfer vs the TF-IDF baseline: {'YES' if ladder.selection.negative_transfer else 'no'}",
         "",
         "## Lineage",

@@ -1,7 +1,9 @@
 """PII scrubbing: Presidio's recognizers, spaCy's NER and thaw's own rules, then keyed
 pseudonyms.
 
-``PiiDetector`` finds spans in a batch of texts:
+``PiiDetector`` finds spans in a batch of texts, each read through its detection view
+(``thaw.pii.view``: NFKC, Unicode spaces as spaces, in-word format characters left out)
+and mapped back to the text's own characters:
 
 - the registered recognizers that run before NER (``thaw.pii.recognizers``):
   Presidio's pattern recognizers for the configured entities, each run only on texts
@@ -39,6 +41,7 @@ from thaw.errors import UserError
 from thaw.pii import rules
 from thaw.pii.recognizers import NER_ENTITIES, NER_LABELS, Recognizer, enabled_recognizers
 from thaw.pii.spans import Span, choose_spans, covered
+from thaw.pii.view import detection_view, normalised_value
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def load_pii_secret(cfg: PiiConfig) -> PiiSecret:
 
 def pseudonym(secret: PiiSecret, entity: str, value: str) -> str:
     """``<ENTITY_xxxxxx>``: keyed hash of the whitespace/case-normalised value."""
-    norm = " ".join(value.split()).casefold().encode()
+    norm = normalised_value(value).encode()
     digest = hmac.new(secret.key, entity.encode() + b"\x00" + norm, hashlib.sha256).hexdigest()
     return f"<{entity}_{digest[:6]}>"
 
@@ -107,6 +110,15 @@ def keyed_id(secret: PiiSecret, value: str) -> str:
     return "id-" + hmac.new(secret.key, b"id\x00" + value.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def _rule_spans(value: str, detector: PiiDetector) -> list[Span]:
+    """The spans of ``value`` the rules that find something other than names and places
+    find (NER reads "T-0010" as a person: short values are no sentences), merged."""
+    wanted = detector.entities - NER_ENTITIES
+    useful = [r for r in detector.before_ner if r.entities & wanted]  # not the name and place rules
+    view = detection_view(value)
+    return choose_spans(view.spans_to_original(s for s in _run(useful, view.text, []) if s.entity in wanted))
+
+
 def protect_ids(ids: Sequence[str], detector: PiiDetector, secret: PiiSecret, mode: str) -> tuple[list[str], int]:
     """Ids as the curated data carries them (``curation.pii.ids``), and how many were
     replaced: ``scrub`` replaces those in which the rules find PII, ``hash`` all, ``keep``
@@ -115,13 +127,21 @@ def protect_ids(ids: Sequence[str], detector: PiiDetector, secret: PiiSecret, mo
         return list(ids), 0
     if mode == "hash":
         return [keyed_id(secret, v) for v in ids], len(ids)
-    wanted = detector.entities - NER_ENTITIES
-    useful = [r for r in detector.before_ner if r.entities & wanted]  # not the name and place rules
-    out = [
-        keyed_id(secret, v) if any(s.entity in wanted for s in _run(useful, rules.plain_view(v), [])) else v
-        for v in ids
-    ]
+    found = {v: bool(_rule_spans(v, detector)) for v in dict.fromkeys(ids)}
+    out = [keyed_id(secret, v) if found[v] else v for v in ids]
     return out, sum(a != b for a, b in zip(ids, out, strict=True))
+
+
+def scrub_values(values: Sequence[str], detector: PiiDetector, secret: PiiSecret) -> tuple[list[str], int]:
+    """Categorical values carried beside the text (labels, slices) with what the rules find
+    in them replaced by pseudonyms, as in the text: one value keeps one spelling across
+    splits and runs under one key. Returns the values and how many rows changed."""
+    scrubbed = {}
+    for v in dict.fromkeys(values):
+        spans = _rule_spans(v, detector)
+        scrubbed[v] = replace_spans(v, spans, secret) if spans else v
+    out = [scrubbed[v] for v in values]
+    return out, sum(a != b for a, b in zip(values, out, strict=True))
 
 
 def spacy_model_path(name: str) -> str:
@@ -214,13 +234,14 @@ class PiiDetector:
 
     def detect(self, texts: Sequence[str]) -> Iterator[tuple[list[Span], bool]]:
         """For each text, in order: (its merged PII spans, whether NER ran on it)."""
-        views = [rules.plain_view(t) for t in texts]
+        read = [detection_view(t) for t in texts]
+        views = [r.text for r in read]
         found = [_run(self.before_ner, v, []) for v in views]
         plan = [self.needs_ner(v, f) for v, f in zip(views, found, strict=True)]
         chunks = [ner_chunks(v) if p else [] for v, p in zip(views, plan, strict=True)]
         with self.nlp.select_pipes(enable=self.ner_pipes):
             docs = self.nlp.pipe((c for parts in chunks for _, c in parts), batch_size=self.cfg.batch_size)
-            for view, spans, ner, parts in zip(views, found, plan, chunks, strict=True):
+            for view, spans, ner, parts, how in zip(views, found, plan, chunks, read, strict=True):
                 if ner:
                     ents = [
                         Span(offset + e.start_char, offset + e.end_char, NER_LABELS[e.label_])
@@ -229,7 +250,8 @@ class PiiDetector:
                         if e.label_ in NER_LABELS
                     ]
                     spans = _run(self.after_ner, view, spans + ents)
-                yield choose_spans(s for s in spans if s.entity in self.entities), ner
+                wanted = how.spans_to_original(s for s in spans if s.entity in self.entities)
+                yield choose_spans(wanted), ner
 
 
 NER_CHUNK = 100_000  # characters per NER pass: spaCy refuses texts over nlp.max_length (1M; E088)

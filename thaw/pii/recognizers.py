@@ -8,7 +8,10 @@ with ``register_recognizer`` in your own module; switch any off with
 ``curation.pii.disabled_recognizers``. thaw's own, in order:
 
 before NER: ``presidio_patterns`` (Presidio's pattern recognizers for the configured
-entities), ``structured`` (cards by Luhn, IBANs, e-mails, phones), ``date_of_birth``,
+entities but URLs), ``structured`` (cards by Luhn, IBANs, e-mails, phones), ``urls``
+(Presidio's URL shapes, linear), ``shapes`` (what the
+residual check refuses: cards with any separators, 9+ digit runs, e-mail shapes, URLs
+with credentials), ``date_of_birth``,
 ``places``, ``person_cues``, ``addresses`` (streets, units, postal codes, address
 blocks), ``name_echoes`` (other occurrences of a detected name);
 after NER: ``postcodes_after_places``, ``name_echoes_after_ner``.
@@ -24,7 +27,7 @@ import regex
 
 from thaw.config import PiiConfig
 from thaw.errors import UserError
-from thaw.pii import addresses, rules
+from thaw.pii import addresses, rules, shapes
 from thaw.pii.spans import Span
 
 
@@ -104,10 +107,9 @@ class PresidioPatterns(Recognizer):
     spaCy recognizer: thaw runs NER itself, batched), each only on texts its hint admits."""
 
     name = "presidio_patterns"
-    entities = frozenset({"EMAIL_ADDRESS", "URL", "IP_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN"})
+    entities = frozenset({"EMAIL_ADDRESS", "IP_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN"})
     HINTS: ClassVar[dict[str, regex.Pattern]] = {
         "EMAIL_ADDRESS": regex.compile(r"@"),
-        "URL": regex.compile(r"\w\.\w"),
         "IP_ADDRESS": regex.compile(r"\d\.\d|::|[0-9a-fA-F]:[0-9a-fA-F]"),
         "PHONE_NUMBER": regex.compile(r"(?:\d\D{0,3}){7}"),
         "CREDIT_CARD": regex.compile(r"(?:\d[\s-]?){12}"),
@@ -123,7 +125,7 @@ class PresidioPatterns(Recognizer):
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"])
         self.by_entity = {
-            e: [r for r in registry.recognizers if e in r.supported_entities and not _needs_nlp(r)]
+            e: [r for r in registry.recognizers if e in r.supported_entities and not _replaced(r)]
             for e in cfg.entities
             if e not in NER_ENTITIES
         }
@@ -145,9 +147,11 @@ class PresidioPatterns(Recognizer):
         return spans
 
 
-def _needs_nlp(recognizer) -> bool:
-    """Presidio's NLP-backed recognizers: thaw runs NER itself, batched."""
-    return recognizer.__class__.__name__ in ("SpacyRecognizer", "TransformersRecognizer", "StanzaRecognizer")
+def _replaced(recognizer) -> bool:
+    """Presidio's recognizers thaw runs its own way: the NLP-backed ones (thaw runs NER
+    itself, batched) and the URL one (``urls``: the same shapes in linear time)."""
+    names = ("SpacyRecognizer", "TransformersRecognizer", "StanzaRecognizer", "UrlRecognizer")
+    return recognizer.__class__.__name__ in names
 
 
 @register_recognizer
@@ -160,6 +164,36 @@ class Structured(Recognizer):
 
     def find(self, text: str, found: Sequence[Span]) -> list[Span]:
         return rules.structured_spans(text)
+
+
+@register_recognizer
+class Urls(Recognizer):
+    """Web addresses (``rules.url_spans``): Presidio's shapes, in time linear in the text."""
+
+    name = "urls"
+    entities = frozenset({"URL"})
+
+    def hint(self, text: str) -> bool:
+        return "URL" in self.cfg.entities and rules.URL_HINT.search(text) is not None
+
+    def find(self, text: str, found: Sequence[Span]) -> list[Span]:
+        return rules.url_spans(text)
+
+
+@register_recognizer
+class Shapes(Recognizer):
+    """PII by shape alone (``thaw.pii.shapes``): Luhn-valid card numbers with any
+    separators, runs of 9+ digits, anything shaped like an e-mail address, URLs with
+    credentials. The residual-PII check runs the same shapes on the scrubbed text."""
+
+    name = "shapes"
+    entities = shapes.SHAPE_ENTITIES
+
+    def hint(self, text: str) -> bool:
+        return shapes.HINT.search(text) is not None
+
+    def find(self, text: str, found: Sequence[Span]) -> list[Span]:
+        return shapes.shape_spans(text)
 
 
 @register_recognizer

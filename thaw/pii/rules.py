@@ -129,6 +129,34 @@ def date_of_birth_spans(text: str) -> list[Span]:
     return [Span(m.start(), m.end(), "DATE_OF_BIRTH") for m in DATE_OF_BIRTH_RX.finditer(text)]
 
 
+# --- web addresses ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _url_rx() -> regex.Pattern:
+    """Presidio's URL shapes (its top-level domains, scheme optional) as one pattern that
+    starts only where a run of domain characters starts and takes at most 8 labels of 63:
+    Presidio's own pattern retries a 253-character greedy run against ~670 domains at
+    every position, 1.5 ms a character on "0.0.0.0..." (100,000 of them: minutes)."""
+    from presidio_analyzer.predefined_recognizers import UrlRecognizer
+
+    tlds = sorted(set(regex.findall(r"\(\?:([a-z0-9-]+)\)", UrlRecognizer.BASE_URL_REGEX)), key=lambda t: (-len(t), t))
+    return regex.compile(
+        r"(?i)(?<![\w.@-])(?:(?:https?|ftp)://(?:[^\s/?#@]{1,256}@)?)?(?:www\d{0,3}\.)?(?:[a-z0-9-]{1,63}\.){1,8}"
+        rf"(?:{'|'.join(tlds)})(?![\w-])(?:[/?#][^\s<>\"']{{0,2048}})?"
+    )
+
+
+URL_HINT = regex.compile(r"(?i)[a-z0-9-]\.[a-z]{2}")
+
+
+def url_spans(text: str) -> list[Span]:
+    """Web addresses: with or without a scheme, ``www.``, a known top-level domain."""
+    if not URL_HINT.search(text):
+        return []
+    return [Span(m.start(), m.end(), "URL") for m in _url_rx().finditer(text)]
+
+
 # --- places and names -----------------------------------------------------------------
 
 CAP = r"\p{Lu}[\p{Ll}\p{Lu}'’-]*"

@@ -27,13 +27,13 @@ def test_masking_removes_the_value():
 def test_a_card_number_is_found_whatever_a_paste_put_between_its_digits():
     """No-break and thin spaces, dots, slashes, soft hyphens, zero-width spaces: the
     scrubber's pattern knows these now, and the residual check finds cards without it."""
-    from tasks.curation.expectations import hidden_card_spans
     from thaw.pii.rules import structured_spans
+    from thaw.pii.shapes import card_shapes
 
     for sep in ("\u00a0", "\u202f", ".", "/", "\u00ad", "\u200b", " - "):
         text = f"card {sep.join(['4111', '1111', '1111', '1111'])} thanks"
         assert residual_pii_kinds(text) == "CREDIT_CARD", repr(sep)
-        assert hidden_card_spans(text) and "[CREDIT_CARD?]" in mask_residual_pii(text)
+        assert card_shapes(text) and "[CREDIT_CARD?]" in mask_residual_pii(text)
         if len(sep) == 1:
             assert [k for _, _, k in structured_spans(text)] == ["CREDIT_CARD"], repr(sep)
     assert residual_pii_kinds("order 4111 1111 1111 1112 shipped") == ""  # not Luhn-valid
@@ -41,11 +41,11 @@ def test_a_card_number_is_found_whatever_a_paste_put_between_its_digits():
 
 
 def test_dates_times_and_number_lists_are_not_taken_for_cards():
-    from tasks.curation.expectations import hidden_card_spans
+    from thaw.pii.shapes import card_shapes
 
     for text in (
         "at 2024-01-01 12:30:45 and 2023-12-31 23:59:59",
         ", ".join(str(i) for i in range(40)),
         "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6",
     ):
-        assert hidden_card_spans(text) == [], text
+        assert card_shapes(text) == [], text
