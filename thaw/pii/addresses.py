@@ -47,8 +47,10 @@ HOUSES = rf"(?:\b{HOUSE}{SP}){{1,3}}"
 _STREET_EN = regex.compile(
     rf"(?i:{HOUSES}(?:{WORD}{SP}){{0,4}}(?:{STREET_TYPES})\b\.?)(?:{SP}(?:North|South|East|West|[NSEW])\b)?"
 )
-# ", Wageningen" after a street: the town
-_TOWN_AFTER_STREET = regex.compile(rf"\G,{SP0}({CAP}(?:[ -]{CAP}){{0,3}})")
+# ", Wageningen" after a street: the town, and the postal code before it where the
+# continental layout puts it (", 75002 Paris", ", 1017 AB Amsterdam")
+TOWN_CODE = r"\d{4,5}(?: ?[A-Z]{2}\b)?|\d{2}-\d{3}|\d{3} \d{2}"
+_TOWN_AFTER_STREET = regex.compile(rf"\G,{SP0}(?:(?P<code>{TOWN_CODE}){SP})?(?P<town>{CAP}(?:[ -]{CAP}){{0,3}})")
 _STREET_PREFIXED = regex.compile(
     rf"(?:\b{HOUSE}{SP})?(?i:(?<!\w)(?:{STREET_PREFIXES})){SP}(?:{WORD}{SP}){{0,4}}?{HOUSE}\b"
     rf"|{HOUSES}(?i:(?<!\w)(?:{STREET_PREFIXES}))(?:{SP}(?:{CAP}|de|da|do|del|la|le|des|du|e|di)){{1,5}}"
@@ -66,7 +68,8 @@ POSTCODE = (
     r"\d{2}-\d{3}|\d{3,6})"
 )
 _POSTCODE_AFTER_CUE = regex.compile(
-    rf"(?i:\b(?:zip(?:{SP1}code)?|postal{SP1}code|post{SP1}code|postcode|plz|cep|pin{SP1}code)\b(?:{SP}is)?[:#\s]*)({POSTCODE})"
+    rf"(?i:\b(?:zip(?:{SP1}code)?|postal{SP1}code|post{SP1}code|postcode|plz|postleitzahl|cep|pin{SP1}code|"
+    rf"code{SP1}postal|c[oó]digo{SP1}postal|codice{SP1}postale)\b(?:{SP}(?:is|est|es|è))?[:#\s]*)({POSTCODE})"
 )
 _UK_POSTCODE = regex.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b")
 _POSTCODE_AFTER_PLACE = regex.compile(
@@ -107,7 +110,9 @@ def _street_spans(text: str) -> list[Span]:
             spans.append(Span(m.start(), m.end(), "ADDRESS"))
             town = _TOWN_AFTER_STREET.match(text, m.end())
             if town and rx is not _UNIT:
-                spans.append(Span(town.start(1), town.end(1), "LOCATION"))
+                spans.append(Span(town.start("town"), town.end("town"), "LOCATION"))
+                if town.group("code"):
+                    spans.append(Span(town.start("code"), town.end("code"), "ADDRESS"))
     for cue in _ADDRESS_CUES.finditer(text):
         m = _ADDRESSY_AFTER_CUE.match(text, cue.end())
         if m:

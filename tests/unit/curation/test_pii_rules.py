@@ -154,3 +154,16 @@ def test_a_chinese_mobile_number_run_on_from_the_text_is_a_phone_number():
     text = "我叫王小明，电话13800138000"
     assert [(text[s:e], k) for s, e, k in structured_spans(text)] == [("13800138000", "PHONE_NUMBER")]
     assert structured_spans("order 13800138000 shipped") == []  # without Chinese around it, an order number
+
+
+def test_a_continental_postal_code_before_its_town_and_after_its_cue_is_an_address():
+    from thaw.pii.addresses import address_spans
+
+    for text, code in (
+        ("Envoyez-le au 12 rue de la Paix, 75002 Paris", "75002"),
+        ("Keizersgracht 123, 1015 CJ Amsterdam", "1015 CJ"),
+        ("ul. Długa 5, 00-238 Warszawa", "00-238"),
+        ("mon code postal est 69001", "69001"),
+        ("código postal: 28013", "28013"),
+    ):
+        assert code in {text[s:e] for s, e, kind in address_spans(text) if kind == "ADDRESS"}, text
