@@ -340,7 +340,11 @@ def trigger_retraining(
     cfg: ThawConfig, reference: Reference, arrivals: Arrivals, deployment: str | None
 ) -> Retraining | None:
     """Write the champion's curated rows plus the new labelled rows as one training file
-    (column names from the config) and, given a deployment, start a training run on it."""
+    (column names from the config) and, given a deployment, start a training run on it.
+
+    The file goes to the state directory, not ``data/``: the run that trains on it imports
+    it under its digest like any input, so ``data.dvc`` versions it with that run only,
+    not with every later run."""
     if not arrivals.labelled:
         log.warning("drift detected in unlabelled rows: label them to retrain on them")
         return None
@@ -356,7 +360,7 @@ def trigger_retraining(
         )
     columns = ColumnMap(cfg.data.text_column, cfg.data.label_column, cfg.data.id_column)
     combined = pd.concat([old[[ID, TEXT, LABEL]], new[[ID, TEXT, LABEL]]], ignore_index=True)
-    target = cfg.root / "data" / "retrain" / f"{reference.name}-v{reference.version}+{arrivals.source_md5[:12]}.csv"
+    target = cfg.state_path / "retrain" / f"{reference.name}-v{reference.version}+{arrivals.source_md5[:12]}.csv"
     write_table(combined.rename(columns=columns.to_user()), target)
     flow_run_id = None
     if deployment:
