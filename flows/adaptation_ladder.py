@@ -10,8 +10,10 @@ Steps:
     rung; far domain or many labels: partial and full; otherwise PEFT first);
  5. after each rung the gate compares it with the best simpler rung on the same rows
     and either stops or trains the next planned rung;
- 6. the simplest rung not significantly worse than the best is selected, and refit on
-    train + validation when the plan says so: that model is tested and registered;
+ 6. each rung's serving cost is measured on the held-out texts (latency at batch 1 and
+    at a batch, throughput, memory, size); the simplest rung within the latency budget
+    not significantly worse than the best is selected, and refit on train + validation
+    when the plan says so: that model is measured, tested and registered;
  7. the transfer note (evidence, decisions, worst classes and slices, backbone
     movement), ladder chart and learning curves are written.
 """
@@ -26,6 +28,7 @@ from tasks.ladder.assessment import assess_data, plan_ladder
 from tasks.ladder.escalation import decide_escalation, select_final_rung
 from tasks.ladder.features import FeatureSet
 from tasks.ladder.frozen_rung import train_frozen_rung
+from tasks.ladder.latency import measure_registered, measure_rungs, over_budget
 from tasks.ladder.rung_training import refit_selected_rung, train_ladder_rung
 from tasks.ladder.scratch_baseline import train_scratch_baseline
 from tasks.ladder.transfer_note import write_transfer_note
@@ -53,8 +56,13 @@ def climb_ladder(
             break
         share = (budget - (time.monotonic() - started)) / left
         trained.append(train_ladder_rung(rung, ctx, share))
-    selection = select_final_rung(trained, scratch, ctx)
+    latency = measure_rungs(trained, ctx)
+    selection = select_final_rung(trained, scratch, ctx, over_budget(latency, cfg.serving.latency_budget_ms))
     final = refit_selected_rung(selection, trained, ctx)
+    served = {name: p.to_dict() for name, p in latency.items()}
+    chosen = next(r for r in trained if r.rung == selection.rung)
+    registered = latency[chosen.rung] if final.model_dir == chosen.model_dir else measure_registered(final, ctx)
+    served["registered"] = registered.to_dict()
     result = LadderResult(
         features.backbone,
         scratch,
@@ -67,5 +75,6 @@ def climb_ladder(
         plan,
         (),
         time.monotonic() - started,
+        served,
     )
     return dataclasses.replace(result, reports=tuple(write_transfer_note(result, ctx)))

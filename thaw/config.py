@@ -441,6 +441,14 @@ class MonitoringConfig(_Frozen):
     seed: int = 0
 
 
+class ServingConfig(_Frozen):
+    # The p95 latency at batch 1 (milliseconds, on the serving path: scrubbing, tokenising,
+    # encoder and head) a rung must meet to be selected; None: no budget.
+    latency_budget_ms: float | None = Field(None, gt=0)
+    latency_batch: int = Field(64, ge=2, le=4096)  # the batch size latency is also measured at
+    latency_rows: int = Field(100, ge=10, le=100_000)  # held-out rows timed one at a time, per rung
+
+
 class ThawConfig(_Frozen):
     model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workspace: Path = Path(".")
@@ -455,6 +463,7 @@ class ThawConfig(_Frozen):
     promotion: PromotionConfig = PromotionConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
     def _no_credentials_anywhere(self) -> ThawConfig:

@@ -97,6 +97,7 @@ class Selection:
     comparisons_to_best: dict[str, Comparison]
     scratch_comparison: Comparison
     negative_transfer: bool
+    over_budget: dict[str, str] = field(default_factory=dict)  # rung -> why the latency budget left it out
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ class LadderResult:
     plan: LadderPlan
     reports: tuple[Path, ...]
     seconds: float
+    # serving cost per rung (thaw.latency.LatencyProfile as a dict), "registered" for the final model
+    latency: dict[str, dict] = field(default_factory=dict)
 
     @property
     def selected(self) -> TrainedRung:

@@ -49,7 +49,7 @@ class ThawPredictor:
         self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
         self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
         self.head = load_file(str(directory / "head.safetensors"))
-        ref = BackboneRef(**self.meta["backbone"])
+        ref = self.ref = BackboneRef(**self.meta["backbone"])
         if allowed_backbones is not None and ref.source not in allowed_backbones:
             raise UserError(
                 f"{directory.name}: its backbone comes from {ref.source[:200]!r}, which this configuration does not "
@@ -85,11 +85,19 @@ class ThawPredictor:
 
 
 def apply_adaptation(encoder, directory: Path, device):
-    """The base encoder with the rung's adapter or changed tensors applied (eval mode)."""
+    """The base encoder with the rung's adapter or changed tensors applied (eval mode).
+
+    An adapter that can be merged (LoRA) is merged into the weights: the served encoder is
+    then the base architecture with other numbers, at the frozen rung's cost, instead of
+    paying for the adapter's extra matrix products on every request."""
     if (directory / "adapter").is_dir():
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(encoder, directory / "adapter").to(device).eval()
+        adapted = PeftModel.from_pretrained(encoder, directory / "adapter").to(device).eval()
+        try:
+            return adapted.merge_and_unload().eval()
+        except (AttributeError, ValueError, NotImplementedError):  # an adapter type that cannot merge
+            return adapted
     delta = directory / "delta.safetensors"
     if delta.is_file():
         from safetensors.torch import load_file

@@ -107,6 +107,11 @@ def transfer_note(
         },
         "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},
         "undecided": _undecided(decisions, evaluation),
+        "serving_cost": {
+            "latency_budget_ms": cfg.serving.latency_budget_ms,
+            "over_budget": dict(selection.over_budget),
+            "by_rung": context.get("latency", {}),
+        },
     }
 
 
@@ -163,6 +168,7 @@ def _markdown(note: dict) -> str:
         f"better); negative transfer: {'YES' if note['negative_transfer'] else 'no'}.",
         "",
     ]
+    lines += serving_cost_lines(note["serving_cost"])
     lines += _worst_lines(note)
     reg = note["registered"]
     lines += [
@@ -177,6 +183,38 @@ def _markdown(note: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def serving_cost_lines(cost: dict) -> list[str]:
+    """The serving-cost table (markdown): each rung's latency, throughput, memory and size
+    as measured in the run on the held-out texts, and the budget's verdicts."""
+    by_rung = cost.get("by_rung") or {}
+    if not by_rung:
+        return []
+    any_row = next(iter(by_rung.values()))
+    budget = cost.get("latency_budget_ms")
+    lines = [
+        "## Serving cost",
+        "",
+        f"Measured in this run on {any_row['rows']} held-out texts, loaded as `thaw serve` loads them (scrubbing, "
+        f"tokenising, encoder and head) on {any_row['device']} ({any_row['precision']}); batch 1 and batch "
+        f"{any_row['batch']}. Latency budget (p95 at batch 1): "
+        + (f"**{budget:g} ms**." if budget else "none set (`serving.latency_budget_ms`)."),
+        "",
+        f"| model | p50 / p95 / p99 ms (batch 1) | p95 ms (batch {any_row['batch']}) | rows/s (batch "
+        f"{any_row['batch']}) | memory added MB | own files MB | backbone MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, p in by_rung.items():
+        shared = f" (figures of {p['measured_on']}: the same serving graph)" if p.get("measured_on") else ""
+        verdict = " **over budget**" if name in cost.get("over_budget", {}) else ""
+        lines.append(
+            f"| {name}{shared}{verdict} | {p['p50_ms']:.1f} / {p['p95_ms']:.1f} / {p['p99_ms']:.1f} | "
+            f"{p['batch_p95_ms']:.1f} | {p['rows_per_s']:.0f} | {p['rss_mb']:.0f} | {p['model_mb']:.3g} | "
+            f"{p['backbone_mb']:.1f} |"
+        )
+    lines += ["", *[f"- {rung} left out: {why}" for rung, why in cost.get("over_budget", {}).items()], ""]
+    return lines
 
 
 def _worst_lines(note: dict) -> list[str]:
@@ -252,6 +290,7 @@ def write_transfer_note(ladder: LadderResult, ctx: LadderContext) -> list[Path]:
         "plan": ladder.plan,
         "final": final,
         "diagnostics": diagnostics(trained, rows, ctx.labels),
+        "latency": ladder.latency,
     }
     note = transfer_note(ladder.selection, trained, ladder.scratch, list(ladder.decisions), context, cfg)
     (run_dir / artifacts.TRANSFER_NOTE).write_text(json.dumps(note, indent=2, default=str), encoding="utf-8")

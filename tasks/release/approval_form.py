@@ -94,6 +94,18 @@ def review_links(cfg: ThawConfig, registered: RegisteredVersion) -> list[str]:
     ]
 
 
+def serving_line(cost: dict) -> str:
+    """The registered model's serving cost in one line (from its version tags)."""
+    if "p95_ms" not in cost:
+        return "- serving cost: not measured (registered before thaw measured it)"
+    return (
+        f"- serving cost (measured in the run, {cost.get('device', 'device not recorded')}): batch 1 p50 "
+        f"{cost.get('p50_ms', float('nan')):g} / p95 {cost['p95_ms']:g} / p99 {cost.get('p99_ms', float('nan')):g} ms; "
+        f"{cost.get('rows_per_s', float('nan')):g} rows/s at batch {cost.get('batch', float('nan')):g}; "
+        f"{cost.get('rss_mb', float('nan')):g} MB memory added, {cost.get('model_mb', float('nan')):g} MB own files"
+    )
+
+
 def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadline: datetime) -> str:
     """Markdown shown above the form: the deadline, the gate's verdict as it stands,
     metrics, the comparison with the champion, links and lineage."""
@@ -116,6 +128,7 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadlin
         "",
         f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
         f"- test accuracy {info['test']['accuracy']}, macro-F1 {info['test']['macro_f1']}",
+        serving_line(info.get("serving") or {}),
         "- champion: " + (f"v{c}" if (c := alias_version(client_for(cfg), registered.name, CHAMPION)) else "none yet"),
         *review_links(cfg, registered),
     ]

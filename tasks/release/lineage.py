@@ -4,6 +4,7 @@ to read it back (``thaw lineage``)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tasks.release.ledger import ledger_report
@@ -76,11 +77,42 @@ def model_version_tags(trained: TrainedRun) -> dict[str, str]:
         "thaw.transfer.first_move_suggested": ladder.plan.suggestion,
         "thaw.transfer.scored_by": ladder.evaluation.mode,
         "thaw.transfer.trained_on": "+".join(selected.details.trained_on),
+        **serving_tags(ladder.latency.get("registered")),
     }
     for split, f in curated.files.items():
         tags[f"thaw.curated.{split}.md5"] = f.md5
         tags[f"thaw.curated.{split}.path"] = f.path
     return tags
+
+
+SERVING_FIELDS = ("p50_ms", "p95_ms", "p99_ms", "batch", "batch_p95_ms", "rows_per_s", "rss_mb", "model_mb")
+
+
+def serving_tags(profile: dict | None) -> dict[str, str]:
+    """The registered model's serving cost as version tags (``thaw.serving.*``)."""
+    if not profile:
+        return {}
+    tags = {f"thaw.serving.{k}": f"{profile[k]:g}" for k in SERVING_FIELDS if isinstance(profile.get(k), (int, float))}
+    return tags | {"thaw.serving.device": f"{profile['device']} ({profile['precision']})"}
+
+
+def serving_cost(tags: dict[str, str]) -> dict[str, float | str]:
+    """The serving cost read back from version tags: numbers only (a tag anyone with MANAGE
+    can edit is shown, never trusted as anything but a number), the device as plain text."""
+    import math
+
+    out: dict[str, float | str] = {}
+    for k in SERVING_FIELDS:
+        try:
+            value = float(tags.get(f"thaw.serving.{k}", ""))
+        except ValueError:
+            continue
+        if math.isfinite(value) and value >= 0:
+            out[k] = value
+    device = tags.get("thaw.serving.device", "")
+    if out and re.fullmatch(r"[a-z0-9:]{1,20} \([a-z0-9_ -]{1,40}\)", device):
+        out["device"] = device
+    return out
 
 
 def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
@@ -138,6 +170,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         "rung": tags.get("thaw.rung"),
         "test": {"accuracy": tags.get("thaw.test_accuracy"), "macro_f1": tags.get("thaw.test_macro_f1")},
         "transfer": {k.removeprefix("thaw.transfer."): v for k, v in tags.items() if k.startswith("thaw.transfer.")},
+        "serving": serving_cost(tags),
         "approval": {
             k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
             for k, v in tags.items()

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from tasks.curation.report import script_notes
+from tasks.ladder.transfer_note import serving_cost_lines
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import RegisteredVersion, client_for
 from tasks.tracking.links import links_markdown
@@ -70,6 +71,13 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
         f"**{ladder.plan.suggestion}** first",
         f"- the registered weights learned from {' + '.join(ladder.selected.details.trained_on)}",
         "",
+        *serving_cost_lines(
+            {
+                "latency_budget_ms": cfg.serving.latency_budget_ms,
+                "over_budget": ladder.selection.over_budget,
+                "by_rung": ladder.latency,
+            }
+        ),
         "## Known limits",
         "",
         f"- weakest labels on test (F1): {weak}",

@@ -45,6 +45,7 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
                 "details": asdict(r.details),
                 "selected": r.rung == ladder.selection.rung,
                 "test": evaluation.metrics if r.rung == ladder.selection.rung else others.get(r.rung),
+                "serving": ladder.latency.get(r.rung),
             }
             for r in [ladder.scratch, *ladder.trained]
         ],
@@ -58,6 +59,8 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
             "selection_reason": ladder.selection.reason,
             "negative_transfer": ladder.selection.negative_transfer,
             "ladder_seconds": round(ladder.seconds, 1),
+            "latency_budget_ms": cfg.serving.latency_budget_ms,
+            "over_budget": dict(ladder.selection.over_budget),
             "scored_by": asdict(ladder.evaluation),
             "evidence": asdict(ladder.evidence),
             "decision_table": asdict(ladder.plan),
@@ -67,6 +70,7 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
             "trained_on": list(ladder.final.details.trained_on),
             "refit": ladder.final.details.trained_on
             != next(r for r in ladder.trained if r.rung == ladder.selection.rung).details.trained_on,
+            "serving": ladder.latency.get("registered"),
         },
         "caches": {
             "curation_hit": curated.cache_hit,

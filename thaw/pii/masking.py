@@ -83,6 +83,12 @@ def detector_for(cfg: PiiConfig):
     return _DETECTORS[key]
 
 
+def clear_cache() -> None:
+    """Forget every masked text (a latency measurement must pay for scrubbing each time)."""
+    _MASKED.clear()
+    _masked_chars[0] = 0
+
+
 def mask_texts(texts: Sequence[str], cfg: PiiConfig | None) -> list[str]:
     """``texts`` in the model's text form: pseudonyms as entity types and, with ``cfg``,
     the PII the detector finds replaced by entity types too. Placeholders already in the

@@ -175,6 +175,7 @@ def test_the_approver_answers_the_form_in_the_prefect_ui_and_sees_the_decision(t
                 form = page.get_by_role("dialog")
                 form.get_by_text(f"Approve {MODEL} v1 as champion?").wait_for()
                 form.get_by_text("The gate would PROMOTE it now").wait_for()
+                form.get_by_text("serving cost (measured in the run").wait_for()
                 _answer(form, decision="approve", reason="checked the card and the data checks", approver="ana")
                 page.screenshot(path=str(shots / "prefect-approval-form.png"))
                 form.get_by_role("button", name="Submit").click()

@@ -174,3 +174,42 @@ def test_gate_escalates_only_when_the_frozen_rung_is_weak(
     note = json.loads((workspace / "run" / "transfer_note.json").read_text())
     assert note["selected_rung"] == result.selection.rung and note["decisions"]
     assert (workspace / "run" / "ladder_chart.png").stat().st_size > 1000
+
+
+def test_each_rung_s_serving_cost_is_measured_and_a_latency_budget_leaves_rungs_out(
+    workspace, tiny_encoder, prefect_harness
+):
+    """Each rung is loaded as `thaw serve` loads it and timed on the held-out texts; a rung
+    over `serving.latency_budget_ms` is not selected, and the reason says why."""
+    from flows.adaptation_ladder import climb_ladder
+    from tasks.ladder.escalation import select_final_rung
+    from tasks.ladder.features import extract_frozen_features
+
+    curated = make_task(workspace, "weak", n=90)
+    serving = {"latency_budget_ms": 1e-6, "latency_rows": 12, "latency_batch": 4}  # no model meets a nanosecond
+    cfg = ThawConfig.model_validate({**config(workspace, tiny_encoder, target=0.9).model_dump(), "serving": serving})
+    features = extract_frozen_features.fn(curated, cfg)
+    (workspace / "run").mkdir(exist_ok=True)
+    result = climb_ladder(features, curated, LABELS, cfg, workspace / "run")
+    assert [r.rung for r in result.trained] == ["frozen", "peft"]
+    assert set(result.latency) == {"frozen", "peft", "registered"}
+    peft = result.trained[1]  # cross-validated here: no single model before the refit, frozen's graph stands in
+    assert result.latency["peft"]["measured_on"] == ("frozen" if peft.model_dir is None else "")
+    assert not result.latency["frozen"]["measured_on"] and not result.latency["registered"]["measured_on"]
+    for profile in result.latency.values():
+        assert profile["rows"] == 12 and profile["batch"] == 4
+        assert 0 < profile["p50_ms"] <= profile["p95_ms"] <= profile["p99_ms"] and profile["rows_per_s"] > 0
+        assert profile["model_mb"] > 0 and profile["backbone_mb"] > 0
+    assert "no rung meets the latency budget" in result.selection.reason
+    assert set(result.selection.over_budget) == {"frozen", "peft"}
+    note = (workspace / "run" / "transfer_note.md").read_text(encoding="utf-8")
+    assert (
+        "## Serving cost" in note
+        and "**over budget**" in note
+        and "Latency budget (p95 at batch 1): **1e-06 ms**" in note
+    )
+
+    ctx = LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
+    only_peft = {"peft": "p95 at batch 1 is 9.0 ms, over the 5 ms budget (serving.latency_budget_ms)"}
+    selection = select_final_rung.fn(list(result.trained), result.scratch, ctx, only_peft)
+    assert selection.rung == "frozen" and "left out for latency: peft: p95 at batch 1 is 9.0 ms" in selection.reason

@@ -124,3 +124,23 @@ def test_the_saved_delta_is_the_whole_change_to_the_base(tiny_encoder, tmp_path,
     restored = apply_adaptation(fresh, tmp_path / "model", torch.device("cpu"))
     assert torch.allclose(_hidden(restored, tokenizer), _hidden(model.encoder, tokenizer), atol=1e-6)
     assert not torch.allclose(_hidden(restored, tokenizer), _hidden(base, tokenizer))
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_a_saved_adapter_is_merged_at_load_and_serves_the_same_outputs(tiny_encoder, tmp_path, method):
+    """Served, an adapter costs nothing extra: it is merged into the base weights at load,
+    and the merged encoder gives the adapted encoder's outputs."""
+    import torch
+
+    from tasks.ladder.finetuning import save_adapted_model
+    from thaw.modeling import load_encoder
+    from thaw.serving import apply_adaptation
+
+    tokenizer, _, model, surface, _, _ = _adapted(tiny_encoder, "peft", method)
+    save_adapted_model(model, surface, ("a", "b", "c"), {"rung": "peft"}, tmp_path / "model")
+    _, fresh = load_encoder(tiny_encoder, torch.device("cpu"))
+    restored = apply_adaptation(fresh, tmp_path / "model", torch.device("cpu"))
+    assert type(restored) is type(fresh) and not any(
+        "lora_" in n or "ia3_" in n for n, _ in restored.named_parameters()
+    )
+    assert torch.allclose(_hidden(restored, tokenizer), _hidden(model.encoder, tokenizer), atol=1e-5)

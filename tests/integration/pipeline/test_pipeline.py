@@ -56,6 +56,9 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
         assert digests[f"tickets-curated-{split}"] == recorded == file_md5(curated_file)
         assert mv.tags[f"thaw.curated.{split}.md5"] == recorded
     assert mv.tags["thaw.raw.md5"] == yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
+    served = summary["registered_model"]["serving"]  # measured in the run, carried to the version
+    assert served["p95_ms"] > 0 and float(mv.tags["thaw.serving.p95_ms"]) == served["p95_ms"]
+    assert all(r["serving"]["p95_ms"] > 0 for r in summary["rungs"] if r["rung"] != "scratch")
     assert run.data.tags["thaw.prefect_flow_run_id"] == mv.tags["thaw.prefect_flow_run_id"] != "local"
     # the logged model lists the dataset its test metrics were measured on ("Datasets used")
     tied = {m.key: m.dataset_digest for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
