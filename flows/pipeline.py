@@ -10,13 +10,15 @@ Steps:
     then extract frozen-backbone features (cached by content);
  7. climb the adaptation ladder (``flows.adaptation_ladder``): scratch baseline, frozen rung, and
     deeper rungs only while the gate finds a significant gain;
- 8. evaluate the selected model on the test split, once;
+ 8. evaluate the selected model on the test split, once; export it to ONNX (int8 where it
+    agrees with PyTorch and keeps its accuracy interval) and measure it as it will serve;
  9. register it in the MLflow registry as ``challenger`` with its lineage and model card;
 10. write the run summary and close the run (FAILED on an error, KILLED when cancelled or
     interrupted, with its reports and the reason);
 11. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """
 
+import dataclasses
 from pathlib import Path
 
 from prefect import flow
@@ -42,6 +44,7 @@ from tasks.release.run_summary import (
     write_run_summary,
     write_skipped_summary,
 )
+from tasks.release.serving_artifact import onnx_artifact
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.dataset_inputs import log_datasets
 from tasks.tracking.runs import close_tracking_run, log_run_results, open_tracking_run, tie_metrics_to_model
@@ -70,7 +73,10 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
             tested = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
             unselected = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
-            trained = TrainedRun(run, cfg, raw, curated, versioned, ladder, tested, unselected)
+            onnx, served = onnx_artifact(ladder.selected.model_dir, versioned, cfg)
+            if served is not None:
+                ladder = dataclasses.replace(ladder, latency={**ladder.latency, "served": served})
+            trained = TrainedRun(run, cfg, raw, curated, versioned, ladder, tested, unselected, onnx)
             metrics = ladder_metrics(trained)
             measured_on = metric_datasets(trained, metrics)
             log_run_results(

@@ -447,6 +447,10 @@ class ServingConfig(_Frozen):
     latency_budget_ms: float | None = Field(None, gt=0)
     latency_batch: int = Field(64, ge=2, le=4096)  # the batch size latency is also measured at
     latency_rows: int = Field(100, ge=10, le=100_000)  # held-out rows timed one at a time, per rung
+    # At registration: export the model to ONNX (served by ONNX Runtime), int8 when it
+    # agrees with PyTorch on this share of the test rows and keeps its accuracy interval.
+    onnx: bool = True
+    onnx_min_agreement: float = Field(0.995, gt=0, le=1)
 
 
 class ThawConfig(_Frozen):

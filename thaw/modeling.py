@@ -186,6 +186,13 @@ def locate_backbone(ref: BackboneRef, verify: bool = True) -> Path:
     raise UserError(f"backbone {ref.name} at {directory} does not match the recorded revision {ref.revision[:12]}")
 
 
+def load_tokenizer(directory: Path):
+    """The tokenizer of a local backbone directory alone (an ONNX encoder needs no weights)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+
+
 def load_encoder(directory: Path, device: torch.device, safetensors_only: bool = False):
     """(tokenizer, model) from a local directory, in eval mode on ``device``; never runs
     code shipped with the weights, and with ``safetensors_only`` never unpickles them."""

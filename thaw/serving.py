@@ -27,8 +27,10 @@ from thaw.modeling import (
     BackboneRef,
     configure_threads,
     embed_texts,
+    encode_texts,
     head_probabilities,
     load_encoder,
+    load_tokenizer,
     locate_backbone,
     select_device,
 )
@@ -41,10 +43,16 @@ ALLOWED_BACKBONES_ENV = "THAW_ALLOWED_BACKBONES"  # JSON list of backbone source
 class ThawPredictor:
     """A loaded model directory: ``predict(texts)`` gives labels and confidences."""
 
-    def __init__(self, directory: Path, allowed_backbones: frozenset[str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, allowed_backbones: frozenset[str] | None = None, use_onnx: bool | None = None
+    ) -> None:
         """Load the model in ``directory``; with ``allowed_backbones``, refuse (UserError) a
-        model whose backbone source is not among them, and load safetensors weights only."""
+        model whose backbone source is not among them, and load safetensors weights only.
+        Its ONNX artifact (``thaw.onnx_export``) runs the encoder when there is one, unless
+        ``use_onnx`` is False or ``THAW_ONNX=0``."""
         from safetensors.numpy import load_file
+
+        from thaw.onnx_export import OnnxEncoder, onnx_enabled, read_onnx_meta
 
         self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
         self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
@@ -58,8 +66,14 @@ class ThawPredictor:
         configure_threads()
         self.device = select_device()
         safetensors_only = allowed_backbones is not None
-        self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device, safetensors_only)
-        self.encoder = apply_adaptation(self.encoder, directory, self.device)
+        self.session, self.engine = None, "pytorch"
+        onnx = read_onnx_meta(directory) if (use_onnx if use_onnx is not None else onnx_enabled()) else None
+        if onnx is not None:
+            self.tokenizer, self.encoder = load_tokenizer(locate_backbone(ref)), None
+            self.use_session(OnnxEncoder(Path(onnx["path"])), f"onnxruntime {onnx['variant']}")
+        else:
+            self.tokenizer, self.encoder = load_encoder(locate_backbone(ref), self.device, safetensors_only)
+            self.encoder = apply_adaptation(self.encoder, directory, self.device)
         self.backbone_cfg = BackboneConfig(
             name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
         )
@@ -68,12 +82,21 @@ class ThawPredictor:
         if self.pii is not None:
             detector_for(self.pii)  # loaded with the model, not on the first request
 
+    def use_session(self, session, engine: str = "onnxruntime") -> None:
+        """Run the encoder through ``session`` (``thaw.onnx_export.OnnxEncoder``) from now on."""
+        self.session, self.engine = session, engine
+
     def model_inputs(self, texts: Sequence[str]) -> list[str]:
         """``texts`` as the model sees them: PII replaced by entity types."""
         return mask_texts(texts, self.pii)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        features = embed_texts(self.model_inputs(texts), self.tokenizer, self.encoder, self.backbone_cfg, self.device)
+        inputs = self.model_inputs(texts)
+        if self.session is not None:
+            encoded = encode_texts(self.tokenizer, inputs, self.backbone_cfg.max_length)
+            features = self.session.embed(encoded, self.backbone_cfg.batch_size)
+        else:
+            features = embed_texts(inputs, self.tokenizer, self.encoder, self.backbone_cfg, self.device)
         return head_probabilities(features, self.head)
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:

@@ -205,11 +205,13 @@ def serving_cost_lines(cost: dict) -> list[str]:
         f"{any_row['batch']}) | memory added MB | own files MB | backbone MB |",
         "|---|---|---|---|---|---|---|",
     ]
+    names = {"registered": "registered (PyTorch)", "served": "registered, as served"}
     for name, p in by_rung.items():
         shared = f" (figures of {p['measured_on']}: the same serving graph)" if p.get("measured_on") else ""
+        shared += f" ({p['engine']})" if p.get("engine") else ""
         verdict = " **over budget**" if name in cost.get("over_budget", {}) else ""
         lines.append(
-            f"| {name}{shared}{verdict} | {p['p50_ms']:.1f} / {p['p95_ms']:.1f} / {p['p99_ms']:.1f} | "
+            f"| {names.get(name, name)}{shared}{verdict} | {p['p50_ms']:.1f} / {p['p95_ms']:.1f} / {p['p99_ms']:.1f} | "
             f"{p['batch_p95_ms']:.1f} | {p['rows_per_s']:.0f} | {p['rss_mb']:.0f} | {p['model_mb']:.3g} | "
             f"{p['backbone_mb']:.1f} |"
         )

@@ -99,7 +99,8 @@ def serving_line(cost: dict) -> str:
     if "p95_ms" not in cost:
         return "- serving cost: not measured (registered before thaw measured it)"
     return (
-        f"- serving cost (measured in the run, {cost.get('device', 'device not recorded')}): batch 1 p50 "
+        f"- serving cost (measured in the run, {cost.get('engine', 'pytorch')} on "
+        f"{cost.get('device', 'a device not recorded')}): batch 1 p50 "
         f"{cost.get('p50_ms', float('nan')):g} / p95 {cost['p95_ms']:g} / p99 {cost.get('p99_ms', float('nan')):g} ms; "
         f"{cost.get('rows_per_s', float('nan')):g} rows/s at batch {cost.get('batch', float('nan')):g}; "
         f"{cost.get('rss_mb', float('nan')):g} MB memory added, {cost.get('model_mb', float('nan')):g} MB own files"

@@ -77,7 +77,10 @@ def model_version_tags(trained: TrainedRun) -> dict[str, str]:
         "thaw.transfer.first_move_suggested": ladder.plan.suggestion,
         "thaw.transfer.scored_by": ladder.evaluation.mode,
         "thaw.transfer.trained_on": "+".join(selected.details.trained_on),
-        **serving_tags(ladder.latency.get("registered")),
+        **serving_tags(ladder.latency.get("served") or ladder.latency.get("registered")),
+        "thaw.serving.engine": (trained.onnx or {}).get("variant")
+        and f"onnxruntime {trained.onnx['variant']}"
+        or "pytorch",
     }
     for split, f in curated.files.items():
         tags[f"thaw.curated.{split}.md5"] = f.md5
@@ -102,6 +105,9 @@ def serving_cost(tags: dict[str, str]) -> dict[str, float | str]:
     import math
 
     out: dict[str, float | str] = {}
+    engine = tags.get("thaw.serving.engine", "")
+    if engine in ("pytorch", "onnxruntime int8", "onnxruntime fp32"):
+        out["engine"] = engine
     for k in SERVING_FIELDS:
         try:
             value = float(tags.get(f"thaw.serving.{k}", ""))

@@ -31,6 +31,20 @@ def weakest_labels(report_path: Path, n: int = 3) -> list[tuple[str, float]]:
     return sorted(scores, key=lambda kv: kv[1])[:n]
 
 
+def onnx_lines(onnx: dict | None) -> list[str]:
+    """What serves the model: its ONNX artifact and why that one, or PyTorch."""
+    if onnx is None:
+        return ["- served by PyTorch (no ONNX artifact: `serving.onnx` is off)"]
+    if onnx.get("file") is None:
+        return [f"- served by PyTorch: {onnx['reason']}"]
+    return [
+        f"- served by ONNX Runtime, **{onnx['variant']}** (`onnx/{onnx['file']}`, sha256 `{onnx['sha256'][:16]}`): "
+        f"{onnx['reason']}; test accuracy PyTorch {onnx['accuracy_torch']:.4f}, ONNX fp32 {onnx['accuracy_fp32']:.4f} "
+        f"(agreement {onnx['agreement_fp32']:.2%}), int8 {onnx['accuracy_int8']:.4f} "
+        f"(agreement {onnx['agreement_int8']:.2%}) on {onnx['rows']} rows"
+    ]
+
+
 def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experiment_id: str) -> str:
     """Markdown model card of one registered version."""
     cfg, ladder, evaluation, versioned = trained.cfg, trained.ladder, trained.tested, trained.versioned
@@ -71,6 +85,7 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
         f"**{ladder.plan.suggestion}** first",
         f"- the registered weights learned from {' + '.join(ladder.selected.details.trained_on)}",
         "",
+        *onnx_lines(trained.onnx),
         *serving_cost_lines(
             {
                 "latency_budget_ms": cfg.serving.latency_budget_ms,

@@ -71,6 +71,8 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
             "refit": ladder.final.details.trained_on
             != next(r for r in ladder.trained if r.rung == ladder.selection.rung).details.trained_on,
             "serving": ladder.latency.get("registered"),
+            "served": ladder.latency.get("served"),  # as registered: through its ONNX artifact when kept
+            "onnx": trained.onnx,
         },
         "caches": {
             "curation_hit": curated.cache_hit,

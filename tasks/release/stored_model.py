@@ -39,14 +39,14 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 VERSION = re.compile(r"[1-9][0-9]{0,8}")
 # What a stored thaw model may hold, and nothing else: MLflow's metadata files, thaw's own
 # models-from-code entry (byte-identical to the installed one) and, under
-# artifacts/<MODEL_ARTIFACT>/, weights as safetensors and JSON. A pickle, another code
+# artifacts/<MODEL_ARTIFACT>/, weights as safetensors, JSON and ONNX graphs. A pickle, another code
 # file or a code directory is refused before any of it runs.
 METADATA_FILES = frozenset(
     {"MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt", "input_example.json", "serving_input_example.json"}
 )
 ENTRY_FILE = "pyfunc_entry.py"
 CODE_MODEL_LOADER = "mlflow.pyfunc.loaders.code_model"  # how MLflow loads a models-from-code pyfunc
-WEIGHT_SUFFIXES = frozenset({".json", ".safetensors"})
+WEIGHT_SUFFIXES = frozenset({".json", ".safetensors", ".onnx"})  # .onnx: checked again at load (thaw.onnx_export)
 
 
 def checked_version(name: str, version: str) -> str:

@@ -27,6 +27,7 @@ class TrainedRun:
     ladder: LadderResult
     tested: TestEvaluation
     unselected: dict[str, dict] = field(default_factory=dict)  # other rungs' test metrics, never used to select
+    onnx: dict | None = None  # the ONNX artifact's onnx.json (thaw.onnx_export), None when none was built
 
     @property
     def reports(self) -> list[Path]:

@@ -56,8 +56,11 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
         assert digests[f"tickets-curated-{split}"] == recorded == file_md5(curated_file)
         assert mv.tags[f"thaw.curated.{split}.md5"] == recorded
     assert mv.tags["thaw.raw.md5"] == yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
-    served = summary["registered_model"]["serving"]  # measured in the run, carried to the version
-    assert served["p95_ms"] > 0 and float(mv.tags["thaw.serving.p95_ms"]) == served["p95_ms"]
+    registered = summary["registered_model"]  # measured in the run as it will serve, carried to the version
+    served, onnx = registered["served"], registered["onnx"]
+    assert registered["serving"]["p95_ms"] > 0 and float(mv.tags["thaw.serving.p95_ms"]) == served["p95_ms"]
+    assert onnx["variant"] in ("int8", "fp32") and mv.tags["thaw.serving.engine"] == served["engine"]
+    assert onnx["agreement_fp32"] >= 0.995 and onnx["reason"]
     assert all(r["serving"]["p95_ms"] > 0 for r in summary["rungs"] if r["rung"] != "scratch")
     assert run.data.tags["thaw.prefect_flow_run_id"] == mv.tags["thaw.prefect_flow_run_id"] != "local"
     # the logged model lists the dataset its test metrics were measured on ("Datasets used")

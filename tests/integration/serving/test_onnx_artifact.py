@@ -1,0 +1,83 @@
+"""The CPU-fast artifact: a model exported to ONNX serves the labels PyTorch serves, int8
+only when it holds on the test rows, and the files are input like any stored file: a
+changed file, a name thaw never writes, external data or a foreign operator domain is
+refused before a session is built."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.integration.ladder.test_ladder import config, frozen_rung, make_task
+from thaw.errors import UserError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def model(workspace, tiny_encoder):
+    curated = make_task(workspace, "strong", n=90)
+    cfg = config(workspace, tiny_encoder)
+    _, trained = frozen_rung(workspace, cfg, curated)
+    return trained.model_dir, curated.read(workspace, "test")
+
+
+def test_the_onnx_artifact_serves_pytorch_s_labels_and_says_which_variant_and_why(model, monkeypatch):
+    from tasks.release.serving_artifact import build_onnx_artifact
+    from thaw.onnx_export import ONNX_DIR, ONNX_META
+    from thaw.serving import ThawPredictor
+
+    model_dir, test = model
+    report = build_onnx_artifact(model_dir, test.texts, test.labels, 0.95, 0.995)
+    assert report.file is not None and report.agreement_fp32 >= 0.995 and report.variant in ("int8", "fp32")
+    assert report.reason.startswith(report.variant) or report.reason.startswith(f"{report.variant} ONNX")
+    kept = sorted(p.name for p in (model_dir / ONNX_DIR).iterdir())
+    assert kept == sorted([report.file, ONNX_META])  # the variant not kept is gone
+    served = ThawPredictor(model_dir)
+    assert served.engine == f"onnxruntime {report.variant}" and served.encoder is None
+    torch_labels = ThawPredictor(model_dir, use_onnx=False).predict(test.texts)["label"].tolist()
+    onnx_labels = served.predict(test.texts)["label"].tolist()
+    agreement = sum(a == b for a, b in zip(onnx_labels, torch_labels, strict=True)) / len(torch_labels)
+    assert round(agreement, 4) == getattr(report, f"agreement_{report.variant}")
+    monkeypatch.setenv("THAW_ONNX", "0")
+    assert ThawPredictor(model_dir).engine == "pytorch"
+
+
+def test_a_changed_renamed_or_foreign_onnx_file_is_refused(model, tmp_path):
+    import onnx
+
+    from tasks.release.serving_artifact import build_onnx_artifact
+    from thaw.onnx_export import ONNX_DIR, ONNX_META, check_onnx_file, read_onnx_meta
+
+    model_dir, test = model
+    report = build_onnx_artifact(model_dir, test.texts, test.labels, 0.95, 0.995)
+    path, meta_path = model_dir / ONNX_DIR / report.file, model_dir / ONNX_DIR / ONNX_META
+    original = path.read_bytes()
+    meta = json.loads(meta_path.read_text())
+
+    path.write_bytes(original + b"\x00")
+    with pytest.raises(UserError, match="changed since it was exported"):
+        read_onnx_meta(model_dir)
+    path.write_bytes(original)
+    meta_path.write_text(json.dumps(meta | {"file": "../../etc/passwd"}))
+    with pytest.raises(UserError, match="not one of thaw's ONNX files"):
+        read_onnx_meta(model_dir)
+    meta_path.write_text(json.dumps(meta))
+    assert read_onnx_meta(model_dir)["sha256"] == meta["sha256"]
+
+    graph = onnx.load(str(path))
+    graph.graph.node[0].domain = "evil.custom"
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(graph, str(foreign))
+    with pytest.raises(UserError, match="operator domain 'evil.custom'"):
+        check_onnx_file(foreign)
+    graph = onnx.load(str(path))
+    external = tmp_path / "external" / "model.onnx"
+    external.parent.mkdir()
+    onnx.save(graph, str(external), save_as_external_data=True, all_tensors_to_one_file=True, size_threshold=0)
+    with pytest.raises(UserError, match="stored outside the file"):
+        check_onnx_file(external)
+    shutil.rmtree(model_dir / ONNX_DIR)
+    assert read_onnx_meta(model_dir) is None

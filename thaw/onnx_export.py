@@ -1,0 +1,188 @@
+"""The CPU-fast serving artifact: the registered encoder in ONNX, int8 where it holds.
+
+At registration (``tasks.release.serving_artifact.build_onnx_artifact``) the selected model's encoder, with its adapter
+merged or its changed tensors applied and its pooling, is exported to ONNX (opset 17,
+one file, no external data) and quantised to int8 (ONNX Runtime's dynamic quantisation
+of the matrix products). Both are run on the test texts beside the model as PyTorch
+serves it:
+
+- the fp32 export must agree with PyTorch on at least ``min_agreement`` of the rows, or
+  no ONNX artifact is kept (an export that changed the model is not served);
+- the int8 model is kept when it agrees with PyTorch on at least ``min_agreement`` of
+  the rows and its test accuracy lies inside the Wilson interval of PyTorch's; else the
+  fp32 export is kept, and ``onnx.json`` says why.
+
+``onnx/onnx.json`` records the file kept, its sha256, both agreements and accuracies and
+the reason. ``thaw.serving.ThawPredictor`` runs the file through ONNX Runtime when it is
+there (``THAW_ONNX=0`` turns that off): tokenising and scrubbing are unchanged, the
+encoder and pooling are the session, the head is the same numpy product. The file is
+input like any stored file: one read with external data or an operator domain outside
+ONNX's own and ONNX Runtime's is refused before a session is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from thaw.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+ONNX_META = "onnx.json"
+FP32_FILE, INT8_FILE = "encoder.onnx", "encoder.int8.onnx"
+OPSET = 17
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+DISABLE_ENV = "THAW_ONNX"  # "0": serve with PyTorch even where an ONNX artifact exists
+
+
+def onnx_enabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "1") != "0"
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_onnx_file(path: Path) -> None:
+    """Refuse (UserError) an ONNX file that reads other files (external data) or names an
+    operator domain outside ONNX's and ONNX Runtime's own."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a truncated or foreign file: onnx raises its own types
+        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise UserError(f"{path}: tensor {external[0][:80]!r} is stored outside the file; refusing to load it")
+    domains = {op.domain for op in model.graph.node} | {o.domain for o in model.opset_import}
+    foreign = sorted(domains - ALLOWED_DOMAINS)
+    if foreign or model.functions:
+        raise UserError(f"{path}: operator domain {(foreign or ['local functions'])[0][:80]!r} is not ONNX's own")
+
+
+class OnnxEncoder:
+    """An exported encoder run by ONNX Runtime: token ids in, pooled vectors out."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        check_onnx_file(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def embed(self, encoded: dict, batch_size: int) -> np.ndarray:
+        """Pooled, L2-normalised vectors of pre-tokenised texts (``thaw.modeling.encode_texts``)."""
+        from thaw.modeling import length_sorted_batches
+
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        out = None
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            width = max(len(ids[i]) for i in batch)
+            input_ids = np.zeros((len(batch), width), dtype=np.int64)
+            attention = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = ids[i]
+                attention[row, : len(mask[i])] = mask[i]
+            (pooled,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": attention})
+            if out is None:
+                out = np.zeros((len(ids), pooled.shape[1]), dtype=np.float32)
+            out[batch] = pooled
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def export_encoder(encoder, tokenizer, pooling: str, path: Path) -> None:
+    """Write ``encoder`` with its pooling as one ONNX file (dynamic batch and length)."""
+    import warnings
+
+    import torch
+
+    from thaw.modeling import pool
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return pool(hidden, attention_mask, pooling)
+
+    example = tokenizer(["an example to trace"], return_tensors="pt")
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "pooled": {0: "batch"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Pooled(encoder.float().eval()),
+            (example["input_ids"], example["attention_mask"]),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["pooled"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,  # the TorchScript exporter: one self-contained file, no onnxscript
+        )
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """ONNX Runtime's dynamic int8 quantisation of the weights of ``source``'s matrix products."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger("root").setLevel(logging.ERROR)  # its advice to pre-process, every call
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+@dataclass(frozen=True)
+class OnnxReport:
+    """What ``onnx.json`` records: the file kept (None: none), and why."""
+
+    file: str | None
+    variant: str | None  # "int8", "fp32" or None
+    reason: str
+    agreement_fp32: float | None = None
+    agreement_int8: float | None = None
+    accuracy_torch: float | None = None
+    accuracy_fp32: float | None = None
+    accuracy_int8: float | None = None
+    accuracy_interval: tuple[float, float] | None = None
+    rows: int = 0
+    sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def read_onnx_meta(model_dir: Path) -> dict | None:
+    """``onnx/onnx.json`` of a model directory, checked: the file it names must be one of
+    the two thaw writes, present, and match its recorded sha256; None when there is none."""
+    meta_path = model_dir / ONNX_DIR / ONNX_META
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{meta_path}: not readable JSON") from None
+    name = meta.get("file") if isinstance(meta, dict) else None
+    if name is None:
+        return None
+    if name not in (FP32_FILE, INT8_FILE):
+        raise UserError(f"{meta_path}: names {str(name)[:80]!r}, not one of thaw's ONNX files")
+    path = model_dir / ONNX_DIR / name
+    if not path.is_file() or file_sha256(path) != meta.get("sha256"):
+        raise UserError(f"{path}: missing or changed since it was exported (sha256 does not match onnx.json)")
+    return meta | {"path": str(path)}
