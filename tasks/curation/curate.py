@@ -98,13 +98,15 @@ def apply_script_policy(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAcc
 def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAccounting, name: str) -> pd.DataFrame:
     """Apply the script policy, drop empty text/label, reject over-long texts
     (``long_text_policy: reject``; with ``truncate`` they are cut after scrubbing),
-    resolve conflicts, drop exact duplicates."""
-    frame = apply_script_policy(frame, cfg, accounting, name)
+    resolve conflicts, drop exact duplicates. Each row keeps its data row number in the
+    input file (``_row``) until the splits are written, so a later step can name it."""
+    frame = apply_script_policy(frame.assign(**{ROW: range(1, len(frame) + 1)}), cfg, accounting, name)
     empty_text = [i for i, t in enumerate(frame["text"]) if not t.strip()]
     missing_label = [i for i, label in enumerate(frame["label"]) if not label.strip() and i not in set(empty_text)]
     frame = _apply(accounting, f"{name}:validity", frame, {"empty_text": empty_text, "missing_label": missing_label})
     if cfg.data.long_text_policy == "reject":
         long_rows = [i for i, t in enumerate(frame["text"]) if len(t) > cfg.data.max_text_chars]
+        _name_rows(accounting, "rejected_too_long", name, [int(frame[ROW].iat[i]) for i in long_rows], cfg)
         frame = _apply(accounting, f"{name}:length", frame, {"too_long": long_rows})
     conflicts, n_conflicts = resolve_label_conflicts(frame, cfg.curation.dedup.label_conflicts)
     frame = _apply(
@@ -117,6 +119,23 @@ def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAccounting, 
     return _apply(
         accounting, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])}
     )
+
+
+ROW = "_row"  # a row's data row number in its input file, carried until the splits are written
+NAMED_ROWS = 20  # rows named per input and reason in the report
+
+
+def _name_rows(accounting: RowAccounting, what: str, name: str, rows: list[int], cfg: ThawConfig) -> None:
+    """Name, by data row number in the input file, the rows cut or refused for length."""
+    if not rows:
+        return
+    accounting.notes.setdefault(f"{what}_rows", {})[name] = rows[:NAMED_ROWS]
+    shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    done = "cut to" if what == "truncated" else "refused: longer than"
+    log.warning(
+        "%s: column %r, rows %s: %s %d characters (data.max_text_chars, data.long_text_policy: %s)",
+        getattr(cfg.data, name), cfg.data.text_column, shown, done, cfg.data.max_text_chars, cfg.data.long_text_policy,
+    )  # fmt: skip
 
 
 def stratified_split(
@@ -254,7 +273,9 @@ def _scrub(
         else:
             scrubbed = list(scrub_texts_parallel(texts, detector, secret, stats))
         limit = cfg.data.max_text_chars
-        accounting.record(f"{name}:length", frame, {}, {"truncated": sum(len(t) > limit for t in scrubbed)})
+        cut = [int(row) for row, t in zip(frame[ROW], scrubbed, strict=True) if len(t) > limit]
+        _name_rows(accounting, "truncated", name, cut, cfg)
+        accounting.record(f"{name}:length", frame, {}, {"truncated": len(cut)})
         frames[name] = frame.assign(text=[t[:limit] for t in scrubbed])
     return frames, stats, stats.rows_seen / max(time.perf_counter() - started, 1e-9)
 
@@ -287,7 +308,8 @@ def _curate(
         splits = drop_cross_split_duplicates(_split(frames, cfg), cfg, accounting, signer)
     finally:
         shutil.rmtree(run_dir / "dask", ignore_errors=True)
-    files = write_tables({s: splits[s] for s in SPLITS}, run_dir / artifacts.CURATED_DIR, cfg.data.output_format)
+    splits = {s: splits[s].drop(columns=[ROW], errors="ignore") for s in SPLITS}
+    files = write_tables(splits, run_dir / artifacts.CURATED_DIR, cfg.data.output_format)
     pii = {"stats": stats, "rows_per_s": rows_per_s, "secret": secret, "fingerprint": fingerprint}
     report = build_report(accounting, pii, splits, detector, cfg)
     report_path = write_text_atomically(

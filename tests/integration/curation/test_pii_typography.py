@@ -56,7 +56,7 @@ def test_the_residual_check_catches_what_a_scrubber_without_its_rules_lets_throu
     assert [residual_pii_kinds(t) for t in out] == ["CREDIT_CARD"] * 4 + ["EMAIL"] * 2 + ["NUMBER"]
 
 
-def _curate(workspace, monkeypatch, rows, pii):
+def _curate(workspace, monkeypatch, rows, pii, **data):
     from tasks.curation.curate import curate_dataset
 
     monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
@@ -72,6 +72,7 @@ def _curate(workspace, monkeypatch, rows, pii):
                 "label_column": "intent",
                 "id_column": "ticket",
                 "slice_column": "channel",
+                **data,
             },
             "curation": {"pii": pii, "expectations": {"min_rows": 10}},
         }
@@ -125,3 +126,14 @@ def test_labels_and_slices_are_scrubbed_like_text_and_keep_one_spelling(workspac
     assert slices == {"web", next(s for s in slices if s.startswith("mail <EMAIL_ADDRESS_"))}
     notes = json.loads(curated.report_path.read_text(encoding="utf-8"))["notes"]
     assert notes["labels_scrubbed"] == {"train": 20} and notes["slices_scrubbed"] == {"train": 8}
+
+
+def test_texts_cut_for_length_are_cut_after_scrubbing_and_named_by_row(workspace, monkeypatch):
+    rows = [r for i, r in enumerate(_rows()) if i not in (3, 17)]
+    for i in (4, 9):  # data rows 5 and 10: a card number that the cut would halve
+        rows[i]["message"] += " and more words here " * 3 + "card 4111 1111 1111 1111 thanks"
+    _, curated = _curate(workspace, monkeypatch, rows, {}, max_text_chars=110)
+    notes = json.loads(curated.report_path.read_text(encoding="utf-8"))["notes"]
+    assert notes["truncated_rows"] == {"train": [5, 10]}
+    texts = [t for p in curated.files.values() for t in pd.read_csv(p, dtype=str)["text"]]
+    assert max(map(len, texts)) <= 110 and not any("4111" in t for t in texts)
