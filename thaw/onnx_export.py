@@ -138,11 +138,16 @@ def export_encoder(encoder, tokenizer, pooling: str, path: Path) -> None:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """ONNX Runtime's dynamic int8 quantisation of the weights of ``source``'s matrix products."""
+    """ONNX Runtime's dynamic int8 quantisation of ``source``'s matrix products, one scale
+    per output channel. Measured on a CLINC150 classifier (1,280 test rows): 98.5% of its
+    labels agree with PyTorch, against 96.9% with the defaults (per-tensor scales, the
+    embedding lookups quantised too)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger("root").setLevel(logging.ERROR)  # its advice to pre-process, every call
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+    )
 
 
 @dataclass(frozen=True)
