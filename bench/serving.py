@@ -108,14 +108,18 @@ def run(single_rows: int = 300, batch_rows: int = 1280) -> dict:
         engines = {"pytorch": ThawPredictor(model_dir, use_onnx=False)}
         if report.file is not None:
             engines[f"onnxruntime {report.variant}"] = ThawPredictor(model_dir)
-        if report.variant == "int8":  # the fp32 export was dropped: rebuild it to time it beside int8
-            from thaw.onnx_export import FP32_FILE, OnnxEncoder, export_encoder
+        # the variant not kept was dropped: rebuild it, to time both beside PyTorch
+        from thaw.onnx_export import FP32_FILE, INT8_FILE, OnnxEncoder, export_encoder, quantize_int8
 
-            torch_model = engines["pytorch"]
-            fp32 = Path(tmp) / FP32_FILE
-            export_encoder(torch_model.encoder, torch_model.tokenizer, "mean", fp32)
-            engines["onnxruntime fp32"] = ThawPredictor(model_dir, use_onnx=False)
-            engines["onnxruntime fp32"].use_session(OnnxEncoder(fp32), "onnxruntime fp32")
+        torch_model = engines["pytorch"]
+        fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
+        export_encoder(torch_model.encoder, torch_model.tokenizer, "mean", fp32)
+        quantize_int8(fp32, int8)
+        for variant, path in (("fp32", fp32), ("int8", int8)):
+            name = f"onnxruntime {variant}"
+            if name not in engines:
+                engines[f"{name} (not kept)"] = ThawPredictor(model_dir, use_onnx=False)
+                engines[f"{name} (not kept)"].use_session(OnnxEncoder(path), name)
 
         def model_only(engine):
             def predict(batch):
