@@ -65,3 +65,48 @@ def test_erasure_as_the_readme_says_leaves_no_object_of_the_old_raw_file(workspa
     assert file_md5(people) in remaining
     assert verify_lineage(cfg, after).problems == ()
     assert any("raw data md5" in p for p in verify_lineage(cfg, before).problems)  # said, not hidden
+
+
+def test_a_run_s_import_is_never_pruned_by_another_run_before_its_dvc_add(workspace, tmp_path, monkeypatch):
+    """Two runs on one workspace, one stalled between copying its input into data/ and
+    `dvc add`: the other waits for the raw-data lock, so the stalled run's data.dvc still
+    holds its input (without the lock, the other run prunes it in that gap)."""
+    import json
+    import threading
+    import time
+
+    from tasks.versioning import snapshots
+
+    inputs = {"A": _write(tmp_path / "a" / "a.csv", ["1,where is my parcel,ship"]),
+              "B": _write(tmp_path / "b" / "b.csv", ["2,reset my password,login"])}  # fmt: skip
+    real, stalled = snapshots.run_dvc, threading.Event()
+
+    def stall_a_before_add(root, *args):
+        if args[:1] == ("add",) and threading.current_thread().name == "A":
+            stalled.set()
+            time.sleep(2)  # B runs in this gap unless the lock keeps it out
+        return real(root, *args)
+
+    monkeypatch.setattr(snapshots, "run_dvc", stall_a_before_add)
+    versions, errors = {}, []
+
+    def run(name: str) -> None:
+        try:
+            data = {"train": str(inputs[name])}
+            cfg = ThawConfig.model_validate({"model_name": "m", "workspace": str(workspace), "data": data})
+            versions[name] = snapshots.version_raw_data.fn(cfg)
+        except Exception as exc:  # reported below, with the other run's outcome
+            errors.append((name, exc))
+
+    a = threading.Thread(target=run, args=("A",), name="A")
+    a.start()
+    assert stalled.wait(60)
+    b = threading.Thread(target=run, args=("B",), name="B")
+    b.start()
+    a.join(120)
+    b.join(120)
+    assert errors == []
+    for name, version in versions.items():
+        tree = workspace / ".dvc" / "cache" / "files" / "md5" / version.md5[:2] / version.md5[2:]
+        listed = {entry["md5"] for entry in json.loads(tree.read_text())}
+        assert file_md5(inputs[name]) in listed, f"run {name}'s data.dvc lost its own input"
