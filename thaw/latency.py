@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 # The files a registered model carries (thaw.serving); a rung directory may hold more.
-MODEL_FILES = ("model.json", "labels.json", "head.safetensors", "delta.safetensors", "adapter")
+MODEL_FILES = ("model.json", "labels.json", "head.safetensors", "delta.safetensors", "adapter", "onnx")
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,9 @@ class LatencyProfile:
     rows_per_s: float  # at ``batch``
     rss_mb: float  # resident memory the loaded model added to the process
     model_mb: float  # the model's own files (head, adapter or changed tensors)
-    backbone_mb: float  # the shared base backbone it loads
+    backbone_mb: float  # the shared base backbone it loads (0 under ONNX Runtime: its file holds the encoder)
     device: str
-    precision: str
+    precision: str  # thaw.modeling.numeric_precision, or the ONNX Runtime engine that ran it
     measured_on: str = ""  # "" when measured on this model; else the model whose figures these are
 
     def to_dict(self) -> dict:
@@ -111,6 +111,7 @@ def measure_latency(model_dir: Path, texts: Sequence[str], rows: int, batch: int
     p50, p95, p99 = _percentiles(one)
     b50, b95, b99 = _percentiles(many)
     backbone = locate_backbone(predictor.ref, verify=False)
+    onnx = predictor.session is not None
     profile = LatencyProfile(
         rows=len(one),
         batch=batch,
@@ -123,9 +124,9 @@ def measure_latency(model_dir: Path, texts: Sequence[str], rows: int, batch: int
         rows_per_s=round(batch * len(many) / (sum(many) / 1000), 1),
         rss_mb=round(max(after - before, 0.0), 1),
         model_mb=round(_size_mb([model_dir / name for name in MODEL_FILES]), 4),
-        backbone_mb=round(_size_mb([backbone / name for name in snapshot_files(backbone)]), 1),
+        backbone_mb=0.0 if onnx else round(_size_mb([backbone / name for name in snapshot_files(backbone)]), 1),
         device=str(predictor.device),
-        precision=numeric_precision(predictor.device),
+        precision=predictor.engine if onnx else numeric_precision(predictor.device),
     )
     del predictor
     gc.collect()
