@@ -148,6 +148,14 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
         f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
         f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)"
     )
+    registered = summary.get("registered_model") or {}
+    served = registered.get("served") or registered.get("serving")
+    if served:
+        engine = served.get("engine") or f"pytorch, {served['precision']}"
+        print(
+            f"  serving      p95 {served['p95_ms']:.1f} ms at batch 1, {served['rows_per_s']:.0f} rows/s at batch "
+            f"{served['batch']} ({engine}; transfer_note.md has every rung)"
+        )
     approval = summary.get("approval")
     if approval:
         print(f"  approval     {approval['outcome'].upper()}: {approval['message']}")
