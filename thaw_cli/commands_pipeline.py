@@ -98,16 +98,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _check_demo_matches_data_dvc(root: Path) -> None:
-    """Say whether the regenerated demo data is byte-identical to what data.dvc pins."""
+    """Say whether the regenerated demo data is byte-identical to what data.dvc pins: the
+    demo CSV as the run will import it (``data/imports/<md5>/``, its only file)."""
     import yaml
 
-    from tasks.versioning.snapshots import dvc_directory_md5
+    from tasks.versioning.snapshots import demo_tree_md5
+    from thaw.demo_data import DEMO_RELPATH
 
     pinned = root / "data.dvc"
     if not pinned.is_file():
         return
     recorded = yaml.safe_load(pinned.read_text(encoding="utf-8"))["outs"][0]["md5"]
-    actual = dvc_directory_md5(root / "data")
+    actual = demo_tree_md5(root / DEMO_RELPATH)
     if actual == recorded:
         print(f"demo data regenerated: matches data.dvc ({recorded})")
     else:

@@ -83,29 +83,55 @@ def read_dvc_file(path: Path) -> tuple[str, int]:
     return out["md5"], int(out.get("size", 0))
 
 
-def dvc_directory_md5(directory: Path) -> str:
-    """The md5 DVC 3 records for a directory: md5 of its sorted (relpath, md5) listing + '.dir'."""
+def dvc_tree_md5(entries: list[tuple[str, str]]) -> str:
+    """The md5 DVC 3 records for a directory holding ``entries`` (relpath, md5): md5 of the
+    listing sorted by path, + '.dir'."""
     import hashlib
     import json
 
-    listing = [
-        {"md5": file_md5(p), "relpath": p.relative_to(directory).as_posix()}
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != ".gitignore"
-    ]
-    listing.sort(key=lambda e: e["relpath"])
+    listing = sorted(({"md5": md5, "relpath": rel} for rel, md5 in entries), key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def demo_tree_md5(csv: Path) -> str:
+    """What ``data.dvc`` records after a run reads the demo CSV alone (imported by digest)."""
+    md5 = file_md5(csv)
+    return dvc_tree_md5([(f"{IMPORTS}/{md5}/{csv.name}", md5)])
+
+
+def dvc_directory_md5(directory: Path) -> str:
+    """The md5 DVC 3 records for ``directory`` with every file in it."""
+    files = [p for p in directory.rglob("*") if p.is_file() and p.name != ".gitignore"]
+    return dvc_tree_md5([(p.relative_to(directory).as_posix(), file_md5(p)) for p in files])
 
 
 IMPORTS = "imports"
 
 
+# data.dvc versions data/imports/ only: what each run read, imported under its digest.
+# A file a user keeps elsewhere under data/ (the demo's own CSV, an export) is not in it.
+RAW_IGNORE = ("/data/*", "!/data/imports")
+RAW_IGNORE_NOTE = "# thaw: data.dvc holds only what each run read, imported under data/imports/<md5>/"
+
+
+def ensure_raw_ignore(root: Path) -> None:
+    """Add thaw's two lines to the workspace's ``.dvcignore`` (keeping the rest of it)."""
+    path = root / ".dvcignore"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = text.splitlines()
+    if all(rule in lines for rule in RAW_IGNORE):
+        return
+    block = "\n".join([RAW_IGNORE_NOTE, *(r for r in RAW_IGNORE if r not in lines)])
+    path.write_text(text + ("\n" if text and not text.endswith("\n") else "") + block + "\n", encoding="utf-8")
+
+
 def _raw_location(source: Path, root: Path) -> Path:
-    """Where a raw input lives inside ``data/``: in place, or imported by copy under its
-    content digest (``data/imports/<md5>/<name>``), so two inputs of one name never meet."""
+    """Where a raw input is versioned: imported by copy under its content digest
+    (``data/imports/<md5>/<name>``), wherever it was, so two inputs of one name never
+    meet and ``data.dvc`` holds exactly the files the run read."""
     data_dir = root / RAW_DIR
     source = source.resolve()
-    if source.is_relative_to(data_dir):
+    if source.is_relative_to(data_dir / IMPORTS):
         return source
     target = data_dir / IMPORTS / file_md5(source) / source.name
     if not target.is_file() or file_md5(target) != file_md5(source):
@@ -154,13 +180,13 @@ def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
     """Track the raw inputs under ``data/`` with ``data.dvc`` and push them as the raw
     policy says: with the curated splits, to their own remote, or not at all (local).
 
-    Inputs outside ``data/`` are copied to ``data/imports/<md5>/`` first (DVC versions
-    what is inside the workspace), and imports of earlier runs that this one did not read
-    are removed from ``data/``, so ``data.dvc`` holds this run's inputs and the user's own
-    files under ``data/``, and an erased raw file stops being pushed.
+    Inputs are copied to ``data/imports/<md5>/`` first, imports of earlier runs that this
+    one did not read are removed, and ``.dvcignore`` keeps the rest of ``data/`` out: so
+    ``data.dvc`` holds exactly this run's inputs, and an erased raw file stops being pushed.
     """
     ensure_dvc_repo(cfg)
     root = cfg.root
+    ensure_raw_ignore(root)
     given = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
     with _raw_data_lock(cfg):  # another run's import is never pruned between its copy and its add
         located = {name: _raw_location(Path(p), root) for name, p in given.items() if p is not None}

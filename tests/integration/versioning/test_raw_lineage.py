@@ -110,3 +110,19 @@ def test_a_run_s_import_is_never_pruned_by_another_run_before_its_dvc_add(worksp
         tree = workspace / ".dvc" / "cache" / "files" / "md5" / version.md5[:2] / version.md5[2:]
         listed = {entry["md5"] for entry in json.loads(tree.read_text())}
         assert file_md5(inputs[name]) in listed, f"run {name}'s data.dvc lost its own input"
+
+
+def test_data_dvc_holds_exactly_the_files_the_run_read(workspace):
+    """An input inside data/ is imported like any other, and a file the user keeps under
+    data/ that the run did not read is not versioned (nor pushed) with it."""
+    import json
+
+    inside = _write(workspace / "data" / "tickets.csv", ["1,where is my parcel,ship"])
+    _write(workspace / "data" / "retrain" / "old-export.csv", ["9,Ana Lima asked,refund"])
+    _, tags = _run(workspace, train=inside)
+    md5 = tags["thaw.raw.md5"]
+    tree = workspace / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    listed = {entry["relpath"] for entry in json.loads(tree.read_text())}
+    assert listed == {f"imports/{file_md5(inside)}/tickets.csv"}
+    assert tags["thaw.raw.train.md5"] == file_md5(inside)
+    assert inside.is_file()  # the user's file stays where it was

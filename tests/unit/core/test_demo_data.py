@@ -13,13 +13,15 @@ def test_generation_is_deterministic():
 
 
 def test_regenerated_demo_matches_the_md5_pinned_by_data_dvc(tmp_path: Path):
-    """data.dvc pins the data/ directory; the demo CSV is its only file."""
-    from tasks.versioning.snapshots import dvc_directory_md5
+    """data.dvc pins what a demo run versions: the demo CSV imported under its digest, the
+    only file (.dvcignore keeps the rest of data/ out)."""
+    from tasks.versioning.snapshots import RAW_IGNORE, demo_tree_md5
 
     path = write_demo_data(tmp_path)
     out = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]
     assert out["nfiles"] == 1 and out["size"] == path.stat().st_size
-    assert dvc_directory_md5(tmp_path / "data") == out["md5"]
+    assert demo_tree_md5(path) == out["md5"]
+    assert set(RAW_IGNORE) <= set((REPO / ".dvcignore").read_text().splitlines())
 
 
 def test_demo_carries_pii_duplicates_and_invalid_rows():
