@@ -2,9 +2,9 @@
 
 ``measure_latency`` loads a model directory the way ``thaw serve`` does
 (``thaw.serving.ThawPredictor``: scrubbing, tokenising, encoder, head) and times it on
-held-out texts: each of ``rows`` texts alone (batch 1), then batches of ``batch``, every
-batch repeated with the scrubbing cache emptied, so each request pays for scrubbing
-and tokenising as a served one does. It reports p50/p95/p99 of both, the throughput at
+held-out texts: each of ``rows`` texts alone (batch 1), then 8 batches of ``batch``, the
+scrubbing cache emptied before every call, so each request pays for scrubbing and
+tokenising as a served one does. It reports p50/p95/p99 of both, the throughput at
 ``batch``, the resident memory the loaded model added to the process, and the size of
 the model's own files and of the shared base backbone.
 
@@ -78,8 +78,12 @@ def _percentiles(ms: list[float]) -> tuple[float, float, float]:
     return round(float(p50), 2), round(float(p95), 2), round(float(p99), 2)
 
 
-def measure_latency(model_dir: Path, texts: Sequence[str], rows: int, batch: int, repeats: int = 5) -> LatencyProfile:
-    """The serving cost of the model in ``model_dir`` on ``texts`` (held-out, at least one)."""
+def measure_latency(
+    model_dir: Path, texts: Sequence[str], rows: int, batch: int, batches: int = 8, repeats: int = 1
+) -> LatencyProfile:
+    """The serving cost of the model in ``model_dir`` on ``texts`` (held-out, at least one):
+    ``rows`` texts one at a time, then ``batches`` batches of ``batch`` (``repeats`` times),
+    held-out texts again where there are fewer."""
     from thaw.modeling import locate_backbone, numeric_precision, snapshot_files
     from thaw.pii.masking import clear_cache
     from thaw.serving import ThawPredictor
@@ -98,8 +102,8 @@ def measure_latency(model_dir: Path, texts: Sequence[str], rows: int, batch: int
         started = time.perf_counter()
         predictor.predict([text])
         one.append((time.perf_counter() - started) * 1000)
-    whole = [texts[i % len(texts)] for i in range(max(batch, len(texts)))]
-    chunks = [whole[i : i + batch] for i in range(0, len(whole) - batch + 1, batch)][:4] or [whole[:batch]]
+    whole = [texts[i % len(texts)] for i in range(max(batch * batches, len(texts)))]
+    chunks = [whole[i : i + batch] for i in range(0, len(whole) - batch + 1, batch)][:batches]
     many = []
     for _ in range(repeats):
         for chunk in chunks:
