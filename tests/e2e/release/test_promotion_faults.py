@@ -76,7 +76,10 @@ def team(tmp_path_factory, tiny_encoder, prefect_harness):
                 300,
                 5,
                 tracking={"tracking_uri": uri},
-                promotion={"lock_lease_seconds": 3, "lock_wait_seconds": 600},
+                # short, so the kill tests wait out a dead holder quickly (the default is 60 s); not
+                # 3 s: on two cores shared with other jobs, one of eight racing processes went
+                # 3 s without renewing and lost the lock (LockLost, by design)
+                promotion={"lock_lease_seconds": 8, "lock_wait_seconds": 600},
             )
             cfg = ThawConfig.model_validate(settings)
             thaw_pipeline(cfg)
