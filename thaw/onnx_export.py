@@ -185,8 +185,10 @@ def read_onnx_meta(model_dir: Path) -> dict | None:
     name = meta.get("file") if isinstance(meta, dict) else None
     if name is None:
         return None
-    if name not in (FP32_FILE, INT8_FILE):
-        raise UserError(f"{meta_path}: names {str(name)[:80]!r}, not one of thaw's ONNX files")
+    if (name, meta.get("variant")) not in ((FP32_FILE, "fp32"), (INT8_FILE, "int8")):
+        raise UserError(
+            f"{meta_path}: names {str(name)[:80]!r} as {str(meta.get('variant'))[:20]!r}, not one of thaw's ONNX files"
+        )
     path = model_dir / ONNX_DIR / name
     if not path.is_file() or file_sha256(path) != meta.get("sha256"):
         raise UserError(f"{path}: missing or changed since it was exported (sha256 does not match onnx.json)")

@@ -137,23 +137,28 @@ def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> s
 def carried_residual_pii(row: pd.Series, columns: Iterable[str], entities: tuple[str, ...]) -> str:
     """The residual-PII kinds in every carried column of a row, each named by its column
     after the text's ("EMAIL", "id:PHONE"); '' when all are clean."""
-    found = []
-    for column in columns:
-        if column == ID and KEYED_ID.fullmatch(str(row[column])):  # thaw's keyed digest of an id
-            continue
-        if column in row.index and (kinds := residual_pii_kinds(str(row[column]), entities)):
-            found.append(kinds if column == TEXT else f"{column}:{kinds}")
-    return ";".join(found)
+    found = [_column_kinds(column, str(row[column]), entities) for column in columns if column in row.index]
+    return ";".join(k for k in found if k)
+
+
+def _column_kinds(column: str, value: str, entities: tuple[str, ...]) -> str:
+    if column == ID and KEYED_ID.fullmatch(value):  # thaw's keyed digest of an id
+        return ""
+    kinds = residual_pii_kinds(value, entities)
+    return kinds if not kinds or column == TEXT else f"{column}:{kinds}"
 
 
 def _with_checks(frame: pd.DataFrame, text_col: str, entities: Iterable[str]) -> pd.DataFrame:
-    entities, carried = tuple(entities), (text_col, ID, LABEL, SLICE)
-    return frame.assign(
-        _normalized_text=frame[text_col].map(normalize_text),
-        _residual_pii=frame.apply(lambda row: carried_residual_pii(row, carried, entities), axis=1)
-        if len(frame)
-        else [],
-    )
+    """The frame with its check columns; the residual check column by column (a label or
+    slice repeats: each distinct value is checked once), joined per row."""
+    entities, carried = tuple(entities), [c for c in (text_col, ID, LABEL, SLICE) if c in frame.columns]
+    per_column = []
+    for column in carried:
+        values = frame[column].astype(str)
+        kinds = {v: _column_kinds(column, v, entities) for v in values.unique()}
+        per_column.append(values.map(kinds))
+    joined = [";".join(k for k in row if k) for row in zip(*per_column, strict=True)] if per_column else []
+    return frame.assign(_normalized_text=frame[text_col].map(normalize_text), _residual_pii=joined)
 
 
 def _suite(cfg: ThawConfig, split: str, columns: list[str], text_col: str, label_col: str, id_col: str):

@@ -49,10 +49,6 @@ def _accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
     return float(np.mean([a == b for a, b in zip(truth, predicted, strict=True)])) if truth else 0.0
 
 
-def _agreement(a: Sequence[str], b: Sequence[str]) -> float:
-    return _accuracy(a, b)
-
-
 def build_onnx_artifact(
     model_dir: Path, texts: Sequence[str], labels: Sequence[str], confidence: float, min_agreement: float
 ) -> OnnxReport:
@@ -71,13 +67,13 @@ def build_onnx_artifact(
     export_encoder(torch_model.encoder, torch_model.tokenizer, torch_model.backbone_cfg.pooling, staging / FP32_FILE)
     quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
     predictions = {}
-    for variant, name in (("fp32", FP32_FILE), ("int8", INT8_FILE)):
-        served = ThawPredictor(model_dir, use_onnx=False)
-        served.use_session(OnnxEncoder(staging / name))
-        predictions[variant] = served.predict(texts)["label"].tolist()
+    for variant, name in (("fp32", FP32_FILE), ("int8", INT8_FILE)):  # the loaded model, its encoder swapped
+        torch_model.use_session(OnnxEncoder(staging / name))
+        predictions[variant] = torch_model.predict(texts)["label"].tolist()
+    torch_model.use_session(None, "pytorch")
     n = len(labels)
     acc = {k: _accuracy(labels, v) for k, v in (("torch", torch_pred), *predictions.items())}
-    agree = {k: _agreement(torch_pred, v) for k, v in predictions.items()}
+    agree = {k: _accuracy(torch_pred, v) for k, v in predictions.items()}
     low, high = wilson_interval(round(acc["torch"] * n), n, confidence)
     common = {
         "agreement_fp32": round(agree["fp32"], 4),
