@@ -90,3 +90,46 @@ def lineage_tags(cfg: ThawConfig, raw, curated) -> dict[str, str]:
         **{f"thaw.curated.{s}.md5": f.md5 for s, f in curated.files.items()},
         **{f"thaw.curated.{s}.path": f.path for s, f in curated.files.items()},
     }
+
+
+def altered_version(cfg: ThawConfig, model: str, source: str, alter) -> str:
+    """A new version of ``model``: ``source``'s model files changed by ``alter(weights_dir)``,
+    logged and registered as the pipeline registers (digest recorded), made challenger."""
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    from tasks.release.promotion import register_challenger
+    from tasks.release.registration import _log_pyfunc, stored_model_digest
+    from tasks.release.stored_model import MODEL_DIGEST_TAG, check_stored_files, verified_model_dir
+    from tasks.tracking.client import client_for, scoped_tracking_uri
+    from tasks.tracking.identity import acting_identity
+    from tasks.tracking.runs import TrackingRun
+    from thaw.tracking import tracking_uri
+
+    client = client_for(cfg)
+    src = client.get_model_version(model, source)
+    weights = check_stored_files(verified_model_dir(cfg, model, source), model, source)
+    with tempfile.TemporaryDirectory(dir=cfg.state_path) as tmp:
+        work = Path(tmp) / weights.name
+        shutil.copytree(weights, work)
+        alter(work)
+        run = client.create_run(client.get_run(src.run_id).info.experiment_id, run_name=f"{model}-altered")
+        uri = tracking_uri(cfg)
+        with scoped_tracking_uri(uri):
+            model_uri = _log_pyfunc(TrackingRun(run.info.run_id, Path(tmp), uri, "test", "local"), work)
+            tags = {k: v for k, v in src.tags.items() if not k.startswith("thaw.approval")}
+            tags[MODEL_DIGEST_TAG] = stored_model_digest(model_uri, cfg.state_path / "restore")
+            mv = mlflow.register_model(model_uri, model, tags=tags)
+        client.set_terminated(run.info.run_id)
+    register_challenger(cfg, model, str(mv.version), acting_identity(cfg))
+    return str(mv.version)
+
+
+def reverse_labels(weights: Path) -> None:
+    """Give every class another's name: the same scores, different answers."""
+    import json
+
+    labels = json.loads((weights / "labels.json").read_text(encoding="utf-8"))
+    (weights / "labels.json").write_text(json.dumps(labels[::-1]), encoding="utf-8")

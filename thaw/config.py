@@ -408,6 +408,9 @@ class PromotionConfig(_Frozen):
 
     wait_for_approval: bool = False  # on a Prefect server: pause the run for a typed approval form
     approval_timeout_minutes: float = Field(60.0, gt=0)
+    # While a run waits for approval, the form's live evidence (the canary's figures from
+    # the serving store) is rewritten this often, so the approver reads it as it stands.
+    evidence_refresh_seconds: float = Field(60.0, ge=1)
     # The promotion lock: its holder renews the lease every quarter of it; a lock not
     # renewed for a whole lease (by the registry's clock) is taken over by the next waiter.
     lock_lease_seconds: float = Field(60.0, ge=2)
@@ -441,6 +444,29 @@ class MonitoringConfig(_Frozen):
     seed: int = 0
 
 
+class CanaryConfig(_Frozen):
+    """When a challenger's live traffic sends every request back to the champion.
+
+    Judged on the challenger's last ``window`` outcomes in the serving process, once there
+    are ``min_requests``: an error rate or a disagreement rate whose 95% Wilson interval
+    lies wholly above its threshold (noise alone rarely trips it), or a p95 latency over
+    ``max_p95_ms`` or over ``max_p95_ratio`` times the champion's p95 on the same requests."""
+
+    share: float = Field(0.1, gt=0, le=1)  # `thaw serve --canary` without a share
+    max_error_rate: float = Field(0.01, ge=0, lt=1)
+    max_disagreement: float = Field(0.25, ge=0, lt=1)
+    max_p95_ms: float | None = Field(None, gt=0)
+    max_p95_ratio: float | None = Field(3.0, gt=1)
+    min_requests: int = Field(50, ge=5)
+    window: int = Field(500, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _window_holds_min(self) -> CanaryConfig:
+        if self.window < self.min_requests:
+            raise ValueError("serving.canary.window must be at least min_requests")
+        return self
+
+
 class ServingConfig(_Frozen):
     # The p95 latency at batch 1 (milliseconds, on the serving path: scrubbing, tokenising,
     # encoder and head) a rung must meet to be selected; None: no budget.
@@ -451,6 +477,26 @@ class ServingConfig(_Frozen):
     # agrees with PyTorch on this share of the test rows and keeps its accuracy interval.
     onnx: bool = True
     onnx_min_agreement: float = Field(0.995, gt=0, le=1)
+    # Where `thaw serve` records each request's outcome (thaw/request_store.py): a
+    # SQLAlchemy URL, sqlite:///... or postgresql+psycopg2://user@host/db (the password
+    # from PGPASSWORD or ~/.pgpass, never here); None: <state_dir>/requests.db.
+    store: str | None = None
+    # What the store keeps of a request's text: its keyed digest only, or also the form the
+    # model saw (PII replaced by entity types, at most 2,000 characters). Never the raw text.
+    store_text: Literal["digest", "scrubbed"] = "digest"
+    # How often `thaw serve` re-reads the champion and challenger aliases (a promotion or a
+    # new challenger is served without a restart); 0: never.
+    alias_poll_seconds: float = Field(60.0, ge=0)
+    canary: CanaryConfig = CanaryConfig()
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(sqlite|postgresql)(\+[a-z0-9]+)?://", value):
+            raise ValueError(
+                f"serving.store {value[:80]!r}: expected sqlite:///PATH or postgresql+psycopg2://USER@HOST/DB"
+            )
+        return value
 
 
 class ThawConfig(_Frozen):

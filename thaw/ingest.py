@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,14 @@ def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
         for col in (columns.text, columns.label, columns.id, columns.slice):
             if col and col not in header:
                 raise UserError(f"{path}: column {col!r} not found (columns are: {', '.join(header)})")
+
+
+def read_columns(path: Path, names: Sequence[str], role: str = "input") -> dict[str, list[str]]:
+    """``names`` columns of a user's file (any supported type) as text, row by row;
+    UserError naming the file and the first missing column."""
+    path = Path(path)
+    frame = _read_frame(path, _check_file(path, role))
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: no column {missing[0]!r} (columns: {', '.join(map(str, frame.columns))[:300]})")
+    return {n: _as_text(frame[n], path, n)[0].tolist() for n in names}

@@ -427,6 +427,8 @@ def history_rows(report: LedgerReport, details: Mapping[str, str]) -> list[dict[
                 outcome += f" (completed later by {done.get('by')})"
         else:
             outcome = "requested " + str(e.get("requested")) if e.get("action") == "request" else "recorded"
+            if e.get("action") == "canary-fallback":
+                outcome = f"all traffic back to champion v{e.get('champion_before')}"
         rows.append(
             {
                 "when": str(e.get("at", ""))[:19].replace("T", " "),

@@ -26,6 +26,8 @@ class PromotionFacts:
     force: bool = False
     force_reason: str = ""
     comparison_summary: str = ""  # metric, rows used and left out, scores: quoted in the reasons
+    live_breaches: tuple[str, ...] = ()  # canary breaches recorded against it in front of live traffic
+    live_summary: str = ""  # what live traffic says, quoted when it passes
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class PromotionDecision:
 
 def promotion_decision(facts: PromotionFacts, alpha: float) -> PromotionDecision:
     """Promote when the candidate is the current, unrejected challenger, beats the champion
-    by a paired test (or there is none) and its lineage re-verifies; ``force`` (with a
-    reason) overrides only the performance and lineage checks, and is recorded as forced."""
+    by a paired test (or there is none), its canary (if it had one) did not breach and its
+    lineage re-verifies; ``force`` (with a reason) overrides only the performance, live and
+    lineage checks, and is recorded as forced."""
     if not facts.is_current_challenger:
         return PromotionDecision(False, (f"version {facts.version} is not the current challenger",))
     if facts.rejected:
@@ -58,6 +61,10 @@ def promotion_decision(facts: PromotionFacts, alpha: float) -> PromotionDecision
     else:
         c = facts.versus_champion
         failed.append(f"does not beat champion v{c.a} (p={c.p_value:.3f} >= {alpha}){how}")
+    if facts.live_breaches:
+        failed += [f"its canary breached: {b}" for b in facts.live_breaches]
+    elif facts.live_summary:
+        passed.append(facts.live_summary)
     if facts.lineage_problems:
         failed += [f"lineage: {p}" for p in facts.lineage_problems]
     else:

@@ -1,10 +1,9 @@
-"""CLI commands on the registry: models, lineage, approve, reject, rollback, ledger, restore-data, predict, serve."""
+"""CLI commands on the registry: models, lineage, approve, reject, rollback, ledger, restore-data, predict."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -88,10 +87,18 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from tasks.release.promotion import approve
+    from tasks.release.promotion import approve, live_evidence
+    from tasks.tracking.client import CHAMPION, alias_version, client_for
 
     cfg = config_from_args(args)
-    decision = approve(cfg, args.model, args.version, args.reason, force=args.force)
+    champion = alias_version(client_for(cfg), args.model, CHAMPION)
+    live = live_evidence(cfg, args.model, champion, args.version)
+    if live is not None:  # what the approver sees is what the ledger keeps
+        print("live evidence (thaw canary):")
+        print("\n".join(live.lines()))
+    decision = approve(
+        cfg, args.model, args.version, args.reason, force=args.force, shown_live=live.as_dict() if live else None
+    )
     state = "FORCED to champion" if decision.forced else "champion"
     print(f"{args.model} v{args.version} is now {state}:")
     for reason in decision.reasons:
@@ -239,41 +246,3 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     print(f"wrote {rows} predictions to {args.output}")
     return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """``mlflow models serve`` on the registered pyfunc, on loopback by default."""
-    import subprocess
-
-    from tasks.release.stored_model import allowed_backbone_sources, verified_model_dir
-    from tasks.tracking.client import resolve_version
-    from thaw.offline import service_environment
-    from thaw.serving import ALLOWED_BACKBONES_ENV
-
-    cfg = config_from_args(args)
-    mv = resolve_version(cfg, args.model)
-    local = verified_model_dir(cfg, mv.name, str(mv.version))  # thaw's own entry, weights and JSON only
-    bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn by name: it must be on PATH
-    # serves a local, verified copy: it needs no tracking credentials and never the PII key
-    env = service_environment(
-        (cfg.curation.pii.secret_env,),
-        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
-        **{ALLOWED_BACKBONES_ENV: json.dumps(sorted(allowed_backbone_sources(cfg)))},
-    )
-    print(f"serving {mv.name} v{mv.version} on http://{args.host}:{args.port}/invocations", flush=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        str(local),
-        "--env-manager",
-        "local",
-        "-h",
-        args.host,
-        "-p",
-        str(args.port),
-    ]
-    return subprocess.call(cmd, env=env)

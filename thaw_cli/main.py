@@ -23,9 +23,9 @@ from thaw_cli.commands_registry import (
     cmd_reject,
     cmd_restore,
     cmd_rollback,
-    cmd_serve,
     cmd_unlock,
 )
+from thaw_cli.commands_serving import cmd_canary, cmd_feedback, cmd_serve
 
 MODEL_REF = "NAME@ALIAS or NAME/VERSION"
 
@@ -117,10 +117,32 @@ def _registry_commands(sub) -> None:
     predict.add_argument("--output", required=True)
     predict.add_argument("--text-column")
     predict.add_argument("--id-column")
-    serve = _command(sub, "serve", "serve a registered model over HTTP (mlflow models serve)", cmd_serve)
-    serve.add_argument("model", help=MODEL_REF)
+    serve = _command(
+        sub, "serve", "serve @champion over HTTP; with a waiting @challenger: --shadow or --canary SHARE", cmd_serve
+    )
+    serve.add_argument("model", help="NAME (its champion, and its challenger with --shadow/--canary) or " + MODEL_REF)
+    routing = serve.add_mutually_exclusive_group()
+    routing.add_argument(
+        "--shadow", action="store_true", help="mirror every request to the challenger; it never answers"
+    )
+    routing.add_argument(
+        "--canary",
+        nargs="?",
+        const="config",
+        metavar="SHARE",
+        help="the challenger answers this share of requests, e.g. 10%% (default: serving.canary.share)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
+    feedback = _command(sub, "feedback", "record true labels of served requests, by request id", cmd_feedback)
+    feedback.add_argument("input", help="CSV, TSV, JSONL or Parquet with request_id and label columns")
+    feedback.add_argument("--id-column", default="request_id")
+    feedback.add_argument("--label-column", default="label")
+    canary = _command(sub, "canary", "what live traffic says about the challenger beside the champion", cmd_canary)
+    canary.add_argument("model", help="NAME: its current champion and challenger")
+    canary.add_argument("--champion", help="another pair: this champion version")
+    canary.add_argument("--challenger", help="another pair: this challenger version")
+    canary.add_argument("--json", action="store_true")
 
 
 def _operations_commands(sub) -> None:

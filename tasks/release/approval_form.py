@@ -24,6 +24,7 @@ stays challenger.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,72 @@ def serving_line(cost: dict) -> str:
     )
 
 
+def live_section(cfg: ThawConfig, registered: RegisteredVersion) -> tuple[str, dict | None]:
+    """The form's "Live evidence" section as it stands now, and the figures it shows (the
+    ledger keeps what the approver saw). Read from the serving store (``thaw canary``)."""
+    from tasks.release.promotion import live_evidence
+
+    champion = alias_version(client_for(cfg), registered.name, CHAMPION)
+    now = datetime.now(UTC)
+    head = f"**Live evidence** (the serving store, as of {now:%Y-%m-%d %H:%M:%S} UTC"
+    if champion is None or champion == registered.version:
+        return f"{head})\n\n- none: there is no champion for it to run beside", None
+    try:
+        report = live_evidence(cfg, registered.name, champion, registered.version)
+    except UserError as exc:
+        return f"{head})\n\n- **the store cannot be read**: {exc}", None
+    refresh = f"; rewritten every {cfg.promotion.evidence_refresh_seconds:g} s while this run waits)"
+    if report is None:
+        return (
+            f"{head}{refresh}\n\n- no live requests yet: `thaw serve {registered.name} --shadow` (or `--canary 10%`) "
+            f"puts v{registered.version} beside champion v{champion} on live traffic",
+            None,
+        )
+    return head + refresh + "\n\n" + "\n".join(f"- {line.strip()}" for line in report.lines()[1:]), report.as_dict()
+
+
+class EvidenceRefresher:
+    """Rewrites the paused form's description with the live evidence as it stands, every
+    ``promotion.evidence_refresh_seconds``, while the run waits (the Prefect UI reads the
+    description when the approver presses Resume). ``shown`` is what it last showed."""
+
+    def __init__(self, cfg: ThawConfig, registered: RegisteredVersion, static: str, pause_key: str, shown) -> None:
+        import threading
+
+        self.cfg, self.registered, self.static, self.shown = cfg, registered, static, shown
+        self.key = f"paused-{pause_key}-description"  # prefect.input.keyset_from_paused_state
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="thaw-evidence-refresh", daemon=True)
+
+    def start(self) -> EvidenceRefresher:
+        from prefect.runtime import flow_run
+
+        self._flow_run_id = flow_run.get_id()
+        if self._flow_run_id is not None:
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        from prefect import get_client
+
+        while not self._stop.wait(self.cfg.promotion.evidence_refresh_seconds):
+            try:
+                section, shown = live_section(self.cfg, self.registered)
+                with get_client(sync_client=True) as client:
+                    client.delete_flow_run_input(flow_run_id=self._flow_run_id, key=self.key)
+                    client.create_flow_run_input(
+                        flow_run_id=self._flow_run_id, key=self.key, value=json.dumps(self.static + "\n\n" + section)
+                    )
+                self.shown = shown
+            except Exception as exc:  # the form keeps what it showed last; the next round tries again
+                log.warning("could not refresh the approval form's live evidence: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+
 def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadline: datetime) -> str:
     """Markdown shown above the form: the deadline, the gate's verdict as it stands,
     metrics, the comparison with the champion, links and lineage."""
@@ -181,7 +248,9 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
     ref = f"{registered.name} v{registered.version}"
     timeout = int(cfg.promotion.approval_timeout_minutes * 60)
     deadline = datetime.now(UTC) + timedelta(seconds=timeout)
-    description = approval_description(cfg, registered, deadline)
+    static = approval_description(cfg, registered, deadline)
+    section, shown = live_section(cfg, registered)
+    description = static + "\n\n" + section
     key = f"approval-{registered.name}-v{registered.version}".lower().replace("_", "-")
     _announce(key + "-request", description, f"waiting for approval of {ref}")
     logger.warning(
@@ -191,22 +260,30 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
         f"{deadline:%Y-%m-%d %H:%M}",
     )
     form = ApprovalForm.with_initial_data(description=description)
+    pause_key = f"approve-{registered.name}-{registered.version}"
+    refresher = EvidenceRefresher(cfg, registered, static, pause_key, shown).start()
     try:
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=timeout, key=f"approve-{registered.name}-{registered.version}"
-        )
+        answer = pause_flow_run(wait_for_input=form, timeout=timeout, key=pause_key)
     except FlowPauseTimeout:
+        refresher.stop()
         _end_pause("no approval before the deadline")
         outcome = ApprovalOutcome(
             "timeout",
             f"no answer within {cfg.promotion.approval_timeout_minutes} min: {ref} stays challenger",
         )
     else:
+        refresher.stop()
         typed = answer.approver.strip()
         registry = registry_identity(cfg)
         if registry.verified or team_approvers(cfg) is not None:
             request_approval(
-                cfg, registered.name, registered.version, answer.decision != "reject", answer.reason, typed
+                cfg,
+                registered.name,
+                registered.version,
+                answer.decision != "reject",
+                answer.reason,
+                typed,
+                shown_live=refresher.shown,
             )
             outcome = ApprovalOutcome(
                 "requested",
@@ -222,7 +299,15 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
                     reject(cfg, registered.name, registered.version, answer.reason, via=via, who=who)
                     outcome = ApprovalOutcome("rejected", f"{typed} rejected {ref}: {answer.reason}")
                 else:
-                    decision = approve(cfg, registered.name, registered.version, answer.reason, via=via, who=who)
+                    decision = approve(
+                        cfg,
+                        registered.name,
+                        registered.version,
+                        answer.reason,
+                        via=via,
+                        who=who,
+                        shown_live=refresher.shown,
+                    )
                     how = "FORCED, " if decision.forced else ""
                     outcome = ApprovalOutcome(
                         "approved", f"{typed} approved {ref} ({how}{'; '.join(decision.reasons)}): it is champion"

@@ -160,8 +160,28 @@ def _finish_approval(client, name: str, intent: dict[str, Any]) -> None:
         client.delete_registered_model_alias(name, CHALLENGER)
 
 
+def live_evidence(cfg: ThawConfig, name: str, champion: str | None, challenger: str):
+    """What live traffic says about ``challenger`` beside ``champion`` (a
+    ``thaw.canary.CanaryReport``), or None when it never met traffic beside it. A store
+    that cannot be read is said in the report's place (UserError), never skipped."""
+    from thaw.request_store import RequestStore, store_exists
+
+    if champion is None or champion == challenger or not store_exists(cfg):
+        return None
+    report = RequestStore.for_config(cfg).report(name, champion, challenger)
+    return report if report.requests or report.breaches else None
+
+
 def _gate(
-    cfg: ThawConfig, client, name: str, version: str, mv, champion: str | None, force: bool, reason: str
+    cfg: ThawConfig,
+    client,
+    name: str,
+    version: str,
+    mv,
+    champion: str | None,
+    force: bool,
+    reason: str,
+    live=None,
 ) -> tuple[PromotionDecision, dict[str, Any]]:
     """The gate's decision on ``version`` now, and the details the ledger keeps."""
     from tasks.release.champion_comparison import compare_with_champion
@@ -186,9 +206,20 @@ def _gate(
         force=force,
         force_reason=reason if force else "",
         comparison_summary=summary,
+        live_breaches=tuple(f"{b['at']}: {b['reason']}" for b in live.breaches) if live else (),
+        live_summary=live_line(live) if live else "",
     )
     decision = promotion_decision(facts, cfg.training.ladder.alpha)
-    return decision, {"gate": list(decision.reasons), "versus_champion": versus.as_dict() if versus else None}
+    details = {"gate": list(decision.reasons), "versus_champion": versus.as_dict() if versus else None}
+    return decision, details | ({"live_evidence": live.as_dict()} if live else {})
+
+
+def live_line(report) -> str:
+    """The live evidence in one line (the gate's reasons, the ledger, the CLI)."""
+    return (
+        f"live traffic beside champion v{report.champion}: {report.requests:,} requests, agreement "
+        f"{report.agreement.text()}; challenger accuracy {report.accuracy['challenger'].text()} labelled"
+    )
 
 
 def preview_gate(cfg: ThawConfig, name: str, version: str) -> PromotionDecision:
@@ -196,7 +227,8 @@ def preview_gate(cfg: ThawConfig, name: str, version: str) -> PromotionDecision:
     nothing is written. Shown to the approver before they answer."""
     client = client_for(cfg)
     champion = alias_version(client, name, CHAMPION)
-    return _gate(cfg, client, name, version, _version(client, name, version), champion, False, "")[0]
+    live = live_evidence(cfg, name, champion, version)
+    return _gate(cfg, client, name, version, _version(client, name, version), champion, False, "", live)[0]
 
 
 def approve(
@@ -207,10 +239,13 @@ def approve(
     force: bool = False,
     via: str = "cli",
     who: Identity | None = None,
+    shown_live: dict[str, Any] | None = None,
 ) -> PromotionDecision:
     """Approve ``version``: record the intent, run the gate, and if it passes make the
     version champion; the completion records the outcome either way. Refused: UserError.
-    ``who`` defaults to the identity the registry authenticates (``tasks.tracking.identity``)."""
+    ``who`` defaults to the identity the registry authenticates (``tasks.tracking.identity``).
+    The intent records the live evidence the approver saw: ``shown_live`` (what the form
+    showed them) or, by default, the canary report as it stands now (what the CLI prints)."""
     _require_reason(reason, "an approval")
     client, who = client_for(cfg), who or acting_identity(cfg)
     for permission in ("approve", "force") if force else ("approve",):  # a forced approval is both
@@ -223,9 +258,13 @@ def approve(
         cosigned = _cosignature(report, version, who) if force else None
         request = _pending_request(report, version)
         fields = {"champion_before": champion, "via": via, "force": force, "request": request}
-        intent = append(client, name, lock, who, _intent("approve", version, **fields, **_cosigned(cosigned)), reason)
+        live = live_evidence(cfg, name, champion, version)
+        seen = {"live_evidence": (shown_live or live.as_dict()) if (shown_live or live) else None}
+        intent = append(
+            client, name, lock, who, _intent("approve", version, **fields, **_cosigned(cosigned)), reason, details=seen
+        )
         _failpoint("approve:after-intent")
-        decision, details = _gate(cfg, client, name, version, mv, champion, force, reason)
+        decision, details = _gate(cfg, client, name, version, mv, champion, force, reason, live)
         if not decision.promote:
             append(client, name, lock, who, completion_fields(intent, "refused"), details=details)
             raise UserError(f"{name} v{version} not promoted: " + "; ".join(decision.reasons))
@@ -311,9 +350,18 @@ def register_challenger(cfg: ThawConfig, name: str, version: str, who: Identity)
         append(client, name, lock, who, completion_fields(intent, "applied", challenger_after=version))
 
 
-def request_approval(cfg: ThawConfig, name: str, version: str, approve_it: bool, reason: str, claimed_by: str) -> None:
+def request_approval(
+    cfg: ThawConfig,
+    name: str,
+    version: str,
+    approve_it: bool,
+    reason: str,
+    claimed_by: str,
+    shown_live: dict[str, Any] | None = None,
+) -> None:
     """Record an answer typed into the Prefect form as a request: the form's user is not
-    authenticated, so ``thaw approve``/``reject`` by an authenticated approver decides."""
+    authenticated, so ``thaw approve``/``reject`` by an authenticated approver decides.
+    The request keeps the live evidence the form showed."""
     client, who = client_for(cfg), acting_identity(cfg)
     with locked_operation(cfg, name, who, f"approval request for v{version}") as lock:
         append(
@@ -331,7 +379,26 @@ def request_approval(cfg: ThawConfig, name: str, version: str, approve_it: bool,
                 "via": "prefect",
             },
             reason,
+            details={"live_evidence": shown_live} if shown_live else None,
         )
+
+
+def record_canary_fallback(
+    cfg: ThawConfig, name: str, champion: str, challenger: str, reason: str, detail: dict
+) -> None:
+    """Record in the ledger that ``challenger``'s live traffic breached the canary's
+    thresholds and all traffic went back to ``champion`` (no alias moves)."""
+    client, who = client_for(cfg), acting_identity(cfg)
+    with locked_operation(cfg, name, who, f"canary fallback of v{challenger}") as lock:
+        fields = {
+            "op": new_op(),
+            "phase": "record",
+            "action": "canary-fallback",
+            "version": challenger,
+            "champion_before": champion,
+            "via": "thaw serve",
+        }
+        append(client, name, lock, who, fields, reason[:2000], details=detail)
 
 
 def _pending_request(report: LedgerReport, version: str) -> str | None:
