@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, ratios measured in this one run on this machine.
 
-python -m bench [--only pii,dedup,encoder,serving,cache,rerun,rss,drift,ladder] [--rss-sizes 100000,1000000]
+python -m bench [--only pii,dedup,encoder,serving,canary,cache,rerun,rss,drift,ladder] [--rss-sizes 100000,1000000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thaw.offline import apply_offline_environment
 
-SECTIONS = ("pii", "dedup", "encoder", "serving", "cache", "rerun", "rss", "drift", "ladder")
+SECTIONS = ("pii", "dedup", "encoder", "serving", "canary", "cache", "rerun", "rss", "drift", "ladder")
 
 
 def main() -> None:
@@ -47,6 +47,10 @@ def main() -> None:
             from bench import serving
 
             results[section] = serving.run()
+        elif section == "canary":
+            from bench import canary
+
+            results[section] = canary.run()
         elif section == "cache":
             from bench import cache
 

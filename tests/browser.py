@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +60,31 @@ def browser_page(width: int = 1400, height: int = 1000) -> Iterator:
             yield page
         finally:
             browser.close()
+
+
+def paused_flow_run(api: str, run: subprocess.Popen, timeout_s: float, log: Path) -> dict:
+    """The first PAUSED flow run on the Prefect server at ``api``, while ``run`` lives."""
+    from thaw_cli.services import http_json
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and run.poll() is None:
+        runs = http_json(f"{api}/flow_runs/filter", "POST", {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}})
+        if runs:
+            return runs[0]
+        time.sleep(2)
+    raise AssertionError(f"no run paused for approval (exit code {run.poll()}):\n{log.read_text()[-3000:]}")
+
+
+def answer_approval_form(form, decision: str, reason: str, approver: str) -> None:
+    """Fill the form as a person would: pick the decision, type the reason and the name."""
+
+    def field(label: str):
+        return form.locator(".schema-form-property").filter(
+            has=form.page.locator(".schema-form-property__label", has_text=label)
+        )
+
+    field("Decision").locator("button.p-select-button__control").focus()
+    form.page.keyboard.press("ArrowDown")  # opens the list (a click on this control only focuses it)
+    form.page.get_by_role("option", name=decision, exact=True).click()
+    field("Reason").locator("textarea, input").first.fill(reason)
+    field("Approver").locator("textarea, input").first.fill(approver)

@@ -207,7 +207,8 @@ class RequestStore:
         unknown = [rid for rid, _ in labels if rid not in held]
         if unknown:
             raise UserError(
-                f"{source}: {len(unknown)} request ids the store does not hold (first {unknown[0]}); nothing recorded"
+                f"{source}: {len(unknown)} request id{'s' if len(unknown) > 1 else ''} the store does not hold "
+                f"(first {unknown[0]}); nothing recorded"
             )
         at = now_iso()
         with self.engine.begin() as conn:

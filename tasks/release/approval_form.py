@@ -296,7 +296,15 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
             via = f"prefect form (typed name: {typed[:60]})"
             try:
                 if answer.decision == "reject":
-                    reject(cfg, registered.name, registered.version, answer.reason, via=via, who=who)
+                    reject(
+                        cfg,
+                        registered.name,
+                        registered.version,
+                        answer.reason,
+                        via=via,
+                        who=who,
+                        shown_live=refresher.shown,
+                    )
                     outcome = ApprovalOutcome("rejected", f"{typed} rejected {ref}: {answer.reason}")
                 else:
                     decision = approve(

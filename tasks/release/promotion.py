@@ -284,9 +284,16 @@ def approve(
 
 
 def reject(
-    cfg: ThawConfig, name: str, version: str, reason: str, via: str = "cli", who: Identity | None = None
+    cfg: ThawConfig,
+    name: str,
+    version: str,
+    reason: str,
+    via: str = "cli",
+    who: Identity | None = None,
+    shown_live: dict[str, Any] | None = None,
 ) -> None:
-    """Record a rejection; the version loses ``challenger`` and can no longer be promoted."""
+    """Record a rejection; the version loses ``challenger`` and can no longer be promoted.
+    The intent keeps the live evidence the approver was shown (``shown_live``), if any."""
     _require_reason(reason, "a rejection")
     client, who = client_for(cfg), who or acting_identity(cfg)
     _require_permission(who, "reject", name)
@@ -295,7 +302,8 @@ def reject(
         _verified_report(client, name, who, "a rejection")
         if alias_version(client, name, CHAMPION) == version:
             raise UserError(f"{name} v{version} is the champion; use `thaw rollback` to replace it")
-        intent = append(client, name, lock, who, _intent("reject", version, via=via), reason)
+        seen = {"live_evidence": shown_live} if shown_live else None
+        intent = append(client, name, lock, who, _intent("reject", version, via=via), reason, details=seen)
         _failpoint("reject:after-intent")
         for key, value in {
             "thaw.approval": "rejected",

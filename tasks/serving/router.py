@@ -220,7 +220,8 @@ class Router:
                 "mode": self.mode,
                 "answered_by": answered_by,
                 "champion_version": pair.champion.version,
-                "challenger_version": pair.challenger.version if pair.challenger else None,
+                # a request the challenger never saw (taken off after a breach) is not the pair's
+                "challenger_version": pair.challenger.version if results[CHALLENGER] or errors[CHALLENGER] else None,
                 "text_digest": self.store.digest(text),
                 "text_chars": len(text),
                 "model_input": scrubbed[i] if scrubbed else None,

@@ -85,3 +85,56 @@ def test_pipeline_runs_against_mlflow_and_prefect_on_postgresql(tmp_path, tiny_e
                 timeout=120,
             )
             assert check.stdout.strip().splitlines()[-1] == "COMPLETED", check.stderr[-2000:]
+
+
+def test_the_request_store_on_postgresql_is_the_one_every_process_reads(tmp_path):
+    """A team's store: the server's process and another (thaw feedback, thaw canary) see
+    the same rows, the same digest key and the same refusals."""
+    import uuid
+
+    from thaw.errors import UserError
+    from thaw.request_store import RequestStore, now_iso
+
+    with postgres_server(("requests",)) as pg:
+        url = f"postgresql+psycopg2://{pg}/requests"
+        server, reader = RequestStore(url), RequestStore(url)
+        assert (
+            server.digest("I lost my card")
+            == reader.digest("I lost my card")
+            != RequestStore(f"sqlite:///{tmp_path / 'other.db'}").digest("I lost my card")
+        )
+        ids = [uuid.uuid4().hex for _ in range(3)]
+        server.record(
+            [
+                {
+                    "id": rid,
+                    "model": "tickets",
+                    "at": now_iso(),
+                    "mode": "canary",
+                    "answered_by": "challenger" if i == 0 else "champion",
+                    "champion_version": "1",
+                    "challenger_version": "2",
+                    "text_digest": server.digest(f"text {i}"),
+                    "text_chars": 6,
+                    "model_input": None,
+                    "batch_rows": 1,
+                    "champion_label": "refund",
+                    "champion_confidence": 0.9,
+                    "champion_ms": 5.0,
+                    "champion_error": None,
+                    "challenger_label": "refund" if i < 2 else "lost_card",
+                    "challenger_confidence": 0.8,
+                    "challenger_ms": 6.0,
+                    "challenger_error": None,
+                }
+                for i, rid in enumerate(ids)
+            ]
+        )
+        with pytest.raises(UserError, match="1 request id the store does not hold"):
+            reader.add_feedback([(ids[0], "refund"), ("0" * 32, "refund")], "labels.csv")
+        assert reader.add_feedback([(rid, "refund") for rid in ids], "labels.csv") == 3
+        report = server.report("tickets", "1", "2")
+        assert (report.requests, report.agreement.hits, report.accuracy["challenger"].hits) == (3, 2, 2)
+        assert report.answered == {"champion": 2, "challenger": 1}
+        server.close()
+        reader.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.browser import browser_page, screenshot_dir
+from tests.browser import answer_approval_form, browser_page, paused_flow_run, screenshot_dir
 from tests.projects import ticket_project
 from tests.servers import free_port, running
 from thaw_cli.services import http_json, prefect_server_command
@@ -131,16 +131,6 @@ def _scroll_to(page, text: str, tries: int = 40) -> None:
     found.wait_for()
 
 
-def _paused_flow_run(api: str, run: subprocess.Popen, timeout_s: float, log: Path) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and run.poll() is None:
-        runs = http_json(f"{api}/flow_runs/filter", "POST", {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}})
-        if runs:
-            return runs[0]
-        time.sleep(2)
-    raise AssertionError(f"no run paused for approval (exit code {run.poll()}):\n{log.read_text()[-3000:]}")
-
-
 def test_the_approver_answers_the_form_in_the_prefect_ui_and_sees_the_decision(tmp_path, tiny_encoder):
     from thaw.config import load_config
 
@@ -166,7 +156,7 @@ def test_the_approver_answers_the_form_in_the_prefect_ui_and_sees_the_decision(t
                 start_new_session=True,
             )
         try:
-            flow_run = _paused_flow_run(api, run, 600, run_log)
+            flow_run = paused_flow_run(api, run, 600, run_log)
             with browser_page() as page:
                 page.goto(f"{ui}/runs/flow-run/{flow_run['id']}")
                 page.get_by_text("WAITING FOR APPROVAL").first.wait_for()  # the run says what it waits for
@@ -176,7 +166,9 @@ def test_the_approver_answers_the_form_in_the_prefect_ui_and_sees_the_decision(t
                 form.get_by_text(f"Approve {MODEL} v1 as champion?").wait_for()
                 form.get_by_text("The gate would PROMOTE it now").wait_for()
                 form.get_by_text("serving cost (measured in the run").wait_for()
-                _answer(form, decision="approve", reason="checked the card and the data checks", approver="ana")
+                answer_approval_form(
+                    form, decision="approve", reason="checked the card and the data checks", approver="ana"
+                )
                 page.screenshot(path=str(shots / "prefect-approval-form.png"))
                 form.get_by_role("button", name="Submit").click()
                 assert run.wait(timeout=300) == 0, run_log.read_text()[-3000:]
@@ -201,18 +193,3 @@ def test_the_approver_answers_the_form_in_the_prefect_ui_and_sees_the_decision(t
     assert intent["identity"] == "not verified: name typed into the Prefect form; unsigned: no approvers file"
     output = run_log.read_text()
     assert "APPROVED" in output and "now 'champion'" in output
-
-
-def _answer(form, decision: str, reason: str, approver: str) -> None:
-    """Fill the form as a person would: pick the decision, type the reason and the name."""
-
-    def field(label: str):
-        return form.locator(".schema-form-property").filter(
-            has=form.page.locator(".schema-form-property__label", has_text=label)
-        )
-
-    field("Decision").locator("button.p-select-button__control").focus()
-    form.page.keyboard.press("ArrowDown")  # opens the list (a click on this control only focuses it)
-    form.page.get_by_role("option", name=decision, exact=True).click()
-    field("Reason").locator("textarea, input").first.fill(reason)
-    field("Approver").locator("textarea, input").first.fill(approver)

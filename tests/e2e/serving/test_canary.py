@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -137,7 +138,7 @@ def test_shadow_never_changes_the_champions_answers_and_the_store_holds_both(liv
     assert texts[0].encode() not in db and all(r["model_input"] is None for r in rows.values())  # digest only
 
 
-def test_a_canary_is_reported_shown_at_approval_and_falls_back_by_itself_on_a_breach(live, tmp_path):
+def test_a_canary_answers_its_share_takes_labels_back_and_is_shown_at_approval(live, tmp_path):
     from tasks.release.ledger import ledger_report
     from tasks.tracking.client import client_for
     from thaw.ledger import full_text
@@ -153,7 +154,7 @@ def test_a_canary_is_reported_shown_at_approval_and_falls_back_by_itself_on_a_br
         bad = tmp_path / "bad.csv"
         pd.DataFrame({"request_id": [ids[0], "0" * 32], "label": truth[:2]}).to_csv(bad, index=False)
         refused = _thaw(config, "feedback", str(bad))
-        assert refused.returncode == 2 and "1 request ids the store does not hold" in refused.stderr
+        assert refused.returncode == 2 and "1 request id the store does not hold" in refused.stderr
         labels = tmp_path / "labels.csv"
         pd.DataFrame({"request_id": ids, "label": truth[:30]}).to_csv(labels, index=False)
         fed = _thaw(config, "feedback", str(labels))
@@ -170,8 +171,13 @@ def test_a_canary_is_reported_shown_at_approval_and_falls_back_by_itself_on_a_br
         intent = [e for e in ledger_report(client, MODEL, None).entries if e["action"] == "approve"][-1]
         seen = json.loads(full_text(intent, "details", client.get_registered_model(MODEL).tags)[0])
         assert seen["live_evidence"]["requests"] == 60 and seen["live_evidence"]["accuracy"]["challenger"]["n"] > 0
-        # more traffic: past min_requests the disagreement breaches, and the challenger is taken off
-        more = [_predict(url, [t])[0] for t in texts[30:50]]
+
+
+def test_a_breach_sends_all_traffic_back_to_the_champion_by_itself_and_is_recorded(live, tmp_path):
+    cfg, config, texts, _ = live
+    with _serving(config, tmp_path / "serve.log", "--canary", "50%") as url:
+        # past min_requests the disagreement breaches, and the challenger is taken off
+        more = [g for start in range(0, 50, 10) for g in _predict(url, texts[start : start + 10])]
         deadline = time.monotonic() + 60
         while _call(f"{url}/version")[1]["challenger_routed"] and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -179,7 +185,7 @@ def test_a_canary_is_reported_shown_at_approval_and_falls_back_by_itself_on_a_br
         assert not state["challenger_routed"] and "disagreement" in state["why_not"], state
         after = [_predict(url, [t])[0] for t in texts[50:60]]
         assert {g["model_version"] for g in after} == {"1"}
-        assert len(more) == 20
+        assert len(more) == 50
     ledger = _thaw(config, "ledger", MODEL, "--verify")
     assert ledger.returncode == 0 and "canary-fallback v2" in ledger.stdout, ledger.stdout + ledger.stderr
     assert "BREACH" in _thaw(config, "canary", MODEL).stdout
@@ -190,3 +196,82 @@ def test_a_canary_is_reported_shown_at_approval_and_falls_back_by_itself_on_a_br
         assert {g["model_version"] for g in _predict(url, texts[:10])} == {"1"}
     refused = _thaw(config, "approve", MODEL, "2", "--reason", "try again")
     assert refused.returncode == 2 and "its canary breached" in refused.stderr, refused.stderr
+
+
+@pytest.mark.browser
+def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_keeps_it(live, tmp_path):
+    """A run paused for approval of v2, in a real Prefect server: labels that arrive while it
+    waits reach the form the approver opens, and their answer records what the form showed."""
+    from tasks.release.ledger import ledger_report
+    from tasks.tracking.client import client_for
+    from tests.browser import answer_approval_form, browser_page, paused_flow_run, screenshot_dir
+    from thaw.ledger import full_text
+    from thaw.request_store import RequestStore
+    from thaw_cli.services import http_json, prefect_server_command
+
+    cfg, config, _, truth = live
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    settings["promotion"] = {"evidence_refresh_seconds": 1, "approval_timeout_minutes": 10}
+    waiting = tmp_path / "waiting.yaml"
+    waiting.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    run_id = client_for(cfg).get_model_version(MODEL, "2").run_id
+    script = tmp_path / "approval.py"
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nfrom prefect import flow\n"
+        "from tasks.release.approval_form import final_state, wait_for_approval\n"
+        "from tasks.tracking.client import RegisteredVersion\nfrom thaw.config import load_config\n"
+        "from thaw.offline import apply_offline_environment\napply_offline_environment()\n"
+        "cfg = load_config(Path(sys.argv[1])).resolved()\n"
+        "@flow(name='approve-after-canary')\ndef approval():\n"
+        f"    outcome = wait_for_approval(cfg, RegisteredVersion('{MODEL}', '2', 'challenger', '{run_id}'))\n"
+        "    return final_state(outcome, outcome.outcome)\n"
+        "print('OUTCOME', approval())\n",
+        encoding="utf-8",
+    )
+    store = RequestStore.for_config(cfg)
+    unlabelled = [r["id"] for r in store.requests_of(MODEL, "1", "2") if r["id"] not in store.labels_for([r["id"]])]
+    shots, port = screenshot_dir(tmp_path / "screenshots"), free_port()
+    ui, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api"
+    env = {"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_UI_URL": ui}
+    with running(prefect_server_command(port), f"{api}/health", tmp_path / "prefect.log", env=env, timeout_s=180):
+        log = tmp_path / "run.log"
+        with open(log, "w") as out:
+            run = subprocess.Popen(
+                [sys.executable, str(script), str(waiting)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        try:
+            flow_run = paused_flow_run(api, run, 300, log)
+            # labels arrive while the run waits: the form the approver opens now counts them
+            labels = tmp_path / "late.csv"
+            pd.DataFrame({"request_id": unlabelled, "label": (truth * 2)[: len(unlabelled)]}).to_csv(
+                labels, index=False
+            )
+            assert _thaw(config, "feedback", str(labels)).returncode == 0
+            time.sleep(3)  # a few refreshes
+            with browser_page() as page:
+                page.goto(f"{ui}/runs/flow-run/{flow_run['id']}")
+                page.get_by_role("button", name="Resume").first.click()
+                form = page.get_by_role("dialog")
+                form.get_by_text("Live evidence").wait_for()
+                form.get_by_text(f"on {40 + len(unlabelled)} labelled").first.wait_for()
+                form.get_by_text("agreement").first.wait_for()
+                form.get_by_text("BREACH").first.wait_for()  # the breach the canary recorded, beside the figures
+                form.get_by_text("Live evidence").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / "prefect-approval-live-evidence.png"))
+                answer_approval_form(form, decision="reject", reason="the canary disagrees too often", approver="ana")
+                form.get_by_role("button", name="Submit").click()
+                assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
+            assert http_json(f"{api}/flow_runs/{flow_run['id']}")["state"]["name"] == "Rejected"
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(timeout=30)
+    client = client_for(cfg)
+    intent = [e for e in ledger_report(client, MODEL, None).entries if e["action"] == "reject"][-1]
+    seen = json.loads(full_text(intent, "details", client.get_registered_model(MODEL).tags)[0])["live_evidence"]
+    assert seen["accuracy"]["challenger"]["n"] == 40 + len(unlabelled)  # what the form showed, not what was paused on
