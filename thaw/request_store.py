@@ -253,11 +253,9 @@ class RequestStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(events.c.seq))]
 
-    def breaches_of_challenger(self, model: str, challenger: str) -> list[dict[str, Any]]:
-        """Breaches recorded against ``challenger`` beside any champion."""
-        query = sa.select(events).where(
-            events.c.model == model, events.c.kind == "breach", events.c.challenger_version == challenger
-        )
+    def breaches_of_model(self, model: str) -> list[dict[str, Any]]:
+        """Every breach recorded for ``model``, oldest first."""
+        query = sa.select(events).where(events.c.model == model, events.c.kind == "breach")
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(events.c.seq))]
 

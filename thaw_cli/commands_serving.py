@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 from thaw.errors import UserError
@@ -38,57 +39,144 @@ def serving_mode(args: argparse.Namespace) -> tuple[str, str, str | None]:
     return name, "shadow" if args.shadow else "canary" if args.canary else "champion", None
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the champion (and the challenger in shadow or canary) on thaw's own server."""
-    import uvicorn
+BREACH_POLL_S = 2.0  # how often the store's breaches are copied into the ledger
 
-    from tasks.release.promotion import record_canary_fallback
-    from tasks.release.stored_model import load_verified_model
-    from tasks.serving.router import Router
-    from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version, client_for, resolve_version
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the champion (and the challenger in shadow or canary) on thaw's own server.
+
+    Two processes. This one holds the registry's credentials: it resolves the aliases,
+    fetches and verifies each version's files, writes the server's plan (which verified
+    model directories to serve, how) and records every canary breach in the ledger. The
+    server it starts (``thaw_cli.serving_app``) answers HTTP with an environment that holds
+    no PII key, no tracking password or token and no signing key: it reads the plan, loads
+    the directories it names and writes only to the request store."""
+    import signal
+    import subprocess
+    import sys
+
+    from tasks.serving.fallback import record_breaches
+    from thaw.offline import service_environment
     from thaw.request_store import RequestStore, shown_url
-    from thaw_cli.serving_app import build_app
 
     cfg = config_from_args(args)
     name, mode, pinned = serving_mode(args)
     share = (cfg.serving.canary.share if args.canary == "config" else parse_share(args.canary)) if args.canary else 0.0
-    os.environ.pop(cfg.curation.pii.secret_env, None)  # the server never holds the PII key
-    client = client_for(cfg)
-    if pinned:
-        version = str(resolve_version(cfg, pinned).version)
-
-        def aliases() -> tuple[str | None, str | None]:
-            return version, None
-    else:
-
-        def aliases() -> tuple[str | None, str | None]:
-            return alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
-
-    store = RequestStore.for_config(cfg)
-    router = Router(
-        cfg,
-        name,
-        mode,
-        share,
-        store,
-        lambda version: load_verified_model(cfg, name, version),
-        aliases,
-        lambda champion, challenger, reason, detail: record_canary_fallback(
-            cfg, name, champion, challenger, reason, detail
-        ),
+    plans = ServingPlans(cfg, name, mode, share, pinned)
+    plans.write(plans.current())
+    store = RequestStore.for_config(cfg)  # its tables and digest key exist before the server starts
+    confirmed: set[str] = set()
+    record_breaches(cfg, name, store, confirmed)  # a breach an earlier `thaw serve` could not record
+    store_env = (
+        {k: v for k, v in os.environ.items() if k.startswith("PG")} if not store.url.startswith("sqlite") else {}
     )
-    logging.getLogger("tasks.serving").setLevel(logging.INFO)
+    env = service_environment((cfg.curation.pii.secret_env,), **store_env)
     if not _loopback(args.host):
         print(f"note: {args.host} is not loopback; thaw serve has no authentication: put it behind your gateway")
-    print(f"serving {router.describe()}", flush=True)
-    print(f"  on http://{args.host}:{args.port}/invocations; requests recorded in {shown_url(store.url)}", flush=True)
-    router.poll_aliases(cfg.serving.alias_poll_seconds)
+    print(f"http://{args.host}:{args.port}/invocations; requests recorded in {shown_url(store.url)}", flush=True)
+    cmd = [sys.executable, "-m", "thaw_cli.serving_app", str(plans.path), "--host", args.host, "--port", str(args.port)]
+    server = subprocess.Popen(cmd, env=env)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a service manager's stop: the server goes with us
+    last_poll = time.monotonic()
     try:
-        uvicorn.run(build_app(router, store), host=args.host, port=args.port, log_level="warning", access_log=False)
+        while server.poll() is None:
+            time.sleep(BREACH_POLL_S)
+            _record(cfg, name, store, confirmed)
+            every = cfg.serving.alias_poll_seconds
+            if every and time.monotonic() - last_poll >= every:
+                last_poll = time.monotonic()
+                plans.refresh()
+        return server.returncode
+    except KeyboardInterrupt:
+        return 0
     finally:
-        router.stop()
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+        _record(cfg, name, store, confirmed)
         store.close()
-    return 0
+        plans.path.unlink(missing_ok=True)
+
+
+def _record(cfg, name: str, store, confirmed: set[str]) -> None:
+    """Copy new breaches into the ledger; a registry that is away is tried again later."""
+    from tasks.serving.fallback import record_breaches
+
+    try:
+        record_breaches(cfg, name, store, confirmed)
+    except Exception as exc:
+        print(f"thaw serve: a canary breach is not in the ledger yet ({exc}); trying again", flush=True)
+
+
+class ServingPlans:
+    """The server's plan: the model, the mode and the verified directory of each version it
+    serves, rewritten (atomically, generation counted) when the aliases move."""
+
+    def __init__(self, cfg, name: str, mode: str, share: float, pinned: str | None) -> None:
+        from tasks.tracking.client import client_for, resolve_version
+
+        self.cfg, self.name, self.mode, self.share = cfg, name, mode, share
+        self.client = client_for(cfg)
+        self.pinned = str(resolve_version(cfg, pinned).version) if pinned else None
+        self.generation = 0
+        directory = cfg.state_path / "serving"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"plan-{os.getpid()}.json"
+        self.pair: tuple[str | None, str | None] = (None, None)
+
+    def current(self) -> tuple[str | None, str | None]:
+        from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version
+
+        if self.pinned:
+            return self.pinned, None
+        champion = alias_version(self.client, self.name, CHAMPION)
+        if champion is None:
+            raise UserError(f"{self.name} has no champion to serve: approve a version first (`thaw approve`)")
+        challenger = alias_version(self.client, self.name, CHALLENGER) if self.mode in ("shadow", "canary") else None
+        return champion, challenger
+
+    def write(self, pair: tuple[str | None, str | None]) -> None:
+        from tasks.release.stored_model import allowed_backbone_sources, check_stored_files, verified_model_dir
+        from thaw.datasets import write_text_atomically
+
+        def served(version: str | None) -> dict | None:
+            if version is None:
+                return None
+            weights = check_stored_files(verified_model_dir(self.cfg, self.name, version), self.name, version)
+            return {"version": version, "dir": str(weights)}
+
+        plan = {
+            "generation": self.generation + 1,
+            "model": self.name,
+            "mode": "pinned" if self.pinned else self.mode,
+            "share": self.share,
+            "champion": served(pair[0]),
+            "challenger": served(pair[1]),
+            "allowed_backbones": sorted(allowed_backbone_sources(self.cfg)),
+            "config": self.cfg.model_dump(mode="json"),
+        }
+        write_text_atomically(self.path, json.dumps(plan, indent=2))
+        self.generation, self.pair = plan["generation"], pair
+
+    def refresh(self) -> None:
+        """Re-read the aliases; a moved one is fetched, verified and handed to the server."""
+        try:
+            pair = self.current()
+            if pair != self.pair:
+                self.write(pair)
+                print(f"aliases moved: champion v{pair[0]}, challenger {'v' + pair[1] if pair[1] else 'none'}")
+        except UserError as exc:  # a version that fails its checks is never served; the old pair stays
+            print(f"thaw serve: keeps serving v{self.pair[0]}: {exc}", flush=True)
+        except Exception as exc:  # the registry is away: keep serving what was verified
+            logging.getLogger(__name__).warning("re-reading the aliases of %s failed: %s", self.name, exc)
 
 
 def _loopback(host: str) -> bool:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -34,6 +36,7 @@ MAX_BODY_BYTES = 16 << 20
 MAX_ROWS = 1024
 MAX_TEXT_CHARS = 100_000
 MAX_FEEDBACK = 10_000
+PLAN_POLL_S = 2.0  # how often the plan is re-read
 
 
 class BadRequest(ValueError):
@@ -184,3 +187,111 @@ def build_app(router: Router, store: RequestStore):
         return JSONResponse(_finite({**router.state(), "report": report.as_dict(), "lines": report.lines()}))
 
     return app
+
+
+class PlanFile:
+    """The plan ``thaw serve`` writes for this server (``commands_serving.ServingPlans``):
+    the model, the mode and the verified directory of each version. It is input: names,
+    versions, the mode and each directory (inside the state directory's verified models)
+    are checked on every read, and a plan that fails keeps the last good one serving."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime = None
+        self.plan = self._read()
+        from thaw.config import ThawConfig
+
+        self.cfg = ThawConfig.model_validate(self.plan["config"])
+
+    def _read(self) -> dict[str, Any]:
+        from thaw.ledger import is_version
+
+        plan = json.loads(self.path.read_text(encoding="utf-8"))
+        if not isinstance(plan, dict) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", str(plan.get("model"))):
+            raise UserError(f"{self.path}: not a serving plan")
+        if plan.get("mode") not in ("champion", "shadow", "canary", "pinned"):
+            raise UserError(f"{self.path}: unknown mode {str(plan.get('mode'))[:40]!r}")
+        if not isinstance(plan.get("share"), int | float) or not 0 <= plan["share"] <= 1:
+            raise UserError(f"{self.path}: the share must be between 0 and 1")
+        from thaw.config import ThawConfig
+
+        models = (ThawConfig.model_validate(plan["config"]).state_path / "models").resolve()
+        for role in ("champion", "challenger"):
+            served = plan.get(role)
+            if served is None and role == "challenger":
+                continue
+            if not isinstance(served, dict) or not is_version(served.get("version")):
+                raise UserError(f"{self.path}: the {role} has no version number")
+            directory = Path(str(served.get("dir"))).resolve()
+            if not directory.is_relative_to(models) or not directory.is_dir():
+                raise UserError(f"{self.path}: the {role}'s directory is not a verified model under {models}")
+        return plan
+
+    def aliases(self) -> tuple[str | None, str | None]:
+        """The pair the plan names now (re-read when the file changed)."""
+        mtime = self.path.stat().st_mtime_ns
+        if mtime != self._mtime:
+            try:
+                self.plan, self._mtime = self._read(), mtime
+            except (OSError, ValueError, UserError) as exc:
+                log.error("the serving plan %s is unreadable (%s); serving the last good one", self.path, exc)
+                self._mtime = mtime
+        challenger = self.plan.get("challenger")
+        return self.plan["champion"]["version"], challenger["version"] if challenger else None
+
+    def load(self, version: str):
+        """The predictor of ``version`` from the directory the plan names for it."""
+        from thaw.serving import ThawPredictor
+
+        for role in ("champion", "challenger"):
+            served = self.plan.get(role)
+            if served and served["version"] == version:
+                return ThawPredictor(Path(served["dir"]), frozenset(self.plan["allowed_backbones"]))
+        raise UserError(f"the serving plan names no v{version}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The server ``thaw serve`` starts: ``python -m thaw_cli.serving_app PLAN --host H --port P``."""
+    import argparse
+    import sys
+
+    import uvicorn
+
+    from thaw.offline import apply_offline_environment
+
+    parser = argparse.ArgumentParser(prog="thaw-serving")
+    parser.add_argument("plan")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5001)
+    args = parser.parse_args(argv)
+    apply_offline_environment()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        plan = PlanFile(Path(args.plan))
+        plan.aliases()
+        store = RequestStore.for_config(plan.cfg)
+        router = Router(
+            plan.cfg,
+            plan.plan["model"],
+            plan.plan["mode"],
+            float(plan.plan["share"]),
+            store,
+            plan.load,
+            plan.aliases,
+            lambda *_: None,  # `thaw serve` copies the store's breaches into the ledger
+        )
+    except UserError as exc:
+        print(f"thaw serve: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"serving {router.describe()}", flush=True)
+    router.poll_aliases(PLAN_POLL_S)
+    try:
+        uvicorn.run(build_app(router, store), host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        router.stop()
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

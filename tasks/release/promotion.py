@@ -259,7 +259,8 @@ def approve(
         request = _pending_request(report, version)
         fields = {"champion_before": champion, "via": via, "force": force, "request": request}
         live = live_evidence(cfg, name, champion, version)
-        seen = {"live_evidence": (shown_live or live.as_dict()) if (shown_live or live) else None}
+        shown = shown_live or (live.as_dict() if live else None)
+        seen = {"live_evidence": shown} if shown else None
         intent = append(
             client, name, lock, who, _intent("approve", version, **fields, **_cosigned(cosigned)), reason, details=seen
         )
@@ -392,7 +393,7 @@ def request_approval(
 
 
 def record_canary_fallback(
-    cfg: ThawConfig, name: str, champion: str, challenger: str, reason: str, detail: dict
+    cfg: ThawConfig, name: str, champion: str, challenger: str, reason: str, detail: dict, breach_at: str
 ) -> None:
     """Record in the ledger that ``challenger``'s live traffic breached the canary's
     thresholds and all traffic went back to ``champion`` (no alias moves)."""
@@ -405,6 +406,7 @@ def record_canary_fallback(
             "version": challenger,
             "champion_before": champion,
             "via": "thaw serve",
+            "breach_at": str(breach_at)[:40],
         }
         append(client, name, lock, who, fields, reason[:2000], details=detail)
 

@@ -134,7 +134,7 @@ def test_shadow_never_changes_the_champions_answers_and_the_store_holds_both(liv
     assert None not in [r["challenger_label"] for r in rows.values()]
     assert sum(r["challenger_label"] != r["champion_label"] for r in rows.values()) > 10
     assert all(r["champion_ms"] > 0 and r["challenger_ms"] > 0 for r in rows.values())
-    db = (cfg.state_path / "requests.db").read_bytes() + (cfg.state_path / "requests.db-wal").read_bytes()
+    db = b"".join(p.read_bytes() for p in cfg.state_path.glob("requests.db*"))  # the WAL too, if it is still there
     assert texts[0].encode() not in db and all(r["model_input"] is None for r in rows.values())  # digest only
 
 
@@ -168,7 +168,9 @@ def test_a_canary_answers_its_share_takes_labels_back_and_is_shown_at_approval(l
         assert "live evidence (thaw canary):" in approval.stdout and "agreement" in approval.stdout
         assert approval.returncode == 2 and "does not beat champion v1" in approval.stderr  # it is worse
         client = client_for(cfg)
-        intent = [e for e in ledger_report(client, MODEL, None).entries if e["action"] == "approve"][-1]
+        intent = [
+            e for e in ledger_report(client, MODEL, None).entries if e["action"] == "approve" and e["phase"] == "intent"
+        ][-1]
         seen = json.loads(full_text(intent, "details", client.get_registered_model(MODEL).tags)[0])
         assert seen["live_evidence"]["requests"] == 60 and seen["live_evidence"]["accuracy"]["challenger"]["n"] > 0
 
@@ -272,6 +274,8 @@ def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_k
                 run.kill()
                 run.wait(timeout=30)
     client = client_for(cfg)
-    intent = [e for e in ledger_report(client, MODEL, None).entries if e["action"] == "reject"][-1]
+    intent = [
+        e for e in ledger_report(client, MODEL, None).entries if e["action"] == "reject" and e["phase"] == "intent"
+    ][-1]
     seen = json.loads(full_text(intent, "details", client.get_registered_model(MODEL).tags)[0])["live_evidence"]
     assert seen["accuracy"]["challenger"]["n"] == 40 + len(unlabelled)  # what the form showed, not what was paused on
