@@ -10,6 +10,9 @@ from typing import Any
 from thaw.config import ThawConfig
 from thaw.demo_data import generate_support_tickets
 
+# serving cost timed on few rows: the suite checks it is measured and carried, not its figures
+TEST_SERVING = {"latency_rows": 10, "latency_batch": 8}
+
 
 def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: int, **sections: Any) -> dict[str, Any]:
     """Create ``workspace`` with ``rows`` generated tickets; return the config settings
@@ -17,6 +20,7 @@ def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: 
     (workspace / "data").mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
     (workspace / "data" / "tickets.csv").write_text(generate_support_tickets(rows, seed=seed)[0], encoding="utf-8")
+    sections["serving"] = {**TEST_SERVING, **sections.get("serving", {})}
     return {
         "model_name": model,
         "workspace": str(workspace),
@@ -57,6 +61,7 @@ def pipeline_config(workspace: Path, encoder: Path, train: Path, **expect) -> Th
             "data": {"train": str(train), "text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
             "backbone": {"name": "tiny-test-encoder", "path": str(encoder), "max_length": 64},
             "curation": {"expectations": {"min_rows": 50, "min_examples_per_class": 3, **expect}},
+            "serving": TEST_SERVING,
             "training": {
                 "head": {"c_grid": [1.0], "max_iter": 300},
                 "ladder": {"rungs": ["frozen", "peft"], "cv_repeats": 1},

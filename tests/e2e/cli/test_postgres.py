@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from tests.projects import TEST_SERVING
 from tests.servers import free_port, running
 from tests.servers_postgres import postgres_server
 from thaw.demo_data import generate_support_tickets
@@ -52,6 +53,7 @@ def test_pipeline_runs_against_mlflow_and_prefect_on_postgresql(tmp_path, tiny_e
                     "id_column": "ticket_id",
                 },
                 "backbone": {"name": "tiny", "path": str(tiny_encoder), "max_length": 48},
+                "serving": TEST_SERVING,
                 "curation": {"expectations": {"min_rows": 50}},
                 "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
             }

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.projects import TEST_SERVING
 from tests.servers import free_port, running
 from thaw.demo_data import generate_support_tickets
 from thaw_cli.services import http_json, prefect_server_command
@@ -58,6 +59,7 @@ def _project(root: Path, encoder: Path) -> Path:
             "id_column": "ticket_id",
         },
         "backbone": {"name": "tiny", "path": str(encoder), "max_length": 48},
+        "serving": TEST_SERVING,
         "curation": {"expectations": {"min_rows": 50}},
         "training": {"head": {"c_grid": [100.0]}, "ladder": {"rungs": ["frozen"]}},
     }

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.projects import TEST_SERVING
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
 from thaw.rungs import EvaluationPlan, LadderContext
@@ -49,6 +50,7 @@ def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
             "workspace": str(workspace),
             "data": {"text_column": "text", "label_column": "label", "id_column": "id"},
             "backbone": {"name": "tiny", "path": str(encoder), "max_length": 32},
+            "serving": TEST_SERVING,
             "training": {
                 "head": {"c_grid": [1000.0]},
                 "ladder": {
