@@ -89,23 +89,15 @@ class BreachWatch:
         limits, seen = self.limits, list(self.outcomes)
         if len(seen) < limits.min_requests:
             return []
-        reasons = []
-        failed = sum(o.challenger_failed for o in seen)
-        low, _ = wilson_interval(failed, len(seen))
-        if low > limits.max_error_rate:
-            reasons.append(
-                f"error rate {failed / len(seen):.3f} on the last {len(seen)} requests "
-                f"(95% interval from {low:.3f}) > {limits.max_error_rate:g}"
-            )
         compared = [o.agreed for o in seen if o.agreed is not None]
-        if compared:
-            disagreed = sum(not a for a in compared)
-            low, _ = wilson_interval(disagreed, len(compared))
-            if low > limits.max_disagreement:
-                reasons.append(
-                    f"disagreement {disagreed / len(compared):.3f} on {len(compared)} requests "
-                    f"(95% interval from {low:.3f}) > {limits.max_disagreement:g}"
-                )
+        reasons = [
+            reason
+            for reason in (
+                _rate_over("error rate", sum(o.challenger_failed for o in seen), len(seen), limits.max_error_rate),
+                _rate_over("disagreement", sum(not a for a in compared), len(compared), limits.max_disagreement),
+            )
+            if reason
+        ]
         mine = [o.challenger_ms for o in seen if o.challenger_ms is not None]
         theirs = [o.champion_ms for o in seen if o.champion_ms is not None]
         p95 = quantile(mine, 0.95)
@@ -119,6 +111,16 @@ class BreachWatch:
                     f"> {limits.max_p95_ratio:g}x"
                 )
         return reasons
+
+
+def _rate_over(what: str, hits: int, total: int, bar: float) -> str | None:
+    """Why a rate breaches ``bar``: its whole 95% Wilson interval lies above it; else None."""
+    if not total:
+        return None
+    low, _ = wilson_interval(hits, total)
+    if low <= bar:
+        return None
+    return f"{what} {hits / total:.3f} on {total} requests (95% interval from {low:.3f}) > {bar:g}"
 
 
 @dataclass(frozen=True)

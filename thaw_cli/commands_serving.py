@@ -58,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tasks.serving.fallback import record_breaches
     from thaw.offline import service_environment
     from thaw.request_store import RequestStore, shown_url
+    from thaw_cli.services import stop_process
 
     cfg = config_from_args(args)
     name, mode, pinned = serving_mode(args)
@@ -94,13 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+        stop_process(server)
         _record(cfg, name, store, confirmed)
         store.close()
         plans.path.unlink(missing_ok=True)

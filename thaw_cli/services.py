@@ -87,13 +87,20 @@ def serve_ui(cfg: ThawConfig, port: int) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         return 0
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """Ask ``proc`` to stop (SIGTERM); kill it if it has not within ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def prefect_server_command(port: int) -> list[str]:

@@ -293,29 +293,13 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
             )
         else:
             who = Identity(typed, False, "not verified: name typed into the Prefect form")
-            via = f"prefect form (typed name: {typed[:60]})"
+            acting = {"via": f"prefect form (typed name: {typed[:60]})", "who": who, "shown_live": refresher.shown}
             try:
                 if answer.decision == "reject":
-                    reject(
-                        cfg,
-                        registered.name,
-                        registered.version,
-                        answer.reason,
-                        via=via,
-                        who=who,
-                        shown_live=refresher.shown,
-                    )
+                    reject(cfg, registered.name, registered.version, answer.reason, **acting)
                     outcome = ApprovalOutcome("rejected", f"{typed} rejected {ref}: {answer.reason}")
                 else:
-                    decision = approve(
-                        cfg,
-                        registered.name,
-                        registered.version,
-                        answer.reason,
-                        via=via,
-                        who=who,
-                        shown_live=refresher.shown,
-                    )
+                    decision = approve(cfg, registered.name, registered.version, answer.reason, **acting)
                     how = "FORCED, " if decision.forced else ""
                     outcome = ApprovalOutcome(
                         "approved", f"{typed} approved {ref} ({how}{'; '.join(decision.reasons)}): it is champion"
