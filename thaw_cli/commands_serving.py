@@ -62,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     name, mode, pinned = serving_mode(args)
+    _require_free(args.host, args.port)
     share = (cfg.serving.canary.share if args.canary == "config" else parse_share(args.canary)) if args.canary else 0.0
     plans = ServingPlans(cfg, name, mode, share, pinned)
     plans.write(plans.current())
@@ -172,6 +173,15 @@ class ServingPlans:
             print(f"thaw serve: keeps serving v{self.pair[0]}: {exc}", flush=True)
         except Exception as exc:  # the registry is away: keep serving what was verified
             logging.getLogger(__name__).warning("re-reading the aliases of %s failed: %s", self.name, exc)
+
+
+def _require_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on, before any model is fetched."""
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1" if host in ("0.0.0.0", "::") else host, port)) == 0:
+            raise UserError(f"port {port} on {host} is in use; choose another with --port")
 
 
 def _loopback(host: str) -> bool:
