@@ -81,6 +81,21 @@ def s3_server(root: Path) -> Iterator[str]:
 ADMIN = ("admin", "admin-password-for-tests")
 
 
+def cheap_login(root: Path, user: str, password: str) -> None:
+    """Store ``user``'s password in the server of ``mlflow_auth_server(root)`` as PBKDF2 with
+    1,000 rounds instead of MLflow's scrypt default. The server checks the password on
+    every request, about 150 ms each with scrypt on this CPU, which made the basic-auth
+    tests spend minutes hashing; it still authenticates every request, more cheaply."""
+    import sqlite3
+
+    from werkzeug.security import generate_password_hash
+
+    hashed = generate_password_hash(password, method="pbkdf2:sha256:1000")
+    with contextlib.closing(sqlite3.connect(root / "basic_auth.db", timeout=30)) as db, db:
+        changed = db.execute("UPDATE users SET password_hash = ? WHERE username = ?", (hashed, user)).rowcount
+    assert changed == 1, f"no user {user!r} in {root / 'basic_auth.db'}"
+
+
 @contextlib.contextmanager
 def mlflow_auth_server(root: Path) -> Iterator[str]:
     """A real MLflow tracking server with its basic-auth app, as infra/ runs it, on loopback."""
@@ -114,4 +129,5 @@ def mlflow_auth_server(root: Path) -> Iterator[str]:
     ]
     env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-csrf-key"}
     with running(cmd, f"http://127.0.0.1:{port}/health", root / "mlflow-server.log", env=env):
+        cheap_login(root, *ADMIN)
         yield f"http://127.0.0.1:{port}"

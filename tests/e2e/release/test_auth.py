@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.projects import ticket_project
-from tests.servers import ADMIN, mlflow_auth_server
+from tests.servers import ADMIN, cheap_login, mlflow_auth_server
 from thaw.config import ThawConfig
 
 pytestmark = pytest.mark.e2e
@@ -76,8 +76,9 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
         cfg = ThawConfig.model_validate(settings)
         thaw_pipeline(cfg)  # the pipeline's own account registers the challenger
         accounts = AuthServiceClient(uri)
-        accounts.create_user("alice", "alice-password-1")
-        accounts.create_user("bob", "bob-password-1")
+        for name in ("alice", "bob"):
+            accounts.create_user(name, f"{name}-password-1")
+            cheap_login(tmp_path / "mlflow", name, f"{name}-password-1")
         accounts.grant_user_permission("alice", "registered_model", MODEL, "MANAGE")
         registry = MlflowClient(uri, registry_uri=uri)
 
@@ -114,6 +115,7 @@ def test_promotion_needs_an_authenticated_user_with_manage_permission(
         )
         assert killed.returncode == -9, killed.stderr[-2000:]
         accounts.create_user("carol", "carol-password-1")
+        cheap_login(tmp_path / "mlflow", "carol", "carol-password-1")
         accounts.grant_user_permission("carol", "registered_model", MODEL, "MANAGE")
         carol = _thaw(
             ["approve", MODEL, "2", "--reason", "carol ships v2", "--force"], config, ("carol", "carol-password-1")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.projects import approver_config, copy_version, ticket_project
-from tests.servers import ADMIN, mlflow_auth_server
+from tests.servers import ADMIN, cheap_login, mlflow_auth_server
 from thaw.config import ThawConfig
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +87,7 @@ def signed_project(request, tmp_path, tiny_encoder, prefect_harness, monkeypatch
             accounts = AuthServiceClient(uri)
             for name in ("alice", "bob", "carol", "mallory"):
                 accounts.create_user(name, PASSWORD.format(name))
+                cheap_login(tmp_path / "mlflow", name, PASSWORD.format(name))
                 accounts.grant_user_permission(name, "registered_model", MODEL, "MANAGE")
         yield cfg, keys, auth, tmp_path
 
