@@ -279,3 +279,24 @@ def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_k
     ][-1]
     seen = json.loads(full_text(intent, "details", client.get_registered_model(MODEL).tags)[0])["live_evidence"]
     assert seen["accuracy"]["challenger"]["n"] == 40 + len(unlabelled)  # what the form showed, not what was paused on
+
+
+def test_a_promotion_is_served_without_a_restart(live, tmp_path):
+    """`thaw serve` re-reads the aliases: after an approval the new champion answers."""
+    from tasks.release.promotion import approve
+    from tests.projects import copy_version
+
+    cfg, config, texts, _ = live
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    settings["serving"]["alias_poll_seconds"] = 1
+    polling = tmp_path / "polling.yaml"
+    polling.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    with _serving(polling, tmp_path / "serve.log") as url:
+        assert {g["model_version"] for g in _predict(url, texts[:3])} == {"1"}
+        version = copy_version(cfg, MODEL, "1")
+        approve(cfg, MODEL, version, "the same model again, to move the alias", force=True)
+        deadline = time.monotonic() + 60
+        while _call(f"{url}/version")[1]["champion"] != version and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert {g["model_version"] for g in _predict(url, texts[:3])} == {version}
+    assert f"aliases moved: champion v{version}" in (tmp_path / "serve.log").read_text()
