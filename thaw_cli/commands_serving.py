@@ -140,14 +140,15 @@ class ServingPlans:
         return champion, challenger
 
     def write(self, pair: tuple[str | None, str | None]) -> None:
-        from tasks.release.stored_model import allowed_backbone_sources, check_stored_files, verified_model_dir
+        from tasks.release.stored_model import check_stored_files, verified_model_dir
         from thaw.datasets import write_text_atomically
 
         def served(version: str | None) -> dict | None:
             if version is None:
                 return None
-            weights = check_stored_files(verified_model_dir(self.cfg, self.name, version), self.name, version)
-            return {"version": version, "dir": str(weights)}
+            stored = verified_model_dir(self.cfg, self.name, version)  # named by its files' digest
+            check_stored_files(stored, self.name, version)
+            return {"version": version, "dir": str(stored)}
 
         plan = {
             "generation": self.generation + 1,
@@ -156,7 +157,6 @@ class ServingPlans:
             "share": self.share,
             "champion": served(pair[0]),
             "challenger": served(pair[1]),
-            "allowed_backbones": sorted(allowed_backbone_sources(self.cfg)),
             "config": self.cfg.model_dump(mode="json"),
         }
         write_text_atomically(self.path, json.dumps(plan, indent=2))

@@ -198,12 +198,10 @@ class PlanFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._mtime = None
-        self.plan = self._read()
+        self.plan, self.cfg = self._read()
+
+    def _read(self):
         from thaw.config import ThawConfig
-
-        self.cfg = ThawConfig.model_validate(self.plan["config"])
-
-    def _read(self) -> dict[str, Any]:
         from thaw.ledger import is_version
 
         plan = json.loads(self.path.read_text(encoding="utf-8"))
@@ -213,9 +211,8 @@ class PlanFile:
             raise UserError(f"{self.path}: unknown mode {str(plan.get('mode'))[:40]!r}")
         if not isinstance(plan.get("share"), int | float) or not 0 <= plan["share"] <= 1:
             raise UserError(f"{self.path}: the share must be between 0 and 1")
-        from thaw.config import ThawConfig
-
-        models = (ThawConfig.model_validate(plan["config"]).state_path / "models").resolve()
+        cfg = ThawConfig.model_validate(plan["config"])
+        models = (cfg.state_path / "models").resolve()
         for role in ("champion", "challenger"):
             served = plan.get(role)
             if served is None and role == "challenger":
@@ -223,16 +220,16 @@ class PlanFile:
             if not isinstance(served, dict) or not is_version(served.get("version")):
                 raise UserError(f"{self.path}: the {role} has no version number")
             directory = Path(str(served.get("dir"))).resolve()
-            if not directory.is_relative_to(models) or not directory.is_dir():
-                raise UserError(f"{self.path}: the {role}'s directory is not a verified model under {models}")
-        return plan
+            if directory.parent != models or not directory.is_dir():
+                raise UserError(f"{self.path}: the {role}'s directory is not a verified model in {models}")
+        return plan, cfg
 
     def aliases(self) -> tuple[str | None, str | None]:
         """The pair the plan names now (re-read when the file changed)."""
         mtime = self.path.stat().st_mtime_ns
         if mtime != self._mtime:
             try:
-                self.plan, self._mtime = self._read(), mtime
+                (self.plan, self.cfg), self._mtime = self._read(), mtime
             except (OSError, ValueError, UserError) as exc:
                 log.error("the serving plan %s is unreadable (%s); serving the last good one", self.path, exc)
                 self._mtime = mtime
@@ -240,13 +237,21 @@ class PlanFile:
         return self.plan["champion"]["version"], challenger["version"] if challenger else None
 
     def load(self, version: str):
-        """The predictor of ``version`` from the directory the plan names for it."""
+        """The predictor of ``version`` from the directory the plan names for it, once its
+        files hash to the digest the directory is named by (what ``thaw serve`` verified
+        against the registry) and hold only weights and JSON; the backbones allowed are
+        the config's (``allowed_backbone_sources``)."""
+        from tasks.release.stored_model import allowed_backbone_sources, check_stored_files, model_files_digest
         from thaw.serving import ThawPredictor
 
         for role in ("champion", "challenger"):
             served = self.plan.get(role)
             if served and served["version"] == version:
-                return ThawPredictor(Path(served["dir"]), frozenset(self.plan["allowed_backbones"]))
+                stored = Path(served["dir"]).resolve()
+                if model_files_digest(stored) != stored.name:
+                    raise UserError(f"{self.plan['model']} v{version}: {stored} changed after thaw serve verified it")
+                weights = check_stored_files(stored, self.plan["model"], version)
+                return ThawPredictor(weights, allowed_backbone_sources(self.cfg))
         raise UserError(f"the serving plan names no v{version}")
 
 
@@ -278,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
             store,
             plan.load,
             plan.aliases,
-            lambda *_: None,  # `thaw serve` copies the store's breaches into the ledger
         )
     except UserError as exc:
         print(f"thaw serve: error: {exc}", file=sys.stderr)

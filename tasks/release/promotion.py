@@ -168,7 +168,11 @@ def live_evidence(cfg: ThawConfig, name: str, champion: str | None, challenger: 
 
     if champion is None or champion == challenger or not store_exists(cfg):
         return None
-    report = RequestStore.for_config(cfg).report(name, champion, challenger)
+    store = RequestStore.for_config(cfg)
+    try:
+        report = store.report(name, champion, challenger)
+    finally:
+        store.close()
     return report if report.requests or report.breaches else None
 
 

@@ -85,12 +85,11 @@ class Router:
         store: RequestStore,
         load: Loader,
         aliases: Callable[[], tuple[str | None, str | None]],
-        record_fallback: Callable[[str, str, str, dict], None],
     ) -> None:
         if mode not in ("champion", "shadow", "canary", "pinned"):
             raise ValueError(mode)
         self.cfg, self.name, self.mode, self.share = cfg, name, mode, share
-        self.store, self._load, self._aliases, self._record_fallback = store, load, aliases, record_fallback
+        self.store, self._load, self._aliases = store, load, aliases
         self._lock = threading.Lock()
         self._pending: dict[str, threading.Event] = {}
         champion, challenger = aliases()
@@ -238,18 +237,13 @@ class Router:
 
     def _watch(self, pair: Pair, results, errors, rows: int) -> None:
         champion, challenger = results[CHAMPION], results[CHALLENGER]
-        agreed = (
-            sum(a == b for a, b in zip(champion[0], challenger[0], strict=True)) / rows
-            if champion and challenger
-            else None
-        )
         reasons: list[str] = []
         with self._lock:
             for i in range(rows):  # a batch counts as its rows, with the batch's latency
                 reasons = self.watch.add(
                     Outcome(
                         challenger_failed=errors[CHALLENGER] is not None,
-                        agreed=None if agreed is None else (champion[0][i] == challenger[0][i]),
+                        agreed=champion[0][i] == challenger[0][i] if champion and challenger else None,
                         champion_ms=champion[2] if champion else None,
                         challenger_ms=challenger[2] if challenger else None,
                     )
@@ -270,11 +264,9 @@ class Router:
             champion,
         )
         detail = {"mode": self.mode, "share": self.share, "window": len(self.watch.outcomes)}
-        self.store.record_breach(self.name, champion, challenger, reason, detail)
-        try:
-            self._record_fallback(champion, challenger, reason, detail)
-        except Exception:  # the fallback has happened; the store holds it; say the ledger does not
-            log.exception("the canary fallback of %s v%s could not be written to the ledger", self.name, challenger)
+        self.store.record_breach(
+            self.name, champion, challenger, reason, detail
+        )  # `thaw serve` copies it to the ledger
 
     def wait_recorded(self, ids: Sequence[str], timeout_s: float = PENDING_WAIT_S) -> None:
         """Block until requests still being completed are in the store."""

@@ -200,6 +200,28 @@ def test_a_breach_sends_all_traffic_back_to_the_champion_by_itself_and_is_record
     assert refused.returncode == 2 and "its canary breached" in refused.stderr, refused.stderr
 
 
+def test_a_breach_recorded_while_no_thaw_serve_ran_reaches_the_ledger_once(live):
+    """What `thaw serve` does on start-up and every two seconds: copy the store's breaches
+    that the ledger does not hold, and only those."""
+    from tasks.release.ledger import ledger_report
+    from tasks.serving.fallback import record_breaches
+    from tasks.tracking.client import client_for
+    from thaw.request_store import RequestStore
+
+    cfg, _, _, _ = live
+    store = RequestStore.for_config(cfg)
+    try:
+        assert record_breaches(cfg, MODEL, store) == 0  # the breach above is in the ledger already
+        store.record_breach(MODEL, "1", "2", "error rate 0.500 on 60 requests", {"mode": "canary"})
+        assert record_breaches(cfg, MODEL, store) == 1
+        assert record_breaches(cfg, MODEL, store) == 0
+    finally:
+        store.close()
+    entries = ledger_report(client_for(cfg), MODEL, None).entries
+    fallbacks = [e for e in entries if e["action"] == "canary-fallback"]
+    assert len(fallbacks) == 2 and fallbacks[-1]["reason"] == "error rate 0.500 on 60 requests"
+
+
 @pytest.mark.browser
 def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_keeps_it(live, tmp_path):
     """A run paused for approval of v2, in a real Prefect server: labels that arrive while it
