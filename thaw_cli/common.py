@@ -23,6 +23,9 @@ def _prepare_environment(cfg) -> None:
     prefect_home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
+    # Prefect waits 20 s for its embedded server; the first run after install (bytecode
+    # compiled, migrations applied) took longer than that on the 2-core machine and failed
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
