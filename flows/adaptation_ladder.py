@@ -11,9 +11,10 @@ Steps:
  5. after each rung the gate compares it with the best simpler rung on the same rows
     and either stops or trains the next planned rung;
  6. each rung's serving cost is measured on the held-out texts (latency at batch 1 and
-    at a batch, throughput, memory, size); the simplest rung within the latency budget
-    not significantly worse than the best is selected, and refit on train + validation
-    when the plan says so: that model is measured, tested and registered;
+    at a batch, throughput, memory, size); among the rungs within the latency budget the
+    simplest within one standard error of the best (``ladder.selection``) is selected,
+    and refit on train + validation when the plan says so: that model is measured,
+    tested and registered;
  7. the transfer note (evidence, decisions, worst classes and slices, backbone
     movement), ladder chart and learning curves are written.
 """

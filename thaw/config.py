@@ -249,6 +249,11 @@ class LadderConfig(_Frozen):
     # test needs to see it (147 rows for 5 points; gate.rows_per_class_needed), rungs are
     # compared by repeated stratified k-fold cross-validation on train + validation instead.
     min_detectable_gain: float = Field(0.05, gt=0, lt=0.5)
+    # Which trained rung is registered (thaw.gate.select_rung): one_se, the simplest rung
+    # within one standard error of the best; significance, the simplest not significantly
+    # worse at alpha, which keeps a simpler rung against most real 1-2 point gains.
+    # Climbing is still gated by alpha.
+    selection: Literal["one_se", "significance"] = "one_se"
     cv_folds: int = Field(5, ge=2)
     cv_repeats: int = Field(2, ge=1)
     # Train the selected configuration again on train + validation before the test score

@@ -2,7 +2,8 @@
 
 ``paired_comparison`` compares two rungs on the same validation examples with a paired
 bootstrap; ``escalation_decision`` says whether to climb after a rung; ``select_rung``
-picks the simplest rung not significantly worse than the best. No I/O here.
+picks the simplest rung within one standard error of the best (or not significantly
+worse than it). No I/O here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Comparison:
-    """B minus A on the validation metric, its interval and a one-sided p-value (B > A)."""
+    """B minus A on the validation metric, its interval, a one-sided p-value (B > A) and
+    the standard error of the difference (None where it was not estimated)."""
 
     a: str
     b: str
@@ -24,6 +26,7 @@ class Comparison:
     low: float
     high: float
     p_value: float
+    se: float | None = None
 
     def b_better(self, alpha: float) -> bool:
         return self.p_value < alpha and self.delta > 0
@@ -82,7 +85,7 @@ def paired_comparison(
     delta = score(everything, pb) - score(everything, pa)
     low, high = percentile_interval(deltas, delta, confidence)
     p = float((np.sum(deltas <= 0) + 1) / (samples + 1))
-    return Comparison(a.rung, b.rung, float(delta), low, high, p)
+    return Comparison(a.rung, b.rung, float(delta), low, high, p, float(deltas.std(ddof=1)))
 
 
 def escalation_decision(
@@ -134,25 +137,44 @@ def _below(metric: float, target: float) -> str:
     return f"{metric:.{digits}f}"
 
 
+SelectionRule = Literal["one_se", "significance"]
+
+
 def select_rung(
-    scores: Sequence[RungScore], comparisons_to_best: dict[str, Comparison], alpha: float
+    scores: Sequence[RungScore],
+    comparisons_to_best: dict[str, Comparison],
+    alpha: float,
+    rule: SelectionRule = "significance",
 ) -> tuple[str, str]:
-    """(selected rung, reason): the simplest rung not significantly worse than the best.
+    """(selected rung, reason): the simplest rung the evidence cannot tell from the best.
 
     ``scores`` are in ladder order; ``comparisons_to_best[r]`` compares r (as a) with the
-    best (as b). The best is the highest metric.
+    best (as b). The best is the highest metric. ``rule``:
+
+    - ``one_se``: the simplest rung whose shortfall is at most one standard error of the
+      paired difference (the one-standard-error rule of Breiman et al., 1984). A simpler
+      rung is dropped once the best's lead is more likely real than not (about p < 0.16).
+    - ``significance``: the simplest rung not significantly worse at ``alpha``. It keeps
+      the simpler rung unless the gain is large for the rows at hand, so a real gain of
+      a point or two on a few thousand rows is thrown away more often than not.
+
+    A comparison without a standard error is judged by significance under either rule.
     """
     best = max(scores, key=lambda s: s.metric)
+    behind = []
     for s in scores:
         if s.rung == best.rung:
-            return best.rung, f"{best.rung} has the best validation metric ({best.metric:.4f})"
+            break
         cmp = comparisons_to_best[s.rung]
-        if not cmp.b_better(alpha):
-            return s.rung, (
-                f"{s.rung} is not significantly worse than the best, {best.rung} "
-                f"(delta {cmp.delta:+.4f}, p={cmp.p_value:.3f}); simplest wins"
-            )
-    return best.rung, "best"
+        figures = f"delta {cmp.delta:+.4f}" + (f", se {cmp.se:.4f}" if cmp.se is not None else "")
+        figures += f", p={cmp.p_value:.3f}"
+        one_se = rule == "one_se" and cmp.se is not None
+        if (cmp.delta <= cmp.se) if one_se else not cmp.b_better(alpha):
+            how = "within one standard error of" if one_se else "not significantly worse than"
+            return s.rung, f"{s.rung} is {how} the best, {best.rung} ({figures}); simplest wins"
+        behind.append(f"{s.rung} ({figures})")
+    reason = f"{best.rung} has the best validation metric ({best.metric:.4f})"
+    return best.rung, reason + (f"; ahead of {', '.join(behind)}" if behind else "")
 
 
 def negative_transfer(scratch: RungScore, frozen: RungScore, comparison: Comparison, alpha: float) -> bool:
@@ -206,7 +228,7 @@ def cross_validated_comparison(
     test_over_train = (1 - train_fraction) / train_fraction
     se = float(np.sqrt(d.var(ddof=1) * (1 / j + test_over_train)))
     if se == 0:
-        return Comparison(a, b, delta, delta, delta, 0.0 if delta > 0 else 1.0)
+        return Comparison(a, b, delta, delta, delta, 0.0 if delta > 0 else 1.0, 0.0)
     p = float(student.sf(delta / se, j - 1))
     half = float(student.ppf(0.5 + confidence / 2, j - 1) * se)
-    return Comparison(a, b, delta, delta - half, delta + half, p)
+    return Comparison(a, b, delta, delta - half, delta + half, p, se)

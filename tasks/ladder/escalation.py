@@ -81,15 +81,17 @@ def decide_escalation(trained: list[TrainedRung], ctx: LadderContext, rungs_left
 def select_final_rung(
     trained: list[TrainedRung], scratch: TrainedRung, ctx: LadderContext, over_budget: dict[str, str] | None = None
 ) -> Selection:
-    """The simplest rung not significantly worse than the best, among the rungs within the
-    latency budget (``over_budget``: rung -> why it is left out; when every rung is over
-    it, all stay candidates and the reason says so); negative transfer flagged."""
+    """The simplest rung the evidence cannot tell from the best (``ladder.selection``),
+    among the rungs within the latency budget (``over_budget``: rung -> why it is left
+    out; when every rung is over it, all stay candidates and the reason says so);
+    negative transfer flagged."""
     cfg, over_budget = ctx.cfg, over_budget or {}
     alpha = cfg.training.ladder.alpha
     candidates = [r for r in trained if r.rung not in over_budget] or trained
     best = max(candidates, key=lambda r: r.validation[cfg.training.ladder.metric])
     comparisons = {r.rung: compare_rungs(r, best, ctx) for r in candidates if r.rung != best.rung}
-    rung, reason = select_rung([_score(r, cfg) for r in candidates], comparisons, alpha)
+    rule = cfg.training.ladder.selection
+    rung, reason = select_rung([_score(r, cfg) for r in candidates], comparisons, alpha, rule)
     if over_budget:
         left_out = "; ".join(f"{name}: {why}" for name, why in over_budget.items())
         within = len(candidates) < len(trained)

@@ -51,6 +51,38 @@ def test_selection_prefers_the_simplest_not_significantly_worse():
     assert select_rung(scores, {"frozen": Comparison("frozen", "peft", 0.01, 0.005, 0.03, 0.01)}, 0.05)[0] == "peft"
 
 
+def test_one_standard_error_rule_keeps_a_simpler_rung_only_within_one_se():
+    scores = [RungScore("frozen", 0.9070, ()), RungScore("fewshot", 0.9235, ())]
+    # a 1.65-point lead, 1.7 standard errors: not significant at 0.05, but more likely real than not
+    lead = Comparison("frozen", "fewshot", 0.0165, -0.0005, 0.0335, 0.057, 0.0095)
+    assert select_rung(scores, {"frozen": lead}, 0.05, "significance")[0] == "frozen"
+    rung, reason = select_rung(scores, {"frozen": lead}, 0.05, "one_se")
+    assert rung == "fewshot" and "ahead of frozen (delta +0.0165, se 0.0095" in reason
+    noise = Comparison("frozen", "fewshot", 0.004, -0.016, 0.024, 0.30, 0.010)
+    rung, reason = select_rung(scores, {"frozen": noise}, 0.05, "one_se")
+    assert rung == "frozen" and "within one standard error" in reason
+    # no standard error estimated: judged by significance
+    assert select_rung(scores, {"frozen": lead.__class__(*[*vars(lead).values()][:6])}, 0.05, "one_se")[0] == "frozen"
+
+
+def test_one_se_rule_picks_the_simplest_of_three_within_reach():
+    scores = [RungScore("frozen", 0.80, ()), RungScore("peft", 0.845, ()), RungScore("full", 0.85, ())]
+    comparisons = {
+        "frozen": Comparison("frozen", "full", 0.05, 0.03, 0.07, 0.001, 0.01),
+        "peft": Comparison("peft", "full", 0.005, -0.01, 0.02, 0.3, 0.008),
+    }
+    assert select_rung(scores, comparisons, 0.05, "one_se")[0] == "peft"
+
+
+def test_paired_comparison_estimates_its_standard_error_even_on_two_rows_per_class():
+    y = ("a", "a", "b", "b")
+    base = RungScore("frozen", 0.5, ("a", "b", "b", "a"))
+    other = RungScore("peft", 1.0, y)
+    cmp = paired_comparison(y, base, other, "accuracy", samples=200)
+    assert cmp.se is not None and cmp.se >= 0 and cmp.delta == 0.5
+    assert select_rung([base, other], {"frozen": cmp}, 0.05, "one_se")[0] in {"frozen", "peft"}
+
+
 def test_negative_transfer_flag():
     frozen, scratch = RungScore("frozen", 0.6, ()), RungScore("scratch", 0.8, ())
     assert negative_transfer(scratch, frozen, Comparison("frozen", "scratch", 0.2, 0.1, 0.3, 0.001), 0.05)
