@@ -20,6 +20,12 @@ from thaw.config import FineTuneConfig
 from thaw.modeling import autocast_dtype, length_sorted_batches
 from thaw.progress import Progress
 
+# Rows per forward chunk of a contrastive batch. On CLINC150 queries at 10 per class
+# (class-balanced batches of 64, MiniLM's tokenizer) padding was 49% of the tokens of
+# whole batches and 17% with chunks of 16; a training step took 1.24-1.35 s against
+# 1.39-1.43 s in fp32 on a 2-core AVX2 machine (smaller matrix products cost some of it).
+CHUNK_ROWS = 16
+
 
 @dataclass
 class TrainOutcome:
@@ -268,6 +274,14 @@ def class_balanced_batches(
     return batches
 
 
+def length_chunks(idx: Sequence[int], lengths: Sequence[int], rows: int = CHUNK_ROWS) -> list[list[int]]:
+    """``idx`` sorted by length and cut into chunks of ``rows``: each chunk is padded only
+    to its own longest row. The encoder treats rows independently (attention is masked
+    within a row, no batch statistics), so embeddings are those of the whole batch."""
+    ordered = sorted(idx, key=lambda i: lengths[i])
+    return [ordered[i : i + rows] for i in range(0, len(ordered), rows)]
+
+
 def supervised_contrastive_loss(embeddings, labels, temperature: float):
     """Khosla et al.'s supervised contrastive loss on L2-normalised embeddings: each row is
     pulled towards the other rows of its class in the batch and pushed from the rest."""
@@ -297,11 +311,16 @@ def contrastive_plan(
 
     labels_t = torch.as_tensor(y_train, dtype=torch.long)
     dtype = autocast_dtype(device)
+    lengths = [len(ids) for ids in train["input_ids"]]
 
     def loss(model, idx):
+        # a class-balanced batch mixes lengths: embedded in length-sorted chunks, the
+        # padding the longest row would force on the whole batch is not computed
+        chunks = length_chunks(idx, lengths)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            embedded = model.embed(**_collate(tokenizer, train, idx, device))
-        return supervised_contrastive_loss(embedded.float(), labels_t[idx].to(device), temperature)
+            embedded = torch.cat([model.embed(**_collate(tokenizer, train, c, device)).float() for c in chunks])
+        rows = [i for c in chunks for i in c]
+        return supervised_contrastive_loss(embedded, labels_t[rows].to(device), temperature)
 
     return TrainPlan(
         lambda epoch: class_balanced_batches(y_train, classes_per_batch, rows_per_class, seed, epoch), loss, None
