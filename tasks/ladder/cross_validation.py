@@ -52,20 +52,24 @@ def cross_validate(
     metric: Callable[[Sequence[str], Sequence[str], Sequence[str]], float],
     budget_s: float | None = None,
 ) -> CrossValidated:
-    """Fit and score on each fold in turn. With a time budget, stops once the first
-    repeat is complete and the budget is spent (a slow rung gets fewer repeats)."""
+    """Fit and score on each fold in turn. With a time budget, the first repeat always
+    completes and each further repeat starts only when, at the pace of those before
+    it, it would end within the budget (a slow rung gets fewer repeats, never part of
+    one)."""
     folds = plan.fold_rows(list(y_pool))
     started, scores = time.monotonic(), {}
     oof: list[str] = [""] * len(y_pool)
     for name, kept, held in folds:
+        repeats_done = len(scores) // plan.folds
+        if budget_s is not None and repeats_done and len(scores) % plan.folds == 0:
+            spent = time.monotonic() - started
+            if spent + spent / repeats_done > budget_s:
+                break
         predicted = list(fit_predict(name, kept, held))
         scores[name] = metric([y_pool[i] for i in held], predicted, labels)
         if name.startswith("cv-r0-"):
             for position, label in zip(held, predicted, strict=True):
                 oof[position] = label
-        first_repeat_done = len(scores) >= plan.folds
-        if budget_s is not None and first_repeat_done and time.monotonic() - started > budget_s:
-            break
     return CrossValidated(scores, tuple(oof), len(scores))
 
 

@@ -3,7 +3,8 @@
 - held-out validation: one fit on train, scored (and stopped early) on validation;
 - cross-validation: one fit per fold of train + validation, each scored on its held-out
   rows after a fixed number of epochs (choosing the epoch on the rows a fold is scored on
-  would flatter it), within the rung's share of the time budget;
+  would flatter it); repeats after the first only while they fit in the rung's share of
+  the time budget and in ``ladder.cv_repeat_minutes``;
 - refit: the selected configuration trained again on train + validation (always after
   cross-validation, whose fold models are not kept; after hold-out when configured),
   and this is the model that is tested and registered.
@@ -54,7 +55,8 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
         fits.append(fit_adapted_rung(fit, curated, labels, cfg))
         return fits[-1].validation_predictions
 
-    scored = cross_validate(evaluation, rows.labels, labels, fit_predict, gate_metric(cfg), budget_s)
+    repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
+    scored = cross_validate(evaluation, rows.labels, labels, fit_predict, gate_metric(cfg), repeats_within)
     first = fits[0]
     details = dataclasses.replace(
         first.details, folds=scored.folds, train_seconds=round(sum(f.details.train_seconds or 0 for f in fits), 1)
