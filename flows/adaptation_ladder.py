@@ -4,7 +4,7 @@ Steps:
  1. assess the data: label counts, domain gap (tokenizer fragmentation, neighbour accuracy
     of frozen features), and how rungs will be scored: the validation split, or repeated
     stratified k-fold over train + validation when validation is too small to tell;
- 2. scratch baseline (TF-IDF + logistic regression), the yardstick for negative transfer;
+ 2. scratch baseline (TF-IDF + a linear SVM), the yardstick for negative transfer;
  3. frozen rung (cached features + a head);
  4. the decision table picks the rungs worth climbing (few labels: contrastive few-shot
     rung; far domain or many labels: partial and full; otherwise PEFT first);

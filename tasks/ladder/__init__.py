@@ -3,7 +3,7 @@
 Tasks:
 - ``assessment.assess_data``, ``assessment.plan_ladder``: what the data says, how rungs are scored;
 - ``features.extract_frozen_features``: frozen-backbone features, cached by content;
-- ``scratch_baseline.train_scratch_baseline``: TF-IDF + logistic regression, the yardstick;
+- ``scratch_baseline.train_scratch_baseline``: TF-IDF + a linear SVM, the yardstick;
 - ``frozen_rung.train_frozen_rung``: frozen features + a head;
 - ``rung_training.train_ladder_rung``, ``rung_training.refit_selected_rung``: adapted rungs
   under the evaluation plan, and the final refit;

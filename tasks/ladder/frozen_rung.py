@@ -1,4 +1,4 @@
-"""Training rungs: the scratch baseline (TF-IDF + logistic regression) and the frozen
+"""Training rungs: the scratch baseline (TF-IDF + a linear SVM) and the frozen
 rung (frozen backbone features + a logistic-regression head, C chosen on validation).
 
 Each rung writes a self-describing model directory (weights as safetensors or JSON,

@@ -1,6 +1,10 @@
-"""Rung 0, the from-scratch baseline: TF-IDF word + character n-grams and logistic
-regression, C chosen on validation (or by cross-validation on small data). The yardstick
-that catches negative transfer; it is never registered."""
+"""Rung 0, the from-scratch baseline: TF-IDF word + character n-grams and a linear SVM
+(liblinear), C chosen on validation (or by cross-validation on small data). The yardstick
+that catches negative transfer; it is never registered.
+
+A linear SVM rather than logistic regression: the yardstick only predicts, and on
+10-per-class CLINC150 (5 folds x 4 Cs) it scored macro-F1 0.8037 against logistic
+regression's 0.8056 in 14.3 s against 67.7 s (lbfgs, warm-started), on a 2-core machine."""
 
 from __future__ import annotations
 
@@ -18,12 +22,12 @@ SCRATCH_LABEL = "from-scratch TF-IDF baseline"
 
 
 def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[str], grid, cfg: ThawConfig):
-    """Predicted labels for ``test_texts`` under each C of ``grid`` (one vectoriser fit, a
-    warm-started regularisation path), and the vocabulary size."""
+    """Predicted labels for ``test_texts`` under each C of ``grid`` (one vectoriser fit),
+    and the vocabulary size."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
 
-    from thaw.heads import logistic_path
     from thaw.text_form import model_text
 
     s = cfg.training.ladder.scratch
@@ -34,13 +38,17 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
     train_texts, test_texts = [model_text(t) for t in train_texts], [model_text(t) for t in test_texts]
     train_m = hstack([v.fit_transform(train_texts) for v in vectorizers]).tocsr()
     test_m = hstack([v.transform(test_texts) for v in vectorizers]).tocsr()
-    path = logistic_path(train_m, np.asarray(train_labels), grid, cfg.training.head.max_iter, cfg.training.seed)
-    return {c: clf.predict(test_m) for c, clf in path}, int(train_m.shape[1])
+    y = np.asarray(train_labels)
+    predicted = {}
+    for c in grid:
+        svm = LinearSVC(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
+        predicted[c] = svm.fit(train_m, y).predict(test_m)
+    return predicted, int(train_m.shape[1])
 
 
 def _details(c: float, features: int, scores: dict, folds: int = 0) -> RungDetails:
     return RungDetails(
-        method="TF-IDF (word and character n-grams) + logistic regression",
+        method="TF-IDF (word and character n-grams) + linear SVM",
         frozen="no backbone: trained from scratch",
         trainable_fraction_of_backbone=0.0,
         settings={"C": c, "features": features},
@@ -51,7 +59,7 @@ def _details(c: float, features: int, scores: dict, folds: int = 0) -> RungDetai
 
 @task(name="train-scratch-baseline")
 def train_scratch_baseline(ctx: LadderContext) -> TrainedRung:
-    """TF-IDF (word + char) + logistic regression; no backbone involved. Scored on the
+    """TF-IDF (word + char) + a linear SVM; no backbone involved. Scored on the
     validation split, or on the cross-validation folds when the evaluation plan says."""
     curated, labels, cfg, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.evaluation
     from tasks.ladder.cross_validation import cross_validate_grid, gate_metric, pool
