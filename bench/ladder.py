@@ -166,12 +166,14 @@ def report(name: str, regime: str, result: dict) -> dict:
         )
     for d in gate["decisions"]:
         print(f"    gate after {d['after']}: {d['action']} - {d['reason']}")
+    print(f"    selected: {gate['selection_reason']}")
     reg, test = s["registered_model"], s["test"]["metrics"]
     ahead = test["accuracy"] - base["accuracy"]
     row("registered", f"{reg['rung']} trained on {'+'.join(reg['trained_on'])}")
     row("thaw selected: test accuracy / macro-F1", f"{test['accuracy']:.4f} / {test['macro_f1']:.4f}")
     row("plain frozen + LR: test accuracy / macro-F1", f"{base['accuracy']:.4f} / {base['macro_f1']:.4f}")
     row("thaw minus plain baseline (accuracy)", f"{ahead:+.4f}", "thaw ahead" if ahead > 0 else "thaw NOT ahead")
+    row("precision the rungs ran in (thaw.modeling.autocast_dtype)", reg.get("serving", {}).get("precision", "-"))
     row("ladder wall time", f"{gate['ladder_seconds'] / 60:.1f} min")
     row("whole run (curation to registration)", f"{result['thaw']['wall_seconds'] / 60:.1f} min")
     row("plain baseline (embed + fit)", f"{base['seconds'] / 60:.1f} min")
