@@ -144,7 +144,7 @@ def select_rung(
     scores: Sequence[RungScore],
     comparisons_to_best: dict[str, Comparison],
     alpha: float,
-    rule: SelectionRule = "significance",
+    rule: SelectionRule = "one_se",
 ) -> tuple[str, str]:
     """(selected rung, reason): the simplest rung the evidence cannot tell from the best.
 

@@ -115,14 +115,17 @@ def live_section(cfg: ThawConfig, registered: RegisteredVersion) -> tuple[str, d
 
     champion = alias_version(client_for(cfg), registered.name, CHAMPION)
     now = datetime.now(UTC)
-    head = f"**Live evidence** (the serving store, as of {now:%Y-%m-%d %H:%M:%S} UTC"
+    head = f"**Live evidence** (the serving store, read at {now:%Y-%m-%d %H:%M:%S} UTC"
     if champion is None or champion == registered.version:
         return f"{head})\n\n- none: there is no champion for it to run beside", None
     try:
         report = live_evidence(cfg, registered.name, champion, registered.version)
     except UserError as exc:
         return f"{head})\n\n- **the store cannot be read**: {exc}", None
-    refresh = f"; rewritten every {cfg.promotion.evidence_refresh_seconds:g} s while this run waits)"
+    refresh = (
+        f"; checked every {cfg.promotion.evidence_refresh_seconds:g} s while this run waits, "
+        "rewritten when the figures change)"
+    )
     if report is None:
         return (
             f"{head}{refresh}\n\n- no live requests yet: `thaw serve {registered.name} --shadow` (or `--canary 10%`) "
@@ -133,14 +136,19 @@ def live_section(cfg: ThawConfig, registered: RegisteredVersion) -> tuple[str, d
 
 
 class EvidenceRefresher:
-    """Rewrites the paused form's description with the live evidence as it stands, every
-    ``promotion.evidence_refresh_seconds``, while the run waits (the Prefect UI reads the
-    description when the approver presses Resume). ``shown`` is what it last showed."""
+    """Rewrites the paused form's description with the live evidence as it stands, while
+    the run waits (the Prefect UI reads the description when the approver presses
+    Resume). It checks every ``promotion.evidence_refresh_seconds`` and rewrites only when
+    the figures changed: Prefect has no update for a run input, so a rewrite deletes the
+    description and creates it again, and a form opened in between shows none.
+    ``shown`` is what it last showed."""
 
-    def __init__(self, cfg: ThawConfig, registered: RegisteredVersion, static: str, pause_key: str, shown) -> None:
+    def __init__(
+        self, cfg: ThawConfig, registered: RegisteredVersion, static: str, pause_key: str, section: str, shown
+    ) -> None:
         import threading
 
-        self.cfg, self.registered, self.static, self.shown = cfg, registered, static, shown
+        self.cfg, self.registered, self.static, self.section, self.shown = cfg, registered, static, section, shown
         self.key = f"paused-{pause_key}-description"  # prefect.input.keyset_from_paused_state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="thaw-evidence-refresh", daemon=True)
@@ -159,12 +167,14 @@ class EvidenceRefresher:
         while not self._stop.wait(self.cfg.promotion.evidence_refresh_seconds):
             try:
                 section, shown = live_section(self.cfg, self.registered)
+                if _figures(section) == _figures(self.section):
+                    continue
                 with get_client(sync_client=True) as client:
                     client.delete_flow_run_input(flow_run_id=self._flow_run_id, key=self.key)
                     client.create_flow_run_input(
                         flow_run_id=self._flow_run_id, key=self.key, value=json.dumps(self.static + "\n\n" + section)
                     )
-                self.shown = shown
+                self.shown, self.section = shown, section
             except Exception as exc:  # the form keeps what it showed last; the next round tries again
                 log.warning("could not refresh the approval form's live evidence: %s", exc)
 
@@ -172,6 +182,11 @@ class EvidenceRefresher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+
+
+def _figures(section: str) -> str:
+    """A live section without its first line (the time it was read): what it shows."""
+    return section.split("\n", 1)[-1]
 
 
 def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadline: datetime) -> str:
@@ -261,7 +276,7 @@ def wait_for_approval(cfg: ThawConfig, registered: RegisteredVersion) -> Approva
     )
     form = ApprovalForm.with_initial_data(description=description)
     pause_key = f"approve-{registered.name}-{registered.version}"
-    refresher = EvidenceRefresher(cfg, registered, static, pause_key, shown).start()
+    refresher = EvidenceRefresher(cfg, registered, static, pause_key, section, shown).start()
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=timeout, key=pause_key)
     except FlowPauseTimeout:

@@ -303,15 +303,17 @@ def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_k
 
 def _open_resume_form(page, attempts: int = 5):
     """The Resume dialog with its description. Prefect has no update for a run input, so
-    each refresh deletes the description and creates it again; a dialog opened in that
-    gap has none (the UI reads it once), and the approver, like this test, opens it again."""
+    a rewrite (after the figures change) deletes the description and creates it again; a
+    dialog opened in that gap has none (the UI reads it once): reload and open it again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for _ in range(attempts):
         page.get_by_role("button", name="Resume").first.click()
         form = page.get_by_role("dialog")
         try:
             form.get_by_text("Live evidence").wait_for(timeout=10_000)
             return form
-        except Exception:  # playwright's TimeoutError: opened in the gap
+        except PlaywrightTimeout:  # opened in the gap
             page.reload()
     raise AssertionError(f"the Resume form never showed its live evidence in {attempts} openings")
 
