@@ -2,6 +2,7 @@
 
 import os
 import re
+from collections.abc import Iterator
 
 _UNREACHABLE = re.compile(
     r"API request to (\S+?)/(?:api|ajax-api)/.*(?:Max retries exceeded|Connection refused|NewConnectionError)"
@@ -48,10 +49,24 @@ def tracking_access_problem(exc: BaseException) -> str | None:
 _STOPPED = {"KeyboardInterrupt", "TerminationSignal", "CancelledRun", "SystemExit"}
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, most recent first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def run_ending(exc: BaseException) -> tuple[str, str]:
-    """The MLflow status (KILLED or FAILED) and a one-line reason for a run that raised ``exc``."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
+    """The MLflow status (KILLED or FAILED) and a one-line reason for a run that raised ``exc``.
+
+    A stop counts wherever it is in the chain: a SIGTERM that lands while Prefect creates a
+    task run surfaces as the ValueError Prefect's own crash handling raises on top of it."""
+    for link in _chain(exc):
+        if {cls.__name__ for cls in type(link).__mro__} & _STOPPED:
+            message = " ".join(str(link).split())
+            return "KILLED", f"stopped before the end ({type(link).__name__}{': ' + message if message else ''})"
     message = " ".join(str(exc).split())  # the whole message on one line: which check, file or row
-    if names & _STOPPED:
-        return "KILLED", f"stopped before the end ({type(exc).__name__}{': ' + message if message else ''})"
     return "FAILED", f"{type(exc).__name__}: {message}"[:1000]

@@ -52,3 +52,26 @@ def test_a_stopped_run_is_killed_and_a_broken_one_failed_with_the_reason():
     from prefect.exceptions import TerminationSignal
 
     assert run_ending(TerminationSignal(15))[0] == "KILLED"
+
+
+def test_a_stop_under_prefects_own_crash_handling_is_still_a_stop():
+    """Seen in a scheduled run: SIGTERM landed while Prefect created a task run, and its crash
+    handler raised ValueError('Task run is not set') on top of the TerminationSignal."""
+    from prefect.exceptions import TerminationSignal
+
+    try:
+        try:
+            raise TerminationSignal(15)
+        except TerminationSignal:
+            raise ValueError("Task run is not set")  # noqa: B904 - as Prefect raises it
+    except ValueError as exc:
+        chained = exc
+    status, reason = run_ending(chained)
+    assert status == "KILLED" and reason.startswith("stopped before the end (TerminationSignal")
+    try:
+        try:
+            raise OSError("disk full")
+        except OSError:
+            raise ValueError("could not write the summary")  # noqa: B904
+    except ValueError as exc:
+        assert run_ending(exc) == ("FAILED", "ValueError: could not write the summary")
