@@ -30,8 +30,10 @@ check: lint
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests/unit
 
+# Two test files at a time on two cores (each file on one worker, so its servers and module
+# fixtures are shared by its tests): most of the suite waits on servers, not on the CPU.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
