@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import row
+from bench.common import matmul_peak_gflops, row
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -125,7 +125,33 @@ def run_one(workspace: Path, name: str, regime: str) -> dict:
     train_rows = [p for s in ("train", "validation") if s in files for p in _read(files[s])]
     baseline = plain_baseline.score(train_rows, _read(files["test"]))
     thaw = run_thaw(repo, files, f"{name}-{regime}", config_for(repo, name))
-    return {"thaw": thaw, "baseline": baseline, "serving_scrub": scrub_cost([t for t, _ in _read(files["test"])])}
+    scrub = scrub_cost([t for t, _ in _read(files["test"])])
+    return {"thaw": thaw, "baseline": baseline, "serving_scrub": scrub, "peak": matmul_peak()}
+
+
+def matmul_peak() -> dict:
+    """This machine's matmul peak in the precision thaw picks for its rungs
+    (``thaw.modeling.autocast_dtype``), measured in the same run as the ladder."""
+    import torch
+
+    from thaw.modeling import autocast_dtype
+
+    dtype = autocast_dtype(torch.device("cpu"))
+    name = "bf16" if dtype is torch.bfloat16 else "fp32"
+    return {"precision": name, "gflops": matmul_peak_gflops(dtype=dtype or torch.float32)}
+
+
+def rung_compute(details: dict, peak: dict) -> str | None:
+    """An adapted rung's optimiser steps: their share of its training time, GFLOP/s and
+    share of the matmul peak (None for rungs without fine-tuning steps)."""
+    steps, gflop, total = details.get("step_seconds"), details.get("training_gflop"), details.get("train_seconds")
+    if not steps or not gflop:
+        return None
+    rate = gflop / steps
+    return (
+        f"steps {steps:.0f} of {total:.0f} s; {rate:.1f} GFLOP/s, "
+        f"{rate / peak['gflops']:.0%} of the {peak['precision']} matmul peak ({peak['gflops']:.0f})"
+    )
 
 
 def scrub_cost(texts: list[str]) -> dict:
@@ -164,6 +190,13 @@ def report(name: str, regime: str, result: dict) -> dict:
             f"{r['rung']}: validation macro-F1; test acc{'; train s' if seconds else ''}",
             f"{r['validation']['macro_f1']:.4f}; {test_acc}{mark}" + (f"; {seconds:.0f}" if seconds else ""),
         )
+        compute = rung_compute(r["details"], result["peak"])
+        if compute:
+            row(f"{r['rung']}: training compute", compute)
+    registered = s["registered_model"]
+    compute = rung_compute(registered.get("details") or {}, result["peak"]) if registered["refit"] else None
+    if compute:
+        row(f"refit of {registered['rung']} on {'+'.join(registered['trained_on'])}: training compute", compute)
     for d in gate["decisions"]:
         print(f"    gate after {d['after']}: {d['action']} - {d['reason']}")
     print(f"    selected: {gate['selection_reason']}")

@@ -118,3 +118,20 @@ def parameter_groups(model, base_lr: float, head_lr: float, layer_decay: float, 
         wd = 0.0 if p.ndim == 1 else weight_decay
         groups.setdefault((lr, wd), []).append(p)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def training_flops_per_token(encoder) -> int:
+    """Matmul FLOPs one real token costs in a training step of ``encoder`` with its
+    current ``requires_grad`` surface, counting its non-embedding weights (attention's
+    length-squared term left out, as short texts make it small): 2 per weight forward;
+    backward, 2 per weight from the lowest block that trains up (the gradient of the
+    activations) and 2 per trainable weight (the gradient of the weights). A fully
+    trained encoder costs the usual 6 per weight; LoRA adapters on every block about 4."""
+    blocks = [(block_index(n), p) for n, p in encoder.named_parameters() if "embeddings" not in n]
+    blocks = [(b, p) for b, p in blocks if b != -1]  # the pooler never runs
+    trained = [b for b, p in blocks if p.requires_grad and b is not None]
+    lowest = min(trained) if trained else None
+    forward = sum(p.numel() for _, p in blocks)
+    through = sum(p.numel() for b, p in blocks if lowest is not None and (b is None or b >= lowest))
+    weights = sum(p.numel() for _, p in blocks if p.requires_grad)
+    return 2 * forward + 2 * through + 2 * weights

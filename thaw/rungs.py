@@ -38,6 +38,8 @@ class RungDetails:
     best_epoch: int | None = None
     resumed_from_epoch: int | None = None
     train_seconds: float | None = None
+    step_seconds: float | None = None  # of train_seconds, in optimiser steps (adapted rungs)
+    training_gflop: float | None = None  # the matmul work of those steps (thaw.adaptation.training_flops_per_token)
     cache_hits: dict[str, bool] = field(default_factory=dict)
     processes: int = 1
     movement: BackboneMovement | None = None  # how far the backbone moved (adapted rungs)

@@ -36,6 +36,9 @@ class TrainOutcome:
     epochs_run: int
     resumed_from_epoch: int | None
     history: list[dict] = field(default_factory=list)
+    steps: int = 0  # optimiser steps taken by this process in this call (a resumed fit counts what it ran)
+    step_seconds: float = 0.0  # their wall time: forward, backward and update, not validation or checkpoints
+    tokens: int = 0  # the real (unpadded) tokens those steps trained on
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -162,6 +165,7 @@ class TrainPlan:
     batches: Callable[[int], list[list[int]]]
     loss: Callable[[object, list[int]], object]
     evaluate: Callable[[object], float] | None
+    tokens: Callable[[list[int]], int] = len  # real tokens in a batch (default: one per row)
 
 
 def train_loop(
@@ -196,6 +200,7 @@ def train_loop(
         meta, best = checkpoint.load(model, optimizer, scheduler)
         resumed = meta["epoch"]
     saved_at = time.monotonic()
+    steps, step_seconds, tokens = 0, 0.0, 0
     for epoch in range(meta["epoch"] + 1, cfg.epochs):
         if meta["bad_epochs"] >= cfg.patience:
             break
@@ -204,6 +209,7 @@ def train_loop(
         batches = shard(plan.batches(epoch))  # this process's share
         progress = Progress(len(batches), f"  epoch {epoch + 1} batches")
         for idx in batches:
+            step_started = time.perf_counter()
             loss = plan.loss(model, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -211,7 +217,9 @@ def train_loop(
             torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(loss.detach()))  # waits for the device: the step's time is whole
+            steps, step_seconds = steps + 1, step_seconds + time.perf_counter() - step_started
+            tokens += plan.tokens(idx)
             progress()
         metric = plan.evaluate(model) if plan.evaluate else None
         meta["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_metric": metric})
@@ -229,7 +237,8 @@ def train_loop(
         if on_epoch_end:
             on_epoch_end(epoch)
     model.load_state_dict(best, strict=False)
-    return TrainOutcome(meta["best_metric"], meta["best_epoch"], meta["epoch"] + 1, resumed, meta["history"])
+    best_metric, best_epoch, epochs_run = meta["best_metric"], meta["best_epoch"], meta["epoch"] + 1
+    return TrainOutcome(best_metric, best_epoch, epochs_run, resumed, meta["history"], steps, step_seconds, tokens)
 
 
 def classification_plan(
@@ -251,7 +260,9 @@ def classification_plan(
     evaluate = None
     if val is not None:
         evaluate = lambda model: score(predict_classes(model, tokenizer, val, batch_size * 2, device))  # noqa: E731
-    return TrainPlan(lambda epoch: epoch_batches(lengths, batch_size, seed, epoch), loss, evaluate)
+    return TrainPlan(
+        lambda epoch: epoch_batches(lengths, batch_size, seed, epoch), loss, evaluate, _token_count(lengths)
+    )
 
 
 def class_balanced_batches(
@@ -323,5 +334,12 @@ def contrastive_plan(
         return supervised_contrastive_loss(embedded, labels_t[rows].to(device), temperature)
 
     return TrainPlan(
-        lambda epoch: class_balanced_batches(y_train, classes_per_batch, rows_per_class, seed, epoch), loss, None
+        lambda epoch: class_balanced_batches(y_train, classes_per_batch, rows_per_class, seed, epoch),
+        loss,
+        None,
+        _token_count(lengths),
     )
+
+
+def _token_count(lengths: Sequence[int]) -> Callable[[list[int]], int]:
+    return lambda idx: sum(lengths[i] for i in idx)

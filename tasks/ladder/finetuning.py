@@ -238,6 +238,8 @@ def fit_adapted_rung(
         best_epoch=outcome.best_epoch + 1,
         resumed_from_epoch=outcome.resumed_from_epoch + 1 if outcome.resumed_from_epoch is not None else None,
         train_seconds=round(seconds, 1),
+        step_seconds=round(state.step_seconds, 1),
+        training_gflop=float(f"{state.training_flops / 1e9:.4g}"),
         movement=movement,
         trained_on=fit.train.splits,
     )

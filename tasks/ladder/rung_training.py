@@ -58,8 +58,13 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
     repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
     scored = cross_validate(evaluation, rows.labels, labels, fit_predict, gate_metric(cfg), repeats_within)
     first = fits[0]
+    total = lambda field: sum(getattr(f.details, field) or 0 for f in fits)  # noqa: E731
     details = dataclasses.replace(
-        first.details, folds=scored.folds, train_seconds=round(sum(f.details.train_seconds or 0 for f in fits), 1)
+        first.details,
+        folds=scored.folds,
+        train_seconds=round(total("train_seconds"), 1),
+        step_seconds=round(total("step_seconds"), 1),
+        training_gflop=float(f"{total('training_gflop'):.4g}"),
     )
     metrics = score_predictions(rows.labels, scored.predictions, labels, cfg)
     return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)

@@ -70,6 +70,7 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
             "trained_on": list(ladder.final.details.trained_on),
             "refit": ladder.final.details.trained_on
             != next(r for r in ladder.trained if r.rung == ladder.selection.rung).details.trained_on,
+            "details": asdict(ladder.final.details),  # the refit's own when there was one
             "serving": ladder.latency.get("registered"),
             "served": ladder.latency.get("served"),  # as registered: through its ONNX artifact when kept
             "onnx": trained.onnx,

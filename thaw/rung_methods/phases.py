@@ -41,6 +41,8 @@ class FitState:
     select_epoch: bool  # keep the epoch best on validation (False: the last)
     on_epoch_end: Callable[[int], None] | None = None
     outcome: TrainOutcome | None = None
+    step_seconds: float = 0.0  # over every loop a phase ran: the optimiser steps' wall time
+    training_flops: int = 0  # and their matmul FLOPs (thaw.adaptation.training_flops_per_token)
 
     def label_codes(self, split: Split) -> np.ndarray:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -60,6 +62,7 @@ def _groups(state: FitState, with_head: bool) -> list[dict]:
 
 
 def _run_loop(state: FitState, phase: str, plan, groups: list[dict]) -> None:
+    from thaw.adaptation import training_flops_per_token
     from thaw.trainer import Checkpoint, train_loop
 
     if not state.select_epoch:
@@ -69,6 +72,8 @@ def _run_loop(state: FitState, phase: str, plan, groups: list[dict]) -> None:
     state.outcome = train_loop(
         state.model, plan, state.loop, state.learning_rate, groups, checkpoint, state.device, seed, state.on_epoch_end
     )
+    state.step_seconds += state.outcome.step_seconds
+    state.training_flops += state.outcome.tokens * training_flops_per_token(state.model.encoder)
 
 
 def fine_tune(state: FitState) -> None:

@@ -136,6 +136,10 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     _, frozen2 = frozen_rung(other, cfg2, curated2)
     straight = fit_adapted_rung(holdout_fit("full", other / "run"), curated2, LABELS, cfg2)
     assert straight.details.resumed_from_epoch is None
+    # the resumed fit ran the two epochs of three left after the kill, and its compute says so
+    assert 0 < resumed.details.training_gflop < straight.details.training_gflop
+    assert resumed.details.training_gflop == pytest.approx(straight.details.training_gflop * 2 / 3, rel=0.01)
+    assert 0 < straight.details.step_seconds <= straight.details.train_seconds
     a, b = (
         load_file(str(resumed.model_dir / "head.safetensors")),
         load_file(str(straight.model_dir / "head.safetensors")),
