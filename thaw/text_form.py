@@ -31,3 +31,16 @@ def domain_words(text: str) -> list[str]:
     """The words of ``text`` (casefolded, letters of any script, inner apostrophes kept),
     without placeholders, punctuation or numbers."""
     return WORD.findall(PLACEHOLDER.sub(" ", text).casefold())
+
+
+_LABEL_PARTS = re.compile(r"[\s_\-./:]+|(?<=[a-z])(?=[A-Z])")
+
+
+def label_words(label: str) -> str | None:
+    """A label as the words it is made of (``book_flight``, ``book-flight`` and
+    ``BookFlight`` -> ``book flight``), or None when it does not read as words: a part
+    with a digit or a sign (``LABEL_0``, ``4``, ``A12``), or no part of two letters."""
+    parts = [part for part in _LABEL_PARTS.split(label.strip()) if part]
+    if not parts or not all(part.isalpha() for part in parts) or max(len(p) for p in parts) < 2:
+        return None
+    return " ".join(parts).casefold()

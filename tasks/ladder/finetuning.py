@@ -232,7 +232,7 @@ def fit_adapted_rung(
         method=method.describe(surface.method),
         frozen=surface.frozen,
         trainable_fraction_of_backbone=surface.fraction,
-        settings={"learning_rate": lr, "layer_decay": decay, "epochs": state.loop.epochs},
+        settings={"learning_rate": lr, "layer_decay": decay, "epochs": state.loop.epochs, **state.settings},
         history=tuple(EpochRecord(h["epoch"] + 1, h["train_loss"], h["validation_metric"]) for h in outcome.history),
         epochs_run=outcome.epochs_run,
         best_epoch=outcome.best_epoch + 1,

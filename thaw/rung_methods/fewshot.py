@@ -1,6 +1,8 @@
 """The few-shot rung, the SetFit recipe in two phases: ``train_embeddings`` (supervised
 contrastive tuning of the encoder on class-balanced batches, through LoRA or the whole
-encoder) then ``train_classifier`` (a logistic-regression head on the tuned embeddings)."""
+encoder) then ``train_classifier`` (a logistic-regression head on the tuned embeddings);
+before them, ``add_label_names`` gives each class its label as a training row when the
+labels are words."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from thaw.rung_methods.full import open_everything
 from thaw.rung_methods.peft import open_adapter
-from thaw.rung_methods.phases import train_classifier, train_embeddings
+from thaw.rung_methods.phases import add_label_names, train_classifier, train_embeddings
 from thaw.rung_registry import FEW_LABELS, Phase, RungMethod, register_rung
 
 if TYPE_CHECKING:
@@ -16,8 +18,15 @@ if TYPE_CHECKING:
 
 
 def open_for_contrastive(model, ladder: LadderConfig) -> tuple[str, str]:
-    """Tune through the PEFT rung's adapter or the whole encoder (``fewshot.surface``)."""
-    return (open_adapter if ladder.fewshot.surface == "lora" else open_everything)(model, ladder)
+    """Tune through the PEFT rung's adapter or the whole encoder (``fewshot.surface``);
+    the whole encoder but its word embeddings unless ``fewshot.train_word_embeddings``."""
+    if ladder.fewshot.surface == "lora":
+        return open_adapter(model, ladder)
+    method, frozen = open_everything(model, ladder)
+    if ladder.fewshot.train_word_embeddings:
+        return method, frozen
+    model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    return "full but the word embeddings", "the word embeddings"
 
 
 FEWSHOT = register_rung(
@@ -30,7 +39,11 @@ FEWSHOT = register_rung(
         open_surface=open_for_contrastive,
         learning_rate=lambda ladder: (ladder.fewshot.learning_rate, 1.0),
         loop=lambda ladder: ladder.fewshot.loop(ladder.finetune),
-        phases=(Phase("train_embeddings", train_embeddings), Phase("train_classifier", train_classifier)),
+        phases=(
+            Phase("add_label_names", add_label_names),
+            Phase("train_embeddings", train_embeddings),
+            Phase("train_classifier", train_classifier),
+        ),
         describe=lambda method: f"contrastive pairs + logistic regression, {method}",
     )
 )

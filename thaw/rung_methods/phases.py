@@ -43,6 +43,7 @@ class FitState:
     outcome: TrainOutcome | None = None
     step_seconds: float = 0.0  # over every loop a phase ran: the optimiser steps' wall time
     training_flops: int = 0  # and their matmul FLOPs (thaw.adaptation.training_flops_per_token)
+    settings: dict[str, float | str] = dataclasses.field(default_factory=dict)  # what phases chose, for the record
 
     def label_codes(self, split: Split) -> np.ndarray:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -98,6 +99,32 @@ def fine_tune(state: FitState) -> None:
         state.device,
     )
     _run_loop(state, "fine_tune", plan, _groups(state, with_head=True))
+
+
+def add_label_names(state: FitState) -> None:
+    """Each class's label read as words (``book_flight`` -> "book flight") as
+    ``fewshot.label_name_rows`` more training rows of that class, seen by the contrastive
+    batches and the head alike; only when every label reads as words
+    (``thaw.text_form.label_words``), so codes such as ``LABEL_3`` add nothing. Held-out
+    rows are never touched: cross-validation scores the recipe with its label names."""
+    from thaw.datasets import Split
+    from thaw.modeling import encode_texts
+    from thaw.text_form import label_words
+
+    copies = state.cfg.training.ladder.fewshot.label_name_rows
+    words = {label: label_words(label) for label in state.labels}
+    if not copies or None in words.values():
+        state.settings["label_name_rows"] = 0
+        return
+    labels = [label for label in state.labels for _ in range(copies)]
+    texts = [words[label] for label in labels]
+    ids = [f"label-name-{i}" for i in range(len(labels))]
+    train = state.train
+    slices = train.slices + [""] * len(labels) if train.slices is not None else None
+    state.train = Split(train.ids + ids, train.texts + texts, train.labels + labels, slices)
+    added = encode_texts(state.tokenizer, texts, state.cfg.backbone.max_length)
+    state.train_encoded = {k: list(v) + list(added[k]) for k, v in state.train_encoded.items()}
+    state.settings["label_name_rows"] = len(labels)
 
 
 def train_embeddings(state: FitState) -> None:

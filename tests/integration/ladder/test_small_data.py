@@ -97,6 +97,8 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
         assert r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"]
         assert r["folds"] == 3
     assert "fewshot" in rows and rows["fewshot"]["movement"] is not None  # the frozen rung is weak here: it climbed
+    fewshot = next(r for r in result.trained if r.rung == "fewshot")
+    assert fewshot.details.settings["label_name_rows"] == len(LABELS)  # "money", "login", ...: words, one row each
     # the registered model learned from every labelled row and serves
     assert result.final.details.trained_on == ("train", "validation")
     assert note["registered"]["trained_on"] == ["train", "validation"]

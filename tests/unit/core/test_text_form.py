@@ -1,7 +1,7 @@
 """The model's text form (entity types for pseudonyms) and the words a domain measure
 counts (letters only: no placeholders, punctuation or numbers)."""
 
-from thaw.text_form import domain_words, model_text
+from thaw.text_form import domain_words, label_words, model_text
 
 
 def test_the_model_sees_entity_types_and_never_the_key():
@@ -27,3 +27,12 @@ def test_pseudonyms_no_longer_read_as_a_domain_gap(tiny_encoder):
     scrubbed = [f"{t} <PERSON_{i:06x}> <PHONE_NUMBER_{i + 7:06x}>, order 88121" for i, t in enumerate(plain)]
     assert fragmented_word_share(scrubbed, tokenizer) == fragmented_word_share(plain, tokenizer)
     assert fragmented_word_share(["zqxv wvut"], tokenizer) == 1.0  # letters the vocabulary lacks as words
+
+
+def test_labels_read_as_words_only_when_they_are_words():
+    """The few-shot rung adds a label as a training row only when every label reads as words."""
+    assert label_words("book_flight") == label_words("book-flight") == label_words("BookFlight") == "book flight"
+    assert label_words("top_up.failed") == "top up failed" and label_words("admiration") == "admiration"
+    assert label_words("Réclamation_client") == "réclamation client" and label_words("返金") == "返金"
+    for code in ("LABEL_0", "4", "A12", "x_y", "", "  ", "pin#blocked"):
+        assert label_words(code) is None, code
