@@ -7,6 +7,7 @@ measure counts: letters only, placeholders, punctuation and numbers left out."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 TEXT_FORM = "entity-types-v1"  # in cache keys: features and checkpoints made from this form
 PSEUDONYM = re.compile(r"<([A-Z][A-Z_]*?)_[0-9a-f]{6}>")
@@ -36,11 +37,19 @@ def domain_words(text: str) -> list[str]:
 _LABEL_PARTS = re.compile(r"[\s_\-./:]+|(?<=[a-z])(?=[A-Z])")
 
 
-def label_words(label: str) -> str | None:
-    """A label as the words it is made of (``book_flight``, ``book-flight`` and
-    ``BookFlight`` -> ``book flight``), or None when it does not read as words: a part
-    with a digit or a sign (``LABEL_0``, ``4``, ``A12``), or no part of two letters."""
-    parts = [part for part in _LABEL_PARTS.split(label.strip()) if part]
-    if not parts or not all(part.isalpha() for part in parts) or max(len(p) for p in parts) < 2:
-        return None
-    return " ".join(parts).casefold()
+def label_words(labels: Sequence[str]) -> dict[str, str]:
+    """The labels that read as words, as those words: ``book_flight``, ``book-flight``
+    and ``BookFlight`` -> "book flight", ``rollover_401k`` -> "rollover 401k". A label
+    reads as words when its parts are letters and digits only and one of them is a word
+    of two or more letters that not every label shares; so codes (``LABEL_3`` among
+    ``LABEL_0``..., ``4``, ``A12``, ``w2``) are left out."""
+    parts = {label: [part for part in _LABEL_PARTS.split(label.strip()) if part] for label in labels}
+    folded = [{part.casefold() for part in split} for split in parts.values()]
+    shared = set.intersection(*folded) if len(folded) > 1 else set()
+    words = {}
+    for label, split in parts.items():
+        if not split or not all(part.isalnum() for part in split):
+            continue
+        if any(part.isalpha() and len(part) >= 2 and part.casefold() not in shared for part in split):
+            words[label] = " ".join(split).casefold()
+    return words

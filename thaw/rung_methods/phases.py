@@ -104,19 +104,19 @@ def fine_tune(state: FitState) -> None:
 def add_label_names(state: FitState) -> None:
     """Each class's label read as words (``book_flight`` -> "book flight") as
     ``fewshot.label_name_rows`` more training rows of that class, seen by the contrastive
-    batches and the head alike; only when every label reads as words
-    (``thaw.text_form.label_words``), so codes such as ``LABEL_3`` add nothing. Held-out
-    rows are never touched: cross-validation scores the recipe with its label names."""
+    batches and the head alike; labels that are codes (``LABEL_3``, ``w2``: see
+    ``thaw.text_form.label_words``) add nothing. Held-out rows are never touched:
+    cross-validation scores the recipe with its label names."""
     from thaw.datasets import Split
     from thaw.modeling import encode_texts
     from thaw.text_form import label_words
 
     copies = state.cfg.training.ladder.fewshot.label_name_rows
-    words = {label: label_words(label) for label in state.labels}
-    if not copies or None in words.values():
+    words = label_words(state.labels) if copies else {}
+    if not words:
         state.settings["label_name_rows"] = 0
         return
-    labels = [label for label in state.labels for _ in range(copies)]
+    labels = [label for label in state.labels if label in words for _ in range(copies)]
     texts = [words[label] for label in labels]
     ids = [f"label-name-{i}" for i in range(len(labels))]
     train = state.train

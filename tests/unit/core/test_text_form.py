@@ -30,9 +30,23 @@ def test_pseudonyms_no_longer_read_as_a_domain_gap(tiny_encoder):
 
 
 def test_labels_read_as_words_only_when_they_are_words():
-    """The few-shot rung adds a label as a training row only when every label reads as words."""
-    assert label_words("book_flight") == label_words("book-flight") == label_words("BookFlight") == "book flight"
-    assert label_words("top_up.failed") == "top up failed" and label_words("admiration") == "admiration"
-    assert label_words("Réclamation_client") == "réclamation client" and label_words("返金") == "返金"
-    for code in ("LABEL_0", "4", "A12", "x_y", "", "  ", "pin#blocked"):
-        assert label_words(code) is None, code
+    """The few-shot rung adds a label as a training row when it reads as words; codes add nothing."""
+    words = label_words(["book_flight", "card-arrival", "BookHotel", "top_up.failed", "rollover_401k", "w2", "返金"])
+    assert words == {
+        "book_flight": "book flight",
+        "card-arrival": "card arrival",
+        "BookHotel": "book hotel",
+        "top_up.failed": "top up failed",
+        "rollover_401k": "rollover 401k",
+        "返金": "返金",
+    }
+    assert label_words(["LABEL_0", "LABEL_1", "LABEL_2"]) == {}  # the word they share is no name
+    assert label_words(["class_a", "class_b"]) == {}
+    assert label_words(["flight_book", "flight_cancel"]) == {
+        "flight_book": "flight book",
+        "flight_cancel": "flight cancel",
+    }
+    assert label_words(["4", "A12", "x_y", "", "  ", "pin#blocked", "Réclamation_client"]) == {
+        "Réclamation_client": "réclamation client"
+    }
+    assert label_words(["admiration"]) == {"admiration": "admiration"}  # one label: nothing is shared by the others
