@@ -102,7 +102,9 @@ def transfer_note(
         "registered": {
             "rung": final.rung,
             "trained_on": list(final.details.trained_on),
-            "refit": final.details.trained_on != chosen.details.trained_on,
+            # a model of its own: after cross-validation the selected rung's folds kept none,
+            # though they too trained on train + validation
+            "refit": final.model_dir != chosen.model_dir,
             "movement": asdict(final.details.movement) if final.details.movement else None,
         },
         "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},

@@ -68,8 +68,9 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
         "registered_model": {
             "rung": ladder.final.rung,
             "trained_on": list(ladder.final.details.trained_on),
-            "refit": ladder.final.details.trained_on
-            != next(r for r in ladder.trained if r.rung == ladder.selection.rung).details.trained_on,
+            # a model of its own (after cross-validation the selected rung's folds kept none)
+            "refit": ladder.final.model_dir
+            != next(r for r in ladder.trained if r.rung == ladder.selection.rung).model_dir,
             "details": asdict(ladder.final.details),  # the refit's own when there was one
             "serving": ladder.latency.get("registered"),
             "served": ladder.latency.get("served"),  # as registered: through its ONNX artifact when kept

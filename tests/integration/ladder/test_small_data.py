@@ -102,6 +102,7 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     # the registered model learned from every labelled row and serves
     assert result.final.details.trained_on == ("train", "validation")
     assert note["registered"]["trained_on"] == ["train", "validation"]
+    assert note["registered"]["refit"] is (result.selection.rung != "frozen")  # the frozen rung was fit on all rows
     probs = ThawPredictor(result.final.model_dir).probabilities(["refund please", "password help"])
     assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1)
     assert (workspace / "run" / "ladder_chart.png").stat().st_size > 1000
