@@ -1,8 +1,8 @@
 """The few-shot rung, the SetFit recipe in two phases: ``train_embeddings`` (supervised
 contrastive tuning of the encoder on class-balanced batches, through LoRA or the whole
 encoder) then ``train_classifier`` (a logistic-regression head on the tuned embeddings);
-before them, ``add_label_names`` gives each class its label as a training row when the
-labels are words."""
+before them, ``add_label_names`` gives each class whose label reads as words that label
+as a training row."""
 
 from __future__ import annotations
 
