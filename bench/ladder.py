@@ -134,11 +134,10 @@ def matmul_peak() -> dict:
     (``thaw.modeling.autocast_dtype``), measured in the same run as the ladder."""
     import torch
 
-    from thaw.modeling import autocast_dtype
+    from bench.encoder import precision
 
-    dtype = autocast_dtype(torch.device("cpu"))
-    name = "bf16" if dtype is torch.bfloat16 else "fp32"
-    return {"precision": name, "gflops": matmul_peak_gflops(dtype=dtype or torch.float32)}
+    name = precision()
+    return {"precision": name, "gflops": matmul_peak_gflops(dtype=torch.bfloat16 if name == "bf16" else torch.float32)}
 
 
 def rung_compute(details: dict, peak: dict) -> str | None:
