@@ -76,9 +76,9 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
 
     from thaw.adaptation import apply_surface, build_classifier, parameter_groups
     from thaw.config import BackboneConfig, LadderConfig
-    from thaw.modeling import autocast_dtype, load_encoder, resolve_backbone
+    from thaw.modeling import autocast_dtype, collate, load_encoder, resolve_backbone
     from thaw.rung_registry import rung_method
-    from thaw.trainer import _collate, epoch_batches, make_optimizer
+    from thaw.trainer import epoch_batches, make_optimizer
 
     dtype = autocast_dtype(torch.device("cpu"))
 
@@ -92,7 +92,7 @@ def _finetune_step(peak: float, texts: list[str], batch_size: int, steps: int = 
     model.train()
     rates, real, padded = [], 0, 0
     for i, idx in enumerate(batches):
-        batch = _collate(tokenizer, encoded, idx, torch.device("cpu"))
+        batch = collate(tokenizer, encoded, idx, torch.device("cpu"))
         labels = torch.zeros(len(idx), dtype=torch.long)
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):  # as the trainer does

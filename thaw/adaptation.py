@@ -47,15 +47,21 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
     return model
 
 
-def transformer_blocks(encoder) -> list:
-    """The encoder's list of transformer blocks (BERT, RoBERTa, MiniLM, DistilBERT ...)."""
+def block_list(encoder):
+    """The ``ModuleList`` holding the encoder's transformer blocks (BERT, RoBERTa, MiniLM,
+    DistilBERT ...), lowest first."""
     import torch
 
     n = encoder.config.num_hidden_layers
     for module in encoder.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
-            return list(module)
+            return module
     raise ValueError(f"cannot find {n} transformer blocks in {type(encoder).__name__}")
+
+
+def transformer_blocks(encoder) -> list:
+    """The encoder's transformer blocks, lowest first."""
+    return list(block_list(encoder))
 
 
 @dataclass(frozen=True)
@@ -120,18 +126,19 @@ def parameter_groups(model, base_lr: float, head_lr: float, layer_decay: float, 
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
-def training_flops_per_token(encoder) -> int:
+def training_flops_per_token(encoder, replayed_blocks: int = 0) -> int:
     """Matmul FLOPs one real token costs in a training step of ``encoder`` with its
     current ``requires_grad`` surface, counting its non-embedding weights (attention's
     length-squared term left out, as short texts make it small): 2 per weight forward;
     backward, 2 per weight from the lowest block that trains up (the gradient of the
     activations) and 2 per trainable weight (the gradient of the weights). A fully
-    trained encoder costs the usual 6 per weight; LoRA adapters on every block about 4."""
+    trained encoder costs the usual 6 per weight; LoRA adapters on every block about 4.
+    ``replayed_blocks``: the lowest blocks a step does not run (``thaw.frozen_prefix``)."""
     blocks = [(block_index(n), p) for n, p in encoder.named_parameters() if "embeddings" not in n]
     blocks = [(b, p) for b, p in blocks if b != -1]  # the pooler never runs
     trained = [b for b, p in blocks if p.requires_grad and b is not None]
     lowest = min(trained) if trained else None
-    forward = sum(p.numel() for _, p in blocks)
+    forward = sum(p.numel() for b, p in blocks if b is None or b >= replayed_blocks)
     through = sum(p.numel() for b, p in blocks if lowest is not None and (b is None or b >= lowest))
     weights = sum(p.numel() for _, p in blocks if p.requires_grad)
     return 2 * forward + 2 * through + 2 * weights

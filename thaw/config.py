@@ -198,6 +198,12 @@ class FineTuneConfig(_Frozen):
     patience: int = Field(2, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
+    # A rung that trains only the top blocks (partial) runs the frozen embeddings and lower
+    # blocks once per row, in eval mode, and replays their output in every step
+    # (thaw.frozen_prefix), when those states fit in this many MB (0: never). With MiniLM
+    # in fp32, CLINC150's 18,000 train + validation rows take 291 MB, GoEmotions' 40,856
+    # take 1,130 MB.
+    frozen_prefix_mb: float = Field(2048.0, ge=0)
     # Save a resumable checkpoint after an epoch once this long has passed since the last
     # save (and always after the last epoch): a full-encoder checkpoint is ~350 MB, and
     # short epochs (a few-shot fold's passes take seconds) need not each write one.

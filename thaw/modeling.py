@@ -224,6 +224,13 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def collate(tokenizer, encoded: dict, idx: Sequence[int], device) -> dict:
+    """The rows ``idx`` of ``encoded`` as one batch of tensors on ``device``, padded to
+    its longest row."""
+    batch = tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded}, return_tensors="pt")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> dict:
     """Token ids of ``texts`` in the model's text form (``thaw.text_form.model_text``):
     the one place text becomes model input, in training and in serving."""
@@ -249,8 +256,7 @@ def embed_texts(
     dtype = autocast_dtype(device)
     with torch.inference_mode():
         for batch in length_sorted_batches([len(x) for x in ids], cfg.batch_size):
-            features = tokenizer.pad({k: [encoded[k][i] for i in batch] for k in encoded}, return_tensors="pt")
-            features = {k: v.to(device) for k, v in features.items()}
+            features = collate(tokenizer, encoded, batch, device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 hidden = model(**features).last_hidden_state
             out[batch] = pool(hidden, features["attention_mask"], cfg.pooling).cpu().numpy()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from thaw.config import FineTuneConfig
-from thaw.modeling import autocast_dtype, length_sorted_batches
+from thaw.modeling import autocast_dtype, collate, length_sorted_batches
 from thaw.progress import Progress
 
 # Rows per forward chunk of a contrastive batch. On CLINC150 queries at 10 per class
@@ -55,22 +55,21 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return batches
 
 
-def _collate(tokenizer, encoded: dict, idx: list[int], device) -> dict:
-    batch = tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded}, return_tensors="pt")
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def predict_classes(model, tokenizer, encoded: dict, batch_size: int, device) -> np.ndarray:
-    """Class indices for every encoded example (eval mode, no gradients)."""
+def predict_classes(model, tokenizer, encoded: dict, batch_size: int, device, prefix=None) -> np.ndarray:
+    """Class indices for every encoded example (eval mode, no gradients); ``prefix``: the
+    rows' ``thaw.frozen_prefix.FrozenPrefix``, replayed instead of the frozen blocks."""
     import torch
+
+    from thaw.frozen_prefix import replaying
 
     model.eval()
     out = np.zeros(len(encoded["input_ids"]), dtype=np.int64)
     dtype = autocast_dtype(device)
     with torch.inference_mode():
         for idx in length_sorted_batches([len(x) for x in encoded["input_ids"]], batch_size):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(**_collate(tokenizer, encoded, idx, device))
+            features = collate(tokenizer, encoded, idx, device)
+            with replaying(prefix, idx, features), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(**features)
             out[idx] = logits.float().argmax(-1).cpu().numpy()
     return out
 
@@ -242,24 +241,40 @@ def train_loop(
 
 
 def classification_plan(
-    tokenizer, train: dict, y_train: np.ndarray, val: dict | None, score, batch_size: int, seed: int, device
+    tokenizer,
+    train: dict,
+    y_train: np.ndarray,
+    val: dict | None,
+    score,
+    batch_size: int,
+    seed: int,
+    device,
+    prefixes: tuple = (None, None),
 ) -> TrainPlan:
     """Cross-entropy on length-bucketed batches; scored by ``score`` of the validation
-    predictions (no validation: ``val`` None)."""
+    predictions (no validation: ``val`` None). ``prefixes``: the train and validation
+    rows' ``thaw.frozen_prefix.FrozenPrefix`` (or None), replayed for the frozen blocks."""
     import torch
+
+    from thaw.frozen_prefix import replaying
 
     lengths = [len(x) for x in train["input_ids"]]
     labels_t = torch.as_tensor(y_train, dtype=torch.long)
     dtype = autocast_dtype(device)
+    train_prefix, val_prefix = prefixes
 
     def loss(model, idx):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(**_collate(tokenizer, train, idx, device))
+        features = collate(tokenizer, train, idx, device)
+        amp = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        with replaying(train_prefix, idx, features), amp:
+            logits = model(**features)
         return torch.nn.functional.cross_entropy(logits.float(), labels_t[idx].to(device))
 
     evaluate = None
     if val is not None:
-        evaluate = lambda model: score(predict_classes(model, tokenizer, val, batch_size * 2, device))  # noqa: E731
+        evaluate = lambda model: score(  # noqa: E731
+            predict_classes(model, tokenizer, val, batch_size * 2, device, val_prefix)
+        )
     return TrainPlan(
         lambda epoch: epoch_batches(lengths, batch_size, seed, epoch), loss, evaluate, _token_count(lengths)
     )
@@ -329,7 +344,7 @@ def contrastive_plan(
         # padding the longest row would force on the whole batch is not computed
         chunks = length_chunks(idx, lengths)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            embedded = torch.cat([model.embed(**_collate(tokenizer, train, c, device)).float() for c in chunks])
+            embedded = torch.cat([model.embed(**collate(tokenizer, train, c, device)).float() for c in chunks])
         rows = [i for c in chunks for i in c]
         return supervised_contrastive_loss(embedded, labels_t[rows].to(device), temperature)
 

@@ -43,6 +43,7 @@ class FitState:
     outcome: TrainOutcome | None = None
     step_seconds: float = 0.0  # over every loop a phase ran: the optimiser steps' wall time
     training_flops: int = 0  # and their matmul FLOPs (thaw.adaptation.training_flops_per_token)
+    replayed_blocks: int = 0  # frozen blocks the steps replayed from thaw.frozen_prefix, not ran
     settings: dict[str, float | str] = dataclasses.field(default_factory=dict)  # what phases chose, for the record
 
     def label_codes(self, split: Split) -> np.ndarray:
@@ -74,11 +75,34 @@ def _run_loop(state: FitState, phase: str, plan, groups: list[dict]) -> None:
         state.model, plan, state.loop, state.learning_rate, groups, checkpoint, state.device, seed, state.on_epoch_end
     )
     state.step_seconds += state.outcome.step_seconds
-    state.training_flops += state.outcome.tokens * training_flops_per_token(state.model.encoder)
+    flops = training_flops_per_token(state.model.encoder, state.replayed_blocks)
+    state.training_flops += state.outcome.tokens * flops
+
+
+def _frozen_prefixes(state: FitState) -> tuple:
+    """The train and validation rows' ``FrozenPrefix`` when the encoder's lowest blocks
+    and embeddings are frozen and their states fit in ``finetune.frozen_prefix_mb``;
+    (None, None) otherwise. Recorded in the fit's settings as ``replayed_blocks``."""
+    from thaw.frozen_prefix import FrozenPrefix, frozen_block_count
+    from thaw.modeling import autocast_dtype
+
+    encoder, budget = state.model.encoder, state.cfg.training.ladder.finetune.frozen_prefix_mb
+    count = frozen_block_count(encoder, state.tokenizer)
+    sets = [state.train_encoded, state.validation_encoded if state.select_epoch else None]
+    lengths = [len(ids) for encoded in sets if encoded for ids in encoded["input_ids"]]
+    if count and FrozenPrefix.megabytes(encoder, lengths, autocast_dtype(state.device)) > budget:
+        count = 0
+    state.replayed_blocks = state.settings["replayed_blocks"] = count
+    if not count:
+        return None, None
+    batch = state.cfg.backbone.batch_size
+    compute = lambda encoded: FrozenPrefix.compute(state.model, state.tokenizer, encoded, state.device, batch, count)  # noqa: E731
+    return tuple(compute(encoded) if encoded else None for encoded in sets)
 
 
 def fine_tune(state: FitState) -> None:
-    """Cross-entropy on encoder and head, scored on validation with the gate's metric."""
+    """Cross-entropy on encoder and head, scored on validation with the gate's metric;
+    frozen lower blocks run once per row, not once per step (``thaw.frozen_prefix``)."""
     from thaw.metrics import macro_f1
     from thaw.trainer import classification_plan
 
@@ -97,6 +121,7 @@ def fine_tune(state: FitState) -> None:
         state.loop.batch_size,
         state.cfg.training.seed,
         state.device,
+        _frozen_prefixes(state),
     )
     _run_loop(state, "fine_tune", plan, _groups(state, with_head=True))
 

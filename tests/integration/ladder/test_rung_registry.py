@@ -75,6 +75,7 @@ def test_a_rung_registered_outside_thaw_is_planned_trained_reported_and_served(
     assert PHASES_RUN == [("count_rows", 8)] * 3
     toy = next(r for r in result.trained if r.rung == "toy")
     assert 0 < toy.details.trainable_fraction_of_backbone < 0.05
+    assert toy.details.settings["replayed_blocks"] == 1  # the frozen lower block ran once per row, not per step
     picked = dataclasses.replace(result.selection, rung="toy")
     refit = refit_selected_rung.fn(
         picked, result.trained, LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)

@@ -39,6 +39,18 @@ def test_flops_per_token_follow_the_trainable_surface():
     assert training_flops_per_token(encoder) == 4 * n + 2 * biases  # the gradient runs back through all
 
 
+def test_steps_that_replay_frozen_blocks_count_no_forward_work_for_them():
+    from thaw.adaptation import training_flops_per_token
+
+    encoder = _encoder()
+    blocks = [_block_weights(encoder, b) for b in range(3)]
+    for name, p in encoder.named_parameters():
+        p.requires_grad_("layer.2." in name)
+    assert training_flops_per_token(encoder) == 2 * sum(blocks) + 4 * blocks[2]
+    # the lower two blocks' output replayed from thaw.frozen_prefix: the top block alone runs
+    assert training_flops_per_token(encoder, replayed_blocks=2) == 2 * blocks[2] + 4 * blocks[2]
+
+
 def test_the_loop_counts_its_steps_real_tokens_and_their_time(tmp_path):
     from thaw.config import FineTuneConfig
     from thaw.trainer import Checkpoint, TrainPlan, train_loop

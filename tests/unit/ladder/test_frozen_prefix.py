@@ -1,0 +1,113 @@
+"""Frozen lower blocks run once per row and replayed in every step: the blocks above them,
+the head, the loss and the gradients are what the whole model gives in eval mode, for
+batches of mixed lengths."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+TEXTS = [
+    "refund",
+    "my card was stolen please block it",
+    "where is my order",
+    "cancel the subscription and change my address",
+    "password reset",
+    "new card",
+]
+
+
+def _model(tiny_encoder, layers: int = 3):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from thaw.adaptation import build_classifier
+
+    tokenizer = BertTokenizerFast.from_pretrained(tiny_encoder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64
+    )
+    model = build_classifier(BertModel(config), 3, "mean")
+    return tokenizer, model
+
+
+def _open_top(model, k: int) -> None:
+    from thaw.adaptation import transformer_blocks
+
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    for block in transformer_blocks(model.encoder)[-k:]:
+        for p in block.parameters():
+            p.requires_grad_(True)
+
+
+def test_the_frozen_prefix_is_the_lowest_blocks_nothing_trains_in(tiny_encoder):
+    from thaw.frozen_prefix import frozen_block_count
+
+    tokenizer, model = _model(tiny_encoder)
+    encoder = model.encoder
+    assert frozen_block_count(encoder, tokenizer) == 0  # everything trains (full fine-tuning)
+    _open_top(model, 1)
+    assert frozen_block_count(encoder, tokenizer) == 2  # partial, the top block of three
+    tokenizer.padding_side = "left"
+    assert frozen_block_count(encoder, tokenizer) == 0  # positions would count from the padding
+    tokenizer.padding_side = "right"
+    _open_top(model, 2)
+    assert frozen_block_count(encoder, tokenizer) == 1
+    encoder.embeddings.LayerNorm.weight.requires_grad_(True)
+    assert frozen_block_count(encoder, tokenizer) == 0  # an embedding weight trains: every step runs from the start
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    assert frozen_block_count(encoder, tokenizer) == 0  # nothing trains: not a fine-tuning at all
+
+
+@pytest.mark.parametrize("frozen", [1, 2])
+def test_replayed_states_give_the_whole_models_logits_and_gradients(tiny_encoder, frozen):
+    from thaw.frozen_prefix import FrozenPrefix, replaying
+    from thaw.modeling import encode_texts
+    from thaw.trainer import collate, predict_classes
+
+    tokenizer, model = _model(tiny_encoder)
+    _open_top(model, 3 - frozen)
+    device = torch.device("cpu")
+    encoded = encode_texts(tokenizer, TEXTS, 64)
+    prefix = FrozenPrefix.compute(model, tokenizer, encoded, device, batch_size=4, count=frozen)
+    assert prefix.flat.shape == (sum(len(ids) for ids in encoded["input_ids"]), 32)
+    model.eval()  # dropout off on both sides, so the two computations are the same maths
+    idx = [4, 1, 0, 3]  # lengths 4, 9, 3, 9: padding inside the batch
+    features = collate(tokenizer, encoded, idx, device)
+    y = torch.tensor([0, 1, 2, 1])
+    results = []
+    for p in (None, prefix):
+        model.zero_grad()
+        with replaying(p, idx, features):
+            logits = model(**features)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        grads = {n: q.grad.clone() for n, q in model.named_parameters() if q.requires_grad}
+        results.append((logits.detach(), grads))
+    (whole, whole_grads), (replayed, replayed_grads) = results
+    torch.testing.assert_close(replayed, whole, rtol=1e-5, atol=1e-6)
+    assert whole_grads.keys() == replayed_grads.keys() and whole_grads
+    for name in whole_grads:
+        torch.testing.assert_close(replayed_grads[name], whole_grads[name], rtol=1e-4, atol=1e-6)
+    full = predict_classes(model, tokenizer, encoded, 4, device)
+    assert (predict_classes(model, tokenizer, encoded, 4, device, prefix) == full).all()
+
+
+def test_the_real_blocks_are_back_after_a_replay_even_one_that_failed(tiny_encoder):
+    from thaw.adaptation import transformer_blocks
+    from thaw.frozen_prefix import FrozenPrefix
+    from thaw.modeling import encode_texts
+    from thaw.trainer import collate
+
+    tokenizer, model = _model(tiny_encoder)
+    _open_top(model, 1)
+    blocks = transformer_blocks(model.encoder)
+    encoded = encode_texts(tokenizer, TEXTS, 64)
+    prefix = FrozenPrefix.compute(model, tokenizer, encoded, torch.device("cpu"), batch_size=8, count=2)
+    features = collate(tokenizer, encoded, [0, 1], torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="mid-step"), prefix.replay([0, 1], features):
+        assert transformer_blocks(model.encoder)[:2] != blocks[:2]
+        raise RuntimeError("mid-step")
+    assert transformer_blocks(model.encoder) == blocks
