@@ -111,3 +111,33 @@ def test_the_real_blocks_are_back_after_a_replay_even_one_that_failed(tiny_encod
         assert transformer_blocks(model.encoder)[:2] != blocks[:2]
         raise RuntimeError("mid-step")
     assert transformer_blocks(model.encoder) == blocks
+
+
+@pytest.mark.parametrize("budget_mb", [0.0, 0.001, 1.0])
+def test_a_fit_replays_the_frozen_blocks_only_within_its_memory_budget(tiny_encoder, tmp_path, capsys, budget_mb):
+    from thaw.config import ThawConfig
+    from thaw.datasets import Split
+    from thaw.modeling import encode_texts
+    from thaw.rung_methods.phases import FitState, _frozen_prefixes
+
+    tokenizer, model = _model(tiny_encoder)
+    _open_top(model, 1)
+    finetune = {"frozen_prefix_mb": budget_mb}
+    cfg = ThawConfig.model_validate({"workspace": str(tmp_path), "training": {"ladder": {"finetune": finetune}}})
+    split = Split([str(i) for i in range(len(TEXTS))], TEXTS, ["a", "b", "c"] * 2)
+    encoded = encode_texts(tokenizer, TEXTS, 64)
+    state = FitState(
+        model, tokenizer, torch.device("cpu"), cfg, ("a", "b", "c"), split, split, encoded, encoded,
+        1e-3, 1.0, cfg.training.ladder.finetune, tmp_path / "ck", select_epoch=True,
+    )  # fmt: skip
+    train, validation = _frozen_prefixes(state)
+    said = capsys.readouterr().out
+    if budget_mb == 1.0:  # 6 short rows of 32 floats a token: a few KB
+        assert train is not None and validation is not None and train.count == 2
+        assert state.settings["replayed_blocks"] == state.replayed_blocks == 2
+        assert not said
+    else:
+        assert train is None and validation is None
+        assert state.settings["replayed_blocks"] == state.replayed_blocks == 0
+        # a budget too small is said in the run's log; 0 switches replay off, and says nothing
+        assert ("over finetune.frozen_prefix_mb" in said) == (budget_mb > 0)
