@@ -75,7 +75,7 @@ def test_replayed_states_give_the_whole_models_logits_and_gradients(tiny_encoder
     prefix = FrozenPrefix.compute(model, tokenizer, encoded, device, batch_size=4, count=frozen)
     assert prefix.flat.shape == (sum(len(ids) for ids in encoded["input_ids"]), 32)
     model.eval()  # dropout off on both sides, so the two computations are the same maths
-    idx = [4, 1, 0, 3]  # lengths 4, 9, 3, 9: padding inside the batch
+    idx = [4, 1, 0, 3]  # lengths 4, 9, 3, 11: padding inside the batch
     features = collate(tokenizer, encoded, idx, device)
     y = torch.tensor([0, 1, 2, 1])
     results = []
