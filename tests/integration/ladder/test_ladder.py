@@ -102,39 +102,45 @@ sys.path.insert(0, {root!r})
 from tests.integration.ladder.test_ladder import config, make_task, frozen_rung, LABELS
 from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
 ws, enc = Path({ws!r}), Path({enc!r})
-cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 3, "batch_size": 8, "checkpoint_seconds": 0}})
+cfg = config(ws, enc, rungs=["frozen", {rung!r}], finetune={{**{finetune!r}, "checkpoint_seconds": 0}})
 curated = make_task(ws, "strong")
 _, frozen = frozen_rung(ws, cfg, curated)
 def die(epoch):
     if epoch == 0:
         os.kill(os.getpid(), 9)   # a real SIGKILL after the first checkpoint
-fit_adapted_rung(holdout_fit("full", ws / "run"), curated, LABELS, cfg, on_epoch_end=die)
+fit_adapted_rung(holdout_fit({rung!r}, ws / "run"), curated, LABELS, cfg, on_epoch_end=die)
 """
 
 
-def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, tmp_path):
+@pytest.mark.parametrize(
+    ("rung", "top_k", "replayed"),
+    [("full", 2, 0), ("partial", 1, 1)],  # partial on the top block of two: the lower one is replayed
+)
+def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, tmp_path, rung, top_k, replayed):
     from safetensors.numpy import load_file
 
     from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
 
+    finetune = {"epochs": 3, "batch_size": 8, "unfreeze_top_k": top_k}
     root = str(Path(__file__).resolve().parents[3])
-    script = KILL_SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder))
+    script = KILL_SCRIPT.format(root=root, ws=str(workspace), enc=str(tiny_encoder), rung=rung, finetune=finetune)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", rung], finetune=finetune)
     curated = make_task(workspace, "strong")
     _, frozen = frozen_rung(workspace, cfg, curated)
-    resumed = fit_adapted_rung(holdout_fit("full", workspace / "run"), curated, LABELS, cfg)
+    resumed = fit_adapted_rung(holdout_fit(rung, workspace / "run"), curated, LABELS, cfg)
     assert resumed.details.resumed_from_epoch == 1  # epochs count from 1
     assert [h.epoch for h in resumed.details.history] == [1, 2, 3]
+    assert resumed.details.settings["replayed_blocks"] == replayed
 
     # the same training without the kill, in a fresh workspace, ends with the same weights
     other = tmp_path / "uninterrupted"
     other.mkdir()
-    cfg2 = config(other, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
+    cfg2 = config(other, tiny_encoder, rungs=["frozen", rung], finetune=finetune)
     curated2 = make_task(other, "strong")
     _, frozen2 = frozen_rung(other, cfg2, curated2)
-    straight = fit_adapted_rung(holdout_fit("full", other / "run"), curated2, LABELS, cfg2)
+    straight = fit_adapted_rung(holdout_fit(rung, other / "run"), curated2, LABELS, cfg2)
     assert straight.details.resumed_from_epoch is None
     # the resumed fit ran the two epochs of three left after the kill, and its compute says so
     assert 0 < resumed.details.training_gflop < straight.details.training_gflop
