@@ -90,13 +90,13 @@ def _frozen_prefixes(state: FitState) -> tuple:
     count = frozen_block_count(encoder, state.tokenizer)
     sets = [state.train_encoded, state.validation_encoded if state.select_epoch else None]
     lengths = [len(ids) for encoded in sets if encoded for ids in encoded["input_ids"]]
-    needed = FrozenPrefix.megabytes(encoder, lengths, autocast_dtype(state.device)) if count and budget else 0.0
-    if needed > budget:
+    if not budget:
+        count = 0  # switched off: nothing to say
+    elif count and (needed := FrozenPrefix.megabytes(encoder, lengths, autocast_dtype(state.device))) > budget:
         print(
             f"  every block runs in every step: replaying the {count} frozen ones needs {needed:,.0f} MB, "
             f"over finetune.frozen_prefix_mb ({budget:,.0f})"
         )
-    if needed > budget or not budget:
         count = 0
     state.replayed_blocks = state.settings["replayed_blocks"] = count
     if not count:
