@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thaw.modeling import pool
+from thaw.modeling import pool, transformer_blocks
 
 if TYPE_CHECKING:
     from thaw.config import LadderConfig
@@ -25,14 +25,21 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
     """The backbone with a linear head; ``head`` (weight, bias) initialises it (LP-FT)."""
     import torch
 
+    from thaw.packed import base_model, packable, packed_embed
+
     class _EncoderClassifier(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
             self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
             self.pooling = pooling
+            self.packs = packable(encoder)
 
         def embed(self, **features) -> torch.Tensor:
+            # the real tokens only (thaw.packed) unless the blocks are not BERT-shaped or
+            # the library must run them (gradient checkpointing)
+            if self.packs and not getattr(base_model(self.encoder), "is_gradient_checkpointing", False):
+                return packed_embed(self.encoder, features, self.pooling)
             hidden = self.encoder(**features).last_hidden_state
             return pool(hidden, features["attention_mask"], self.pooling)
 
@@ -45,23 +52,6 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
             model.head.weight.copy_(torch.from_numpy(head[0]))
             model.head.bias.copy_(torch.from_numpy(head[1]).clamp(min=-30))
     return model
-
-
-def block_list(encoder):
-    """The ``ModuleList`` holding the encoder's transformer blocks (BERT, RoBERTa, MiniLM,
-    DistilBERT ...), lowest first."""
-    import torch
-
-    n = encoder.config.num_hidden_layers
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
-            return module
-    raise ValueError(f"cannot find {n} transformer blocks in {type(encoder).__name__}")
-
-
-def transformer_blocks(encoder) -> list:
-    """The encoder's transformer blocks, lowest first."""
-    return list(block_list(encoder))
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import torch
 
 
 def frozen_block_count(encoder, tokenizer) -> int:
@@ -26,7 +22,7 @@ def frozen_block_count(encoder, tokenizer) -> int:
     block trains (LoRA on every block, full fine-tuning), when nothing in the encoder
     trains, or when the tokenizer pads on the left: position embeddings then count from
     the padding, so a row's states depend on the batch it was computed in."""
-    from thaw.adaptation import transformer_blocks
+    from thaw.modeling import transformer_blocks
 
     if getattr(tokenizer, "padding_side", "right") != "right":
         return 0
@@ -37,22 +33,29 @@ def frozen_block_count(encoder, tokenizer) -> int:
     return 0 if count == len(blocks) else count
 
 
-def _stand_ins(states: torch.Tensor, count: int, returns_tuple: bool) -> list:
-    """Modules for the ``count`` lowest blocks: the lowest returns ``states`` whatever it
-    is given, the others pass on what they get; shaped as the real blocks' output."""
+def _stand_ins(prefix: FrozenPrefix, idx: Sequence[int], width: int) -> list:
+    """Modules for the ``prefix.count`` lowest blocks: the lowest returns the rows' cached
+    states padded to ``width`` whatever it is given, the others pass on what they get;
+    shaped as the real blocks' output. For ``thaw.packed``, which skips them, each has
+    ``packed_states``: the rows' states one after another, unpadded."""
     import torch
 
-    wrap = (lambda x: (x,)) if returns_tuple else (lambda x: x)
+    wrap = (lambda x: (x,)) if prefix.returns_tuple else (lambda x: x)
 
     class Replay(torch.nn.Module):
         def forward(self, hidden_states, *args, **kwargs):
-            return wrap(states)
+            return wrap(prefix.states(idx, width))
+
+        def packed_states(self):
+            return prefix.packed_states(idx)
 
     class Pass(torch.nn.Module):
+        packed_states = None
+
         def forward(self, hidden_states, *args, **kwargs):
             return wrap(hidden_states)
 
-    return [Replay()] + [Pass() for _ in range(count - 1)]
+    return [Replay()] + [Pass() for _ in range(prefix.count - 1)]
 
 
 class FrozenPrefix:
@@ -76,8 +79,7 @@ class FrozenPrefix:
         row of ``encoded``, in eval mode and the precision thaw picked."""
         import torch
 
-        from thaw.adaptation import block_list
-        from thaw.modeling import autocast_dtype, collate, length_sorted_batches
+        from thaw.modeling import autocast_dtype, block_list, collate, length_sorted_batches
 
         encoder, dtype = model.encoder, autocast_dtype(device)
         lengths = [len(ids) for ids in encoded["input_ids"]]
@@ -117,16 +119,22 @@ class FrozenPrefix:
             out[r, : end - start] = self.flat[start:end]
         return out
 
+    def packed_states(self, idx: Sequence[int]):
+        """The rows ``idx``'s states one after another, unpadded (``thaw.packed``'s layout)."""
+        import torch
+
+        return torch.cat([self.flat[self.offsets[i] : self.offsets[i + 1]] for i in idx])
+
     @contextmanager
     def replay(self, idx: Sequence[int], features: dict) -> Iterator[None]:
         """While the model runs the batch ``features`` of rows ``idx``, its frozen blocks
         are stood in for by their cached output; the real blocks are back afterwards."""
-        from thaw.adaptation import block_list
+        from thaw.modeling import block_list
 
         blocks = block_list(self.encoder)
         originals = [blocks[i] for i in range(self.count)]
         width = features["input_ids"].shape[1]
-        for i, stand_in in enumerate(_stand_ins(self.states(idx, width), self.count, self.returns_tuple)):
+        for i, stand_in in enumerate(_stand_ins(self, idx, width)):
             blocks[i] = stand_in
         try:
             yield

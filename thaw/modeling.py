@@ -218,6 +218,23 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
     return torch.nn.functional.normalize(vec.float(), dim=-1)
 
 
+def block_list(encoder):
+    """The ``ModuleList`` holding the encoder's transformer blocks (BERT, RoBERTa, MiniLM,
+    DistilBERT ...), lowest first."""
+    import torch
+
+    n = encoder.config.num_hidden_layers
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"cannot find {n} transformer blocks in {type(encoder).__name__}")
+
+
+def transformer_blocks(encoder) -> list:
+    """The encoder's transformer blocks, lowest first."""
+    return list(block_list(encoder))
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches of similar length (longest first), so padding is minimal."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

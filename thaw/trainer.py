@@ -20,10 +20,12 @@ from thaw.config import FineTuneConfig
 from thaw.modeling import autocast_dtype, collate, length_sorted_batches
 from thaw.progress import Progress
 
-# Rows per forward chunk of a contrastive batch. On CLINC150 queries at 10 per class
-# (class-balanced batches of 64, MiniLM's tokenizer) padding was 49% of the tokens of
-# whole batches and 17% with chunks of 16; a training step took 1.24-1.35 s against
-# 1.39-1.43 s in fp32 on a 2-core AVX2 machine (smaller matrix products cost some of it).
+# Rows per forward chunk of a contrastive batch, for an encoder thaw.packed does not
+# know (a BERT-shaped one computes the whole batch's real tokens at once). On CLINC150
+# queries at 10 per class (class-balanced batches of 64, MiniLM's tokenizer) padding was
+# 49% of the tokens of whole batches and 17% with chunks of 16; a training step took
+# 1.24-1.35 s against 1.39-1.43 s in fp32 on a 2-core AVX2 machine (smaller matrix
+# products cost some of it).
 CHUNK_ROWS = 16
 
 
@@ -340,9 +342,10 @@ def contrastive_plan(
     lengths = [len(ids) for ids in train["input_ids"]]
 
     def loss(model, idx):
-        # a class-balanced batch mixes lengths: embedded in length-sorted chunks, the
-        # padding the longest row would force on the whole batch is not computed
-        chunks = length_chunks(idx, lengths)
+        # a class-balanced batch mixes lengths: packed (thaw.packed), its linear layers
+        # compute no padding; else embedded in length-sorted chunks, so the padding the
+        # longest row would force on the whole batch is not computed
+        chunks = [list(idx)] if getattr(model, "packs", False) else length_chunks(idx, lengths)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             embedded = torch.cat([model.embed(**collate(tokenizer, train, c, device)).float() for c in chunks])
         rows = [i for c in chunks for i in c]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def open_top_blocks(model, ladder: LadderConfig) -> tuple[str, str]:
-    from thaw.adaptation import transformer_blocks
+    from thaw.modeling import transformer_blocks
 
     blocks = transformer_blocks(model.encoder)
     k = ladder.finetune.unfreeze_top_k

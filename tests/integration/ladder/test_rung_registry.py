@@ -21,7 +21,7 @@ PHASES_RUN: list[tuple[str, int]] = []
 
 
 def open_top_block_biases(model, ladder) -> tuple[str, str]:
-    from thaw.adaptation import transformer_blocks
+    from thaw.modeling import transformer_blocks
 
     for name, p in transformer_blocks(model.encoder)[-1].named_parameters():
         p.requires_grad_(name.endswith(".bias"))

@@ -33,7 +33,7 @@ def _model(tiny_encoder, layers: int = 3):
 
 
 def _open_top(model, k: int) -> None:
-    from thaw.adaptation import transformer_blocks
+    from thaw.modeling import transformer_blocks
 
     for p in model.encoder.parameters():
         p.requires_grad_(False)
@@ -79,26 +79,30 @@ def test_replayed_states_give_the_whole_models_logits_and_gradients(tiny_encoder
     features = collate(tokenizer, encoded, idx, device)
     y = torch.tensor([0, 1, 2, 1])
     results = []
-    for p in (None, prefix):
+    # the library's padded forward of every block (the reference), then the replay through
+    # it and through thaw.packed's forward of the real tokens
+    for packs, p in ((False, None), (False, prefix), (True, prefix)):
         model.zero_grad()
+        model.packs = packs
         with replaying(p, idx, features):
             logits = model(**features)
         torch.nn.functional.cross_entropy(logits, y).backward()
         grads = {n: q.grad.clone() for n, q in model.named_parameters() if q.requires_grad}
         results.append((logits.detach(), grads))
-    (whole, whole_grads), (replayed, replayed_grads) = results
-    torch.testing.assert_close(replayed, whole, rtol=1e-5, atol=1e-6)
-    assert whole_grads.keys() == replayed_grads.keys() and whole_grads
-    for name in whole_grads:
-        torch.testing.assert_close(replayed_grads[name], whole_grads[name], rtol=1e-4, atol=1e-6)
+    (whole, whole_grads), *replays = results
+    assert whole_grads
+    for replayed, replayed_grads in replays:
+        torch.testing.assert_close(replayed, whole, rtol=1e-5, atol=1e-6)
+        assert whole_grads.keys() == replayed_grads.keys()
+        for name in whole_grads:
+            torch.testing.assert_close(replayed_grads[name], whole_grads[name], rtol=1e-4, atol=1e-6)
     full = predict_classes(model, tokenizer, encoded, 4, device)
     assert (predict_classes(model, tokenizer, encoded, 4, device, prefix) == full).all()
 
 
 def test_the_real_blocks_are_back_after_a_replay_even_one_that_failed(tiny_encoder):
-    from thaw.adaptation import transformer_blocks
     from thaw.frozen_prefix import FrozenPrefix
-    from thaw.modeling import encode_texts
+    from thaw.modeling import encode_texts, transformer_blocks
     from thaw.trainer import collate
 
     tokenizer, model = _model(tiny_encoder)

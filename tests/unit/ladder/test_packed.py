@@ -1,0 +1,109 @@
+"""The encoder's forward over real tokens only (thaw.packed) gives what the library's
+padded forward gives: the pooled embedding, the logits and the gradients, with and
+without a LoRA wrapper; encoders whose blocks it does not know run the library's own."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+TEXTS = ["refund", "my card was stolen please block it", "where is my order", "password reset"]
+
+
+def _bert(tiny_encoder, **config):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    tokenizer = BertTokenizerFast.from_pretrained(tiny_encoder)
+    torch.manual_seed(0)
+    settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64} | config
+    return tokenizer, BertModel(BertConfig(vocab_size=len(tokenizer), **settings))
+
+
+def _batch(tokenizer):
+    from thaw.modeling import collate, encode_texts
+
+    encoded = encode_texts(tokenizer, TEXTS, 64)
+    features = collate(tokenizer, encoded, range(len(TEXTS)), torch.device("cpu"))
+    assert not features["attention_mask"].all()  # rows of different lengths: padding inside
+    return features
+
+
+def _logits_and_grads(model, features, packs: bool):
+    model.packs = packs
+    model.zero_grad()
+    logits = model(**features)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 1])).backward()
+    return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_the_packed_forward_gives_the_padded_forwards_embedding(tiny_encoder, pooling):
+    from thaw.modeling import pool
+    from thaw.packed import packable, packed_embed
+
+    tokenizer, encoder = _bert(tiny_encoder)
+    encoder.eval()
+    features = _batch(tokenizer)
+    assert packable(encoder)
+    with torch.no_grad():
+        padded = pool(encoder(**features).last_hidden_state, features["attention_mask"], pooling)
+        packed = packed_embed(encoder, features, pooling)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("surface", ["full", "lora"])
+def test_the_packed_forward_gives_the_same_logits_and_gradients(tiny_encoder, surface):
+    from thaw.adaptation import build_classifier
+
+    tokenizer, encoder = _bert(tiny_encoder)
+    model = build_classifier(encoder, 3, "mean")
+    if surface == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=4, target_modules=["query", "value"], init_lora_weights=False)  # B != 0: LoRA acts
+        model.encoder = get_peft_model(encoder, lora)
+    assert model.packs
+    model.eval()  # dropout off on both sides: the same maths
+    features = _batch(tokenizer)
+    padded, padded_grads = _logits_and_grads(model, features, packs=False)
+    packed, packed_grads = _logits_and_grads(model, features, packs=True)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
+    assert packed_grads.keys() == padded_grads.keys()
+    if surface == "lora":
+        assert all("lora_" in n or n.startswith("head.") for n in packed_grads)
+    for name in padded_grads:
+        torch.testing.assert_close(packed_grads[name], padded_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_training_mode_keeps_the_attention_dropout(tiny_encoder):
+    from thaw.packed import packed_embed
+
+    tokenizer, encoder = _bert(tiny_encoder, attention_probs_dropout_prob=0.5, hidden_dropout_prob=0.0)
+    features = _batch(tokenizer)
+    encoder.eval()
+    with torch.no_grad():
+        reference = packed_embed(encoder, features, "mean")
+        encoder.train()
+        dropped = packed_embed(encoder, features, "mean")
+    assert not torch.allclose(dropped, reference)
+
+
+def test_an_encoder_with_other_blocks_runs_the_librarys_forward(tiny_encoder):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from thaw.adaptation import build_classifier
+    from thaw.modeling import pool
+    from thaw.packed import packable
+
+    tokenizer, bert = _bert(tiny_encoder)
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    distil = DistilBertModel(config).eval()
+    assert packable(bert) and not packable(distil)
+    model = build_classifier(distil, 3, "mean")
+    assert not model.packs
+    features = {k: v for k, v in _batch(tokenizer).items() if k != "token_type_ids"}
+    with torch.no_grad():
+        expected = pool(distil(**features).last_hidden_state, features["attention_mask"], "mean")
+        torch.testing.assert_close(model.embed(**features), expected)

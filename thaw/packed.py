@@ -1,0 +1,126 @@
+"""The encoder's forward over a batch's real tokens only.
+
+A padded batch makes every linear layer of a block (the query, key and value
+projections, the attention output, the feed-forward pair: nearly all of its FLOPs on
+short texts) compute on the padding too. A class-balanced batch of 64 CLINC150 queries
+is half padding, and cutting it into length-sorted chunks trades that for small matrix
+products. ``packed_embed`` runs those layers on the real tokens of the whole batch as one
+``[tokens, hidden]`` matrix, and only the attention itself (masked, row by row) on the
+padded layout. It calls the blocks' own modules, so LoRA and IA3 wrappers apply as usual,
+and gives the padded forward's pooled embedding up to float rounding.
+
+Written for BERT-family blocks (``attention.self.query/key/value``, ``attention.output``,
+``intermediate``, ``output``: BERT, MiniLM, RoBERTa ...) with right padding;
+``packable`` says whether an encoder has them, and the classifier runs the library's own
+forward for anything else. Frozen lower blocks stood in for by
+``thaw.frozen_prefix`` are skipped: their cached states are already one row after another.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from thaw.modeling import block_list
+
+if TYPE_CHECKING:
+    import torch
+
+_BLOCK_PARTS = ("attention", "intermediate", "output")
+_ATTENTION_PARTS = ("query", "key", "value", "dropout", "num_attention_heads", "attention_head_size")
+
+
+def base_model(encoder):
+    """The transformer under a PEFT wrapper (or the encoder itself)."""
+    return encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+
+
+def packable(encoder) -> bool:
+    """Whether ``encoder`` is an encoder-only model with embeddings and BERT-shaped blocks
+    that attend with absolute positions, which ``packed_hidden`` reproduces."""
+    base = base_model(encoder)
+    config = base.config
+    if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+        return False
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return False  # relative position scores are computed inside the library's attention
+    if not hasattr(base, "embeddings"):
+        return False
+    try:
+        blocks = block_list(base)
+    except ValueError:
+        return False
+    return all(_bert_block(block) for block in blocks)
+
+
+def _bert_block(block) -> bool:
+    if not all(hasattr(block, part) for part in _BLOCK_PARTS):
+        return False
+    attention = block.attention
+    if getattr(block, "chunk_size_feed_forward", 0):
+        return False
+    return hasattr(attention, "output") and all(hasattr(attention.self, p) for p in _ATTENTION_PARTS)
+
+
+def packed_hidden(encoder, features: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last block's states for the real tokens of a right-padded batch, one row after
+    another (``[tokens, hidden]``), and the batch row of each token."""
+    base = base_model(encoder)
+    mask = features["attention_mask"].bool()
+    batch, width = mask.shape
+    real = mask.reshape(-1).nonzero().squeeze(1)  # positions in the flattened batch, row-major
+    blocks = list(block_list(base))
+    replayed = 0
+    while replayed < len(blocks) and hasattr(blocks[replayed], "packed_states"):
+        replayed += 1  # stand-ins for frozen blocks (thaw.frozen_prefix)
+    if replayed:
+        x = blocks[0].packed_states()
+    else:
+        token_types = features.get("token_type_ids")
+        embedded = base.embeddings(input_ids=features["input_ids"], token_type_ids=token_types)
+        x = embedded.reshape(batch * width, -1)[real]
+    keys = mask[:, None, None, :]  # every query attends to its row's real tokens
+    for block in blocks[replayed:]:
+        x = _block(block, x, real, batch, width, keys)
+    return x, real // width
+
+
+def _block(block, x, real, batch: int, width: int, keys):
+    """One BERT block on packed states ``x``: the linear layers on the real tokens, the
+    attention on the padded layout."""
+    import torch
+
+    attention = block.attention.self
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+
+    def padded(t):  # [tokens, heads * size] -> [batch, heads, width, size]
+        out = t.new_zeros(batch * width, t.shape[1]).index_copy(0, real, t)
+        return out.view(batch, width, heads, size).transpose(1, 2)
+
+    q, k, v = (padded(layer(x)) for layer in (attention.query, attention.key, attention.value))
+    context = torch.nn.functional.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=keys,
+        dropout_p=attention.dropout.p if attention.training else 0.0,
+        scale=getattr(attention, "scaling", size**-0.5),
+    )
+    context = context.transpose(1, 2).reshape(batch * width, heads * size)[real]
+    hidden = block.attention.output(context, x)
+    return block.output(block.intermediate(hidden), hidden)
+
+
+def packed_embed(encoder, features: dict, pooling: str) -> torch.Tensor:
+    """``thaw.modeling.pool`` of the encoder's output, from ``packed_hidden``: the mean
+    over a row's real tokens (summed in fp32) or its first token; L2-normalised."""
+    import torch
+
+    x, rows = packed_hidden(encoder, features)
+    mask = features["attention_mask"]
+    if pooling == "cls":
+        starts = torch.cumsum(mask.sum(1), 0) - mask.sum(1)  # each row's first real token
+        vec = x[starts].float()
+    else:
+        sums = x.new_zeros(mask.shape[0], x.shape[1], dtype=torch.float32).index_add(0, rows, x.float())
+        vec = sums / mask.sum(1, keepdim=True).clamp(min=1).to(sums.dtype)
+    return torch.nn.functional.normalize(vec, dim=-1)
