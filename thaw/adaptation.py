@@ -25,7 +25,7 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
     """The backbone with a linear head; ``head`` (weight, bias) initialises it (LP-FT)."""
     import torch
 
-    from thaw.packed import base_model, packable, packed_embed
+    from thaw.packed import base_model, packable, packed_embed, worth_packing
 
     class _EncoderClassifier(torch.nn.Module):
         def __init__(self) -> None:
@@ -36,9 +36,11 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
             self.packs = packable(encoder)
 
         def embed(self, **features) -> torch.Tensor:
-            # the real tokens only (thaw.packed) unless the blocks are not BERT-shaped or
-            # the library must run them (gradient checkpointing)
-            if self.packs and not getattr(base_model(self.encoder), "is_gradient_checkpointing", False):
+            # the real tokens only (thaw.packed) when the batch is padded enough to pay for
+            # it, the blocks are BERT-shaped and the library need not run them (gradient
+            # checkpointing)
+            checkpointing = getattr(base_model(self.encoder), "is_gradient_checkpointing", False)
+            if self.packs and not checkpointing and worth_packing(features["attention_mask"]):
                 return packed_embed(self.encoder, features, self.pooling)
             hidden = self.encoder(**features).last_hidden_state
             return pool(hidden, features["attention_mask"], self.pooling)

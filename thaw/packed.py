@@ -61,6 +61,18 @@ def _bert_block(block) -> bool:
     return hasattr(attention, "output") and all(hasattr(attention.self, p) for p in _ATTENTION_PARTS)
 
 
+# Pack a batch when at least this share of its tokens is padding. Measured with MiniLM in
+# fp32 on a 2-core AVX2 machine, steps interleaved: class-balanced contrastive batches of
+# 64 rows, 49% padding on CLINC150, 1.41x faster packed; length-bucketed classification
+# batches of 32, 5-6% padding, 0.96-0.97x (the gathers cost more than the padding).
+PACK_ABOVE_PADDING = 0.2
+
+
+def worth_packing(mask) -> bool:
+    """Whether a batch with attention ``mask`` is padded enough for ``packed_embed``."""
+    return float(mask.sum()) <= (1 - PACK_ABOVE_PADDING) * mask.numel()
+
+
 def packed_hidden(encoder, features: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The last block's states for the real tokens of a right-padded batch, one row after
     another (``[tokens, hidden]``), and the batch row of each token."""

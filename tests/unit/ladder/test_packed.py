@@ -25,7 +25,9 @@ def _batch(tokenizer):
 
     encoded = encode_texts(tokenizer, TEXTS, 64)
     features = collate(tokenizer, encoded, range(len(TEXTS)), torch.device("cpu"))
-    assert not features["attention_mask"].all()  # rows of different lengths: padding inside
+    from thaw.packed import worth_packing
+
+    assert worth_packing(features["attention_mask"])  # rows of 3 to 11 tokens: 39% padding
     return features
 
 
@@ -107,3 +109,16 @@ def test_an_encoder_with_other_blocks_runs_the_librarys_forward(tiny_encoder):
     with torch.no_grad():
         expected = pool(distil(**features).last_hidden_state, features["attention_mask"], "mean")
         torch.testing.assert_close(model.embed(**features), expected)
+
+
+def test_a_batch_is_packed_only_when_padded_enough_to_pay_for_it():
+    from thaw.packed import PACK_ABOVE_PADDING, worth_packing
+
+    def mask(lengths, width):
+        return torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+
+    assert not worth_packing(mask([10, 10, 10, 10], 10))  # no padding
+    assert not worth_packing(mask([10, 10, 10, 9], 10))  # a length-bucketed batch: 2.5%
+    assert worth_packing(mask([10, 3, 4, 5], 10))  # a class-balanced one: 45%
+    edge = round(10 * (1 - PACK_ABOVE_PADDING))
+    assert worth_packing(mask([edge], 10))
