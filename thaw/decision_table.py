@@ -58,7 +58,8 @@ def regime(evidence: DataEvidence, alpha: float) -> tuple[str, str]:
     negative = (
         evidence.frozen_minus_scratch is not None
         and evidence.frozen_minus_scratch < 0
-        and (evidence.frozen_vs_scratch_p or 1.0) < alpha
+        and evidence.frozen_vs_scratch_p is not None
+        and evidence.frozen_vs_scratch_p < alpha  # a p of 0.000 is the strongest evidence, not none
     )
     if evidence.rows_per_class_median < FEW_LABELS_BELOW:
         return FEW_LABELS, (

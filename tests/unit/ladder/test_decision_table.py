@@ -27,6 +27,8 @@ def evidence(median=50.0, fragmented=0.05, gap=0.03, p=0.9):
     [
         (evidence(median=8), "fewshot", ("fewshot",)),  # few labels: contrastive pairs, nothing heavier
         (evidence(gap=-0.05, p=0.01), "full", ("partial", "full")),  # reuse fails: far domain
+        (evidence(gap=-0.09, p=0.0), "full", ("partial", "full")),  # p=0.000 (GoEmotions, all rows)
+        (evidence(median=40, gap=-0.09, p=0.0), "full", ("partial", "full")),  # even with moderate labels
         (evidence(gap=-0.01, p=0.40), "peft", ("peft", "partial", "full")),  # slightly worse, but within noise
         (evidence(fragmented=0.30), "full", ("partial", "full")),  # the tokenizer shreds the text
         (evidence(median=100), "full", ("partial", "full")),  # many labels, reuse works
@@ -36,6 +38,8 @@ def evidence(median=50.0, fragmented=0.05, gap=0.03, p=0.9):
 def test_the_first_move_follows_labels_gap_and_reuse(facts, suggestion, rungs):
     plan = ladder_plan(facts, rung_names(), alpha=0.05)
     assert plan.suggestion == suggestion and plan.rungs == rungs
+    if facts.frozen_minus_scratch < 0 and facts.frozen_vs_scratch_p < 0.05:
+        assert any("reuse fails" in r for r in plan.reasons) and not any("reuse works" in r for r in plan.reasons)
     assert any("rows per class" in r for r in plan.reasons) and any("domain gap" in r for r in plan.reasons)
 
 
