@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thaw.modeling import pool, transformer_blocks
+from thaw.modeling import base_model, pool, transformer_blocks
 
 if TYPE_CHECKING:
     from thaw.config import LadderConfig
@@ -25,7 +25,7 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
     """The backbone with a linear head; ``head`` (weight, bias) initialises it (LP-FT)."""
     import torch
 
-    from thaw.packed import base_model, packable, packed_embed, worth_packing
+    from thaw.packed import packable, packed_embed, worth_packing
 
     class _EncoderClassifier(torch.nn.Module):
         def __init__(self) -> None:
@@ -35,12 +35,14 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
             self.pooling = pooling
             self.packs = packable(encoder)
 
+        def can_pack(self) -> bool:
+            """The blocks are BERT-shaped (thaw.packed) and the library need not run
+            them (gradient checkpointing)."""
+            return self.packs and not getattr(base_model(self.encoder), "is_gradient_checkpointing", False)
+
         def embed(self, **features) -> torch.Tensor:
-            # the real tokens only (thaw.packed) when the batch is padded enough to pay for
-            # it, the blocks are BERT-shaped and the library need not run them (gradient
-            # checkpointing)
-            checkpointing = getattr(base_model(self.encoder), "is_gradient_checkpointing", False)
-            if self.packs and not checkpointing and worth_packing(features["attention_mask"]):
+            # the real tokens only when the batch is padded enough to pay for it
+            if self.can_pack() and worth_packing(features["attention_mask"]):
                 return packed_embed(self.encoder, features, self.pooling)
             hidden = self.encoder(**features).last_hidden_state
             return pool(hidden, features["attention_mask"], self.pooling)
@@ -100,7 +102,7 @@ def parameter_groups(model, base_lr: float, head_lr: float, layer_decay: float, 
     """AdamW groups: head at ``head_lr``; block i from the top at base_lr * decay**i;
     embeddings lowest; no weight decay on biases and LayerNorm weights."""
     encoder = model.encoder
-    blocks = transformer_blocks(encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder)
+    blocks = transformer_blocks(base_model(encoder))
     depth_of = {}
     for depth, block in enumerate(reversed(blocks)):
         for p in block.parameters():

@@ -218,6 +218,11 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
     return torch.nn.functional.normalize(vec.float(), dim=-1)
 
 
+def base_model(encoder):
+    """The transformer under a PEFT wrapper (or the encoder itself)."""
+    return encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+
+
 def block_list(encoder):
     """The ``ModuleList`` holding the encoder's transformer blocks (BERT, RoBERTa, MiniLM,
     DistilBERT ...), lowest first."""

@@ -20,18 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from thaw.modeling import block_list
+from thaw.modeling import base_model, block_list
 
 if TYPE_CHECKING:
     import torch
 
 _BLOCK_PARTS = ("attention", "intermediate", "output")
 _ATTENTION_PARTS = ("query", "key", "value", "dropout", "num_attention_heads", "attention_head_size")
-
-
-def base_model(encoder):
-    """The transformer under a PEFT wrapper (or the encoder itself)."""
-    return encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
 
 
 def packable(encoder) -> bool:

@@ -345,7 +345,7 @@ def contrastive_plan(
         # a class-balanced batch mixes lengths: packed (thaw.packed), its linear layers
         # compute no padding; else embedded in length-sorted chunks, so the padding the
         # longest row would force on the whole batch is not computed
-        chunks = [list(idx)] if getattr(model, "packs", False) else length_chunks(idx, lengths)
+        chunks = [list(idx)] if model.can_pack() else length_chunks(idx, lengths)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             embedded = torch.cat([model.embed(**collate(tokenizer, train, c, device)).float() for c in chunks])
         rows = [i for c in chunks for i in c]

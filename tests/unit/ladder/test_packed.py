@@ -54,7 +54,7 @@ def test_the_packed_forward_gives_the_padded_forwards_embedding(tiny_encoder, po
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("surface", ["full", "lora"])
+@pytest.mark.parametrize("surface", ["full", "lora", "ia3"])
 def test_the_packed_forward_gives_the_same_logits_and_gradients(tiny_encoder, surface):
     from thaw.adaptation import build_classifier
 
@@ -65,6 +65,15 @@ def test_the_packed_forward_gives_the_same_logits_and_gradients(tiny_encoder, su
 
         lora = LoraConfig(r=4, target_modules=["query", "value"], init_lora_weights=False)  # B != 0: LoRA acts
         model.encoder = get_peft_model(encoder, lora)
+    if surface == "ia3":
+        from peft import IA3Config, get_peft_model
+
+        ia3 = IA3Config(  # not initialised to ones: IA3 scales something
+            target_modules=["key", "value", "intermediate.dense"],
+            feedforward_modules=["intermediate.dense"],
+            init_ia3_weights=False,
+        )
+        model.encoder = get_peft_model(encoder, ia3)
     assert model.packs
     model.eval()  # dropout off on both sides: the same maths
     features = _batch(tokenizer)
@@ -72,8 +81,8 @@ def test_the_packed_forward_gives_the_same_logits_and_gradients(tiny_encoder, su
     packed, packed_grads = _logits_and_grads(model, features, packs=True)
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
     assert packed_grads.keys() == padded_grads.keys()
-    if surface == "lora":
-        assert all("lora_" in n or n.startswith("head.") for n in packed_grads)
+    if surface != "full":
+        assert all(f"{surface}_" in n or n.startswith("head.") for n in packed_grads)
     for name in padded_grads:
         torch.testing.assert_close(packed_grads[name], padded_grads[name], rtol=1e-4, atol=1e-6)
 
@@ -122,3 +131,29 @@ def test_a_batch_is_packed_only_when_padded_enough_to_pay_for_it():
     assert worth_packing(mask([10, 3, 4, 5], 10))  # a class-balanced one: 45%
     edge = round(10 * (1 - PACK_ABOVE_PADDING))
     assert worth_packing(mask([edge], 10))
+
+
+def test_a_roberta_shaped_encoder_packs_with_its_own_positions(tiny_encoder):
+    """RoBERTa counts positions from its padding index: its own embeddings module does."""
+    from transformers import RobertaConfig, RobertaModel
+
+    from thaw.modeling import pool
+    from thaw.packed import packable, packed_embed
+
+    tokenizer, _ = _bert(tiny_encoder)
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=2,
+    )
+    roberta = RobertaModel(config).eval()
+    features = _batch(tokenizer)
+    assert packable(roberta)
+    with torch.no_grad():
+        padded = pool(roberta(**features).last_hidden_state, features["attention_mask"], "mean")
+        torch.testing.assert_close(packed_embed(roberta, features, "mean"), padded, rtol=1e-5, atol=1e-6)
