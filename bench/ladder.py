@@ -192,6 +192,9 @@ def report(name: str, regime: str, result: dict) -> dict:
         compute = rung_compute(r["details"], result["peak"])
         if compute:
             row(f"{r['rung']}: training compute", compute)
+        if r["details"].get("epochs_within_budget"):
+            within, configured = r["details"]["epochs_within_budget"], r["details"]["settings"].get("epochs")
+            row(f"{r['rung']}: epochs within its share of the time budget", f"{within} of {configured}")
     registered = s["registered_model"]
     compute = rung_compute(registered.get("details") or {}, result["peak"]) if registered["refit"] else None
     if compute:

@@ -9,7 +9,8 @@ Steps:
  4. the decision table picks the rungs worth climbing (few labels: contrastive few-shot
     rung; far domain or many labels: partial and full; otherwise PEFT first);
  5. after each rung the gate compares it with the best simpler rung on the same rows
-    and either stops or trains the next planned rung;
+    and either stops or trains the next planned rung, in its share of
+    ``ladder.time_budget_minutes`` (``thaw.time_budget``);
  6. each rung's serving cost is measured on the held-out texts (latency at batch 1 and
     at a batch, throughput, memory, size); among the rungs within the latency budget the
     simplest within one standard error of the best (``ladder.selection``) is selected,
@@ -30,12 +31,13 @@ from tasks.ladder.escalation import decide_escalation, select_final_rung
 from tasks.ladder.features import FeatureSet
 from tasks.ladder.frozen_rung import train_frozen_rung
 from tasks.ladder.latency import measure_registered, measure_rungs, over_budget
-from tasks.ladder.rung_training import refit_selected_rung, train_ladder_rung
+from tasks.ladder.rung_training import needs_refit, refit_selected_rung, train_ladder_rung
 from tasks.ladder.scratch_baseline import train_scratch_baseline
 from tasks.ladder.transfer_note import write_transfer_note
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.rungs import LadderContext, LadderResult
+from thaw.time_budget import refit_weight, rung_share
 
 
 @flow(name="adaptation-ladder")
@@ -49,13 +51,17 @@ def climb_ladder(
     scratch = train_scratch_baseline(ctx)
     trained = [train_frozen_rung(features, ctx)]
     evidence, plan = plan_ladder(evidence, scratch, trained[0], ctx)
+    # a hold-out fit's refit on train + validation comes out of the same budget
+    refit = 0.0
+    if needs_refit(cfg, evaluation) and not evaluation.cross_validated:
+        refit = refit_weight(evidence.train_rows, len(trained[0].validation_predictions))
     decisions = []
     for i, rung in enumerate((*plan.rungs, None)):
         left = len(plan.rungs) - i
         decisions.append(decide_escalation(trained, ctx, left, time.monotonic() - started))
         if decisions[-1].action == "stop" or rung is None:
             break
-        share = (budget - (time.monotonic() - started)) / left
+        share = rung_share(budget - (time.monotonic() - started), left, refit)
         trained.append(train_ladder_rung(rung, ctx, share))
     latency = measure_rungs(trained, ctx)
     selection = select_final_rung(trained, scratch, ctx, over_budget(latency, cfg.serving.latency_budget_ms))

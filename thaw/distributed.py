@@ -61,3 +61,16 @@ def barrier() -> None:
 
     if rank_and_size()[1] > 1:
         dist.barrier()
+
+
+def agree(value: int) -> int:
+    """Rank 0's ``value`` in every process (a decision all processes must share)."""
+    import torch
+    import torch.distributed as dist
+
+    if rank_and_size()[1] == 1:
+        return value
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([value], dtype=torch.long, device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())

@@ -35,6 +35,7 @@ class RungDetails:
     selection_scores: dict[str, float] = field(default_factory=dict)  # validation score of each candidate head
     history: tuple[EpochRecord, ...] = ()
     epochs_run: int | None = None
+    epochs_within_budget: int | None = None  # planned, when the time budget cut the configured count (thaw.time_budget)
     best_epoch: int | None = None
     resumed_from_epoch: int | None = None
     train_seconds: float | None = None

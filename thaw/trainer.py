@@ -41,6 +41,7 @@ class TrainOutcome:
     steps: int = 0  # optimiser steps taken by this process in this call (a resumed fit counts what it ran)
     step_seconds: float = 0.0  # their wall time: forward, backward and update, not validation or checkpoints
     tokens: int = 0  # the real (unpadded) tokens those steps trained on
+    planned_epochs: int = 0  # epochs the decay was aimed at in the end (fewer than configured: cut for a deadline)
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -81,8 +82,8 @@ def trainable_state(model) -> dict:
     return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _schedule(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(total_steps * warmup_fraction))
+def _schedule(total_steps: int, warmup: int):
+    """Linear warmup over ``warmup`` steps, then linear decay to zero at ``total_steps``."""
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -179,37 +180,60 @@ def train_loop(
     device,
     seed: int,
     on_epoch_end: Callable[[int], None] | None = None,
+    deadline: float | None = None,
 ) -> TrainOutcome:
     """AdamW with warmup then linear decay, clipping, early stopping on the plan's score,
     a checkpoint after the last epoch and after any epoch that ends ``checkpoint_seconds``
     after the previous one was saved; resumes from ``checkpoint`` when it holds an epoch.
+    ``deadline`` (``time.time()`` seconds): after each epoch, plan only the epochs that
+    end before it at the pace so far, the decay re-aimed to end with them
+    (``thaw.time_budget.epochs_within``).
     Data-parallel under a launcher: each process takes its share of every epoch's batches."""
     import torch
 
-    from thaw.distributed import average_gradients, barrier, is_main_process, shard
+    from thaw.distributed import agree, average_gradients, barrier, is_main_process, shard
+    from thaw.time_budget import epochs_within
 
     torch.manual_seed(seed)
     steps_per_epoch = len(shard(plan.batches(0)))
+    warmup = max(1, int(steps_per_epoch * cfg.epochs * cfg.warmup_fraction))
     trainable = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, lr, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps_per_epoch * cfg.epochs, warmup))
     meta = {"epoch": -1, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
     best, resumed = trainable_state(model), None
     if checkpoint.exists():
         meta, best = checkpoint.load(model, optimizer, scheduler)
         resumed = meta["epoch"]
+    planned = meta.get("planned_epochs", cfg.epochs)
+
+    def aim_decay(epochs: int) -> None:  # the schedule's closure is not in its state_dict
+        scheduler.lr_lambdas = [_schedule(steps_per_epoch * epochs, warmup)] * len(optimizer.param_groups)
+
+    def replan(done: float, epoch_seconds: float) -> None:  # every process keeps rank 0's plan
+        nonlocal planned
+        within = agree(epochs_within(planned, done, epoch_seconds, deadline - time.time()))
+        if within < planned:
+            print(f"  {within} of {planned} epochs end before the deadline at {epoch_seconds:.1f} s an epoch")
+            planned = meta["planned_epochs"] = within
+            aim_decay(planned)
+
+    aim_decay(planned)
     saved_at = time.monotonic()
-    steps, step_seconds, tokens = 0, 0.0, 0
-    for epoch in range(meta["epoch"] + 1, cfg.epochs):
-        if meta["bad_epochs"] >= cfg.patience:
+    steps, step_seconds, tokens, epoch_seconds = 0, 0.0, 0, []
+    probe = max(1, steps_per_epoch // 10)  # steps into the first epoch when the pace is first read
+    for epoch in range(meta["epoch"] + 1, planned):
+        if meta["bad_epochs"] >= cfg.patience or epoch >= planned:  # planned may shrink below
             break
+        epoch_started = time.monotonic()
         model.train()
         losses = []
         batches = shard(plan.batches(epoch))  # this process's share
         progress = Progress(len(batches), f"  epoch {epoch + 1} batches")
-        for idx in batches:
+        for step, idx in enumerate(batches, 1):
+            if deadline is not None and not epoch_seconds and step == probe + 1:
+                # before most of the first epoch: its steps' pace, so the decay can be aimed in time
+                replan(epoch + probe / steps_per_epoch, (time.monotonic() - epoch_started) / probe * steps_per_epoch)
             step_started = time.perf_counter()
             loss = plan.loss(model, idx)
             optimizer.zero_grad(set_to_none=True)
@@ -230,7 +254,10 @@ def train_loop(
         else:
             meta["bad_epochs"] += 1
         meta["epoch"] = epoch
-        last = epoch == cfg.epochs - 1 or meta["bad_epochs"] >= cfg.patience
+        epoch_seconds.append(time.monotonic() - epoch_started)
+        if deadline is not None:  # the epochs' own pace, validation included
+            replan(epoch + 1, sum(epoch_seconds) / len(epoch_seconds))
+        last = epoch == planned - 1 or meta["bad_epochs"] >= cfg.patience
         if is_main_process() and (last or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
             checkpoint.save(model, best, optimizer, scheduler, meta)
             saved_at = time.monotonic()
@@ -239,7 +266,9 @@ def train_loop(
             on_epoch_end(epoch)
     model.load_state_dict(best, strict=False)
     best_metric, best_epoch, epochs_run = meta["best_metric"], meta["best_epoch"], meta["epoch"] + 1
-    return TrainOutcome(best_metric, best_epoch, epochs_run, resumed, meta["history"], steps, step_seconds, tokens)
+    return TrainOutcome(
+        best_metric, best_epoch, epochs_run, resumed, meta["history"], steps, step_seconds, tokens, planned
+    )
 
 
 def classification_plan(

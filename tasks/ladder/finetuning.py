@@ -55,6 +55,9 @@ class AdaptedFit:
     epochs: int | None = None  # a fixed count (a refit has no validation to stop on)
     select_epoch: bool = True  # keep the epoch best on validation (False: the last; a fold's rows are for scoring only)
     measure_movement: bool = False
+    # time.time() by which the fit plans its epochs to end (thaw.time_budget); None: unbounded.
+    # Not part of the checkpoint key: a resumed fit keeps the epochs it had planned.
+    deadline: float | None = None
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -72,12 +75,14 @@ class AdaptedFit:
             data["epochs"],
             data["select_epoch"],
             data["measure_movement"],
+            data.get("deadline"),
         )
 
 
-def holdout_fit(rung: str, run_dir: Path) -> AdaptedFit:
+def holdout_fit(rung: str, run_dir: Path, deadline: float | None = None) -> AdaptedFit:
     """Train on the train split from the frozen rung's linear probe, keep the epoch best on
-    validation, save under ``run_dir/models/<rung>``, measure backbone movement."""
+    validation, save under ``run_dir/models/<rung>``, measure backbone movement; plan
+    only the epochs that end by ``deadline`` (``time.time()``; None: all)."""
     head = linear_probe_path(run_dir)
     return AdaptedFit(
         rung,
@@ -87,6 +92,7 @@ def holdout_fit(rung: str, run_dir: Path) -> AdaptedFit:
         "holdout",
         artifacts.rung_model_dir(run_dir, rung),
         measure_movement=True,
+        deadline=deadline,
     )
 
 
@@ -203,6 +209,7 @@ def fit_adapted_rung(
         checkpoint,
         fit.select_epoch,
         on_epoch_end,
+        fit.deadline,
     )
     started = time.perf_counter()
     for phase in method.phases:
@@ -235,6 +242,7 @@ def fit_adapted_rung(
         settings={"learning_rate": lr, "layer_decay": decay, "epochs": state.loop.epochs, **state.settings},
         history=tuple(EpochRecord(h["epoch"] + 1, h["train_loss"], h["validation_metric"]) for h in outcome.history),
         epochs_run=outcome.epochs_run,
+        epochs_within_budget=outcome.planned_epochs if outcome.planned_epochs < state.loop.epochs else None,
         best_epoch=outcome.best_epoch + 1,
         resumed_from_epoch=outcome.resumed_from_epoch + 1 if outcome.resumed_from_epoch is not None else None,
         train_seconds=round(seconds, 1),

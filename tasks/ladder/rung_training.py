@@ -1,6 +1,7 @@
 """Training a rung of the ladder the way its evaluation plan says, and the final refit.
 
-- held-out validation: one fit on train, scored (and stopped early) on validation;
+- held-out validation: one fit on train, scored (and stopped early) on validation, its
+  epochs planned to end within the rung's share of the time budget (``thaw.time_budget``);
 - cross-validation: one fit per fold of train + validation, each scored on its held-out
   rows after a fixed number of epochs (choosing the epoch on the rows a fold is scored on
   would flatter it); repeats after the first only while they fit in the rung's share of
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +34,13 @@ from thaw.rungs import EvaluationPlan, LadderContext, Selection, TrainedRung
 @task(name="train-ladder-rung")
 def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> TrainedRung:
     """Fit the adapted ``rung`` (any registered rung but the frozen one) and score it as
-    the evaluation plan says, within ``budget_s`` seconds of cross-validation."""
+    the evaluation plan says: a hold-out fit plans its epochs to end within ``budget_s``
+    seconds, cross-validation its repeats after the first."""
     curated, labels, cfg, run_dir, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir, ctx.evaluation
     frozen_dir = frozen_model_dir(run_dir)
     if not evaluation.cross_validated:
-        return train_adapted_rung.fn(holdout_fit(rung, run_dir), curated, labels, cfg)
+        fit = holdout_fit(rung, run_dir, deadline=time.time() + budget_s)
+        return train_adapted_rung.fn(fit, curated, labels, cfg)
     rows = POOL.read(curated, cfg.root)
     fits: list[TrainedRung] = []
 

@@ -55,6 +55,11 @@ def _rung_row(r: TrainedRung, metric: str) -> dict:
         f"{metric}_low": r.validation.get(f"{metric}_low"),
         f"{metric}_high": r.validation.get(f"{metric}_high"),
         "folds": r.details.folds,
+        "epochs": {
+            "run": r.details.epochs_run,
+            "configured": r.details.settings.get("epochs"),
+            "within_budget": r.details.epochs_within_budget,
+        },
         "movement": asdict(movement) if movement else None,
     }
 
@@ -160,6 +165,12 @@ def _markdown(note: dict) -> str:
         "## Gate decisions",
         "",
         *[f"- after **{x['after']}**: {x['action']} ({x['reason']})" for x in note["decisions"]],
+    ]
+    lines += [
+        f"- **{r['rung']}** planned {r['epochs']['within_budget']} of its {r['epochs']['configured']} epochs: "
+        "the others would have ended past its share of `ladder.time_budget_minutes`"
+        for r in note["validation"]
+        if r["epochs"]["within_budget"]
     ]
     if note["undecided"]:
         lines += ["", f"**{note['undecided']}**"]

@@ -37,7 +37,14 @@ def run_params(cfg: ThawConfig, selected: TrainedRung) -> dict[str, Any]:
         **{f"rung.{k}": v for k, v in selected.details.settings.items()},
         **{
             f"rung.{k}": getattr(selected.details, k)
-            for k in ("epochs_run", "best_epoch", "resumed_from_epoch", "train_seconds", "processes")
+            for k in (
+                "epochs_run",
+                "epochs_within_budget",
+                "best_epoch",
+                "resumed_from_epoch",
+                "train_seconds",
+                "processes",
+            )
             if getattr(selected.details, k) is not None
         },
     }

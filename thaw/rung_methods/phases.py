@@ -40,6 +40,7 @@ class FitState:
     checkpoint: Path  # this fit's checkpoint: a phase that loops keeps its own beside it, named after the phase
     select_epoch: bool  # keep the epoch best on validation (False: the last)
     on_epoch_end: Callable[[int], None] | None = None
+    deadline: float | None = None  # time.time() by which a loop plans its epochs to end (thaw.time_budget)
     outcome: TrainOutcome | None = None
     step_seconds: float = 0.0  # over every loop a phase ran: the optimiser steps' wall time
     training_flops: int = 0  # and their matmul FLOPs (thaw.adaptation.training_flops_per_token)
@@ -72,7 +73,16 @@ def _run_loop(state: FitState, phase: str, plan, groups: list[dict]) -> None:
     checkpoint = Checkpoint(state.checkpoint.with_name(f"{state.checkpoint.name}-{phase}"))
     seed = state.cfg.training.seed
     state.outcome = train_loop(
-        state.model, plan, state.loop, state.learning_rate, groups, checkpoint, state.device, seed, state.on_epoch_end
+        state.model,
+        plan,
+        state.loop,
+        state.learning_rate,
+        groups,
+        checkpoint,
+        state.device,
+        seed,
+        state.on_epoch_end,
+        state.deadline,
     )
     state.step_seconds += state.outcome.step_seconds
     flops = training_flops_per_token(state.model.encoder, state.replayed_blocks)

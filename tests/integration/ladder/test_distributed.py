@@ -15,7 +15,7 @@ from tests.servers import free_port
 pytestmark = pytest.mark.integration
 
 SCRIPT = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 import torch.distributed as dist
 sys.path.insert(0, {root!r})
@@ -23,7 +23,9 @@ from tests.integration.ladder.test_ladder import config, make_task, LABELS
 from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
 ws, enc = Path({ws!r}), Path({enc!r})
 cfg = config(ws, enc, rungs=["frozen", "full"], finetune={{"epochs": 2, "batch_size": 8}})
-rung = fit_adapted_rung(holdout_fit("full", ws / "run"), make_task(ws, "strong"), LABELS, cfg)
+# a deadline far off: each rank reads its own clock, all keep rank 0's plan (thaw.distributed.agree)
+fit = holdout_fit("full", ws / "run", deadline=time.time() + 3600)
+rung = fit_adapted_rung(fit, make_task(ws, "strong"), LABELS, cfg)
 out = {{"size": dist.get_world_size(), "epochs": rung.details.epochs_run,
         "validation": [h.validation_metric for h in rung.details.history],
         "predictions": list(rung.validation_predictions)}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,25 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
         load_file(str(straight.model_dir / "head.safetensors")),
     )
     assert np.array_equal(a["weight"], b["weight"])
+
+
+def test_a_rung_whose_share_of_the_time_budget_is_spent_runs_one_annealed_epoch_and_says_so(workspace, tiny_encoder):
+    from tasks.ladder.rung_training import train_ladder_rung
+    from tasks.ladder.transfer_note import _rung_row
+    from tasks.release.lineage import run_params
+
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "full"], finetune={"epochs": 3, "batch_size": 8})
+    curated = make_task(workspace, "strong")
+    frozen_rung(workspace, cfg, curated)
+    ctx = LadderContext(curated, LABELS, cfg, workspace / "run", EvaluationPlan.holdout())
+    rung = train_ladder_rung.fn("full", ctx, 0.0)
+    assert (rung.details.epochs_run, rung.details.epochs_within_budget) == (1, 1)
+    assert rung.details.settings["epochs"] == 3  # the configured count stays on record beside it
+    assert _rung_row(rung, "accuracy")["epochs"] == {"run": 1, "configured": 3, "within_budget": 1}
+    assert run_params(cfg, rung)["rung.epochs_within_budget"] == 1  # on the MLflow run an auditor opens
+    shutil.rmtree(cfg.state_path / "checkpoints")  # else the same fit resumes, keeping its one-epoch plan
+    with_time = train_ladder_rung.fn("full", ctx, 3600)
+    assert (with_time.details.epochs_run, with_time.details.epochs_within_budget) == (3, None)
 
 
 def test_frozen_feature_cache_hits_on_rerun_and_misses_on_changed_data(workspace, tiny_encoder):
