@@ -61,7 +61,8 @@ def climb_ladder(
         decisions.append(decide_escalation(trained, ctx, left, time.monotonic() - started))
         if decisions[-1].action == "stop" or rung is None:
             break
-        share = rung_share(budget - (time.monotonic() - started), left, refit)
+        trainable = min(left, cfg.training.ladder.max_rungs - len(trained))  # as many as the gate may train
+        share = rung_share(budget - (time.monotonic() - started), trainable, refit)
         trained.append(train_ladder_rung(rung, ctx, share))
     latency = measure_rungs(trained, ctx)
     selection = select_final_rung(trained, scratch, ctx, over_budget(latency, cfg.serving.latency_budget_ms))
