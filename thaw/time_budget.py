@@ -7,8 +7,8 @@
   A tenth into it (at its steps' pace), then after each epoch (at the epochs' pace,
   validation included), it plans only the epochs that end before the deadline
   (``epochs_within``) and its learning rate decays to zero over those, so a fit cut
-  short is still annealed, not stopped mid-schedule. The epochs cut
-  are recorded on the rung (``RungDetails.epochs_within_budget``).
+  short is still annealed, not stopped mid-schedule. The cut is recorded on the rung
+  (``RungDetails.epochs_within_budget``).
 - Cross-validation folds are not cut (every fold of a repeat trains the same recipe); the
   budget bounds their repeats after the first (``tasks.ladder.cross_validation``).
 - A rung is never started once the budget is spent (``thaw.gate.escalation_decision``).

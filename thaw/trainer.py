@@ -185,9 +185,9 @@ def train_loop(
     """AdamW with warmup then linear decay, clipping, early stopping on the plan's score,
     a checkpoint after the last epoch and after any epoch that ends ``checkpoint_seconds``
     after the previous one was saved; resumes from ``checkpoint`` when it holds an epoch.
-    ``deadline`` (``time.time()`` seconds): after each epoch, plan only the epochs that
-    end before it at the pace so far, the decay re-aimed to end with them
-    (``thaw.time_budget.epochs_within``).
+    ``deadline`` (``time.time()`` seconds): a tenth into the first epoch and after each
+    epoch, plan only the epochs that end before it at the pace so far, the decay re-aimed
+    to end with them (``thaw.time_budget.epochs_within``).
     Data-parallel under a launcher: each process takes its share of every epoch's batches."""
     import torch
 
