@@ -205,6 +205,8 @@ def report(name: str, regime: str, result: dict) -> dict:
     reg, test = s["registered_model"], s["test"]["metrics"]
     ahead = test["accuracy"] - base["accuracy"]
     row("registered", f"{reg['rung']} trained on {'+'.join(reg['trained_on'])}")
+    if (reg.get("details") or {}).get("refit_skipped"):
+        print(f"    {reg['details']['refit_skipped']}")
     row("thaw selected: test accuracy / macro-F1", f"{test['accuracy']:.4f} / {test['macro_f1']:.4f}")
     row("plain frozen + LR: test accuracy / macro-F1", f"{base['accuracy']:.4f} / {base['macro_f1']:.4f}")
     row("thaw minus plain baseline (accuracy)", f"{ahead:+.4f}", "thaw ahead" if ahead > 0 else "thaw NOT ahead")

@@ -66,7 +66,7 @@ def climb_ladder(
         trained.append(train_ladder_rung(rung, ctx, share))
     latency = measure_rungs(trained, ctx)
     selection = select_final_rung(trained, scratch, ctx, over_budget(latency, cfg.serving.latency_budget_ms))
-    final = refit_selected_rung(selection, trained, ctx)
+    final = refit_selected_rung(selection, trained, ctx, budget - (time.monotonic() - started), refit or 1.0)
     served = {name: p.to_dict() for name, p in latency.items()}
     chosen = next(r for r in trained if r.rung == selection.rung)
     registered = latency[chosen.rung] if final.model_dir == chosen.model_dir else measure_registered(final, ctx)

@@ -291,7 +291,8 @@ class LadderConfig(_Frozen):
     # The ladder's fine-tuning: no rung starts once it is spent, and a hold-out fit plans
     # only the epochs that end within its share (the time left over the rungs left and the
     # refit), its decay aimed at the last of them (thaw.time_budget). Scratch, frozen,
-    # serving measurements and the first cross-validation repeat are not cut.
+    # serving measurements and the first cross-validation repeat are not cut; a refit
+    # that would end past it is skipped (the hold-out model registered), never shortened.
     time_budget_minutes: float = Field(60.0, gt=0)
     report_all_test_metrics: bool = True
     # Backbone movement flagged as aggressive (thaw.movement)

@@ -45,6 +45,7 @@ class RungDetails:
     processes: int = 1
     movement: BackboneMovement | None = None  # how far the backbone moved (adapted rungs)
     trained_on: tuple[str, ...] = ("train",)  # splits the registered weights learned from
+    refit_skipped: str | None = None  # why the hold-out model was registered without its refit
     folds: int = 0  # cross-validation folds scored (0: scored on the validation split)
 
     @classmethod

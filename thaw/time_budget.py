@@ -12,6 +12,9 @@
 - Cross-validation folds are not cut (every fold of a repeat trains the same recipe); the
   budget bounds their repeats after the first (``tasks.ladder.cross_validation``).
 - A rung is never started once the budget is spent (``thaw.gate.escalation_decision``).
+- The refit after a hold-out fit trains the selected configuration as scored, never a
+  shortened one: when, at the hold-out fit's pace, it would end past the budget
+  (``refit_seconds``), the hold-out model is registered instead and the reason recorded.
 """
 
 from __future__ import annotations
@@ -42,3 +45,9 @@ def epochs_within(planned: int, done: float, epoch_seconds: float, seconds_left:
     if started >= planned or epoch_seconds <= 0:
         return planned
     return max(started, min(planned, math.floor(done + max(0.0, seconds_left) / epoch_seconds)))
+
+
+def refit_seconds(fit_seconds: float, epochs_run: int, refit_epochs: int, weight: float) -> float:
+    """What a refit of ``refit_epochs`` epochs on ``weight`` times the rows should take,
+    at the pace of a hold-out fit that ran ``epochs_run`` epochs in ``fit_seconds``."""
+    return fit_seconds / max(1, epochs_run) * refit_epochs * weight

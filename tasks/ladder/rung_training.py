@@ -28,7 +28,7 @@ from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, SplitRows
 from thaw.rung_registry import rung_method
-from thaw.rungs import EvaluationPlan, LadderContext, Selection, TrainedRung
+from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, Selection, TrainedRung
 
 
 @task(name="train-ladder-rung")
@@ -85,9 +85,18 @@ def needs_refit(cfg: ThawConfig, evaluation: EvaluationPlan) -> bool:
 
 
 @task(name="refit-selected-rung")
-def refit_selected_rung(selection: Selection, trained: list[TrainedRung], ctx: LadderContext) -> TrainedRung:
+def refit_selected_rung(
+    selection: Selection,
+    trained: list[TrainedRung],
+    ctx: LadderContext,
+    seconds_left: float | None = None,
+    weight: float = 1.0,
+) -> TrainedRung:
     """The model to test and register: the selected rung itself, or its configuration
-    trained again on train + validation (recorded as such in its details)."""
+    trained again on train + validation (recorded as such in its details). After a
+    hold-out fit, when the refit would end past ``seconds_left`` of the time budget at the
+    fit's pace (on ``weight`` times its rows: ``thaw.time_budget.refit_weight``), the
+    hold-out model is kept and its details say why."""
     curated, labels, cfg, run_dir, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir, ctx.evaluation
     chosen = next(r for r in trained if r.rung == selection.rung)
     if not needs_refit(cfg, evaluation) or (chosen.model_dir is not None and chosen.details.trained_on == POOL.splits):
@@ -99,6 +108,11 @@ def refit_selected_rung(selection: Selection, trained: list[TrainedRung], ctx: L
             return chosen  # an MLP head keeps the epoch validation chose: nothing to refit it on
         return _refit_frozen(chosen, curated, labels, cfg, run_dir)
     epochs = chosen.details.best_epoch if not evaluation.cross_validated else _epochs(chosen.rung, cfg)
+    if not evaluation.cross_validated and seconds_left is not None:
+        skipped = _refit_past_budget(chosen.details, epochs or _epochs(chosen.rung, cfg), seconds_left, weight)
+        if skipped:
+            print(f"  {skipped}")
+            return dataclasses.replace(chosen, details=dataclasses.replace(chosen.details, refit_skipped=skipped))
     fit = AdaptedFit(
         chosen.rung,
         POOL,
@@ -117,6 +131,27 @@ def refit_selected_rung(selection: Selection, trained: list[TrainedRung], ctx: L
         validation_predictions=chosen.validation_predictions,
         fold_scores=chosen.fold_scores,
     )
+
+
+def _refit_past_budget(details: RungDetails, epochs: int, seconds_left: float, weight: float) -> str | None:
+    """Why the hold-out model is registered without its refit (None: the refit fits)."""
+    from thaw.time_budget import refit_seconds
+
+    if not details.train_seconds or not details.epochs_run:
+        return None
+    needed = refit_seconds(details.train_seconds, details.epochs_run, epochs, weight)
+    if needed <= seconds_left:
+        return None
+    return (
+        f"refit skipped: {epochs} epoch{'s' if epochs > 1 else ''} on train + validation would take about "
+        f"{_duration(needed)} at the hold-out fit's pace, past the {_duration(seconds_left)} left of "
+        "ladder.time_budget_minutes; the hold-out model (trained on train) is registered"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: ThawConfig, run_dir: Path) -> TrainedRung:

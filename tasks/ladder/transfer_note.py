@@ -110,6 +110,7 @@ def transfer_note(
             # a model of its own: after cross-validation the selected rung's folds kept none,
             # though they too trained on train + validation
             "refit": final.model_dir != chosen.model_dir,
+            "refit_skipped": final.details.refit_skipped,
             "movement": asdict(final.details.movement) if final.details.movement else None,
         },
         "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},
@@ -191,6 +192,8 @@ def _markdown(note: dict) -> str:
         + (
             " (refit of the selected configuration on all labelled rows before the test score)."
             if reg["refit"]
+            else f" ({reg['refit_skipped']})."
+            if reg["refit_skipped"]
             else "."
         ),
         "",

@@ -172,6 +172,19 @@ def test_a_rung_whose_share_of_the_time_budget_is_spent_runs_one_annealed_epoch_
     with_time = train_ladder_rung.fn("full", ctx, 3600)
     assert (with_time.details.epochs_run, with_time.details.epochs_within_budget) == (3, None)
 
+    # the refit trains the configuration as scored or not at all: with no time left the
+    # hold-out model is registered, and the note says why
+    from tasks.ladder.rung_training import refit_selected_rung
+    from thaw.rungs import Selection
+
+    selection = Selection("full", "best", {}, None, False)
+    kept = refit_selected_rung.fn(selection, [with_time], ctx, seconds_left=0.0, weight=1.5)
+    assert kept.model_dir == with_time.model_dir and kept.details.trained_on == ("train",)
+    epochs = with_time.details.best_epoch
+    assert kept.details.refit_skipped.startswith(f"refit skipped: {epochs} epoch{'s' if epochs > 1 else ''} on train")
+    refit = refit_selected_rung.fn(selection, [with_time], ctx, seconds_left=3600, weight=1.5)
+    assert refit.details.trained_on == ("train", "validation") and refit.details.refit_skipped is None
+
 
 def test_frozen_feature_cache_hits_on_rerun_and_misses_on_changed_data(workspace, tiny_encoder):
     from tasks.ladder.features import extract_frozen_features

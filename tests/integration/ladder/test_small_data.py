@@ -110,9 +110,9 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     from tasks.ladder.rung_training import refit_selected_rung
 
     picked = dataclasses.replace(result.selection, rung="fewshot")
-    refit = refit_selected_rung.fn(
-        picked, result.trained, LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
-    )
+    ctx = LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
+    refit = refit_selected_rung.fn(picked, result.trained, ctx, seconds_left=0.0)  # no fold model to fall back on
+    assert refit.details.refit_skipped is None
     assert refit.model_dir is not None and refit.details.trained_on == ("train", "validation")
     assert ThawPredictor(refit.model_dir).probabilities(["refund please"]).shape == (1, len(LABELS))
 
