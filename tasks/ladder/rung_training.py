@@ -107,9 +107,9 @@ def refit_selected_rung(
         if not chosen.details.method.startswith("logistic regression"):
             return chosen  # an MLP head keeps the epoch validation chose: nothing to refit it on
         return _refit_frozen(chosen, curated, labels, cfg, run_dir)
-    epochs = chosen.details.best_epoch if not evaluation.cross_validated else _epochs(chosen.rung, cfg)
+    epochs = (chosen.details.best_epoch if not evaluation.cross_validated else None) or _epochs(chosen.rung, cfg)
     if not evaluation.cross_validated and seconds_left is not None:
-        skipped = _refit_past_budget(chosen.details, epochs or _epochs(chosen.rung, cfg), seconds_left, weight)
+        skipped = _refit_past_budget(chosen.details, epochs, seconds_left, weight)
         if skipped:
             print(f"  {skipped}")
             return dataclasses.replace(chosen, details=dataclasses.replace(chosen.details, refit_skipped=skipped))
@@ -120,7 +120,7 @@ def refit_selected_rung(
         linear_probe_path(run_dir),
         "refit",
         artifacts.final_model_dir(run_dir),
-        epochs=epochs or _epochs(chosen.rung, cfg),
+        epochs=epochs,
         select_epoch=False,
         measure_movement=True,
     )
