@@ -12,8 +12,24 @@ statistics), so the blocks above see what the frozen blocks would give them in e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
+from pathlib import Path
+
+PREFIX_FILE = "states.safetensors"
+PREFIX_META = "prefix.json"
+
+
+class _PrefixDone(Exception):
+    """Raised by the hook on the last frozen block: the blocks above need not run."""
+
+
+def _offsets(lengths: Sequence[int]) -> list[int]:
+    offsets = [0]
+    for n in lengths:
+        offsets.append(offsets[-1] + n)
+    return offsets
 
 
 def frozen_block_count(encoder, tokenizer) -> int:
@@ -76,17 +92,21 @@ class FrozenPrefix:
     @classmethod
     def compute(cls, model, tokenizer, encoded: dict, device, batch_size: int, count: int) -> FrozenPrefix:
         """Run ``model.encoder``'s embeddings and ``count`` lowest blocks once over every
-        row of ``encoded``, in eval mode and the precision thaw picked."""
+        row of ``encoded``, in eval mode and the precision thaw picked; the blocks above
+        are not run (a forward hook on the last frozen block ends each batch's pass)."""
         import torch
 
         from thaw.modeling import autocast_dtype, block_list, collate, length_sorted_batches
 
         encoder, dtype = model.encoder, autocast_dtype(device)
         lengths = [len(ids) for ids in encoded["input_ids"]]
-        shapes: list[bool] = []
-        hook = block_list(encoder)[count - 1].register_forward_hook(
-            lambda module, args, out: shapes.append(isinstance(out, tuple))
-        )
+        caught: list = []
+
+        def stop_after(module, args, out):
+            caught.append(out)
+            raise _PrefixDone
+
+        hook = block_list(encoder)[count - 1].register_forward_hook(stop_after)
         rows: list = [None] * len(lengths)
         was_training = encoder.training
         encoder.eval()
@@ -94,20 +114,79 @@ class FrozenPrefix:
             with torch.no_grad():  # not inference_mode: the states feed blocks that train
                 for idx in length_sorted_batches(lengths, batch_size):
                     features = collate(tokenizer, encoded, idx, device)
-                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                        hidden = encoder(**features, output_hidden_states=True).hidden_states[count]
+                    amp = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+                    with amp, suppress(_PrefixDone):
+                        encoder(**features)
+                    out = caught[-1]
+                    hidden = out[0] if isinstance(out, tuple) else out
                     real = features["attention_mask"].bool()
                     for r, i in enumerate(idx):
                         rows[i] = hidden[r][real[r]]
         finally:
             hook.remove()
             encoder.train(was_training)
-        offsets = [0]
-        for n in lengths:
-            offsets.append(offsets[-1] + n)
-        hidden_size = encoder.config.hidden_size
-        flat = torch.cat(rows) if rows else torch.empty(0, hidden_size, device=device)
-        return cls(encoder, count, flat, offsets, bool(shapes and shapes[0]))
+        flat = torch.cat(rows) if rows else torch.empty(0, encoder.config.hidden_size, device=device)
+        returns_tuple = bool(caught) and isinstance(caught[0], tuple)
+        return cls(encoder, count, flat, _offsets(lengths), returns_tuple)
+
+    def lengths(self) -> list[int]:
+        """Each row's number of real tokens."""
+        return [b - a for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+
+    def take(self, positions: Sequence[int]) -> FrozenPrefix:
+        """The rows at ``positions``, in that order (one cross-validation fold's rows)."""
+        import torch
+
+        spans = [self.flat[self.offsets[i] : self.offsets[i + 1]] for i in positions]
+        flat = torch.cat(spans) if spans else self.flat[:0]
+        return FrozenPrefix(self.encoder, self.count, flat, _offsets([len(s) for s in spans]), self.returns_tuple)
+
+    @staticmethod
+    def concat(parts: Sequence[FrozenPrefix]) -> FrozenPrefix:
+        """The rows of ``parts`` one after another (splits pooled for a refit)."""
+        import torch
+
+        first = parts[0]
+        flat = torch.cat([p.flat for p in parts])
+        return FrozenPrefix(
+            first.encoder, first.count, flat, _offsets([n for p in parts for n in p.lengths()]), first.returns_tuple
+        )
+
+    def save(self, directory: Path) -> None:
+        """The states (safetensors) and what reads them back, into ``directory``."""
+        import torch
+        from safetensors.torch import save_file
+
+        offsets = torch.tensor(self.offsets, dtype=torch.int64)
+        save_file({"flat": self.flat.contiguous().cpu(), "offsets": offsets}, str(directory / PREFIX_FILE))
+        meta = {"count": self.count, "returns_tuple": self.returns_tuple}
+        (directory / PREFIX_META).write_text(json.dumps(meta), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, encoder, device, count: int) -> FrozenPrefix:
+        """What ``save`` wrote, for ``encoder``'s ``count`` lowest blocks, on ``device``;
+        ValueError when it is not that: states of this encoder's width after ``count``
+        blocks, one span of tokens per row."""
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(directory / PREFIX_FILE), device=str(device))
+            meta = json.loads((directory / PREFIX_META).read_text(encoding="utf-8"))
+            flat, offsets, saved_count = tensors["flat"], tensors["offsets"].tolist(), meta["count"]
+        except Exception as exc:  # unreadable or incomplete: the caller computes the states again
+            raise ValueError(f"unreadable frozen states ({type(exc).__name__})") from exc
+        steps = [b - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        if (
+            flat.ndim != 2
+            or flat.shape[1] != encoder.config.hidden_size
+            or not offsets
+            or offsets[0] != 0
+            or offsets[-1] != flat.shape[0]
+            or any(n < 0 for n in steps)
+            or saved_count != count
+        ):
+            raise ValueError(f"frozen states of shape {tuple(flat.shape)} do not fit this encoder")
+        return cls(encoder, count, flat, offsets, bool(meta.get("returns_tuple")))
 
     def states(self, idx: Sequence[int], width: int):
         """The rows ``idx`` as a batch padded on the right to ``width`` tokens: what the

@@ -33,7 +33,7 @@ from tasks.evaluation.scoring import score_predictions
 from tasks.ladder.frozen_rung import linear_probe_path, save_linear_head
 from thaw import artifacts
 from thaw.config import ThawConfig
-from thaw.content_cache import content_key
+from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion, Split, SplitRows, file_md5, write_text_atomically
 from thaw.pii.masking import input_form
 from thaw.rung_registry import rung_method
@@ -120,6 +120,49 @@ def checkpoint_key(cfg: ThawConfig, fit: AdaptedFit, curated: DatasetVersion, ba
         "seed": cfg.training.seed,
     }
     return content_key("checkpoint", settings, FIT_LIBRARIES, precision)
+
+
+PREFIX_LIBRARIES = ("torch", "transformers")
+
+
+def split_prefix(
+    split: str, curated: DatasetVersion, cfg: ThawConfig, model, tokenizer, device, count: int, revision: str
+):
+    """The frozen states (``thaw.frozen_prefix``) of every row of ``split`` after the
+    ``count`` lowest blocks: an entry of the ``prefix`` content cache, keyed by the backbone
+    revision, the split file's md5, max length, text form, block count, libraries and
+    precision. The hold-out fit, its refit (train + validation) and every cross-validation
+    fold take their rows from the same entries instead of running the blocks again."""
+    from thaw.frozen_prefix import FrozenPrefix
+    from thaw.modeling import encode_texts, numeric_precision
+
+    settings = {
+        "backbone": [revision, cfg.backbone.max_length],
+        "data": curated.files[split].md5,
+        "blocks": count,
+        "text_form": TEXT_FORM,
+    }
+    cache = ContentCache(cfg.state_path / "cache" / "prefix")
+    key = content_key("prefix", settings, PREFIX_LIBRARIES, numeric_precision(device))
+    if (entry := cache.get(key)) is not None:
+        try:
+            return FrozenPrefix.load(entry, model.encoder, device, count)
+        except ValueError as exc:  # not what this encoder's blocks give: computed again below
+            print(f"  {entry}: {exc}; computed again")
+    rows = curated.read(cfg.root, split)
+    encoded = encode_texts(tokenizer, rows.texts, cfg.backbone.max_length)
+    prefix = FrozenPrefix.compute(model, tokenizer, encoded, device, cfg.backbone.batch_size, count)
+    with cache.put(key) as staging:
+        prefix.save(staging)
+    return prefix
+
+
+def rows_prefix(rows: SplitRows, **split_args):
+    """``split_prefix`` of the rows a fit uses: its splits pooled in order, then its positions."""
+    from thaw.frozen_prefix import FrozenPrefix
+
+    pool = FrozenPrefix.concat([split_prefix(split, **split_args) for split in rows.splits])
+    return pool if rows.positions is None else pool.take(rows.positions)
 
 
 def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, model_dir: Path) -> None:
@@ -211,13 +254,22 @@ def fit_adapted_rung(
         on_epoch_end,
         fit.deadline,
     )
+
+    def prefix_source(count: int, which: str):
+        args = {"curated": curated, "cfg": cfg, "model": model, "tokenizer": tokenizer, "device": device}
+        return rows_prefix(
+            fit.train if which == "train" else fit.validation, count=count, revision=ref.revision, **args
+        )
+
+    state.prefix_source = prefix_source
     started = time.perf_counter()
     for phase in method.phases:
         phase.run(state)
     outcome = state.outcome
     seconds = time.perf_counter() - started
     names = np.asarray(labels)
-    predictions = names[predict_classes(model, tokenizer, val_enc, 64, device)] if val else np.asarray([])
+    val_prefix = state.prefixes[1]  # the frozen blocks' states of the validation rows, when a phase replayed them
+    predictions = names[predict_classes(model, tokenizer, val_enc, 64, device, val_prefix)] if val else np.asarray([])
     movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
     if fit.out_dir is not None and is_main_process():
         meta = {

@@ -45,6 +45,10 @@ class FitState:
     step_seconds: float = 0.0  # over every loop a phase ran: the optimiser steps' wall time
     training_flops: int = 0  # and their matmul FLOPs (thaw.adaptation.training_flops_per_token)
     replayed_blocks: int = 0  # frozen blocks the steps replayed from thaw.frozen_prefix, not ran
+    # (count, "train" | "validation") -> those rows' FrozenPrefix, e.g. from a cache shared
+    # with the fit's other phases and fits; None: computed here from the encoded rows
+    prefix_source: Callable[[int, str], Any] | None = None
+    prefixes: tuple = (None, None)  # the train and validation rows' FrozenPrefix, once a phase replays them
     settings: dict[str, float | str] = dataclasses.field(default_factory=dict)  # what phases chose, for the record
 
     def label_codes(self, split: Split) -> np.ndarray:
@@ -92,14 +96,15 @@ def _run_loop(state: FitState, phase: str, plan, groups: list[dict]) -> None:
 def _frozen_prefixes(state: FitState) -> tuple:
     """The train and validation rows' ``FrozenPrefix`` when the encoder's lowest blocks
     and embeddings are frozen and their states fit in ``finetune.frozen_prefix_mb``;
-    (None, None) otherwise. Recorded in the fit's settings as ``replayed_blocks``."""
+    (None, None) otherwise. From ``state.prefix_source`` when it has them for exactly
+    these rows, else computed. Recorded in the fit's settings as ``replayed_blocks``."""
     from thaw.frozen_prefix import FrozenPrefix, frozen_block_count
     from thaw.modeling import autocast_dtype
 
     encoder, budget = state.model.encoder, state.cfg.training.ladder.finetune.frozen_prefix_mb
     count = frozen_block_count(encoder, state.tokenizer)
-    sets = [state.train_encoded, state.validation_encoded if state.select_epoch else None]
-    lengths = [len(ids) for encoded in sets if encoded for ids in encoded["input_ids"]]
+    sets = {"train": state.train_encoded, "validation": state.validation_encoded if state.select_epoch else None}
+    lengths = [len(ids) for encoded in sets.values() if encoded for ids in encoded["input_ids"]]
     if not budget:
         count = 0  # switched off: nothing to say
     elif count and (needed := FrozenPrefix.megabytes(encoder, lengths, autocast_dtype(state.device))) > budget:
@@ -111,9 +116,18 @@ def _frozen_prefixes(state: FitState) -> tuple:
     state.replayed_blocks = state.settings["replayed_blocks"] = count
     if not count:
         return None, None
-    batch = state.cfg.backbone.batch_size
-    compute = lambda encoded: FrozenPrefix.compute(state.model, state.tokenizer, encoded, state.device, batch, count)  # noqa: E731
-    return tuple(compute(encoded) if encoded else None for encoded in sets)
+
+    def prefix(rows: str, encoded: dict):
+        if state.prefix_source is not None:
+            given = state.prefix_source(count, rows)
+            if given.lengths() == [len(ids) for ids in encoded["input_ids"]]:
+                return given
+            print(f"  the {rows} rows' cached frozen states do not match the fit's rows: computed again")
+        batch = state.cfg.backbone.batch_size
+        return FrozenPrefix.compute(state.model, state.tokenizer, encoded, state.device, batch, count)
+
+    state.prefixes = tuple(prefix(rows, encoded) if encoded else None for rows, encoded in sets.items())
+    return state.prefixes
 
 
 def fine_tune(state: FitState) -> None:

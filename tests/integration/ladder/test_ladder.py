@@ -154,6 +154,49 @@ def test_killed_finetuning_resumes_from_its_checkpoint(workspace, tiny_encoder, 
     assert np.array_equal(a["weight"], b["weight"])
 
 
+def test_the_frozen_blocks_run_once_per_split_for_the_fit_its_refit_and_its_folds(workspace, tiny_encoder, monkeypatch):
+    from tasks.ladder.cross_validation import POOL
+    from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit
+    from tasks.ladder.frozen_rung import linear_probe_path
+    from thaw.datasets import SplitRows
+    from thaw.frozen_prefix import FrozenPrefix
+
+    computed = []
+    compute = FrozenPrefix.compute.__func__
+    monkeypatch.setattr(
+        FrozenPrefix,
+        "compute",
+        classmethod(lambda cls, *a, **k: computed.append(len(a[2]["input_ids"])) or compute(cls, *a, **k)),
+    )
+
+    curated = make_task(workspace, "strong")
+    finetune = {"epochs": 2, "batch_size": 8, "unfreeze_top_k": 1}  # the lower of two blocks is replayed
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "partial"], finetune=finetune)
+    frozen_rung(workspace, cfg, curated)
+    cache = cfg.state_path / "cache" / "prefix"
+
+    def entries() -> dict[str, float]:
+        return {e.name: (e / "complete.json").stat().st_mtime_ns for e in cache.iterdir() if not e.name.startswith(".")}
+
+    held = fit_adapted_rung(holdout_fit("partial", workspace / "run"), curated, LABELS, cfg)
+    assert held.details.settings["replayed_blocks"] == 1
+    written = entries()
+    assert len(written) == 2  # the train split's states and the validation split's
+    assert computed == [60, 30]  # each split's rows once
+
+    probe = linear_probe_path(workspace / "run")
+    refit = AdaptedFit("partial", POOL, None, probe, "refit", workspace / "final", epochs=2, select_epoch=False)
+    fold = AdaptedFit(
+        "partial", SplitRows(POOL.splits, tuple(range(0, 90, 2))), SplitRows(POOL.splits, tuple(range(1, 90, 2))),
+        probe, "cv-r0-f0", None, select_epoch=False,
+    )  # fmt: skip
+    for fit in (refit, fold):
+        trained = fit_adapted_rung(fit, curated, LABELS, cfg)
+        assert trained.details.settings["replayed_blocks"] == 1
+        assert entries() == written and computed == [60, 30]  # read back, neither computed nor written again
+    assert len(trained.validation_predictions) == 45
+
+
 def test_a_rung_whose_share_of_the_time_budget_is_spent_runs_one_annealed_epoch_and_says_so(workspace, tiny_encoder):
     from tasks.ladder.rung_training import train_ladder_rung
     from tasks.ladder.transfer_note import _rung_row

@@ -145,3 +145,88 @@ def test_a_fit_replays_the_frozen_blocks_only_within_its_memory_budget(tiny_enco
         assert state.settings["replayed_blocks"] == state.replayed_blocks == 0
         # a budget too small is said in the run's log; 0 switches replay off, and says nothing
         assert ("over finetune.frozen_prefix_mb" in said) == (budget_mb > 0)
+
+
+def test_computing_the_prefix_runs_the_frozen_blocks_alone_and_keeps_their_output(tiny_encoder):
+    from thaw.frozen_prefix import FrozenPrefix
+    from thaw.modeling import encode_texts, transformer_blocks
+    from thaw.trainer import collate
+
+    tokenizer, model = _model(tiny_encoder)
+    _open_top(model, 2)
+    calls = [0, 0, 0]
+    for i, block in enumerate(transformer_blocks(model.encoder)):
+        block.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    encoded = encode_texts(tokenizer, TEXTS, 64)
+    prefix = FrozenPrefix.compute(model, tokenizer, encoded, torch.device("cpu"), batch_size=4, count=1)
+    assert calls == [2, 0, 0]  # two batches through the lowest block, none above it
+    assert model.training  # the mode it had comes back
+    model.eval()
+    features = collate(tokenizer, encoded, list(range(len(TEXTS))), torch.device("cpu"))
+    with torch.no_grad():
+        after_one = model.encoder(**features, output_hidden_states=True).hidden_states[1]
+    for i, n in enumerate(prefix.lengths()):
+        torch.testing.assert_close(prefix.flat[prefix.offsets[i] : prefix.offsets[i + 1]], after_one[i, :n])
+
+
+def test_saved_states_load_back_exactly_and_splits_pool_and_folds_take_rows(tiny_encoder, tmp_path):
+    from thaw.frozen_prefix import FrozenPrefix
+    from thaw.modeling import encode_texts
+
+    tokenizer, model = _model(tiny_encoder)
+    _open_top(model, 1)
+    cpu = torch.device("cpu")
+    compute = lambda texts: FrozenPrefix.compute(model, tokenizer, encode_texts(tokenizer, texts, 64), cpu, 4, 2)  # noqa: E731
+    whole, first, second = compute(TEXTS), compute(TEXTS[:2]), compute(TEXTS[2:])
+    pooled = FrozenPrefix.concat([first, second])  # train + validation for a refit
+    assert pooled.offsets == whole.offsets
+    torch.testing.assert_close(pooled.flat, whole.flat)  # a row's states do not depend on its batch
+    fold = whole.take([4, 1])
+    assert fold.lengths() == [whole.lengths()[4], whole.lengths()[1]]
+    torch.testing.assert_close(fold.states([0, 1], 12), whole.states([4, 1], 12))
+
+    (tmp_path / "entry").mkdir()
+    whole.save(tmp_path / "entry")
+    loaded = FrozenPrefix.load(tmp_path / "entry", model.encoder, cpu, 2)
+    assert torch.equal(loaded.flat, whole.flat) and loaded.offsets == whole.offsets
+    assert (loaded.count, loaded.returns_tuple) == (whole.count, whole.returns_tuple)
+    with pytest.raises(ValueError, match="do not fit"):  # states after another number of blocks
+        FrozenPrefix.load(tmp_path / "entry", model.encoder, cpu, 1)
+    _, wider = _model(tiny_encoder)
+    wider.encoder.config.hidden_size = 64
+    with pytest.raises(ValueError, match="do not fit"):
+        FrozenPrefix.load(tmp_path / "entry", wider.encoder, cpu, 2)
+    (tmp_path / "entry" / "states.safetensors").write_bytes(b"\x00" * 10)  # truncated on disk
+    with pytest.raises(ValueError, match="unreadable"):
+        FrozenPrefix.load(tmp_path / "entry", model.encoder, cpu, 2)
+
+
+def test_a_fit_takes_states_from_its_source_only_for_exactly_its_rows(tiny_encoder, tmp_path, capsys):
+    from thaw.config import ThawConfig
+    from thaw.datasets import Split
+    from thaw.frozen_prefix import FrozenPrefix
+    from thaw.modeling import encode_texts
+    from thaw.rung_methods.phases import FitState, _frozen_prefixes
+
+    tokenizer, model = _model(tiny_encoder)
+    _open_top(model, 1)
+    cfg = ThawConfig.model_validate({"workspace": str(tmp_path)})
+    split = Split([str(i) for i in range(len(TEXTS))], TEXTS, ["a", "b", "c"] * 2)
+    encoded = encode_texts(tokenizer, TEXTS, 64)
+    source = FrozenPrefix.compute(model, tokenizer, encoded, torch.device("cpu"), 4, 2)
+    asked = []
+
+    def prefix_source(count, rows):
+        asked.append((count, rows))
+        return source if rows == "train" else source.take([0, 1])  # validation: not these rows
+
+    state = FitState(
+        model, tokenizer, torch.device("cpu"), cfg, ("a", "b", "c"), split, split, encoded, encoded,
+        1e-3, 1.0, cfg.training.ladder.finetune, tmp_path / "ck", select_epoch=True, prefix_source=prefix_source,
+    )  # fmt: skip
+    train, validation = _frozen_prefixes(state)
+    assert asked == [(2, "train"), (2, "validation")]
+    assert train is source  # the source's own states, not computed again
+    assert validation is not source and validation.lengths() == source.lengths()  # computed: the source's were wrong
+    assert "validation rows' cached frozen states do not match" in capsys.readouterr().out
+    assert state.prefixes == (train, validation)
