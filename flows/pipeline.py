@@ -73,7 +73,7 @@ def thaw_pipeline(cfg: ThawConfig) -> Path:
             y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
             tested = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
             unselected = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
-            onnx, served = onnx_artifact(ladder.selected.model_dir, versioned, cfg)
+            onnx, served = onnx_artifact(ladder.selected.model_dir, versioned, cfg, y_pred)
             if served is not None:
                 ladder = dataclasses.replace(ladder, latency={**ladder.latency, "served": served})
             trained = TrainedRun(run, cfg, raw, curated, versioned, ladder, tested, unselected, onnx)

@@ -17,10 +17,11 @@ from thaw.rungs import TrainedRung
 
 
 def predict_texts(model_dir: Path, texts: list[str]) -> list[str]:
-    """Labels from a saved model directory, loaded exactly as serving loads it."""
+    """Labels from a saved model directory, loaded as serving loads it, with its PyTorch
+    encoder (the model as trained; its ONNX export is checked against these labels)."""
     from thaw.serving import ThawPredictor
 
-    return ThawPredictor(model_dir).predict(texts)["label"].tolist()
+    return ThawPredictor(model_dir, use_onnx=False).predict(texts)["label"].tolist()
 
 
 @task(name="predict-test-split")

@@ -27,17 +27,26 @@ from thaw.onnx_export import (
 
 
 @task(name="build-onnx-artifact")
-def onnx_artifact(model_dir: Path, curated: DatasetVersion, cfg: ThawConfig) -> tuple[dict | None, dict | None]:
+def onnx_artifact(
+    model_dir: Path, curated: DatasetVersion, cfg: ThawConfig, torch_predictions: Sequence[str] | None = None
+) -> tuple[dict | None, dict | None]:
     """The registered model's ONNX artifact, built and checked on the test split, and the
     model's serving cost as it will then be served: (``onnx.json`` as a dict, latency
-    profile); (None, None) when ``serving.onnx`` is off or the export was not kept."""
+    profile); (None, None) when ``serving.onnx`` is off or the export was not kept.
+    ``torch_predictions``: the model's PyTorch labels for the test rows, when the run
+    has them already (``predict-test-split``)."""
     from thaw.latency import measure_latency
 
     if not cfg.serving.onnx:
         return None, None
     test = curated.read(cfg.root, "test")
     report = build_onnx_artifact(
-        model_dir, test.texts, test.labels, cfg.training.confidence_level, cfg.serving.onnx_min_agreement
+        model_dir,
+        test.texts,
+        test.labels,
+        cfg.training.confidence_level,
+        cfg.serving.onnx_min_agreement,
+        torch_predictions,
     )
     if report.file is None:
         return report.to_dict(), None
@@ -50,20 +59,31 @@ def _accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
 
 
 def build_onnx_artifact(
-    model_dir: Path, texts: Sequence[str], labels: Sequence[str], confidence: float, min_agreement: float
+    model_dir: Path,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    confidence: float,
+    min_agreement: float,
+    torch_predictions: Sequence[str] | None = None,
 ) -> OnnxReport:
     """Export, quantise and check the model in ``model_dir`` on the test rows; keep what
-    holds under ``model_dir/onnx/`` with ``onnx.json`` (see the module)."""
+    holds under ``model_dir/onnx/`` with ``onnx.json`` (see the module). The PyTorch
+    labels the exports are checked against are ``torch_predictions`` when given (one
+    per row of ``texts``), else predicted here."""
     from thaw.metrics import wilson_interval
     from thaw.serving import ThawPredictor
 
+    if torch_predictions is not None and len(torch_predictions) != len(texts):
+        raise ValueError(f"{len(torch_predictions)} PyTorch predictions for {len(texts)} test rows")
     target = model_dir / ONNX_DIR
     shutil.rmtree(target, ignore_errors=True)
     staging = model_dir / f".{ONNX_DIR}-staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     torch_model = ThawPredictor(model_dir, use_onnx=False)
-    torch_pred = torch_model.predict(texts)["label"].tolist()
+    torch_pred = (
+        list(torch_predictions) if torch_predictions is not None else torch_model.predict(texts)["label"].tolist()
+    )
     export_encoder(torch_model.encoder, torch_model.tokenizer, torch_model.backbone_cfg.pooling, staging / FP32_FILE)
     quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
     predictions = {}

@@ -44,6 +44,19 @@ def test_the_onnx_artifact_serves_pytorch_s_labels_and_says_which_variant_and_wh
     monkeypatch.setenv("THAW_ONNX", "0")
     assert ThawPredictor(model_dir).engine == "pytorch"
 
+    # the run's test predictions (predict-test-split's, with the PyTorch encoder) stand in
+    # for predicting again: the same report
+    monkeypatch.delenv("THAW_ONNX")
+    from tasks.evaluation.prediction import predict_texts
+
+    given = predict_texts(model_dir, test.texts)
+    assert given == torch_labels  # PyTorch, although the ONNX artifact is there now
+    again = build_onnx_artifact(model_dir, test.texts, test.labels, 0.95, 0.995, given)
+    assert again.to_dict() == report.to_dict()
+    with pytest.raises(ValueError, match="2 PyTorch predictions for"):
+        build_onnx_artifact(model_dir, test.texts, test.labels, 0.95, 0.995, given[:2])
+    assert (model_dir / ONNX_DIR / again.file).is_file()  # refused before the kept artifact was touched
+
 
 def test_a_changed_renamed_or_foreign_onnx_file_is_refused(model, tmp_path):
     import onnx
