@@ -232,8 +232,6 @@ def fit_adapted_rung(
     train_enc, val_enc = encode(train.texts), encode(val.texts) if val else None
     lr, decay = method.learning_rate(ladder)
     loop_cfg = method.loop(ladder)
-    if fit.epochs is not None:
-        loop_cfg = loop_cfg.model_copy(update={"epochs": fit.epochs})
     key = checkpoint_key(cfg, fit, curated, ref.revision, numeric_precision(device))
     checkpoint = cfg.state_path / "checkpoints" / key
     state = FitState(
@@ -253,6 +251,7 @@ def fit_adapted_rung(
         fit.select_epoch,
         on_epoch_end,
         fit.deadline,
+        epochs=fit.epochs,
     )
 
     def prefix_source(count: int, which: str):

@@ -52,7 +52,6 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
             frozen_dir / "folds" / f"{name}.safetensors",
             name,
             None,
-            epochs=_epochs(rung, cfg),
             select_epoch=False,
             measure_movement=not fits,
         )
@@ -107,9 +106,10 @@ def refit_selected_rung(
         if not chosen.details.method.startswith("logistic regression"):
             return chosen  # an MLP head keeps the epoch validation chose: nothing to refit it on
         return _refit_frozen(chosen, curated, labels, cfg, run_dir)
-    epochs = (chosen.details.best_epoch if not evaluation.cross_validated else None) or _epochs(chosen.rung, cfg)
+    # after hold-out, the epochs validation chose; after cross-validation, as configured
+    epochs = (chosen.details.best_epoch or None) if not evaluation.cross_validated else None
     if not evaluation.cross_validated and seconds_left is not None:
-        skipped = _refit_past_budget(chosen.details, epochs, seconds_left, weight)
+        skipped = _refit_past_budget(chosen.details, epochs or _epochs(chosen.rung, cfg), seconds_left, weight)
         if skipped:
             print(f"  {skipped}")
             return dataclasses.replace(chosen, details=dataclasses.replace(chosen.details, refit_skipped=skipped))

@@ -1,8 +1,9 @@
-"""The few-shot rung, the SetFit recipe in two phases: ``train_embeddings`` (supervised
-contrastive tuning of the encoder on class-balanced batches, through LoRA or the whole
-encoder) then ``train_classifier`` (a logistic-regression head on the tuned embeddings);
-before them, ``add_label_names`` gives each class whose label reads as words that label
-as a training row."""
+"""The few-shot rung, the SetFit recipe: ``train_embeddings`` (supervised contrastive
+tuning of the encoder on class-balanced batches, through LoRA or the whole encoder),
+``train_classifier`` (a logistic-regression head on the tuned embeddings), then
+``train_end_to_end`` (cross-entropy on encoder and head together, from that head: SetFit's
+end-to-end step); before them, ``add_label_names`` gives each class whose label reads as
+words that label as a training row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from thaw.rung_methods.full import open_everything
 from thaw.rung_methods.peft import open_adapter
-from thaw.rung_methods.phases import add_label_names, train_classifier, train_embeddings
+from thaw.rung_methods.phases import add_label_names, train_classifier, train_embeddings, train_end_to_end
 from thaw.rung_registry import FEW_LABELS, Phase, RungMethod, register_rung
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ FEWSHOT = register_rung(
             Phase("add_label_names", add_label_names),
             Phase("train_embeddings", train_embeddings),
             Phase("train_classifier", train_classifier),
+            Phase("train_end_to_end", train_end_to_end),
         ),
         describe=lambda method: f"contrastive pairs + logistic regression, {method}",
     )

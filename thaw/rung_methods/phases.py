@@ -41,6 +41,9 @@ class FitState:
     select_epoch: bool  # keep the epoch best on validation (False: the last)
     on_epoch_end: Callable[[int], None] | None = None
     deadline: float | None = None  # time.time() by which a loop plans its epochs to end (thaw.time_budget)
+    # a fixed count for the rung's cross-entropy loop (fine_tune): a refit repeats the
+    # epochs validation chose; None: as configured. Contrastive passes are sized in steps.
+    epochs: int | None = None
     outcome: TrainOutcome | None = None
     step_seconds: float = 0.0  # over every loop a phase ran: the optimiser steps' wall time
     training_flops: int = 0  # and their matmul FLOPs (thaw.adaptation.training_flops_per_token)
@@ -136,6 +139,9 @@ def fine_tune(state: FitState) -> None:
     from thaw.metrics import macro_f1
     from thaw.trainer import classification_plan
 
+    if state.epochs is not None:
+        state.loop = state.loop.model_copy(update={"epochs": state.epochs})
+
     names = np.asarray(state.labels)
     y_val = np.asarray(state.validation.labels) if state.validation else None
     if state.cfg.training.ladder.metric == "accuracy":
@@ -190,7 +196,7 @@ def train_embeddings(state: FitState) -> None:
     fs = state.cfg.training.ladder.fewshot
     codes = state.label_codes(state.train)
     per_pass = len(class_balanced_batches(codes, fs.classes_per_batch, fs.rows_per_class, state.cfg.training.seed, 0))
-    passes = min(state.loop.epochs, max(1, -(-fs.steps // max(per_pass, 1))))  # about fs.steps steps
+    passes = min(fs.epochs, max(1, -(-fs.steps // max(per_pass, 1))))  # about fs.steps steps
     state.loop = state.loop.model_copy(update={"epochs": passes})
     plan = contrastive_plan(
         state.tokenizer,
@@ -222,3 +228,18 @@ def train_classifier(state: FitState) -> None:
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias).clamp(min=-30))
+
+
+def train_end_to_end(state: FitState) -> None:
+    """SetFit's end-to-end step: after the head is fitted on the tuned embeddings,
+    cross-entropy on the encoder's open surface and the head together, from that head
+    (LP-FT), for ``fewshot.end_to_end_epochs`` passes at ``end_to_end_learning_rate``
+    with the shared loop's batches (``fine_tune``); 0 epochs: the head is kept as fitted."""
+    fs, finetune = state.cfg.training.ladder.fewshot, state.cfg.training.ladder.finetune
+    state.settings["end_to_end_epochs"] = fs.end_to_end_epochs
+    if not fs.end_to_end_epochs:
+        return
+    state.loop = finetune.model_copy(update={"epochs": fs.end_to_end_epochs})
+    state.learning_rate, state.layer_decay = fs.end_to_end_learning_rate, 1.0
+    state.settings["end_to_end_learning_rate"] = fs.end_to_end_learning_rate
+    fine_tune(state)

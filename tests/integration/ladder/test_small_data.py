@@ -54,7 +54,7 @@ def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
                     "target": 0.999,
                     "cv_repeats": 1,
                     "finetune": {"epochs": 2, "batch_size": 8},
-                    "fewshot": {"epochs": 2, "classes_per_batch": 4, "rows_per_class": 2},
+                    "fewshot": {"epochs": 2, "classes_per_batch": 4, "rows_per_class": 2, "end_to_end_epochs": 2},
                     **ladder,
                 }
             },
@@ -99,6 +99,8 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     assert "fewshot" in rows and rows["fewshot"]["movement"] is not None  # the frozen rung is weak here: it climbed
     fewshot = next(r for r in result.trained if r.rung == "fewshot")
     assert fewshot.details.settings["label_name_rows"] == len(LABELS)  # "money", "login", ...: words, one row each
+    # every fold ends with the end-to-end passes, a fixed count (a fold's rows are for scoring only)
+    assert fewshot.details.settings["end_to_end_epochs"] == 2 and fewshot.details.epochs_run == 2
     # the registered model learned from every labelled row and serves
     assert result.final.details.trained_on == ("train", "validation")
     assert note["registered"]["trained_on"] == ["train", "validation"]
