@@ -50,7 +50,8 @@ class RungMethod:
     learning_rate: Callable[[LadderConfig], tuple[float, float]] | None = None  # (base rate, layer decay)
     loop: Callable[[LadderConfig], FineTuneConfig] | None = None  # the shared training loop's settings
     phases: tuple[Phase, ...] = ()
-    describe: Callable[[str], str] = field(default=lambda method: method)  # the method as reports print it
+    # the method as reports print it, from the surface's method and the ladder settings
+    describe: Callable[[str, Any], str] = field(default=lambda method, ladder: method)
 
     def __post_init__(self) -> None:
         unknown = (self.planned_in | self.first_in) - set(REGIMES)

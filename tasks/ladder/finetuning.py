@@ -287,7 +287,7 @@ def fit_adapted_rung(
         save_adapted_model(model, surface, labels, meta, fit.out_dir)
     metrics = score_predictions(val.labels, predictions, labels, cfg) if val else {}
     details = RungDetails(
-        method=method.describe(surface.method),
+        method=method.describe(surface.method, ladder),
         frozen=surface.frozen,
         trainable_fraction_of_backbone=surface.fraction,
         settings={"learning_rate": lr, "layer_decay": decay, "epochs": state.loop.epochs, **state.settings},

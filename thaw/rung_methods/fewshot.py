@@ -46,6 +46,9 @@ FEWSHOT = register_rung(
             Phase("train_classifier", train_classifier),
             Phase("train_end_to_end", train_end_to_end),
         ),
-        describe=lambda method: f"contrastive pairs + logistic regression, {method}",
+        describe=lambda method, ladder: (
+            f"contrastive pairs + logistic regression{', then end to end' if ladder.fewshot.end_to_end_epochs else ''}"
+            f", {method}"
+        ),
     )
 )

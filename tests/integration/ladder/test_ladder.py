@@ -218,6 +218,7 @@ def test_the_few_shot_rung_ends_end_to_end_and_its_refit_repeats_only_the_chosen
     seen: set[str] = set()
     held = fit_adapted_rung(holdout_fit("fewshot", workspace / "run"), curated, LABELS, cfg)
     settings = held.details.settings
+    assert held.details.method.startswith("contrastive pairs + logistic regression, then end to end")
     assert settings["label_name_rows"] == 3 and settings["end_to_end_epochs"] == 3
     assert settings["end_to_end_learning_rate"] == 1e-4 and settings["epochs"] == 3
     # the rung's epochs are the cross-entropy loop's, chosen on validation
@@ -234,6 +235,7 @@ def test_the_few_shot_rung_ends_end_to_end_and_its_refit_repeats_only_the_chosen
 
     off = config(workspace, tiny_encoder, rungs=["frozen", "fewshot"], fewshot=fewshot | {"end_to_end_epochs": 0})
     plain = fit_adapted_rung(holdout_fit("fewshot", workspace / "run"), curated, LABELS, off)
+    assert "end to end" not in plain.details.method
     assert plain.details.settings["end_to_end_epochs"] == 0 and "end_to_end_learning_rate" not in plain.details.settings
     assert all(h.validation_metric is None for h in plain.details.history)  # the contrastive loop's passes
     assert len(plain.details.history) == contrastive_passes("holdout, head as fitted") == 3

@@ -41,7 +41,7 @@ TOY = RungMethod(
     learning_rate=lambda ladder: (1e-2, 1.0),
     loop=lambda ladder: ladder.finetune,
     phases=(Phase("count_rows", count_rows), Phase("fine_tune", fine_tune)),
-    describe=lambda method: f"toy: {method}",
+    describe=lambda method, ladder: f"toy: {method}",
 )
 
 
