@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -147,8 +148,9 @@ def split_prefix(
     if (entry := cache.get(key)) is not None:
         try:
             return FrozenPrefix.load(entry, model.encoder, device, count)
-        except ValueError as exc:  # not what this encoder's blocks give: computed again below
+        except ValueError as exc:  # damaged: replaced by the states computed below
             print(f"  {entry}: {exc}; computed again")
+            shutil.rmtree(entry, ignore_errors=True)
     rows = curated.read(cfg.root, split)
     encoded = encode_texts(tokenizer, rows.texts, cfg.backbone.max_length)
     prefix = FrozenPrefix.compute(model, tokenizer, encoded, device, cfg.backbone.batch_size, count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -195,6 +196,15 @@ def test_the_frozen_blocks_run_once_per_split_for_the_fit_its_refit_and_its_fold
         assert trained.details.settings["replayed_blocks"] == 1
         assert entries() == written and computed == [60, 30]  # read back, neither computed nor written again
     assert len(trained.validation_predictions) == 45
+
+    # a damaged entry is computed again and replaced, not read and not left in place
+    train_entry = next(cache.glob(f"{sorted(written)[0]}"))
+    (train_entry / "states.safetensors").write_bytes(b"not states")
+    refit = dataclasses.replace(refit, out_dir=workspace / "final-again")
+    fit_adapted_rung(refit, curated, LABELS, cfg)
+    assert computed[2:] in ([60], [30]) and entries().keys() == written.keys()
+    fit_adapted_rung(dataclasses.replace(refit, out_dir=workspace / "final-third"), curated, LABELS, cfg)
+    assert len(computed) == 3  # the replacement is read back
 
 
 def test_the_few_shot_rung_ends_end_to_end_and_its_refit_repeats_only_the_chosen_cross_entropy_epochs(
