@@ -1,10 +1,8 @@
 """Linear heads on embeddings: a logistic regression fit with C chosen on validation, and
-its weights as a (classes x dim) matrix and bias in the order of the labels; and the
-scratch yardstick's linear SVM over its C grid."""
+its weights as a (classes x dim) matrix and bias in the order of the labels."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -65,23 +63,3 @@ def linear_head_of(clf, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, 
         if idx is not None:
             weight[row], bias[row] = coef[idx], intercept[idx]
     return weight, bias
-
-
-def _svm_labels(train, y: np.ndarray, test, c: float, max_iter: int, seed: int) -> np.ndarray:
-    from sklearn.svm import LinearSVC
-
-    return LinearSVC(C=c, max_iter=max_iter, random_state=seed).fit(train, y).predict(test)
-
-
-def svm_predictions(
-    train, y: np.ndarray, test, grid: Sequence[float], max_iter: int, seed: int
-) -> dict[float, np.ndarray]:
-    """A linear SVM's (liblinear) labels for the rows of ``test`` under each C of ``grid``,
-    the Cs fitted in as many processes as there are cores (at most one per C). Not threads:
-    liblinear draws from one random generator per process, which threads would share and
-    race on; in processes every C gives what a fit alone gives."""
-    from joblib import Parallel, delayed
-
-    jobs = max(1, min(len(grid), os.cpu_count() or 1))
-    labels = Parallel(n_jobs=jobs)(delayed(_svm_labels)(train, y, test, c, max_iter, seed) for c in grid)
-    return dict(zip(grid, labels, strict=True))
