@@ -147,6 +147,8 @@ class FrozenPrefix:
         import torch
 
         first = parts[0]
+        if len(parts) == 1:
+            return first  # one split: its states as they are, not a copy
         flat = torch.cat([p.flat for p in parts])
         return FrozenPrefix(
             first.encoder, first.count, flat, _offsets([n for p in parts for n in p.lengths()]), first.returns_tuple

@@ -51,7 +51,7 @@ class RungMethod:
     loop: Callable[[LadderConfig], FineTuneConfig] | None = None  # the shared training loop's settings
     phases: tuple[Phase, ...] = ()
     # the method as reports print it, from the surface's method and the ladder settings
-    describe: Callable[[str, Any], str] = field(default=lambda method, ladder: method)
+    describe: Callable[[str, LadderConfig], str] = field(default=lambda method, ladder: method)
 
     def __post_init__(self) -> None:
         unknown = (self.planned_in | self.first_in) - set(REGIMES)

@@ -236,10 +236,11 @@ def train_end_to_end(state: FitState) -> None:
     (LP-FT), for ``fewshot.end_to_end_epochs`` passes at ``end_to_end_learning_rate``
     with the shared loop's batches (``fine_tune``); 0 epochs: the head is kept as fitted."""
     fs, finetune = state.cfg.training.ladder.fewshot, state.cfg.training.ladder.finetune
-    state.settings["end_to_end_epochs"] = fs.end_to_end_epochs
-    if not fs.end_to_end_epochs:
+    epochs = (state.epochs or fs.end_to_end_epochs) if fs.end_to_end_epochs else 0  # a refit repeats its count
+    state.settings["end_to_end_epochs"] = epochs
+    if not epochs:
         return
-    state.loop = finetune.model_copy(update={"epochs": fs.end_to_end_epochs})
+    state.loop = finetune.model_copy(update={"epochs": epochs})
     state.learning_rate, state.layer_decay = fs.end_to_end_learning_rate, 1.0
     state.settings["end_to_end_learning_rate"] = fs.end_to_end_learning_rate
     fine_tune(state)

@@ -95,8 +95,7 @@ def test_a_fit_plans_only_the_epochs_its_pace_says_end_in_time(tmp_path):
     # epochs of at least 0.2 s (the sleeps) against a deadline 0.5 s away: two end in time
     # at most (a slower machine fits fewer), never the six configured
     outcome, rates = _loop(tmp_path, epochs=6, deadline=time.time() + 0.5, seconds_per_epoch=0.2)
-    assert 1 <= outcome.epochs_run < 6
-    assert outcome.epochs_run <= 2
+    assert 1 <= outcome.epochs_run <= 2  # the first epoch always runs; fewer than the 6 configured
     assert outcome.planned_epochs == outcome.epochs_run
     assert rates[-1] == 0.0
 
