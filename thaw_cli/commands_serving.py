@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import subprocess
     import sys
+    import threading
 
     from tasks.serving.fallback import record_breaches
     from thaw.offline import service_environment
@@ -79,20 +80,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "thaw_cli.serving_app", str(plans.path), "--host", args.host, "--port", str(args.port)]
     server = subprocess.Popen(cmd, env=env)
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+    stopping = threading.Event()
 
-    signal.signal(signal.SIGTERM, stop)  # a service manager's stop: the server goes with us
+    def stop(signum, frame):
+        # a service manager's stop or Ctrl-C: a ledger write under way finishes first (the
+        # server goes with us); a second signal does not wait
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     last_poll = time.monotonic()
     try:
-        while server.poll() is None:
-            time.sleep(BREACH_POLL_S)
+        while server.poll() is None and not stopping.wait(BREACH_POLL_S):
             _record(cfg, name, store, confirmed)
             every = cfg.serving.alias_poll_seconds
             if every and time.monotonic() - last_poll >= every:
                 last_poll = time.monotonic()
                 plans.refresh()
-        return server.returncode
+        return 0 if stopping.is_set() else server.returncode
     except KeyboardInterrupt:
         return 0
     finally:

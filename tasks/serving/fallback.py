@@ -38,16 +38,17 @@ def record_breaches(cfg: ThawConfig, name: str, store: RequestStore, confirmed: 
     }
     written = 0
     for b in breaches:
-        confirmed.add(b["at"])
-        if b["at"] in recorded:
-            continue
-        try:
-            detail = json.loads(b["detail"])
-        except ValueError:
-            detail = {"detail": str(b["detail"])[:500]}
-        record_canary_fallback(cfg, name, b["champion_version"], b["challenger_version"], b["reason"], detail, b["at"])
-        log.warning(
-            "recorded in the ledger: the canary of %s v%s breached at %s", name, b["challenger_version"], b["at"]
-        )
-        written += 1
+        if b["at"] not in recorded:
+            try:
+                detail = json.loads(b["detail"])
+            except ValueError:
+                detail = {"detail": str(b["detail"])[:500]}
+            record_canary_fallback(
+                cfg, name, b["champion_version"], b["challenger_version"], b["reason"], detail, b["at"]
+            )
+            log.warning(
+                "recorded in the ledger: the canary of %s v%s breached at %s", name, b["challenger_version"], b["at"]
+            )
+            written += 1
+        confirmed.add(b["at"])  # only once it is in the ledger: a write that fails is tried again
     return written

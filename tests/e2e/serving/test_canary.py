@@ -188,6 +188,8 @@ def test_a_breach_sends_all_traffic_back_to_the_champion_by_itself_and_is_record
         after = [_predict(url, [t])[0] for t in texts[50:60]]
         assert {g["model_version"] for g in after} == {"1"}
         assert len(more) == 50
+        # `thaw serve` copies the breach into the ledger by itself, while it serves
+        _wait_for_fallback(cfg, timeout_s=90)
     ledger = _thaw(config, "ledger", MODEL, "--verify")
     assert ledger.returncode == 0 and "canary-fallback v2" in ledger.stdout, ledger.stdout + ledger.stderr
     assert "BREACH" in _thaw(config, "canary", MODEL).stdout
@@ -200,21 +202,40 @@ def test_a_breach_sends_all_traffic_back_to_the_champion_by_itself_and_is_record
     assert refused.returncode == 2 and "its canary breached" in refused.stderr, refused.stderr
 
 
-def test_a_breach_recorded_while_no_thaw_serve_ran_reaches_the_ledger_once(live):
+def _wait_for_fallback(cfg: ThawConfig, timeout_s: float) -> None:
+    from tasks.release.ledger import ledger_report
+    from tasks.tracking.client import client_for
+
+    deadline = time.monotonic() + timeout_s
+    while not any(e["action"] == "canary-fallback" for e in ledger_report(client_for(cfg), MODEL, None).entries):
+        assert time.monotonic() < deadline, f"no canary-fallback in the ledger after {timeout_s} s"
+        time.sleep(1)
+
+
+def test_a_breach_recorded_while_no_thaw_serve_ran_reaches_the_ledger_once(live, monkeypatch):
     """What `thaw serve` does on start-up and every two seconds: copy the store's breaches
-    that the ledger does not hold, and only those."""
+    that the ledger does not hold, and only those; a write that fails is tried again."""
+    import tasks.release.promotion as promotion
     from tasks.release.ledger import ledger_report
     from tasks.serving.fallback import record_breaches
     from tasks.tracking.client import client_for
     from thaw.request_store import RequestStore
+
+    def registry_away(*args, **kwargs):
+        raise ConnectionError("the registry is away")
 
     cfg, _, _, _ = live
     store = RequestStore.for_config(cfg)
     try:
         assert record_breaches(cfg, MODEL, store) == 0  # the breach above is in the ledger already
         store.record_breach(MODEL, "1", "2", "error rate 0.500 on 60 requests", {"mode": "canary"})
-        assert record_breaches(cfg, MODEL, store) == 1
-        assert record_breaches(cfg, MODEL, store) == 0
+        confirmed: set[str] = set()
+        with monkeypatch.context() as m:
+            m.setattr(promotion, "record_canary_fallback", registry_away)
+            with pytest.raises(ConnectionError):
+                record_breaches(cfg, MODEL, store, confirmed)
+        assert record_breaches(cfg, MODEL, store, confirmed) == 1  # not taken as written
+        assert record_breaches(cfg, MODEL, store, confirmed) == 0
     finally:
         store.close()
     entries = ledger_report(client_for(cfg), MODEL, None).entries
