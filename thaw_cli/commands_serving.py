@@ -103,8 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        _record(cfg, name, store, confirmed)  # before a slow stop of the server can cost it
         stop_process(server)
-        _record(cfg, name, store, confirmed)
+        _record(cfg, name, store, confirmed)  # one written while it stopped (confirmed: a store read)
         store.close()
         plans.path.unlink(missing_ok=True)
 
