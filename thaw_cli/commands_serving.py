@@ -103,8 +103,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        _record(cfg, name, store, confirmed)  # before a slow stop of the server can cost it
-        stop_process(server)
+        try:
+            _record(cfg, name, store, confirmed)  # before a slow stop of the server can cost it
+        finally:
+            stop_process(server)  # even after a second Ctrl-C
         _record(cfg, name, store, confirmed)  # one written while it stopped (confirmed: a store read)
         store.close()
         plans.path.unlink(missing_ok=True)
