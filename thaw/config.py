@@ -256,6 +256,14 @@ class FewShotConfig(_Frozen):
     # took 46 s against the contrastive phase's 41 s on 1,650 rows.
     end_to_end_epochs: int = Field(4, ge=0)
     end_to_end_learning_rate: float = Field(1e-4, gt=0)
+    # The end-to-end step trains only the encoder's top this many blocks (and the head);
+    # the embeddings and blocks below keep what the contrastive phase taught them and run
+    # once per row (thaw.frozen_prefix), not once per step. None: the whole surface above.
+    # Measured as above (4 passes at 1e-4, MiniLM's 6 blocks), optimiser-step seconds in
+    # brackets: CLINC150 accuracy 0.9437 (56) with all 6 open, 0.9430 (27) with the top 3,
+    # 0.9387 (23) with the top 2; GoEmotions macro-F1 0.2715 (17) all, 0.2751 (11) top 4,
+    # 0.2704 (8) top 3.
+    end_to_end_blocks: int | None = Field(3, ge=1)
 
     def loop(self, finetune: FineTuneConfig) -> FineTuneConfig:
         """The shared training loop's settings for this rung."""

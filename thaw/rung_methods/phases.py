@@ -7,8 +7,9 @@ rows, settings) and trains ``state.model`` in place; a phase that runs the share
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,4 +244,31 @@ def train_end_to_end(state: FitState) -> None:
     state.loop = finetune.model_copy(update={"epochs": epochs})
     state.learning_rate, state.layer_decay = fs.end_to_end_learning_rate, 1.0
     state.settings["end_to_end_learning_rate"] = fs.end_to_end_learning_rate
-    fine_tune(state)
+    with _only_top_blocks(state, fs.end_to_end_blocks):
+        fine_tune(state)
+
+
+@contextlib.contextmanager
+def _only_top_blocks(state: FitState, count: int | None) -> Iterator[None]:
+    """Within: only the encoder's top ``count`` blocks (of those the surface opened) and
+    the head train, so the blocks below run once per row (``thaw.frozen_prefix``), from
+    this fit's own encoder, not the pretrained states ``prefix_source`` holds. What was
+    open is open again afterwards (the saved model is the surface's tensors)."""
+    from thaw.modeling import transformer_blocks
+
+    blocks = transformer_blocks(state.model.encoder)
+    state.settings["end_to_end_blocks"] = min(count or len(blocks), len(blocks))
+    if count is None or count >= len(blocks):
+        yield
+        return
+    inside = {id(p) for block in blocks[len(blocks) - count :] for p in block.parameters()}
+    closed = [p for p in state.model.encoder.parameters() if p.requires_grad and id(p) not in inside]
+    source, state.prefix_source = state.prefix_source, None
+    try:
+        for p in closed:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in closed:
+            p.requires_grad_(True)
+        state.prefix_source = source

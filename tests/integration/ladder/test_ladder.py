@@ -252,6 +252,42 @@ def test_the_few_shot_rung_ends_end_to_end_and_its_refit_repeats_only_the_chosen
     assert len(plain.details.history) == contrastive_passes() == 3
 
 
+def test_the_few_shot_end_to_end_step_can_train_the_top_blocks_alone_and_keeps_what_was_tuned_below(
+    workspace, tiny_encoder
+):
+    from safetensors.numpy import load_file
+
+    from tasks.ladder.finetuning import fit_adapted_rung, holdout_fit
+
+    curated = make_task(workspace, "strong")
+    fewshot = {"steps": 20, "classes_per_batch": 3, "rows_per_class": 2, "end_to_end_epochs": 2}
+
+    def fit(name: str, **settings) -> dict:
+        cfg = config(workspace, tiny_encoder, rungs=["frozen", "fewshot"], fewshot=fewshot | settings)
+        fitted = fit_adapted_rung(
+            dataclasses.replace(holdout_fit("fewshot", workspace / "run"), out_dir=workspace / name),
+            curated,
+            LABELS,
+            cfg,
+        )
+        return fitted.details.settings, load_file(str(workspace / name / "delta.safetensors"))
+
+    frozen_rung(workspace, config(workspace, tiny_encoder), curated)
+    (whole, moved), (top, tuned) = fit("whole"), fit("top", end_to_end_blocks=1)
+    assert (whole["end_to_end_blocks"], whole["replayed_blocks"]) == (2, 0)
+    assert (top["end_to_end_blocks"], top["replayed_blocks"]) == (1, 1)  # the lower block ran once per row
+    # from this fit's tuned block, never the pretrained states of the prefix cache (nor into it)
+    assert not (config(workspace, tiny_encoder).state_path / "cache" / "prefix").exists()
+    _, before = fit("contrastive", end_to_end_epochs=0)
+    # the saved model still holds every tensor the contrastive phase tuned, the lower block's too,
+    # as that phase left them; only the top block moved after it
+    assert tuned.keys() == before.keys() == moved.keys()
+    below = [k for k in before if ".layer.1." not in k]
+    assert any(".layer.0." in k for k in below) and all(np.array_equal(tuned[k], before[k]) for k in below)
+    assert any(not np.array_equal(tuned[k], before[k]) for k in before if ".layer.1." in k)
+    assert any(not np.array_equal(moved[k], before[k]) for k in below)  # with the whole surface open, they move
+
+
 def test_a_rung_whose_share_of_the_time_budget_is_spent_runs_one_annealed_epoch_and_says_so(workspace, tiny_encoder):
     from tasks.ladder.rung_training import train_ladder_rung
     from tasks.ladder.transfer_note import _rung_row
