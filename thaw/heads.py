@@ -1,10 +1,8 @@
 """Linear heads on embeddings: a logistic regression fit with C chosen on validation, and
-its weights as a (classes x dim) matrix and bias in the order of the labels; and the
-scratch yardstick's linear SVM over its C grid."""
+its weights as a (classes x dim) matrix and bias in the order of the labels."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -65,30 +63,3 @@ def linear_head_of(clf, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, 
         if idx is not None:
             weight[row], bias[row] = coef[idx], intercept[idx]
     return weight, bias
-
-
-def _svm_labels(train, y: np.ndarray, test, c: float, max_iter: int, seed: int) -> np.ndarray:
-    from sklearn.svm import LinearSVC
-
-    return LinearSVC(C=c, max_iter=max_iter, random_state=seed).fit(train, y).predict(test)
-
-
-def svm_predictions(
-    train, y: np.ndarray, test, grid: Sequence[float], max_iter: int, seed: int
-) -> dict[float, np.ndarray]:
-    """A linear SVM's (liblinear) labels for the rows of ``test`` under each C of ``grid``,
-    the Cs fitted in as many processes as there are cores (at most one per C). Not threads:
-    liblinear draws from one random generator per process, which threads would share and
-    race on; in processes every C gives what a fit alone gives.
-
-    The processes end with the grid. joblib's reusable pool keeps idle workers for 300 s,
-    and a scheduled deployment then started its next run 5.5 min late (the scheduling
-    test, which waits 3 min for it, reproduced that)."""
-    from joblib.externals.loky import ProcessPoolExecutor
-
-    jobs = max(1, min(len(grid), os.cpu_count() or 1))
-    if jobs == 1:
-        return {c: _svm_labels(train, y, test, c, max_iter, seed) for c in grid}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {c: pool.submit(_svm_labels, train, y, test, c, max_iter, seed) for c in grid}
-        return {c: f.result() for c, f in futures.items()}

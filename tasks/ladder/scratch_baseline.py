@@ -26,8 +26,8 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
     and the vocabulary size."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
 
-    from thaw.heads import svm_predictions
     from thaw.text_form import model_text
 
     s = cfg.training.ladder.scratch
@@ -38,9 +38,11 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
     train_texts, test_texts = [model_text(t) for t in train_texts], [model_text(t) for t in test_texts]
     train_m = hstack([v.fit_transform(train_texts) for v in vectorizers]).tocsr()
     test_m = hstack([v.transform(test_texts) for v in vectorizers]).tocsr()
-    predicted = svm_predictions(
-        train_m, np.asarray(train_labels), test_m, grid, cfg.training.head.max_iter, cfg.training.seed
-    )
+    y = np.asarray(train_labels)
+    predicted = {}
+    for c in grid:
+        svm = LinearSVC(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
+        predicted[c] = svm.fit(train_m, y).predict(test_m)
     return predicted, int(train_m.shape[1])
 
 
