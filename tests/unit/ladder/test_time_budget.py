@@ -4,6 +4,7 @@ keeps the plan it had."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -91,11 +92,35 @@ def test_a_fit_past_its_deadline_keeps_its_first_epoch_and_ends_annealed(tmp_pat
     assert (again.resumed_from_epoch, again.steps, again.planned_epochs) == (0, 0, 1)
 
 
-def test_a_fit_plans_only_the_epochs_its_pace_says_end_in_time(tmp_path):
-    # epochs of at least 0.2 s (the sleeps) against a deadline 0.5 s away: two end in time
-    # at most (a slower machine fits fewer), never the six configured
-    outcome, rates = _loop(tmp_path, epochs=6, deadline=time.time() + 0.5, seconds_per_epoch=0.2)
+class _Clock:
+    """The trainer's clocks, advanced only by the fit's own batches: its pace is exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return 1e9 + self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    perf_counter = monotonic
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_fit_plans_only_the_epochs_its_pace_says_end_in_time(tmp_path, monkeypatch):
+    import thaw.trainer
+
+    clock = _Clock()
+    monkeypatch.setattr(thaw.trainer, "time", clock)
+    monkeypatch.setattr(sys.modules[__name__], "time", clock)  # the batches' sleeps move it
+    # epochs of 0.2 s against a deadline 0.5 s away: a tenth in (0.1 s spent) and after
+    # the first epoch (0.2 s) the pace says exactly two end in time, not the six configured
+    outcome, rates = _loop(tmp_path, epochs=6, deadline=clock.time() + 0.5, seconds_per_epoch=0.2)
     assert 1 <= outcome.epochs_run <= 2  # the first epoch always runs; fewer than the 6 configured
+    assert outcome.epochs_run == 2
     assert outcome.planned_epochs == outcome.epochs_run
     assert rates[-1] == 0.0
 
