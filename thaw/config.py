@@ -260,7 +260,7 @@ class FewShotConfig(_Frozen):
     # the embeddings and blocks below keep what the contrastive phase taught them and run
     # once per row (thaw.frozen_prefix), not once per step. None: the whole surface above.
     # Measured as above (4 passes at 1e-4, MiniLM's 6 blocks), optimiser-step seconds in
-    # brackets: CLINC150 accuracy 0.9437 (56) with all 6 open, 0.9423 (38) with the top 4,
+    # brackets: CLINC150 accuracy 0.9437 (56) with all 6 open, 0.9423 (38, all 6 taking 50 in that run) with the top 4,
     # 0.9430 (27) top 3, 0.9387 (23) top 2; GoEmotions macro-F1 0.2715 (17) all, 0.2751
     # (11) top 4, 0.2704 (8) top 3. But in the whole ladder (bench.ladder, 10 per class,
     # one run each) the top 3 cost cross-validated score and test accuracy on both sets:

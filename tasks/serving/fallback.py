@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from thaw.config import ThawConfig
 from thaw.request_store import RequestStore
 
 log = logging.getLogger(__name__)
+VERSION = re.compile(r"[0-9]{1,9}")  # an MLflow model version
+MAX_DETAIL = 20_000  # characters of a breach's JSON detail kept whole; longer: its first 500 as text
 
 
 def record_breaches(cfg: ThawConfig, name: str, store: RequestStore, confirmed: set[str] | None = None) -> int:
@@ -38,10 +41,15 @@ def record_breaches(cfg: ThawConfig, name: str, store: RequestStore, confirmed: 
     }
     written = 0
     for b in breaches:
-        if b["at"] not in recorded:
+        if not all(VERSION.fullmatch(str(b[k])) for k in ("champion_version", "challenger_version")):
+            # the store is written by the server, which holds no credentials: what it says is input
+            log.warning("not recorded in the ledger: the breach at %.40s names no registry version", b["at"])
+        elif b["at"] not in recorded:
             try:
-                detail = json.loads(b["detail"])
+                detail = json.loads(b["detail"]) if len(str(b["detail"])) <= MAX_DETAIL else None
             except ValueError:
+                detail = None
+            if not isinstance(detail, dict):
                 detail = {"detail": str(b["detail"])[:500]}
             record_canary_fallback(
                 cfg, name, b["champion_version"], b["challenger_version"], b["reason"], detail, b["at"]
@@ -50,5 +58,5 @@ def record_breaches(cfg: ThawConfig, name: str, store: RequestStore, confirmed: 
                 "recorded in the ledger: the canary of %s v%s breached at %s", name, b["challenger_version"], b["at"]
             )
             written += 1
-        confirmed.add(b["at"])  # only once it is in the ledger: a write that fails is tried again
+        confirmed.add(b["at"])  # written, found or refused; a write that raised is tried again
     return written

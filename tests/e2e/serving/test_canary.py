@@ -236,6 +236,9 @@ def test_a_breach_recorded_while_no_thaw_serve_ran_reaches_the_ledger_once(live,
                 record_breaches(cfg, MODEL, store, confirmed)
         assert record_breaches(cfg, MODEL, store, confirmed) == 1  # not taken as written
         assert record_breaches(cfg, MODEL, store, confirmed) == 0
+        # the store is the credential-less server's: a breach naming no version is not written
+        store.record_breach(MODEL, "1", "../2; rm -rf", "error rate 0.900 on 60 requests", {"mode": "canary"})
+        assert record_breaches(cfg, MODEL, store, confirmed) == 0
     finally:
         store.close()
     entries = ledger_report(client_for(cfg), MODEL, None).entries
