@@ -62,10 +62,27 @@ class DataConfig(_Frozen):
         return ColumnMap(text=self.text_column, label=self.label_column, id=self.id_column, slice=self.slice_column)
 
 
+SMALLEST_CARVED_CLASS = 3  # a class of fewer rows stays in train whole
+
+
 class SplitConfig(_Frozen):
+    """Validation and test carved out of the train file, per class, when not given."""
+
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 13
+
+    def carved_rows(self, class_rows: int, split: str) -> int:
+        """Rows ``split`` takes from a class of ``class_rows`` rows."""
+        fraction = getattr(self, f"{split}_fraction")
+        return round(class_rows * fraction) if class_rows >= SMALLEST_CARVED_CLASS else 0
+
+    def smallest_class_giving_a_row(self, split: str) -> int:
+        """The fewest rows a class needs to give ``split`` one row."""
+        n = max(SMALLEST_CARVED_CLASS, int(0.5 / getattr(self, f"{split}_fraction")))  # round() needs over a half
+        while self.carved_rows(n, split) < 1:
+            n += 1
+        return n
 
 
 class PiiConfig(_Frozen):

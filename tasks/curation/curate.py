@@ -142,8 +142,8 @@ def stratified_split(
     frame: pd.DataFrame, cfg: SplitConfig, carve: tuple[str, ...] = ("validation", "test")
 ) -> dict[str, pd.DataFrame]:
     """Train plus the ``carve`` splits, seeded and per class; every row lands in exactly
-    one of them. Classes with fewer than 3 rows stay in train."""
-    fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
+    one of them (``SplitConfig.carved_rows`` of a class each): a class of fewer than 3
+    rows stays in train."""
     rng = random.Random(cfg.seed)
     parts: dict[str, list[int]] = {s: [] for s in ("train", *carve)}
     by_label: dict[str, list[int]] = defaultdict(list)
@@ -154,7 +154,7 @@ def stratified_split(
         rng.shuffle(rows)
         taken = 0
         for split in sorted(carve, key=lambda s: s != "test"):  # test first, as before
-            n = round(len(rows) * fractions[split]) if len(rows) >= 3 else 0
+            n = cfg.carved_rows(len(rows), split)
             parts[split] += rows[taken : taken + n]
             taken += n
         parts["train"] += rows[taken:]

@@ -19,7 +19,7 @@ from prefect import task
 
 from tasks.curation.dedup import normalize_text
 from thaw import artifacts
-from thaw.config import ThawConfig
+from thaw.config import SMALLEST_CARVED_CLASS, ThawConfig
 from thaw.datasets import ID, LABEL, SLICE, TEXT, read_table
 from thaw.errors import ExpectationsFailed
 from thaw.pii.rules import structured_spans
@@ -200,15 +200,23 @@ def _class_count_suite(cfg: ThawConfig):
     return suite
 
 
-def _describe_failure(split: str, result, frame: pd.DataFrame, shown: str) -> str:
+def _describe_failure(
+    split: str, result, frame: pd.DataFrame, shown: str, cfg: ThawConfig, carved: dict[str, int]
+) -> str:
     """One line per failed expectation. Rows are named by their position in the split
-    file (its data row number), never by id; the text shown has structured PII masked."""
+    file (its data row number), never by id; the text shown has structured PII masked.
+    ``carved``: for each split carved out of the train file, its largest class's rows
+    before the carve."""
     cfg_ = result.expectation_config
     column = cfg_.kwargs.get("column")
     what = f"{cfg_.type}({column})" if column else cfg_.type
     res = result.result or {}
     if split.endswith("class_counts") and cfg_.type == "expect_table_row_count_to_be_between":
         return f"{split}: {res.get('observed_value')} class(es) in train; a classifier needs at least 2"
+    if split.endswith("class_counts") and cfg_.type == "expect_column_min_to_be_between":
+        return _too_few_per_class(split, frame, cfg.curation.expectations.min_examples_per_class)
+    if split in carved and cfg_.type == "expect_table_row_count_to_be_between" and res.get("observed_value") == 0:
+        return _nothing_carved(split, cfg, carved[split])
     if "observed_value" in res and not res.get("unexpected_index_list"):
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
@@ -216,6 +224,31 @@ def _describe_failure(split: str, result, frame: pd.DataFrame, shown: str) -> st
         f"row {i + 1}: {mask_residual_pii(str(frame[shown].iat[i]))[:80]!r}" for i in rows[:MAX_EXAMPLES]
     )
     return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
+
+
+def _too_few_per_class(split: str, counts: pd.DataFrame, minimum: int) -> str:
+    """The classes under ``min_examples_per_class``, fewest first, labels masked and cut."""
+    few = counts[counts["examples"] < minimum].sort_values(["examples", "label"], kind="stable")
+    named = ", ".join(
+        f"{mask_residual_pii(str(label))[:60]!r} {n}"
+        for label, n in zip(few["label"][:5], few["examples"][:5], strict=True)
+    )
+    more = f" and {len(few) - 5} more" if len(few) > 5 else ""
+    return (
+        f"{split}: {len(few)} class(es) with fewer than {minimum} training rows "
+        f"(curation.expectations.min_examples_per_class): {named}{more}"
+    )
+
+
+def _nothing_carved(split: str, cfg: ThawConfig, largest_class: int) -> str:
+    """Why a split carved out of the train file came out empty, and what to do."""
+    fraction = getattr(cfg.split, f"{split}_fraction")
+    return (
+        f"{split}: no rows: carved out of the train file, it takes round(rows x {fraction}) of each class "
+        f"of {SMALLEST_CARVED_CLASS} or more rows (split.{split}_fraction), none from a class of fewer than "
+        f"{cfg.split.smallest_class_giving_a_row(split)}, and the largest class here has {largest_class}; "
+        f"give a --{split} file, or more rows per class"
+    )
 
 
 def _context(docs_dir: Path):
@@ -258,6 +291,10 @@ def validate_frames(
         for split, f in frames.items()
     }
     batches["train_class_counts"] = (counts, _class_count_suite(cfg))
+    # the splits carved out of the train file (no file of their own), and its largest class
+    carved = [s for s in frames if s != "train" and getattr(cfg.data, s, "") is None]
+    before = pd.concat([frames[s][label_col] for s in ("train", *carved)]).value_counts()
+    largest = {s: int(before.max()) if len(before) else 0 for s in carved}
     failures: list[str] = []
     checks: list[dict] = []
     for name, (frame, suite) in batches.items():
@@ -276,7 +313,7 @@ def validate_frames(
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
         for run in outcome.run_results.values():
             shown = LABEL if name.endswith("counts") else text_col
-            failures += [_describe_failure(name, r, frame, shown) for r in run.results if not r.success]
+            failures += [_describe_failure(name, r, frame, shown, cfg, largest) for r in run.results if not r.success]
             checks += [_check_record(name, r) for r in run.results]
     return not failures, failures, docs_dir, checks
 

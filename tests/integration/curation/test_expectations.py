@@ -26,3 +26,33 @@ def test_one_class_halts_with_a_line_that_says_so(tmp_path, rows_per_class):
     two = {"train": _split(["refund", "login"] * rows_per_class), "test": _split(["refund", "login"])}
     ok, failures, _, _ = validate_frames(two, cfg, tmp_path / "two")
     assert ok, failures
+
+
+@pytest.mark.parametrize("rows_per_class", [2, 2000])
+def test_too_few_rows_halt_with_the_classes_and_the_carve_that_explain_it(tmp_path, rows_per_class):
+    from tasks.curation.expectations import validate_frames
+
+    limits = {"expectations": {"min_rows": 1}}
+    cfg = ThawConfig.model_validate({"data": {"test": "test.csv"}, "curation": limits})  # validation carved
+    few = _split(["login", "refund"] * rows_per_class + ["Émotion : joie"])
+    empty = _split([])
+    ok, failures, _, _ = validate_frames({"train": few, "validation": empty, "test": _split(["login"])}, cfg, tmp_path)
+    assert not ok
+    under = "class(es) with fewer than 3 training rows (curation.expectations.min_examples_per_class)"
+    named = (
+        "3 " + under + ": 'Émotion : joie' 1, 'login' 2, 'refund' 2"
+        if rows_per_class == 2
+        else "1 " + under + ": 'Émotion : joie' 1"
+    )
+    assert f"train_class_counts: {named}" in failures  # fewest first
+    carved = [f for f in failures if f.startswith("validation: no rows")]
+    if rows_per_class == 2:  # nothing to carve from classes of 2: said, with what to do
+        assert carved == [
+            "validation: no rows: carved out of the train file, it takes round(rows x 0.15) of each class of 3 or "
+            "more rows (split.validation_fraction), none from a class of fewer than 4, and the largest class here "
+            "has 2; give a --validation file, or more rows per class"
+        ]
+    # a validation file of the user's that came out empty is not explained by the carve
+    given = ThawConfig.model_validate({"data": {"validation": "val.csv"}, "curation": limits})
+    ok, failures, _, _ = validate_frames({"train": few, "validation": empty}, given, tmp_path / "given")
+    assert "validation: expect_table_row_count_to_be_between failed (observed 0)" in failures

@@ -68,3 +68,14 @@ def test_split_is_stratified_and_seeded():
         share_b = (one[split]["label"] == "b").mean()
         assert abs(share_b - 1 / 3) < 0.03
     assert sum(len(f) for f in one.values()) == 300
+
+
+def test_the_smallest_class_that_gives_a_split_a_row_is_the_one_the_split_takes_it_from():
+    for fraction in (0.15, 0.1, 0.25, 0.01):
+        cfg = ThawConfig.model_validate({"split": {"validation_fraction": fraction, "test_fraction": fraction}}).split
+        smallest = cfg.smallest_class_giving_a_row("validation")
+        for rows in (2, 3, smallest - 1, smallest):
+            data = frame([(f"{label}{i}", f"text {label} {i}", label) for label in "ab" for i in range(rows)])
+            carved = stratified_split(data, cfg)["validation"]
+            assert len(carved) == (2 if rows >= smallest else 0), (fraction, rows)
+    assert ThawConfig().split.smallest_class_giving_a_row("test") == 4  # 0.15: round(3 x 0.15) is 0
