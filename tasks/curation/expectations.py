@@ -214,9 +214,9 @@ def _describe_failure(
     if split.endswith("class_counts") and cfg_.type == "expect_table_row_count_to_be_between":
         return f"{split}: {res.get('observed_value')} class(es) in train; a classifier needs at least 2"
     if split.endswith("class_counts") and cfg_.type == "expect_column_min_to_be_between":
-        return _too_few_per_class(split, frame, cfg.curation.expectations.min_examples_per_class)
+        return f"{split}: {what} failed: {_too_few_per_class(frame, cfg.curation.expectations.min_examples_per_class)}"
     if split in carved and cfg_.type == "expect_table_row_count_to_be_between" and res.get("observed_value") == 0:
-        return _nothing_carved(split, cfg, carved[split])
+        return f"{split}: {what} failed (observed 0): {_nothing_carved(split, cfg, carved[split])}"
     if "observed_value" in res and not res.get("unexpected_index_list"):
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
@@ -226,7 +226,7 @@ def _describe_failure(
     return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
 
 
-def _too_few_per_class(split: str, counts: pd.DataFrame, minimum: int) -> str:
+def _too_few_per_class(counts: pd.DataFrame, minimum: int) -> str:
     """The classes under ``min_examples_per_class``, fewest first, labels masked and cut."""
     few = counts[counts["examples"] < minimum].sort_values(["examples", "label"], kind="stable")
     named = ", ".join(
@@ -235,7 +235,7 @@ def _too_few_per_class(split: str, counts: pd.DataFrame, minimum: int) -> str:
     )
     more = f" and {len(few) - 5} more" if len(few) > 5 else ""
     return (
-        f"{split}: {len(few)} class(es) with fewer than {minimum} training rows "
+        f"{len(few)} class(es) with fewer than {minimum} training rows "
         f"(curation.expectations.min_examples_per_class): {named}{more}"
     )
 
@@ -244,7 +244,7 @@ def _nothing_carved(split: str, cfg: ThawConfig, largest_class: int) -> str:
     """Why a split carved out of the train file came out empty, and what to do."""
     fraction = getattr(cfg.split, f"{split}_fraction")
     return (
-        f"{split}: no rows: carved out of the train file, it takes round(rows x {fraction}) of each class "
+        f"carved out of the train file, it takes round(rows x {fraction}) of each class "
         f"of {SMALLEST_CARVED_CLASS} or more rows (split.{split}_fraction), none from a class of fewer than "
         f"{cfg.split.smallest_class_giving_a_row(split)}, and the largest class here has {largest_class}; "
         f"give a --{split} file, or more rows per class"

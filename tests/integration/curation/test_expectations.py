@@ -44,13 +44,13 @@ def test_too_few_rows_halt_with_the_classes_and_the_carve_that_explain_it(tmp_pa
         if rows_per_class == 2
         else "1 " + under + ": 'Émotion : joie' 1"
     )
-    assert f"train_class_counts: {named}" in failures  # fewest first
-    carved = [f for f in failures if f.startswith("validation: no rows")]
+    assert f"train_class_counts: expect_column_min_to_be_between(examples) failed: {named}" in failures  # fewest first
+    carved = [f for f in failures if f.startswith("validation: expect_table_row_count_to_be_between")]
     if rows_per_class == 2:  # nothing to carve from classes of 2: said, with what to do
         assert carved == [
-            "validation: no rows: carved out of the train file, it takes round(rows x 0.15) of each class of 3 or "
-            "more rows (split.validation_fraction), none from a class of fewer than 4, and the largest class here "
-            "has 2; give a --validation file, or more rows per class"
+            "validation: expect_table_row_count_to_be_between failed (observed 0): carved out of the train file, "
+            "it takes round(rows x 0.15) of each class of 3 or more rows (split.validation_fraction), none from a "
+            "class of fewer than 4, and the largest class here has 2; give a --validation file, or more rows per class"
         ]
     # a validation file of the user's that came out empty is not explained by the carve
     given = ThawConfig.model_validate({"data": {"validation": "val.csv"}, "curation": limits})
