@@ -201,12 +201,12 @@ def _class_count_suite(cfg: ThawConfig):
 
 
 def _describe_failure(
-    split: str, result, frame: pd.DataFrame, shown: str, cfg: ThawConfig, carved: dict[str, int]
+    split: str, result, frame: pd.DataFrame, shown: str, cfg: ThawConfig, largest_carved_class: dict[str, int]
 ) -> str:
     """One line per failed expectation. Rows are named by their position in the split
     file (its data row number), never by id; the text shown has structured PII masked.
-    ``carved``: for each split carved out of the train file, its largest class's rows
-    before the carve."""
+    ``largest_carved_class``: for each split carved out of the train file, the rows of the
+    train file's largest class before the carve."""
     cfg_ = result.expectation_config
     column = cfg_.kwargs.get("column")
     what = f"{cfg_.type}({column})" if column else cfg_.type
@@ -215,8 +215,12 @@ def _describe_failure(
         return f"{split}: {res.get('observed_value')} class(es) in train; a classifier needs at least 2"
     if split.endswith("class_counts") and cfg_.type == "expect_column_min_to_be_between":
         return f"{split}: {what} failed: {_too_few_per_class(frame, cfg.curation.expectations.min_examples_per_class)}"
-    if split in carved and cfg_.type == "expect_table_row_count_to_be_between" and res.get("observed_value") == 0:
-        return f"{split}: {what} failed (observed 0): {_nothing_carved(split, cfg, carved[split])}"
+    if (
+        split in largest_carved_class
+        and cfg_.type == "expect_table_row_count_to_be_between"
+        and res.get("observed_value") == 0
+    ):
+        return f"{split}: {what} failed (observed 0): {_nothing_carved(split, cfg, largest_carved_class[split])}"
     if "observed_value" in res and not res.get("unexpected_index_list"):
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
