@@ -18,6 +18,14 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def exact_arithmetic(monkeypatch):
+    """Replay is compared with the library's own fp32 forward, so every test here pins fp32:
+    on a CPU with native bf16 (or CUDA) thaw would otherwise autocast the prefix it computes.
+    The bf16 path is checked on its own, within bf16's rounding, below."""
+    monkeypatch.setenv("THAW_PRECISION", "fp32")
+
+
 def _model(tiny_encoder, layers: int = 3):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -147,7 +155,8 @@ def test_a_fit_replays_the_frozen_blocks_only_within_its_memory_budget(tiny_enco
         assert ("over finetune.frozen_prefix_mb" in said) == (budget_mb > 0)
 
 
-def test_computing_the_prefix_runs_the_frozen_blocks_alone_and_keeps_their_output(tiny_encoder):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_computing_the_prefix_runs_the_frozen_blocks_alone_and_keeps_their_output(tiny_encoder, monkeypatch, precision):
     from thaw.frozen_prefix import FrozenPrefix
     from thaw.modeling import encode_texts, transformer_blocks
     from thaw.trainer import collate
@@ -158,15 +167,19 @@ def test_computing_the_prefix_runs_the_frozen_blocks_alone_and_keeps_their_outpu
     for i, block in enumerate(transformer_blocks(model.encoder)):
         block.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
     encoded = encode_texts(tokenizer, TEXTS, 64)
+    monkeypatch.setenv("THAW_PRECISION", precision)  # bf16: autocast, as on a CPU with native bf16
     prefix = FrozenPrefix.compute(model, tokenizer, encoded, torch.device("cpu"), batch_size=4, count=1)
     assert calls == [2, 0, 0]  # two batches through the lowest block, none above it
     assert model.training  # the mode it had comes back
     model.eval()
     features = collate(tokenizer, encoded, list(range(len(TEXTS))), torch.device("cpu"))
-    with torch.no_grad():
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.no_grad(), amp:
         after_one = model.encoder(**features, output_hidden_states=True).hidden_states[1]
+    close = {"fp32": {}, "bf16": {"rtol": 1.6e-2, "atol": 1e-2}}[precision]  # bf16 keeps 8 bits of mantissa
     for i, n in enumerate(prefix.lengths()):
-        torch.testing.assert_close(prefix.flat[prefix.offsets[i] : prefix.offsets[i + 1]], after_one[i, :n])
+        states = prefix.flat[prefix.offsets[i] : prefix.offsets[i + 1]]
+        torch.testing.assert_close(states.float(), after_one[i, :n].float(), **close)
 
 
 def test_saved_states_load_back_exactly_and_splits_pool_and_folds_take_rows(tiny_encoder, tmp_path):
