@@ -119,8 +119,9 @@ def test_a_fit_plans_only_the_epochs_its_pace_says_end_in_time(tmp_path, monkeyp
     # epochs of 0.2 s against a deadline 0.5 s away: a tenth in (0.1 s spent) and after
     # the first epoch (0.2 s) the pace says exactly two end in time, not the six configured
     outcome, rates = _loop(tmp_path, epochs=6, deadline=clock.time() + 0.5, seconds_per_epoch=0.2)
-    # the fake clock makes the pace exact, so the count is exact: not a range the first
-    # epoch (which always runs) satisfies by itself, and fewer than the 6 configured
+    assert 1 <= outcome.epochs_run <= 2  # the first epoch always runs; fewer than the 6 configured
+    # the fake clock makes the pace exact, so the count is exact too: the range above alone
+    # is one the first epoch (which always runs) satisfies by itself
     assert outcome.epochs_run == 2
     assert outcome.planned_epochs == outcome.epochs_run
     assert rates[-1] == 0.0
