@@ -235,17 +235,15 @@ def train_end_to_end(state: FitState) -> None:
     """SetFit's end-to-end step: after the head is fitted on the tuned embeddings,
     cross-entropy on the encoder's open surface and the head together, from that head
     (LP-FT), for ``fewshot.end_to_end_epochs`` passes at ``end_to_end_learning_rate``
-    in batches of ``end_to_end_batch_size`` (``fine_tune``); 0 epochs: the head is kept
-    as fitted."""
+    with the shared loop's batches (``fine_tune``); 0 epochs: the head is kept as fitted."""
     fs, finetune = state.cfg.training.ladder.fewshot, state.cfg.training.ladder.finetune
     epochs = (state.epochs or fs.end_to_end_epochs) if fs.end_to_end_epochs else 0  # a refit repeats its count
     state.settings["end_to_end_epochs"] = epochs
     if not epochs:
         return
-    state.loop = finetune.model_copy(update={"epochs": epochs, "batch_size": fs.end_to_end_batch_size})
+    state.loop = finetune.model_copy(update={"epochs": epochs})
     state.learning_rate, state.layer_decay = fs.end_to_end_learning_rate, 1.0
     state.settings["end_to_end_learning_rate"] = fs.end_to_end_learning_rate
-    state.settings["end_to_end_batch_size"] = fs.end_to_end_batch_size
     with _only_top_blocks(state, fs.end_to_end_blocks):
         fine_tune(state)
 

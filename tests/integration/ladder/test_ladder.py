@@ -230,8 +230,7 @@ def test_the_few_shot_rung_ends_end_to_end_and_its_refit_repeats_only_the_chosen
     settings = held.details.settings
     assert held.details.method.startswith("contrastive pairs + logistic regression, then end to end")
     assert settings["label_name_rows"] == 3 and settings["end_to_end_epochs"] == 3
-    assert settings["end_to_end_learning_rate"] == 1.4e-4 and settings["epochs"] == 3
-    assert settings["end_to_end_batch_size"] == 64  # its own batches, not the shared loop's 32
+    assert settings["end_to_end_learning_rate"] == 1e-4 and settings["epochs"] == 3
     # the rung's epochs are the cross-entropy loop's, chosen on validation
     assert [h.epoch for h in held.details.history] == [1, 2, 3] and 1 <= held.details.best_epoch <= 3
     assert all(h.validation_metric is not None for h in held.details.history)
