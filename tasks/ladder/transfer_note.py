@@ -55,6 +55,9 @@ def _rung_row(r: TrainedRung, metric: str) -> dict:
         f"{metric}_low": r.validation.get(f"{metric}_low"),
         f"{metric}_high": r.validation.get(f"{metric}_high"),
         "folds": r.details.folds,
+        # the gate's evidence under cross-validation: the metric on each fold's held-out
+        # rows, so a comparison's delta and standard error can be recomputed from the note
+        "fold_scores": dict(r.fold_scores),
         "epochs": {
             "run": r.details.epochs_run,
             "configured": r.details.settings.get("epochs"),
@@ -114,7 +117,7 @@ def transfer_note(
             "movement": asdict(final.details.movement) if final.details.movement else None,
         },
         "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},
-        "undecided": _undecided(decisions, evaluation),
+        "undecided": _undecided(decisions, evaluation, selection.rung, cfg.training.ladder.selection),
         "serving_cost": {
             "latency_budget_ms": cfg.serving.latency_budget_ms,
             "over_budget": dict(selection.over_budget),
@@ -123,17 +126,27 @@ def transfer_note(
     }
 
 
-def _undecided(decisions: list[Decision], evaluation: EvaluationPlan) -> str | None:
-    """Say so when the gate could not tell rungs apart, instead of pretending."""
-    noisy = [d for d in decisions if d.comparison is not None and d.comparison.low < 0 < d.comparison.high]
+def _undecided(decisions: list[Decision], evaluation: EvaluationPlan, selected: str, rule: str) -> str | None:
+    """Say so when the gate could not tell rungs apart, instead of pretending, and what
+    was registered all the same: the one-standard-error rule (``ladder.selection``) may
+    select a rung whose lead has an interval spanning zero."""
+    noisy = [d.comparison for d in decisions if d.comparison is not None and d.comparison.low < 0 < d.comparison.high]
     if not noisy:
         return None
     where = "the cross-validation folds" if evaluation.cross_validated else "the validation split"
-    rungs = ", ".join(f"{d.comparison.b} vs {d.comparison.a}" for d in noisy)
-    return (
-        f"undecided: on {where} the gain of {rungs} has an interval spanning zero; the simpler rung was kept, "
-        "more labelled rows would be needed to tell"
+
+    def outcome(c) -> str:
+        if selected == c.a:
+            return f"the simpler rung, {c.a}, was kept"
+        if selected == c.b:
+            return f"{c.b} was selected all the same (ladder.selection: {rule})"
+        return f"{selected} was selected"
+
+    gains = "; ".join(
+        f"the gain of {c.b} over {c.a} has an interval spanning zero ({c.low:+.4f} to {c.high:+.4f}), {outcome(c)}"
+        for c in noisy
     )
+    return f"undecided: on {where}, {gains}; more labelled rows would be needed to tell"
 
 
 def _markdown(note: dict) -> str:
@@ -161,6 +174,7 @@ def _markdown(note: dict) -> str:
             f"| {r['rung']} ({r['label']}) | {r['method']} | {r[m]:.4f} | {interval} | {r['folds'] or '-'} | "
             f"{r['trainable_parameters']:,} | {moved}{flag} |"
         )
+    lines += _fold_lines(note)
     lines += [
         "",
         "## Gate decisions",
@@ -199,6 +213,27 @@ def _markdown(note: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _fold_lines(note: dict) -> list[str]:
+    """Each rung's metric per cross-validation fold (none after a hold-out split): the
+    gate compares two rungs on the folds both were scored on."""
+    m, rows = note["metric"], [r for r in note["validation"] if r.get("fold_scores")]
+    if not rows:
+        return []
+    folds = list(dict.fromkeys(name for r in rows for name in r["fold_scores"]))
+    lines = [
+        "",
+        f"{m} on each fold's held-out rows; the gate compares two rungs on the folds both ran "
+        "(Nadeau and Bengio's corrected resampled t-test):",
+        "",
+        f"| fold | {' | '.join(r['rung'] for r in rows)} |",
+        "|---|" + "---|" * len(rows),
+    ]
+    for name in folds:
+        cells = " | ".join(f"{r['fold_scores'][name]:.4f}" if name in r["fold_scores"] else "-" for r in rows)
+        lines.append(f"| {name} | {cells} |")
+    return lines
 
 
 def serving_cost_lines(cost: dict) -> list[str]:

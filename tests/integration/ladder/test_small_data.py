@@ -96,6 +96,17 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     for r in rows.values():  # intervals hold their estimate, even on 12 pooled rows
         assert r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"]
         assert r["folds"] == 3
+        # the gate's per-fold evidence, named as cross_validate names the folds
+        assert sorted(r["fold_scores"]) == ["cv-r0-f0", "cv-r0-f1", "cv-r0-f2"]
+        assert all(0 <= v <= 1 for v in r["fold_scores"].values())
+    markdown = (workspace / "run" / "transfer_note.md").read_text()
+    # the gate could not tell few-shot from frozen on 12 rows; the note says what was registered all the same
+    outcome = {"fewshot": "fewshot was selected all the same", "frozen": "the simpler rung, frozen, was kept"}
+    assert note["undecided"].startswith("undecided: on the cross-validation folds, the gain of fewshot over frozen")
+    assert outcome[result.selection.rung] in note["undecided"] and note["undecided"] in markdown
+    assert f"| fold | {' | '.join(rows)} |" in markdown
+    frozen_first = rows["frozen"]["fold_scores"]["cv-r0-f0"]
+    assert f"| cv-r0-f0 | {rows['scratch']['fold_scores']['cv-r0-f0']:.4f} | {frozen_first:.4f} |" in markdown
     assert "fewshot" in rows and rows["fewshot"]["movement"] is not None  # the frozen rung is weak here: it climbed
     fewshot = next(r for r in result.trained if r.rung == "fewshot")
     assert fewshot.details.settings["label_name_rows"] == len(LABELS)  # "money", "login", ...: words, one row each
@@ -125,6 +136,8 @@ def test_two_thousand_rows_score_on_validation_and_climb_as_the_table_says(works
     result = climb(workspace, cfg, curated)
     note = json.loads((workspace / "run" / "transfer_note.json").read_text())
     assert note["scored_by"]["mode"] == "holdout"
+    assert all(r["fold_scores"] == {} for r in note["validation"])  # no folds, no per-fold table
+    assert "| fold |" not in (workspace / "run" / "transfer_note.md").read_text()
     assert note["data"]["rows_per_class_median"] == 500
     # many labels: the table skips PEFT (partial/full are not configured here): nothing to climb
     assert note["decision_table"]["suggestion"] == "full" and note["decision_table"]["rungs"] == []
