@@ -117,7 +117,7 @@ def transfer_note(
             "movement": asdict(final.details.movement) if final.details.movement else None,
         },
         "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},
-        "undecided": _undecided(decisions, evaluation, selection.rung, cfg.training.ladder.selection),
+        "undecided": undecided(decisions, evaluation, selection.rung, cfg.training.ladder.selection),
         "serving_cost": {
             "latency_budget_ms": cfg.serving.latency_budget_ms,
             "over_budget": dict(selection.over_budget),
@@ -126,7 +126,7 @@ def transfer_note(
     }
 
 
-def _undecided(decisions: list[Decision], evaluation: EvaluationPlan, selected: str, rule: str) -> str | None:
+def undecided(decisions: list[Decision], evaluation: EvaluationPlan, selected: str, rule: str) -> str | None:
     """Say so when the gate could not tell rungs apart, instead of pretending, and what
     was registered all the same: the one-standard-error rule (``ladder.selection``) may
     select a rung whose lead has an interval spanning zero."""
