@@ -18,7 +18,7 @@ from tasks.ladder.cross_validation import POOL
 from tasks.ladder.scratch_baseline import SCRATCH, SCRATCH_LABEL
 from thaw import artifacts
 from thaw.config import ThawConfig
-from thaw.gate import Decision
+from thaw.gate import Comparison, Decision
 from thaw.metrics import per_class_f1, slice_accuracy, worst_classes
 from thaw.plots import pyplot, save_figure
 from thaw.rung_registry import rung_method
@@ -135,7 +135,7 @@ def undecided(decisions: list[Decision], evaluation: EvaluationPlan, selected: s
         return None
     where = "the cross-validation folds" if evaluation.cross_validated else "the validation split"
 
-    def outcome(c) -> str:
+    def outcome(c: Comparison) -> str:
         if selected == c.a:
             return f"the simpler rung, {c.a}, was kept"
         if selected == c.b:
