@@ -113,15 +113,20 @@ class _Clock:
 def test_a_fit_plans_only_the_epochs_its_pace_says_end_in_time(tmp_path, monkeypatch):
     import thaw.trainer
 
+    # epochs of 0.2 s against a deadline 0.5 s away: a tenth in (0.1 s spent) and after
+    # the first epoch (0.2 s) the pace says two end in time, not the six configured.
+    # On the real clock a slow scheduler may make the first epoch look too long for a
+    # second, so the count is 1 or 2; a fit that ignored its deadline would run 6.
+    outcome, rates = _loop(tmp_path / "real", epochs=6, deadline=time.time() + 0.5, seconds_per_epoch=0.2)
+    assert 1 <= outcome.epochs_run <= 2  # the first epoch always runs; fewer than the 6 configured
+    assert outcome.planned_epochs == outcome.epochs_run and rates[-1] == 0.0
+
+    # the trainer's clocks advanced only by the batches' own sleeps: the pace is exact,
+    # so the count is exact too
     clock = _Clock()
     monkeypatch.setattr(thaw.trainer, "time", clock)
     monkeypatch.setattr(sys.modules[__name__], "time", clock)  # the batches' sleeps move it
-    # epochs of 0.2 s against a deadline 0.5 s away: a tenth in (0.1 s spent) and after
-    # the first epoch (0.2 s) the pace says exactly two end in time, not the six configured
-    outcome, rates = _loop(tmp_path, epochs=6, deadline=clock.time() + 0.5, seconds_per_epoch=0.2)
-    assert 1 <= outcome.epochs_run <= 2  # the first epoch always runs; fewer than the 6 configured
-    # the fake clock makes the pace exact, so the count is exact too: the range above alone
-    # is one the first epoch (which always runs) satisfies by itself
+    outcome, rates = _loop(tmp_path / "exact", epochs=6, deadline=clock.time() + 0.5, seconds_per_epoch=0.2)
     assert outcome.epochs_run == 2
     assert outcome.planned_epochs == outcome.epochs_run
     assert rates[-1] == 0.0
