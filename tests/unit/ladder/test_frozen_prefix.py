@@ -176,10 +176,16 @@ def test_computing_the_prefix_runs_the_frozen_blocks_alone_and_keeps_their_outpu
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.no_grad(), amp:
         after_one = model.encoder(**features, output_hidden_states=True).hidden_states[1]
+    with torch.no_grad():
+        exact = model.encoder(**features, output_hidden_states=True).hidden_states[1]
     close = {"fp32": {}, "bf16": {"rtol": 1.6e-2, "atol": 1e-2}}[precision]  # bf16 keeps 8 bits of mantissa
+    apart = []
     for i, n in enumerate(prefix.lengths()):
         states = prefix.flat[prefix.offsets[i] : prefix.offsets[i + 1]]
         torch.testing.assert_close(states.float(), after_one[i, :n].float(), **close)
+        apart.append(float((states.float() - exact[i, :n]).abs().max()))
+    # the tolerance above would also pass fp32 states: bf16 must have been used, fp32 not
+    assert (max(apart) > 0) == (precision == "bf16")
 
 
 def test_saved_states_load_back_exactly_and_splits_pool_and_folds_take_rows(tiny_encoder, tmp_path):
