@@ -4,11 +4,18 @@ that catches negative transfer; it is never registered.
 
 A linear SVM rather than logistic regression: the yardstick only predicts, and on
 10-per-class CLINC150 (5 folds x 4 Cs) it scored macro-F1 0.8037 against logistic
-regression's 0.8056 in 14.3 s against 67.7 s (lbfgs, warm-started), on a 2-core machine."""
+regression's 0.8056 in 14.3 s against 67.7 s (lbfgs, warm-started), on a 2-core machine.
+
+The grid's fits run side by side, one per core: liblinear releases the GIL while it
+trains, and each fit is single-threaded. On all of CLINC150's 15,000 training rows (150
+one-against-rest problems, 64,442 features) a fit took 8.7-10.8 s, the 4 Cs 38.0 s one
+after another and 19.5 s two at a time on a 2-core machine, with the same predictions."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from prefect import task
@@ -39,11 +46,21 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
     train_m = hstack([v.fit_transform(train_texts) for v in vectorizers]).tocsr()
     test_m = hstack([v.transform(test_texts) for v in vectorizers]).tocsr()
     y = np.asarray(train_labels)
-    predicted = {}
-    for c in grid:
+
+    def predict(c: float) -> np.ndarray:
         svm = LinearSVC(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed)
-        predicted[c] = svm.fit(train_m, y).predict(test_m)
+        return svm.fit(train_m, y).predict(test_m)
+
+    with ThreadPoolExecutor(max_workers=grid_workers(len(grid))) as threads:
+        predicted = dict(zip(grid, threads.map(predict, grid), strict=True))
     return predicted, int(train_m.shape[1])
+
+
+def grid_workers(settings: int) -> int:
+    """Fits of a grid to run at once: one per core this process may use, at most one
+    per setting (each holds its own copy of the features in liblinear's format)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(settings, cores))
 
 
 def _details(c: float, features: int, scores: dict, folds: int = 0) -> RungDetails:
