@@ -269,21 +269,27 @@ def embed_texts(
     device: torch.device,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Pooled embeddings (float32, one row per text, input order) with length-sorted batches."""
+    """Pooled embeddings (float32, one row per text, input order) with length-sorted
+    batches, in eval mode (no dropout) whatever mode ``model`` is in; its mode is kept."""
     import torch
 
     encoded = encode_texts(tokenizer, texts, cfg.max_length)
     ids = encoded["input_ids"]
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     dtype = autocast_dtype(device)
-    with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], cfg.batch_size):
-            features = collate(tokenizer, encoded, batch, device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                hidden = model(**features).last_hidden_state
-            out[batch] = pool(hidden, features["attention_mask"], cfg.pooling).cpu().numpy()
-            if progress:
-                progress(len(batch))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in length_sorted_batches([len(x) for x in ids], cfg.batch_size):
+                features = collate(tokenizer, encoded, batch, device)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    hidden = model(**features).last_hidden_state
+                out[batch] = pool(hidden, features["attention_mask"], cfg.pooling).cpu().numpy()
+                if progress:
+                    progress(len(batch))
+    finally:
+        model.train(was_training)
     return out
 
 
