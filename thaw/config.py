@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +63,10 @@ class DataConfig(_Frozen):
         return ColumnMap(text=self.text_column, label=self.label_column, id=self.id_column, slice=self.slice_column)
 
 
-SMALLEST_CARVED_CLASS = 3  # a class of fewer rows stays in train whole
+# Carving leaves every class at least this many training rows: a class of 4 gives test a
+# row and keeps 3 (it used to give validation one too and halt the run with 2 in train, the
+# curation default min_examples_per_class being 3); a class of 3 or fewer stays whole.
+TRAIN_ROWS_KEPT = 3
 
 
 class SplitConfig(_Frozen):
@@ -72,15 +76,21 @@ class SplitConfig(_Frozen):
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 13
 
-    def carved_rows(self, class_rows: int, split: str) -> int:
-        """Rows ``split`` takes from a class of ``class_rows`` rows."""
-        fraction = getattr(self, f"{split}_fraction")
-        return round(class_rows * fraction) if class_rows >= SMALLEST_CARVED_CLASS else 0
+    def carve(self, class_rows: int, splits: Sequence[str] = ("validation", "test")) -> dict[str, int]:
+        """Rows each of ``splits`` takes from a class of ``class_rows`` rows: round(rows x
+        fraction), test first, each only as far as the class keeps ``TRAIN_ROWS_KEPT``
+        rows in train."""
+        taken, out = 0, {}
+        for split in sorted(splits, key=lambda s: s != "test"):
+            wanted = round(class_rows * getattr(self, f"{split}_fraction"))
+            out[split] = max(0, min(wanted, class_rows - taken - TRAIN_ROWS_KEPT))
+            taken += out[split]
+        return out
 
-    def smallest_class_giving_a_row(self, split: str) -> int:
-        """The fewest rows a class needs to give ``split`` one row."""
-        n = max(SMALLEST_CARVED_CLASS, int(0.5 / getattr(self, f"{split}_fraction")))  # round() needs over a half
-        while self.carved_rows(n, split) < 1:
+    def smallest_class_giving_a_row(self, split: str, splits: Sequence[str] = ("validation", "test")) -> int:
+        """The fewest rows a class needs to give ``split`` one row when ``splits`` are carved."""
+        n = TRAIN_ROWS_KEPT + 1
+        while self.carve(n, splits)[split] < 1:
             n += 1
         return n
 

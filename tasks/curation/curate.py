@@ -142,8 +142,8 @@ def stratified_split(
     frame: pd.DataFrame, cfg: SplitConfig, carve: tuple[str, ...] = ("validation", "test")
 ) -> dict[str, pd.DataFrame]:
     """Train plus the ``carve`` splits, seeded and per class; every row lands in exactly
-    one of them (``SplitConfig.carved_rows`` of a class each): a class of fewer than 3
-    rows stays in train."""
+    one of them (``SplitConfig.carve`` of a class each): a class keeps at least 3 rows
+    in train, and a class of 3 or fewer stays in train whole."""
     rng = random.Random(cfg.seed)
     parts: dict[str, list[int]] = {s: [] for s in ("train", *carve)}
     by_label: dict[str, list[int]] = defaultdict(list)
@@ -153,8 +153,7 @@ def stratified_split(
         rows = by_label[label]
         rng.shuffle(rows)
         taken = 0
-        for split in sorted(carve, key=lambda s: s != "test"):  # test first, as before
-            n = cfg.carved_rows(len(rows), split)
+        for split, n in cfg.carve(len(rows), carve).items():  # test first, as before
             parts[split] += rows[taken : taken + n]
             taken += n
         parts["train"] += rows[taken:]

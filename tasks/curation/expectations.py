@@ -19,7 +19,7 @@ from prefect import task
 
 from tasks.curation.dedup import normalize_text
 from thaw import artifacts
-from thaw.config import SMALLEST_CARVED_CLASS, ThawConfig
+from thaw.config import TRAIN_ROWS_KEPT, ThawConfig
 from thaw.datasets import ID, LABEL, SLICE, TEXT, read_table
 from thaw.errors import ExpectationsFailed
 from thaw.pii.rules import structured_spans
@@ -220,7 +220,8 @@ def _describe_failure(
         and cfg_.type == "expect_table_row_count_to_be_between"
         and res.get("observed_value") == 0
     ):
-        return f"{split}: {what} failed (observed 0): {_nothing_carved(split, cfg, largest_carved_class[split])}"
+        why = _nothing_carved(split, cfg, largest_carved_class[split], tuple(largest_carved_class))
+        return f"{split}: {what} failed (observed 0): {why}"
     if "observed_value" in res and not res.get("unexpected_index_list"):
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
@@ -244,13 +245,14 @@ def _too_few_per_class(counts: pd.DataFrame, minimum: int) -> str:
     )
 
 
-def _nothing_carved(split: str, cfg: ThawConfig, largest_class: int) -> str:
-    """Why a split carved out of the train file came out empty, and what to do."""
+def _nothing_carved(split: str, cfg: ThawConfig, largest_class: int, carved: tuple[str, ...]) -> str:
+    """Why a split carved out of the train file (with the other ``carved`` splits) came
+    out empty, and what to do."""
     fraction = getattr(cfg.split, f"{split}_fraction")
     return (
-        f"carved out of the train file, it takes round(rows x {fraction}) of each class "
-        f"of {SMALLEST_CARVED_CLASS} or more rows (split.{split}_fraction), none from a class of fewer than "
-        f"{cfg.split.smallest_class_giving_a_row(split)}, and the largest class here has {largest_class}; "
+        f"carved out of the train file, it takes round(rows x {fraction}) of each class (split.{split}_fraction) "
+        f"as long as the class keeps {TRAIN_ROWS_KEPT} training rows, none from a class of fewer than "
+        f"{cfg.split.smallest_class_giving_a_row(split, carved)}, and the largest class here has {largest_class}; "
         f"give a --{split} file, or more rows per class"
     )
 

@@ -49,8 +49,9 @@ def test_too_few_rows_halt_with_the_classes_and_the_carve_that_explain_it(tmp_pa
     if rows_per_class == 2:  # nothing to carve from classes of 2: said, with what to do
         assert carved == [
             "validation: expect_table_row_count_to_be_between failed (observed 0): carved out of the train file, "
-            "it takes round(rows x 0.15) of each class of 3 or more rows (split.validation_fraction), none from a "
-            "class of fewer than 4, and the largest class here has 2; give a --validation file, or more rows per class"
+            "it takes round(rows x 0.15) of each class (split.validation_fraction) as long as the class keeps 3 "
+            "training rows, none from a class of fewer than 4, and the largest class here has 2; give a --validation "
+            "file, or more rows per class"
         ]
     # a validation file of the user's that came out empty is not explained by the carve
     given = ThawConfig.model_validate({"data": {"validation": "val.csv"}, "curation": limits})

@@ -1,6 +1,7 @@
 """Curation steps without Presidio: accounting, conflicts, cross-split dedup, splitting."""
 
 import pandas as pd
+import pytest
 
 from tasks.curation.curate import clean_rows, drop_cross_split_duplicates, stratified_split
 from tasks.curation.report import RowAccounting
@@ -79,3 +80,21 @@ def test_the_smallest_class_that_gives_a_split_a_row_is_the_one_the_split_takes_
             carved = stratified_split(data, cfg)["validation"]
             assert len(carved) == (2 if rows >= smallest else 0), (fraction, rows)
     assert ThawConfig().split.smallest_class_giving_a_row("test") == 4  # 0.15: round(3 x 0.15) is 0
+
+
+@pytest.mark.parametrize("fractions", [(0.15, 0.15), (0.3, 0.3), (0.01, 0.25)])
+def test_carving_leaves_every_class_three_training_rows(fractions):
+    validation, test = fractions
+    cfg = ThawConfig.model_validate({"split": {"validation_fraction": validation, "test_fraction": test}}).split
+    sizes = list(range(1, 13)) + [40, 100]
+    data = frame([(f"{n}-{i}", f"text {n} {i}", f"class{n}") for n in sizes for i in range(n)])
+    for carve in (("validation", "test"), ("validation",), ("test",)):
+        split = stratified_split(data, cfg, carve)
+        assert sum(len(f) for f in split.values()) == len(data)
+        for n in sizes:
+            kept = {s: int((f["label"] == f"class{n}").sum()) for s, f in split.items()}
+            assert kept["train"] >= min(n, 3), (carve, n, kept)
+            assert {s: kept[s] for s in carve} == cfg.carve(n, carve), (carve, n)
+    # a class of 4 gives test its row and keeps 3 (it gave validation one too, leaving 2)
+    assert ThawConfig().split.carve(4) == {"test": 1, "validation": 0}
+    assert ThawConfig().split.carve(100) == {"test": 15, "validation": 15}
