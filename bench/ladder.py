@@ -146,11 +146,17 @@ def rung_compute(details: dict, peak: dict) -> str | None:
     steps, gflop, total = details.get("step_seconds"), details.get("training_gflop"), details.get("train_seconds")
     if not steps or not gflop:
         return None
-    rate = gflop / steps
-    return (
+    rate, together, wall = gflop / steps, details.get("fits_at_once") or 1, details.get("wall_seconds")
+    line = (
         f"steps {steps:.0f} of {total:.0f} s; {rate:.1f} GFLOP/s, "
         f"{rate / peak['gflops']:.0%} of the {peak['precision']} matmul peak ({peak['gflops']:.0f})"
     )
+    if together > 1 and wall:  # per fit above; the machine's rate over the folds' wall time here
+        line += (
+            f" per fit, {together} fits at once; {gflop / wall:.1f} GFLOP/s over their {wall:.0f} s wall time, "
+            f"{gflop / wall / peak['gflops']:.0%} of the peak"
+        )
+    return line
 
 
 def scrub_cost(texts: list[str]) -> dict:

@@ -361,6 +361,10 @@ class LadderConfig(_Frozen):
     # 0.45 at 5 folds and 0.35 at 10), and on few labels each fold is a fine-tuning.
     # The scratch and frozen rungs always run every repeat (they are cheap).
     cv_repeat_minutes: float = Field(3.0, ge=0)
+    # A fine-tuned rung's folds fitted at once, each in its own process, sharing the cores
+    # (tasks.ladder.fold_pool); None: on a CPU one per usable core, at most one per fold;
+    # on CUDA 1 (the fits share one GPU). 1: one after another in the flow's process.
+    cv_workers: int | None = Field(None, ge=1)
     # Train the selected configuration again on train + validation before the test score
     # (its settings, C or epoch count, as chosen): the registered model sees every labelled
     # row. auto = only when rungs were compared by cross-validation (no model was kept);

@@ -309,8 +309,17 @@ def softmax_head(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def configure_threads() -> None:
-    """Use every core for intra-op work (torch defaults to physical cores only)."""
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports one, as
+    under a container's or taskset's limit), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def configure_threads(count: int | None = None) -> None:
+    """Use ``count`` threads for intra-op work; None: every usable core (torch defaults to
+    physical cores only)."""
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, count or usable_cores()))

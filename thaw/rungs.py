@@ -47,6 +47,8 @@ class RungDetails:
     trained_on: tuple[str, ...] = ("train",)  # splits the registered weights learned from
     refit_skipped: str | None = None  # why the hold-out model was registered without its refit
     folds: int = 0  # cross-validation folds scored (0: scored on the validation split)
+    fits_at_once: int = 1  # cross-validation: folds fitted side by side (tasks.ladder.fold_pool)
+    wall_seconds: float | None = None  # cross-validation: the folds' wall time (train_seconds sums the fits)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RungDetails:

@@ -18,7 +18,15 @@ from thaw.datasets import DatasetVersion, Split, SplitRows
 from thaw.rungs import EvaluationPlan
 
 POOL = SplitRows(("train", "validation"))
+Fold = tuple[str, tuple[int, ...], tuple[int, ...]]  # name, training positions, held-out positions
 FitPredict = Callable[[str, tuple[int, ...], tuple[int, ...]], Sequence[str]]
+# every fold of one repeat at once (side by side, say), their predictions in fold order
+FitPredictFolds = Callable[[Sequence[Fold]], Sequence[Sequence[str]]]
+
+
+def one_at_a_time(fit_predict: FitPredict) -> FitPredictFolds:
+    """A repeat's folds fitted one after another by ``fit_predict``."""
+    return lambda folds: [fit_predict(*fold) for fold in folds]
 
 
 @dataclass(frozen=True)
@@ -48,28 +56,29 @@ def cross_validate(
     plan: EvaluationPlan,
     y_pool: Sequence[str],
     labels: Sequence[str],
-    fit_predict: FitPredict,
+    fit_predict_folds: FitPredictFolds,
     metric: Callable[[Sequence[str], Sequence[str], Sequence[str]], float],
     budget_s: float | None = None,
 ) -> CrossValidated:
-    """Fit and score on each fold in turn. With a time budget, the first repeat always
-    completes and each further repeat starts only when, at the pace of those before
-    it, it would end within the budget (a slow rung gets fewer repeats, never part of
-    one)."""
+    """Fit and score a repeat's folds (``fit_predict_folds``), repeat after repeat. With a
+    time budget, the first repeat always completes and each further repeat starts only
+    when, at the pace of those before it, it would end within the budget (a slow rung
+    gets fewer repeats, never part of one)."""
     folds = plan.fold_rows(list(y_pool))
+    repeats = [folds[start : start + plan.folds] for start in range(0, len(folds), plan.folds)]
     started, scores = time.monotonic(), {}
     oof: list[str] = [""] * len(y_pool)
-    for name, kept, held in folds:
-        repeats_done = len(scores) // plan.folds
-        if budget_s is not None and repeats_done and len(scores) % plan.folds == 0:
-            spent = time.monotonic() - started
-            if spent + spent / repeats_done > budget_s:
-                break
-        predicted = list(fit_predict(name, kept, held))
-        scores[name] = metric([y_pool[i] for i in held], predicted, labels)
-        if name.startswith("cv-r0-"):
-            for position, label in zip(held, predicted, strict=True):
-                oof[position] = label
+    for done, repeat in enumerate(repeats):
+        spent = time.monotonic() - started
+        if budget_s is not None and done and spent + spent / done > budget_s:
+            break
+        predictions = list(fit_predict_folds(repeat))
+        for (name, _, held), predicted in zip(repeat, predictions, strict=True):
+            predicted = list(predicted)
+            scores[name] = metric([y_pool[i] for i in held], predicted, labels)
+            if not done:
+                for position, label in zip(held, predicted, strict=True):
+                    oof[position] = label
     return CrossValidated(scores, tuple(oof), len(scores))
 
 
@@ -92,6 +101,6 @@ def cross_validate_grid(
                 per_fold[name] = fit_predict_grid(name, kept, held)
             return per_fold[name][setting]
 
-        return cross_validate(plan, y_pool, labels, fit_predict, metric)
+        return cross_validate(plan, y_pool, labels, one_at_a_time(fit_predict), metric)
 
     return {setting: one(setting) for setting in grid}

@@ -184,8 +184,9 @@ def save_adapted_model(model, surface, labels: tuple[str, ...], meta: dict, mode
         save_file(changed, str(model_dir / "delta.safetensors"))
 
 
-def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig):
-    """Device, backbone, tokenizer and the classifier with the rung's trainable surface."""
+def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig, threads: int | None = None):
+    """Device, backbone, tokenizer and the classifier with the rung's trainable surface;
+    ``threads`` intra-op threads (None: every usable core)."""
     import torch
     from safetensors.numpy import load_file
 
@@ -194,7 +195,7 @@ def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig):
     from thaw.modeling import configure_threads, load_encoder, resolve_backbone, select_device
 
     ladder = cfg.training.ladder
-    configure_threads()
+    configure_threads(threads)
     device = select_device(ladder.finetune.device)
     if init_from_environment(device.type) and device.type == "cuda":  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -218,16 +219,21 @@ def fit_adapted_rung(
     labels: tuple[str, ...],
     cfg: ThawConfig,
     on_epoch_end: Callable[[int], None] | None = None,
+    threads: Callable[[], int] | None = None,
 ) -> TrainedRung:
     """Train ``fit.rung`` on ``fit.train`` (resumable), score it on ``fit.validation``,
-    save it to ``fit.out_dir``; optionally measure how far it moved the backbone."""
+    save it to ``fit.out_dir``; optionally measure how far it moved the backbone.
+    ``threads``: the intra-op threads the fit may use, asked again after every epoch
+    (fits sharing the cores: ``tasks.ladder.fold_pool``); None: every usable core."""
     from thaw.distributed import is_main_process
     from thaw.modeling import encode_texts, numeric_precision
     from thaw.rung_methods.phases import FitState
     from thaw.trainer import predict_classes
 
     ladder, method = cfg.training.ladder, rung_method(fit.rung)
-    device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg)
+    device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg, threads() if threads else None)
+    if threads is not None:
+        on_epoch_end = _also_rethread(on_epoch_end, threads)
     train = fit.train.read(curated, cfg.root)
     val = fit.validation.read(curated, cfg.root) if fit.validation else None
     encode = lambda texts: encode_texts(tokenizer, texts, cfg.backbone.max_length)  # noqa: E731
@@ -308,6 +314,17 @@ def fit_adapted_rung(
     return TrainedRung(
         fit.rung, fit.out_dir, metrics, tuple(predictions), surface.trainable_backbone + head_params, details
     )
+
+
+def _also_rethread(on_epoch_end: Callable[[int], None] | None, threads: Callable[[], int]) -> Callable[[int], None]:
+    from thaw.modeling import configure_threads
+
+    def after_epoch(epoch: int) -> None:
+        configure_threads(threads())
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    return after_epoch
 
 
 def _movement(model, base: dict, tokenizer, sample: Split, cfg: ThawConfig, device):

@@ -4,8 +4,9 @@
   epochs planned to end within the rung's share of the time budget (``thaw.time_budget``);
 - cross-validation: one fit per fold of train + validation, each scored on its held-out
   rows after a fixed number of epochs (choosing the epoch on the rows a fold is scored on
-  would flatter it); repeats after the first only while they fit in the rung's share of
-  the time budget and in ``ladder.cv_repeat_minutes``;
+  would flatter it); a repeat's folds side by side in worker processes on a CPU
+  (``tasks.ladder.fold_pool``); repeats after the first only while they fit in the rung's
+  share of the time budget and in ``ladder.cv_repeat_minutes``;
 - refit: the selected configuration trained again on train + validation (always after
   cross-validation, whose fold models are not kept; after hold-out when configured),
   and this is the model that is tested and registered.
@@ -13,16 +14,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from prefect import task
 
 from tasks.evaluation.scoring import score_predictions
-from tasks.ladder.cross_validation import POOL, cross_validate, gate_metric
+from tasks.ladder.cross_validation import POOL, Fold, cross_validate, gate_metric
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit, train_adapted_rung
+from tasks.ladder.fold_pool import FoldPool, fold_workers
 from tasks.ladder.frozen_rung import frozen_model_dir, linear_probe_path
 from thaw import artifacts
 from thaw.config import ThawConfig
@@ -43,9 +47,10 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
         return train_adapted_rung.fn(fit, curated, labels, cfg)
     rows = POOL.read(curated, cfg.root)
     fits: list[TrainedRung] = []
+    workers = fold_workers(cfg, evaluation.folds)
 
-    def fit_predict(name: str, kept: tuple[int, ...], held: tuple[int, ...]):
-        fit = AdaptedFit(
+    def fold_fit(name: str, kept: tuple[int, ...], held: tuple[int, ...]) -> AdaptedFit:
+        return AdaptedFit(
             rung,
             SplitRows(POOL.splits, kept),
             SplitRows(POOL.splits, held),
@@ -53,13 +58,23 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
             name,
             None,
             select_epoch=False,
-            measure_movement=not fits,
+            measure_movement=name == "cv-r0-f0",
         )
-        fits.append(fit_adapted_rung(fit, curated, labels, cfg))
-        return fits[-1].validation_predictions
+
+    def fit_predict_folds(folds: Sequence[Fold]) -> list[tuple[str, ...]]:
+        repeat = [fold_fit(*fold) for fold in folds]
+        if pool is None:
+            trained = [fit_adapted_rung(fit, curated, labels, cfg) for fit in repeat]
+        else:
+            trained = pool.fit(repeat, curated, labels, cfg)
+        fits.extend(trained)
+        return [t.validation_predictions for t in trained]
 
     repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
-    scored = cross_validate(evaluation, rows.labels, labels, fit_predict, gate_metric(cfg), repeats_within)
+    started = time.perf_counter()
+    with FoldPool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        scored = cross_validate(evaluation, rows.labels, labels, fit_predict_folds, gate_metric(cfg), repeats_within)
+    wall = time.perf_counter() - started
     first = fits[0]
     total = lambda field: sum(getattr(f.details, field) or 0 for f in fits)  # noqa: E731
     details = dataclasses.replace(
@@ -68,6 +83,8 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
         train_seconds=round(total("train_seconds"), 1),
         step_seconds=round(total("step_seconds"), 1),
         training_gflop=float(f"{total('training_gflop'):.4g}"),
+        fits_at_once=workers,
+        wall_seconds=round(wall, 1),
     )
     metrics = score_predictions(rows.labels, scored.predictions, labels, cfg)
     return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)

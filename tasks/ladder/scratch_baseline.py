@@ -14,7 +14,6 @@ for each C (predictions compared one by one in tests/unit/ladder/test_scratch_gr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,8 +59,9 @@ def _fit_predict(train_texts: Sequence[str], train_labels, test_texts: Sequence[
 def grid_workers(settings: int) -> int:
     """Fits of a grid to run at once: one per core this process may use, at most one
     per setting (each holds its own copy of the features in liblinear's format)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(settings, cores))
+    from thaw.modeling import usable_cores
+
+    return max(1, min(settings, usable_cores()))
 
 
 def _details(c: float, features: int, scores: dict, folds: int = 0) -> RungDetails:

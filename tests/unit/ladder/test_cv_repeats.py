@@ -4,7 +4,7 @@ first, and every row predicted once by the first repeat."""
 import pytest
 
 from tasks.ladder import cross_validation
-from tasks.ladder.cross_validation import cross_validate
+from tasks.ladder.cross_validation import cross_validate, one_at_a_time
 from thaw.rungs import EvaluationPlan
 
 
@@ -32,7 +32,9 @@ def test_repeats_start_only_when_they_would_end_within_the_budget(monkeypatch, b
         seen.append(name)
         return [labels[i] for i in held]
 
-    scored = cross_validate(plan, labels, sorted(set(labels)), fit_predict, lambda y, p, _: 1.0, budget_s)
+    scored = cross_validate(
+        plan, labels, sorted(set(labels)), one_at_a_time(fit_predict), lambda y, p, _: 1.0, budget_s
+    )
     assert scored.folds == len(seen) == folds_run
     assert len(seen) % 3 == 0  # never part of a repeat
     assert scored.predictions == tuple(labels)  # the first repeat predicts every row once
@@ -41,5 +43,7 @@ def test_repeats_start_only_when_they_would_end_within_the_budget(monkeypatch, b
 def test_two_rows_per_class_cross_validate_in_two_folds():
     labels = ["a", "a", "b", "b"]
     plan = EvaluationPlan("cross-validation", 2, 2, 13, 0.0, 3, "test")
-    scored = cross_validate(plan, labels, ("a", "b"), lambda n, k, h: ["a" for _ in h], lambda y, p, _: 0.5, 1e9)
+    scored = cross_validate(
+        plan, labels, ("a", "b"), one_at_a_time(lambda n, k, h: ["a" for _ in h]), lambda y, p, _: 0.5, 1e9
+    )
     assert scored.folds == 4 and set(scored.predictions) == {"a"}
