@@ -1,0 +1,73 @@
+"""Cross-validation folds fitted side by side in worker processes (tasks.ladder.fold_pool):
+the same fits as one after another in this process, errors raised as they were, and no
+process left behind. Tiny random encoder, real spawned workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from tasks.ladder.cross_validation import POOL
+from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung
+from tasks.ladder.fold_pool import FoldPool
+from tests.integration.ladder.test_small_data import LABELS, config, make_splits
+from thaw.datasets import SplitRows
+from thaw.rungs import EvaluationPlan
+
+pytestmark = pytest.mark.integration
+
+
+def fold_fits(workspace, curated, cfg, rung: str) -> list[AdaptedFit]:
+    head = workspace / "probe.safetensors"
+    rng = np.random.default_rng(0)
+    save_file({"weight": rng.normal(0, 0.1, (len(LABELS), 32)).astype(np.float32), "bias": np.zeros(len(LABELS))}, head)
+    pooled = POOL.read(curated, cfg.root)
+    plan = EvaluationPlan("cross-validation", 3, 1, 13, 0.0, 3, "test")
+    return [
+        AdaptedFit(
+            rung, SplitRows(POOL.splits, kept), SplitRows(POOL.splits, held), head, name, None, select_epoch=False
+        )
+        for name, kept, held in plan.fold_rows(list(pooled.labels))
+    ]
+
+
+@pytest.mark.parametrize("rung", ["fewshot", "partial"])
+def test_folds_side_by_side_are_the_fits_one_after_another(workspace, tiny_encoder, rung):
+    curated = make_splits(workspace, {"train": 4, "validation": 2})
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", rung])
+    fits = fold_fits(workspace, curated, cfg, rung)
+    before = set(multiprocessing.active_children())
+    with FoldPool(2) as pool:
+        side_by_side = pool.fit(fits, curated, LABELS, cfg)
+    assert set(multiprocessing.active_children()) == before  # the workers stopped with the block
+    shutil.rmtree(cfg.state_path / "checkpoints")  # else the fits below would resume the pool's
+    threads = torch.get_num_threads()
+    try:
+        alone = [fit_adapted_rung(fit, curated, LABELS, cfg, threads=lambda: 1) for fit in fits]
+    finally:
+        torch.set_num_threads(threads)  # the tests after this one get the cores back
+
+    assert len(side_by_side) == len(alone) == 3
+    for a, b in zip(side_by_side, alone, strict=True):
+        assert a.details.resumed_from_epoch is None and b.details.resumed_from_epoch is None
+        assert len(a.validation_predictions) == len(b.validation_predictions) > 0
+        assert a.validation_predictions == b.validation_predictions  # in fold order, fold for fold
+        assert a.details.epochs_run == b.details.epochs_run
+        losses = [[h.train_loss for h in r.details.history] for r in (a, b)]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-3)  # thread counts may move the last digits
+
+
+def test_a_fits_own_error_comes_back_as_it_was(workspace, tiny_encoder):
+    curated = make_splits(workspace, {"train": 4, "validation": 2})
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "partial"])
+    fit = fold_fits(workspace, curated, cfg, "partial")[0]
+    broken = AdaptedFit(fit.rung, fit.train, fit.validation, workspace / "no-probe.safetensors", fit.name, None)
+    before = set(multiprocessing.active_children())
+    with pytest.raises(FileNotFoundError), FoldPool(2) as pool:
+        pool.fit([fit, broken], curated, LABELS, cfg)
+    assert set(multiprocessing.active_children()) == before
