@@ -204,7 +204,8 @@ def report(name: str, regime: str, result: dict) -> dict:
     registered = s["registered_model"]
     compute = rung_compute(registered.get("details") or {}, result["peak"]) if registered["refit"] else None
     if compute:
-        row(f"refit of {registered['rung']} on {'+'.join(registered['trained_on'])}: training compute", compute)
+        ahead = " (beside the folds)" if (registered.get("details") or {}).get("refit_ran_ahead") else ""
+        row(f"refit of {registered['rung']} on {'+'.join(registered['trained_on'])}{ahead}: training compute", compute)
     for d in gate["decisions"]:
         print(f"    gate after {d['after']}: {d['action']} - {d['reason']}")
     print(f"    selected: {gate['selection_reason']}")

@@ -63,7 +63,7 @@ def climb_ladder(
             break
         trainable = min(left, cfg.training.ladder.max_rungs - len(trained))  # as many as the gate may train
         share = rung_share(budget - (time.monotonic() - started), trainable, refit)
-        trained.append(train_ladder_rung(rung, ctx, share))
+        trained.append(train_ladder_rung(rung, ctx, share, last=trainable == 1))
     latency = measure_rungs(trained, ctx)
     selection = select_final_rung(trained, scratch, ctx, over_budget(latency, cfg.serving.latency_budget_ms))
     final = refit_selected_rung(selection, trained, ctx, budget - (time.monotonic() - started), refit or 1.0)

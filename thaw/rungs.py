@@ -49,6 +49,9 @@ class RungDetails:
     folds: int = 0  # cross-validation folds scored (0: scored on the validation split)
     fits_at_once: int = 1  # cross-validation: folds fitted side by side (tasks.ladder.fold_pool)
     wall_seconds: float | None = None  # cross-validation: the folds' wall time (train_seconds sums the fits)
+    # cross-validation: the refit trained beside the folds (its train_seconds, step_seconds, training_gflop)
+    refit_ahead: dict[str, float] | None = None
+    refit_ran_ahead: bool = False  # a refit: trained beside its rung's folds, resumed whole when selected
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RungDetails:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung
@@ -66,17 +66,27 @@ class FoldPool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
+    def start(
+        self, fits: Sequence[AdaptedFit], curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig
+    ) -> list[Future]:
+        """Queue ``fits`` (run in the order queued, as workers come free)."""
+        assert self._executor is not None, "FoldPool is used inside a with block"
+        return [self._executor.submit(_fit_in_worker, fit, curated, labels, cfg) for fit in fits]
+
     def fit(
         self, fits: Sequence[AdaptedFit], curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig
     ) -> list[TrainedRung]:
         """Every fit of ``fits``, in that order; a fit's own error is raised as it was."""
-        assert self._executor is not None, "FoldPool is used inside a with block"
-        futures = [self._executor.submit(_fit_in_worker, fit, curated, labels, cfg) for fit in fits]
+        return self.results(self.start(fits, curated, labels, cfg), fits[0].rung)
+
+    @staticmethod
+    def results(futures: Sequence[Future], rung: str) -> list[TrainedRung]:
+        """What queued fits returned, in their order, once all are done."""
         try:
             return [future.result() for future in futures]
         except BrokenProcessPool as exc:
             raise RuntimeError(
-                f"a worker process fitting {fits[0].rung} folds died (out of memory, or killed): "
+                f"a worker process fitting {rung} folds died (out of memory, or killed): "
                 "set training.ladder.cv_workers: 1 to fit them one at a time in this process"
             ) from exc
 

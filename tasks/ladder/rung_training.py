@@ -36,10 +36,16 @@ from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, Selection, Tr
 
 
 @task(name="train-ladder-rung")
-def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> TrainedRung:
+def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool = False) -> TrainedRung:
     """Fit the adapted ``rung`` (any registered rung but the frozen one) and score it as
     the evaluation plan says: a hold-out fit plans its epochs to end within ``budget_s``
-    seconds, cross-validation its repeats after the first."""
+    seconds, cross-validation its repeats after the first.
+
+    When the rung is the ``last`` the ladder may train and its folds leave a worker of
+    the pool idle (5 folds on 2 workers), its refit on train + validation runs ahead in
+    that worker, started first (it is the longest fit): should the rung be selected,
+    ``refit_selected_rung`` resumes that fit from its finished checkpoints instead of
+    training it after the gate. Should it not, that worker's time is what was lost."""
     curated, labels, cfg, run_dir, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.run_dir, ctx.evaluation
     frozen_dir = frozen_model_dir(run_dir)
     if not evaluation.cross_validated:
@@ -71,9 +77,12 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
         return [t.validation_predictions for t in trained]
 
     repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
-    started = time.perf_counter()
+    started, ahead = time.perf_counter(), None
     with FoldPool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        if pool is not None and last and evaluation.folds % workers:
+            ahead = pool.start([refit_fit(rung, run_dir, None, ahead=True)], curated, labels, cfg)
         scored = cross_validate(evaluation, rows.labels, labels, fit_predict_folds, gate_metric(cfg), repeats_within)
+        refit = FoldPool.results(ahead, rung)[0] if ahead else None
     wall = time.perf_counter() - started
     first = fits[0]
     total = lambda field: sum(getattr(f.details, field) or 0 for f in fits)  # noqa: E731
@@ -85,9 +94,31 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float) -> Trained
         training_gflop=float(f"{total('training_gflop'):.4g}"),
         fits_at_once=workers,
         wall_seconds=round(wall, 1),
+        refit_ahead=_compute(refit.details) if refit else None,
     )
     metrics = score_predictions(rows.labels, scored.predictions, labels, cfg)
     return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)
+
+
+def _compute(details: RungDetails) -> dict[str, float]:
+    return {field: getattr(details, field) or 0.0 for field in ("train_seconds", "step_seconds", "training_gflop")}
+
+
+def refit_fit(rung: str, run_dir: Path, epochs: int | None, ahead: bool = False) -> AdaptedFit:
+    """The refit of ``rung`` on train + validation from the frozen rung's linear probe,
+    written as the run's final model; ``ahead``: trained beside the rung's folds, its
+    checkpoints alone kept (same rows and settings, so the same checkpoint key)."""
+    return AdaptedFit(
+        rung,
+        POOL,
+        None,
+        linear_probe_path(run_dir),
+        "refit",
+        None if ahead else artifacts.final_model_dir(run_dir),
+        epochs=epochs,
+        select_epoch=False,
+        measure_movement=not ahead,
+    )
 
 
 def _epochs(rung: str, cfg: ThawConfig) -> int:
@@ -130,18 +161,12 @@ def refit_selected_rung(
         if skipped:
             print(f"  {skipped}")
             return dataclasses.replace(chosen, details=dataclasses.replace(chosen.details, refit_skipped=skipped))
-    fit = AdaptedFit(
-        chosen.rung,
-        POOL,
-        None,
-        linear_probe_path(run_dir),
-        "refit",
-        artifacts.final_model_dir(run_dir),
-        epochs=epochs,
-        select_epoch=False,
-        measure_movement=True,
-    )
-    final = train_adapted_rung.fn(fit, curated, labels, cfg)
+    final = train_adapted_rung.fn(refit_fit(chosen.rung, run_dir, epochs), curated, labels, cfg)
+    ahead = chosen.details.refit_ahead
+    if ahead and not final.details.step_seconds and final.details.resumed_from_epoch == final.details.epochs_run:
+        # trained beside the folds (train_ladder_rung) and resumed whole here: its record is that fit's
+        details = dataclasses.replace(final.details, **ahead, refit_ran_ahead=True)
+        final = dataclasses.replace(final, details=details)
     return dataclasses.replace(
         final,
         validation=chosen.validation,

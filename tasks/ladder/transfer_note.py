@@ -114,6 +114,7 @@ def transfer_note(
             # though they too trained on train + validation
             "refit": final.model_dir != chosen.model_dir,
             "refit_skipped": final.details.refit_skipped,
+            "refit_ran_ahead": final.details.refit_ran_ahead,
             "movement": asdict(final.details.movement) if final.details.movement else None,
         },
         "diagnostics": {k: v for k, v in context["diagnostics"].items() if k != "per_class_f1"},
@@ -204,7 +205,13 @@ def _markdown(note: dict) -> str:
         "",
         f"The {reg['rung']} rung, trained on {' + '.join(reg['trained_on'])}"
         + (
-            " (refit of the selected configuration on all labelled rows before the test score)."
+            " (refit of the selected configuration on all labelled rows before the test score"
+            + (
+                "; trained beside its cross-validation folds, as the last rung the ladder could try"
+                if reg.get("refit_ran_ahead")
+                else ""
+            )
+            + ")."
             if reg["refit"]
             else f" ({reg['refit_skipped']})."
             if reg["refit_skipped"]

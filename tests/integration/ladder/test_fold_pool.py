@@ -4,6 +4,7 @@ process left behind. Tiny random encoder, real spawned workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import shutil
 
@@ -71,3 +72,42 @@ def test_a_fits_own_error_comes_back_as_it_was(workspace, tiny_encoder):
     with pytest.raises(FileNotFoundError), FoldPool(2) as pool:
         pool.fit([fit, broken], curated, LABELS, cfg)
     assert set(multiprocessing.active_children()) == before
+
+
+def test_the_last_rungs_refit_runs_beside_its_folds_and_is_what_selecting_it_registers(
+    workspace, tiny_encoder, prefect_harness
+):
+    from tasks.ladder.rung_training import refit_selected_rung, train_ladder_rung
+    from tests.integration.ladder.test_small_data import climb
+    from thaw.rungs import LadderContext
+    from thaw.serving import ThawPredictor
+
+    curated = make_splits(workspace, {"train": 2, "validation": 1, "test": 1})
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "fewshot"], cv_workers=2)
+    result = climb(workspace, cfg, curated)  # 3 folds on 2 workers: one is free for the refit
+    fewshot = next(r for r in result.trained if r.rung == "fewshot")
+    assert fewshot.details.fits_at_once == 2 and fewshot.details.folds == 3
+    ahead = fewshot.details.refit_ahead
+    assert ahead is not None and ahead["step_seconds"] > 0 and ahead["training_gflop"] > 0
+
+    ctx = LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
+    picked = dataclasses.replace(result.selection, rung="fewshot")
+    final = refit_selected_rung.fn(picked, result.trained, ctx, seconds_left=0.0)
+    # resumed whole from the fit beside the folds, and recorded as that fit
+    assert final.details.refit_ran_ahead and final.details.resumed_from_epoch == final.details.epochs_run
+    assert (final.details.step_seconds, final.details.training_gflop) == (
+        ahead["step_seconds"],
+        ahead["training_gflop"],
+    )
+    assert final.details.trained_on == ("train", "validation") and final.details.movement is not None
+    texts = ["refund my card please", "password reset help", "where is my delivery", "cancel my account"]
+    resumed = ThawPredictor(final.model_dir).probabilities(texts)
+
+    shutil.rmtree(cfg.state_path / "checkpoints")  # the same refit trained here, after the gate
+    again = refit_selected_rung.fn(picked, result.trained, ctx, seconds_left=0.0)
+    assert not again.details.refit_ran_ahead and again.details.resumed_from_epoch is None
+    assert again.details.step_seconds > 0
+    np.testing.assert_allclose(ThawPredictor(again.model_dir).probabilities(texts), resumed, atol=1e-3)
+
+    # not the last rung the ladder may train: no refit ahead (its folds resume from their checkpoints)
+    assert train_ladder_rung.fn("fewshot", ctx, 1e9, last=False).details.refit_ahead is None
