@@ -152,9 +152,11 @@ def rung_compute(details: dict, peak: dict) -> str | None:
         f"{rate / peak['gflops']:.0%} of the {peak['precision']} matmul peak ({peak['gflops']:.0f})"
     )
     if together > 1 and wall:  # per fit above; the machine's rate over the folds' wall time here
+        ahead = details.get("refit_ahead") or {}
+        work = gflop + (ahead.get("training_gflop") or 0.0)  # the refit beside the folds ran in that time too
         line += (
-            f" per fit, {together} fits at once; {gflop / wall:.1f} GFLOP/s over their {wall:.0f} s wall time, "
-            f"{gflop / wall / peak['gflops']:.0%} of the peak"
+            f" per fit, {together} fits at once; {work / wall:.1f} GFLOP/s over their {wall:.0f} s wall time"
+            f"{' (the refit beside them included)' if ahead else ''}, {work / wall / peak['gflops']:.0%} of the peak"
         )
     return line
 
