@@ -69,6 +69,7 @@ class RungMethod:
 
 _RUNGS: dict[str, RungMethod] = {}
 _builtin_loaded = False
+_BUILTIN: set[str] = set()  # the rungs thaw.rung_methods registered
 
 
 def register_rung(method: RungMethod) -> RungMethod:
@@ -91,7 +92,16 @@ def _load_builtin() -> None:
     global _builtin_loaded
     if not _builtin_loaded:
         _builtin_loaded = True
+        before = set(_RUNGS)
         importlib.import_module(BUILTIN_PACKAGE)  # each of its modules registers one rung
+        _BUILTIN.update(set(_RUNGS) - before)
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of thaw's own rungs, registered in every process that looks
+    one up (a rung registered by a user's code exists only in the process that ran it)."""
+    _load_builtin()
+    return name in _BUILTIN
 
 
 def rung_methods() -> tuple[RungMethod, ...]:

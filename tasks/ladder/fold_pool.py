@@ -30,12 +30,17 @@ _running = None  # in a worker: how many fits the pool is running (a shared coun
 _cores = 1
 
 
-def fold_workers(cfg: ThawConfig, folds: int) -> int:
+def fold_workers(cfg: ThawConfig, folds: int, rung: str) -> int:
     """Fits of a repeat to run at once: ``ladder.cv_workers``, or by default one per usable
-    core on a CPU (at most one per fold) and 1 on CUDA, where the fits would share a GPU."""
+    core on a CPU (at most one per fold) and 1 on CUDA, where the fits would share a GPU.
+    Always 1 for a rung registered by the user's code (``register_rung``), which a spawned
+    worker does not have."""
     from thaw.modeling import select_device, usable_cores
+    from thaw.rung_registry import is_builtin
 
     ladder = cfg.training.ladder
+    if not is_builtin(rung):
+        return 1
     if ladder.cv_workers is not None:
         return max(1, min(ladder.cv_workers, folds))
     if select_device(ladder.finetune.device).type != "cpu":

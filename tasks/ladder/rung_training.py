@@ -53,7 +53,7 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
         return train_adapted_rung.fn(fit, curated, labels, cfg)
     rows = POOL.read(curated, cfg.root)
     fits: list[TrainedRung] = []
-    workers = fold_workers(cfg, evaluation.folds)
+    workers = fold_workers(cfg, evaluation.folds, rung)
 
     def fold_fit(name: str, kept: tuple[int, ...], held: tuple[int, ...]) -> AdaptedFit:
         return AdaptedFit(

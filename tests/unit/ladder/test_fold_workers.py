@@ -22,7 +22,7 @@ def cfg(**ladder) -> ThawConfig:
 )
 def test_one_fit_per_usable_core_on_a_cpu_at_most_one_per_fold(monkeypatch, cores, folds, setting, workers):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    assert fold_workers(cfg(cv_workers=setting, finetune={"device": "cpu"}), folds) == workers
+    assert fold_workers(cfg(cv_workers=setting, finetune={"device": "cpu"}), folds, "fewshot") == workers
 
 
 def test_fits_on_one_gpu_run_one_at_a_time(monkeypatch):
@@ -32,8 +32,21 @@ def test_fits_on_one_gpu_run_one_at_a_time(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(modeling, "select_device", lambda prefer="auto": torch.device("cuda"))
-    assert fold_workers(cfg(), 5) == 1
-    assert fold_workers(cfg(cv_workers=2), 5) == 2  # asked for: the user knows their GPU
+    assert fold_workers(cfg(), 5, "partial") == 1
+    assert fold_workers(cfg(cv_workers=2), 5, "partial") == 2  # asked for: the user knows their GPU
+
+
+def test_a_rung_registered_by_the_users_code_trains_its_folds_in_this_process(monkeypatch):
+    from thaw.rung_registry import REGIMES, RungMethod, register_rung, unregister_rung
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    mine = RungMethod(name="mine", order=99, label="mine", planned_in=frozenset(REGIMES))
+    register_rung(mine)
+    try:  # a spawned worker would not have it
+        assert fold_workers(cfg(cv_workers=4, finetune={"device": "cpu"}), 5, "mine") == 1
+        assert fold_workers(cfg(cv_workers=4, finetune={"device": "cpu"}), 5, "fewshot") == 4
+    finally:
+        unregister_rung("mine")
 
 
 @pytest.mark.parametrize(("cores", "running", "threads"), [(2, 2, 1), (2, 1, 2), (8, 3, 2), (1, 2, 1), (4, 0, 4)])
