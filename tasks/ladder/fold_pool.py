@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung
@@ -66,10 +66,15 @@ class FoldPool:
         )
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._executor is None:
+            return
+        if exc_type is not None:  # a fit failed, or the run was stopped: end the fits still running
+            # (ProcessPoolExecutor has no public way to before Python 3.14's terminate_workers)
+            for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+                process.terminate()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = None
 
     def start(
         self, fits: Sequence[AdaptedFit], curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig
@@ -86,8 +91,13 @@ class FoldPool:
 
     @staticmethod
     def results(futures: Sequence[Future], rung: str) -> list[TrainedRung]:
-        """What queued fits returned, in their order, once all are done."""
+        """What queued fits returned, in their order, once all are done; the first error
+        as soon as a fit raises it (the block's exit then ends the others)."""
         try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                failed.result()
             return [future.result() for future in futures]
         except BrokenProcessPool as exc:
             raise RuntimeError(

@@ -63,15 +63,17 @@ def test_folds_side_by_side_are_the_fits_one_after_another(workspace, tiny_encod
         assert losses[0] == pytest.approx(losses[1], rel=1e-3)  # thread counts may move the last digits
 
 
-def test_a_fits_own_error_comes_back_as_it_was(workspace, tiny_encoder):
-    curated = make_splits(workspace, {"train": 4, "validation": 2})
-    cfg = config(workspace, tiny_encoder, rungs=["frozen", "partial"])
-    fit = fold_fits(workspace, curated, cfg, "partial")[0]
-    broken = AdaptedFit(fit.rung, fit.train, fit.validation, workspace / "no-probe.safetensors", fit.name, None)
+def test_a_fits_own_error_comes_back_as_it_was_and_ends_the_fits_still_running(workspace, tiny_encoder):
+    curated = make_splits(workspace, {"train": 40, "validation": 10})
+    cfg = config(workspace, tiny_encoder, rungs=["frozen", "partial"], finetune={"epochs": 2000, "batch_size": 8})
+    long = fold_fits(workspace, curated, cfg, "partial")[0]  # minutes of epochs
+    broken = AdaptedFit(long.rung, long.train, long.validation, workspace / "no-probe.safetensors", "cv-r0-f1", None)
     before = set(multiprocessing.active_children())
     with pytest.raises(FileNotFoundError), FoldPool(2) as pool:
-        pool.fit([fit, broken], curated, LABELS, cfg)
+        pool.fit([long, broken], curated, LABELS, cfg)  # waits on the long fit first, yet raises at once
     assert set(multiprocessing.active_children()) == before
+    # the long fit was ended, not waited for: it never wrote its last epoch's checkpoint
+    assert not list((cfg.state_path / "checkpoints").glob("*/epoch-1999"))
 
 
 def test_the_last_rungs_refit_runs_beside_its_folds_and_is_what_selecting_it_registers(
