@@ -79,7 +79,7 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
     repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
     started, ahead = time.perf_counter(), None
     with FoldPool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        if pool is not None and last and evaluation.folds % workers:
+        if pool is not None and refit_beside_folds(cfg, workers, evaluation.folds, last):
             ahead = pool.start([refit_fit(rung, run_dir, None, ahead=True)], curated, labels, cfg)
         scored = cross_validate(evaluation, rows.labels, labels, fit_predict_folds, gate_metric(cfg), repeats_within)
         refit = FoldPool.results(ahead, rung)[0] if ahead else None
@@ -98,6 +98,13 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
     )
     metrics = score_predictions(rows.labels, scored.predictions, labels, cfg)
     return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)
+
+
+def refit_beside_folds(cfg: ThawConfig, workers: int, folds: int, last: bool) -> bool:
+    """Whether a cross-validated rung's refit trains beside its folds: the rung is the
+    last the ladder may train, the folds leave a worker idle, and the refit after the gate
+    would run in one process too (``finetune.processes`` 1), so it would be the same fit."""
+    return last and workers > 1 and folds % workers != 0 and cfg.training.ladder.finetune.processes == 1
 
 
 def _compute(details: RungDetails) -> dict[str, float]:

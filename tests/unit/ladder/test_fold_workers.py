@@ -57,3 +57,24 @@ def test_the_fits_running_share_the_cores(monkeypatch, cores, running, threads):
     assert fold_pool._share() == threads
     counter.value = 1  # the others finished: the next epoch takes every core
     assert fold_pool._share() == cores
+
+
+@pytest.mark.parametrize(
+    ("workers", "folds", "last", "processes", "beside"),
+    [
+        (2, 5, True, 1, True),
+        (2, 4, True, 1, False),
+        (2, 5, False, 1, False),
+        (1, 5, True, 1, False),
+        (5, 5, True, 1, False),
+        (2, 5, True, 2, False),
+        (4, 10, True, 1, True),
+    ],
+)
+def test_the_refit_trains_beside_the_folds_only_in_an_idle_worker_of_the_last_rung(
+    workers, folds, last, processes, beside
+):
+    from tasks.ladder.rung_training import refit_beside_folds
+
+    settings = cfg(finetune={"processes": processes})
+    assert refit_beside_folds(settings, workers, folds, last) is beside
