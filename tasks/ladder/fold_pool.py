@@ -72,7 +72,7 @@ class FoldPool:
         if self._executor is None:
             return
         if exc_type is not None:  # a fit failed, or the run was stopped: end the fits still running
-            # (ProcessPoolExecutor has no public way to before Python 3.14's terminate_workers)
+            # (ProcessPoolExecutor has no public way to do so before Python 3.14's terminate_workers)
             for process in list((getattr(self._executor, "_processes", None) or {}).values()):
                 process.terminate()
         self._executor.shutdown(wait=True, cancel_futures=True)
