@@ -76,9 +76,11 @@ class OnnxEncoder:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        from thaw.modeling import usable_cores
+
         check_onnx_file(path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or usable_cores()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
