@@ -7,9 +7,10 @@ doing the same beside it (1.26x the work per second); a cross-entropy step 0.165
 against 0.24 s (1.37x). So a repeat's folds go to a pool of worker processes, spawned
 (torch's thread pools do not survive a fork), and the fits running share the cores:
 each reads its share when it starts and again after every epoch, so the last fold of a
-repeat gets every core back once the others are done. Whether it pays depends on the
-host: an earlier session's same measurement read 1.03x and 1.08x (README, "Folds side by
-side"); ``ladder.cv_workers: 1`` fits one fold at a time in the flow's process.
+repeat gets every core back once the others are done. An earlier session's same
+measurement read 1.03x and 1.08x, for reasons not established (README, "Folds side by
+side"), so it may not pay on every machine; ``ladder.cv_workers: 1`` fits one fold at a
+time in the flow's process.
 
 A fit in a worker is the fit the flow's process would run (``fit_adapted_rung``: same
 rows, seed, checkpoint key); only its thread count differs, which moves floating-point
