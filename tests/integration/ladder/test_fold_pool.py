@@ -5,6 +5,7 @@ process left behind. Tiny random encoder, real spawned workers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import shutil
 
@@ -80,6 +81,7 @@ def test_the_last_rungs_refit_runs_beside_its_folds_and_is_what_selecting_it_reg
     workspace, tiny_encoder, prefect_harness
 ):
     from tasks.ladder.rung_training import refit_selected_rung, train_ladder_rung
+    from tasks.ladder.transfer_note import write_transfer_note
     from tests.integration.ladder.test_small_data import climb
     from thaw.rungs import LadderContext
     from thaw.serving import ThawPredictor
@@ -104,6 +106,11 @@ def test_the_last_rungs_refit_runs_beside_its_folds_and_is_what_selecting_it_reg
     assert final.details.trained_on == ("train", "validation") and final.details.movement is not None
     texts = ["refund my card please", "password reset help", "where is my delivery", "cancel my account"]
     resumed = ThawPredictor(final.model_dir).probabilities(texts)
+    # and the auditor's transfer note says where the registered model was trained
+    write_transfer_note.fn(dataclasses.replace(result, selection=picked, final=final), ctx)
+    note = json.loads((workspace / "run" / "transfer_note.json").read_text())
+    assert note["registered"]["refit"] and note["registered"]["refit_ran_ahead"]
+    assert "trained beside its cross-validation folds" in (workspace / "run" / "transfer_note.md").read_text()
 
     shutil.rmtree(cfg.state_path / "checkpoints")  # the same refit trained here, after the gate
     again = refit_selected_rung.fn(picked, result.trained, ctx, seconds_left=0.0)
