@@ -89,18 +89,31 @@ def cross_validate_grid(
     grid: Sequence[float],
     fit_predict_grid: Callable[[str, tuple[int, ...], tuple[int, ...]], dict],
     metric: Callable[[Sequence[str], Sequence[str], Sequence[str]], float],
+    workers: int = 1,
 ) -> dict[float, CrossValidated]:
     """``cross_validate`` for every setting of ``grid`` on the same folds, where one fit
     per fold yields the predictions of every setting (``fit_predict_grid`` returns
-    {setting: predictions}; a warm-started regularisation path, say)."""
+    {setting: predictions}; a warm-started regularisation path, say). ``workers`` > 1: a
+    repeat's folds are fitted that many at a time in threads (for fits that release the
+    GIL, such as scikit-learn's solvers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     per_fold: dict[str, dict] = {}
 
-    def one(setting):
-        def fit_predict(name, kept, held):
-            if name not in per_fold:
-                per_fold[name] = fit_predict_grid(name, kept, held)
-            return per_fold[name][setting]
+    def fit_missing(folds: Sequence[Fold]) -> None:
+        missing = [fold for fold in folds if fold[0] not in per_fold]
+        if workers > 1 and len(missing) > 1:
+            with ThreadPoolExecutor(min(workers, len(missing))) as threads:
+                fitted = list(threads.map(lambda fold: fit_predict_grid(*fold), missing))
+        else:
+            fitted = [fit_predict_grid(*fold) for fold in missing]
+        per_fold.update({fold[0]: grid_predictions for fold, grid_predictions in zip(missing, fitted, strict=True)})
 
-        return cross_validate(plan, y_pool, labels, one_at_a_time(fit_predict), metric)
+    def one(setting):
+        def fit_predict_folds(folds: Sequence[Fold]) -> list:
+            fit_missing(folds)
+            return [per_fold[name][setting] for name, _, _ in folds]
+
+        return cross_validate(plan, y_pool, labels, fit_predict_folds, metric)
 
     return {setting: one(setting) for setting in grid}

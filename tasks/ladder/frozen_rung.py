@@ -19,8 +19,8 @@ from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion
-from thaw.heads import fit_logistic_head, linear_head_of, logistic_path
-from thaw.modeling import head_probabilities
+from thaw.heads import fit_logistic_head, linear_head_of, logistic_path, one_blas_thread
+from thaw.modeling import head_probabilities, usable_cores
 from thaw.pii.masking import input_form
 from thaw.rung_methods.frozen import FROZEN
 from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, TrainedRung
@@ -207,9 +207,10 @@ def _cross_validated(
     run_dir: Path,
     evaluation: EvaluationPlan,
 ) -> TrainedRung:
-    """Logistic-regression heads on every fold for each C; the C with the best mean fold
-    score wins. Its fold heads are kept (the adapted rungs' folds start from them) and a
-    final head is fit on all of train + validation."""
+    """Logistic-regression heads on every fold for each C (a repeat's folds side by side,
+    one per core); the C with the best mean fold score wins. Its fold heads are kept (the
+    adapted rungs' folds start from them) and a final head is fit on all of train +
+    validation."""
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
 
@@ -228,14 +229,18 @@ def _cross_validated(
             predicted[c] = clf.predict(x[list(held)])
         return predicted
 
-    runs = cross_validate_grid(evaluation, rows.labels, labels, h.c_grid, fit_predict_grid, metric)
+    with one_blas_thread():  # and the folds side by side, one core each (thaw.heads.one_blas_thread)
+        runs = cross_validate_grid(
+            evaluation, rows.labels, labels, h.c_grid, fit_predict_grid, metric, workers=usable_cores()
+        )
     best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
     folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)
     for name in runs[best].fold_scores:
         weight, bias = heads[(best, name)]
         save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
-    final = LogisticRegression(C=best, max_iter=h.max_iter, random_state=cfg.training.seed).fit(x, y)
+    with one_blas_thread():
+        final = LogisticRegression(C=best, max_iter=h.max_iter, random_state=cfg.training.seed).fit(x, y)
     weight, bias = linear_head_of(final, labels, x.shape[1])
     meta = _frozen_meta(features, cfg, "logistic regression", best, ("train", "validation"))
     save_linear_head(frozen_model_dir(run_dir), weight, bias, labels, meta)

@@ -47,3 +47,59 @@ def test_two_rows_per_class_cross_validate_in_two_folds():
         plan, labels, ("a", "b"), one_at_a_time(lambda n, k, h: ["a" for _ in h]), lambda y, p, _: 0.5, 1e9
     )
     assert scored.folds == 4 and set(scored.predictions) == {"a"}
+
+
+@pytest.mark.parametrize("rows_per_class", [2, 40])
+def test_a_grid_scores_the_same_with_its_folds_side_by_side(rows_per_class):
+    """The frozen rung's logistic-regression path, one fold at a time and a repeat's folds
+    in two threads: the same predictions for every C, each fold fitted once."""
+    import threading
+
+    import numpy as np
+
+    from tasks.ladder.cross_validation import cross_validate_grid
+    from thaw.heads import logistic_path, one_blas_thread
+    from thaw.metrics import macro_f1
+
+    rng = np.random.default_rng(0)
+    classes = ("a", "b", "c")
+    y = np.repeat(np.array(classes), rows_per_class)
+    x = rng.normal(size=(len(y), 8)) + np.repeat(np.eye(3, 8) * 2, rows_per_class, axis=0)
+    plan = EvaluationPlan("cross-validation", 2, 2, 13, 0.0, 3, "test")
+    grid = (0.3, 3.0)
+
+    def run(workers):
+        fitted, threads = [], set()
+
+        def fit_predict_grid(name, kept, held):
+            fitted.append(name)
+            threads.add(threading.get_ident())
+            return {
+                c: clf.predict(x[list(held)]) for c, clf in logistic_path(x[list(kept)], y[list(kept)], grid, 200, 13)
+            }
+
+        with one_blas_thread():
+            runs = cross_validate_grid(plan, list(y), classes, grid, fit_predict_grid, macro_f1, workers=workers)
+        return runs, fitted, threads
+
+    alone, fitted_alone, _ = run(1)
+    side_by_side, fitted, threads = run(2)
+    assert sorted(fitted) == sorted(fitted_alone) and len(fitted) == len(set(fitted)) == 4
+    assert threading.get_ident() not in threads  # the folds did go to worker threads
+    for c in grid:
+        assert side_by_side[c].predictions == alone[c].predictions
+        assert side_by_side[c].fold_scores == alone[c].fold_scores
+
+
+def test_one_blas_thread_holds_within_and_is_lifted_after():
+    from threadpoolctl import threadpool_info
+
+    from thaw.heads import one_blas_thread
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before = blas_threads()
+    with one_blas_thread():
+        assert blas_threads() == {1}
+    assert blas_threads() == before
