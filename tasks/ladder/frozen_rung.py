@@ -19,7 +19,7 @@ from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion
-from thaw.heads import fit_logistic_head, linear_head_of, logistic_path, one_blas_thread
+from thaw.heads import fit_logistic_head, linear_head_of, logistic_head, logistic_path, one_blas_thread
 from thaw.modeling import head_probabilities, usable_cores
 from thaw.pii.masking import input_form
 from thaw.rung_methods.frozen import FROZEN
@@ -212,7 +212,6 @@ def _cross_validated(
     adapted rungs' folds start from them) and a final head is fit on all of train +
     validation."""
     from safetensors.numpy import save_file
-    from sklearn.linear_model import LogisticRegression
 
     from tasks.ladder.cross_validation import cross_validate_grid, gate_metric, pool
 
@@ -229,7 +228,7 @@ def _cross_validated(
             predicted[c] = clf.predict(x[list(held)])
         return predicted
 
-    with one_blas_thread():  # and the folds side by side, one core each (thaw.heads.one_blas_thread)
+    with one_blas_thread():  # so the folds side by side get a core each
         runs = cross_validate_grid(
             evaluation, rows.labels, labels, h.c_grid, fit_predict_grid, metric, workers=usable_cores()
         )
@@ -239,9 +238,7 @@ def _cross_validated(
     for name in runs[best].fold_scores:
         weight, bias = heads[(best, name)]
         save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
-    with one_blas_thread():
-        final = LogisticRegression(C=best, max_iter=h.max_iter, random_state=cfg.training.seed).fit(x, y)
-    weight, bias = linear_head_of(final, labels, x.shape[1])
+    weight, bias = logistic_head(x, y, labels, best, cfg)
     meta = _frozen_meta(features, cfg, "logistic regression", best, ("train", "validation"))
     save_linear_head(frozen_model_dir(run_dir), weight, bias, labels, meta)
     scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}

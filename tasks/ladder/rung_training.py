@@ -207,19 +207,15 @@ def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: Tha
     """The frozen rung's linear head with its chosen C on train + validation features."""
     import json
 
-    from sklearn.linear_model import LogisticRegression
-
     from tasks.ladder.features import extract_frozen_features
     from tasks.ladder.frozen_rung import save_linear_head
-    from thaw.heads import linear_head_of, one_blas_thread
+    from thaw.heads import logistic_head
 
     features = extract_frozen_features.fn(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in POOL.splits])
     y = np.asarray(POOL.read(curated, cfg.root).labels)
     c = float(chosen.details.settings.get("head_C", cfg.training.head.c_without_validation))
-    with one_blas_thread():
-        clf = LogisticRegression(C=c, max_iter=cfg.training.head.max_iter, random_state=cfg.training.seed).fit(x, y)
-    weight, bias = linear_head_of(clf, labels, x.shape[1])
+    weight, bias = logistic_head(x, y, labels, c, cfg)
     meta = json.loads((chosen.model_dir / "model.json").read_text(encoding="utf-8")) | {
         "trained_on": list(POOL.splits),
         "head": "logistic regression",

@@ -332,9 +332,9 @@ def scrub_texts_parallel(
     """
     import multiprocessing
 
-    cfg = detector.cfg
     from thaw.modeling import usable_cores
 
+    cfg = detector.cfg
     workers = cfg.workers or usable_cores()
     if workers <= 1 or len(texts) < cfg.parallel_min_rows:
         yield from scrub_texts(texts, detector, secret, stats)
