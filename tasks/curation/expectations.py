@@ -222,6 +222,8 @@ def _describe_failure(
     ):
         why = _nothing_carved(split, cfg, largest_carved_class[split], tuple(largest_carved_class))
         return f"{split}: {what} failed (observed 0): {why}"
+    if split == "train" and cfg_.type == "expect_table_row_count_to_be_between" and "observed_value" in res:
+        return f"{split}: {what} failed (observed {res['observed_value']}): {_train_rows(res['observed_value'], cfg)}"
     if "observed_value" in res and not res.get("unexpected_index_list"):
         return f"{split}: {what} failed (observed {res['observed_value']})"
     rows = list(res.get("unexpected_index_list") or [])
@@ -229,6 +231,19 @@ def _describe_failure(
         f"row {i + 1}: {mask_residual_pii(str(frame[shown].iat[i]))[:80]!r}" for i in rows[:MAX_EXAMPLES]
     )
     return f"{split}: {what} failed on {res.get('unexpected_count', len(rows))} rows, e.g. {examples}"
+
+
+def _train_rows(observed: int, cfg: ThawConfig) -> str:
+    """Why the training split's row count halts the run, and the setting that says so."""
+    e = cfg.curation.expectations
+    if observed > e.max_rows:
+        return f"more training rows than curation.expectations.max_rows ({e.max_rows})"
+    carved = [s for s in ("validation", "test") if getattr(cfg.data, s) is None]
+    after = f" (after curation, and after {' and '.join(carved)} carved out of the train file)" if carved else ""
+    return (
+        f"fewer training rows{after} than curation.expectations.min_rows ({e.min_rows}); "
+        "give more rows, or lower it if a model from so few is what you want"
+    )
 
 
 def _too_few_per_class(counts: pd.DataFrame, minimum: int) -> str:

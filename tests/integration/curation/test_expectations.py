@@ -57,3 +57,24 @@ def test_too_few_rows_halt_with_the_classes_and_the_carve_that_explain_it(tmp_pa
     given = ThawConfig.model_validate({"data": {"validation": "val.csv"}, "curation": limits})
     ok, failures, _, _ = validate_frames({"train": few, "validation": empty}, given, tmp_path / "given")
     assert "validation: expect_table_row_count_to_be_between failed (observed 0)" in failures
+
+
+@pytest.mark.parametrize("rows_per_class", [2, 2000])
+def test_a_train_split_under_min_rows_halts_naming_the_setting(tmp_path, rows_per_class):
+    from tasks.curation.expectations import validate_frames
+
+    minimum = 2 * rows_per_class + 1
+    limits = {"expectations": {"min_rows": minimum, "min_examples_per_class": 1}}
+    cfg = ThawConfig.model_validate({"data": {"test": "test.csv"}, "curation": limits})  # validation carved
+    frames = {"train": _split(["login", "refund"] * rows_per_class), "test": _split(["login", "refund"])}
+    ok, failures, _, _ = validate_frames(frames, cfg, tmp_path)
+    assert not ok
+    assert (
+        f"train: expect_table_row_count_to_be_between failed (observed {2 * rows_per_class}): fewer training rows "
+        "(after curation, and after validation carved out of the train file) than curation.expectations.min_rows "
+        f"({minimum}); give more rows, or lower it if a model from so few is what you want"
+    ) in failures
+    lowered = {"expectations": {"min_rows": 2 * rows_per_class, "min_examples_per_class": 1}}
+    enough = ThawConfig.model_validate({"data": {"test": "test.csv"}, "curation": lowered})
+    ok, failures, _, _ = validate_frames(frames, enough, tmp_path / "enough")
+    assert ok, failures
