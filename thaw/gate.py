@@ -225,10 +225,30 @@ def cross_validated_comparison(
     delta = float(d.mean())
     if j < 2:
         return Comparison(a, b, delta, delta, delta, 1.0 if delta <= 0 else 0.5)
-    test_over_train = (1 - train_fraction) / train_fraction
-    se = float(np.sqrt(d.var(ddof=1) * (1 / j + test_over_train)))
+    se = _corrected_se(d, train_fraction)
     if se == 0:
         return Comparison(a, b, delta, delta, delta, 0.0 if delta > 0 else 1.0, 0.0)
     p = float(student.sf(delta / se, j - 1))
     half = float(student.ppf(0.5 + confidence / 2, j - 1) * se)
     return Comparison(a, b, delta, delta - half, delta + half, p, se)
+
+
+def _corrected_se(values: np.ndarray, train_fraction: float) -> float:
+    """Nadeau and Bengio's standard error of a mean over overlapping folds."""
+    test_over_train = (1 - train_fraction) / train_fraction
+    return float(np.sqrt(values.var(ddof=1) * (1 / len(values) + test_over_train)))
+
+
+def cross_validated_estimate(
+    scores: Sequence[float], train_fraction: float, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """A rung's score over every fold of every repeat: (mean, low, high), the interval
+    corrected as in ``cross_validated_comparison`` and clipped to [0, 1]."""
+    from scipy.stats import t as student
+
+    values = np.asarray(scores, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    half = float(student.ppf(0.5 + confidence / 2, len(values) - 1) * _corrected_se(values, train_fraction))
+    return mean, max(0.0, mean - half), min(1.0, mean + half)

@@ -52,6 +52,26 @@ def gate_metric(cfg: ThawConfig) -> Callable[[Sequence[str], Sequence[str], Sequ
     return macro_f1
 
 
+def cross_validated_metrics(
+    y_pool: Sequence[str], scored: CrossValidated, labels: Sequence[str], plan: EvaluationPlan, cfg: ThawConfig
+) -> dict[str, float]:
+    """A cross-validated rung's validation figures. The gate's metric is the mean of its
+    fold scores over every repeat, the figure the gate compares fold by fold, with the
+    corrected interval; the other metric is of the first repeat's out-of-fold predictions
+    (scored once, pooled). The pooled figure alone would leave the later repeats out, and
+    on a few rows a class the two part: 19 mails in folds of 4 scored 0.947 pooled in the
+    first repeat and 0.753 over both."""
+    from tasks.evaluation.scoring import score_predictions
+    from thaw.gate import cross_validated_estimate
+
+    metric = cfg.training.ladder.metric
+    mean, low, high = cross_validated_estimate(
+        list(scored.fold_scores.values()), 1 - 1 / plan.folds, cfg.training.confidence_level
+    )
+    pooled = score_predictions(y_pool, scored.predictions, labels, cfg)
+    return pooled | {metric: mean, f"{metric}_low": low, f"{metric}_high": high}
+
+
 def cross_validate(
     plan: EvaluationPlan,
     y_pool: Sequence[str],

@@ -213,7 +213,7 @@ def _cross_validated(
     validation."""
     from safetensors.numpy import save_file
 
-    from tasks.ladder.cross_validation import cross_validate_grid, gate_metric, pool
+    from tasks.ladder.cross_validation import cross_validate_grid, cross_validated_metrics, gate_metric, pool
 
     rows = pool(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in ("train", "validation")])
@@ -246,7 +246,7 @@ def _cross_validated(
     details = _details(
         "logistic regression", best, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds
     )
-    metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
+    metrics = cross_validated_metrics(rows.labels, chosen, labels, evaluation, cfg)
     params = int(weight.size + bias.size)
     return TrainedRung(
         FROZEN.name, frozen_model_dir(run_dir), metrics, chosen.predictions, params, details, chosen.fold_scores

@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks.evaluation.scoring import score_predictions
-from tasks.ladder.cross_validation import POOL, Fold, cross_validate, gate_metric
+from tasks.ladder.cross_validation import POOL, Fold, cross_validate, cross_validated_metrics, gate_metric
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit, train_adapted_rung
 from tasks.ladder.fold_pool import FoldPool, fold_workers
 from tasks.ladder.frozen_rung import frozen_model_dir, linear_probe_path
@@ -96,7 +95,7 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
         wall_seconds=round(wall, 1),
         refit_ahead=_compute(refit.details) if refit else None,
     )
-    metrics = score_predictions(rows.labels, scored.predictions, labels, cfg)
+    metrics = cross_validated_metrics(rows.labels, scored, labels, evaluation, cfg)
     return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)
 
 

@@ -80,7 +80,7 @@ def train_scratch_baseline(ctx: LadderContext) -> TrainedRung:
     """TF-IDF (word + char) + a linear SVM; no backbone involved. Scored on the
     validation split, or on the cross-validation folds when the evaluation plan says."""
     curated, labels, cfg, evaluation = ctx.curated, ctx.labels, ctx.cfg, ctx.evaluation
-    from tasks.ladder.cross_validation import cross_validate_grid, gate_metric, pool
+    from tasks.ladder.cross_validation import cross_validate_grid, cross_validated_metrics, gate_metric, pool
 
     grid, metric = cfg.training.ladder.scratch.c_grid, gate_metric(cfg)
     if evaluation.cross_validated:
@@ -97,7 +97,7 @@ def train_scratch_baseline(ctx: LadderContext) -> TrainedRung:
         best = max(scores, key=lambda c: (scores[c], -c))
         chosen = runs[best]
         width = max(widths.values())
-        metrics = score_predictions(rows.labels, chosen.predictions, labels, cfg)
+        metrics = cross_validated_metrics(rows.labels, chosen, labels, evaluation, cfg)
         details = _details(best, width, scores, chosen.folds)
         return TrainedRung(SCRATCH, None, metrics, chosen.predictions, width * len(labels), details, chosen.fold_scores)
     train, val = curated.read(cfg.root, "train"), curated.read(cfg.root, "validation")

@@ -99,6 +99,10 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
         # the gate's per-fold evidence, named as cross_validate names the folds
         assert sorted(r["fold_scores"]) == ["cv-r0-f0", "cv-r0-f1", "cv-r0-f2"]
         assert all(0 <= v <= 1 for v in r["fold_scores"].values())
+        # the headline figure is the mean the gate compares fold by fold (every repeat's folds)
+        m = note["metric"]
+        assert r[m] == pytest.approx(np.mean(list(r["fold_scores"].values())))
+        assert r[f"{m}_low"] <= r[m] <= r[f"{m}_high"]
     markdown = (workspace / "run" / "transfer_note.md").read_text()
     # when the gate cannot tell few-shot from frozen on 12 rows, the note says so and what was registered
     (gate,) = [d["comparison"] for d in note["decisions"] if d["after"] == "fewshot"]

@@ -103,3 +103,25 @@ def test_one_blas_thread_holds_within_and_is_lifted_after():
     with one_blas_thread():
         assert blas_threads() == {1}
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("rows_per_class", [2, 2000])
+def test_the_headline_figure_is_every_repeats_fold_mean_not_the_first_repeats_pooled_one(rows_per_class):
+    from tasks.ladder.cross_validation import cross_validated_metrics
+    from thaw.config import ThawConfig
+    from thaw.metrics import macro_f1
+
+    labels = [c for c in "ab" for _ in range(rows_per_class)]
+    plan = EvaluationPlan("cross-validation", 2, 2, 13, 0.0, 3, "test")
+
+    def fit_predict(name, kept, held):  # right in the first repeat, every row "a" in the second
+        return [labels[i] if name.startswith("cv-r0") else "a" for i in held]
+
+    scored = cross_validate(plan, labels, ("a", "b"), one_at_a_time(fit_predict), macro_f1)
+    cfg = ThawConfig.model_validate({"training": {"ladder": {"bootstrap_samples": 100}}})
+    metrics = cross_validated_metrics(labels, scored, ("a", "b"), plan, cfg)
+    assert scored.predictions == tuple(labels)  # pooled over the first repeat: all right
+    assert metrics["accuracy"] == 1.0  # the other metric is that pooled figure
+    second = macro_f1(["a", "b"], ["a", "a"], ("a", "b"))  # a second-repeat fold: one class never predicted
+    assert metrics["macro_f1"] == pytest.approx((1.0 + second) / 2)  # both repeats' folds, as the gate sees them
+    assert 0.0 <= metrics["macro_f1_low"] <= metrics["macro_f1"] <= metrics["macro_f1_high"] <= 1.0

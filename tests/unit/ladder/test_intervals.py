@@ -70,3 +70,14 @@ def test_worst_classes_are_those_below_average_and_fixed_means_a_real_gain():
     worst = worst_classes(f1, "frozen")
     assert [w["label"] for w in worst] == ["a", "c"]  # mean 0.6375: b and d are not "worst"
     assert worst[0]["fixed_by"] == "peft" and worst[1]["fixed_by"] is None  # c rose by 0.05 only
+
+
+def test_a_cross_validated_estimate_holds_its_mean_within_zero_and_one():
+    from thaw.gate import cross_validated_estimate
+
+    mean, low, high = cross_validated_estimate([0.98, 1.0, 0.99, 1.0, 0.97], train_fraction=0.8)
+    assert mean == pytest.approx(0.988) and 0.0 <= low < mean < high == 1.0  # clipped at 1
+    assert cross_validated_estimate([0.5], 0.8) == (0.5, 0.5, 0.5)  # one fold: no spread to speak of
+    _, narrow_low, _ = cross_validated_estimate([0.8, 0.81] * 5, 0.9)
+    _, wide_low, _ = cross_validated_estimate([0.8, 0.81] * 5, 0.5)  # larger held-out share, wider
+    assert wide_low < narrow_low
