@@ -107,6 +107,9 @@ class Selection:
     scratch_comparison: Comparison
     negative_transfer: bool
     over_budget: dict[str, str] = field(default_factory=dict)  # rung -> why the latency budget left it out
+    # the scratch baseline (b) against the selected rung (a) when it scored higher: thaw
+    # registers models of the backbone only, so the baseline is a yardstick, not a candidate
+    scratch_ahead: Comparison | None = None
 
 
 @dataclass(frozen=True)

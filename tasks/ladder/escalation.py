@@ -101,4 +101,7 @@ def select_final_rung(
     frozen = trained[0]
     vs_scratch = compare_rungs(frozen, scratch, ctx)
     negative = negative_transfer(_score(scratch, cfg), _score(frozen, cfg), vs_scratch, alpha)
-    return Selection(rung, reason, comparisons, vs_scratch, negative, dict(over_budget))
+    metric = cfg.training.ladder.metric
+    chosen = next(r for r in trained if r.rung == rung)
+    ahead = compare_rungs(chosen, scratch, ctx) if scratch.validation[metric] > chosen.validation[metric] else None
+    return Selection(rung, reason, comparisons, vs_scratch, negative, dict(over_budget), ahead)

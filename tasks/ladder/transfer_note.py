@@ -97,6 +97,7 @@ def transfer_note(
         "comparisons_to_best": {k: asdict(v) for k, v in selection.comparisons_to_best.items()},
         "frozen_vs_scratch": asdict(selection.scratch_comparison),
         "negative_transfer": selection.negative_transfer,
+        "scratch_ahead": asdict(selection.scratch_ahead) if selection.scratch_ahead else None,
         "decisions": [
             {
                 "after": d.after,
@@ -150,6 +151,16 @@ def undecided(decisions: list[Decision], evaluation: EvaluationPlan, selected: s
     return f"undecided: on {where}, {gains}; more labelled rows would be needed to tell"
 
 
+def scratch_ahead_line(c: dict, mode: str) -> str:
+    """Said when the from-scratch baseline scored above the selected rung."""
+    where = "the cross-validation folds" if mode == "cross-validation" else "the validation split"
+    return (
+        f"**The from-scratch baseline scored above the selected rung**: {c['delta']:+.4f} over {c['a']} on {where} "
+        f"(p={c['p_value']:.3f}). thaw registers models of the backbone, so the baseline is a yardstick, not a "
+        "candidate; where it stays ahead, a TF-IDF model may serve this data as well as the registered one."
+    )
+
+
 def _markdown(note: dict) -> str:
     m, level = note["metric"], f"{note['confidence_level']:.0%}"
     table, scored = note["decision_table"], note["scored_by"]
@@ -197,6 +208,8 @@ def _markdown(note: dict) -> str:
         f"better); negative transfer: {'YES' if note['negative_transfer'] else 'no'}.",
         "",
     ]
+    if note.get("scratch_ahead"):
+        lines += [scratch_ahead_line(note["scratch_ahead"], note["scored_by"]["mode"]), ""]
     lines += serving_cost_lines(note["serving_cost"])
     lines += _worst_lines(note)
     reg = note["registered"]

@@ -4,12 +4,13 @@ limits and lineage, as markdown on the run and as the version's description."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import task
 
 from tasks.curation.report import script_notes
-from tasks.ladder.transfer_note import serving_cost_lines
+from tasks.ladder.transfer_note import scratch_ahead_line, serving_cost_lines
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import RegisteredVersion, client_for
 from tasks.tracking.links import links_markdown
@@ -98,9 +99,16 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
         f"- weakest labels on test (F1): {weak}",
         f"- inputs longer than {cfg.backbone.max_length} tokens are truncated; "
         f"English only (the PII model is {cfg.curation.pii.spacy_model})",
-        "- trained on scrubbed text: placeholders like `<PERSON_1a2b3c>` are what it saw for personal data",
+        "- trained on scrubbed text: entity types like `<PERSON>` are what it saw for personal data, and what it "
+        "is served (the model scrubs its input with the same detector); names the detector takes for people, "
+        "products among them, read as `<PERSON>` too",
         *[line for line in script_notes(report) if "warning" in line],
         f"- negative transfer vs the TF-IDF baseline: {'YES' if ladder.selection.negative_transfer else 'no'}",
+        *(
+            [f"- {scratch_ahead_line(asdict(ladder.selection.scratch_ahead), ladder.evaluation.mode)}"]
+            if ladder.selection.scratch_ahead
+            else []
+        ),
         "",
         "## Lineage",
         "",

@@ -58,6 +58,7 @@ def write_run_summary(trained: TrainedRun, registered: RegisteredVersion) -> Pat
             ],
             "selection_reason": ladder.selection.reason,
             "negative_transfer": ladder.selection.negative_transfer,
+            "scratch_ahead": asdict(ladder.selection.scratch_ahead) if ladder.selection.scratch_ahead else None,
             "ladder_seconds": round(ladder.seconds, 1),
             "latency_budget_ms": cfg.serving.latency_budget_ms,
             "over_budget": dict(ladder.selection.over_budget),
