@@ -50,4 +50,17 @@ def score(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> dict:
         "train_rows": len(train),
         "test_rows": len(test),
         "seconds": round(time.perf_counter() - started, 1),
+        "predictions": [str(p) for p in predicted],  # in test order, to score a subset of the rows
+    }
+
+
+def score_on(rows: list[int], test: list[tuple[str, str]], predictions: list[str]) -> dict:
+    """Accuracy and macro-F1 of the baseline's ``predictions`` on the test rows at ``rows``."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y, p = [test[i][1] for i in rows], [predictions[i] for i in rows]
+    return {
+        "accuracy": float(accuracy_score(y, p)),
+        "macro_f1": float(f1_score(y, p, average="macro")),
+        "rows": len(rows),
     }
