@@ -58,9 +58,9 @@ def cross_validated_metrics(
     """A cross-validated rung's validation figures. The gate's metric is the mean of its
     fold scores over every repeat, the figure the gate compares fold by fold, with the
     corrected interval; the other metric is of the first repeat's out-of-fold predictions
-    (scored once, pooled). The pooled figure alone would leave the later repeats out, and
-    on a few rows a class the two part: 19 mails in folds of 4 scored 0.947 pooled in the
-    first repeat and 0.753 over both."""
+    (scored once, pooled). The pooled figure leaves the later repeats out, and on a few
+    rows per class the two part: a frozen rung on 19 mails in folds of 4 scored 0.947
+    pooled over its first repeat and 0.753 over the folds of both."""
     from tasks.evaluation.scoring import score_predictions
     from thaw.gate import cross_validated_estimate
 

@@ -101,7 +101,18 @@ def select_final_rung(
     frozen = trained[0]
     vs_scratch = compare_rungs(frozen, scratch, ctx)
     negative = negative_transfer(_score(scratch, cfg), _score(frozen, cfg), vs_scratch, alpha)
-    metric = cfg.training.ladder.metric
     chosen = next(r for r in trained if r.rung == rung)
-    ahead = compare_rungs(chosen, scratch, ctx) if scratch.validation[metric] > chosen.validation[metric] else None
+    ahead = vs_scratch if chosen is frozen else _scratch_ahead(chosen, scratch, ctx)
+    ahead = ahead if ahead is not None and ahead.delta > 0 else None
     return Selection(rung, reason, comparisons, vs_scratch, negative, dict(over_budget), ahead)
+
+
+def _scratch_ahead(chosen: TrainedRung, scratch: TrainedRung, ctx: LadderContext) -> Comparison | None:
+    """Scratch against the selected rung, on the rows or folds both were scored on. On the
+    validation split that delta is the headline figures' difference, so the bootstrap is
+    spared when scratch is behind; folds are compared whatever the headlines (a rung with
+    fewer folds has its mean over other folds than scratch's)."""
+    metric = ctx.cfg.training.ladder.metric
+    if not ctx.evaluation.cross_validated and scratch.validation[metric] <= chosen.validation[metric]:
+        return None
+    return compare_rungs(chosen, scratch, ctx)

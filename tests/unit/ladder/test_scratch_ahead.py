@@ -10,13 +10,15 @@ from tasks.ladder.transfer_note import scratch_ahead_line
 from thaw.config import ThawConfig
 from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, TrainedRung
 
-FOLDS = [f"cv-r0-f{i}" for i in range(5)]
+FOLDS = [f"cv-r{r}-f{i}" for r in range(2) for i in range(5)]  # the first repeat's five, then the second's
 
 
 def _rung(name: str, scores: list[float]) -> TrainedRung:
     mean = sum(scores) / len(scores)
     details = RungDetails(method=name, frozen="-", trainable_fraction_of_backbone=0.0, folds=len(scores))
-    return TrainedRung(name, None, {"macro_f1": mean}, (), 0, details, dict(zip(FOLDS, scores, strict=True)))
+    return TrainedRung(
+        name, None, {"macro_f1": mean}, (), 0, details, dict(zip(FOLDS[: len(scores)], scores, strict=True))
+    )
 
 
 def _select(scratch: list[float], frozen: list[float], partial: list[float]):
@@ -42,3 +44,14 @@ def test_a_scratch_baseline_above_the_selected_rung_is_on_record(margin):
 def test_no_record_when_the_selected_rung_is_ahead_of_scratch():
     selection = _select([0.90] * 5, [0.89, 0.90, 0.88, 0.89, 0.90], [0.95, 0.94, 0.96, 0.95, 0.93])
     assert selection.rung == "partial" and selection.scratch_ahead is None
+
+
+def test_scratch_is_judged_on_the_folds_both_ran_not_on_its_headline():
+    # scratch ran two repeats, partial one: scratch's mean over ten folds (0.95) is above
+    # partial's over five (0.94), but on the five they share scratch is behind
+    scratch = [0.93] * 5 + [0.97] * 5
+    selection = _select(scratch, [0.89] * 10, [0.94, 0.95, 0.93, 0.94, 0.94])
+    assert selection.rung == "partial" and selection.scratch_ahead is None
+    # and the other way round: behind on its headline, ahead on the shared folds
+    selection = _select([0.95] * 5 + [0.90] * 5, [0.89] * 10, [0.94, 0.93, 0.94, 0.93, 0.94])
+    assert selection.rung == "partial" and selection.scratch_ahead.delta == pytest.approx(0.014)
