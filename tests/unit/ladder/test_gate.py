@@ -15,6 +15,8 @@ NOISE = Comparison("frozen", "peft", 0.004, -0.01, 0.02, 0.30)  # within noise
         (None, 0.99, 3, 100, "stop", "meets the target"),  # first rung, strong
         (SIG, 0.90, 2, 100, "escalate", "below the target"),  # real gain, still short
         (SIG, 0.99, 2, 100, "stop", "meets the target"),  # real gain, done
+        (SIG, 0.99, 2, 100, "stop", "2 planned rungs left untried (ladder.target)"),  # and says what it skips
+        (SIG, 0.99, 1, 100, "stop", "1 planned rung left untried"),
         (NOISE, 0.90, 2, 100, "stop", "no significant gain"),  # gain is noise
         (SIG, 0.90, 0, 100, "stop", "no rung left"),  # ladder exhausted
         (SIG, 0.90, 2, 0, "stop", "time budget spent"),  # budget spent
@@ -32,6 +34,7 @@ def test_escalation_truth_table(comparison, best_metric, rungs_left, budget, act
         budget_left_s=budget,
     )
     assert d.action == action and reason in d.reason
+    assert ("untried" in d.reason) == (d.action == "stop" and best_metric >= 0.97 and rungs_left > 0)
 
 
 def test_paired_comparison_tells_gain_from_noise():
