@@ -40,6 +40,7 @@ from thaw.content_cache import COMPLETE, ContentCache, content_key
 from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables, write_text_atomically
 from thaw.errors import UserError
 from thaw.ingest import read_labelled_table
+from thaw.text_form import TEXT_FORM, model_text
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,12 @@ def drop_cross_split_duplicates(
 ) -> dict[str, pd.DataFrame]:
     """Near duplicates inside each split, then against the splits evaluated on.
 
-    Each split's signatures are computed once and, for the rows kept, serve as the
-    reference for the splits after it.
+    Rows are compared in the model's text form (``thaw.text_form.model_text``: each
+    pseudonym as its entity type), so the outcome is the same under any PII key; a
+    pseudonym's keyed digits would otherwise move a pair's similarity with the key, and
+    two texts that differ only in a name are one text to the model. Each split's
+    signatures are computed once and, for the rows kept, serve as the reference for the
+    splits after it.
     """
     dcfg = cfg.curation.dedup
     out: dict[str, pd.DataFrame] = {}
@@ -174,10 +179,10 @@ def drop_cross_split_duplicates(
     reference = np.empty((0, dcfg.num_perm), dtype=np.uint32)
     for split in ("test", "validation", "train"):  # evaluation rows are fixed first
         frame = splits[split]
-        exact = [i for i, t in enumerate(frame["text"]) if normalize_text(t) in exact_ref]
+        exact = [i for i, t in enumerate(frame["text"]) if normalize_text(model_text(t)) in exact_ref]
         frame = _apply(accounting, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
         if dcfg.near_duplicates:
-            signatures = signer(list(frame["text"]), dcfg)
+            signatures = signer([model_text(t) for t in frame["text"]], dcfg)
             own = near_duplicate_positions(signatures, dcfg)
             frame, signatures = (
                 _apply(accounting, f"{split}:near_duplicates", frame, {"near_duplicate": own}),
@@ -191,7 +196,7 @@ def drop_cross_split_duplicates(
             if split != "train":  # nothing is compared against train
                 reference = np.concatenate([reference, signatures])
         out[split] = frame
-        exact_ref.update(normalize_text(t) for t in frame["text"])
+        exact_ref.update(normalize_text(model_text(t)) for t in frame["text"])
     return out
 
 
@@ -242,6 +247,7 @@ def curation_cache_key(cfg: ThawConfig, secret_fingerprint: str) -> str:
         "recognizers": [n for n in recognizer_names() if n not in cfg.curation.pii.disabled_recognizers],
         "secret": secret_fingerprint,
         "format": CURATED_FORMAT,
+        "compared_as": TEXT_FORM,  # the form duplicates are found in
     }
     return content_key("curation", settings, CURATION_LIBRARIES)
 

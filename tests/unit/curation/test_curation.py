@@ -32,6 +32,35 @@ def test_near_duplicate_of_a_test_row_is_removed_from_train():
     assert removed["train:cross_split_near"] == {"near_duplicate_of_eval": 1}
 
 
+@pytest.mark.parametrize("near", [True, False])
+def test_rows_that_differ_only_in_a_pseudonym_are_duplicates_under_any_key(near):
+    """Compared in the model's form (each pseudonym its entity type): a training row that
+    is a test row with another name is leakage, found by the exact check alone when near
+    duplicates are off, and the splits kept are the same whatever the PII key spelled."""
+    cfg = ThawConfig.model_validate({"curation": {"dedup": {"near_duplicates": near}}})
+
+    def splits(key: str) -> dict:
+        name = lambda i: f"<PERSON_{key}{i}>"  # noqa: E731  another key: other hex digits
+        return {
+            "test": frame([("t1", f"call {name(1)} about the refund", "refund")]),
+            "validation": frame([("v1", f"{name(2)} cannot log in to the portal since monday", "login")]),
+            "train": frame(
+                [
+                    ("a", f"call {name(3)} about the refund", "refund"),
+                    ("b", f"my card was stolen, ask {name(4)} to block it", "card"),
+                    ("c", f"{name(5)} cannot log in to the portal since monday", "login"),
+                ]
+            ),
+        }
+
+    kept = []
+    for key in ("a1b2c", "9f8e7"):
+        out = drop_cross_split_duplicates(splits(key), cfg, RowAccounting())
+        kept.append({split: f["id"].tolist() for split, f in out.items()})
+    assert kept[0] == kept[1]
+    assert kept[0] == {"test": ["t1"], "validation": ["v1"], "train": ["b"]}
+
+
 def test_label_conflicts_are_reported_and_resolved_by_policy():
     rows = [
         ("1", "refund please", "refund"),
