@@ -178,11 +178,12 @@ def drop_cross_split_duplicates(
     exact_ref: set[str] = set()
     reference = np.empty((0, dcfg.num_perm), dtype=np.uint32)
     for split in ("test", "validation", "train"):  # evaluation rows are fixed first
-        frame = splits[split]
-        exact = [i for i, t in enumerate(frame["text"]) if normalize_text(model_text(t)) in exact_ref]
+        # each row's compared form, once (the shingles normalise the same way)
+        frame = splits[split].assign(**{FORM: splits[split]["text"].map(lambda t: normalize_text(model_text(t)))})
+        exact = [i for i, form in enumerate(frame[FORM]) if form in exact_ref]
         frame = _apply(accounting, f"{split}:cross_split_exact", frame, {"exact_duplicate_of_eval": exact})
         if dcfg.near_duplicates:
-            signatures = signer([model_text(t) for t in frame["text"]], dcfg)
+            signatures = signer(frame[FORM].tolist(), dcfg)
             own = near_duplicate_positions(signatures, dcfg)
             frame, signatures = (
                 _apply(accounting, f"{split}:near_duplicates", frame, {"near_duplicate": own}),
@@ -195,9 +196,12 @@ def drop_cross_split_duplicates(
             )
             if split != "train":  # nothing is compared against train
                 reference = np.concatenate([reference, signatures])
-        out[split] = frame
-        exact_ref.update(normalize_text(model_text(t)) for t in frame["text"])
+        exact_ref.update(frame[FORM])
+        out[split] = frame.drop(columns=[FORM])
     return out
+
+
+FORM = "_compared_as"  # a row's text as duplicates are found, carried while they are
 
 
 def _without(rows: np.ndarray, positions: list[int]) -> np.ndarray:
