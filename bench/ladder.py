@@ -146,29 +146,31 @@ def run_one(workspace: Path, name: str, regime: str) -> dict:
     repo = checkout(workspace)
     files = prepare(repo / "data" / f"{name}-{regime}", splits, shots)
     train_rows = [p for s in ("train", "validation") if s in files for p in _read(files[s])]
-    test = _read(files["test"])
+    test_rows = _rows(files["test"])
+    test = [(r["text"], r["label"]) for r in test_rows]
     baseline = plain_baseline.score(train_rows, test)
     thaw = run_thaw(repo, files, f"{name}-{regime}", config_for(repo, name, regime))
     # like for like: the baseline again on the test rows thaw kept after curation (raw text)
-    kept = curated_test_rows(repo, thaw["summary"], files["test"])
+    kept = curated_test_rows(repo, thaw["summary"], [r["id"] for r in test_rows])
     baseline["same_rows"] = plain_baseline.score_on(kept, test, baseline.pop("predictions"))
     scrub = scrub_cost([t for t, _ in test])
     return {"thaw": thaw, "baseline": baseline, "serving_scrub": scrub, "peak": matmul_peak()}
 
 
-def curated_test_rows(repo: Path, summary: dict, test_file: Path) -> list[int]:
-    """Positions in ``test_file`` of the rows thaw's curated test split kept (matched by
-    the ``id`` column, which the bench writes and thaw carries through curation)."""
-    run_id = summary["mlflow"]["run_id"]
-    if not run_id.isalnum():
-        raise ValueError(f"unexpected MLflow run id in the summary: {run_id!r}")
-    curated = repo / ".thaw" / "runs" / run_id / "curated" / "test.csv"
-    with open(curated, newline="", encoding="utf-8") as fh:
-        kept = {r["id"] for r in csv.DictReader(fh)}
-    with open(test_file, newline="", encoding="utf-8") as fh:
-        rows = [i for i, r in enumerate(csv.DictReader(fh)) if r["id"] in kept]
+def curated_test_rows(repo: Path, summary: dict, test_ids: list[str]) -> list[int]:
+    """Positions among ``test_ids`` (the test file's ``id`` column, which the bench writes
+    and thaw carries through curation) of the rows in the curated test split the run
+    versioned. Its path and md5 come from the run summary's lineage: the path must stay in
+    the checkout, and the bytes are checked against the md5 before they are read."""
+    from thaw.datasets import DatasetVersion, TrackedFile
+
+    tracked = TrackedFile(**summary["lineage"]["curated"]["test"])
+    if not (repo / tracked.path).resolve().is_relative_to(repo.resolve()):
+        raise ValueError(f"the summary's curated test split {tracked.path!r} is outside {repo}")
+    kept = set(DatasetVersion("", "", {"test": tracked}, "").read(repo, "test").ids)
+    rows = [i for i, row_id in enumerate(test_ids) if row_id in kept]
     if len(rows) != len(kept):
-        raise RuntimeError(f"{curated}: {len(kept) - len(rows)} curated test ids are not in {test_file}")
+        raise RuntimeError(f"{tracked.path}: {len(kept) - len(rows)} curated test ids are not in the test file")
     return rows
 
 
@@ -223,10 +225,14 @@ def scrub_cost(texts: list[str]) -> dict:
     return {"load_seconds": round(load, 2), "ms_per_row": round(per_row * 1000, 3), "rows_changed": changed}
 
 
-def _read(path: Path) -> list[tuple[str, str]]:
+def _rows(path: Path) -> list[dict[str, str]]:
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # mail bodies run past the module's 131,072
     with open(path, newline="", encoding="utf-8") as fh:
-        return [(r["text"], r["label"]) for r in csv.DictReader(fh)]
+        return list(csv.DictReader(fh))
+
+
+def _read(path: Path) -> list[tuple[str, str]]:
+    return [(r["text"], r["label"]) for r in _rows(path)]
 
 
 def report(name: str, regime: str, result: dict) -> dict:
