@@ -18,6 +18,7 @@ forward for anything else. Frozen lower blocks stood in for by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from thaw.modeling import base_model, block_list
@@ -85,34 +86,99 @@ def packed_hidden(encoder, features: dict) -> tuple[torch.Tensor, torch.Tensor]:
         token_types = features.get("token_type_ids")
         embedded = base.embeddings(input_ids=features["input_ids"], token_type_ids=token_types)
         x = embedded.reshape(batch * width, -1)[real]
-    keys = mask[:, None, None, :]  # every query attends to its row's real tokens
+    groups = attention_groups(mask)
     for block in blocks[replayed:]:
-        x = _block(block, x, real, batch, width, keys)
+        x = _block(block, x, groups)
     return x, real // width
 
 
-def _block(block, x, real, batch: int, width: int, keys):
-    """One BERT block on packed states ``x``: the linear layers on the real tokens, the
-    attention on the padded layout."""
+# Rows whose attention is computed together: the batch's rows sorted by length and cut
+# into groups of this many, each padded only to its own longest row (a class-balanced
+# batch mixes lengths, and attention's work grows with the square of the padded width).
+ATTENTION_GROUP_ROWS = 16
+
+
+@dataclass(frozen=True)
+class _Group:
+    rows: int
+    width: int
+    slots: torch.Tensor  # each of the group's tokens' position in its [rows * width] layout
+    tokens: torch.Tensor  # the same tokens' positions in the packed states
+    keys: torch.Tensor  # [rows, 1, 1, width]: the real tokens a row's queries attend to
+
+    def laid_out(self, t: torch.Tensor, heads: int) -> torch.Tensor:
+        """The group's tokens of packed ``t`` (``[tokens, heads * size]``) as ``[rows,
+        width, heads, size]``, zero in the padding."""
+        out = t.new_zeros(self.rows * self.width, t.shape[1]).index_copy(0, self.slots, t.index_select(0, self.tokens))
+        return out.view(self.rows, self.width, heads, -1)
+
+
+@dataclass(frozen=True)
+class AttentionGroups:
+    """Where a batch's real tokens sit while attention is computed (``attention_groups``)."""
+
+    groups: tuple[_Group, ...]
+    order: torch.Tensor  # for each packed token, its position in the groups' outputs, concatenated
+
+
+def attention_groups(mask: torch.Tensor, rows: int = ATTENTION_GROUP_ROWS) -> AttentionGroups:
+    """The rows of a right-padded batch (``mask``: ``[batch, width]``) sorted by length and
+    cut into groups of ``rows``, each padded to its longest row."""
     import torch
 
+    lengths = mask.sum(1)
+    starts = torch.cumsum(lengths, 0) - lengths  # each row's first token in the packed states
+    by_length = torch.argsort(lengths, stable=True)
+    groups = []
+    for first in range(0, len(by_length), rows):
+        members = by_length[first : first + rows]
+        width = int(lengths[members].max())
+        own = mask[members, :width]
+        slots = own.reshape(-1).nonzero().squeeze(1)
+        tokens = starts[members][slots // width] + slots % width
+        groups.append(_Group(len(members), width, slots, tokens, own[:, None, None, :]))
+    gathered = torch.cat([g.tokens for g in groups])
+    order = torch.empty_like(gathered)
+    order[gathered] = torch.arange(len(gathered), device=gathered.device)
+    return AttentionGroups(tuple(groups), order)
+
+
+def _attend(q, k, v, groups: AttentionGroups, heads: int, size: int, dropout: float, scale: float):
+    """Attention within each row for packed ``q``, ``k``, ``v`` (``[tokens, heads *
+    size]``), group by group; the context, packed like them.
+
+    Written out rather than ``scaled_dot_product_attention``, which on a CPU, for bf16
+    with dropout, takes its reference path: fp32 products on strided views. Here the two
+    products run in the inputs' precision on contiguous copies, the softmax in fp32 and the
+    dropout through ``thaw.dropout``."""
+    import torch
+
+    from thaw.dropout import dropout as cheap_dropout
+
+    outputs = []
+    for g in groups.groups:
+        queries = g.laid_out(q, heads).permute(0, 2, 1, 3).reshape(-1, g.width, size)
+        keys = g.laid_out(k, heads).permute(0, 2, 3, 1).reshape(-1, size, g.width)
+        values = g.laid_out(v, heads).permute(0, 2, 1, 3).reshape(-1, g.width, size)
+        with torch.autocast(q.device.type, enabled=False):
+            scores = torch.bmm(queries * scale, keys).view(g.rows, heads, g.width, g.width)
+            weights = scores.float().masked_fill(~g.keys, float("-inf")).softmax(-1)
+            if dropout:
+                weights = cheap_dropout(weights, dropout)
+            context = torch.bmm(weights.view(-1, g.width, g.width).to(values.dtype), values)
+        context = context.view(g.rows, heads, g.width, size).transpose(1, 2).reshape(g.rows * g.width, heads * size)
+        outputs.append(context.index_select(0, g.slots))
+    return torch.cat(outputs).index_select(0, groups.order)
+
+
+def _block(block, x, groups: AttentionGroups):
+    """One BERT block on packed states ``x``: the linear layers on the real tokens, the
+    attention within each row (``_attend``)."""
     attention = block.attention.self
     heads, size = attention.num_attention_heads, attention.attention_head_size
-
-    def padded(t):  # [tokens, heads * size] -> [batch, heads, width, size]
-        out = t.new_zeros(batch * width, t.shape[1]).index_copy(0, real, t)
-        return out.view(batch, width, heads, size).transpose(1, 2)
-
-    q, k, v = (padded(layer(x)) for layer in (attention.query, attention.key, attention.value))
-    context = torch.nn.functional.scaled_dot_product_attention(
-        q,
-        k,
-        v,
-        attn_mask=keys,
-        dropout_p=attention.dropout.p if attention.training else 0.0,
-        scale=getattr(attention, "scaling", size**-0.5),
-    )
-    context = context.transpose(1, 2).reshape(batch * width, heads * size)[real]
+    q, k, v = (layer(x) for layer in (attention.query, attention.key, attention.value))
+    dropout = attention.dropout.p if attention.training else 0.0
+    context = _attend(q, k, v, groups, heads, size, dropout, getattr(attention, "scaling", size**-0.5))
     hidden = block.attention.output(context, x)
     return block.output(block.intermediate(hidden), hidden)
 

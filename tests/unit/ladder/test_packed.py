@@ -157,3 +157,56 @@ def test_a_roberta_shaped_encoder_packs_with_its_own_positions(tiny_encoder):
     with torch.no_grad():
         padded = pool(roberta(**features).last_hidden_state, features["attention_mask"], "mean")
         torch.testing.assert_close(packed_embed(roberta, features, "mean"), padded, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 37])
+def test_attention_by_length_groups_gives_the_padded_forwards_embedding_and_gradients(tiny_encoder, rows):
+    """More rows than a group holds (37: groups of 16, 16 and 5, their widths 3 to 20
+    tokens), two rows, one row: the same embedding and gradients as the library's padded
+    forward, each row in the order it came."""
+    import random
+
+    from thaw.modeling import collate, encode_texts, pool
+    from thaw.packed import ATTENTION_GROUP_ROWS, attention_groups, packed_embed
+
+    tokenizer, encoder = _bert(tiny_encoder)
+    encoder.eval()
+    words = "my card was stolen please block it where is order refund password reset".split()
+    rng = random.Random(rows)
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 18))) for _ in range(rows)]
+    features = collate(tokenizer, encode_texts(tokenizer, texts, 64), range(rows), torch.device("cpu"))
+    groups = attention_groups(features["attention_mask"].bool())
+    assert len(groups.groups) == -(-rows // ATTENTION_GROUP_ROWS)
+    assert sorted(groups.order.tolist()) == list(range(int(features["attention_mask"].sum())))
+
+    weights = torch.linspace(-1, 1, rows * encoder.config.hidden_size).view(rows, -1)
+
+    def embedding_and_grads(embed):
+        encoder.zero_grad()
+        out = embed()
+        (out * weights).sum().backward()  # a different weight per element
+        return out.detach(), {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
+
+    padded, padded_grads = embedding_and_grads(
+        lambda: pool(encoder(**features).last_hidden_state, features["attention_mask"], "mean")
+    )
+    packed, packed_grads = embedding_and_grads(lambda: packed_embed(encoder, features, "mean"))
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
+    assert packed_grads.keys() == padded_grads.keys()
+    for name in padded_grads:
+        torch.testing.assert_close(packed_grads[name], padded_grads[name], rtol=1e-4, atol=1e-5)
+
+
+def test_the_packed_attention_under_bf16_autocast_stays_near_fp32(tiny_encoder):
+    """The two products run in bf16 under autocast, the softmax in fp32."""
+    from thaw.packed import packed_embed
+
+    tokenizer, encoder = _bert(tiny_encoder)
+    encoder.eval()
+    features = _batch(tokenizer)
+    with torch.no_grad():
+        exact = packed_embed(encoder, features, "mean")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = packed_embed(encoder, features, "mean")
+    assert low.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(low, exact).min() > 0.999
