@@ -74,10 +74,7 @@ class Surface:
 
 
 def apply_surface(model, rung: RungMethod, ladder: LadderConfig) -> Surface:
-    """Freeze ``model.encoder`` and let ``rung`` open what it trains; the head always trains.
-    Its dropout draws its masks through ``thaw.dropout`` from here on."""
-    from thaw.dropout import use_cheap_dropout
-
+    """Freeze ``model.encoder`` and let ``rung`` open what it trains; the head always trains."""
     if rung.open_surface is None:
         raise ValueError(f"rung {rung.name!r} trains no encoder weights")
     total = sum(p.numel() for p in model.encoder.parameters())
@@ -87,7 +84,6 @@ def apply_surface(model, rung: RungMethod, ladder: LadderConfig) -> Surface:
     trainable = sum(p.numel() for p in model.encoder.parameters() if p.requires_grad)
     for p in model.head.parameters():
         p.requires_grad_(True)
-    use_cheap_dropout(model)  # after the rung's wrappers (LoRA's own dropout included)
     return Surface(rung.name, method, trainable, total, frozen)
 
 

@@ -5,9 +5,11 @@ projections, the attention output, the feed-forward pair: nearly all of its FLOP
 short texts) compute on the padding too. A class-balanced batch of 64 CLINC150 queries
 is half padding, and cutting it into length-sorted chunks trades that for small matrix
 products. ``packed_embed`` runs those layers on the real tokens of the whole batch as one
-``[tokens, hidden]`` matrix, and only the attention itself (masked, row by row) on the
-padded layout. It calls the blocks' own modules, so LoRA and IA3 wrappers apply as usual,
-and gives the padded forward's pooled embedding up to float rounding.
+``[tokens, hidden]`` matrix, and only the attention itself (masked, row by row) on a
+padded layout: the rows sorted by length in groups of ``ATTENTION_GROUP_ROWS``, each
+padded to its own longest row (``_attend``). It calls the blocks' own modules, so LoRA
+and IA3 wrappers apply as usual, and gives the padded forward's pooled embedding up to
+float rounding.
 
 Written for BERT-family blocks (``attention.self.query/key/value``, ``attention.output``,
 ``intermediate``, ``output``: BERT, MiniLM, RoBERTa ...) with right padding;
