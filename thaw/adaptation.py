@@ -38,7 +38,7 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
         def can_pack(self) -> bool:
             """The blocks are BERT-shaped (thaw.packed) and the library need not run
             them (gradient checkpointing)."""
-            return self.packs and not getattr(base_model(self.encoder), "is_gradient_checkpointing", False)
+            return self.packs and not _checkpointing(base_model(self.encoder))
 
         def embed(self, **features) -> torch.Tensor:
             # the real tokens only when the batch is padded enough to pay for it
@@ -56,6 +56,22 @@ def build_classifier(encoder, num_labels: int, pooling: str, head: tuple[np.ndar
             model.head.weight.copy_(torch.from_numpy(head[0]))
             model.head.bias.copy_(torch.from_numpy(head[1]).clamp(min=-30))
     return model
+
+
+# transformers 5 calls gradient checkpointing activation checkpointing, and warns on the
+# older names; earlier versions have only those
+def _checkpointing(model) -> bool:
+    """Whether the library recomputes ``model``'s activations in backward."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
+def enable_checkpointing(model) -> None:
+    """Have the library recompute ``model``'s activations in backward (memory for time)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
 
 
 @dataclass(frozen=True)

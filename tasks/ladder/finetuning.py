@@ -190,7 +190,7 @@ def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig, threads:
     import torch
     from safetensors.numpy import load_file
 
-    from thaw.adaptation import apply_surface, build_classifier
+    from thaw.adaptation import apply_surface, build_classifier, enable_checkpointing
     from thaw.distributed import init_from_environment
     from thaw.modeling import configure_threads, load_encoder, resolve_backbone, select_device
 
@@ -209,7 +209,7 @@ def _prepare(fit: AdaptedFit, labels: tuple[str, ...], cfg: ThawConfig, threads:
     model = build_classifier(encoder, len(labels), cfg.backbone.pooling, (head["weight"], head["bias"])).to(device)
     surface = apply_surface(model, rung_method(fit.rung), ladder)
     if ladder.finetune.gradient_checkpointing and device.type == "cuda":
-        model.encoder.gradient_checkpointing_enable()
+        enable_checkpointing(model.encoder)
     return device, ref, tokenizer, model, surface, base
 
 

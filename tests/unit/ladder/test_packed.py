@@ -210,3 +210,19 @@ def test_the_packed_attention_under_bf16_autocast_stays_near_fp32(tiny_encoder):
             low = packed_embed(encoder, features, "mean")
     assert low.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(low, exact).min() > 0.999
+
+
+def test_an_encoder_that_recomputes_activations_runs_the_librarys_forward_without_a_warning(tiny_encoder):
+    """Checkpointing is the library's to run, so such a model does not pack; asked under
+    transformers 5's names, with no deprecation warning in the user's log."""
+    import warnings
+
+    from thaw.adaptation import build_classifier, enable_checkpointing
+
+    _, encoder = _bert(tiny_encoder)
+    model = build_classifier(encoder, 3, "mean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert model.can_pack()
+        enable_checkpointing(encoder)
+        assert not model.can_pack()
