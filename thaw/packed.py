@@ -145,30 +145,48 @@ def attention_groups(mask: torch.Tensor, rows: int = ATTENTION_GROUP_ROWS) -> At
     return AttentionGroups(tuple(groups), order)
 
 
-def _attend(q, k, v, groups: AttentionGroups, heads: int, size: int, dropout: float, scale: float):
+def _attend(
+    q,
+    k,
+    v,
+    groups: AttentionGroups,
+    heads: int,
+    size: int,
+    dropout: float,
+    scale: float,
+    written_out: bool | None = None,
+):
     """Attention within each row for packed ``q``, ``k``, ``v`` (``[tokens, heads *
     size]``), group by group; the context, packed like them.
 
-    Written out rather than ``scaled_dot_product_attention``, which on a CPU, for bf16
-    with dropout, takes its reference path: fp32 products on strided views. Here the two
-    products run in the inputs' precision on contiguous copies, the softmax in fp32 and the
-    dropout through ``thaw.dropout``."""
+    On a CPU (``written_out``, the default there) it is written out: for bf16 with dropout
+    ``scaled_dot_product_attention`` takes its reference path, fp32 products on strided
+    views, where here the two products run in the inputs' precision on contiguous copies,
+    the softmax in fp32 and the dropout through ``thaw.dropout``. Elsewhere (CUDA) the
+    library's fused kernels are the fast path, and each group goes to them."""
     import torch
 
     from thaw.dropout import dropout as cheap_dropout
 
+    if written_out is None:
+        written_out = q.device.type == "cpu"
     outputs = []
     for g in groups.groups:
-        queries = g.laid_out(q, heads).permute(0, 2, 1, 3).reshape(-1, g.width, size)
-        keys = g.laid_out(k, heads).permute(0, 2, 3, 1).reshape(-1, size, g.width)
-        values = g.laid_out(v, heads).permute(0, 2, 1, 3).reshape(-1, g.width, size)
-        with torch.autocast(q.device.type, enabled=False):
-            scores = torch.bmm(queries * scale, keys).view(g.rows, heads, g.width, g.width)
-            weights = scores.float().masked_fill(~g.keys, float("-inf")).softmax(-1)
-            if dropout:
-                weights = cheap_dropout(weights, dropout)
-            context = torch.bmm(weights.view(-1, g.width, g.width).to(values.dtype), values)
-        context = context.view(g.rows, heads, g.width, size).transpose(1, 2).reshape(g.rows * g.width, heads * size)
+        queries, keys, values = (g.laid_out(t, heads).transpose(1, 2) for t in (q, k, v))  # [rows, heads, width, size]
+        if written_out:
+            flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  contiguous [rows * heads, ...]
+            with torch.autocast(q.device.type, enabled=False):
+                scores = torch.bmm(flat(queries) * scale, flat(keys.transpose(2, 3)))
+                weights = scores.view(g.rows, heads, g.width, g.width).float().masked_fill(~g.keys, float("-inf"))
+                weights = weights.softmax(-1)
+                if dropout:
+                    weights = cheap_dropout(weights, dropout)
+                context = torch.bmm(flat(weights).to(values.dtype), flat(values)).view(g.rows, heads, g.width, size)
+        else:
+            context = torch.nn.functional.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=g.keys, dropout_p=dropout, scale=scale
+            )
+        context = context.transpose(1, 2).reshape(g.rows * g.width, heads * size)
         outputs.append(context.index_select(0, g.slots))
     return torch.cat(outputs).index_select(0, groups.order)
 

@@ -226,3 +226,19 @@ def test_an_encoder_that_recomputes_activations_runs_the_librarys_forward_withou
         assert model.can_pack()
         enable_checkpointing(encoder)
         assert not model.can_pack()
+
+
+def test_the_written_out_attention_and_the_librarys_kernel_agree_group_by_group():
+    """CPU takes the written-out path, other devices the library's kernel (its fused
+    ones on CUDA): both give the same context for the same groups."""
+    from thaw.packed import _attend, attention_groups
+
+    torch.manual_seed(0)
+    lengths = [3, 17, 9, 1, 12, 20, 5] * 5  # 35 rows: three groups
+    mask = torch.tensor([[1] * n + [0] * (20 - n) for n in lengths]).bool()
+    groups = attention_groups(mask)
+    q, k, v = (torch.randn(sum(lengths), 4 * 8) for _ in range(3))
+    written = _attend(q, k, v, groups, 4, 8, 0.0, 8**-0.5, written_out=True)
+    library = _attend(q, k, v, groups, 4, 8, 0.0, 8**-0.5, written_out=False)
+    assert written.shape == (sum(lengths), 32)
+    torch.testing.assert_close(written, library, rtol=1e-5, atol=1e-6)
