@@ -18,7 +18,15 @@ import numpy as np
 @dataclass(frozen=True)
 class Comparison:
     """B minus A on the validation metric, its interval, a one-sided p-value (B > A) and
-    the standard error of the difference (None where it was not estimated)."""
+    the standard error of the difference (None where it was not estimated).
+
+    ``log_loss``: the same two rungs over the same cross-validation folds on out-of-fold
+    log-loss, as B's gain (A's loss minus B's), where both rungs gave probabilities. The
+    metric is a count of right answers: on folds of a few rows two models often score
+    alike on every fold while one of them is far surer of the right class. Log-loss is
+    a proper scoring rule (Gneiting and Raftery, 2007): continuous, and in expectation
+    best for the model whose probabilities are right, so it sees what such folds hide.
+    It counts for B only where B does not score lower on the metric."""
 
     a: str
     b: str
@@ -27,9 +35,32 @@ class Comparison:
     high: float
     p_value: float
     se: float | None = None
+    log_loss: Comparison | None = None
 
     def b_better(self, alpha: float) -> bool:
-        return self.p_value < alpha and self.delta > 0
+        """B significantly ahead at ``alpha``: on the metric, or on log-loss without
+        scoring lower on the metric."""
+        if self.p_value < alpha and self.delta > 0:
+            return True
+        return self.log_loss is not None and self.delta >= 0 and self.log_loss.b_better(alpha)
+
+    def b_ahead_by_one_se(self) -> bool:
+        """B's lead beyond one standard error: on the metric, or on log-loss without
+        scoring lower on the metric (False where no standard error was estimated)."""
+        if self.se is not None and self.delta > self.se:
+            return True
+        loss = self.log_loss
+        return loss is not None and loss.se is not None and self.delta >= 0 and loss.delta > loss.se
+
+    def figures(self) -> str:
+        """The numbers behind a decision, for its reason: delta, se, p (and log-loss's)."""
+        text = f"delta {self.delta:+.4f}" + (f", se {self.se:.4f}" if self.se is not None else "")
+        text += f", p={self.p_value:.3f}"
+        if self.log_loss is not None:
+            loss = self.log_loss
+            text += f"; log-loss gain {loss.delta:+.4f}" + (f", se {loss.se:.4f}" if loss.se is not None else "")
+            text += f", p={loss.p_value:.3f}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -110,14 +141,11 @@ def escalation_decision(
         return Decision(
             after,
             "stop",
-            f"no significant gain over {comparison.a} "
-            f"(delta {comparison.delta:+.4f}, p={comparison.p_value:.3f} >= {alpha})",
+            f"no significant gain over {comparison.a} ({comparison.figures()}; alpha {alpha})",
             best,
             comparison,
         )
-    gain = (
-        "" if comparison is None else f"; gain over {comparison.a} {comparison.delta:+.4f}, p={comparison.p_value:.3f}"
-    )
+    gain = "" if comparison is None else f"; gain over {comparison.a}: {comparison.figures()}"
     if best_metric >= target:
         untried = (
             f"; {rungs_left} planned rung{'s' if rungs_left > 1 else ''} left untried (ladder.target)"
@@ -165,7 +193,9 @@ def select_rung(
       the simpler rung unless the gain is large for the rows at hand, so a real gain of
       a point or two on a few thousand rows is thrown away more often than not.
 
-    A comparison without a standard error is judged by significance under either rule.
+    Either rule reads a cross-validated comparison's log-loss as well (``Comparison``):
+    the best's lead there drops the simpler rung too, unless it scores lower on the
+    metric. A comparison without a standard error is judged by significance.
     """
     best = max(scores, key=lambda s: s.metric)
     behind = []
@@ -173,13 +203,11 @@ def select_rung(
         if s.rung == best.rung:
             break
         cmp = comparisons_to_best[s.rung]
-        figures = f"delta {cmp.delta:+.4f}" + (f", se {cmp.se:.4f}" if cmp.se is not None else "")
-        figures += f", p={cmp.p_value:.3f}"
-        one_se = rule == "one_se" and cmp.se is not None
-        if (cmp.delta <= cmp.se) if one_se else not cmp.b_better(alpha):
+        one_se = rule == "one_se" and (cmp.se is not None or (cmp.log_loss is not None and cmp.log_loss.se is not None))
+        if not cmp.b_ahead_by_one_se() if one_se else not cmp.b_better(alpha):
             how = "within one standard error of" if one_se else "not significantly worse than"
-            return s.rung, f"{s.rung} is {how} the best, {best.rung} ({figures}); simplest wins"
-        behind.append(f"{s.rung} ({figures})")
+            return s.rung, f"{s.rung} is {how} the best, {best.rung} ({cmp.figures()}); simplest wins"
+        behind.append(f"{s.rung} ({cmp.figures()})")
     reason = f"{best.rung} has the best validation metric ({best.metric:.4f})"
     return best.rung, reason + (f"; ahead of {', '.join(behind)}" if behind else "")
 
@@ -221,23 +249,25 @@ def cross_validated_comparison(
     scores_b: Sequence[float],
     train_fraction: float,
     confidence: float = 0.95,
+    log_loss: Comparison | None = None,
 ) -> Comparison:
     """b minus a over the same folds of repeated k-fold cross-validation, with Nadeau and
     Bengio's corrected resampled t-test (folds overlap, so the plain t-test is far too
-    sure of itself): var * (1/J + n_test/n_train), t with J-1 degrees of freedom."""
+    sure of itself): var * (1/J + n_test/n_train), t with J-1 degrees of freedom.
+    ``log_loss``: the same comparison of the folds' log-loss, carried along (Comparison)."""
     from scipy.stats import t as student
 
     d = np.asarray(scores_b, dtype=float) - np.asarray(scores_a, dtype=float)
     j = len(d)
     delta = float(d.mean())
     if j < 2:
-        return Comparison(a, b, delta, delta, delta, 1.0 if delta <= 0 else 0.5)
+        return Comparison(a, b, delta, delta, delta, 1.0 if delta <= 0 else 0.5, log_loss=log_loss)
     se = _corrected_se(d, train_fraction)
     if se == 0:
-        return Comparison(a, b, delta, delta, delta, 0.0 if delta > 0 else 1.0, 0.0)
+        return Comparison(a, b, delta, delta, delta, 0.0 if delta > 0 else 1.0, 0.0, log_loss)
     p = float(student.sf(delta / se, j - 1))
     half = float(student.ppf(0.5 + confidence / 2, j - 1) * se)
-    return Comparison(a, b, delta, delta - half, delta + half, p, se)
+    return Comparison(a, b, delta, delta - half, delta + half, p, se, log_loss)
 
 
 def _corrected_se(values: np.ndarray, train_fraction: float) -> float:

@@ -78,6 +78,10 @@ class TrainedRung:
     trainable_parameters: int
     details: RungDetails
     fold_scores: dict[str, float] = field(default_factory=dict)  # cross-validation: the metric per fold
+    # cross-validation: mean log-loss per fold, for rungs that give probabilities (not scratch)
+    fold_losses: dict[str, float] = field(default_factory=dict)
+    # each validation (held-out) row's log-loss, in the order of validation_predictions
+    validation_losses: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"model_dir": str(self.model_dir) if self.model_dir else None}
@@ -94,6 +98,8 @@ class TrainedRung:
             data["trainable_parameters"],
             RungDetails.from_dict(data["details"]),
             data.get("fold_scores", {}),
+            data.get("fold_losses", {}),
+            tuple(data.get("validation_losses", ())),
         )
 
 

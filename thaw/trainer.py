@@ -61,20 +61,29 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
 def predict_classes(model, tokenizer, encoded: dict, batch_size: int, device, prefix=None) -> np.ndarray:
     """Class indices for every encoded example (eval mode, no gradients); ``prefix``: the
     rows' ``thaw.frozen_prefix.FrozenPrefix``, replayed instead of the frozen blocks."""
+    return predict_log_probabilities(model, tokenizer, encoded, batch_size, device, prefix).argmax(1)
+
+
+def predict_log_probabilities(model, tokenizer, encoded: dict, batch_size: int, device, prefix=None) -> np.ndarray:
+    """Each encoded example's log-probability of every class (rows x classes, float32;
+    the softmax in fp32 whatever precision the forward ran in), as ``predict_classes``."""
     import torch
 
     from thaw.frozen_prefix import replaying
 
     model.eval()
-    out = np.zeros(len(encoded["input_ids"]), dtype=np.int64)
+    out = None
     dtype = autocast_dtype(device)
     with torch.inference_mode():
         for idx in length_sorted_batches([len(x) for x in encoded["input_ids"]], batch_size):
             features = collate(tokenizer, encoded, idx, device)
             with replaying(prefix, idx, features), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**features)
-            out[idx] = logits.float().argmax(-1).cpu().numpy()
-    return out
+            scores = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(encoded["input_ids"]), scores.shape[1]), dtype=np.float32)
+            out[idx] = scores
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def trainable_state(model) -> dict:

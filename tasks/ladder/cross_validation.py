@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, Split, SplitRows
@@ -19,9 +19,36 @@ from thaw.rungs import EvaluationPlan
 
 POOL = SplitRows(("train", "validation"))
 Fold = tuple[str, tuple[int, ...], tuple[int, ...]]  # name, training positions, held-out positions
-FitPredict = Callable[[str, tuple[int, ...], tuple[int, ...]], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class FoldOutput:
+    """A fold's predicted labels with each held-out row's log-loss (minus the log of the
+    probability the model gave the row's true class), for fits that give probabilities."""
+
+    labels: tuple[str, ...]
+    losses: tuple[float, ...]
+
+
+Predicted = Sequence[str] | FoldOutput  # labels alone, or with their rows' log-loss
+FitPredict = Callable[[str, tuple[int, ...], tuple[int, ...]], Predicted]
 # every fold of one repeat at once (side by side, say), their predictions in fold order
-FitPredictFolds = Callable[[Sequence[Fold]], Sequence[Sequence[str]]]
+FitPredictFolds = Callable[[Sequence[Fold]], Sequence[Predicted]]
+
+# A probability is floored here before its log: one row a model was sure of and wrong
+# about costs at most -log(1e-6) = 13.8, not the whole fold's mean.
+PROBABILITY_FLOOR = 1e-6
+
+
+def row_losses(probabilities, true_columns: Sequence[int | None]) -> tuple[float, ...]:
+    """Each row's log-loss from its class probabilities and the column of its true class
+    (None: a class the model cannot predict, scored at the floor)."""
+    import math
+
+    return tuple(
+        -math.log(max(float(probabilities[i, c]) if c is not None else 0.0, PROBABILITY_FLOOR))
+        for i, c in enumerate(true_columns)
+    )
 
 
 def one_at_a_time(fit_predict: FitPredict) -> FitPredictFolds:
@@ -36,6 +63,7 @@ class CrossValidated:
     fold_scores: dict[str, float]
     predictions: tuple[str, ...]
     folds: int
+    fold_losses: dict[str, float] = field(default_factory=dict)  # mean log-loss per fold, where given
 
 
 def pool(curated: DatasetVersion, cfg: ThawConfig) -> Split:
@@ -86,20 +114,22 @@ def cross_validate(
     gets fewer repeats, never part of one)."""
     folds = plan.fold_rows(list(y_pool))
     repeats = [folds[start : start + plan.folds] for start in range(0, len(folds), plan.folds)]
-    started, scores = time.monotonic(), {}
+    started, scores, losses = time.monotonic(), {}, {}
     oof: list[str] = [""] * len(y_pool)
     for done, repeat in enumerate(repeats):
         spent = time.monotonic() - started
         if budget_s is not None and done and spent + spent / done > budget_s:
             break
         predictions = list(fit_predict_folds(repeat))
-        for (name, _, held), predicted in zip(repeat, predictions, strict=True):
-            predicted = list(predicted)
+        for (name, _, held), output in zip(repeat, predictions, strict=True):
+            predicted = list(output.labels if isinstance(output, FoldOutput) else output)
             scores[name] = metric([y_pool[i] for i in held], predicted, labels)
+            if isinstance(output, FoldOutput) and held:
+                losses[name] = sum(output.losses) / len(output.losses)
             if not done:
                 for position, label in zip(held, predicted, strict=True):
                     oof[position] = label
-    return CrossValidated(scores, tuple(oof), len(scores))
+    return CrossValidated(scores, tuple(oof), len(scores), losses)
 
 
 def cross_validate_grid(

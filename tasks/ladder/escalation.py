@@ -32,13 +32,29 @@ def compare_rungs(a: TrainedRung, b: TrainedRung, ctx: LadderContext) -> Compari
     common = [name for name in a.fold_scores if name in b.fold_scores]
     if evaluation.cross_validated and len(common) >= 2:
         train_fraction = 1 - 1 / evaluation.folds
+        confidence = cfg.training.confidence_level
+        scored = [name for name in common if name in a.fold_losses and name in b.fold_losses]
+        # log-loss as b's gain: a's loss minus b's, on the folds both gave probabilities for
+        log_loss = (
+            cross_validated_comparison(
+                a.rung,
+                b.rung,
+                [-a.fold_losses[n] for n in scored],
+                [-b.fold_losses[n] for n in scored],
+                train_fraction,
+                confidence,
+            )
+            if len(scored) >= 2
+            else None
+        )
         return cross_validated_comparison(
             a.rung,
             b.rung,
             [a.fold_scores[n] for n in common],
             [b.fold_scores[n] for n in common],
             train_fraction,
-            cfg.training.confidence_level,
+            confidence,
+            log_loss,
         )
     rows = POOL.read(curated, cfg.root) if evaluation.cross_validated else curated.read(cfg.root, "validation")
     return paired_comparison(

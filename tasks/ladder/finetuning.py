@@ -225,10 +225,11 @@ def fit_adapted_rung(
     save it to ``fit.out_dir``; optionally measure how far it moved the backbone.
     ``threads``: the intra-op threads the fit may use, asked again after every epoch
     (fits sharing the cores: ``tasks.ladder.fold_pool``); None: every usable core."""
+    from tasks.ladder.cross_validation import row_losses
     from thaw.distributed import is_main_process
     from thaw.modeling import encode_texts, numeric_precision
     from thaw.rung_methods.phases import FitState
-    from thaw.trainer import predict_classes
+    from thaw.trainer import predict_log_probabilities
 
     ladder, method = cfg.training.ladder, rung_method(fit.rung)
     device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg, threads() if threads else None)
@@ -276,7 +277,12 @@ def fit_adapted_rung(
     seconds = time.perf_counter() - started
     names = np.asarray(labels)
     val_prefix = state.prefixes[1]  # the frozen blocks' states of the validation rows, when a phase replayed them
-    predictions = names[predict_classes(model, tokenizer, val_enc, 64, device, val_prefix)] if val else np.asarray([])
+    predictions, losses = np.asarray([]), ()
+    if val:
+        log_probabilities = predict_log_probabilities(model, tokenizer, val_enc, 64, device, val_prefix)
+        predictions = names[log_probabilities.argmax(1)]
+        columns = [labels.index(t) if t in labels else None for t in val.labels]
+        losses = row_losses(np.exp(log_probabilities), columns)
     movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
     if fit.out_dir is not None and is_main_process():
         meta = {
@@ -312,7 +318,13 @@ def fit_adapted_rung(
     )
     head_params = sum(p.numel() for p in model.head.parameters())
     return TrainedRung(
-        fit.rung, fit.out_dir, metrics, tuple(predictions), surface.trainable_backbone + head_params, details
+        fit.rung,
+        fit.out_dir,
+        metrics,
+        tuple(predictions),
+        surface.trainable_backbone + head_params,
+        details,
+        validation_losses=losses,
     )
 
 

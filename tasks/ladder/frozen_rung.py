@@ -213,7 +213,14 @@ def _cross_validated(
     validation."""
     from safetensors.numpy import save_file
 
-    from tasks.ladder.cross_validation import cross_validate_grid, cross_validated_metrics, gate_metric, pool
+    from tasks.ladder.cross_validation import (
+        FoldOutput,
+        cross_validate_grid,
+        cross_validated_metrics,
+        gate_metric,
+        pool,
+        row_losses,
+    )
 
     rows = pool(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in ("train", "validation")])
@@ -225,7 +232,10 @@ def _cross_validated(
         predicted = {}
         for c, clf in logistic_path(x[list(kept)], y[list(kept)], h.c_grid, h.max_iter, cfg.training.seed):
             heads[(c, name)] = linear_head_of(clf, labels, x.shape[1])
-            predicted[c] = clf.predict(x[list(held)])
+            probabilities = clf.predict_proba(x[list(held)])
+            columns = [list(clf.classes_).index(t) if t in clf.classes_ else None for t in y[list(held)]]
+            labels_out = tuple(clf.classes_[probabilities.argmax(1)])
+            predicted[c] = FoldOutput(labels_out, row_losses(probabilities, columns))
         return predicted
 
     with one_blas_thread():  # so the folds side by side get a core each
@@ -249,7 +259,14 @@ def _cross_validated(
     metrics = cross_validated_metrics(rows.labels, chosen, labels, evaluation, cfg)
     params = int(weight.size + bias.size)
     return TrainedRung(
-        FROZEN.name, frozen_model_dir(run_dir), metrics, chosen.predictions, params, details, chosen.fold_scores
+        FROZEN.name,
+        frozen_model_dir(run_dir),
+        metrics,
+        chosen.predictions,
+        params,
+        details,
+        chosen.fold_scores,
+        chosen.fold_losses,
     )
 
 

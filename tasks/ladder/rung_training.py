@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks.ladder.cross_validation import POOL, Fold, cross_validate, cross_validated_metrics, gate_metric
+from tasks.ladder.cross_validation import (
+    POOL,
+    Fold,
+    FoldOutput,
+    cross_validate,
+    cross_validated_metrics,
+    gate_metric,
+)
 from tasks.ladder.finetuning import AdaptedFit, fit_adapted_rung, holdout_fit, train_adapted_rung
 from tasks.ladder.fold_pool import FoldPool, fold_workers
 from tasks.ladder.frozen_rung import frozen_model_dir, linear_probe_path
@@ -66,14 +73,14 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
             measure_movement=name == "cv-r0-f0",
         )
 
-    def fit_predict_folds(folds: Sequence[Fold]) -> list[tuple[str, ...]]:
+    def fit_predict_folds(folds: Sequence[Fold]) -> list[FoldOutput]:
         repeat = [fold_fit(*fold) for fold in folds]
         if pool is None:
             trained = [fit_adapted_rung(fit, curated, labels, cfg) for fit in repeat]
         else:
             trained = pool.fit(repeat, curated, labels, cfg)
         fits.extend(trained)
-        return [t.validation_predictions for t in trained]
+        return [FoldOutput(t.validation_predictions, t.validation_losses) for t in trained]
 
     repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
     started, ahead = time.perf_counter(), None
@@ -96,7 +103,16 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
         refit_ahead=_compute(refit.details) if refit else None,
     )
     metrics = cross_validated_metrics(rows.labels, scored, labels, evaluation, cfg)
-    return TrainedRung(rung, None, metrics, scored.predictions, first.trainable_parameters, details, scored.fold_scores)
+    return TrainedRung(
+        rung,
+        None,
+        metrics,
+        scored.predictions,
+        first.trainable_parameters,
+        details,
+        scored.fold_scores,
+        scored.fold_losses,
+    )
 
 
 def refit_beside_folds(cfg: ThawConfig, workers: int, folds: int, last: bool) -> bool:
@@ -178,6 +194,7 @@ def refit_selected_rung(
         validation=chosen.validation,
         validation_predictions=chosen.validation_predictions,
         fold_scores=chosen.fold_scores,
+        fold_losses=chosen.fold_losses,
     )
 
 
