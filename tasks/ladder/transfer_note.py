@@ -58,6 +58,8 @@ def _rung_row(r: TrainedRung, metric: str) -> dict:
         # the gate's evidence under cross-validation: the metric on each fold's held-out
         # rows, so a comparison's delta and standard error can be recomputed from the note
         "fold_scores": dict(r.fold_scores),
+        # and its mean log-loss on them, where the rung gives probabilities (not scratch)
+        "fold_log_loss": dict(r.fold_losses),
         "epochs": {
             "run": r.details.epochs_run,
             "configured": r.details.settings.get("epochs"),
@@ -253,6 +255,19 @@ def _fold_lines(note: dict) -> list[str]:
     for name in folds:
         cells = " | ".join(f"{r['fold_scores'][name]:.4f}" if name in r["fold_scores"] else "-" for r in rows)
         lines.append(f"| {name} | {cells} |")
+    lossy = [r for r in rows if r.get("fold_log_loss")]
+    if lossy:
+        lines += [
+            "",
+            "Log-loss on the same rows (lower is better), which the gate compares the same way: two "
+            f"rungs may score alike on every fold's {m} while one is far surer of the right class.",
+            "",
+            f"| fold | {' | '.join(r['rung'] for r in lossy)} |",
+            "|---|" + "---|" * len(lossy),
+        ]
+        for name in folds:
+            cells = " | ".join(f"{r['fold_log_loss'][name]:.4f}" if name in r["fold_log_loss"] else "-" for r in lossy)
+            lines.append(f"| {name} | {cells} |")
     return lines
 
 

@@ -113,6 +113,20 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     else:
         assert note["undecided"] is None and "undecided" not in markdown
     assert f"| fold | {' | '.join(rows)} |" in markdown
+    # log-loss beside the metric for the rungs that give probabilities, on the same folds
+    assert rows["scratch"]["fold_log_loss"] == {}
+    for rung in ("frozen", "fewshot"):
+        assert sorted(rows[rung]["fold_log_loss"]) == sorted(rows[rung]["fold_scores"])
+        assert all(0 <= v <= -np.log(1e-6) for v in rows[rung]["fold_log_loss"].values())
+    assert gate["log_loss"]["delta"] == pytest.approx(
+        np.mean(
+            [
+                rows["frozen"]["fold_log_loss"][n] - rows["fewshot"]["fold_log_loss"][n]
+                for n in rows["fewshot"]["fold_scores"]
+            ]
+        )
+    )
+    assert "| fold | frozen | fewshot |" in markdown
     frozen_first = rows["frozen"]["fold_scores"]["cv-r0-f0"]
     assert f"| cv-r0-f0 | {rows['scratch']['fold_scores']['cv-r0-f0']:.4f} | {frozen_first:.4f} |" in markdown
     assert "fewshot" in rows and rows["fewshot"]["movement"] is not None  # the frozen rung is weak here: it climbed

@@ -125,3 +125,33 @@ def test_the_headline_figure_is_every_repeats_fold_mean_not_the_first_repeats_po
     second = macro_f1(["a", "b"], ["a", "a"], ("a", "b"))  # a second-repeat fold: one class never predicted
     assert metrics["macro_f1"] == pytest.approx((1.0 + second) / 2)  # both repeats' folds, as the gate sees them
     assert 0.0 <= metrics["macro_f1_low"] <= metrics["macro_f1"] <= metrics["macro_f1_high"] <= 1.0
+
+
+def test_folds_that_give_probabilities_carry_their_mean_log_loss():
+    """A fold's log-loss is the mean over its held-out rows of -log p(true class), the
+    probability floored; folds that give labels alone carry none."""
+    import math
+
+    import numpy as np
+
+    from tasks.ladder.cross_validation import PROBABILITY_FLOOR, FoldOutput, row_losses
+
+    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [1.0, 0.0]])
+    assert row_losses(probabilities, [0, 0, 1]) == pytest.approx(
+        (-math.log(0.8), -math.log(0.3), -math.log(PROBABILITY_FLOOR))
+    )
+    assert row_losses(probabilities[:1], [None]) == pytest.approx((-math.log(PROBABILITY_FLOOR),))
+
+    labels = [c for c in "ab" for _ in range(4)]
+    plan = EvaluationPlan("cross-validation", 2, 1, 13, 0.0, 3, "test")
+
+    def sure(name, kept, held):  # right on every row, at 0.9
+        return FoldOutput(tuple(labels[i] for i in held), tuple(-math.log(0.9) for _ in held))
+
+    scored = cross_validate(plan, labels, ("a", "b"), one_at_a_time(sure), lambda y, p, _: 1.0)
+    assert scored.fold_losses == pytest.approx({"cv-r0-f0": -math.log(0.9), "cv-r0-f1": -math.log(0.9)})
+    assert scored.predictions == tuple(labels)
+    plain = cross_validate(
+        plan, labels, ("a", "b"), one_at_a_time(lambda n, k, h: [labels[i] for i in h]), lambda y, p, _: 1.0
+    )
+    assert plain.fold_losses == {} and plain.fold_scores == scored.fold_scores

@@ -107,3 +107,35 @@ def test_fast_macro_f1_matches_sklearn():
         abs(macro_f1_codes(t_codes, p_codes, k) - f1_score(y, p, labels=labels, average="macro", zero_division=0))
         < 1e-12
     )
+
+
+def test_log_loss_tells_apart_rungs_whose_folds_score_alike():
+    """SpamAssassin at 10 per class (19 mails, 5 folds of 4 or 3): few-shot right on every
+    fold, frozen wrong on one row; the folds' log-loss (frozen's, few-shot's) as measured
+    there. The metric's lead is within one standard error, log-loss's is not."""
+    from thaw.gate import cross_validated_comparison
+
+    frozen_loss, fewshot_loss = [0.622, 0.591, 0.369, 0.572, 0.380], [0.434, 0.385, 0.345, 0.311, 0.360]
+    loss = cross_validated_comparison("frozen", "fewshot", [-x for x in frozen_loss], [-x for x in fewshot_loss], 0.8)
+    assert loss.delta == pytest.approx(0.1398) and loss.se < loss.delta and 0.05 < loss.p_value < 0.1
+    metric_only = cross_validated_comparison("frozen", "fewshot", [0.733, 1, 1, 1, 1], [1, 1, 1, 1, 1], 0.8)
+    both = cross_validated_comparison("frozen", "fewshot", [0.733, 1, 1, 1, 1], [1, 1, 1, 1, 1], 0.8, log_loss=loss)
+    scores = [RungScore("frozen", 0.9467, ()), RungScore("fewshot", 1.0, ())]
+    assert select_rung(scores, {"frozen": metric_only}, 0.05, "one_se")[0] == "frozen"
+    rung, reason = select_rung(scores, {"frozen": both}, 0.05, "one_se")
+    assert rung == "fewshot" and "log-loss gain +0.1398" in reason
+    # not significant at 0.05 either way: the significance rule and the climb keep frozen
+    assert select_rung(scores, {"frozen": both}, 0.05, "significance")[0] == "frozen"
+    assert not both.b_better(0.05) and both.b_better(0.1)
+
+
+def test_log_loss_never_outweighs_a_metric_that_goes_the_other_way():
+    sure = Comparison("frozen", "fewshot", 0.2, 0.1, 0.3, 0.001, 0.02)  # b far better on log-loss
+    worse = Comparison("frozen", "fewshot", -0.01, -0.03, 0.01, 0.8, 0.01, sure)
+    assert not worse.b_better(0.05) and not worse.b_ahead_by_one_se()
+    level = Comparison("frozen", "fewshot", 0.0, 0.0, 0.0, 1.0, 0.0, sure)
+    assert level.b_better(0.05) and level.b_ahead_by_one_se()
+    decision = escalation_decision("fewshot", "fewshot", 0.9, level, 0.97, 0.05, 1, 100)
+    assert decision.action == "escalate" and "log-loss gain +0.2000" in decision.reason
+    decision = escalation_decision("fewshot", "frozen", 0.9, worse, 0.97, 0.05, 1, 100)
+    assert decision.action == "stop" and "no significant gain" in decision.reason
