@@ -238,36 +238,38 @@ def _markdown(note: dict) -> str:
 
 
 def _fold_lines(note: dict) -> list[str]:
-    """Each rung's metric per cross-validation fold (none after a hold-out split): the
-    gate compares two rungs on the folds both were scored on."""
+    """Each rung's metric per cross-validation fold (none after a hold-out split), then
+    the log-loss of those that give probabilities: the gate compares two rungs on the
+    folds both were scored on."""
     m, rows = note["metric"], [r for r in note["validation"] if r.get("fold_scores")]
     if not rows:
         return []
     folds = list(dict.fromkeys(name for r in rows for name in r["fold_scores"]))
-    lines = [
-        "",
+    lines = _fold_table(
         f"{m} on each fold's held-out rows; the gate compares two rungs on the folds both ran "
         "(Nadeau and Bengio's corrected resampled t-test):",
-        "",
-        f"| fold | {' | '.join(r['rung'] for r in rows)} |",
-        "|---|" + "---|" * len(rows),
-    ]
-    for name in folds:
-        cells = " | ".join(f"{r['fold_scores'][name]:.4f}" if name in r["fold_scores"] else "-" for r in rows)
-        lines.append(f"| {name} | {cells} |")
+        rows,
+        "fold_scores",
+        folds,
+    )
     lossy = [r for r in rows if r.get("fold_log_loss")]
     if lossy:
-        lines += [
-            "",
+        lines += _fold_table(
             "Log-loss on the same rows (lower is better), which the gate compares the same way: two "
             f"rungs may score alike on every fold's {m} while one is far surer of the right class.",
-            "",
-            f"| fold | {' | '.join(r['rung'] for r in lossy)} |",
-            "|---|" + "---|" * len(lossy),
-        ]
-        for name in folds:
-            cells = " | ".join(f"{r['fold_log_loss'][name]:.4f}" if name in r["fold_log_loss"] else "-" for r in lossy)
-            lines.append(f"| {name} | {cells} |")
+            lossy,
+            "fold_log_loss",
+            folds,
+        )
+    return lines
+
+
+def _fold_table(caption: str, rows: list[dict], key: str, folds: list[str]) -> list[str]:
+    """A markdown table of ``row[key][fold]``: a line per fold, a column per rung."""
+    lines = ["", caption, "", f"| fold | {' | '.join(r['rung'] for r in rows)} |", "|---|" + "---|" * len(rows)]
+    for name in folds:
+        cells = " | ".join(f"{r[key][name]:.4f}" if name in r[key] else "-" for r in rows)
+        lines.append(f"| {name} | {cells} |")
     return lines
 
 
