@@ -10,6 +10,10 @@ For each set and regime (all training rows, or 10 per class), in one run:
 
 python -m bench.ladder [clinc150:full clinc150:10shot goemotions:full goemotions:10shot
                        spamassassin:full spamassassin:10shot]
+
+A third part draws another few-per-class sample: ``spamassassin:10shot:14`` takes its
+10 rows per class with seed 14 (13 when left out), so one sample's luck can be told
+from a method's gain.
 """
 
 from __future__ import annotations
@@ -56,9 +60,9 @@ SETS = {
 }
 
 
-def few_per_class(pairs: list[tuple[str, str]], shots: int) -> list[tuple[str, str]]:
-    """``shots`` training rows per class (all of a rarer class), seeded."""
-    rng, by_label = random.Random(SHOTS_SEED), {}
+def few_per_class(pairs: list[tuple[str, str]], shots: int, seed: int = SHOTS_SEED) -> list[tuple[str, str]]:
+    """``shots`` training rows per class (all of a rarer class), drawn with ``seed``."""
+    rng, by_label = random.Random(seed), {}
     for pair in pairs:
         by_label.setdefault(pair[1], []).append(pair)
     return [p for label in sorted(by_label) for p in rng.sample(by_label[label], min(shots, len(by_label[label])))]
@@ -73,13 +77,13 @@ def _write(path: Path, pairs: list[tuple[str, str]], prefix: str) -> Path:
     return path
 
 
-def prepare(data_dir: Path, splits: dict, shots: int | None) -> dict[str, Path]:
+def prepare(data_dir: Path, splits: dict, shots: int | None, seed: int = SHOTS_SEED) -> dict[str, Path]:
     """CSV files a user would hand to `thaw run`: all three splits, or ``shots`` training
     rows per class and the test file (thaw carves validation itself)."""
     if shots is None:
         return {s: _write(data_dir / f"{s}.csv", pairs, s) for s, pairs in splits.items()}
     return {
-        "train": _write(data_dir / f"train-{shots}shot.csv", few_per_class(splits["train"], shots), "train"),
+        "train": _write(data_dir / f"train-{shots}shot.csv", few_per_class(splits["train"], shots, seed), "train"),
         "test": _write(data_dir / "test.csv", splits["test"], "test"),
     }
 
@@ -138,18 +142,19 @@ def run_thaw(repo: Path, files: dict[str, Path], model_name: str, config: str = 
     return {"summary": json.loads(summary_path.read_text(encoding="utf-8")), "wall_seconds": wall}
 
 
-def run_one(workspace: Path, name: str, regime: str) -> dict:
+def run_one(workspace: Path, name: str, regime: str, seed: int = SHOTS_SEED) -> dict:
     from bench import plain_baseline
 
     splits = SETS[name][1]()
     shots = None if regime == "full" else int(regime.removesuffix("shot"))
     repo = checkout(workspace)
-    files = prepare(repo / "data" / f"{name}-{regime}", splits, shots)
+    label = f"{name}-{regime}" + (f"-s{seed}" if seed != SHOTS_SEED else "")
+    files = prepare(repo / "data" / label, splits, shots, seed)
     train_rows = [p for s in ("train", "validation") if s in files for p in _read(files[s])]
     test_rows = _rows(files["test"])
     test = [(r["text"], r["label"]) for r in test_rows]
     baseline = plain_baseline.score(train_rows, test)
-    thaw = run_thaw(repo, files, f"{name}-{regime}", config_for(repo, name, regime))
+    thaw = run_thaw(repo, files, label, config_for(repo, name, regime))
     # like for like: the baseline again on the test rows thaw kept after curation (raw text)
     kept = curated_test_rows(repo, thaw["summary"], [r["id"] for r in test_rows])
     baseline["same_rows"] = plain_baseline.score_on(kept, test, baseline.pop("predictions"))
@@ -308,16 +313,32 @@ DEFAULT = (
 )
 
 
+def parse(item: str) -> tuple[str, str, int]:
+    """(set, regime, draw seed) from ``set:regime`` or ``set:regime:seed``; a one-line
+    error naming the item otherwise."""
+    parts = item.split(":")
+    if (
+        len(parts) not in (2, 3)
+        or parts[0] not in SETS
+        or not (parts[1] == "full" or parts[1].removesuffix("shot").isdigit())
+    ):
+        raise SystemExit(f"{item!r}: expected SET:full or SET:Nshot[:SEED], SET one of {', '.join(SETS)}")
+    if len(parts) == 3 and (parts[1] == "full" or not parts[2].isdigit()):
+        raise SystemExit(f"{item!r}: a draw seed is a whole number, and only for a few-per-class regime")
+    return parts[0], parts[1], int(parts[2]) if len(parts) == 3 else SHOTS_SEED
+
+
 def run(workspace: Path, which: tuple[str, ...] = DEFAULT) -> dict:
     out = {}
-    for item in which:
-        name, regime = item.split(":")
+    for name, regime, seed in [parse(item) for item in which]:
         missing = SETS[name][0]()
         if missing:
             print(f"{name}: skipped ({missing})")
             continue
-        result = run_one(workspace, name, regime)
-        out[item] = {**result, "figures": report(name, regime, result)}
+        result = run_one(workspace, name, regime, seed)
+        drawn = seed != SHOTS_SEED
+        shown = regime + (f" (draw seed {seed})" if drawn else "")
+        out[f"{name}:{regime}" + (f":{seed}" if drawn else "")] = {**result, "figures": report(name, shown, result)}
     return out
 
 
