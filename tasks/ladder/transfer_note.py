@@ -143,6 +143,10 @@ def undecided(decisions: list[Decision], evaluation: EvaluationPlan, selected: s
         if selected == c.a:
             return f"the simpler rung, {c.a}, was kept"
         if selected == c.b:
+            loss = c.log_loss
+            if loss is not None and loss.se is not None and loss.delta > loss.se:
+                lead = f"{loss.delta:+.4f}, se {loss.se:.4f}"
+                return f"{c.b} was selected all the same, on its log-loss lead ({lead}; ladder.selection: {rule})"
             return f"{c.b} was selected all the same (ladder.selection: {rule})"
         return f"{selected} was selected"
 

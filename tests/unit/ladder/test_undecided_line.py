@@ -43,3 +43,21 @@ def test_each_undecided_comparison_is_named_on_the_split_it_was_made_on():
     line = undecided(decisions, HOLDOUT, "full", "significance")
     assert line.startswith("undecided: on the validation split, the gain of peft over frozen")
     assert "the gain of partial over peft has an interval spanning zero (-0.0200 to +0.0100), full was selected" in line
+
+
+def test_a_selection_on_log_loss_says_so():
+    """SpamAssassin at 10 per class: the metric's interval spans zero, few-shot was
+    registered on its log-loss lead; the line names that lead."""
+    loss = Comparison("frozen", "fewshot", 0.1395, -0.0650, 0.3440, 0.066, 0.0737)
+    comparison = Comparison("frozen", "fewshot", 0.0533, -0.1688, 0.2754, 0.271, 0.0800, loss)
+    line = undecided(
+        [Decision("fewshot", "stop", "no significant gain", "frozen", comparison)], CV, "fewshot", "one_se"
+    )
+    assert (
+        "fewshot was selected all the same, on its log-loss lead (+0.1395, se 0.0737; ladder.selection: one_se)" in line
+    )
+    within = Comparison("frozen", "fewshot", 0.1395, -0.3, 0.6, 0.3, 0.2000)  # log-loss lead within one se
+    behind = Comparison("frozen", "fewshot", 0.0533, -0.1688, 0.2754, 0.271, 0.0800, within)
+    assert "all the same (ladder.selection: one_se)" in undecided(
+        [Decision("fewshot", "stop", "no significant gain", "frozen", behind)], CV, "fewshot", "one_se"
+    )
