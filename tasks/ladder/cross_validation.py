@@ -40,14 +40,16 @@ FitPredictFolds = Callable[[Sequence[Fold]], Sequence[Predicted]]
 PROBABILITY_FLOOR = 1e-6
 
 
-def row_losses(probabilities, true_columns: Sequence[int | None]) -> tuple[float, ...]:
-    """Each row's log-loss from its class probabilities and the column of its true class
-    (None: a class the model cannot predict, scored at the floor)."""
+def row_losses(log_probabilities, classes: Sequence[str], truth: Sequence[str]) -> tuple[float, ...]:
+    """Each row's log-loss from its log-probabilities over ``classes`` (their column
+    order) and its true label; a label the model cannot predict, or a probability under
+    the floor, is scored at the floor."""
     import math
 
+    column = {label: i for i, label in enumerate(classes)}
+    floor = math.log(PROBABILITY_FLOOR)
     return tuple(
-        -math.log(max(float(probabilities[i, c]) if c is not None else 0.0, PROBABILITY_FLOOR))
-        for i, c in enumerate(true_columns)
+        -max(float(log_probabilities[i, column[t]]) if t in column else floor, floor) for i, t in enumerate(truth)
     )
 
 
@@ -122,9 +124,10 @@ def cross_validate(
             break
         predictions = list(fit_predict_folds(repeat))
         for (name, _, held), output in zip(repeat, predictions, strict=True):
-            predicted = list(output.labels if isinstance(output, FoldOutput) else output)
+            scored = isinstance(output, FoldOutput)
+            predicted = list(output.labels if scored else output)
             scores[name] = metric([y_pool[i] for i in held], predicted, labels)
-            if isinstance(output, FoldOutput) and held:
+            if scored and held:
                 losses[name] = sum(output.losses) / len(output.losses)
             if not done:
                 for position, label in zip(held, predicted, strict=True):

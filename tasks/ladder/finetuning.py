@@ -281,8 +281,7 @@ def fit_adapted_rung(
     if val:
         log_probabilities = predict_log_probabilities(model, tokenizer, val_enc, 64, device, val_prefix)
         predictions = names[log_probabilities.argmax(1)]
-        columns = [labels.index(t) if t in labels else None for t in val.labels]
-        losses = row_losses(np.exp(log_probabilities), columns)
+        losses = row_losses(log_probabilities, labels, val.labels)
     movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
     if fit.out_dir is not None and is_main_process():
         meta = {

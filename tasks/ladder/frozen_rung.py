@@ -232,10 +232,10 @@ def _cross_validated(
         predicted = {}
         for c, clf in logistic_path(x[list(kept)], y[list(kept)], h.c_grid, h.max_iter, cfg.training.seed):
             heads[(c, name)] = linear_head_of(clf, labels, x.shape[1])
-            probabilities = clf.predict_proba(x[list(held)])
-            columns = [list(clf.classes_).index(t) if t in clf.classes_ else None for t in y[list(held)]]
-            labels_out = tuple(clf.classes_[probabilities.argmax(1)])
-            predicted[c] = FoldOutput(labels_out, row_losses(probabilities, columns))
+            log_probabilities = clf.predict_log_proba(x[list(held)])
+            predicted_labels = tuple(clf.classes_[log_probabilities.argmax(1)])
+            losses = row_losses(log_probabilities, list(clf.classes_), y[list(held)])
+            predicted[c] = FoldOutput(predicted_labels, losses)
         return predicted
 
     with one_blas_thread():  # so the folds side by side get a core each

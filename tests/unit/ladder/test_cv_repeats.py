@@ -136,11 +136,12 @@ def test_folds_that_give_probabilities_carry_their_mean_log_loss():
 
     from tasks.ladder.cross_validation import PROBABILITY_FLOOR, FoldOutput, row_losses
 
-    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [1.0, 0.0]])
-    assert row_losses(probabilities, [0, 0, 1]) == pytest.approx(
+    with np.errstate(divide="ignore"):
+        log_probabilities = np.log(np.array([[0.8, 0.2], [0.3, 0.7], [1.0, 0.0]]))
+    assert row_losses(log_probabilities, ["a", "b"], ["a", "a", "b"]) == pytest.approx(
         (-math.log(0.8), -math.log(0.3), -math.log(PROBABILITY_FLOOR))
     )
-    assert row_losses(probabilities[:1], [None]) == pytest.approx((-math.log(PROBABILITY_FLOOR),))
+    assert row_losses(log_probabilities[:1], ["a", "b"], ["c"]) == pytest.approx((-math.log(PROBABILITY_FLOOR),))
 
     labels = [c for c in "ab" for _ in range(4)]
     plan = EvaluationPlan("cross-validation", 2, 1, 13, 0.0, 3, "test")
