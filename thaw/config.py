@@ -164,7 +164,15 @@ class BackboneConfig(_Frozen):
     name: str = DEFAULT_BACKBONE
     path: Path | None = None
     pooling: Literal["mean", "cls"] = "mean"
-    max_length: int = Field(128, ge=8, le=512)
+    # Tokens read per text; longer texts are cut. 256 is the default backbone's own
+    # max_seq_length (its sentence_bert_config.json), what sentence-transformers and SetFit
+    # read it at. Batches are sorted by length and padded to their longest row, so text
+    # shorter than 128 tokens costs the same either way. On e-mail (SpamAssassin: 93% of
+    # the test mails over 128 tokens, 64% over 256) frozen features + logistic regression
+    # at 128 / 256 tokens scored 0.8358 / 0.8630, 0.8147 / 0.8262, 0.8087 / 0.8469 test
+    # accuracy on three draws of 10 mails per class and 0.8966 / 0.9027 on all rows (one
+    # run, /tmp script); embedding the 2,796 test mails took 67 / 131 s.
+    max_length: int = Field(256, ge=8, le=512)
     batch_size: int = Field(64, ge=1)
 
 
