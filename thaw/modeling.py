@@ -186,6 +186,34 @@ def locate_backbone(ref: BackboneRef, verify: bool = True) -> Path:
     raise UserError(f"backbone {ref.name} at {directory} does not match the recorded revision {ref.revision[:12]}")
 
 
+def input_limit(directory: Path) -> int | None:
+    """The most tokens the backbone in ``directory`` reads at once: its tokenizer's
+    ``model_max_length`` where that is a real bound, else its config's
+    ``max_position_embeddings``; None when neither file states one. Both files are input:
+    a value that is not a positive integer counts as not stated."""
+
+    def stated(name: str, key: str) -> int | None:
+        try:
+            value = json.loads((directory / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            return None
+        # tokenizers saved without a bound carry transformers' VERY_LARGE_INTEGER
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000 else None
+
+    return stated("tokenizer_config.json", "model_max_length") or stated("config.json", "max_position_embeddings")
+
+
+def check_max_length(directory: Path, cfg: BackboneConfig) -> None:
+    """Refuse a ``backbone.max_length`` longer than the backbone reads: past its position
+    embeddings a long text fails mid-run, not at the start."""
+    limit = input_limit(directory)
+    if limit is not None and cfg.max_length > limit:
+        raise UserError(
+            f"backbone.max_length is {cfg.max_length}, but backbone {cfg.name} reads at most {limit} tokens "
+            f"(its tokenizer_config.json or config.json): set backbone.max_length to {limit} or less"
+        )
+
+
 def load_tokenizer(directory: Path):
     """The tokenizer of a local backbone directory alone (an ONNX encoder needs no weights)."""
     from transformers import AutoTokenizer

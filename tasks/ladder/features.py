@@ -20,6 +20,7 @@ from thaw.content_cache import ContentCache, content_key
 from thaw.datasets import DatasetVersion, read_split
 from thaw.modeling import (
     BackboneRef,
+    check_max_length,
     configure_threads,
     embed_texts,
     load_encoder,
@@ -63,6 +64,7 @@ def feature_cache_key(backbone_revision: str, data_md5: str, pooling: str, max_l
 def extract_frozen_features(curated: DatasetVersion, cfg: ThawConfig) -> FeatureSet:
     """Embed each curated split with the frozen backbone, reusing cached matrices."""
     ref, directory = resolve_backbone(cfg.backbone)
+    check_max_length(directory, cfg.backbone)
     cache = ContentCache(cfg.state_path / "cache" / "features")
     device = select_device()
     paths, hits, keys = {}, {}, {}
