@@ -171,7 +171,9 @@ class BackboneConfig(_Frozen):
     # the test mails over 128 tokens, 64% over 256) frozen features + logistic regression
     # at 128 / 256 tokens scored 0.8358 / 0.8630, 0.8147 / 0.8262, 0.8087 / 0.8469 test
     # accuracy on three draws of 10 mails per class and 0.8966 / 0.9027 on all rows (one
-    # run, /tmp script); embedding the 2,796 test mails took 67 / 131 s.
+    # run, /tmp script); embedding the 2,796 test mails took 67 / 131 s. thaw's registered
+    # model on those draws (bench.ladder at 0161f5b / 39c12a0): 0.8396 / 0.8471 on average,
+    # its few-shot fits taking about twice as long (README, "Reading 256 tokens").
     max_length: int = Field(256, ge=8, le=512)
     batch_size: int = Field(64, ge=1)
 
