@@ -85,46 +85,39 @@ def test_the_recorded_form_round_trips_and_no_entities_means_no_detector():
     assert served_pii_config(None, "m") is None and served_pii_config({"pii_entities": []}, "m") is None
 
 
-def test_the_predictor_gives_raw_and_curated_text_the_same_answer(tiny_encoder, tmp_path):
+def _frozen_model(directory, tiny_encoder, **meta):
+    """A frozen-rung model on the test encoder, a random head, ``meta`` added to its model.json."""
     from tasks.ladder.frozen_rung import save_linear_head
     from thaw.modeling import resolve_backbone
-    from thaw.serving import ThawPredictor
 
     ref, _ = resolve_backbone(BackboneConfig(path=tiny_encoder))
-    meta = {
+    base = {
         "rung": "frozen",
         "kind": "head_on_frozen_encoder",
         "backbone": json.loads(ref.to_json()),
         "pooling": "mean",
-        "max_length": 64,
-        "input_form": input_form(PiiConfig()),
     }
     rng = np.random.default_rng(0)
-    save_linear_head(tmp_path / "m", rng.normal(size=(2, 32)), rng.normal(size=2), ("a", "b"), meta)
-    predictor = ThawPredictor(tmp_path / "m")
+    save_linear_head(directory, rng.normal(size=(2, 32)), rng.normal(size=2), ("a", "b"), base | meta)
+    return directory
+
+
+def test_the_predictor_gives_raw_and_curated_text_the_same_answer(tiny_encoder, tmp_path):
+    from thaw.serving import ThawPredictor
+
+    predictor = ThawPredictor(
+        _frozen_model(tmp_path / "m", tiny_encoder, max_length=64, input_form=input_form(PiiConfig()))
+    )
     curated = list(scrub_texts(RAW, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test")))
     assert np.allclose(predictor.probabilities(RAW), predictor.probabilities(curated), atol=1e-5)
     assert predictor.model_inputs(RAW[:1])[0].startswith("Hi, I am <PERSON>")
 
 
 def test_a_model_json_asking_for_more_tokens_than_its_backbone_reads_is_refused_at_load(tiny_encoder, tmp_path):
-    from tasks.ladder.frozen_rung import save_linear_head
-    from thaw.modeling import resolve_backbone
     from thaw.serving import ThawPredictor
 
-    ref, _ = resolve_backbone(BackboneConfig(path=tiny_encoder))
-    meta = {
-        "rung": "frozen",
-        "kind": "head_on_frozen_encoder",
-        "backbone": json.loads(ref.to_json()),
-        "pooling": "mean",
-    }
-    rng = np.random.default_rng(0)
-    for name, length in (("fits", 128), ("past", 256)):
-        save_linear_head(
-            tmp_path / name, rng.normal(size=(2, 32)), rng.normal(size=2), ("a", "b"), meta | {"max_length": length}
-        )
     long_text = "refund my order please " * 100  # past 128 tokens: cut at 128, not an index error
-    assert ThawPredictor(tmp_path / "fits").probabilities([long_text]).shape == (1, 2)
+    fits = ThawPredictor(_frozen_model(tmp_path / "fits", tiny_encoder, max_length=128))
+    assert fits.probabilities([long_text]).shape == (1, 2)
     with pytest.raises(UserError, match="backbone.max_length is 256, but backbone .* reads at most 128 tokens"):
-        ThawPredictor(tmp_path / "past")
+        ThawPredictor(_frozen_model(tmp_path / "past", tiny_encoder, max_length=256))
