@@ -203,16 +203,20 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
 
 
 def _servers_started_by(proc: subprocess.Popen, timeout_s: float = 60) -> dict[int, dict[str, str]]:
-    """The environments of the server processes ``proc`` started (they run in sessions of
-    their own, so they are found by parent pid), once both are up."""
+    """The environments of the server processes ``proc`` started, once both are up. They run
+    in sessions of their own, so they are its descendants that lead a session: any other
+    child (a library's short-lived helper, such as ``ldconfig`` behind ctypes' find_library)
+    inherits the caller's environment as any child does, and on a loaded machine lives long
+    enough to be seen."""
     import psutil
 
     found: dict[int, dict[str, str]] = {}
     deadline = time.monotonic() + timeout_s
     while len(found) < 2 and time.monotonic() < deadline and proc.poll() is None:
         for child in psutil.Process(proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                found.setdefault(child.pid, child.environ())
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(child.pid) == child.pid:
+                    found.setdefault(child.pid, child.environ())
         time.sleep(0.5)
     return found
 
