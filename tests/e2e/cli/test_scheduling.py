@@ -204,10 +204,9 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
 
 def _servers_started_by(proc: subprocess.Popen, timeout_s: float = 60) -> dict[int, dict[str, str]]:
     """The environments of the server processes ``proc`` started, once both are up. They run
-    in sessions of their own, so they are its descendants that lead a session: any other
-    child (a library's short-lived helper, such as ``ldconfig`` behind ctypes' find_library)
-    inherits the caller's environment as any child does, and on a loaded machine lives long
-    enough to be seen."""
+    in sessions of their own, so they are its descendants that lead a session. Another child
+    inherits the caller's environment as any child does; on a loaded machine one was seen
+    here (a CI-like run beside a benchmark; which process it was is not known)."""
     import psutil
 
     found: dict[int, dict[str, str]] = {}
