@@ -189,7 +189,7 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
         servers = _servers_started_by(proc)  # while `thaw up` waits for the scheduler
         stdout, stderr = proc.communicate(timeout=400)
     up = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
-    assert len(servers) >= 2, servers  # MLflow's and Prefect's, each with its environment read
+    assert set(servers) == {"mlflow", "prefect"}, servers  # each with its environment read
     for environ in servers.values():  # the servers thaw starts hold none of the caller's secrets
         assert not set(secrets) & set(environ) and not set(secrets.values()) & set(environ.values())
     assert up.returncode == 2, up.stdout + up.stderr  # a user-facing error, one line
@@ -202,20 +202,27 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
         )
 
 
-def _servers_started_by(proc: subprocess.Popen, timeout_s: float = 60) -> dict[int, dict[str, str]]:
-    """The environments of the server processes ``proc`` started, once both are up. They run
-    in sessions of their own, so they are its descendants that lead a session. Another child
-    inherits the caller's environment as any child does; on a loaded machine one was seen
-    here (a CI-like run beside a benchmark; which process it was is not known)."""
+SERVERS = {"mlflow": {"mlflow", "server"}, "prefect": {"prefect", "server", "start"}}  # words of each command
+
+
+def _servers_started_by(proc: subprocess.Popen, timeout_s: float = 60) -> dict[str, dict[str, str]]:
+    """The environments of the servers ``proc`` started, by name, once both are up. A
+    server is read only once its command line is the server's: a child shows its parent's
+    environment (the caller's secrets included) in /proc until it execs, and is already a
+    session leader by then (``start_new_session`` calls setsid before the exec), so under
+    load a scan caught one in that window and read the caller's environment. Once the
+    command line is the server's the exec has happened, and the environment is the server's."""
     import psutil
 
-    found: dict[int, dict[str, str]] = {}
+    found: dict[str, dict[str, str]] = {}
     deadline = time.monotonic() + timeout_s
-    while len(found) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while len(found) < len(SERVERS) and time.monotonic() < deadline and proc.poll() is None:
         for child in psutil.Process(proc.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error, OSError):
-                if os.getsid(child.pid) == child.pid:
-                    found.setdefault(child.pid, child.environ())
+                words = set(child.cmdline())
+                for name, command in SERVERS.items():
+                    if command <= words and os.getsid(child.pid) == child.pid:
+                        found.setdefault(name, child.environ())
         time.sleep(0.5)
     return found
 
