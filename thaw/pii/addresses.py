@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import regex
 
-from thaw.pii.rules import CAP
+from thaw.pii.rules import CAP, MONTHS
 from thaw.pii.spans import Span
 
 STREET_TYPES = (
@@ -55,8 +55,10 @@ _STREET_PREFIXED = regex.compile(
     rf"(?:\b{HOUSE}{SP})?(?i:(?<!\w)(?:{STREET_PREFIXES})){SP}(?:{WORD}{SP}){{0,4}}?{HOUSE}\b"
     rf"|{HOUSES}(?i:(?<!\w)(?:{STREET_PREFIXES}))(?:{SP}(?:{CAP}|de|da|do|del|la|le|des|du|e|di)){{1,5}}"
 )
-# "119 Hagaskog 22", "4899 Úzká 1762": a number, a capitalised name and a house number
-_NUMBER_NAME_NUMBER = regex.compile(rf"\b{HOUSE}{SP}(?:{CAP}{SP}){{1,4}}{HOUSE}\b")
+# "119 Hagaskog 22", "4899 Úzká 1762": a number, a capitalised name and a house number;
+# not a date ("20 Aug 2002"), which as a street line also made the short capitalised
+# lines around it an address block ("Quarterly Review", "Total Due")
+_NUMBER_NAME_NUMBER = regex.compile(rf"\b{HOUSE}{SP}(?!{MONTHS}{SP}{HOUSE}\b)(?:{CAP}{SP}){{1,4}}{HOUSE}\b")
 # a word and a house number; a street when the word ends in a street suffix ("Hammarvägen 15")
 _WORD_AND_HOUSE = regex.compile(rf"(?:\b{HOUSE}{SP})?\b(\p{{L}}{{3,}}\.?){SP}{HOUSE}\b")
 _UNIT = regex.compile(

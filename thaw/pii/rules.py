@@ -110,12 +110,17 @@ def _phone_like(text: str, m: regex.Match) -> bool:
     return PHONE_CUE_RX.search(near) is not None and (len(digits) >= 7 or groups >= 3)
 
 
+# English month names and their abbreviations ("Sept." too), as dates write them
+MONTHS = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?)"
+)
 DATE_OF_BIRTH_RX = regex.compile(
     r"\b(?:(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|1[0-2])|(?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01]))"
     r"[/.-](?:19|20)\d{2}\b"
     r"|\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])\b"
-    r"|\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-    r"\s+\d{1,2},?\s+(?:19|20)\d{2}\b"
+    rf"|\b{MONTHS}\s+\d{{1,2}},?\s+(?:19|20)\d{{2}}\b"
+    rf"|\b(?:0?[1-9]|[12]\d|3[01])\s+{MONTHS},?\s+(?:19|20)\d{{2}}\b"  # "20 Aug 2002", as mail headers write it
 )
 
 

@@ -167,3 +167,12 @@ def test_a_continental_postal_code_before_its_town_and_after_its_cue_is_an_addre
         ("código postal: 28013", "28013"),
     ):
         assert code in {text[s:e] for s, e, kind in address_spans(text) if kind == "ADDRESS"}, text
+
+
+@pytest.mark.parametrize("date", ["20 Aug 2002", "3 June 2024", "14 Sept. 2023", "Aug 20, 2002", "Sept. 3, 1987"])
+def test_a_date_is_a_full_date_not_a_street_and_leaves_its_neighbours_alone(date):
+    text = f"Meeting notes\n{date}\nQuarterly Review\nBudget Items\nthanks all"
+    assert _found(rules.date_of_birth_spans(text), text) == {(date, "DATE_OF_BIRTH")}
+    # read as a street line, it made the short capitalised lines around it an address block
+    assert not addresses.address_spans(text, rules.place_spans(text))
+    assert ("4899 Úzká 1762", "ADDRESS") in _found(addresses.address_spans("at 4899 Úzká 1762"), "at 4899 Úzká 1762")
