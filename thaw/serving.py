@@ -70,17 +70,18 @@ class ThawPredictor:
         self.session, self.engine = None, "pytorch"
         onnx = read_onnx_meta(directory) if (use_onnx if use_onnx is not None else onnx_enabled()) else None
         backbone_dir = locate_backbone(ref)
+        self.backbone_cfg = BackboneConfig(
+            name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
+        )
+        # model.json is input: a length past the backbone would fail on the first long
+        # request; refused before any weights are loaded
+        check_max_length(backbone_dir, self.backbone_cfg)
         if onnx is not None:
             self.tokenizer, self.encoder = load_tokenizer(backbone_dir), None
             self.use_session(OnnxEncoder(Path(onnx["path"])), f"onnxruntime {onnx['variant']}")
         else:
             self.tokenizer, self.encoder = load_encoder(backbone_dir, self.device, safetensors_only)
             self.encoder = apply_adaptation(self.encoder, directory, self.device)
-        self.backbone_cfg = BackboneConfig(
-            name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
-        )
-        # model.json is input: a length past the backbone would fail on the first long request
-        check_max_length(backbone_dir, self.backbone_cfg)
         # scrub what it is given as its training text was scrubbed (thaw.pii.masking)
         self.pii = served_pii_config(self.meta.get("input_form"), f"{directory.name}/model.json")
         if self.pii is not None:
