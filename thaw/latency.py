@@ -25,7 +25,16 @@ from pathlib import Path
 import numpy as np
 
 # The files a registered model carries (thaw.serving); a rung directory may hold more.
-MODEL_FILES = ("model.json", "labels.json", "head.safetensors", "delta.safetensors", "adapter", "onnx")
+MODEL_FILES = (
+    "model.json",
+    "labels.json",
+    "head.safetensors",
+    "words.json",
+    "words.safetensors",
+    "delta.safetensors",
+    "adapter",
+    "onnx",
+)
 
 
 @dataclass(frozen=True)

@@ -321,9 +321,16 @@ def embed_texts(
     return out
 
 
-def head_probabilities(features: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:
-    """Class probabilities of a saved head: linear (``weight``, ``bias``) or a one-hidden-
-    layer MLP (``w1``, ``b1`` then ``weight``, ``bias``, ReLU between)."""
+def head_probabilities(features: np.ndarray, head: dict[str, np.ndarray], words=None) -> np.ndarray:
+    """Class probabilities of a saved head: linear (``weight``, ``bias``), a one-hidden-
+    layer MLP (``w1``, ``b1`` then ``weight``, ``bias``, ReLU between), or linear over the
+    features beside word features (``words_weight``; ``words`` from ``thaw.words``)."""
+    if "words_weight" in head:
+        from thaw.words import words_logits
+
+        if words is None:
+            raise ValueError("this head reads word features beside the encoder's, and none were given")
+        return softmax(words_logits(features, words, head))
     if "w1" in head:
         features = np.maximum(features @ head["w1"].T + head["b1"], 0.0)
     return softmax_head(features, head["weight"], head["bias"])
@@ -331,8 +338,12 @@ def head_probabilities(features: np.ndarray, head: dict[str, np.ndarray]) -> np.
 
 def softmax_head(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Class probabilities of a linear head (``weight``: classes x dim)."""
-    logits = features @ weight.T + bias
-    logits -= logits.max(axis=1, keepdims=True)
+    return softmax(features @ weight.T + bias)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Each row's logits as probabilities."""
+    logits = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(axis=1, keepdims=True)
 

@@ -3,7 +3,8 @@
 A model directory holds ``model.json`` (rung, pooling, max length and the backbone
 reference: name, source, revision digest), ``labels.json``, ``head.safetensors`` and,
 for adapted rungs, either a PEFT ``adapter/`` or ``delta.safetensors`` (the backbone
-tensors the rung changed). The base backbone is never copied: it is located offline
+tensors the rung changed); a frozen head over word n-grams too has ``words.json`` and
+``words.safetensors`` (``thaw.words``). The base backbone is never copied: it is located offline
 and its digest re-checked, so one base backbone serves every version built on it.
 
 What it is given is scrubbed the way its training text was (``model.json``'s
@@ -76,6 +77,18 @@ class ThawPredictor:
         # model.json is input: a length past the backbone would fail on the first long
         # request; refused before any weights are loaded
         check_max_length(backbone_dir, self.backbone_cfg)
+        self.words = None
+        if "words_weight" in self.head:  # a frozen head over word n-grams too (thaw.words)
+            from thaw.words import WORDS_JSON, WordFeatures
+
+            if not (directory / WORDS_JSON).is_file():
+                raise UserError(f"{directory.name}: its head reads word features, and {WORDS_JSON} is missing")
+            try:
+                self.words = WordFeatures.load(directory)
+            except (ValueError, OSError, json.JSONDecodeError) as error:
+                raise UserError(f"{directory.name}: {str(error)[:300]}") from None
+            if self.words.width != self.head["words_weight"].shape[1]:
+                raise UserError(f"{directory.name}: {WORDS_JSON} does not match the head's word columns")
         if onnx is not None:
             self.tokenizer, self.encoder = load_tokenizer(backbone_dir), None
             self.use_session(OnnxEncoder(Path(onnx["path"])), f"onnxruntime {onnx['variant']}")
@@ -102,7 +115,7 @@ class ThawPredictor:
             features = self.session.embed(encoded, self.backbone_cfg.batch_size)
         else:
             features = embed_texts(inputs, self.tokenizer, self.encoder, self.backbone_cfg, self.device)
-        return head_probabilities(features, self.head)
+        return head_probabilities(features, self.head, self.words.transform(inputs) if self.words else None)
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:
         probs = self.probabilities(texts)

@@ -24,6 +24,7 @@ from thaw.modeling import head_probabilities, usable_cores
 from thaw.pii.masking import input_form
 from thaw.rung_methods.frozen import FROZEN
 from thaw.rungs import EvaluationPlan, LadderContext, RungDetails, TrainedRung
+from thaw.words import WORDS_JSON, WORDS_TENSORS, WordFeatures
 
 LINEAR_PROBE = "linear_head.safetensors"  # the frozen rung's linear head: every adapted rung starts from it
 
@@ -83,9 +84,11 @@ def save_head(
     linear: tuple[np.ndarray, np.ndarray],
     labels: tuple[str, ...],
     meta: dict,
+    words: WordFeatures | None = None,
 ) -> None:
     """head.safetensors (the chosen head), linear_head.safetensors (the linear probe that
-    deeper rungs start from), labels.json and model.json in ``model_dir``."""
+    deeper rungs start from), labels.json and model.json in ``model_dir``, and the word
+    features of a head that reads them."""
     from safetensors.numpy import save_file
 
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,10 @@ def save_head(
     )
     (model_dir / "labels.json").write_text(json.dumps(list(labels)), encoding="utf-8")
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    for name in (WORDS_JSON, WORDS_TENSORS):  # a head over word n-grams carries them; no other does
+        (model_dir / name).unlink(missing_ok=True)
+    if words is not None:
+        words.save(model_dir)
 
 
 def save_linear_head(
@@ -105,8 +112,36 @@ def save_linear_head(
     save_head(model_dir, {"weight": weight, "bias": bias}, (weight, bias), labels, meta)
 
 
+WORDS = "words"  # the head over features and word n-grams, beside the Cs of head.c_grid
+WORDS_HEAD = "logistic regression on the features and word n-grams"
+
+
+def fit_words_head(
+    x: np.ndarray, y: np.ndarray, texts: list[str], labels: tuple[str, ...], cfg: ThawConfig
+) -> tuple[dict[str, np.ndarray], WordFeatures]:
+    """(head, word features) of one logistic regression at ``head.words_c`` on the unit-
+    length features of ``x`` beside TF-IDF n-grams of ``texts`` (``thaw.words``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from thaw.words import WordSettings, combined
+
+    h = cfg.training.head
+    words = WordFeatures.fit(texts, WordSettings(max_features=h.words_max_features))
+    with one_blas_thread():
+        clf = LogisticRegression(C=h.words_c, max_iter=h.max_iter, random_state=cfg.training.seed)
+        clf.fit(combined(x, words.transform(texts)), y)
+    weight, bias = linear_head_of(clf, labels, x.shape[1] + words.width)
+    head = {"weight": weight[:, : x.shape[1]], "words_weight": weight[:, x.shape[1] :], "bias": bias}
+    return head, words
+
+
+def words_probabilities(head: dict, words: WordFeatures, x: np.ndarray, texts: list[str]) -> np.ndarray:
+    return head_probabilities(x, head, words.transform(texts))
+
+
 def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, fit):
-    """The fitted heads for these features, labels and head settings: cached by content."""
+    """The fitted heads (and the word features of a head that reads them) for these
+    features, labels and head settings: cached by content."""
     from safetensors.numpy import load_file, save_file
 
     settings = {
@@ -121,29 +156,48 @@ def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[s
     entry = cache.get(key)
     if entry is not None:
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-        return load_file(str(entry / "head.safetensors")), load_file(str(entry / "linear.safetensors")), meta, True
-    head, linear, meta = fit()
+        words = WordFeatures.load(entry) if (entry / WORDS_JSON).is_file() else None
+        head, linear = load_file(str(entry / "head.safetensors")), load_file(str(entry / "linear.safetensors"))
+        return head, linear, meta, words, True
+    head, linear, meta, words = fit()
     with cache.put(key) as staging:
         save_file(head, str(staging / "head.safetensors"))
         save_file(linear, str(staging / "linear.safetensors"))
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    return head, linear, meta, False
+        if words is not None:
+            words.save(staging)
+    return head, linear, meta, words, False
 
 
 HEAD_LIBRARIES = ("scikit-learn", "torch", "numpy")
 
 
-def _fit_frozen_heads(x: dict, y: dict, labels: tuple[str, ...], cfg: ThawConfig):
-    """(chosen head, linear head, meta): logistic regression, then an MLP if it does better."""
+def _fit_frozen_heads(x: dict, y: dict, texts: dict, labels: tuple[str, ...], cfg: ThawConfig):
+    """(chosen head, linear head, meta, word features or None): logistic regression, then
+    the head over features and word n-grams, then an MLP, each kept if it does better on
+    validation."""
+    from thaw.metrics import macro_f1
+
     weight, bias, c, scores = fit_logistic_head(x, y, labels, cfg)
     linear = {"weight": weight, "bias": bias}
     meta = {"C": c, "scores": {str(k): v for k, v in scores.items()}, "head": "logistic regression", "mlp_score": None}
-    if cfg.training.head.try_mlp:
+    chosen, words, best = linear, None, max(scores.values())
+    h = cfg.training.head
+    if h.words and y.get("validation") is not None:
+        head, fitted = fit_words_head(x["train"], y["train"], texts["train"], labels, cfg)
+        predicted = np.asarray(labels)[
+            words_probabilities(head, fitted, x["validation"], texts["validation"]).argmax(1)
+        ]
+        meta["scores"][WORDS] = score = macro_f1(y["validation"], predicted, labels)
+        if score > best:
+            chosen, words, best = head, fitted, score
+            meta |= {"head": WORDS_HEAD, "C": h.words_c, "probe_C": c}
+    if h.try_mlp:
         mlp, mlp_score = fit_mlp_head(x, y, labels, cfg)
         meta["mlp_score"] = mlp_score
-        if mlp_score > max(scores.values()):
-            return mlp, linear, meta | {"head": f"MLP ({cfg.training.head.mlp_hidden} hidden)"}
-    return linear, linear, meta
+        if mlp_score > best:
+            return mlp, linear, meta | {"head": f"MLP ({h.mlp_hidden} hidden)", "C": c}, None
+    return chosen, linear, meta, words
 
 
 def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, trained_on: tuple[str, ...]) -> dict:
@@ -160,14 +214,17 @@ def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, tra
     }
 
 
-def _details(head: str, c: float, scores: dict, mlp_score, cache_hits: dict, trained_on, folds: int = 0) -> RungDetails:
+def _details(
+    head: str, c: float, scores: dict, mlp_score, cache_hits: dict, trained_on, folds: int = 0, probe_c=None
+) -> RungDetails:
+    words = {"words": True, "probe_C": probe_c} if head == WORDS_HEAD else {}  # the linear probe's C
     return RungDetails(
         method=f"{head} on the frozen backbone",
         frozen="the whole backbone",
         trainable_fraction_of_backbone=0.0,
-        settings={"head_C": c},
+        settings={"head_C": c, **words},
         selection_scores={
-            **{f"logistic regression C={k}": v for k, v in scores.items()},
+            **{(WORDS_HEAD if k == WORDS else f"logistic regression C={k}"): v for k, v in scores.items()},
             **({"MLP": mlp_score} if mlp_score is not None else {}),
         },
         cache_hits=cache_hits,
@@ -177,15 +234,21 @@ def _details(head: str, c: float, scores: dict, mlp_score, cache_hits: dict, tra
 
 
 def _holdout(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, run_dir: Path):
-    y = {s: np.asarray(curated.read(cfg.root, s).labels) for s in ("train", "validation")}
+    rows = {s: curated.read(cfg.root, s) for s in ("train", "validation")}
+    y = {s: np.asarray(r.labels) for s, r in rows.items()}
+    texts = {s: list(r.texts) for s, r in rows.items()}
     x = {s: np.load(features.paths[s]) for s in ("train", "validation")}
-    head, linear, fit_meta, head_hit = _cached_heads(
-        features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, labels, cfg)
+    head, linear, fit_meta, words, head_hit = _cached_heads(
+        features, curated, labels, cfg, lambda: _fit_frozen_heads(x, y, texts, labels, cfg)
     )
-    predictions = np.asarray(labels)[head_probabilities(x["validation"], head).argmax(1)]
+    if words is not None:
+        probabilities = words_probabilities(head, words, x["validation"], texts["validation"])
+    else:
+        probabilities = head_probabilities(x["validation"], head)
+    predictions = np.asarray(labels)[probabilities.argmax(1)]
     model_dir = frozen_model_dir(run_dir)
     meta = _frozen_meta(features, cfg, fit_meta["head"], fit_meta["C"], ("train",))
-    save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta)
+    save_head(model_dir, head, (linear["weight"], linear["bias"]), labels, meta, words)
     details = _details(
         fit_meta["head"],
         fit_meta["C"],
@@ -193,6 +256,7 @@ def _holdout(features: FeatureSet, curated: DatasetVersion, labels: tuple[str, .
         fit_meta["mlp_score"],
         {**features.cache_hits, "head": head_hit},
         ("train",),
+        probe_c=fit_meta.get("probe_C"),
     )
     metrics = score_predictions(y["validation"], predictions, labels, cfg)
     params = int(sum(v.size for v in head.values()))
@@ -208,9 +272,10 @@ def _cross_validated(
     evaluation: EvaluationPlan,
 ) -> TrainedRung:
     """Logistic-regression heads on every fold for each C (a repeat's folds side by side,
-    one per core); the C with the best mean fold score wins. Its fold heads are kept (the
-    adapted rungs' folds start from them) and a final head is fit on all of train +
-    validation."""
+    one per core), and the head over features and word n-grams (``head.words``); the best
+    mean fold score wins, the features-only head on a tie. The fold heads of the best C
+    are kept (the adapted rungs' folds start from them) and the final head is fit on all
+    of train + validation."""
     from safetensors.numpy import save_file
 
     from tasks.ladder.cross_validation import (
@@ -236,28 +301,39 @@ def _cross_validated(
             predicted_labels = tuple(clf.classes_[log_probabilities.argmax(1)])
             losses = row_losses(log_probabilities, list(clf.classes_), y[list(held)])
             predicted[c] = FoldOutput(predicted_labels, losses)
+        if h.words:
+            head, words = fit_words_head(x[list(kept)], y[list(kept)], [rows.texts[i] for i in kept], labels, cfg)
+            probabilities = words_probabilities(head, words, x[list(held)], [rows.texts[i] for i in held])
+            with np.errstate(divide="ignore"):
+                losses = row_losses(np.log(probabilities), labels, y[list(held)])
+            predicted[WORDS] = FoldOutput(tuple(np.asarray(labels)[probabilities.argmax(1)]), losses)
         return predicted
 
+    grid = (*h.c_grid, WORDS) if h.words else h.c_grid
     with one_blas_thread():  # so the folds side by side get a core each
         runs = cross_validate_grid(
-            evaluation, rows.labels, labels, h.c_grid, fit_predict_grid, metric, workers=usable_cores()
+            evaluation, rows.labels, labels, grid, fit_predict_grid, metric, workers=usable_cores()
         )
-    best = max(runs, key=lambda c: (np.mean(list(runs[c].fold_scores.values())), -c))
+    scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
+    # the best C of the features-only head: its fold heads start the adapted rungs' folds
+    best_c = max(h.c_grid, key=lambda c: (scores[c], -c))
+    best = WORDS if h.words and scores[WORDS] > scores[best_c] else best_c  # the simpler head on a tie
     folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)
-    for name in runs[best].fold_scores:
-        weight, bias = heads[(best, name)]
+    for name in runs[best_c].fold_scores:
+        weight, bias = heads[(best_c, name)]
         save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
-    weight, bias = logistic_head(x, y, labels, best, cfg)
-    meta = _frozen_meta(features, cfg, "logistic regression", best, ("train", "validation"))
-    save_linear_head(frozen_model_dir(run_dir), weight, bias, labels, meta)
-    scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
+    weight, bias = logistic_head(x, y, labels, best_c, cfg)
+    head, words, name = {"weight": weight, "bias": bias}, None, "logistic regression"
+    if best == WORDS:
+        (head, words), name = fit_words_head(x, y, list(rows.texts), labels, cfg), WORDS_HEAD
+    c = h.words_c if best == WORDS else best_c
+    meta = _frozen_meta(features, cfg, name, c, ("train", "validation"))
+    save_head(frozen_model_dir(run_dir), head, (weight, bias), labels, meta, words)
     chosen = runs[best]
-    details = _details(
-        "logistic regression", best, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds
-    )
+    details = _details(name, c, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds, best_c)
     metrics = cross_validated_metrics(rows.labels, chosen, labels, evaluation, cfg)
-    params = int(weight.size + bias.size)
+    params = int(sum(v.size for v in head.values()))
     return TrainedRung(
         FROZEN.name,
         frozen_model_dir(run_dir),

@@ -220,26 +220,33 @@ def _duration(seconds: float) -> str:
 
 
 def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: ThawConfig, run_dir: Path) -> TrainedRung:
-    """The frozen rung's linear head with its chosen C on train + validation features."""
+    """The frozen rung's chosen head (linear with its C, or over features and word
+    n-grams) on train + validation."""
     import json
 
     from tasks.ladder.features import extract_frozen_features
-    from tasks.ladder.frozen_rung import save_linear_head
+    from tasks.ladder.frozen_rung import WORDS_HEAD, fit_words_head, save_head
     from thaw.heads import logistic_head
 
     features = extract_frozen_features.fn(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in POOL.splits])
-    y = np.asarray(POOL.read(curated, cfg.root).labels)
+    rows = POOL.read(curated, cfg.root)
+    y = np.asarray(rows.labels)
     c = float(chosen.details.settings.get("head_C", cfg.training.head.c_without_validation))
-    weight, bias = logistic_head(x, y, labels, c, cfg)
+    words_head = bool(chosen.details.settings.get("words"))
+    probe_c = chosen.details.settings.get("probe_C", c) if words_head else c
+    weight, bias = logistic_head(x, y, labels, float(probe_c), cfg)
+    head, words, name = {"weight": weight, "bias": bias}, None, "logistic regression"
+    if words_head:
+        (head, words), name = fit_words_head(x, y, list(rows.texts), labels, cfg), WORDS_HEAD
     meta = json.loads((chosen.model_dir / "model.json").read_text(encoding="utf-8")) | {
         "trained_on": list(POOL.splits),
-        "head": "logistic regression",
+        "head": name,
     }
-    save_linear_head(artifacts.final_model_dir(run_dir), weight, bias, labels, meta)
+    save_head(artifacts.final_model_dir(run_dir), head, (weight, bias), labels, meta, words)
     details = dataclasses.replace(
         chosen.details,
         trained_on=POOL.splits,
-        method="logistic regression on the frozen backbone (refit on train + validation)",
+        method=f"{name} on the frozen backbone (refit on train + validation)",
     )
     return dataclasses.replace(chosen, model_dir=artifacts.final_model_dir(run_dir), details=details)

@@ -21,17 +21,31 @@ pytestmark = pytest.mark.integration
 
 KEYWORDS = {"refund": "money", "password": "login", "delivery": "shipping", "cancel": "account"}
 WORDS = "please my the i a to is was it not help change block stolen where when new".split()
+# in the tiny encoder's vocabulary, no keyword among them
+FILLER = [*WORDS, *"card lost reset order subscription address payment app".split()]
 
 
-def make_splits(workspace: Path, per_class: dict[str, int], seed: int = 0, slices: bool = False) -> DatasetVersion:
-    """Curated splits with ``per_class[split]`` rows of each of four keyword classes."""
+def _row_text(rng: random.Random, key: str, filler: int) -> str:
+    if filler <= 3:
+        return " ".join([key, *rng.sample(WORDS, filler)])
+    words = rng.choices(FILLER, k=filler)  # the keyword anywhere among many other words
+    words.insert(rng.randrange(filler + 1), key)
+    return " ".join(words)
+
+
+def make_splits(
+    workspace: Path, per_class: dict[str, int], seed: int = 0, slices: bool = False, filler: int = 3
+) -> DatasetVersion:
+    """Curated splits with ``per_class[split]`` rows of each of four keyword classes: the
+    keyword and ``filler`` other words (past 3, drawn with repeats, the keyword among
+    them at random: its share of a mean-pooled feature is small)."""
     rng = random.Random(seed)
     files = {}
     for split, n in per_class.items():
         rows = []
         for key, label in KEYWORDS.items():
             for i in range(n):
-                row = {"id": f"{split}-{label}-{i}", "text": " ".join([key, *rng.sample(WORDS, 3)]), "label": label}
+                row = {"id": f"{split}-{label}-{i}", "text": _row_text(rng, key, filler), "label": label}
                 if slices:
                     row["slice"] = rng.choice(["email", "chat"])
                 rows.append(row)
@@ -42,13 +56,18 @@ def make_splits(workspace: Path, per_class: dict[str, int], seed: int = 0, slice
     return DatasetVersion("datasets", "x", files, "none")
 
 
-def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
+def config(workspace: Path, encoder: Path, head: dict | None = None, **ladder) -> ThawConfig:
+    """A ladder on the keyword classes. Its frozen head is features-only unless ``head``
+    says otherwise: on the random encoder that head is weak, so the ladder climbs (with
+    word n-grams beside the features the keywords make it right on every fold)."""
+    head = {"words": False} if head is None else head
     return ThawConfig.model_validate(
         {
             "workspace": str(workspace),
             "backbone": {"name": "tiny", "path": str(encoder), "max_length": 32},
             "serving": TEST_SERVING,
             "training": {
+                "head": head,
                 "ladder": {
                     "metric": "accuracy",
                     "target": 0.999,
@@ -56,7 +75,7 @@ def config(workspace: Path, encoder: Path, **ladder) -> ThawConfig:
                     "finetune": {"epochs": 2, "batch_size": 8},
                     "fewshot": {"epochs": 2, "classes_per_batch": 4, "rows_per_class": 2, "end_to_end_epochs": 2},
                     **ladder,
-                }
+                },
             },
         }
     )
@@ -150,6 +169,57 @@ def test_two_rows_per_class_cross_validate_pick_the_few_shot_rung_and_register_a
     assert refit.details.refit_skipped is None
     assert refit.model_dir is not None and refit.details.trained_on == ("train", "validation")
     assert ThawPredictor(refit.model_dir).probabilities(["refund please"]).shape == (1, len(LABELS))
+
+
+def test_on_two_rows_per_class_the_frozen_rung_reads_words_and_its_refit_serves_them(
+    workspace, tiny_encoder, prefect_harness
+):
+    from tasks.ladder.frozen_rung import WORDS_HEAD
+    from thaw.serving import ThawPredictor
+
+    curated = make_splits(workspace, {"train": 2, "validation": 1, "test": 1})
+    cfg = config(workspace, tiny_encoder, head={"words": True}, rungs=["frozen"])
+    result = climb(workspace, cfg, curated)
+    (frozen,) = result.trained
+    scores = frozen.details.selection_scores
+    # the keywords decide the class: words beside the random encoder's features score
+    # above the features alone on the folds, so that head is the frozen rung's
+    assert scores[WORDS_HEAD] > max(v for k, v in scores.items() if k != WORDS_HEAD)
+    assert frozen.details.settings["words"] and frozen.details.settings["head_C"] == cfg.training.head.words_c
+    assert frozen.details.method.startswith(WORDS_HEAD)
+    for model_dir in (frozen.model_dir, result.final.model_dir):
+        assert (model_dir / "words.json").is_file() and (model_dir / "words.safetensors").is_file()
+        assert json.loads((model_dir / "model.json").read_text())["head"] == WORDS_HEAD
+        # the linear probe the adapted rungs would start from stays features-only
+        from safetensors.numpy import load_file
+
+        probe = load_file(str(model_dir / "linear_head.safetensors"))
+        assert set(probe) == {"weight", "bias"} and probe["weight"].shape[1] == 32
+    served = ThawPredictor(result.final.model_dir).predict(
+        ["refund where is it", "password i forgot", "delivery late", "cancel it now"]
+    )
+    assert served["label"].tolist() == ["money", "login", "shipping", "account"]
+
+
+def test_scored_on_validation_the_words_head_is_refit_on_every_row_and_served(workspace, tiny_encoder, prefect_harness):
+    from tasks.ladder.frozen_rung import WORDS_HEAD
+    from thaw.serving import ThawPredictor
+
+    curated = make_splits(workspace, {"train": 500, "validation": 120, "test": 20}, filler=20)
+    cfg = config(workspace, tiny_encoder, head={"words": True}, rungs=["frozen"], min_detectable_gain=0.1)
+    result = climb(workspace, cfg, curated)
+    (frozen,) = result.trained
+    assert json.loads((workspace / "run" / "transfer_note.json").read_text())["scored_by"]["mode"] == "holdout"
+    assert frozen.details.settings["words"] and frozen.details.trained_on == ("train",)
+    scores = frozen.details.selection_scores
+    # one keyword among 20 other words: the random encoder's mean-pooled features lose
+    # it, the word n-grams do not
+    assert scores[WORDS_HEAD] == 1.0 > max(v for k, v in scores.items() if k != WORDS_HEAD)
+    final = result.final
+    assert final.details.trained_on == ("train", "validation") and final.details.method.startswith(WORDS_HEAD)
+    assert json.loads((final.model_dir / "model.json").read_text())["head"] == WORDS_HEAD
+    served = ThawPredictor(final.model_dir).predict(["my refund", "the password", "a delivery", "cancel"])
+    assert served["label"].tolist() == ["money", "login", "shipping", "account"]
 
 
 def test_two_thousand_rows_score_on_validation_and_climb_as_the_table_says(workspace, tiny_encoder, prefect_harness):

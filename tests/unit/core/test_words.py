@@ -1,0 +1,74 @@
+"""Word features saved as JSON and safetensors rebuild the columns they were fitted with;
+the files are input, so anything thaw would not have written is refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from thaw.modeling import head_probabilities
+from thaw.words import WORDS_JSON, WORDS_TENSORS, WordFeatures, WordSettings, combined, unit_rows
+
+TEXTS = ["refund my card please", "the parcel is late", "reset my password", "Zahlung zurück\u00a0bitte"]
+
+
+def test_saved_word_features_give_the_same_rows_and_no_pickle(tmp_path):
+    fitted = WordFeatures.fit(TEXTS, WordSettings(max_features=200))
+    fitted.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([WORDS_JSON, WORDS_TENSORS])
+    loaded = WordFeatures.load(tmp_path)
+    unseen = ["refund the parcel", "passwort vergessen", "", "x" * 100_000]
+    a, b = fitted.transform(unseen).toarray(), loaded.transform(unseen).toarray()
+    assert loaded.width == fitted.width == a.shape[1] and np.array_equal(a, b)
+    norms = np.linalg.norm(fitted.transform(TEXTS).toarray(), axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-6)  # two unit blocks, scaled by 1/sqrt(2)
+
+
+def test_a_keyed_pseudonym_reads_as_its_entity_type_as_served_text_does():
+    # curated training text keeps keyed pseudonyms; served text is scrubbed to entity types
+    fitted = WordFeatures.fit(["<PERSON_8b1531> wants a refund", "<PERSON_0c99aa> lost the card"])
+    assert not any("8b1531" in t for v in fitted.vectorisers for t in v.vocabulary_)
+    trained = fitted.transform(["<PERSON_8b1531> wants a refund"]).toarray()
+    assert np.array_equal(trained, fitted.transform(["<PERSON> wants a refund"]).toarray())
+
+
+def test_a_head_over_features_and_words_scores_as_one_linear_model(tmp_path):
+    words = WordFeatures.fit(TEXTS, WordSettings(max_features=50))
+    x = np.random.default_rng(0).normal(size=(len(TEXTS), 8)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    head = {
+        "weight": rng.normal(size=(3, 8)).astype(np.float32),
+        "words_weight": rng.normal(size=(3, words.width)).astype(np.float32),
+        "bias": rng.normal(size=3).astype(np.float32),
+    }
+    w = words.transform(TEXTS)
+    probs = head_probabilities(x, head, w)
+    whole = combined(x, w) @ np.concatenate([head["weight"], head["words_weight"]], axis=1).T + head["bias"]
+    expected = np.exp(whole - whole.max(1, keepdims=True))
+    assert np.allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-5)
+    assert np.allclose(np.linalg.norm(unit_rows(x), axis=1), 1.0)
+    with pytest.raises(ValueError, match="word features"):
+        head_probabilities(x, head)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda meta: meta[:1], "expected 2 analysers"),
+        (lambda meta: [{**meta[0], "analyzer": "char"}, meta[1]], "analyser 0 is 'char'"),
+        (lambda meta: [{**meta[0], "ngram_range": [1, "2"]}, meta[1]], "ngram_range"),
+        (lambda meta: [{**meta[0], "ngram_range": [3, 1]}, meta[1]], "ngram_range"),
+        (lambda meta: [{**meta[0], "vocabulary": {"a": 0}}, meta[1]], "vocabulary"),
+        (lambda meta: [{**meta[0], "vocabulary": [1, 2]}, meta[1]], "vocabulary"),
+        (lambda meta: [{**meta[0], "vocabulary": meta[0]["vocabulary"][:-1]}, meta[1]], "idf_0 does not match"),
+    ],
+)
+def test_word_files_thaw_would_not_write_are_refused_by_name(tmp_path, damage, message):
+    WordFeatures.fit(TEXTS, WordSettings(max_features=100)).save(tmp_path)
+    path = tmp_path / WORDS_JSON
+    path.write_text(json.dumps(damage(json.loads(path.read_text(encoding="utf-8")))), encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as refused:
+        WordFeatures.load(tmp_path)
+    assert tmp_path.name in str(refused.value)
