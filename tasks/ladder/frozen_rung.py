@@ -121,17 +121,12 @@ def fit_words_head(
 ) -> tuple[dict[str, np.ndarray], WordFeatures]:
     """(head, word features) of one logistic regression at ``head.words_c`` on the unit-
     length features of ``x`` beside TF-IDF n-grams of ``texts`` (``thaw.words``)."""
-    from sklearn.linear_model import LogisticRegression
-
-    from thaw.words import WordSettings, combined
+    from thaw.words import WordSettings, fit_logistic
 
     h = cfg.training.head
     words = WordFeatures.fit(texts, WordSettings(max_features=h.words_max_features))
     with one_blas_thread():
-        clf = LogisticRegression(C=h.words_c, max_iter=h.max_iter, random_state=cfg.training.seed)
-        clf.fit(combined(x, words.transform(texts)), y)
-    weight, bias = linear_head_of(clf, labels, x.shape[1] + words.width)
-    head = {"weight": weight[:, : x.shape[1]], "words_weight": weight[:, x.shape[1] :], "bias": bias}
+        head = fit_logistic(x, words.transform(texts), list(y), labels, h.words_c, h.max_iter)
     return head, words
 
 

@@ -72,3 +72,30 @@ def test_word_files_thaw_would_not_write_are_refused_by_name(tmp_path, damage, m
     with pytest.raises(ValueError, match=message) as refused:
         WordFeatures.load(tmp_path)
     assert tmp_path.name in str(refused.value)
+
+
+@pytest.mark.parametrize("classes", [["a", "b", "c", "unseen"], ["a", "b"]])
+def test_the_words_solver_finds_scikit_learns_weights(classes):
+    # the same objective as LogisticRegression(lbfgs) on combined(): the same head; two
+    # classes as scikit-learn's one binary row; a class with no rows never predicted
+    from sklearn.linear_model import LogisticRegression
+
+    from thaw.heads import linear_head_of
+    from thaw.words import fit_logistic
+
+    rng = np.random.default_rng(0)
+    seen = [c for c in classes if c != "unseen"]
+    y = [seen[i % len(seen)] for i in range(60)]
+    texts = [f"{label} {' '.join(rng.choice(['x', 'yy', 'zzz', 'note', 'bill'], 4))}" for label in y]
+    features = rng.normal(size=(60, 8)) + np.asarray([[seen.index(label)] * 8 for label in y]) * 0.3
+    words = WordFeatures.fit(texts, WordSettings(max_features=100))
+    head = fit_logistic(features, words.transform(texts), y, tuple(classes), 0.5, 5000, tol=1e-9)
+    clf = LogisticRegression(C=0.5, max_iter=5000, tol=1e-9).fit(combined(features, words.transform(texts)), y)
+    weight, bias = linear_head_of(clf, tuple(classes), 8 + words.width)
+    assert np.allclose(head["weight"], weight[:, :8], atol=1e-3)
+    assert np.allclose(head["words_weight"], weight[:, 8:], atol=1e-3)
+    assert np.allclose(head["bias"], bias, atol=1e-3)
+    probabilities = head_probabilities(features, head, words.transform(texts))
+    expected = clf.predict_proba(combined(features, words.transform(texts)))
+    assert np.allclose(probabilities[:, : len(seen)], expected, atol=1e-4)
+    assert np.all(probabilities[:, len(seen) :] < 1e-12)
