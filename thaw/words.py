@@ -50,6 +50,11 @@ class WordFeatures:
 
     @classmethod
     def fit(cls, texts: Sequence[str], settings: WordSettings = WordSettings()) -> WordFeatures:
+        return cls.fit_transform(texts, settings)[0]
+
+    @classmethod
+    def fit_transform(cls, texts: Sequence[str], settings: WordSettings = WordSettings()):
+        """(fitted features, ``transform(texts)``), the texts read once."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         ranges = (settings.word_ngrams, settings.char_ngrams)
@@ -58,20 +63,15 @@ class WordFeatures:
             for a, r in zip(_ANALYSERS, ranges, strict=True)
         ]
         form = [model_text(t) for t in texts]
-        for v in vectorisers:
-            v.fit(form)
-        return cls(vectorisers)
+        return cls(vectorisers), _stacked([v.fit_transform(form) for v in vectorisers])
 
     @property
     def width(self) -> int:
         return sum(len(v.vocabulary_) for v in self.vectorisers)
 
     def transform(self, texts: Sequence[str]):
-        from scipy.sparse import hstack
-
         form = [model_text(t) for t in texts]  # as fit read them
-        blocks = [v.transform(form) for v in self.vectorisers]
-        return (hstack(blocks).tocsr() / math.sqrt(len(blocks))).astype(np.float32)
+        return _stacked([v.transform(form) for v in self.vectorisers])
 
     def save(self, directory: Path) -> None:
         """``words.json`` (analysers, n-gram ranges, vocabularies in column order) and
@@ -130,6 +130,13 @@ class WordFeatures:
             v.idf_ = weights
             vectorisers.append(v)
         return cls(vectorisers)
+
+
+def _stacked(blocks: list):
+    """The analysers' blocks side by side, scaled so a row is of unit length."""
+    from scipy.sparse import hstack
+
+    return (hstack(blocks).tocsr() / math.sqrt(len(blocks))).astype(np.float32)
 
 
 def unit_rows(features: np.ndarray) -> np.ndarray:

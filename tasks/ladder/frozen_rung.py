@@ -124,9 +124,9 @@ def fit_words_head(
     from thaw.words import WordSettings, fit_logistic
 
     h = cfg.training.head
-    words = WordFeatures.fit(texts, WordSettings(max_features=h.words_max_features))
+    words, matrix = WordFeatures.fit_transform(texts, WordSettings(max_features=h.words_max_features))
     with one_blas_thread():
-        head = fit_logistic(x, words.transform(texts), list(y), labels, h.words_c, h.max_iter)
+        head = fit_logistic(x, matrix, list(y), labels, h.words_c, h.max_iter)
     return head, words
 
 

@@ -99,3 +99,8 @@ def test_the_words_solver_finds_scikit_learns_weights(classes):
     expected = clf.predict_proba(combined(features, words.transform(texts)))
     assert np.allclose(probabilities[:, : len(seen)], expected, atol=1e-4)
     assert np.all(probabilities[:, len(seen) :] < 1e-12)
+
+
+def test_fitting_and_transforming_at_once_gives_the_rows_transform_gives():
+    fitted, rows = WordFeatures.fit_transform(TEXTS, WordSettings(max_features=200))
+    assert np.array_equal(rows.toarray(), fitted.transform(TEXTS).toarray())
