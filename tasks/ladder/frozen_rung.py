@@ -164,7 +164,7 @@ def _cached_heads(features: FeatureSet, curated: DatasetVersion, labels: tuple[s
     return head, linear, meta, words, False
 
 
-HEAD_LIBRARIES = ("scikit-learn", "torch", "numpy")
+HEAD_LIBRARIES = ("scikit-learn", "scipy", "torch", "numpy")  # scipy: the words head's solver
 
 
 def _fit_frozen_heads(x: dict, y: dict, texts: dict, labels: tuple[str, ...], cfg: ThawConfig):
