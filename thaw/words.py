@@ -159,7 +159,7 @@ def words_logits(features: np.ndarray, words, head: dict[str, np.ndarray]) -> np
 
 
 def fit_logistic(
-    features: np.ndarray, words, y: Sequence[str], labels: Sequence[str], c: float, max_iter: int, tol: float = 1e-4
+    features: np.ndarray, words, y: Sequence[str], labels: tuple[str, ...], c: float, max_iter: int, tol: float = 1e-4
 ) -> dict[str, np.ndarray]:
     """A head over both (``weight``, ``words_weight``, ``bias``, rows in ``labels``
     order): the logistic regression scikit-learn's lbfgs solver fits on ``combined``'s
@@ -172,19 +172,24 @@ def fit_logistic(
     from scipy.optimize import minimize
     from scipy.special import logsumexp
 
+    seen = set(y)
+    present = [label for label in labels if label in seen]
+    if len(present) < 2:
+        raise ValueError(f"a classifier needs two classes; these rows hold {len(present)}")
+    index = {label: i for i, label in enumerate(present)}
     dense = unit_rows(features).astype(np.float64)
     sparse = words.astype(np.float64).tocsr()
     sparse_t = sparse.T.tocsr()
-    seen = set(y)
-    present = [label for label in labels if label in seen]
-    index = {label: i for i, label in enumerate(present)}
     n, d, v, k = dense.shape[0], dense.shape[1], sparse.shape[1], len(present)
     target = np.zeros((n, k))
     target[np.arange(n), [index[label] for label in y]] = 1.0
     strength = 1.0 / ((c / 2 if k == 2 else c) * n)  # scikit-learn's l2_reg_strength, per mean row loss
 
+    def split(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return theta[: k * d].reshape(k, d), theta[k * d : k * (d + v)].reshape(k, v), theta[k * (d + v) :]
+
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        wd, ws, b = theta[: k * d].reshape(k, d), theta[k * d : k * (d + v)].reshape(k, v), theta[k * (d + v) :]
+        wd, ws, b = split(theta)
         z = dense @ wd.T + np.asarray(sparse_t.T @ ws.T) + b
         lse = logsumexp(z, axis=1)
         loss = (lse.sum() - (z * target).sum()) / n + 0.5 * strength * (np.vdot(wd, wd) + np.vdot(ws, ws))
@@ -192,8 +197,6 @@ def fit_logistic(
         grad = [(g.T @ dense + strength * wd).ravel(), (np.asarray(sparse_t @ g).T + strength * ws).ravel(), g.sum(0)]
         return loss, np.concatenate(grad)
 
-    if k < 2:
-        raise ValueError(f"a classifier needs two classes; these rows hold {k}")
     fitted = minimize(
         loss_and_gradient,
         np.zeros(k * (d + v + 1)),
@@ -201,13 +204,9 @@ def fit_logistic(
         method="L-BFGS-B",
         options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
     ).x
+    rows = [labels.index(label) for label in present]  # the classes fitted, in labels order
     weight = np.zeros((len(labels), d), dtype=np.float32)
     words_weight = np.zeros((len(labels), v), dtype=np.float32)
     bias = np.full(len(labels), -1e4, dtype=np.float32)
-    for row, label in enumerate(labels):
-        if label in index:
-            i = index[label]
-            weight[row] = fitted[i * d : (i + 1) * d]
-            words_weight[row] = fitted[k * d + i * v : k * d + (i + 1) * v]
-            bias[row] = fitted[k * (d + v) + i]
+    weight[rows], words_weight[rows], bias[rows] = split(fitted)
     return {"weight": weight, "words_weight": words_weight, "bias": bias}
