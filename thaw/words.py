@@ -9,7 +9,7 @@ the folds, and one logistic regression on unit-length frozen features beside wor
 n-grams scored above frozen features alone on SpamAssassin, CLINC150 and GoEmotions
 (``python -m bench.words_probe``, README "Words beside the frozen features").
 
-A head over both (``combined``) sees the encoder's features scaled to unit length and
+A head over both sees the encoder's features scaled to unit length and
 the two TF-IDF blocks each of unit length, scaled by 1/sqrt(2) so the word block is of
 unit length too: neither side outweighs the other by its scale alone.
 """
@@ -145,13 +145,6 @@ def unit_rows(features: np.ndarray) -> np.ndarray:
     return (features / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-def combined(features: np.ndarray, words):
-    """The encoder's features (unit length) beside the word features: one sparse matrix."""
-    from scipy.sparse import csr_matrix, hstack
-
-    return hstack([csr_matrix(unit_rows(features)), words]).tocsr()
-
-
 def words_logits(features: np.ndarray, words, head: dict[str, np.ndarray]) -> np.ndarray:
     """Logits of a head over both: ``weight`` on the unit-length features, ``words_weight``
     on the word features, ``bias``."""
@@ -162,10 +155,11 @@ def fit_logistic(
     features: np.ndarray, words, y: Sequence[str], labels: tuple[str, ...], c: float, max_iter: int, tol: float = 1e-4
 ) -> dict[str, np.ndarray]:
     """A head over both (``weight``, ``words_weight``, ``bias``, rows in ``labels``
-    order): the logistic regression scikit-learn's lbfgs solver fits on ``combined``'s
-    matrix at ``c`` (the same objective, scaling and stopping rule, so the same weights),
-    in about half its time: the encoder's block stays dense for the BLAS, where that
-    solver would multiply it as sparse columns, three quarters of the nonzeros.
+    order): the logistic regression scikit-learn's lbfgs solver fits at ``c`` on the
+    unit-length features beside ``words`` as one sparse matrix (the same objective,
+    scaling and stopping rule, so the same weights), in about half its time: the
+    encoder's block stays dense for the BLAS, where that solver would multiply it as
+    sparse columns, three quarters of the nonzeros.
 
     Two classes are fit as two softmax rows at ``c / 2``, which is scikit-learn's single
     binary row at ``c``. A class with no row here is never predicted (bias -1e4)."""

@@ -130,6 +130,20 @@ def fit_words_head(
     return head, words
 
 
+def fit_final_head(
+    x: np.ndarray, y: np.ndarray, texts: list[str], labels: tuple[str, ...], probe_c: float, words: bool, cfg
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WordFeatures | None, str]:
+    """(head, linear probe, word features or None, the head's name) on every row given:
+    the linear probe at ``probe_c`` (the adapted rungs start from it) and, with
+    ``words``, the head over features and word n-grams, which is then the head."""
+    weight, bias = logistic_head(x, y, labels, probe_c, cfg)
+    linear = {"weight": weight, "bias": bias}
+    if not words:
+        return linear, linear, None, "logistic regression"
+    head, fitted = fit_words_head(x, y, texts, labels, cfg)
+    return head, linear, fitted, WORDS_HEAD
+
+
 def words_probabilities(head: dict, words: WordFeatures, x: np.ndarray, texts: list[str]) -> np.ndarray:
     return head_probabilities(x, head, words.transform(texts))
 
@@ -318,13 +332,10 @@ def _cross_validated(
     for name in runs[best_c].fold_scores:
         weight, bias = heads[(best_c, name)]
         save_file({"weight": weight, "bias": bias}, str(folds_dir / f"{name}.safetensors"))
-    weight, bias = logistic_head(x, y, labels, best_c, cfg)
-    head, words, name = {"weight": weight, "bias": bias}, None, "logistic regression"
-    if best == WORDS:
-        (head, words), name = fit_words_head(x, y, list(rows.texts), labels, cfg), WORDS_HEAD
+    head, linear, words, name = fit_final_head(x, y, list(rows.texts), labels, best_c, best == WORDS, cfg)
     c = h.words_c if best == WORDS else best_c
     meta = _frozen_meta(features, cfg, name, c, ("train", "validation"))
-    save_head(frozen_model_dir(run_dir), head, (weight, bias), labels, meta, words)
+    save_head(frozen_model_dir(run_dir), head, (linear["weight"], linear["bias"]), labels, meta, words)
     chosen = runs[best]
     details = _details(name, c, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds, best_c)
     metrics = cross_validated_metrics(rows.labels, chosen, labels, evaluation, cfg)

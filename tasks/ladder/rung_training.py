@@ -225,8 +225,7 @@ def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: Tha
     import json
 
     from tasks.ladder.features import extract_frozen_features
-    from tasks.ladder.frozen_rung import WORDS_HEAD, fit_words_head, save_head
-    from thaw.heads import logistic_head
+    from tasks.ladder.frozen_rung import fit_final_head, save_head
 
     features = extract_frozen_features.fn(curated, cfg)
     x = np.concatenate([np.load(features.paths[s]) for s in POOL.splits])
@@ -235,15 +234,12 @@ def _refit_frozen(chosen: TrainedRung, curated: DatasetVersion, labels, cfg: Tha
     c = float(chosen.details.settings.get("head_C", cfg.training.head.c_without_validation))
     words_head = bool(chosen.details.settings.get("words"))
     probe_c = chosen.details.settings.get("probe_C", c) if words_head else c
-    weight, bias = logistic_head(x, y, labels, float(probe_c), cfg)
-    head, words, name = {"weight": weight, "bias": bias}, None, "logistic regression"
-    if words_head:
-        (head, words), name = fit_words_head(x, y, list(rows.texts), labels, cfg), WORDS_HEAD
+    head, linear, words, name = fit_final_head(x, y, list(rows.texts), labels, float(probe_c), words_head, cfg)
     meta = json.loads((chosen.model_dir / "model.json").read_text(encoding="utf-8")) | {
         "trained_on": list(POOL.splits),
         "head": name,
     }
-    save_head(artifacts.final_model_dir(run_dir), head, (weight, bias), labels, meta, words)
+    save_head(artifacts.final_model_dir(run_dir), head, (linear["weight"], linear["bias"]), labels, meta, words)
     details = dataclasses.replace(
         chosen.details,
         trained_on=POOL.splits,

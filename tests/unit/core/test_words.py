@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from thaw.modeling import head_probabilities
-from thaw.words import WORDS_JSON, WORDS_TENSORS, WordFeatures, WordSettings, combined, unit_rows
+from thaw.words import WORDS_JSON, WORDS_TENSORS, WordFeatures, WordSettings, unit_rows
+
+
+def combined(features: np.ndarray, words):
+    """The matrix scikit-learn would be given for a head over both: unit-length features
+    beside the word features."""
+    from scipy.sparse import csr_matrix, hstack
+
+    return hstack([csr_matrix(unit_rows(features)), words]).tocsr()
+
 
 TEXTS = ["refund my card please", "the parcel is late", "reset my password", "Zahlung zurück\u00a0bitte"]
 
