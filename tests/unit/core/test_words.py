@@ -84,8 +84,10 @@ def test_word_files_thaw_would_not_write_are_refused_by_name(tmp_path, damage, m
 
 
 @pytest.mark.parametrize("classes", [["a", "b", "c", "unseen"], ["a", "b"]])
-def test_the_words_solver_finds_scikit_learns_weights(classes):
-    # the same objective as LogisticRegression(lbfgs) on combined(): the same head; two
+@pytest.mark.parametrize("row_space_max_rows", [0, 10_000], ids=["on the columns", "in the rows' span"])
+def test_the_words_solver_finds_scikit_learns_weights(classes, row_space_max_rows):
+    # the same objective as LogisticRegression(lbfgs) on combined(): the same head, solved
+    # for on the word columns or in the span of the rows (60 rows, more word columns); two
     # classes as scikit-learn's one binary row; a class with no rows never predicted
     from sklearn.linear_model import LogisticRegression
 
@@ -98,7 +100,8 @@ def test_the_words_solver_finds_scikit_learns_weights(classes):
     texts = [f"{label} {' '.join(rng.choice(['x', 'yy', 'zzz', 'note', 'bill'], 4))}" for label in y]
     features = rng.normal(size=(60, 8)) + np.asarray([[seen.index(label)] * 8 for label in y]) * 0.3
     words = WordFeatures.fit(texts, WordSettings(max_features=100))
-    head = fit_logistic(features, words.transform(texts), y, tuple(classes), 0.5, 5000, tol=1e-9)
+    assert words.width > len(texts)
+    head = fit_logistic(features, words.transform(texts), y, tuple(classes), 0.5, 5000, 1e-9, row_space_max_rows)
     clf = LogisticRegression(C=0.5, max_iter=5000, tol=1e-9).fit(combined(features, words.transform(texts)), y)
     weight, bias = linear_head_of(clf, tuple(classes), 8 + words.width)
     assert np.allclose(head["weight"], weight[:, :8], atol=1e-3)
