@@ -194,7 +194,8 @@ def fit_logistic(
     strength = 1.0 / ((c / 2 if k == 2 else c) * n)  # scikit-learn's l2_reg_strength, per mean row loss
     if n <= row_space_max_rows and n < sparse.shape[1]:
         coordinates, to_words = _row_space(sparse)
-        w, _, b = _minimise(np.hstack([dense, coordinates]), None, target, strength, max_iter, tol)
+        no_columns = sparse[:, :0]  # the word block is in ``coordinates`` now
+        w, _, b = _minimise(np.hstack([dense, coordinates]), no_columns, target, strength, max_iter, tol)
         fitted_dense, fitted_words = w[:, :d], to_words(w[:, d:])
     else:
         fitted_dense, fitted_words, b = _minimise(dense, sparse, target, strength, max_iter, tol)
@@ -227,31 +228,26 @@ def _row_space(sparse):
 
 
 def _minimise(dense: np.ndarray, sparse, target: np.ndarray, strength: float, max_iter: int, tol: float):
-    """(dense weights, sparse weights or None, bias) minimising the mean softmax loss over
-    ``dense`` beside ``sparse`` (None: no sparse block) + ``strength`` / 2 |weights|^2,
+    """(dense weights, sparse weights, bias) minimising the mean softmax loss over
+    ``dense`` beside ``sparse`` (which may have no columns) + ``strength`` / 2 |weights|^2,
     by scipy's L-BFGS-B with scikit-learn's settings."""
     from scipy.optimize import minimize
     from scipy.special import logsumexp
 
-    (n, d), k = dense.shape, target.shape[1]
-    v = 0 if sparse is None else sparse.shape[1]
-    sparse_t = None if sparse is None else sparse.T.tocsr()
+    (n, d), v, k = dense.shape, sparse.shape[1], target.shape[1]
+    sparse_t = sparse.T.tocsr()
 
     def split(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return theta[: k * d].reshape(k, d), theta[k * d : k * (d + v)].reshape(k, v), theta[k * (d + v) :]
 
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         wd, ws, b = split(theta)
-        z = dense @ wd.T + b
-        if sparse_t is not None:
-            z += np.asarray(sparse_t.T @ ws.T)
+        z = dense @ wd.T + np.asarray(sparse_t.T @ ws.T) + b
         lse = logsumexp(z, axis=1)
         loss = (lse.sum() - (z * target).sum()) / n + 0.5 * strength * (np.vdot(wd, wd) + np.vdot(ws, ws))
         g = (np.exp(z - lse[:, None]) - target) / n
-        grad = [(g.T @ dense + strength * wd).ravel()]
-        if sparse_t is not None:
-            grad.append((np.asarray(sparse_t @ g).T + strength * ws).ravel())
-        return loss, np.concatenate([*grad, g.sum(0)])
+        grad = [(g.T @ dense + strength * wd).ravel(), (np.asarray(sparse_t @ g).T + strength * ws).ravel(), g.sum(0)]
+        return loss, np.concatenate(grad)
 
     fitted = minimize(
         loss_and_gradient,
@@ -260,5 +256,4 @@ def _minimise(dense: np.ndarray, sparse, target: np.ndarray, strength: float, ma
         method="L-BFGS-B",
         options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
     ).x
-    wd, ws, b = split(fitted)
-    return wd, (None if sparse is None else ws), b
+    return split(fitted)
