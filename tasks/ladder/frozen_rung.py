@@ -131,7 +131,13 @@ def fit_words_head(
 
 
 def fit_final_head(
-    x: np.ndarray, y: np.ndarray, texts: list[str], labels: tuple[str, ...], probe_c: float, words: bool, cfg
+    x: np.ndarray,
+    y: np.ndarray,
+    texts: list[str],
+    labels: tuple[str, ...],
+    probe_c: float,
+    words: bool,
+    cfg: ThawConfig,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WordFeatures | None, str]:
     """(head, linear probe, word features or None, the head's name) on every row given:
     the linear probe at ``probe_c`` (the adapted rungs start from it) and, with
