@@ -389,8 +389,9 @@ class LadderConfig(_Frozen):
     # within one standard error of the best; significance, the simplest not significantly
     # worse at alpha, which keeps a simpler rung against most real 1-2 point gains.
     # Climbing is still gated by alpha. Under cross-validation both rules read the folds'
-    # log-loss as well as the metric (thaw.gate.Comparison): on SpamAssassin at 10 per
-    # class, folds of 4 mails scored few-shot and frozen alike on every fold.
+    # log-loss (each at a temperature fitted on its repeat's other folds) as well as the
+    # metric (thaw.gate.Comparison): on SpamAssassin at 10 per class, folds of 4 mails
+    # scored few-shot and frozen alike on every fold.
     selection: Literal["one_se", "significance"] = "one_se"
     cv_folds: int = Field(5, ge=2)
     cv_repeats: int = Field(2, ge=1)

@@ -26,7 +26,10 @@ class Comparison:
     alike on every fold while one of them is far surer of the right class. Log-loss is
     a proper scoring rule (Gneiting and Raftery, 2007): continuous, and in expectation
     best for the model whose probabilities are right, so it sees what such folds hide.
-    It counts for B only where B does not score lower on the metric."""
+    Each fold's log-loss is read at a temperature fitted on the other folds of its
+    repeat (``tasks.ladder.cross_validation.recalibrated_fold_losses``), so a model is
+    not ahead for being surer on average, which is its regularisation's doing. It
+    counts for B only where B does not score lower on the metric."""
 
     a: str
     b: str

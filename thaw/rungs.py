@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion
 from thaw.gate import Comparison, Decision
@@ -80,11 +82,16 @@ class TrainedRung:
     fold_scores: dict[str, float] = field(default_factory=dict)  # cross-validation: the metric per fold
     # cross-validation: mean log-loss per fold, for rungs that give probabilities (not scratch)
     fold_losses: dict[str, float] = field(default_factory=dict)
-    # each validation (held-out) row's log-loss, in the order of validation_predictions
-    validation_losses: tuple[float, ...] = ()
+    # a cross-validation fold's held-out rows' log-probabilities (rows in the order of
+    # validation_predictions, a column per class in the labels' order); None otherwise
+    validation_log_probabilities: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"model_dir": str(self.model_dir) if self.model_dir else None}
+        log_probabilities = self.validation_log_probabilities
+        return asdict(self) | {
+            "model_dir": str(self.model_dir) if self.model_dir else None,
+            "validation_log_probabilities": None if log_probabilities is None else log_probabilities.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainedRung:
@@ -99,8 +106,12 @@ class TrainedRung:
             RungDetails.from_dict(data["details"]),
             data.get("fold_scores", {}),
             data.get("fold_losses", {}),
-            tuple(data.get("validation_losses", ())),
+            _array_or_none(data.get("validation_log_probabilities")),
         )
+
+
+def _array_or_none(values) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=float)
 
 
 @dataclass(frozen=True)

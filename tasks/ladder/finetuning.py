@@ -225,7 +225,6 @@ def fit_adapted_rung(
     save it to ``fit.out_dir``; optionally measure how far it moved the backbone.
     ``threads``: the intra-op threads the fit may use, asked again after every epoch
     (fits sharing the cores: ``tasks.ladder.fold_pool``); None: every usable core."""
-    from tasks.ladder.cross_validation import row_losses
     from thaw.distributed import is_main_process
     from thaw.modeling import encode_texts, numeric_precision
     from thaw.rung_methods.phases import FitState
@@ -277,11 +276,10 @@ def fit_adapted_rung(
     seconds = time.perf_counter() - started
     names = np.asarray(labels)
     val_prefix = state.prefixes[1]  # the frozen blocks' states of the validation rows, when a phase replayed them
-    predictions, losses = np.asarray([]), ()
+    predictions, log_probabilities = np.asarray([]), None
     if val:
         log_probabilities = predict_log_probabilities(model, tokenizer, val_enc, 64, device, val_prefix)
         predictions = names[log_probabilities.argmax(1)]
-        losses = row_losses(log_probabilities, labels, val.labels)
     movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
     if fit.out_dir is not None and is_main_process():
         meta = {
@@ -323,7 +321,8 @@ def fit_adapted_rung(
         tuple(predictions),
         surface.trainable_backbone + head_params,
         details,
-        validation_losses=losses,
+        # a fold's (no model kept) for its log-loss; a kept model's validation needs none
+        validation_log_probabilities=log_probabilities if fit.out_dir is None else None,
     )
 
 

@@ -298,8 +298,8 @@ def _cross_validated(
         cross_validate_grid,
         cross_validated_metrics,
         gate_metric,
+        in_label_order,
         pool,
-        row_losses,
     )
 
     rows = pool(curated, cfg)
@@ -314,14 +314,13 @@ def _cross_validated(
             heads[(c, name)] = linear_head_of(clf, labels, x.shape[1])
             log_probabilities = clf.predict_log_proba(x[list(held)])
             predicted_labels = tuple(clf.classes_[log_probabilities.argmax(1)])
-            losses = row_losses(log_probabilities, list(clf.classes_), y[list(held)])
-            predicted[c] = FoldOutput(predicted_labels, losses)
+            predicted[c] = FoldOutput(predicted_labels, in_label_order(log_probabilities, clf.classes_, labels))
         if h.words:
             head, words = fit_words_head(x[list(kept)], y[list(kept)], [rows.texts[i] for i in kept], labels, cfg)
             probabilities = words_probabilities(head, words, x[list(held)], [rows.texts[i] for i in held])
             with np.errstate(divide="ignore"):
-                losses = row_losses(np.log(probabilities), labels, y[list(held)])
-            predicted[WORDS] = FoldOutput(tuple(np.asarray(labels)[probabilities.argmax(1)]), losses)
+                log_probabilities = np.log(probabilities)
+            predicted[WORDS] = FoldOutput(tuple(np.asarray(labels)[probabilities.argmax(1)]), log_probabilities)
         return predicted
 
     grid = (*h.c_grid, WORDS) if h.words else h.c_grid

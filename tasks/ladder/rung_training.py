@@ -80,7 +80,7 @@ def train_ladder_rung(rung: str, ctx: LadderContext, budget_s: float, last: bool
         else:
             trained = pool.fit(repeat, curated, labels, cfg)
         fits.extend(trained)
-        return [FoldOutput(t.validation_predictions, t.validation_losses) for t in trained]
+        return [FoldOutput(t.validation_predictions, t.validation_log_probabilities) for t in trained]
 
     repeats_within = min(budget_s, cfg.training.ladder.cv_repeat_minutes * 60)
     started, ahead = time.perf_counter(), None

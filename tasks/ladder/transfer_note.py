@@ -58,7 +58,8 @@ def _rung_row(r: TrainedRung, metric: str) -> dict:
         # the gate's evidence under cross-validation: the metric on each fold's held-out
         # rows, so a comparison's delta and standard error can be recomputed from the note
         "fold_scores": dict(r.fold_scores),
-        # and its mean log-loss on them, where the rung gives probabilities (not scratch)
+        # and its mean log-loss on them, where the rung gives probabilities (not scratch),
+        # each fold's read at a temperature fitted on its repeat's other folds
         "fold_log_loss": dict(r.fold_losses),
         "epochs": {
             "run": r.details.epochs_run,
@@ -259,8 +260,9 @@ def _fold_lines(note: dict) -> list[str]:
     lossy = [r for r in rows if r.get("fold_log_loss")]
     if lossy:
         lines += _fold_table(
-            "Log-loss on the same rows (lower is better), which the gate compares the same way: two "
-            f"rungs may score alike on every fold's {m} while one is far surer of the right class.",
+            "Log-loss on the same rows (lower is better; each fold's at a temperature fitted on its "
+            "repeat's other folds), which the gate compares the same way: two rungs may score alike "
+            f"on every fold's {m} while one is far surer of the right class.",
             lossy,
             "fold_log_loss",
             folds,

@@ -127,14 +127,14 @@ def test_the_headline_figure_is_every_repeats_fold_mean_not_the_first_repeats_po
     assert 0.0 <= metrics["macro_f1_low"] <= metrics["macro_f1"] <= metrics["macro_f1_high"] <= 1.0
 
 
-def test_folds_that_give_probabilities_carry_their_mean_log_loss():
-    """A fold's log-loss is the mean over its held-out rows of -log p(true class), the
-    probability floored; folds that give labels alone carry none."""
+def test_a_rows_log_loss_is_floored_and_read_at_a_temperature():
+    """-log p(true class), the probability floored (a class the model cannot predict
+    too); at a temperature, of the softmax of log-probability / temperature."""
     import math
 
     import numpy as np
 
-    from tasks.ladder.cross_validation import PROBABILITY_FLOOR, FoldOutput, row_losses
+    from tasks.ladder.cross_validation import PROBABILITY_FLOOR, row_losses
 
     with np.errstate(divide="ignore"):
         log_probabilities = np.log(np.array([[0.8, 0.2], [0.3, 0.7], [1.0, 0.0]]))
@@ -142,17 +142,53 @@ def test_folds_that_give_probabilities_carry_their_mean_log_loss():
         (-math.log(0.8), -math.log(0.3), -math.log(PROBABILITY_FLOOR))
     )
     assert row_losses(log_probabilities[:1], ["a", "b"], ["c"]) == pytest.approx((-math.log(PROBABILITY_FLOOR),))
+    sharper = 0.8**2 / (0.8**2 + 0.2**2)  # temperature 0.5 squares the probabilities
+    assert row_losses(log_probabilities[:1], ["a", "b"], ["a"], 0.5) == pytest.approx((-math.log(sharper),))
 
-    labels = [c for c in "ab" for _ in range(4)]
-    plan = EvaluationPlan("cross-validation", 2, 1, 13, 0.0, 3, "test")
 
-    def sure(name, kept, held):  # right on every row, at 0.9
-        return FoldOutput(tuple(labels[i] for i in held), tuple(-math.log(0.9) for _ in held))
+def _sure_of(labels, right_at, wrong_rows=()):
+    """A fit that gives each held-out row's true class ``right_at`` (two classes), or
+    the other class that much on ``wrong_rows``."""
+    import numpy as np
 
-    scored = cross_validate(plan, labels, ("a", "b"), one_at_a_time(sure), lambda y, p, _: 1.0)
-    assert scored.fold_losses == pytest.approx({"cv-r0-f0": -math.log(0.9), "cv-r0-f1": -math.log(0.9)})
-    assert scored.predictions == tuple(labels)
-    plain = cross_validate(
-        plan, labels, ("a", "b"), one_at_a_time(lambda n, k, h: [labels[i] for i in h]), lambda y, p, _: 1.0
-    )
-    assert plain.fold_losses == {} and plain.fold_scores == scored.fold_scores
+    from tasks.ladder.cross_validation import FoldOutput
+
+    def fit_predict(name, kept, held):
+        rows = []
+        for i in held:
+            p = 1 - right_at if i in wrong_rows else right_at
+            rows.append([p, 1 - p] if labels[i] == "a" else [1 - p, p])
+        log_probabilities = np.log(np.array(rows))
+        return FoldOutput(tuple(np.array(["a", "b"])[log_probabilities.argmax(1)]), log_probabilities)
+
+    return fit_predict
+
+
+def test_folds_that_give_probabilities_carry_their_log_loss_at_a_temperature_from_the_other_folds():
+    """A fold's log-loss is read at the temperature that fits its repeat's other folds
+    best: how sure a model is on average (the regularisation's doing) does not decide,
+    how it ranks the classes does. Folds that give labels alone carry none."""
+    from tasks.ladder.cross_validation import row_losses
+
+    labels = [c for c in "ab" for _ in range(6)]
+    plan = EvaluationPlan("cross-validation", 3, 1, 13, 0.0, 3, "test")
+    metric = lambda y, p, _: 1.0  # noqa: E731
+    timid = cross_validate(plan, labels, ("a", "b"), one_at_a_time(_sure_of(labels, 0.6)), metric)
+    sure = cross_validate(plan, labels, ("a", "b"), one_at_a_time(_sure_of(labels, 0.95, wrong_rows={0})), metric)
+    # as given, the sure model's log-loss is the lower (0.30 over every row against 0.51) ...
+    every = tuple(range(len(labels)))
+    given = {
+        name: row_losses(fit("all", (), every).log_probabilities, ("a", "b"), labels).mean()
+        for name, fit in (("timid", _sure_of(labels, 0.6)), ("sure", _sure_of(labels, 0.95, wrong_rows={0})))
+    }
+    assert given["sure"] < given["timid"] - 0.2
+    # ... but the timid one ranks every row right: sharpened by the other folds, it wins
+    assert max(timid.fold_losses.values()) < 0.01
+    assert sum(sure.fold_losses.values()) / 3 > 0.5
+    # the fold holding the wrong row is scored at a temperature fitted on the others'
+    # rows, all right, so it pays more for that row than a temperature fitted on itself
+    wrong = next(n for n, (_, _, held) in zip(sure.fold_scores, plan.fold_rows(labels), strict=True) if 0 in held)
+    assert sure.fold_losses[wrong] > 2.5
+    assert timid.predictions == tuple(labels)
+    plain = cross_validate(plan, labels, ("a", "b"), one_at_a_time(lambda n, k, h: [labels[i] for i in h]), metric)
+    assert plain.fold_losses == {} and plain.fold_scores == timid.fold_scores
