@@ -1,5 +1,6 @@
 """The from-scratch baseline is a yardstick, not a candidate: when it scores above the
-selected rung, the selection, the transfer note and the model card say so."""
+selected rung, the selection, the transfer note and the model card say so. Rungs, and
+the yardstick, are judged on the folds they share, never on headlines over other folds."""
 
 from pathlib import Path
 
@@ -55,3 +56,16 @@ def test_scratch_is_judged_on_the_folds_both_ran_not_on_its_headline():
     # and the other way round: behind on its headline, ahead on the shared folds
     selection = _select([0.95] * 5 + [0.90] * 5, [0.89] * 10, [0.94, 0.93, 0.94, 0.93, 0.94])
     assert selection.rung == "partial" and selection.scratch_ahead.delta == pytest.approx(0.014)
+
+
+def test_rungs_are_ranked_on_the_folds_all_of_them_ran_not_on_their_headlines():
+    # frozen ran two repeats, partial one: frozen's mean over ten folds (0.92) is above
+    # partial's over five (0.904), but on the five they share partial leads by 0.05 on every one
+    frozen = [0.85, 0.86, 0.85, 0.86, 0.85] + [0.99] * 5
+    selection = _select([0.5] * 5, frozen, [0.90, 0.91, 0.90, 0.91, 0.90])
+    assert selection.rung == "partial"
+    assert "partial has the best validation metric (0.9040)" in selection.reason
+    assert selection.reason.endswith("(rungs ranked on the 5 folds all of them ran)")
+    # with the same folds on both, no such note
+    selection = _select([0.5] * 5, frozen[:5], [0.90, 0.91, 0.90, 0.91, 0.90])
+    assert selection.rung == "partial" and "ranked on" not in selection.reason
