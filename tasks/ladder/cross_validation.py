@@ -49,12 +49,29 @@ def row_losses(log_probabilities, classes: Sequence[str], truth: Sequence[str], 
     order) and its true label, the probabilities first scaled to ``temperature`` (the
     softmax of log-probability / temperature); a label the model cannot predict, or a
     probability under the floor, is scored at the floor."""
-    from scipy.special import log_softmax
+    return _losses_at(_finite(log_probabilities), _true_columns(classes, truth), temperature)
 
+
+def _finite(log_probabilities) -> np.ndarray:
+    return np.maximum(np.asarray(log_probabilities, dtype=float), _LOG_ZERO)
+
+
+def _true_columns(classes: Sequence[str], truth: Sequence[str]) -> np.ndarray:
+    """Each row's true class as a column of ``classes``; -1 where it is not one."""
     column = {label: i for i, label in enumerate(classes)}
+    return np.array([column.get(t, -1) for t in truth], dtype=int)
+
+
+def _losses_at(finite: np.ndarray, columns: np.ndarray, temperature: float) -> np.ndarray:
+    """``row_losses`` on log-probabilities made finite and true columns found (the
+    temperature fit evaluates it some twenty times on the same rows)."""
     floor = math.log(PROBABILITY_FLOOR)
-    scaled = log_softmax(np.maximum(np.asarray(log_probabilities, dtype=float), _LOG_ZERO) / temperature, axis=1)
-    true = np.array([scaled[i, column[t]] if t in column else floor for i, t in enumerate(truth)], dtype=float)
+    scaled = finite / temperature
+    top = scaled.max(axis=1)
+    log_total = top + np.log(np.exp(scaled - top[:, None]).sum(axis=1))
+    known = np.flatnonzero(columns >= 0)
+    true = np.full(len(columns), floor)
+    true[known] = scaled[known, columns[known]] - log_total[known]
     return -np.maximum(true, floor)
 
 
@@ -79,8 +96,9 @@ def fit_temperature(log_probabilities, classes: Sequence[str], truth: Sequence[s
     from scipy.optimize import minimize_scalar
 
     low, high = math.log(TEMPERATURES[0]), math.log(TEMPERATURES[1])
+    finite, columns = _finite(log_probabilities), _true_columns(classes, truth)
     found = minimize_scalar(
-        lambda t: float(row_losses(log_probabilities, classes, truth, math.exp(t)).mean()),
+        lambda t: float(_losses_at(finite, columns, math.exp(t)).mean()),
         bounds=(low, high),
         method="bounded",
         options={"xatol": 1e-3},
