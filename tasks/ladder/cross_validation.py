@@ -34,7 +34,7 @@ class FoldOutput:
     log_probabilities: np.ndarray
 
 
-Predicted = Sequence[str] | FoldOutput  # labels alone, or with their rows' log-loss
+Predicted = Sequence[str] | FoldOutput  # labels alone, or with their rows' log-probabilities
 FitPredict = Callable[[str, tuple[int, ...], tuple[int, ...]], Predicted]
 # every fold of one repeat at once (side by side, say), their predictions in fold order
 FitPredictFolds = Callable[[Sequence[Fold]], Sequence[Predicted]]
@@ -42,6 +42,9 @@ FitPredictFolds = Callable[[Sequence[Fold]], Sequence[Predicted]]
 # A probability is floored here before its log: one row a model was sure of and wrong
 # about costs at most -log(1e-6) = 13.8, not the whole fold's mean.
 PROBABILITY_FLOOR = 1e-6
+_LOG_ZERO = -1e4  # log(0) as a finite number, so scaling it stays finite
+# The temperatures a fold's log-loss may be read at (``recalibrated_fold_losses``).
+TEMPERATURES = (0.05, 20.0)
 
 
 def row_losses(log_probabilities, classes: Sequence[str], truth: Sequence[str], temperature: float = 1.0) -> np.ndarray:
@@ -82,11 +85,6 @@ def in_label_order(log_probabilities, classes: Sequence[str], labels: Sequence[s
     column = {label: i for i, label in enumerate(labels)}
     ordered[:, [column[c] for c in classes]] = log_probabilities
     return ordered
-
-
-_LOG_ZERO = -1e4  # log(0) as a finite number, so scaling it stays finite
-# The temperatures a fold's log-loss may be read at (``recalibrated_fold_losses``).
-TEMPERATURES = (0.05, 20.0)
 
 
 def fit_temperature(log_probabilities, classes: Sequence[str], truth: Sequence[str]) -> float:

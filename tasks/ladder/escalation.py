@@ -131,10 +131,10 @@ def select_final_rung(
     cfg, over_budget = ctx.cfg, over_budget or {}
     alpha = cfg.training.ladder.alpha
     candidates = [r for r in trained if r.rung not in over_budget] or trained
-    best = _best(candidates, ctx)
+    ranked = ranking_metric(candidates, ctx)
+    best = max(candidates, key=lambda r: ranked[r.rung])
     comparisons = {r.rung: compare_rungs(r, best, ctx) for r in candidates if r.rung != best.rung}
     rule = cfg.training.ladder.selection
-    ranked = ranking_metric(candidates, ctx)
     scores = [RungScore(r.rung, ranked[r.rung], r.validation_predictions) for r in candidates]
     rung, reason = select_rung(scores, comparisons, alpha, rule)
     common = shared_folds(candidates, ctx)
