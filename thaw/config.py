@@ -173,7 +173,7 @@ class BackboneConfig(_Frozen):
     # accuracy on three draws of 10 mails per class and 0.8966 / 0.9027 on all rows (one
     # run, /tmp script); embedding the 2,796 test mails took 67 / 131 s. thaw's registered
     # model on those draws (bench.ladder at 0161f5b / 39c12a0): 0.8396 / 0.8471 on average,
-    # its few-shot fits taking about twice as long (README, "Reading 256 tokens").
+    # its few-shot fits taking about twice as long (docs/benchmarks.md, "Reading 256 tokens").
     max_length: int = Field(256, ge=8, le=512)
     batch_size: int = Field(64, ge=1)
 
@@ -194,7 +194,7 @@ class HeadConfig(_Frozen):
     # on a tie). python -m bench.words_probe, 10 per class, five draws, test accuracy over
     # frozen features alone: SpamAssassin 0.8599 against 0.8142, CLINC150 0.9088 against
     # 0.9044, GoEmotions 0.2139 against 0.1564. On all CLINC150 rows thaw's frozen rung
-    # scored 0.9632 on test with it, 0.9491 without (README, "Words beside the frozen
+    # scored 0.9632 on test with it, 0.9491 without (docs/benchmarks.md, "Words beside the frozen
     # features").
     words: bool = True
     words_c: float = Field(10.0, gt=0)  # TF-IDF rows are unit length: less regularising than the features' C

@@ -14,7 +14,7 @@ fused kernel is already cheap.
 The encoder's own ``nn.Dropout`` modules are left as they are: swapped for this one, a
 class-balanced contrastive step took 0.360 s against 0.375 (CLINC150 at 10 per class,
 one thread, bf16, steps interleaved in one process), but pairs of whole few-shot fits
-showed nothing beyond the host's drift, as an earlier swap had not (README, "bf16 and
+showed nothing beyond the host's drift, as an earlier swap had not (docs/benchmarks.md, "bf16 and
 fp32 on one machine").
 """
 

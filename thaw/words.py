@@ -7,7 +7,7 @@ column order as JSON, the idf weights as safetensors, no pickles.
 Why: at 10 per class on SpamAssassin the TF-IDF yardstick outscored every encoder rung in
 the folds, and one logistic regression on unit-length frozen features beside word
 n-grams scored above frozen features alone on SpamAssassin, CLINC150 and GoEmotions
-(``python -m bench.words_probe``, README "Words beside the frozen features").
+(``python -m bench.words_probe``, docs/benchmarks.md, "Words beside the frozen features").
 
 A head over both sees the encoder's features scaled to unit length and
 the two TF-IDF blocks each of unit length, scaled by 1/sqrt(2) so the word block is of

@@ -8,7 +8,7 @@ against 0.24 s (1.37x). So a repeat's folds go to a pool of worker processes, sp
 (torch's thread pools do not survive a fork), and the fits running share the cores:
 each reads its share when it starts and again after every epoch, so the last fold of a
 repeat gets every core back once the others are done. An earlier session's same
-measurement read 1.03x and 1.08x, for reasons not established (README, "Folds side by
+measurement read 1.03x and 1.08x, for reasons not established (docs/benchmarks.md, "Folds side by
 side"), so it may not pay on every machine; ``ladder.cv_workers: 1`` fits one fold at a
 time in the flow's process.
 
