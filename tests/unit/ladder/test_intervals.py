@@ -47,7 +47,7 @@ def test_the_paired_delta_interval_holds_the_observed_delta(per_class):
 
 
 def test_the_power_calculation_behind_the_small_data_switch():
-    assert required_validation_rows(0.05, 0.05) == 147  # the default: the figure the README quotes
+    assert required_validation_rows(0.05, 0.05) == 147  # the default: the figure thaw/gate.py and thaw/config.py quote
     assert required_validation_rows(0.02, 0.05) == 926  # a 2-point gain needs six times as many
     assert rows_per_class_needed(10, 0.05, 0.05) == 15
     assert rows_per_class_needed(77, 0.05, 0.05) == 3  # 1.5 rows per class (10-shot) is fewer
