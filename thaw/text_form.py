@@ -1,7 +1,10 @@
 """The text a model sees. Curated splits keep keyed pseudonyms (``<PERSON_8b1531>``) for
 audit and deduplication; the model's input replaces each with its entity type
 (``<PERSON>``), in training and in serving, so the key never reads as vocabulary and
-served text (scrubbed the same way) looks like training text. Also the words a domain
+served text (scrubbed the same way) looks like training text. Realistic surrogates (one
+name, one link... per type) in place of the types were measured lower at 10 per class
+(``python -m bench.text_forms``: SpamAssassin 0.7918 against 0.8143, GoEmotions 0.1548
+against 0.1564 with the plain recipe, five draws each). Also the words a domain
 measure counts: letters only, placeholders, punctuation and numbers left out."""
 
 from __future__ import annotations
