@@ -60,6 +60,24 @@ SETS = {
 }
 
 
+def probe_sets(argv: list[str], probe) -> int:
+    """Run ``probe(name, encoder)`` on each set named in ``argv`` (every set when none is),
+    with the plain baseline's encoder loaded once, skipping a set whose data is missing:
+    the driver of the plain-recipe probes (``bench.words_probe``, ``bench.text_forms``)."""
+    from bench import plain_baseline
+    from thaw.offline import apply_offline_environment
+
+    apply_offline_environment()
+    encoder = plain_baseline.load()
+    for name in argv or list(SETS):
+        why = SETS[name][0]()
+        if why:
+            print(f"{name}: skipped, {why}")
+            continue
+        probe(name, encoder)
+    return 0
+
+
 def few_per_class(pairs: list[tuple[str, str]], shots: int, seed: int = SHOTS_SEED) -> list[tuple[str, str]]:
     """``shots`` training rows per class (all of a rarer class), drawn with ``seed``."""
     rng, by_label = random.Random(seed), {}

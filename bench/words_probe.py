@@ -95,19 +95,5 @@ def probe(name: str, encoder) -> list[str]:
     return lines
 
 
-def main(argv: list[str]) -> int:
-    from thaw.offline import apply_offline_environment
-
-    apply_offline_environment()
-    encoder = plain_baseline.load()
-    for name in argv or ["spamassassin", "clinc150", "goemotions"]:
-        why = ladder.SETS[name][0]()
-        if why:
-            print(f"{name}: skipped, {why}")
-            continue
-        probe(name, encoder)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(ladder.probe_sets(sys.argv[1:], probe))
