@@ -56,8 +56,8 @@ def compare_rungs(a: TrainedRung, b: TrainedRung, ctx: LadderContext) -> Compari
     cross-validated, else a paired bootstrap over the validation split."""
     curated, cfg, evaluation = ctx.curated, ctx.cfg, ctx.evaluation
     ladder = cfg.training.ladder
-    common = [name for name in a.fold_scores if name in b.fold_scores]
-    if evaluation.cross_validated and len(common) >= 2:
+    common = shared_folds([a, b], ctx)
+    if common:
         train_fraction = 1 - 1 / evaluation.folds
         confidence = cfg.training.confidence_level
         scored = [name for name in common if name in a.fold_losses and name in b.fold_losses]
