@@ -35,6 +35,8 @@ class RungDetails:
     trainable_fraction_of_backbone: float
     settings: dict[str, float | str] = field(default_factory=dict)  # chosen C, learning rate, ...
     selection_scores: dict[str, float] = field(default_factory=dict)  # validation score of each candidate head
+    # cross-validation: each candidate's mean fold log-loss, which breaks ties of the score
+    selection_losses: dict[str, float] = field(default_factory=dict)
     history: tuple[EpochRecord, ...] = ()
     epochs_run: int | None = None
     epochs_within_budget: int | None = None  # planned, when the time budget cut the configured count (thaw.time_budget)

@@ -8,6 +8,7 @@ never pickles) and returns a ``TrainedRung`` with its validation predictions.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,11 @@ def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, tra
     }
 
 
+def _named(by_setting: dict) -> dict[str, float]:
+    """Candidate heads' figures keyed by the heads' names (C values and ``WORDS``)."""
+    return {(WORDS_HEAD if k == WORDS else f"logistic regression C={k}"): v for k, v in by_setting.items()}
+
+
 def _details(
     head: str, c: float, scores: dict, mlp_score, cache_hits: dict, trained_on, folds: int = 0, probe_c=None
 ) -> RungDetails:
@@ -238,10 +244,7 @@ def _details(
         frozen="the whole backbone",
         trainable_fraction_of_backbone=0.0,
         settings={"head_C": c, **words},
-        selection_scores={
-            **{(WORDS_HEAD if k == WORDS else f"logistic regression C={k}"): v for k, v in scores.items()},
-            **({"MLP": mlp_score} if mlp_score is not None else {}),
-        },
+        selection_scores={**_named(scores), **({"MLP": mlp_score} if mlp_score is not None else {})},
         cache_hits=cache_hits,
         trained_on=tuple(trained_on),
         folds=folds,
@@ -288,17 +291,20 @@ def _cross_validated(
 ) -> TrainedRung:
     """Logistic-regression heads on every fold for each C (a repeat's folds side by side,
     one per core), and the head over features and word n-grams (``head.words``); the best
-    mean fold score wins, the features-only head on a tie. The fold heads of the best C
+    mean fold score wins, on a tie the lower mean fold log-loss, then the simpler head
+    (``cross_validation.best_setting``). The fold heads of the best C
     are kept (the adapted rungs' folds start from them) and the final head is fit on all
     of train + validation."""
     from safetensors.numpy import save_file
 
     from tasks.ladder.cross_validation import (
         FoldOutput,
+        best_setting,
         cross_validate_grid,
         cross_validated_metrics,
         gate_metric,
         in_label_order,
+        mean_fold_loss,
         pool,
     )
 
@@ -329,9 +335,12 @@ def _cross_validated(
             evaluation, rows.labels, labels, grid, fit_predict_grid, metric, workers=usable_cores()
         )
     scores = {c: float(np.mean(list(r.fold_scores.values()))) for c, r in runs.items()}
-    # the best C of the features-only head: its fold heads start the adapted rungs' folds
-    best_c = max(h.c_grid, key=lambda c: (scores[c], -c))
-    best = WORDS if h.words and scores[WORDS] > scores[best_c] else best_c  # the simpler head on a tie
+    losses = {c: loss for c, r in runs.items() if (loss := mean_fold_loss(r)) is not None}
+    # the best C of the features-only head (the smaller C on a tie of metric and log-loss):
+    # its fold heads start the adapted rungs' folds
+    best_c = best_setting({c: runs[c] for c in h.c_grid}, sorted(h.c_grid))
+    # then the head over word n-grams, when it does better (the features-only head on a tie)
+    best = best_setting({best_c: runs[best_c], WORDS: runs[WORDS]}, (best_c, WORDS)) if h.words else best_c
     folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)
     for name in runs[best_c].fold_scores:
@@ -343,6 +352,7 @@ def _cross_validated(
     save_head(frozen_model_dir(run_dir), head, (linear["weight"], linear["bias"]), labels, meta, words)
     chosen = runs[best]
     details = _details(name, c, scores, None, dict(features.cache_hits), ("train", "validation"), chosen.folds, best_c)
+    details = replace(details, selection_losses=_named(losses))
     metrics = cross_validated_metrics(rows.labels, chosen, labels, evaluation, cfg)
     params = int(sum(v.size for v in head.values()))
     return TrainedRung(

@@ -185,6 +185,9 @@ def test_on_two_rows_per_class_the_frozen_rung_reads_words_and_its_refit_serves_
     # the keywords decide the class: words beside the random encoder's features score
     # above the features alone on the folds, so that head is the frozen rung's
     assert scores[WORDS_HEAD] > max(v for k, v in scores.items() if k != WORDS_HEAD)
+    # each candidate's mean fold log-loss, the tie-break, is reported beside its score
+    losses = frozen.details.selection_losses
+    assert set(losses) == set(scores) and all(np.isfinite(v) and v >= 0 for v in losses.values())
     assert frozen.details.settings["words"] and frozen.details.settings["head_C"] == cfg.training.head.words_c
     assert frozen.details.method.startswith(WORDS_HEAD)
     for model_dir in (frozen.model_dir, result.final.model_dir):
