@@ -1,0 +1,168 @@
+"""How the frozen rung chooses its head at 10 per class, and what each rule's choice
+scores on test: a measurement of the choice itself, on the same rows in one run.
+
+``python -m bench.head_choice spamassassin clinc150 goemotions`` draws 10 training rows
+per class (seeds 13-17, the draws of ``bench.ladder SET:10shot:SEED``), puts them in
+the model's text form (PII scrubbed to entity types, ``thaw.pii.masking``), embeds them
+with the plain baseline's encoder (fp32) and cross-validates the frozen rung's
+candidate heads on thaw's own folds (``EvaluationPlan.fold_rows``, 2 x 5) with the
+rung's fits: logistic regression on the features at each C of ``head.c_grid``, and one
+logistic regression on the features beside TF-IDF word and character n-grams
+(``thaw.words``) at ``head.words_c``, with the features' block weighted 1, 0.5 or 0.25
+(a lower weight leans on the words; 1 is the shipped head). Then, per draw:
+
+- each candidate's mean fold macro-F1 (the gate's metric), its mean recalibrated fold
+  log-loss (``recalibrated_fold_losses``) and its test accuracy when fit on all 20 rows;
+- the head each rule chooses, and that head's test accuracy:
+  - "simpler on a tie": the best mean fold score, the simpler head on a tie (thaw before
+    c900338);
+  - "log-loss on a tie": ``cross_validation.best_setting`` as the rung calls it;
+  - "weights chosen too": the same rule with the lower feature weights as candidates.
+
+Nothing is tuned on test: the candidates and rules are fixed before the run.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from bench import ladder, plain_baseline
+
+DRAWS = (13, 14, 15, 16, 17)
+FEATURE_WEIGHTS = (1.0, 0.5, 0.25)
+
+
+def _words_name(weight: float) -> str:
+    return f"words x{weight:g}"
+
+
+def _fit_words(x: np.ndarray, texts: list[str], y, labels: tuple[str, ...], weight: float, cfg):
+    """The rung's head over features and word n-grams, the features' block scaled by
+    ``weight`` (folded into the head's weights, so it serves as the shipped head does)."""
+    from thaw.words import WordFeatures, WordSettings, fit_logistic, unit_rows
+
+    h = cfg.training.head
+    words, matrix = WordFeatures.fit_transform(texts, WordSettings(max_features=h.words_max_features))
+    head = fit_logistic(unit_rows(x) * weight, matrix, list(y), labels, h.words_c, h.max_iter)
+    return head | {"weight": head["weight"] * weight}, words
+
+
+def _linear(clf, labels: tuple[str, ...]):
+    """Class probabilities of a fitted logistic regression, columns in ``labels`` order."""
+    from thaw.modeling import softmax
+
+    order = [list(clf.classes_).index(label) for label in labels]
+    coef, intercept = clf.coef_.copy(), clf.intercept_.copy()
+    if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
+        coef, intercept = np.vstack([-coef[0], coef[0]]) / 2, np.array([-intercept[0], intercept[0]]) / 2
+    return lambda xs, _texts, w=coef[order], b=intercept[order]: softmax(xs @ w.T + b)
+
+
+def _fitter(labels: tuple[str, ...], cfg):
+    """``fit(x, texts, y)`` -> {candidate: probabilities(x, texts)}: the features-only head
+    at each C of the grid, and the head over words at each feature weight."""
+    from thaw.heads import logistic_path
+    from thaw.modeling import softmax
+    from thaw.words import words_logits
+
+    h = cfg.training.head
+
+    def fit(x, texts, y):
+        models = {c: _linear(clf, labels) for c, clf in logistic_path(x, y, h.c_grid, h.max_iter, cfg.training.seed)}
+        for weight in FEATURE_WEIGHTS:
+            head, words = _fit_words(x, texts, y, labels, weight, cfg)
+            models[_words_name(weight)] = lambda xs, ts, head=head, words=words: softmax(
+                words_logits(xs, words.transform(ts), head)
+            )
+        return models
+
+    return fit
+
+
+def _cross_validated(x, texts, y, labels, fit, cfg) -> dict:
+    """The candidates on thaw's folds (2 x 5, fewer folds when a class has fewer rows;
+    seed 13), as ``cross_validate_grid`` scores a rung."""
+    from collections import Counter
+
+    from tasks.ladder.cross_validation import FoldOutput, cross_validate_grid, gate_metric
+    from thaw.rungs import EvaluationPlan
+
+    ladder_cfg = cfg.training.ladder
+    folds = max(2, min(ladder_cfg.cv_folds, min(Counter(y.tolist()).values())))  # as thaw.decision_table plans them
+    plan = EvaluationPlan("cross-validation", folds, ladder_cfg.cv_repeats, 13, 0, 0, "")
+
+    def fit_predict_grid(_name, kept, held):
+        kept, held = list(kept), list(held)
+        out = {}
+        for setting, model in fit(x[kept], [texts[i] for i in kept], y[kept]).items():
+            probabilities = model(x[held], [texts[i] for i in held])
+            with np.errstate(divide="ignore"):
+                out[setting] = FoldOutput(tuple(np.asarray(labels)[probabilities.argmax(1)]), np.log(probabilities))
+        return out
+
+    grid = (*cfg.training.head.c_grid, *(_words_name(w) for w in FEATURE_WEIGHTS))
+    return cross_validate_grid(plan, list(y), labels, grid, fit_predict_grid, gate_metric(cfg))
+
+
+def _choices(runs: dict, c_grid: tuple[float, ...]) -> dict[str, object]:
+    """The head each rule chooses from the cross-validated candidates."""
+    from tasks.ladder.cross_validation import best_setting
+
+    score = {s: float(np.mean(list(r.fold_scores.values()))) for s, r in runs.items()}
+    shipped, weighted = _words_name(1.0), tuple(_words_name(w) for w in FEATURE_WEIGHTS)
+    old_c = max(c_grid, key=lambda c: (score[c], -c))
+    best_c = best_setting({c: runs[c] for c in c_grid}, sorted(c_grid))
+    return {
+        "simpler on a tie": shipped if score[shipped] > score[old_c] else old_c,
+        "log-loss on a tie": best_setting({best_c: runs[best_c], shipped: runs[shipped]}, (best_c, shipped)),
+        "weights chosen too": best_setting(
+            {best_c: runs[best_c]} | {s: runs[s] for s in weighted}, (best_c, *weighted)
+        ),
+    }
+
+
+def _name(setting) -> str:
+    return setting if isinstance(setting, str) else f"C={setting:g}"
+
+
+def probe(name: str, encoder) -> list[str]:
+    from sklearn.metrics import accuracy_score
+
+    from tasks.ladder.cross_validation import mean_fold_loss
+    from thaw.config import PiiConfig, ThawConfig
+    from thaw.pii.masking import mask_texts
+
+    cfg = ThawConfig()
+    splits = ladder.SETS[name][1]()
+    test_texts = mask_texts([t for t, _ in splits["test"]], PiiConfig())
+    x_test = plain_baseline.embed(test_texts, *encoder)
+    y_test = np.asarray([y for _, y in splits["test"]])
+    lines = []
+    for seed in DRAWS:
+        rows = ladder.few_per_class(splits["train"], 10, seed)
+        texts = mask_texts([t for t, _ in rows], PiiConfig())
+        y = np.asarray([label for _, label in rows])
+        labels = tuple(sorted(set(y)))
+        x = plain_baseline.embed(texts, *encoder)
+        fit = _fitter(labels, cfg)
+        runs = _cross_validated(x, texts, y, labels, fit, cfg)
+        test = {
+            s: accuracy_score(y_test, np.asarray(labels)[model(x_test, test_texts).argmax(1)])
+            for s, model in fit(x, texts, y).items()
+        }
+        each = "; ".join(
+            f"{_name(s)} {np.mean(list(r.fold_scores.values())):.3f}/{mean_fold_loss(r):.3f}/{test[s]:.4f}"
+            for s, r in runs.items()
+        )
+        chosen = "; ".join(
+            f"{rule}: {_name(s)} {test[s]:.4f}" for rule, s in _choices(runs, cfg.training.head.c_grid).items()
+        )
+        lines.append(f"{name} draw {seed} (fold macro-F1 / fold log-loss / test accuracy): {each}\n  chosen: {chosen}")
+        print(lines[-1], flush=True)
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(ladder.probe_sets(sys.argv[1:], probe))
