@@ -158,11 +158,10 @@ def best_setting(runs: dict, simplest_first: Sequence) -> object:
     ``simplest_first``.
 
     Why the log-loss: folds of a few rows score in coarse steps, so settings tie on the
-    metric often. At 10 per class on SpamAssassin (folds of 4 mails) the features-only
-    head and the head over word n-grams tied on two draws of five in a probe of the
-    frozen rung's choice (``docs/benchmarks.md``, "Ties between heads"); the word head's
-    fold log-loss was the lower each time, and it scored 5.0 and 5.7 points higher on
-    the test mails. The means are compared to 9 decimals, so two settings whose folds
+    metric often (at 10 per class on SpamAssassin, folds of 4 mails, all five of the
+    frozen rung's candidate heads scored 0.9467 on one draw), and the log-loss is a finer
+    reading of the same folds. What it changed there is in ``docs/benchmarks.md``, "Ties
+    between heads". The means are compared to 9 decimals, so two settings whose folds
     score alike tie whatever order the floats were summed in."""
 
     def key(position_setting):

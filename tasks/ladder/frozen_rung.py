@@ -339,7 +339,7 @@ def _cross_validated(
     # the best C of the features-only head (the smaller C on a tie of metric and log-loss):
     # its fold heads start the adapted rungs' folds
     best_c = best_setting({c: runs[c] for c in h.c_grid}, sorted(h.c_grid))
-    # then the head over word n-grams, when it does better (the features-only head on a tie)
+    # then the head over word n-grams, when it does better (the features-only head on a tie of both)
     best = best_setting({best_c: runs[best_c], WORDS: runs[WORDS]}, (best_c, WORDS)) if h.words else best_c
     folds_dir = frozen_model_dir(run_dir) / "folds"
     folds_dir.mkdir(parents=True, exist_ok=True)
