@@ -50,14 +50,13 @@ def _fit_words(x: np.ndarray, texts: list[str], y, labels: tuple[str, ...], weig
 
 
 def _linear(clf, labels: tuple[str, ...]):
-    """Class probabilities of a fitted logistic regression, columns in ``labels`` order."""
-    from thaw.modeling import softmax
+    """Class probabilities of a fitted logistic regression, columns in ``labels`` order,
+    through the rung's own conversion to a saved head (``thaw.heads.linear_head_of``)."""
+    from thaw.heads import linear_head_of
+    from thaw.modeling import softmax_head
 
-    order = [list(clf.classes_).index(label) for label in labels]
-    coef, intercept = clf.coef_.copy(), clf.intercept_.copy()
-    if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
-        coef, intercept = np.vstack([-coef[0], coef[0]]) / 2, np.array([-intercept[0], intercept[0]]) / 2
-    return lambda xs, _texts, w=coef[order], b=intercept[order]: softmax(xs @ w.T + b)
+    weight, bias = linear_head_of(clf, labels, clf.coef_.shape[1])
+    return lambda xs, _texts: softmax_head(xs, weight, bias)
 
 
 def _fitter(labels: tuple[str, ...], cfg):
@@ -82,16 +81,25 @@ def _fitter(labels: tuple[str, ...], cfg):
 
 
 def _cross_validated(x, texts, y, labels, fit, cfg) -> dict:
-    """The candidates on thaw's folds (2 x 5, fewer folds when a class has fewer rows;
-    seed 13), as ``cross_validate_grid`` scores a rung."""
+    """The candidates on the folds thaw plans for these rows (``evaluation_plan`` with no
+    validation rows: 2 x 5, fewer folds when a class has fewer rows; seed 13), as
+    ``cross_validate_grid`` scores a rung."""
     from collections import Counter
 
     from tasks.ladder.cross_validation import FoldOutput, cross_validate_grid, gate_metric
-    from thaw.rungs import EvaluationPlan
+    from thaw.decision_table import evaluation_plan
 
     ladder_cfg = cfg.training.ladder
-    folds = max(2, min(ladder_cfg.cv_folds, min(Counter(y.tolist()).values())))  # as thaw.decision_table plans them
-    plan = EvaluationPlan("cross-validation", folds, ladder_cfg.cv_repeats, 13, 0, 0, "")
+    plan = evaluation_plan(
+        len(labels),
+        0.0,
+        ladder_cfg.min_detectable_gain,
+        ladder_cfg.alpha,
+        ladder_cfg.cv_folds,
+        ladder_cfg.cv_repeats,
+        13,
+        min(Counter(y.tolist()).values()),
+    )
 
     def fit_predict_grid(_name, kept, held):
         kept, held = list(kept), list(held)
