@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.head_choice import FEATURE_WEIGHTS, _choices, _cross_validated, _fitter, _words_name
+from bench.head_choice import FEATURE_WEIGHTS, _choices, _cross_validated, _fitter, _within_one_se, _words_name, draws
 from thaw.config import ThawConfig
 
 
@@ -31,3 +31,25 @@ def test_every_candidate_is_cross_validated_and_every_rule_chooses_one(per_class
         assert all(isinstance(s, str) for s in chosen.values())
     probabilities = fit(x, texts, y)[_words_name(0.5)](x[:3], texts[:3])
     assert probabilities.shape == (3, 2) and np.allclose(probabilities.sum(1), 1)
+
+
+def test_a_lead_within_one_standard_error_goes_to_the_lower_log_loss():
+    from tasks.ladder.cross_validation import CrossValidated
+
+    folds = [f"r{r}-f{f}" for r in range(2) for f in range(5)]
+
+    def scored(scores, loss):
+        return CrossValidated(dict(zip(folds, scores, strict=True)), (), 5, dict.fromkeys(folds, loss))
+
+    ahead = scored([1.0, 0.5] * 5, 0.6)
+    behind = scored([0.5, 1.0] * 4 + [0.5, 0.5], 0.2)
+    assert _within_one_se({"a": ahead, "b": behind}, ("a", "b")) == "b"  # 0.05 behind, se 0.29
+    steady = scored([0.7] * 10, 0.2)
+    assert _within_one_se({"a": ahead, "c": steady}, ("a", "c")) == "c"
+    far = scored([0.1] * 10, 0.1)
+    assert _within_one_se({"a": ahead, "f": far}, ("a", "f")) == "a"  # 0.65 behind: no tie
+
+
+def test_draws_read_as_a_range_or_a_list():
+    assert draws("18-22") == (18, 19, 20, 21, 22)
+    assert draws("13,15") == (13, 15)
