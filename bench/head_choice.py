@@ -206,17 +206,27 @@ def probe(name: str, encoder) -> list[str]:
 
 
 def draws(text: str) -> tuple[int, ...]:
-    """``18-22`` or ``13,15``: the draws' seeds."""
-    if "-" in text:
-        first, last = (int(part) for part in text.split("-"))
-        return tuple(range(first, last + 1))
-    return tuple(int(part) for part in text.split(","))
+    """``18-22`` or ``13,15``: the draws' seeds; ValueError naming the text otherwise."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-"))
+            seeds = tuple(range(first, last + 1))
+        else:
+            seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds:
+        raise ValueError(f"--draws {text!r}: give seeds as 18-22 or 13,15")
+    return seeds
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     if "--draws" in args:
         at = args.index("--draws")
-        DRAWS = draws(args[at + 1])
+        try:
+            DRAWS = draws(args[at + 1] if at + 1 < len(args) else "")
+        except ValueError as exc:
+            sys.exit(str(exc))
         del args[at : at + 2]
     sys.exit(ladder.probe_sets(args, probe))

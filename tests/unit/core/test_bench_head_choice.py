@@ -53,3 +53,6 @@ def test_a_lead_within_one_standard_error_goes_to_the_lower_log_loss():
 def test_draws_read_as_a_range_or_a_list():
     assert draws("18-22") == (18, 19, 20, 21, 22)
     assert draws("13,15") == (13, 15)
+    for bad in ("", "18-", "a,b", "22-18"):
+        with pytest.raises(ValueError, match="give seeds as 18-22 or 13,15"):
+            draws(bad)
