@@ -21,7 +21,8 @@ logistic regression on the features beside TF-IDF word and character n-grams
   - "log-loss within one se": between the best C and the shipped word head, a lead on
     the mean fold score within one standard error of the fold differences (Nadeau and
     Bengio's, as the gate reads two rungs) counts as a tie, which the lower mean fold
-    log-loss breaks (a rule tried at 34afa72's successor and not kept).
+    log-loss breaks (tried and not kept: ``docs/benchmarks.md``, "Ties
+    between heads").
 
 ``--draws 18-22`` (or ``--draws 13,15``) takes other draws than 13-17.
 
