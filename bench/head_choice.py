@@ -31,6 +31,7 @@ Nothing is tuned on test: the candidates and rules are fixed before the run.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -169,7 +170,7 @@ def _name(setting) -> str:
     return setting if isinstance(setting, str) else f"C={setting:g}"
 
 
-def probe(name: str, encoder) -> list[str]:
+def probe(name: str, encoder, seeds: tuple[int, ...] = DRAWS) -> list[str]:
     from sklearn.metrics import accuracy_score
 
     from tasks.ladder.cross_validation import mean_fold_loss
@@ -182,7 +183,7 @@ def probe(name: str, encoder) -> list[str]:
     x_test = plain_baseline.embed(test_texts, *encoder)
     y_test = np.asarray([y for _, y in splits["test"]])
     lines = []
-    for seed in DRAWS:
+    for seed in seeds:
         rows = ladder.few_per_class(splits["train"], 10, seed)
         texts = mask_texts([t for t, _ in rows], PiiConfig())
         y = np.asarray([label for _, label in rows])
@@ -221,13 +222,17 @@ def draws(text: str) -> tuple[int, ...]:
     return seeds
 
 
-if __name__ == "__main__":
-    args = sys.argv[1:]
+def main(args: list[str]) -> int | str:
+    seeds = DRAWS
     if "--draws" in args:
         at = args.index("--draws")
         try:
-            DRAWS = draws(args[at + 1] if at + 1 < len(args) else "")
+            seeds = draws(args[at + 1] if at + 1 < len(args) else "")
         except ValueError as exc:
-            sys.exit(str(exc))
-        del args[at : at + 2]
-    sys.exit(ladder.probe_sets(args, probe))
+            return str(exc)
+        args = args[:at] + args[at + 2 :]
+    return ladder.probe_sets(args, functools.partial(probe, seeds=seeds))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
