@@ -68,7 +68,7 @@ def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_enc
     # weights are those every rank holds
     saved = load_file(str(workspace / "run" / "models" / "full" / "delta.safetensors"))
     assert saved and all(np.isfinite(v).all() for v in saved.values())
-    assert list((workspace / ".thaw" / "checkpoints").glob("*/epoch-*/state.pt"))
+    assert list((workspace / ".thaw" / "checkpoints").glob("*/epoch-*/meta.json"))  # the finished fit's
 
 
 def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(workspace, tiny_encoder):

@@ -52,3 +52,36 @@ def test_a_write_killed_mid_epoch_leaves_the_previous_epoch_to_resume_from(tmp_p
     assert meta["epoch"] == 0 and torch.equal(model.weight, saved["weight"])
     checkpoint.save(model, best, optimizer, scheduler, {"epoch": 1, "history": []})
     assert sorted(p.name for p in (tmp_path / "ck").glob("epoch-*")) == ["epoch-0001"]  # the older epoch is gone
+
+
+def test_a_finished_fit_keeps_its_best_weights_alone_and_a_rerun_takes_them_without_training(tmp_path):
+    torch = pytest.importorskip("torch")
+    from thaw.config import FineTuneConfig
+    from thaw.trainer import Checkpoint, TrainPlan, train_loop
+
+    x, y = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 4)
+    scores = iter([0.5, 0.9, 0.7])  # the second epoch is the best on validation
+
+    def fit(model):
+        plan = TrainPlan(
+            batches=lambda epoch: [[0, 1, 2, 3], [4, 5, 6, 7]],
+            loss=lambda m, idx: torch.nn.functional.cross_entropy(m(x[idx]), y[idx]),
+            evaluate=lambda m: next(scores),
+        )
+        groups = [{"params": list(model.parameters())}]
+        cfg = FineTuneConfig(epochs=3, patience=3, warmup_fraction=0.1, checkpoint_seconds=0)
+        return train_loop(model, plan, cfg, 0.1, groups, Checkpoint(tmp_path / "ck"), torch.device("cpu"), 0)
+
+    torch.manual_seed(0)
+    first = torch.nn.Linear(4, 2)
+    done = fit(first)
+    assert (done.epochs_run, done.best_epoch, done.steps) == (3, 1, 6)
+    (epoch,) = (tmp_path / "ck").glob("epoch-*")
+    assert epoch.name == "epoch-0002"
+    assert sorted(p.name for p in epoch.iterdir()) == ["best.safetensors", "complete.json", "meta.json"]
+
+    torch.manual_seed(1)
+    again = torch.nn.Linear(4, 2)  # other weights: the checkpoint's best must replace them
+    rerun = fit(again)
+    assert (rerun.resumed_from_epoch, rerun.steps, rerun.best_epoch, rerun.epochs_run) == (2, 0, 1, 3)
+    assert torch.equal(again.weight, first.weight) and torch.equal(again.bias, first.bias)
