@@ -13,6 +13,7 @@ from prefect import flow
 from tasks.curation.curate import curate_dataset, publish_curated
 from tasks.curation.expectations import validate_curated_data
 from thaw.config import ThawConfig
+from thaw.state_budget import state_in_use
 
 
 @flow(name="thaw-curate", log_prints=True)
@@ -20,6 +21,7 @@ def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
     """Curate and validate ``cfg``'s inputs into ``output``; return the written files."""
     work = cfg.state_path / "curate" / output.resolve().name
     work.mkdir(parents=True, exist_ok=True)
-    curated = curate_dataset(cfg, work)
-    validate_curated_data(curated.files, cfg, work)
-    return publish_curated(curated, work, output, cfg.data.columns)
+    with state_in_use(cfg.state_path):  # its cache entries stay while it reads them
+        curated = curate_dataset(cfg, work)
+        validate_curated_data(curated.files, cfg, work)
+        return publish_curated(curated, work, output, cfg.data.columns)

@@ -15,10 +15,13 @@ Steps:
  9. register it in the MLflow registry as ``challenger`` with its lineage and model card;
 10. write the run summary and close the run (FAILED on an error, KILLED when cancelled or
     interrupted, with its reports and the reason);
-11. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
+11. after a finished run, keep the state directory's caches and checkpoints within
+    ``state_budget_gb`` (least recently used out first, none this run used);
+12. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """
 
 import dataclasses
+import time
 from pathlib import Path
 
 from prefect import flow
@@ -49,54 +52,61 @@ from tasks.release.trained_run import TrainedRun
 from tasks.tracking.dataset_inputs import log_datasets
 from tasks.tracking.runs import close_tracking_run, log_run_results, open_tracking_run, tie_metrics_to_model
 from tasks.versioning.snapshots import version_curated_data, version_raw_data
+from tasks.versioning.state_budget import keep_state_within_budget
 from thaw.config import ThawConfig
 from thaw.errors import UserError, run_ending
+from thaw.state_budget import state_in_use
 
 
 @flow(name="thaw-pipeline", log_prints=True)
 def thaw_pipeline(cfg: ThawConfig) -> Path:
     """Run every stage on ``cfg``; return the path of the run summary JSON."""
-    run = open_tracking_run(cfg, str(flow_run.get_id() or "local"))
-    try:
-        raw = version_raw_data(cfg)
-        curated = curate_dataset(cfg, run.run_dir)
-        expectations = validate_curated_data(curated.files, cfg, run.run_dir)
-        versioned = version_curated_data(curated.files, cfg, curated.metrics_path)
-        log_datasets(run, cfg, raw, versioned)
-        with training_slot(cfg) as acquired:
-            if not acquired:
-                summary = write_skipped_summary(cfg, run, "another run of this model is training")
-                close_tracking_run(run, cfg, "KILLED", [summary], "skipped: another run of this model is training")
-                return summary
-            features = extract_frozen_features(versioned, cfg)
-            ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
-            y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
-            tested = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
-            unselected = report_unselected_rungs(ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg)
-            onnx, served = onnx_artifact(ladder.selected.model_dir, versioned, cfg, y_pred)
-            if served is not None:
-                ladder = dataclasses.replace(ladder, latency={**ladder.latency, "served": served})
-            trained = TrainedRun(run, cfg, raw, curated, versioned, ladder, tested, unselected, onnx)
-            metrics = ladder_metrics(trained)
-            measured_on = metric_datasets(trained, metrics)
-            log_run_results(
-                run,
-                cfg,
-                run_params(cfg, ladder.selected),
-                metrics,
-                [*trained.reports, *expectations.reports],
-                datasets=measured_on,
-                curves=ladder_curves(ladder),
-            )
-            registered = register_model(run, cfg, ladder.selected.model_dir, model_version_tags(trained))
-            tie_metrics_to_model(cfg, registered, metrics, measured_on)
-            publish_model_card(trained, registered)
-            summary = write_run_summary(trained, registered)
-    except BaseException as exc:
-        status, reason = run_ending(exc)
-        close_tracking_run(run, cfg, status, reports_in(run.run_dir), reason)
-        raise
-    close_tracking_run(run, cfg, "FINISHED", [summary])
+    started = time.time()
+    with state_in_use(cfg.state_path):  # no other run prunes the caches under it
+        run = open_tracking_run(cfg, str(flow_run.get_id() or "local"))
+        try:
+            raw = version_raw_data(cfg)
+            curated = curate_dataset(cfg, run.run_dir)
+            expectations = validate_curated_data(curated.files, cfg, run.run_dir)
+            versioned = version_curated_data(curated.files, cfg, curated.metrics_path)
+            log_datasets(run, cfg, raw, versioned)
+            with training_slot(cfg) as acquired:
+                if not acquired:
+                    summary = write_skipped_summary(cfg, run, "another run of this model is training")
+                    close_tracking_run(run, cfg, "KILLED", [summary], "skipped: another run of this model is training")
+                    return summary
+                features = extract_frozen_features(versioned, cfg)
+                ladder = climb_ladder(features, versioned, curated.labels, cfg, run.run_dir)
+                y_true, y_pred = predict_test_split(ladder.selected.model_dir, versioned, cfg)
+                tested = evaluate_on_test(y_true, y_pred, curated.labels, cfg, run.run_dir)
+                unselected = report_unselected_rungs(
+                    ladder.trained, ladder.selection.rung, versioned, curated.labels, cfg
+                )
+                onnx, served = onnx_artifact(ladder.selected.model_dir, versioned, cfg, y_pred)
+                if served is not None:
+                    ladder = dataclasses.replace(ladder, latency={**ladder.latency, "served": served})
+                trained = TrainedRun(run, cfg, raw, curated, versioned, ladder, tested, unselected, onnx)
+                metrics = ladder_metrics(trained)
+                measured_on = metric_datasets(trained, metrics)
+                log_run_results(
+                    run,
+                    cfg,
+                    run_params(cfg, ladder.selected),
+                    metrics,
+                    [*trained.reports, *expectations.reports],
+                    datasets=measured_on,
+                    curves=ladder_curves(ladder),
+                )
+                registered = register_model(run, cfg, ladder.selected.model_dir, model_version_tags(trained))
+                tie_metrics_to_model(cfg, registered, metrics, measured_on)
+                publish_model_card(trained, registered)
+                summary = write_run_summary(trained, registered)
+        except BaseException as exc:
+            status, reason = run_ending(exc)
+            close_tracking_run(run, cfg, status, reports_in(run.run_dir), reason)
+            raise
+        close_tracking_run(run, cfg, "FINISHED", [summary])
+    keep_state_within_budget(cfg, started)
     if cfg.promotion.wait_for_approval:
         try:
             outcome = wait_for_approval(cfg, registered)

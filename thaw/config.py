@@ -678,6 +678,11 @@ class ThawConfig(_Frozen):
     model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workspace: Path = Path(".")
     state_dir: Path = Path(".thaw")
+    # The caches and fine-tuning checkpoints in state_dir, each keyed by what shaped it, grow
+    # with every new dataset version; after each finished run the least recently used go
+    # until they fit this many GB (thaw.state_budget; those the run used always stay).
+    # None: kept without limit. A 10-per-class CLINC150 run leaves about 0.5 GB.
+    state_budget_gb: float | None = Field(10.0, gt=0)
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     curation: CurationConfig = CurationConfig()

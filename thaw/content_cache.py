@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -85,6 +85,12 @@ def is_complete(entry: Path) -> bool:
     return (entry / COMPLETE).is_file()
 
 
+def touch(entry: Path) -> None:
+    """Record a use of ``entry`` (a directory with its marker): the marker's mtime."""
+    with suppress(OSError):  # read-only state, or removed meanwhile: used all the same
+        os.utime(entry / COMPLETE)
+
+
 @dataclass(frozen=True)
 class ContentCache:
     """The entries of one kind of cached work under ``root`` (``<state>/cache/<kind>``)."""
@@ -92,9 +98,13 @@ class ContentCache:
     root: Path
 
     def get(self, key: str) -> Path | None:
-        """The complete entry for ``key``, or None."""
+        """The complete entry for ``key``, or None; a hit counts as a use
+        (``thaw.state_budget`` keeps the most recently used)."""
         entry = self.root / key
-        return entry if is_complete(entry) else None
+        if not is_complete(entry):
+            return None
+        touch(entry)
+        return entry
 
     @contextmanager
     def put(self, key: str) -> Iterator[Path]:

@@ -165,7 +165,10 @@ class Checkpoint:
         import torch
         from safetensors.torch import load_file
 
+        from thaw.content_cache import touch
+
         latest = self.latest()
+        touch(latest)  # a use: thaw.state_budget keeps the most recently used
         if (latest / FINISHED).is_file():
             best = load_file(str(latest / "best.safetensors"))
             model.load_state_dict(best, strict=False)

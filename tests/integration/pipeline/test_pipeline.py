@@ -113,6 +113,33 @@ def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixt
     assert not (workspace / "datasets").exists()  # nothing published that looks complete
 
 
+def test_a_finished_run_prunes_older_work_to_the_budget_and_keeps_all_it_used(
+    workspace, tiny_encoder, fixture_data, prefect_harness, monkeypatch
+):
+    import time
+
+    from flows.pipeline import thaw_pipeline
+    from thaw.state_budget import state_entries
+
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-that-stays-the-same")
+    train, _ = fixture_data
+    cfg = pipeline_config(workspace, tiny_encoder, train)
+    thaw_pipeline(cfg)
+    first = {(e.kind, e.name) for e in state_entries(cfg.state_path)}
+    assert {"curation", "features"} <= {kind for kind, _ in first}  # kept: 10 GB is plenty
+    # new rows make a new dataset version; with a budget of nothing, only this run's work stays
+    train.write_text(
+        train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8"
+    )
+    started = time.time()
+    thaw_pipeline(cfg.model_copy(update={"state_budget_gb": 1e-9}))
+    kept = state_entries(cfg.state_path)
+    assert kept and all(e.used >= started - 1 for e in kept)  # each one used by the second run
+    assert first - {(e.kind, e.name) for e in kept}  # the first run's curation at least is gone
+    assert not list(cfg.state_path.rglob(".*.evicted-*"))
+    assert (cfg.state_path / "mlflow.db").is_file() and len(list((cfg.state_path / "runs").iterdir())) == 2
+
+
 def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, tiny_encoder, fixture_data, monkeypatch):
     from tasks.curation.curate import curate_dataset
 

@@ -1,0 +1,20 @@
+"""The run state's caches and checkpoints kept within ``state_budget_gb`` after each run."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from thaw.config import ThawConfig
+from thaw.state_budget import Pruned, prune
+
+
+@task(name="keep-state-within-budget")
+def keep_state_within_budget(cfg: ThawConfig, since: float) -> Pruned | None:
+    """After a finished run: the least recently used caches and checkpoints removed until
+    they fit the budget, none this run used (used at or after ``since``, its start).
+    Failed runs keep everything: their checkpoints are what a retry resumes from."""
+    if cfg.state_budget_gb is None:
+        return None
+    pruned = prune(cfg.state_path, int(cfg.state_budget_gb * 1e9), since)
+    print(f"  {pruned.describe()}")
+    return pruned
