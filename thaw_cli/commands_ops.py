@@ -1,4 +1,4 @@
-"""CLI commands for operations: schedule, up, down."""
+"""CLI commands for operations: schedule, monitor, up, ui, down, state."""
 
 from __future__ import annotations
 
@@ -128,4 +128,33 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     stopped = stop_services(config_from_args(args))
     print("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    """`thaw state`: the caches and checkpoints in the state directory, by kind; with
+    ``--prune``, the least recently used removed until they fit the budget."""
+    import time
+
+    from thaw.state_budget import prune, state_entries
+
+    cfg = config_from_args(args)
+    budget_gb = args.budget_gb if args.budget_gb is not None else cfg.state_budget_gb
+    if args.prune:
+        if budget_gb is None:
+            raise UserError("state_budget_gb is null in the config (no budget): give --budget-gb to prune")
+        pruned = prune(cfg.state_path, int(budget_gb * 1e9), since=time.time())
+        print(pruned.describe())
+        return 1 if pruned.busy else 0
+    entries = state_entries(cfg.state_path)
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))  # noqa: E731
+    print(f"{'kind':<12} {'entries':>7} {'GB':>8}  last used (UTC), oldest .. newest")
+    for kind in sorted({e.kind for e in entries}):
+        of = [e for e in entries if e.kind == kind]
+        used = sorted(e.used for e in of)
+        size = sum(e.size for e in of) / 1e9
+        print(f"{kind:<12} {len(of):>7} {size:>8.2f}  {stamp(used[0])} .. {stamp(used[-1])}")
+    total = sum(e.size for e in entries) / 1e9
+    limit = f"{budget_gb:g} GB (state_budget_gb)" if budget_gb is not None else "none (state_budget_gb: null)"
+    print(f"{'all':<12} {len(entries):>7} {total:>8.2f}  budget {limit}; in {cfg.state_path}")
     return 0

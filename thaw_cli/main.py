@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from thaw.errors import UserError, tracking_access_problem
-from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_ui, cmd_up
+from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_state, cmd_ui, cmd_up
 from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
 from thaw_cli.commands_registry import (
     cmd_approve,
@@ -145,6 +145,16 @@ def _registry_commands(sub) -> None:
     canary.add_argument("--json", action="store_true")
 
 
+def _gigabytes(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size in GB (a number, 0 or more)")
+    return number
+
+
 def _operations_commands(sub) -> None:
     schedule = _command(sub, "schedule", "run the pipeline on a schedule as a Prefect deployment", cmd_schedule)
     schedule.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *'")
@@ -182,6 +192,11 @@ def _operations_commands(sub) -> None:
     _command(sub, "down", "stop what `thaw up` started", cmd_down)
     ui = _command(sub, "ui", "the MLflow UI on this workspace's store, artifacts served (Ctrl-C stops it)", cmd_ui)
     ui.add_argument("--port", type=int, default=5000)
+    state = _command(sub, "state", "the caches and checkpoints kept in the state directory, by kind", cmd_state)
+    state.add_argument(
+        "--prune", action="store_true", help="remove the least recently used until they fit the budget (no run active)"
+    )
+    state.add_argument("--budget-gb", type=_gigabytes, help="in place of the config's state_budget_gb")
 
 
 def build_parser() -> argparse.ArgumentParser:
