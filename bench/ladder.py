@@ -360,10 +360,23 @@ def run(workspace: Path, which: tuple[str, ...] = DEFAULT) -> dict:
     return out
 
 
+def workspace_note(workspace: Path) -> str:
+    """Where the run's clone, data and state stay, and what they take on disk."""
+    size = sum(p.stat().st_size for p in workspace.rglob("*") if p.is_file() and not p.is_symlink())
+    return (
+        f"workspace kept for inspection (summaries, MLflow store, caches and checkpoints): "
+        f"{workspace}, {size / 1e9:.2f} GB; rm -rf it when done"
+    )
+
+
 if __name__ == "__main__":
     import tempfile
 
     from thaw.offline import apply_offline_environment
 
     apply_offline_environment()
-    run(Path(tempfile.mkdtemp(prefix="thaw-ladder-")), tuple(sys.argv[1:]) or DEFAULT)
+    workspace = Path(tempfile.mkdtemp(prefix="thaw-ladder-"))
+    try:
+        run(workspace, tuple(sys.argv[1:]) or DEFAULT)
+    finally:
+        print(workspace_note(workspace))
