@@ -15,7 +15,7 @@ Steps:
  9. register it in the MLflow registry as ``challenger`` with its lineage and model card;
 10. write the run summary and close the run (FAILED on an error, KILLED when cancelled or
     interrupted, with its reports and the reason);
-11. after a finished run, keep the state directory's caches and checkpoints within
+11. after a finished run, keep the state directory's caches, checkpoints and run directories within
     ``state_budget_gb`` (least recently used out first, none this run used);
 12. optionally pause for a human approval form in the Prefect UI (``promotion.wait_for_approval``).
 """

@@ -3,15 +3,20 @@
 Every cache (``<state>/cache/<kind>/<key>``, ``thaw.content_cache``) and every fit's
 checkpoints (``<state>/checkpoints/<key>-<phase>``, ``thaw.trainer.Checkpoint``) are
 keyed by what shaped them, so a new dataset version adds entries and never replaces
-one: a model trained on a schedule fills the disk, one run at a time. This module
-measures them and removes the least recently used until they fit ``budget_bytes``.
+one; each run also leaves its working directory (``<state>/runs/<run id>``: its
+reports and models, all logged to MLflow). A model trained on a schedule fills the
+disk, one run at a time. This module measures them and removes the least recently used
+until they fit ``budget_bytes``.
 
-- **An entry** is one cache entry, or one fit's checkpoints (all its phases, which a
-  re-run resumes together). Its last use is its newest marker's mtime: written when
-  the entry is, renewed on every hit (``thaw.content_cache.touch``).
+- **An entry** is one cache entry, one fit's checkpoints (all its phases, which a
+  re-run resumes together), or one run's directory. A cache entry's or checkpoint's
+  last use is its newest marker's mtime: written when the entry is, renewed on every
+  hit (``thaw.content_cache.touch``); a run directory's is the newest mtime of it and
+  what it holds at its top.
 - **Never removed:** entries used at or after ``since`` (the start of the run that
-  prunes); the MLflow store, the run directories and everything else in the state
-  directory, which this module does not count.
+  prunes, whose own run directory is new); the MLflow store and registry, the
+  Prefect home and everything else in the state directory, which this module does not
+  count.
 - **Never while another run works:** each run holds ``state_in_use`` (a shared lock on
   ``<state>/state.lock``) from its start to its end, and ``prune`` needs that lock alone:
   should any other run hold it, nothing is removed and the line says so. A reader never
@@ -72,10 +77,10 @@ class Pruned:
     def describe(self) -> str:
         """One line for the run's log."""
         if self.busy:
-            return "reusable state left as it is: another run is using the state directory"
-        line = f"reusable state {_gb(self.before)} against a budget of {_gb(self.budget)}"
+            return "caches, checkpoints and runs left as they are: another run is using the state directory"
+        line = f"caches, checkpoints and runs: {_gb(self.before)} against a budget of {_gb(self.budget)}"
         if self.removed:
-            line += f": removed {len(self.removed)} least recently used entries ({_gb(self.before - self.after)})"
+            line += f"; removed {len(self.removed)} least recently used entries ({_gb(self.before - self.after)})"
         line += f"; {_gb(self.after)} kept"
         if self.after > self.budget:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
@@ -121,7 +126,8 @@ def _marker_time(directory: Path) -> float | None:
 
 
 def state_entries(state: Path) -> list[StateEntry]:
-    """Every complete cache entry and every fit's checkpoints under ``state``."""
+    """Every complete cache entry, every fit's checkpoints and every run directory under
+    ``state``."""
     entries = []
     cache = state / "cache"
     for kind in sorted(p for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []:
@@ -138,12 +144,17 @@ def state_entries(state: Path) -> list[StateEntry]:
         times = [t for p in paths for e in p.glob("epoch-*") if (t := _marker_time(e)) is not None]
         used = max(times, default=max(p.stat().st_mtime for p in paths))  # killed before its first epoch
         entries.append(StateEntry("checkpoints", key, tuple(paths), sum(_size(p) for p in paths), used))
+    runs = state / "runs"
+    for run in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if run.is_dir() and not run.is_symlink() and not run.name.startswith("."):
+            used = max([run.lstat().st_mtime] + [child.lstat().st_mtime for child in run.iterdir()])
+            entries.append(StateEntry("runs", run.name, (run,), _size(run), used))
     return entries
 
 
 def _leftovers(state: Path, now: float) -> Iterable[Path]:
     """Staging directories and evictions older than a day, in every cache and fit."""
-    parents = [p for p in (state / "cache").glob("*") if p.is_dir()] + [state / "checkpoints"]
+    parents = [p for p in (state / "cache").glob("*") if p.is_dir()] + [state / "checkpoints", state / "runs"]
     parents += [p for p in (state / "checkpoints").glob("*") if p.is_dir()]
     for parent in parents:
         for path in parent.glob(".*"):

@@ -132,7 +132,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    """`thaw state`: the caches and checkpoints in the state directory, by kind; with
+    """`thaw state`: the caches, checkpoints and run directories in the state directory, by kind; with
     ``--prune``, the least recently used removed until they fit the budget."""
     import time
 

@@ -192,7 +192,7 @@ def _operations_commands(sub) -> None:
     _command(sub, "down", "stop what `thaw up` started", cmd_down)
     ui = _command(sub, "ui", "the MLflow UI on this workspace's store, artifacts served (Ctrl-C stops it)", cmd_ui)
     ui.add_argument("--port", type=int, default=5000)
-    state = _command(sub, "state", "the caches and checkpoints kept in the state directory, by kind", cmd_state)
+    state = _command(sub, "state", "the caches, checkpoints and run directories kept in the state directory", cmd_state)
     state.add_argument(
         "--prune", action="store_true", help="remove the least recently used until they fit the budget (no run active)"
     )

@@ -1,4 +1,4 @@
-"""The run state's caches and checkpoints kept within ``state_budget_gb`` after each run."""
+"""The run state's caches, checkpoints and run directories kept within ``state_budget_gb``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from thaw.state_budget import Pruned, prune
 
 @task(name="keep-state-within-budget")
 def keep_state_within_budget(cfg: ThawConfig, since: float) -> Pruned | None:
-    """After a finished run: the least recently used caches and checkpoints removed until
-    they fit the budget, none this run used (used at or after ``since``, its start).
+    """After a finished run: the least recently used caches, checkpoints and run
+    directories removed until they fit the budget, none this run used (used at or after
+    ``since``, its start).
     Failed runs keep everything: their checkpoints are what a retry resumes from."""
     if cfg.state_budget_gb is None:
         return None

@@ -119,6 +119,7 @@ def test_a_finished_run_prunes_older_work_to_the_budget_and_keeps_all_it_used(
     import time
 
     from flows.pipeline import thaw_pipeline
+    from tasks.tracking.client import client_for
     from thaw.state_budget import state_entries
 
     monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-that-stays-the-same")
@@ -137,7 +138,12 @@ def test_a_finished_run_prunes_older_work_to_the_budget_and_keeps_all_it_used(
     assert kept and all(e.used >= started - 1 for e in kept)  # each one used by the second run
     assert first - {(e.kind, e.name) for e in kept}  # the first run's curation at least is gone
     assert not list(cfg.state_path.rglob(".*.evicted-*"))
-    assert (cfg.state_path / "mlflow.db").is_file() and len(list((cfg.state_path / "runs").iterdir())) == 2
+    assert {e.kind for e in kept} >= {"curation", "runs"}
+    (run_dir,) = (cfg.state_path / "runs").iterdir()  # the first run's directory went, its MLflow run stays
+    assert {e.name for e in kept if e.kind == "runs"} == {run_dir.name}
+    client = client_for(cfg)
+    versions = client.search_model_versions("name='tickets'")
+    assert len(versions) == 2 and all(client.list_artifacts(v.run_id) for v in versions)  # MLflow keeps both
 
 
 def test_curation_is_cached_by_content_and_invalidated_by_a_change(workspace, tiny_encoder, fixture_data, monkeypatch):

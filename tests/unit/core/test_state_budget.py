@@ -24,8 +24,8 @@ def _entry(path: Path, size: int, used: float, marker: bool = True) -> Path:
 
 
 def _state(tmp_path: Path) -> Path:
-    """Two feature entries, a curation entry, two fits' checkpoints (one of two phases)
-    and what the budget never counts: the MLflow store and a run directory."""
+    """Two feature entries, a curation entry, two fits' checkpoints (one of two phases),
+    an old run's directory, and what the budget never counts: the MLflow store."""
     state = tmp_path / ".thaw"
     _entry(state / "cache" / "features" / "old", 4000, NOW - 3 * DAY)
     _entry(state / "cache" / "features" / "new", 4000, NOW - 60)  # used by this run
@@ -34,11 +34,11 @@ def _state(tmp_path: Path) -> Path:
         _entry(state / "checkpoints" / f"aaaa-{phase}" / "epoch-0003", 3000, used)
     _entry(state / "checkpoints" / "bbbb-fine_tune" / "epoch-0001", 2000, NOW - 1 * DAY)
     (state / "mlflow.db").write_bytes(b"y" * 50_000)
-    _entry(state / "runs" / "r1", 50_000, NOW - 9 * DAY)
+    _entry(state / "runs" / "r1", 50_000, NOW - 9 * DAY, marker=False)
     return state
 
 
-def test_entries_are_cache_entries_and_fits_whose_phases_go_together(tmp_path):
+def test_entries_are_cache_entries_fits_whose_phases_go_together_and_run_directories(tmp_path):
     state = _state(tmp_path)
     found = {(e.kind, e.name): e for e in state_entries(state)}
     assert set(found) == {
@@ -47,24 +47,26 @@ def test_entries_are_cache_entries_and_fits_whose_phases_go_together(tmp_path):
         ("curation", "mid"),
         ("checkpoints", "aaaa"),
         ("checkpoints", "bbbb"),
+        ("runs", "r1"),
     }
     fit = found["checkpoints", "aaaa"]
     assert len(fit.paths) == 2 and fit.used == NOW - 4 * DAY  # its newest phase's epoch
     assert fit.size == 2 * (3000 + 2)  # data and marker of both phases
+    assert found["runs", "r1"].used == NOW - 9 * DAY
 
 
 def test_the_least_recently_used_go_first_until_the_rest_fits_and_this_run_s_stay(tmp_path):
     state = _state(tmp_path)
     pruned = prune(state, budget_bytes=7100, since=NOW - 3600, now=NOW)
-    # oldest first: the fit aaaa (both phases), then features/old; then 7,006 bytes are left
-    assert [(e.kind, e.name) for e in pruned.removed] == [("checkpoints", "aaaa"), ("features", "old")]
+    # oldest first: the old run, the fit aaaa (both phases), then features/old; 7,006 bytes are left
+    assert [(e.kind, e.name) for e in pruned.removed] == [("runs", "r1"), ("checkpoints", "aaaa"), ("features", "old")]
     assert not list((state / "checkpoints").glob("aaaa-*")) and not (state / "cache" / "features" / "old").exists()
     assert (state / "cache" / "curation" / "mid").is_dir() and (state / "checkpoints" / "bbbb-fine_tune").is_dir()
     assert pruned.after == 7006 and not pruned.errors
     # nothing renamed out of the way is left behind, and what the budget does not count is untouched
-    assert not list(state.rglob(".*evicted*"))
-    assert (state / "mlflow.db").stat().st_size == 50_000 and (state / "runs" / "r1" / "data.bin").is_file()
-    assert "removed 2 least recently used entries" in pruned.describe()
+    assert not list(state.rglob(".*evicted*")) and not list((state / "runs").iterdir())
+    assert (state / "mlflow.db").stat().st_size == 50_000
+    assert "removed 3 least recently used entries" in pruned.describe()
 
 
 def test_what_this_run_used_stays_even_over_the_budget(tmp_path):
@@ -80,7 +82,7 @@ def test_a_run_holding_the_state_stops_any_other_from_pruning_it(tmp_path):
     with state_in_use(state):  # another run, mid-flight (its own open file: its own lock)
         pruned = prune(state, budget_bytes=0, since=NOW, now=NOW)
     assert pruned.busy and not pruned.removed and "another run" in pruned.describe()
-    assert len(state_entries(state)) == 5
+    assert len(state_entries(state)) == 6
     assert prune(state, budget_bytes=0, since=NOW, now=NOW).removed  # once it has ended
 
 
