@@ -118,11 +118,16 @@ def _size(path: Path) -> int:
     return total
 
 
-def _marker_time(directory: Path) -> float | None:
+def _mtime(path: Path) -> float | None:
+    """``path``'s mtime (of a link itself), or None when it is gone meanwhile."""
     try:
-        return (directory / COMPLETE).stat().st_mtime
+        return path.lstat().st_mtime
     except OSError:
         return None
+
+
+def _marker_time(directory: Path) -> float | None:
+    return _mtime(directory / COMPLETE)
 
 
 def state_entries(state: Path) -> list[StateEntry]:
@@ -142,12 +147,15 @@ def state_entries(state: Path) -> list[StateEntry]:
             fits.setdefault(directory.name.split("-", 1)[0], []).append(directory)
     for key, paths in fits.items():
         times = [t for p in paths for e in p.glob("epoch-*") if (t := _marker_time(e)) is not None]
-        used = max(times, default=max(p.stat().st_mtime for p in paths))  # killed before its first epoch
+        if not times:  # killed before its first epoch
+            times = [t for p in paths if (t := _mtime(p)) is not None]
+        used = max(times, default=0.0)
         entries.append(StateEntry("checkpoints", key, tuple(paths), sum(_size(p) for p in paths), used))
     runs = state / "runs"
     for run in sorted(runs.iterdir()) if runs.is_dir() else []:
         if run.is_dir() and not run.is_symlink() and not run.name.startswith("."):
-            used = max([run.lstat().st_mtime] + [child.lstat().st_mtime for child in run.iterdir()])
+            times = [_mtime(run)] + [_mtime(child) for child in run.iterdir()]  # files come and go as it runs
+            used = max((t for t in times if t is not None), default=0.0)
             entries.append(StateEntry("runs", run.name, (run,), _size(run), used))
     return entries
 
@@ -177,7 +185,8 @@ def prune(state: Path, budget_bytes: int, since: float, now: float | None = None
     """Remove the least recently used entries under ``state`` until those left fit
     ``budget_bytes``; entries used at or after ``since`` stay whatever the budget. Only
     when no run holds ``state_in_use``; else ``busy`` and nothing done."""
-    state.mkdir(parents=True, exist_ok=True)
+    if not state.is_dir():  # no run here yet: nothing to prune, and no state directory made
+        return Pruned(budget_bytes, since, 0)
     with open(state / LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -16,6 +16,7 @@ def keep_state_within_budget(cfg: ThawConfig, since: float) -> Pruned | None:
     Failed runs keep everything: their checkpoints are what a retry resumes from."""
     if cfg.state_budget_gb is None:
         return None
-    pruned = prune(cfg.state_path, int(cfg.state_budget_gb * 1e9), since)
+    # a file's time is the kernel's coarse clock, up to a tick behind time.time(): a second's margin
+    pruned = prune(cfg.state_path, int(cfg.state_budget_gb * 1e9), since - 1.0)
     print(f"  {pruned.describe()}")
     return pruned

@@ -102,3 +102,8 @@ def test_a_cache_hit_counts_as_a_use(tmp_path):
     assert cache.get("old") is not None and cache.get("missing") is None
     (old,) = [e for e in state_entries(state) if e.name == "old"]
     assert old.used >= before - 1
+
+
+def test_pruning_where_no_run_has_been_makes_nothing(tmp_path):
+    pruned = prune(tmp_path / ".thaw", budget_bytes=0, since=NOW, now=NOW)
+    assert pruned.before == 0 and not pruned.removed and not (tmp_path / ".thaw").exists()
