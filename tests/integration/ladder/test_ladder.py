@@ -176,8 +176,15 @@ def test_the_frozen_blocks_run_once_per_split_for_the_fit_its_refit_and_its_fold
     frozen_rung(workspace, cfg, curated)
     cache = cfg.state_path / "cache" / "prefix"
 
-    def entries() -> dict[str, float]:
-        return {e.name: (e / "complete.json").stat().st_mtime_ns for e in cache.iterdir() if not e.name.startswith(".")}
+    def entries() -> dict[str, tuple]:
+        """Each entry's directory and its files' write times: an entry written again is a
+        new directory renamed into place (a hit renews only its marker's time, a use)."""
+
+        def written(e):
+            files = sorted((f.name, f.stat().st_mtime_ns) for f in e.iterdir() if f.name != "complete.json")
+            return e.stat().st_ino, files
+
+        return {e.name: written(e) for e in cache.iterdir() if not e.name.startswith(".")}
 
     held = fit_adapted_rung(holdout_fit("partial", workspace / "run"), curated, LABELS, cfg)
     assert held.details.settings["replayed_blocks"] == 1
