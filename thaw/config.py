@@ -262,8 +262,9 @@ class FineTuneConfig(_Frozen):
     # take 1,130 MB.
     frozen_prefix_mb: float = Field(2048.0, ge=0)
     # Save a resumable checkpoint after an epoch once this long has passed since the last
-    # save (and always after the last epoch): a full-encoder checkpoint is ~350 MB, and
-    # short epochs (a few-shot fold's passes take seconds) need not each write one.
+    # save (and always after the last epoch, as its best weights alone): a full-encoder
+    # checkpoint is ~350 MB, and short epochs (a few-shot fold's passes take seconds) need
+    # not each write one.
     checkpoint_seconds: float = Field(60.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # > 1: the pipeline trains each rung data-parallel in this many processes started with
