@@ -116,6 +116,7 @@ def test_failing_expectation_halts_before_training(workspace, tiny_encoder, fixt
 def test_a_finished_run_prunes_older_work_to_the_budget_and_keeps_all_it_used(
     workspace, tiny_encoder, fixture_data, prefect_harness, monkeypatch
 ):
+    import os
     import time
 
     from flows.pipeline import thaw_pipeline
@@ -128,6 +129,12 @@ def test_a_finished_run_prunes_older_work_to_the_budget_and_keeps_all_it_used(
     thaw_pipeline(cfg)
     first = {(e.kind, e.name) for e in state_entries(cfg.state_path)}
     assert {"curation", "features"} <= {kind for kind, _ in first}  # kept: 10 GB is plenty
+    # the first run as if it ran an hour ago: a run protects what was used from a second
+    # before it started (file times are coarse), and here the next one starts at once
+    hour_ago = time.time() - 3600
+    for top in ("cache", "checkpoints", "runs"):
+        for path in (cfg.state_path / top).rglob("*"):
+            os.utime(path, (hour_ago, hour_ago), follow_symlinks=False)
     # new rows make a new dataset version; with a budget of nothing, only this run's work stays
     train.write_text(
         train.read_text(encoding="utf-8") + "T999999,where is my parcel please,delivery_status\n", encoding="utf-8"
