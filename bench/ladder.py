@@ -362,7 +362,9 @@ def run(workspace: Path, which: tuple[str, ...] = DEFAULT) -> dict:
 
 def workspace_note(workspace: Path) -> str:
     """Where the run's clone, data and state stay, and what they take on disk."""
-    size = sum(p.stat().st_size for p in workspace.rglob("*") if p.is_file() and not p.is_symlink())
+    from thaw.state_budget import disk_bytes
+
+    size = disk_bytes(workspace)
     return (
         f"workspace kept for inspection (summaries, MLflow store, caches and checkpoints): "
         f"{workspace}, {size / 1e9:.2f} GB; rm -rf it when done"

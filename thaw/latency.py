@@ -73,13 +73,9 @@ def _rss_mb() -> float:
 
 
 def _size_mb(paths: Sequence[Path]) -> float:
-    total = 0
-    for path in paths:
-        if path.is_file():
-            total += path.stat().st_size
-        elif path.is_dir():
-            total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return total / 2**20
+    from thaw.state_budget import disk_bytes
+
+    return sum(disk_bytes(path) for path in paths) / 2**20
 
 
 def _percentiles(ms: list[float]) -> tuple[float, float, float]:

@@ -109,7 +109,13 @@ def state_in_use(state: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _size(path: Path) -> int:
+def disk_bytes(path: Path) -> int:
+    """Bytes in the file ``path`` or the files under the directory ``path``; links are not
+    followed, and a file that goes while it is measured counts nothing."""
+    if not path.is_dir() or path.is_symlink():
+        with contextlib.suppress(OSError):
+            return path.lstat().st_size
+        return 0
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
@@ -139,7 +145,7 @@ def state_entries(state: Path) -> list[StateEntry]:
         for entry in sorted(kind.iterdir()):
             used = _marker_time(entry) if not entry.name.startswith(".") else None
             if used is not None:
-                entries.append(StateEntry(kind.name, entry.name, (entry,), _size(entry), used))
+                entries.append(StateEntry(kind.name, entry.name, (entry,), disk_bytes(entry), used))
     fits: dict[str, list[Path]] = {}
     checkpoints = state / "checkpoints"
     for directory in sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []:
@@ -150,13 +156,13 @@ def state_entries(state: Path) -> list[StateEntry]:
         if not times:  # killed before its first epoch
             times = [t for p in paths if (t := _mtime(p)) is not None]
         used = max(times, default=0.0)
-        entries.append(StateEntry("checkpoints", key, tuple(paths), sum(_size(p) for p in paths), used))
+        entries.append(StateEntry("checkpoints", key, tuple(paths), sum(disk_bytes(p) for p in paths), used))
     runs = state / "runs"
     for run in sorted(runs.iterdir()) if runs.is_dir() else []:
         if run.is_dir() and not run.is_symlink() and not run.name.startswith("."):
             times = [_mtime(run)] + [_mtime(child) for child in run.iterdir()]  # files come and go as it runs
             used = max((t for t in times if t is not None), default=0.0)
-            entries.append(StateEntry("runs", run.name, (run,), _size(run), used))
+            entries.append(StateEntry("runs", run.name, (run,), disk_bytes(run), used))
     return entries
 
 
@@ -201,7 +207,7 @@ def prune(state: Path, budget_bytes: int, since: float, now: float | None = None
 def _prune(state: Path, budget_bytes: int, since: float, now: float) -> Pruned:
     leftovers = 0
     for path in list(_leftovers(state, now)):
-        leftovers += _size(path)
+        leftovers += disk_bytes(path)
         shutil.rmtree(path, ignore_errors=True)
     entries = state_entries(state)
     total = sum(e.size for e in entries)
