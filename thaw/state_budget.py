@@ -136,20 +136,26 @@ def _marker_time(directory: Path) -> float | None:
     return _mtime(directory / COMPLETE)
 
 
+def _own_dir(path: Path) -> bool:
+    """A directory of the state's own: not staging (``.name``), not a link to elsewhere,
+    which pruning must never empty."""
+    return path.is_dir() and not path.is_symlink() and not path.name.startswith(".")
+
+
 def state_entries(state: Path) -> list[StateEntry]:
     """Every complete cache entry, every fit's checkpoints and every run directory under
     ``state``."""
     entries = []
     cache = state / "cache"
-    for kind in sorted(p for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []:
+    for kind in sorted(p for p in cache.iterdir() if _own_dir(p)) if cache.is_dir() else []:
         for entry in sorted(kind.iterdir()):
-            used = _marker_time(entry) if not entry.name.startswith(".") else None
+            used = _marker_time(entry) if _own_dir(entry) else None
             if used is not None:
                 entries.append(StateEntry(kind.name, entry.name, (entry,), disk_bytes(entry), used))
     fits: dict[str, list[Path]] = {}
     checkpoints = state / "checkpoints"
     for directory in sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []:
-        if directory.is_dir() and not directory.name.startswith("."):
+        if _own_dir(directory):
             fits.setdefault(directory.name.split("-", 1)[0], []).append(directory)
     for key, paths in fits.items():
         times = [t for p in paths for e in p.glob("epoch-*") if (t := _marker_time(e)) is not None]
@@ -159,7 +165,7 @@ def state_entries(state: Path) -> list[StateEntry]:
         entries.append(StateEntry("checkpoints", key, tuple(paths), sum(disk_bytes(p) for p in paths), used))
     runs = state / "runs"
     for run in sorted(runs.iterdir()) if runs.is_dir() else []:
-        if run.is_dir() and not run.is_symlink() and not run.name.startswith("."):
+        if _own_dir(run):
             times = [_mtime(run)] + [_mtime(child) for child in run.iterdir()]  # files come and go as it runs
             used = max((t for t in times if t is not None), default=0.0)
             entries.append(StateEntry("runs", run.name, (run,), disk_bytes(run), used))
@@ -172,7 +178,7 @@ def _leftovers(state: Path, now: float) -> Iterable[Path]:
     parents += [p for p in (state / "checkpoints").glob("*") if p.is_dir()]
     for parent in parents:
         for path in parent.glob(".*"):
-            if path.is_dir() and (path.name.endswith(".partial") or ".evicted" in path.name):
+            if path.is_dir() and not path.is_symlink() and (path.name.endswith(".partial") or ".evicted" in path.name):
                 try:
                     if now - path.stat().st_mtime > STALE_SECONDS:
                         yield path

@@ -107,3 +107,16 @@ def test_a_cache_hit_counts_as_a_use(tmp_path):
 def test_pruning_where_no_run_has_been_makes_nothing(tmp_path):
     pruned = prune(tmp_path / ".thaw", budget_bytes=0, since=NOW, now=NOW)
     assert pruned.before == 0 and not pruned.removed and not (tmp_path / ".thaw").exists()
+
+
+def test_a_link_to_elsewhere_is_neither_counted_nor_emptied(tmp_path):
+    state = _state(tmp_path)
+    outside = _entry(tmp_path / "team-share" / "precious", 9000, NOW - 30 * DAY)  # has a marker, looks like an entry
+    (state / "cache" / "features" / "linked").symlink_to(outside)
+    (state / "cache" / "shared").symlink_to(outside.parent)
+    (state / "runs" / "linked-run").symlink_to(outside)
+    names = {e.name for e in state_entries(state)}
+    assert "linked" not in names and "precious" not in names and "linked-run" not in names
+    prune(state, budget_bytes=0, since=NOW + 1, now=NOW + 2 * DAY)
+    assert (outside / "data.bin").stat().st_size == 9000 and (outside / COMPLETE).is_file()
+    assert not state_entries(state)  # everything of the state's own went
