@@ -1,11 +1,12 @@
 """`thaw state`: what the state directory's caches and checkpoints hold, and pruning them."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from thaw.content_cache import COMPLETE
-from thaw.state_budget import state_in_use
 from thaw_cli.main import main
 
 
@@ -31,11 +32,31 @@ def test_state_lists_each_kind_and_prune_keeps_the_most_recently_used(tmp_path, 
 
 
 def test_prune_leaves_everything_while_a_run_holds_the_state(tmp_path, capsys):
+    """Another process holds the state as a run does (``state_in_use``) while the operator
+    prunes through the CLI; once that process ends, the prune goes through."""
     where = _workspace(tmp_path)
-    with state_in_use(tmp_path / ".thaw"):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / ".thaw")], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
         assert main(["state", *where, "--prune", "--budget-gb", "0"]) == 1
-    assert "another run is using the state directory" in capsys.readouterr().out
-    assert len(list((tmp_path / ".thaw" / "cache").glob("*/*"))) == 3
+        assert "another run is using the state directory" in capsys.readouterr().out
+        assert len(list((tmp_path / ".thaw" / "cache").glob("*/*"))) == 3
+    finally:
+        holder.communicate("", timeout=30)  # its stdin closes: it leaves state_in_use and ends
+    assert main(["state", *where, "--prune", "--budget-gb", "0"]) == 0
+    assert not list((tmp_path / ".thaw" / "cache").glob("*/*"))
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from thaw.state_budget import state_in_use
+with state_in_use(Path(sys.argv[1])):
+    print("holding", flush=True)
+    sys.stdin.read()
+"""
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
