@@ -230,24 +230,46 @@ def _row_space(sparse):
 def _minimise(dense: np.ndarray, sparse, target: np.ndarray, strength: float, max_iter: int, tol: float):
     """(dense weights, sparse weights, bias) minimising the mean softmax loss over
     ``dense`` beside ``sparse`` (which may have no columns) + ``strength`` / 2 |weights|^2,
-    by scipy's L-BFGS-B with scikit-learn's settings."""
+    by scipy's L-BFGS-B with scikit-learn's settings.
+
+    The parameters are held feature by feature, the classes side by side ((d, k), (v, k),
+    then the k biases), so both sparse products read and write contiguous blocks and the
+    gradient is written into one new array, never transposed or concatenated: on all of
+    CLINC150 the word weights alone are 40,000 x 150 values. The order of the parameters
+    changes nothing L-BFGS computes but the order of its sums."""
     from scipy.optimize import minimize
     from scipy.special import logsumexp
 
     (n, d), v, k = dense.shape, sparse.shape[1], target.shape[1]
+    sparse = sparse.tocsr()
     sparse_t = sparse.T.tocsr()
+    dense_t = np.ascontiguousarray(dense.T)
 
     def split(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return theta[: k * d].reshape(k, d), theta[k * d : k * (d + v)].reshape(k, v), theta[k * (d + v) :]
+        return theta[: d * k].reshape(d, k), theta[d * k : (d + v) * k].reshape(v, k), theta[(d + v) * k :]
 
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         wd, ws, b = split(theta)
-        z = dense @ wd.T + np.asarray(sparse_t.T @ ws.T) + b
+        z = dense @ wd
+        if v:
+            z += sparse @ ws
+        z += b
         lse = logsumexp(z, axis=1)
-        loss = (lse.sum() - (z * target).sum()) / n + 0.5 * strength * (np.vdot(wd, wd) + np.vdot(ws, ws))
-        g = (np.exp(z - lse[:, None]) - target) / n
-        grad = [(g.T @ dense + strength * wd).ravel(), (np.asarray(sparse_t @ g).T + strength * ws).ravel(), g.sum(0)]
-        return loss, np.concatenate(grad)
+        loss = (lse.sum() - np.vdot(z, target)) / n + 0.5 * strength * (np.vdot(wd, wd) + np.vdot(ws, ws))
+        g = z  # the loss no longer needs z: the gradient of the mean loss in the logits, in place
+        np.subtract(z, lse[:, None], out=g)
+        np.exp(g, out=g)
+        g -= target
+        g /= n
+        grad = np.empty_like(theta)
+        gd, gs, gb = split(grad)
+        np.matmul(dense_t, g, out=gd)
+        gd += strength * wd
+        if v:
+            np.multiply(ws, strength, out=gs)
+            gs += sparse_t @ g
+        g.sum(axis=0, out=gb)
+        return loss, grad
 
     fitted = minimize(
         loss_and_gradient,
@@ -256,4 +278,5 @@ def _minimise(dense: np.ndarray, sparse, target: np.ndarray, strength: float, ma
         method="L-BFGS-B",
         options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
     ).x
-    return split(fitted)
+    wd, ws, b = split(fitted)
+    return np.ascontiguousarray(wd.T), np.ascontiguousarray(ws.T), b.copy()
