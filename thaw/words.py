@@ -180,7 +180,12 @@ def fit_logistic(
     (``_row_space``), a problem of rows, not columns, in size.
 
     Two classes are fit as two softmax rows at ``c / 2``, which is scikit-learn's single
-    binary row at ``c``. A class with no row here is never predicted (bias -1e4)."""
+    binary row at ``c``. A class with no row here is never predicted (bias -1e4).
+
+    Started from zero, as scikit-learn starts. Not from the features-only head's weights:
+    the stopping rule reads the gradient of the mean loss, already under ``tol`` there on
+    a few thousand rows, so the fit stops where it starts (on all of CLINC150, validation
+    accuracy 0.9600 against 0.9680 from zero; a /tmp script at a8b6a33)."""
     seen = set(y)
     present = [label for label in labels if label in seen]
     if len(present) < 2:
