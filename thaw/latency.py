@@ -75,7 +75,7 @@ def _rss_mb() -> float:
 def _size_mb(paths: Sequence[Path]) -> float:
     from thaw.state_budget import disk_bytes
 
-    return sum(disk_bytes(path) for path in paths) / 2**20
+    return sum(disk_bytes(path, follow_links=True) for path in paths) / 2**20  # a backbone's files may be links
 
 
 def _percentiles(ms: list[float]) -> tuple[float, float, float]:

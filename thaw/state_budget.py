@@ -109,18 +109,22 @@ def state_in_use(state: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def disk_bytes(path: Path) -> int:
-    """Bytes in the file ``path`` or the files under the directory ``path``; links are not
-    followed, and a file that goes while it is measured counts nothing."""
-    if not path.is_dir() or path.is_symlink():
+def disk_bytes(path: Path, follow_links: bool = False) -> int:
+    """Bytes in the file ``path`` or the files under the directory ``path``; a file that
+    goes while it is measured counts nothing. Links are not followed by default: the
+    state's budget must never count (or empty) what lives elsewhere. ``follow_links``
+    counts what they point to, for a model directory whose files may be links (the
+    Hugging Face cache's snapshots link to its blobs)."""
+    size = os.stat if follow_links else os.lstat
+    if not path.is_dir() or (path.is_symlink() and not follow_links):
         with contextlib.suppress(OSError):
-            return path.lstat().st_size
+            return size(path).st_size
         return 0
     total = 0
-    for root, _dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path, followlinks=follow_links):
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
+                total += size(os.path.join(root, name)).st_size
     return total
 
 

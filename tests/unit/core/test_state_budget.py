@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from thaw.content_cache import COMPLETE, ContentCache
-from thaw.state_budget import prune, state_entries, state_in_use
+from thaw.state_budget import disk_bytes, prune, state_entries, state_in_use
 
 NOW = 1_800_000_000.0
 DAY = 24 * 3600
@@ -120,3 +120,20 @@ def test_a_link_to_elsewhere_is_neither_counted_nor_emptied(tmp_path):
     prune(state, budget_bytes=0, since=NOW + 1, now=NOW + 2 * DAY)
     assert (outside / "data.bin").stat().st_size == 9000 and (outside / COMPLETE).is_file()
     assert not state_entries(state)  # everything of the state's own went
+
+
+def test_disk_bytes_counts_a_link_itself_unless_asked_to_follow_it(tmp_path):
+    # a Hugging Face cache snapshot: its files are links to blobs; the latency report
+    # counts the blobs, the state budget never counts what lives elsewhere
+    blob = tmp_path / "blobs" / "abc"
+    blob.parent.mkdir()
+    blob.write_bytes(b"w" * 5000)
+    snapshot = tmp_path / "snapshots" / "rev"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    (snapshot / "config.json").write_text("{}")
+    assert disk_bytes(snapshot / "model.safetensors", follow_links=True) == 5000
+    assert disk_bytes(snapshot, follow_links=True) == 5002
+    assert disk_bytes(snapshot / "model.safetensors") < 5000
+    assert disk_bytes(snapshot) < 5000
+    assert disk_bytes(tmp_path / "gone", follow_links=True) == disk_bytes(tmp_path / "gone") == 0
