@@ -113,15 +113,17 @@ def disk_bytes(path: Path, follow_links: bool = False) -> int:
     """Bytes in the file ``path`` or the files under the directory ``path``; a file that
     goes while it is measured counts nothing. Links are not followed by default: the
     state's budget must never count (or empty) what lives elsewhere. ``follow_links``
-    counts what they point to, for a model directory whose files may be links (the
-    Hugging Face cache's snapshots link to its blobs)."""
+    counts the files links point to, for a model directory whose files may be links (the
+    Hugging Face cache's snapshots link to its blobs); a link to a directory below
+    ``path`` is still not entered, so a model directory written by someone else cannot
+    send the walk through the whole disk or round a loop."""
     size = os.stat if follow_links else os.lstat
     if not path.is_dir() or (path.is_symlink() and not follow_links):
         with contextlib.suppress(OSError):
             return size(path).st_size
         return 0
     total = 0
-    for root, _dirs, files in os.walk(path, followlinks=follow_links):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             with contextlib.suppress(OSError):
                 total += size(os.path.join(root, name)).st_size

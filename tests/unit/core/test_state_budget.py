@@ -137,3 +137,18 @@ def test_disk_bytes_counts_a_link_itself_unless_asked_to_follow_it(tmp_path):
     assert disk_bytes(snapshot / "model.safetensors") < 5000
     assert disk_bytes(snapshot) < 5000
     assert disk_bytes(tmp_path / "gone", follow_links=True) == disk_bytes(tmp_path / "gone") == 0
+
+
+def test_disk_bytes_never_enters_a_linked_directory(tmp_path):
+    # a model directory from someone else: its adapter/ holds a link to a large tree and
+    # a link back to itself; following file links must not walk either
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "big.bin").write_bytes(b"b" * 9000)
+    model = tmp_path / "model" / "adapter"
+    model.mkdir(parents=True)
+    (model / "adapter.safetensors").write_bytes(b"a" * 100)
+    (model / "tree").symlink_to(elsewhere, target_is_directory=True)
+    (model / "loop").symlink_to(model, target_is_directory=True)
+    assert disk_bytes(model, follow_links=True) == 100
+    assert disk_bytes(model / "tree", follow_links=True) == 9000  # asked for by name: measured
