@@ -141,6 +141,10 @@ def _hash_files(path: Path, names: Sequence[str], header: Callable[[str], str]) 
 def _source_dir(source: str) -> Path:
     kind, _, value = source.partition(":")
     if kind == "package":
+        # a recorded source is input (a model.json, a registry tag): import only the
+        # packages thaw itself records, never a module someone else named
+        if value not in PACKAGED_BACKBONES.values():
+            raise UserError(f"backbone source {source[:200]!r} names a package thaw does not ship backbones in")
         return Path(importlib.import_module(value).get_model_path())
     if kind == "path":
         return Path(value)

@@ -62,3 +62,14 @@ def test_a_version_recorded_by_five_files_still_loads_and_a_changed_one_does_not
     (root / "model.safetensors").write_text("other weights", encoding="utf-8")
     with pytest.raises(UserError, match="does not match the recorded revision"):
         locate_backbone(legacy)
+
+
+def test_a_recorded_package_source_imports_only_thaws_own_backbone_packages(monkeypatch):
+    # model.json and registry tags are input: "package:<module>" must not import a module
+    # someone else named (importing runs its top-level code)
+    import sys
+
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    with pytest.raises(UserError, match="does not ship backbones"):
+        locate_backbone(BackboneRef("x", "package:this", "0" * 64), verify=False)
+    assert "this" not in sys.modules
