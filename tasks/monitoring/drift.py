@@ -79,11 +79,18 @@ class Retraining:
 @task(name="restore-reference")
 def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
     """Resolve ``ref`` and bring back exactly the data it learned from (DVC remote, by md5)."""
+    from tasks.release.stored_model import allowed_backbone_sources
     from tasks.tracking.client import resolve_version
     from tasks.versioning.restore import restore_data
 
     mv = resolve_version(cfg, ref)
     tags = mv.tags
+    backbone = BackboneRef(tags["thaw.backbone.name"], tags["thaw.backbone.source"], tags["thaw.backbone.revision"])
+    if backbone.source not in allowed_backbone_sources(cfg):  # a tag anyone with registry access may edit
+        raise UserError(
+            f"{mv.name} version {mv.version}: its tag thaw.backbone.source {backbone.source[:200]!r} is not a backbone "
+            "this configuration allows (thaw's packaged backbones and backbone.path)"
+        )
     dest = cfg.state_path / "monitor" / "reference" / f"{mv.name}-v{mv.version}"
     splits = restore_data(cfg, f"{mv.name}/{mv.version}", dest)  # by version: the alias may move meanwhile
     md5 = {split: tags[f"thaw.curated.{split}.md5"] for split in splits}
@@ -93,7 +100,7 @@ def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
         version=str(mv.version),
         splits=splits,
         md5=md5,
-        backbone=BackboneRef(tags["thaw.backbone.name"], tags["thaw.backbone.source"], tags["thaw.backbone.revision"]),
+        backbone=backbone,
         approved_accuracy=float(accuracy) if accuracy else None,
         trained_on=tuple(tags.get("thaw.transfer.trained_on", "train").split("+")),
     )

@@ -128,3 +128,24 @@ def test_unlabelled_text_in_another_register_fires_without_retraining(trained, t
     assert report["drifted"] and report["label_shift"] is None and report["accuracy"] is None
     assert "retraining" not in report
     assert "unseen vocabulary" in " | ".join(report["fired"])
+
+
+def test_a_backbone_source_tag_edited_in_the_registry_is_refused_before_anything_loads(trained, tmp_path):
+    # registry tags are editable by anyone with access to the registry: the reference's
+    # backbone source must be one this configuration allows, or nothing is imported or read
+    import sys
+
+    from tasks.tracking.client import client_for
+    from thaw.errors import UserError
+
+    client = client_for(trained)
+    version = client.get_model_version_by_alias("tickets", "challenger")
+    recorded = version.tags["thaw.backbone.source"]
+    sys.modules.pop("this", None)
+    client.set_model_version_tag("tickets", version.version, "thaw.backbone.source", "package:this")
+    try:
+        with pytest.raises(UserError, match="thaw.backbone.source 'package:this' is not a backbone"):
+            _monitor(trained, _write(_tickets(40, seed=79, prefix="new-"), tmp_path / "arrivals.csv"))
+    finally:
+        client.set_model_version_tag("tickets", version.version, "thaw.backbone.source", recorded)
+    assert "this" not in sys.modules
