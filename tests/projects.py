@@ -39,7 +39,8 @@ def ticket_project(workspace: Path, encoder: Path, model: str, rows: int, seed: 
 
 def copy_version(cfg, model: str, source: str, **tag_overrides: str) -> str:
     """A new version of ``model`` with the files and lineage of ``source`` (as a second run
-    of the same data would register), made challenger the way registration does it."""
+    of the same data would register), made challenger the way registration does it. It
+    names ``source``'s run, whose logged inputs its data tags are read against."""
     from tasks.release.promotion import register_challenger
     from tasks.tracking.client import client_for
     from tasks.tracking.identity import acting_identity
@@ -47,7 +48,7 @@ def copy_version(cfg, model: str, source: str, **tag_overrides: str) -> str:
     client = client_for(cfg)
     src = client.get_model_version(model, source)
     tags = {k: v for k, v in src.tags.items() if not k.startswith("thaw.approval")} | tag_overrides
-    mv = client.create_model_version(model, source=f"models:/{model}/{source}", tags=tags)
+    mv = client.create_model_version(model, source=f"models:/{model}/{source}", run_id=src.run_id, tags=tags)
     register_challenger(cfg, model, str(mv.version), acting_identity(cfg))
     return str(mv.version)
 
@@ -97,9 +98,11 @@ def lineage_tags(cfg: ThawConfig, raw, curated) -> dict[str, str]:
     }
 
 
-def altered_version(cfg: ThawConfig, model: str, source: str, alter) -> str:
+def altered_version(cfg: ThawConfig, model: str, source: str, alter, **tag_overrides: str) -> str:
     """A new version of ``model``: ``source``'s model files changed by ``alter(weights_dir)``,
-    logged and registered as the pipeline registers (digest recorded), made challenger."""
+    logged and registered as the pipeline registers (digest recorded), made challenger.
+    Its run logs no dataset inputs, so its data tags (``source``'s, with ``tag_overrides``)
+    are not read against any: a version registered outside thaw's pipeline."""
     import shutil
     import tempfile
 
@@ -124,7 +127,7 @@ def altered_version(cfg: ThawConfig, model: str, source: str, alter) -> str:
         uri = tracking_uri(cfg)
         with scoped_tracking_uri(uri):
             model_uri = _log_pyfunc(TrackingRun(run.info.run_id, Path(tmp), uri, "test", "local"), work)
-            tags = {k: v for k, v in src.tags.items() if not k.startswith("thaw.approval")}
+            tags = {k: v for k, v in src.tags.items() if not k.startswith("thaw.approval")} | tag_overrides
             tags[MODEL_DIGEST_TAG] = stored_model_digest(model_uri, cfg.state_path / "restore")
             mv = mlflow.register_model(model_uri, model, tags=tags)
         client.set_terminated(run.info.run_id)

@@ -68,7 +68,9 @@ def promotion_decision(facts: PromotionFacts, alpha: float) -> PromotionDecision
     if facts.lineage_problems:
         failed += [f"lineage: {p}" for p in facts.lineage_problems]
     else:
-        passed.append("; ".join(("lineage re-verified against the DVC remote", *facts.lineage_notes)))
+        passed.append(
+            "; ".join(("lineage re-verified against the run's logged inputs and the DVC remote", *facts.lineage_notes))
+        )
     if not failed:
         return PromotionDecision(True, tuple(passed))
     if facts.force and facts.force_reason.strip():

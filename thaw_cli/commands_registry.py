@@ -59,6 +59,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     )
     for problem in info["ledger_problems"]:
         print(f"WARNING: the promotion ledger does not verify: {problem}", file=sys.stderr)
+    for problem in info["tag_problems"]:
+        print(f"WARNING: the data shown is not what the run logged: {problem}", file=sys.stderr)
     print(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
     print(f"  prefect run    {info['prefect_flow_run_id']}")
     print(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")

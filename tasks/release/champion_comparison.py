@@ -19,7 +19,7 @@ from typing import Any
 from tasks.curation.dedup import normalize_text
 from tasks.release.stored_model import load_verified_model
 from tasks.tracking.client import client_for
-from tasks.versioning.restore import restore_split
+from tasks.versioning.restore import checked_tags, restore_split
 from thaw.config import ThawConfig
 from thaw.datasets import Split, read_split
 from thaw.gate import Comparison, RungScore, paired_comparison
@@ -67,7 +67,7 @@ def compare_with_champion(cfg: ThawConfig, name: str, champion: str, challenger:
     test rows that the champion never trained or validated on."""
 
     client = client_for(cfg)
-    tags = {v: client.get_model_version(name, v).tags for v in (champion, challenger)}
+    tags = {v: checked_tags(cfg, client.get_model_version(name, v)) for v in (champion, challenger)}
     ladder = cfg.training.ladder
     with tempfile.TemporaryDirectory(prefix="compare-", dir=_scratch(cfg)) as tmp:
         test = read_split(restore_split(cfg, tags[challenger], "test", Path(tmp) / "challenger"))

@@ -189,9 +189,10 @@ def _gate(
 ) -> tuple[PromotionDecision, dict[str, Any]]:
     """The gate's decision on ``version`` now, and the details the ledger keeps."""
     from tasks.release.champion_comparison import compare_with_champion
+    from tasks.tracking.dataset_inputs import logged_data
     from tasks.versioning.restore import verify_lineage
 
-    lineage = verify_lineage(cfg, mv.tags)
+    lineage = verify_lineage(cfg, mv.tags, logged_data(client, mv.run_id))
     versus, summary = None, ""
     if champion and champion != version:
         try:

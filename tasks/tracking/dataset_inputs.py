@@ -9,10 +9,10 @@ from typing import Any
 
 from prefect import task
 
-from tasks.tracking.client import client_for
+from tasks.tracking.client import client_for, is_missing
 from tasks.tracking.runs import TrackingRun
 from thaw.config import ThawConfig
-from thaw.datasets import DatasetVersion
+from thaw.datasets import SPLITS, DatasetVersion
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,3 +148,87 @@ def log_datasets(run: TrackingRun, cfg: ThawConfig, raw: DatasetVersion, curated
     client.log_inputs(run.run_id, datasets=inputs)
     for key, value in tags.items():
         client.set_tag(run.run_id, key, value)
+
+
+CONTEXTS = ("raw", "curated")
+
+
+def logged_data(client, run_id: str | None) -> dict[str, dict[str, str] | None]:
+    """What the dataset inputs logged on run ``run_id`` record, by ``<context>.<split>``
+    ('curated.train', 'raw.test'): the md5, the path in the workspace and the DVC remote.
+
+    MLflow has no call that edits or removes a run's inputs once logged, while a version's
+    tags can be rewritten by anyone allowed to edit the model: the lineage tags are read
+    against these. A split logged twice with different facts, or whose digest is not the
+    md5 its source names, maps to None (``tag_disagreements`` reports it). A version made
+    without a run, or whose run is gone, has nothing logged: {}."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return {}
+    try:
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+    except MlflowException as exc:
+        if is_missing(exc):
+            return {}
+        raise
+    logged: dict[str, dict[str, str] | None] = {}
+    for entry in inputs:
+        _, context, split = ("--" + entry.dataset.name).rsplit("-", 2)
+        if context not in CONTEXTS or split not in SPLITS:
+            continue  # another input logged on the run: not one of thaw's splits
+        try:
+            source = json.loads(entry.dataset.source)
+        except ValueError:
+            source = {}
+        facts = {k: str(source.get(k, "")) if isinstance(source, dict) else "" for k in ("md5", "path", "remote")}
+        key = f"{context}.{split}"
+        consistent = facts["md5"] == entry.dataset.digest and logged.get(key, facts) == facts
+        logged[key] = facts if consistent else None
+    return logged
+
+
+def tag_disagreements(tags: dict[str, str], logged: dict[str, dict[str, str] | None]) -> list[str]:
+    """Each lineage tag of a version that differs from what its run logged (``logged_data``),
+    in one line each; empty when they agree. Only splits the run logged are checked, plus
+    any curated split tag the run has no input for; a run that logged no input at all
+    (not registered by thaw) gives nothing to check, which the caller says."""
+    if not logged:
+        return []
+    problems = [
+        f"the run logged its {key} input inconsistently: its tags cannot be checked"
+        for key, f in logged.items()
+        if f is None
+    ]
+    expected: dict[str, str] = {}
+    for key, facts in logged.items():
+        if facts is None:
+            continue
+        context, split = key.split(".")
+        expected[f"thaw.{context}.{split}.md5"] = facts["md5"]
+        expected[f"thaw.{context}.{split}.path"] = facts["path"]
+        expected["thaw.dvc_remote" if context == "curated" else "thaw.raw.remote"] = facts["remote"]
+    problems += [
+        f"tag {key} reads {_shown(tags.get(key))}, but the run logged {_shown(value)}: the tag was edited"
+        for key, value in sorted(expected.items())
+        if tags.get(key) != value
+    ]
+    raw_remotes = {f["remote"] for key, f in logged.items() if f and key.startswith("raw.")}
+    if raw_remotes and (tags.get("thaw.raw.policy") == "local") != (raw_remotes == {""}):
+        kept = "kept raw data local" if raw_remotes == {""} else "pushed raw data to a remote"
+        problems.append(
+            f"tag thaw.raw.policy reads {_shown(tags.get('thaw.raw.policy'))}, but the run {kept}: the tag was edited"
+        )
+    problems += [
+        f"tag thaw.curated.{split}.md5 names data the run logged no input for"
+        for split in SPLITS
+        if f"thaw.curated.{split}.md5" in tags and f"curated.{split}" not in logged
+    ]
+    return problems
+
+
+def _shown(value: str | None, limit: int = 80) -> str:
+    """A tag value as a message shows it: quoted, cut to ``limit`` characters."""
+    if value is None:
+        return "nothing (no such tag)"
+    return repr(value if len(value) <= limit else value[:limit] + "...")

@@ -10,6 +10,7 @@ layer, so whatever DVC can push to (a directory, S3 or MinIO, ...) can be read b
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ from typing import Any
 from thaw.config import ThawConfig
 from thaw.datasets import SPLITS, atomic_output, file_md5, stream_md5
 from thaw.errors import UserError
+
+MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # a DVC object id: what a recorded digest must be before it becomes a path
+NO_INPUTS_NOTE = (
+    "no dataset inputs logged by a run of this version (not registered by thaw?): its data tags are unchecked"
+)
 
 
 @dataclass(frozen=True)
@@ -67,41 +73,81 @@ class LineageCheck:
     notes: tuple[str, ...] = ()
 
 
-def verify_lineage(cfg: ThawConfig, tags: dict[str, str]) -> LineageCheck:
-    """Re-verify every recorded dataset digest against the DVC remote(s) that hold it."""
+def verify_lineage(
+    cfg: ThawConfig, tags: dict[str, str], logged: dict[str, dict[str, str] | None] | None = None
+) -> LineageCheck:
+    """Re-verify every recorded dataset digest against the DVC remote(s) that hold it.
+
+    ``logged``: what the version's run logged as dataset inputs (``logged_data``), which
+    no one can edit afterwards; the tags are read against it first, and the raw listing
+    must hold each raw file the run logged. None: the tags alone are checked."""
+    from tasks.tracking.dataset_inputs import tag_disagreements
+
+    problems = tag_disagreements(tags, logged or {})
+    notes = (NO_INPUTS_NOTE,) if logged == {} else ()
     url = tags.get("thaw.dvc_remote")
     if not url:
-        return LineageCheck(("no DVC remote recorded on the version",))
+        return LineageCheck((*problems, "no DVC remote recorded on the version"), notes)
     remote = open_remote(cfg, url)
-    problems = []
     for split in SPLITS:
         md5 = tags.get(f"thaw.curated.{split}.md5")
         if md5 is None:
             problems.append(f"no {split} digest recorded")
+        elif not MD5.fullmatch(md5):
+            problems.append(f"the {split} digest recorded is not an md5: {md5[:40]!r}")
         elif not remote.has(md5):
             problems.append(f"{split} md5 {md5} is missing from the remote {url}")
         elif remote.md5_of(md5) != md5:
             problems.append(f"{split} object {remote.object_path(md5)} does not hash to {md5}")
     raw, policy = tags.get("thaw.raw.md5", ""), tags.get("thaw.raw.policy", "same_remote")
     if policy == "local":
-        note = f"raw data kept local by policy (raw_policy: local): md5 {raw} is recorded, not re-checked"
-        return LineageCheck(tuple(problems), (note,))
+        note = f"raw data kept local by policy (raw_policy: local): md5 {raw[:40]} is recorded, not re-checked"
+        return LineageCheck(tuple(problems), (*notes, note))
     raw_url = tags.get("thaw.raw.remote") or url
     raw_remote = remote if raw_url == url else open_remote(cfg, raw_url)
-    problems += _raw_problems(raw_remote, raw)
-    return LineageCheck(tuple(problems))
+    files = {k.removeprefix("raw."): f["md5"] for k, f in (logged or {}).items() if f and k.startswith("raw.")}
+    problems += _raw_problems(raw_remote, raw, files)
+    return LineageCheck(tuple(problems), notes)
 
 
-def _raw_problems(remote: DvcRemote, raw: str) -> list[str]:
+def _raw_problems(remote: DvcRemote, raw: str, files: dict[str, str]) -> list[str]:
+    """What is wrong with raw listing ``raw`` in ``remote``; ``files``: the md5 of each raw
+    split the run logged, which the listing must hold."""
+    if raw and not MD5.fullmatch(raw):
+        return [f"the raw data digest recorded is not an md5: {raw[:40]!r}"]
     if not raw or not remote.has(raw):
         return [f"raw data md5 {raw} is missing from the remote {remote.url}"]
     if not raw.endswith(".dir"):
         return []
+    try:
+        entries = [e for e in json.loads(remote.read_text(raw)) if isinstance(e, dict)]
+    except (ValueError, TypeError):
+        return [f"raw data listing {raw} in {remote.url} is not a DVC directory listing"]
+    listed = {str(entry.get("md5")) for entry in entries}
     return [
-        f"raw file {entry['relpath']} (md5 {entry['md5']}) is missing from the remote {remote.url}"
-        for entry in json.loads(remote.read_text(raw))
-        if not remote.has(entry["md5"])
+        f"raw file {str(e.get('relpath'))[:200]} (md5 {str(e.get('md5'))[:40]}) is missing from the remote {remote.url}"
+        for e in entries
+        if not MD5.fullmatch(str(e.get("md5"))) or not remote.has(e["md5"])
+    ] + [
+        f"the raw {split} file the run logged (md5 {md5}) is not in the raw data listing {raw}"
+        for split, md5 in sorted(files.items())
+        if md5 not in listed
     ]
+
+
+def checked_tags(cfg: ThawConfig, mv) -> dict[str, str]:
+    """The tags of model version ``mv``, refused (UserError) when a lineage tag differs
+    from what its run logged: the data restored from them is the data it learned from."""
+    from tasks.tracking.client import client_for
+    from tasks.tracking.dataset_inputs import logged_data, tag_disagreements
+
+    problems = tag_disagreements(mv.tags, logged_data(client_for(cfg), mv.run_id))
+    if problems:
+        raise UserError(
+            f"{mv.name} v{mv.version}: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
+    return dict(mv.tags)
 
 
 def restore_split(
@@ -117,6 +163,10 @@ def restore_split(
     )
     if not md5 or not path or not url:
         raise UserError(f"the model version records no {split} dataset")
+    if not MD5.fullmatch(md5):
+        raise UserError(f"the model version's {split} digest is not an md5: {md5[:40]!r}")
+    if Path(path).name in ("", ".", ".."):
+        raise UserError(f"the model version's {split} path names no file: {path[:80]!r}")
     remote = remote or open_remote(cfg, url)
     if not remote.has(md5):
         raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {url}")
@@ -135,7 +185,8 @@ def restore_data(cfg: ThawConfig, ref: str, dest: Path) -> dict[str, Path]:
     from tasks.tracking.client import resolve_version
 
     mv = resolve_version(cfg, ref)
-    if not mv.tags.get("thaw.dvc_remote"):
+    tags = checked_tags(cfg, mv)
+    if not tags.get("thaw.dvc_remote"):
         raise UserError(f"{ref}: the model version records no DVC remote")
-    remote = open_remote(cfg, mv.tags["thaw.dvc_remote"])
-    return {split: restore_split(cfg, mv.tags, split, dest, remote) for split in SPLITS}
+    remote = open_remote(cfg, tags["thaw.dvc_remote"])
+    return {split: restore_split(cfg, tags, split, dest, remote) for split in SPLITS}

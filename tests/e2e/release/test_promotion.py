@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.projects import approver_config, copy_version, ticket_project
+from tests.projects import altered_version, approver_config, copy_version, ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
 from thaw.datasets import file_md5
@@ -100,12 +100,18 @@ def test_register_approve_refuse_force_rollback_and_the_ledger(registry):
 
 def test_the_champion_is_compared_only_on_rows_it_never_trained_on(registry):
     """A challenger whose test split is the champion's own training data leaves nothing
-    to compare on: refused, with the count of rows left out, unless forced."""
+    to compare on: refused, with the count of rows left out, unless forced. (Registered from
+    a run of its own that logged no inputs: tags edited on a version of thaw's run would no
+    longer say what that run logged, and be refused for it.)"""
     from tasks.release.promotion import approve
 
-    cfg, client, new_version, _, _, _ = registry
+    cfg, client, _, _, _, _ = registry
     champion = client.get_model_version(MODEL, _champion(client)).tags
-    leaky = new_version(
+    leaky = altered_version(
+        cfg,
+        MODEL,
+        "1",
+        lambda weights: None,
         **{"thaw.curated.test.md5": champion["thaw.curated.train.md5"]},
         **{"thaw.curated.test.path": champion["thaw.curated.train.path"]},
     )
@@ -127,6 +133,54 @@ def test_a_ledger_edited_in_the_registry_fails_verification(registry, tmp_path):
         assert bad.returncode == 1 and f"PROBLEM: {key} was edited" in bad.stderr
     finally:
         client.set_registered_model_tag(MODEL, key, original)
+
+
+def test_a_data_tag_pointed_at_other_data_is_caught_by_the_run_s_logged_inputs(registry, tmp_path):
+    """An insider points a version's train digest at its test split: an object the remote
+    holds, whose bytes hash to it, so the remote alone cannot tell. The dataset inputs its
+    run logged, which no one can edit, can: the gate and restore refuse, lineage warns."""
+    from tasks.release.promotion import approve
+    from tasks.tracking.dataset_inputs import logged_data
+    from tasks.versioning.restore import restore_data, verify_lineage
+
+    cfg, client, new_version, _, _, _ = registry
+    version = new_version()
+    mv = client.get_model_version(MODEL, version)
+    logged = logged_data(client, mv.run_id)
+    assert {"curated.train", "curated.validation", "curated.test", "raw.train"} <= logged.keys()
+    assert verify_lineage(cfg, mv.tags, logged).problems == ()  # as registered, all agree
+    client.set_model_version_tag(MODEL, version, "thaw.curated.train.md5", mv.tags["thaw.curated.test.md5"])
+    edited = client.get_model_version(MODEL, version).tags
+    assert verify_lineage(cfg, edited).problems == ()  # the remote alone cannot tell
+    edit = r"tag thaw.curated.train.md5 reads '[0-9a-f]{32}', but the run logged '[0-9a-f]{32}': the tag was edited"
+    with pytest.raises(UserError, match=f"lineage: {edit}"):
+        approve(cfg, MODEL, version, "looks fine")
+    with pytest.raises(UserError, match=edit):
+        restore_data(cfg, f"{MODEL}/{version}", tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()
+    shown = _thaw(["lineage", f"{MODEL}/{version}"], tmp_path, cfg)
+    warning = "WARNING: the data shown is not what the run logged: tag thaw.curated.train.md5"
+    assert shown.returncode == 0 and warning in shown.stderr, shown.stderr[-2000:]
+
+
+def test_a_digest_or_path_tag_that_is_not_one_becomes_no_path(registry, tmp_path):
+    """Recorded digests and file names become paths in the remote and in the restore
+    directory: anything but an md5 and a plain file name is refused before it does."""
+    from tasks.versioning.restore import restore_split, verify_lineage
+
+    cfg, client, _, _, _, _ = registry
+    tags = client.get_model_version(MODEL, "1").tags
+    md5 = tags["thaw.curated.train.md5"]
+    outside = f"../../{md5[:2]}/{md5[2:]}"
+    problems = verify_lineage(cfg, tags | {"thaw.curated.train.md5": outside, "thaw.raw.md5": "x" * 100_000}).problems
+    assert f"the train digest recorded is not an md5: {outside!r}" in problems
+    assert f"the raw data digest recorded is not an md5: {'x' * 40!r}" in problems
+    with pytest.raises(UserError, match="the model version's train digest is not an md5"):
+        restore_split(cfg, tags | {"thaw.curated.train.md5": outside}, "train", tmp_path / "a")
+    for name in ("..", "/", "datasets/.."):
+        with pytest.raises(UserError, match="the model version's train path names no file"):
+            restore_split(cfg, tags | {"thaw.curated.train.path": name}, "train", tmp_path / "b" / "c")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig) -> subprocess.CompletedProcess:
@@ -227,7 +281,8 @@ def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
     cfg, client, new_version, workspace, uri, base = registry
     version = new_version()
     digest = client.get_model_version(MODEL, version).tags["thaw.model.sha256"]
-    entry = next((base / "mlflow" / "artifacts").rglob("pyfunc_entry.py"))  # where the server keeps artifacts
+    stored = client.get_model_version_download_uri(MODEL, version).removeprefix("mlflow-artifacts:/")
+    entry = next((base / "mlflow" / "artifacts" / stored).rglob("pyfunc_entry.py"))  # where the server keeps them
     original = entry.read_bytes()
     entry.write_bytes(original + b"\nimport os  # injected\n")
     shutil.rmtree(cfg.state_path / "models" / digest, ignore_errors=True)
