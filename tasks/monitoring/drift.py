@@ -91,19 +91,35 @@ def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
             f"{mv.name} version {mv.version}: its tag thaw.backbone.source {backbone.source[:200]!r} is not a backbone "
             "this configuration allows (thaw's packaged backbones and backbone.path)"
         )
+    accuracy = recorded_accuracy(mv.name, str(mv.version), tags.get("thaw.test_accuracy"))
     dest = cfg.state_path / "monitor" / "reference" / f"{mv.name}-v{mv.version}"
     splits = restore_data(cfg, f"{mv.name}/{mv.version}", dest)  # by version: the alias may move meanwhile
     md5 = {split: tags[f"thaw.curated.{split}.md5"] for split in splits}
-    accuracy = tags.get("thaw.test_accuracy")
     return Reference(
         name=mv.name,
         version=str(mv.version),
         splits=splits,
         md5=md5,
         backbone=backbone,
-        approved_accuracy=float(accuracy) if accuracy else None,
+        approved_accuracy=accuracy,
         trained_on=tuple(tags.get("thaw.transfer.trained_on", "train").split("+")),
     )
+
+
+def recorded_accuracy(name: str, version: str, value: str | None) -> float | None:
+    """The ``thaw.test_accuracy`` tag as the accuracy the labelled alarm compares with;
+    refused unless it is a number in [0, 1] (a tag anyone with edit rights may rewrite)."""
+    import math
+
+    if not value:
+        return None
+    try:
+        accuracy = float(value)
+    except ValueError:
+        accuracy = math.nan
+    if not 0.0 <= accuracy <= 1.0:  # also refuses nan
+        raise UserError(f"{name} version {version}: its tag thaw.test_accuracy {value[:40]!r} is not an accuracy")
+    return accuracy
 
 
 @task(name="read-arrivals")
