@@ -80,7 +80,7 @@ class Retraining:
 def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
     """Resolve ``ref`` and bring back exactly the data it learned from (DVC remote, by md5)."""
     from tasks.release.stored_model import allowed_backbone_sources
-    from tasks.tracking.client import resolve_version
+    from tasks.tracking.client import client_for, resolve_version
     from tasks.versioning.restore import restore_data
 
     mv = resolve_version(cfg, ref)
@@ -91,7 +91,7 @@ def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
             f"{mv.name} version {mv.version}: its tag thaw.backbone.source {backbone.source[:200]!r} is not a backbone "
             "this configuration allows (thaw's packaged backbones and backbone.path)"
         )
-    accuracy = recorded_accuracy(mv.name, str(mv.version), tags.get("thaw.test_accuracy"))
+    accuracy = approved_accuracy(client_for(cfg), mv)
     dest = cfg.state_path / "monitor" / "reference" / f"{mv.name}-v{mv.version}"
     splits = restore_data(cfg, f"{mv.name}/{mv.version}", dest)  # by version: the alias may move meanwhile
     md5 = {split: tags[f"thaw.curated.{split}.md5"] for split in splits}
@@ -119,6 +119,35 @@ def recorded_accuracy(name: str, version: str, value: str | None) -> float | Non
         accuracy = math.nan
     if not 0.0 <= accuracy <= 1.0:  # also refuses nan
         raise UserError(f"{name} version {version}: its tag thaw.test_accuracy {value[:40]!r} is not an accuracy")
+    return accuracy
+
+
+def approved_accuracy(client, mv) -> float | None:
+    """The test accuracy version ``mv`` was registered with: its ``thaw.test_accuracy``
+    tag, refused (UserError) when it differs from the first ``test_accuracy`` its run
+    logged. MLflow appends to a metric's history and never rewrites it, while the tag can
+    be edited: set to 0 it would silence the labelled alarm. The tag alone for a version
+    whose run logged none."""
+    from mlflow.exceptions import MlflowException
+
+    from tasks.tracking.client import is_missing
+
+    accuracy = recorded_accuracy(mv.name, str(mv.version), mv.tags.get("thaw.test_accuracy"))
+    try:
+        history = client.get_metric_history(mv.run_id, "test_accuracy") if mv.run_id else []
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
+        history = []
+    if not history:
+        return accuracy
+    logged = min(history, key=lambda m: (m.timestamp, m.step)).value
+    if accuracy is None or abs(accuracy - logged) > 5e-5:  # the tag keeps 4 decimals
+        shown = "nothing" if accuracy is None else f"{accuracy:.4f}"
+        raise UserError(
+            f"{mv.name} version {mv.version}: its tag thaw.test_accuracy reads {shown}, but its run logged "
+            f"{logged:.4f}: the tag was edited"
+        )
     return accuracy
 
 

@@ -149,3 +149,20 @@ def test_a_backbone_source_tag_edited_in_the_registry_is_refused_before_anything
     finally:
         client.set_model_version_tag("tickets", version.version, "thaw.backbone.source", recorded)
     assert "this" not in sys.modules
+
+
+def test_an_approved_accuracy_edited_in_the_registry_is_refused_before_anything_restores(trained, tmp_path):
+    # set to 0 the tag would silence the labelled accuracy alarm: it must say what the
+    # run logged as the registered model's test accuracy, which MLflow never rewrites
+    from tasks.tracking.client import client_for
+    from thaw.errors import UserError
+
+    client = client_for(trained)
+    version = client.get_model_version_by_alias("tickets", "challenger")
+    recorded = version.tags["thaw.test_accuracy"]
+    client.set_model_version_tag("tickets", version.version, "thaw.test_accuracy", "0.0")
+    try:
+        with pytest.raises(UserError, match=rf"thaw.test_accuracy reads 0.0000, but its run logged {recorded}: "):
+            _monitor(trained, _write(_tickets(40, seed=83, prefix="new-"), tmp_path / "arrivals.csv"))
+    finally:
+        client.set_model_version_tag("tickets", version.version, "thaw.test_accuracy", recorded)
