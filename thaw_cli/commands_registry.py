@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import config_from_args
+from thaw_cli.common import config_from_args, say
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -34,10 +34,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
-        print("no registered models yet (run `thaw demo` or `thaw run`)")
+        say("no registered models yet (run `thaw demo` or `thaw run`)")
     else:
         for r in rows:
-            print(
+            say(
                 f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
                 f"acc={r['test_accuracy'] or '-':<7} {r['approval']}"
             )
@@ -53,38 +53,38 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     m, d = info["model"], info["data"]
-    print(
+    say(
         f"{m['name']} version {m['version']} "
         f"(aliases: {', '.join(m['aliases']) or '-'}, approval: {m['approval'] or '-'})"
     )
     for problem in info["ledger_problems"]:
-        print(f"WARNING: the promotion ledger does not verify: {problem}", file=sys.stderr)
+        say(f"WARNING: the promotion ledger does not verify: {problem}", file=sys.stderr)
     for problem in info["tag_problems"]:
-        print(f"WARNING: the data shown is not what the run logged: {problem}", file=sys.stderr)
-    print(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
-    print(f"  prefect run    {info['prefect_flow_run_id']}")
-    print(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")
+        say(f"WARNING: the data shown is not what the run logged: {problem}", file=sys.stderr)
+    say(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
+    say(f"  prefect run    {info['prefect_flow_run_id']}")
+    say(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")
     for split, f in d["curated"].items():
-        print(f"  {split:<14} {f['path']} md5 {f['md5']}")
-    print(f"  DVC remote     {d['dvc_remote']}")
-    print(f"  git commit     {info['git_commit']}")
-    print(f"  config digest  {info['config_digest']}")
-    print(
+        say(f"  {split:<14} {f['path']} md5 {f['md5']}")
+    say(f"  DVC remote     {d['dvc_remote']}")
+    say(f"  git commit     {info['git_commit']}")
+    say(f"  config digest  {info['config_digest']}")
+    say(
         f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) "
         f"rev {str(info['backbone']['revision'])[:16]}"
     )
-    print(
+    say(
         f"  rung           {info['rung']} ({info['transfer'].get('method', '-')}): "
         f"{info['transfer'].get('reason', '-')}"
     )
     approval = info["approval"]
     if approval.get("by"):
-        print(
+        say(
             f"  approval       {approval['state']} by {approval['by']} at {approval.get('at')}: "
             f"{approval.get('reason')}"
         )
     for uri in info["reports"].values():
-        print(f"  report         {uri}")
+        say(f"  report         {uri}")
     return 0
 
 
@@ -96,15 +96,16 @@ def cmd_approve(args: argparse.Namespace) -> int:
     champion = alias_version(client_for(cfg), args.model, CHAMPION)
     live = live_evidence(cfg, args.model, champion, args.version)
     if live is not None:  # what the approver sees is what the ledger keeps
-        print("live evidence (thaw canary):")
-        print("\n".join(live.lines()))
+        say("live evidence (thaw canary):")
+        for line in live.lines():
+            say(line)
     decision = approve(
         cfg, args.model, args.version, args.reason, force=args.force, shown_live=live.as_dict() if live else None
     )
     state = "FORCED to champion" if decision.forced else "champion"
-    print(f"{args.model} v{args.version} is now {state}:")
+    say(f"{args.model} v{args.version} is now {state}:")
     for reason in decision.reasons:
-        print(f"  - {reason}")
+        say(f"  - {reason}")
     return 0
 
 
@@ -112,7 +113,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
     from tasks.release.promotion import reject
 
     reject(config_from_args(args), args.model, args.version, args.reason)
-    print(f"{args.model} v{args.version} rejected")
+    say(f"{args.model} v{args.version} rejected")
     return 0
 
 
@@ -120,7 +121,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from tasks.release.promotion import rollback
 
     target = rollback(config_from_args(args), args.model, args.reason)
-    print(f"{args.model}: champion is back to v{target}")
+    say(f"{args.model}: champion is back to v{target}")
     return 0
 
 
@@ -139,8 +140,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             raise UserError("--acknowledge needs --reason: what was found, and why it may stand")
         accepted = acknowledge(cfg, args.model, args.reason)
         for problem in accepted:
-            print(f"acknowledged: {problem}")
-        print(
+            say(f"acknowledged: {problem}")
+        say(
             f"{args.model}: {len(accepted)} problems acknowledged"
             if accepted
             else f"{args.model}: nothing to acknowledge"
@@ -155,7 +156,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         print(json.dumps({"entries": report.entries, "problems": report.problems, "notes": report.notes}, indent=2))
     else:
         for e in report.entries:
-            print(_ledger_line(e, report.signed))
+            say(_ledger_line(e, report.signed))
     if report.open_operations:
         from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version
 
@@ -165,17 +166,17 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             for alias in (CHAMPION, CHALLENGER)
         )
     for op in report.open_operations:
-        print(
+        say(
             f"INTERRUPTED: {op.action} v{op.intent.get('version')} by {op.intent.get('by')} at "
             f"{op.intent.get('at')} has no completion (now {state}); the next operation on this model completes it"
         )
     for note in report.notes:
-        print(f"note: {note}")
+        say(f"note: {note}")
     if args.verify:
         for problem in report.problems:
-            print(f"PROBLEM: {problem}", file=sys.stderr)
+            say(f"PROBLEM: {problem}", file=sys.stderr)
         verdict = "does not verify" if report.problems else "verifies"
-        print(
+        say(
             f"{args.model}: the ledger {verdict} ({len(report.entries)} entries, champion "
             f"{'v' + report.champion if report.champion else 'none'} by replay)"
         )
@@ -201,7 +202,7 @@ def cmd_cosign(args: argparse.Namespace) -> int:
     from tasks.release.promotion import cosign
 
     cosign(config_from_args(args), args.model, args.version, args.reason)
-    print(f"{args.model} v{args.version}: co-signed; another approver may now approve it with --force")
+    say(f"{args.model} v{args.version}: co-signed; another approver may now approve it with --force")
     return 0
 
 
@@ -211,7 +212,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     path = Path(args.out).expanduser() if args.out else key_path()
     public = new_key(path)
-    print(f"private key written to {path} (mode 600; keep it there, never in the repository)")
+    say(f"private key written to {path} (mode 600; keep it there, never in the repository)")
     print(f"add to the approvers file ({config_from_args(args).promotion.approvers_file}), in a reviewed commit:\n")
     print(f"  {args.name}:\n    key: {public_key_line(public, args.name)}\n    may: [approve, reject]")
     return 0
@@ -221,7 +222,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     from tasks.release.promotion import unlock
 
     broken = unlock(config_from_args(args), args.model, args.reason)
-    print(f"{args.model}: promotion lock broken ({broken}); recorded in the ledger")
+    say(f"{args.model}: promotion lock broken ({broken}); recorded in the ledger")
     return 0
 
 
@@ -230,7 +231,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     restored = restore_data(config_from_args(args), args.model, Path(args.to))
     for split, path in restored.items():
-        print(f"{split:<11} {path}")
+        say(f"{split:<11} {path}")
     return 0
 
 
@@ -246,5 +247,5 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.text_column or cfg.data.text_column,
         args.id_column if args.id_column is not None else cfg.data.id_column,
     )
-    print(f"wrote {rows} predictions to {args.output}")
+    say(f"wrote {rows} predictions to {args.output}")
     return 0

@@ -26,6 +26,7 @@ from thaw_cli.commands_registry import (
     cmd_unlock,
 )
 from thaw_cli.commands_serving import cmd_canary, cmd_feedback, cmd_serve
+from thaw_cli.common import terminal_safe
 
 MODEL_REF = "NAME@ALIAS or NAME/VERSION"
 
@@ -215,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"thaw: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # its message may quote what the registry or a file holds
+        print(f"thaw: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("thaw: interrupted", file=sys.stderr)

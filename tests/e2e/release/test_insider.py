@@ -156,6 +156,23 @@ def test_a_version_with_its_own_code_or_a_pickle_never_runs(registry, tmp_path, 
     assert not marker.exists()
 
 
+def test_what_an_insider_writes_in_a_tag_reaches_the_approver_s_terminal_as_text(registry, tmp_path):
+    """A tag that would clear the line above, move the cursor or reverse the text after it,
+    and one that would print a line of its own: `thaw lineage` shows them escaped."""
+    cfg, client, _ = registry
+    original = client.get_model_version(MODEL, "1").tags["thaw.transfer.reason"]
+    written = "fine\r\x1b[2K\x1b[1A\u202eevil\nthaw: the lineage verifies"
+    client.set_model_version_tag(MODEL, "1", "thaw.transfer.reason", written)
+    try:
+        proc = _thaw(["lineage", f"{MODEL}/1"], tmp_path, cfg)
+    finally:
+        client.set_model_version_tag(MODEL, "1", "thaw.transfer.reason", original)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fine\\r\\x1b[2K\\x1b[1A\\u202eevil\\nthaw: the lineage verifies" in proc.stdout
+    assert not any(ch in proc.stdout for ch in "\r\x1b\u202e")
+    assert not any(line.startswith("thaw: the lineage verifies") for line in proc.stdout.splitlines())
+
+
 def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):
     cfg, _, _ = registry
     port = free_port()
