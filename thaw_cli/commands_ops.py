@@ -9,7 +9,7 @@ from pathlib import Path
 
 from thaw.datasets import ColumnMap
 from thaw.errors import UserError
-from thaw_cli.common import config_from_args
+from thaw_cli.common import config_from_args, say
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -87,8 +87,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     report = json.loads(report_path.read_text(encoding="utf-8"))
     verdict = "DRIFT" if report["drifted"] else "no drift"
     print(f"{verdict}: {report['rows_compared']['new']} new rows, false-alarm rate {report['false_alarm_rate']}")
-    for line in report["fired"]:
-        print(f"  - {line}")
+    for line in report["fired"]:  # names classes from the data
+        say(f"  - {line}")
     print(f"report: {report_path.with_suffix('.md')} (and drift.json, drift.png beside it)")
     retrain = report.get("retraining")
     if retrain:

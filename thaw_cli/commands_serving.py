@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import config_from_args
+from thaw_cli.common import config_from_args, say
 
 
 def parse_share(text: str) -> float:
@@ -248,6 +248,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print("\n".join(report.lines()))
+        for line in report.lines():  # versions, labels and figures from the serving store
+            say(line)
         print(f"  store         {shown_url(store.url)}")
     return 0
