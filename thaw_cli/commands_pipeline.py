@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import DEMO_CONFIG, config_from_args, quiet_user_error_tracebacks
+from thaw_cli.common import DEMO_CONFIG, config_from_args, quiet_user_error_tracebacks, say
 
 
 def _run_pipeline(cfg, summary_json: str | None) -> dict:
@@ -160,7 +160,7 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
         )
     approval = summary.get("approval")
     if approval:
-        print(f"  approval     {approval['outcome'].upper()}: {approval['message']}")
+        say(f"  approval     {approval['outcome'].upper()}: {approval['message']}")  # the approver's words
     print(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
     print("\nLook at it:")
     uri = tracking_uri(cfg)
