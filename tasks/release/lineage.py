@@ -10,7 +10,7 @@ from typing import Any
 from tasks.release.ledger import ledger_report
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import client_for, resolve_version
-from tasks.tracking.dataset_inputs import logged_data, tag_disagreements
+from tasks.tracking.dataset_inputs import logged_facts, tag_disagreements
 from tasks.tracking.identity import team_approvers
 from thaw import artifacts
 from thaw.config import ThawConfig
@@ -194,7 +194,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         # an alias moved or a ledger entry edited outside thaw: shown wherever lineage is
         "ledger_problems": list(ledger_report(client, mv.name, team_approvers(cfg)).problems),
         # a data tag that no longer says what the run logged (its inputs cannot be edited)
-        "tag_problems": tag_disagreements(tags, logged_data(client, mv.run_id)),
+        "tag_problems": tag_disagreements(tags, logged_facts(run.inputs.dataset_inputs)),
     }
 
 

@@ -172,8 +172,13 @@ def logged_data(client, run_id: str | None) -> dict[str, dict[str, str] | None]:
         if is_missing(exc):
             return {}
         raise
+    return logged_facts(inputs)
+
+
+def logged_facts(dataset_inputs) -> dict[str, dict[str, str] | None]:
+    """``logged_data`` of a run already read: its ``inputs.dataset_inputs``."""
     logged: dict[str, dict[str, str] | None] = {}
-    for entry in inputs:
+    for entry in dataset_inputs:
         _, context, split = ("--" + entry.dataset.name).rsplit("-", 2)
         if context not in CONTEXTS or split not in SPLITS:
             continue  # another input logged on the run: not one of thaw's splits
