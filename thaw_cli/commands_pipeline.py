@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import DEMO_CONFIG, config_from_args, quiet_user_error_tracebacks, say
+from thaw_cli.common import DEMO_CONFIG, config_from_args, quiet_user_error_tracebacks, say, thaw_command
 
 
 def _run_pipeline(cfg, summary_json: str | None) -> dict:
@@ -47,8 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, {**_data_overrides(args, args.train), "model_name": args.model_name})
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
+    started = time.perf_counter()
     summary = _run_pipeline(cfg, args.summary_json)
-    _print_outcome(cfg, summary, None)
+    again = functools.partial(thaw_command, config=args.config, workspace=args.workspace)
+    _print_outcome(cfg, summary, time.perf_counter() - started, again)
     return 0
 
 
@@ -87,13 +91,16 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from thaw.demo_data import write_demo_data
 
+    # the commands after the demo read configs/default.yaml, whose store is the demo's:
+    # only a config the user chose is carried into them
+    again = functools.partial(thaw_command, config=args.config, workspace=args.workspace)
     args.config = args.config or str(DEMO_CONFIG)
     cfg = config_from_args(args)
     started = time.perf_counter()
     write_demo_data(cfg.root)
     _check_demo_matches_data_dvc(cfg.root)
     summary = _run_pipeline(cfg, args.summary_json)
-    _print_outcome(cfg, summary, time.perf_counter() - started)
+    _print_outcome(cfg, summary, time.perf_counter() - started, again)
     return 0
 
 
@@ -120,7 +127,9 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
         )
 
 
-def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
+def _print_outcome(cfg, summary: dict, seconds: float, again: Callable[..., str]) -> None:
+    """The run's outcome, then the commands to look at it, each ready to paste (``again``
+    writes a thaw command line: ``common.thaw_command`` with the user's options)."""
     from thaw.tracking import tracking_uri
 
     if summary.get("skipped"):
@@ -131,7 +140,7 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
     outcome = (summary.get("approval") or {}).get("outcome")
     alias = {"approved": "champion", "rejected": None}.get(outcome or "", model["alias"])
     ref = f"{model['name']}@{alias}" if alias else f"{model['name']}/{model['version']}"
-    took = f" in {seconds / 60:.1f} min" if seconds else ""
+    took = f" in {seconds / 60:.1f} min"
     splits = summary["curation"]["splits"]
     print(f"\nthaw finished{took}.")
     now = f"now '{alias}'" if alias else "then rejected"
@@ -165,12 +174,11 @@ def _print_outcome(cfg, summary: dict, seconds: float | None) -> None:
     print("\nLook at it:")
     uri = tracking_uri(cfg)
     served = uri.startswith(("http://", "https://"))
-    print(f"  MLflow UI    {uri}" if served else "  MLflow UI    .venv/bin/thaw ui")
-    print(f"  lineage      .venv/bin/thaw lineage {ref}")
-    print("  models       .venv/bin/thaw models")
+    print(f"  MLflow UI    {uri}" if served else f"  MLflow UI    {again('ui')}")
+    print(f"  lineage      {again('lineage', ref)}")
+    print(f"  models       {again('models')}")
     if approval is None or approval["outcome"] in ("timeout", "requested"):
-        print(
-            f"  approve      .venv/bin/thaw approve {model['name']} {model['version']} "
-            '--reason "reviewed transfer note and test report"'
-        )
-    print(f"  predict      .venv/bin/thaw predict {model['name']}@champion --input FILE.csv --output predictions.csv")
+        reason = "reviewed transfer note and test report"
+        print(f"  approve      {again('approve', model['name'], str(model['version']), '--reason', reason)}")
+    predict = again("predict", f"{model['name']}@champion", "--input", "FILE.csv", "--output", "predictions.csv")
+    print(f"  predict      {predict}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import shutil
 import sys
 import unicodedata
 from pathlib import Path
@@ -32,6 +34,25 @@ def terminal_safe(text: str) -> str:
 def say(*values: object, file=None) -> None:
     """``print`` one line of output that may carry registry values, ``terminal_safe``."""
     print(terminal_safe(" ".join(str(v) for v in values)), file=file or sys.stdout)
+
+
+def thaw_command(*words: str, config: str | None = None, workspace: str | None = None) -> str:
+    """A thaw command line that can be pasted where thaw was just called: the executable
+    as invoked (``thaw`` when that name on PATH is this executable, else its path as
+    typed; ``python -m thaw_cli`` when run as a module), ``words``, then the ``--config``
+    and ``--workspace`` the user gave, so that it reads the same store. Shell-quoted."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "__main__.py":
+        line = [sys.executable, "-m", "thaw_cli"]
+    else:
+        on_path = shutil.which(argv0.name)
+        same = on_path is not None and Path(on_path).resolve() == argv0.resolve()
+        line = [argv0.name if same else str(argv0)]
+    line += words
+    for flag, value in (("--config", config), ("--workspace", workspace)):
+        if value:
+            line += [flag, value]
+    return shlex.join(line)
 
 
 def _prepare_environment(cfg) -> None:
