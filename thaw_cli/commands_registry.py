@@ -67,7 +67,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     for split, f in d["curated"].items():
         say(f"  {split:<14} {f['path']} md5 {f['md5']}")
     say(f"  DVC remote     {d['dvc_remote']}")
-    say(f"  git commit     {info['git_commit']}")
+    say(f"  git commit     {info['git_commit']} (the workspace's)")
+    say(f"  thaw           version {info['code']['thaw_version'] or '-'}, commit {info['code']['commit'] or '-'}")
     say(f"  config digest  {info['config_digest']}")
     say(
         f"  backbone       {info['backbone']['name']} ({info['backbone']['source']}) "

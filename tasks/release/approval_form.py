@@ -217,11 +217,14 @@ def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadlin
     ]
     if info.get("ledger_problems"):
         lines.append("- **WARNING: the ledger does not verify**: " + "; ".join(info["ledger_problems"][:3]))
+    if info.get("tag_problems"):
+        lines.append("- **WARNING: the data shown is not what the run logged**: " + "; ".join(info["tag_problems"][:3]))
     d = info["data"]
     lines += [
         "",
         "**Lineage**",
-        f"- git `{info['git_commit']}`, config `{str(info['config_digest'])[:12]}`",
+        f"- git `{info['git_commit']}`, config `{str(info['config_digest'])[:12]}`, "
+        f"thaw {info['code']['thaw_version']} at `{info['code']['commit']}`",
         *[f"- {s}: `{f['path']}` md5 `{f['md5']}`" for s, f in d["curated"].items()],
         f"- DVC remote `{d['dvc_remote']}`; raw `{d['raw']['dvc_file']}` md5 `{d['raw']['md5']}`",
     ]

@@ -174,7 +174,10 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
             "dvc_remote": tags.get("thaw.dvc_remote"),
             "mlflow_dataset_inputs": datasets,
         },
-        "git_commit": tags.get("thaw.git_commit"),
+        "git_commit": tags.get("thaw.git_commit"),  # of the workspace: its config and data files
+        # the code that trained it: thaw's version and the commit of its checkout ("unknown"
+        # for an installed thaw, whose version then says it)
+        "code": {"thaw_version": run.data.tags.get("thaw.version"), "commit": run.data.tags.get("thaw.code_commit")},
         "config_digest": tags.get("thaw.config_digest"),
         "backbone": {
             "name": tags.get("thaw.backbone.name"),

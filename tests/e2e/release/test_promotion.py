@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import thaw
 from tests.projects import altered_version, approver_config, copy_version, ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
@@ -161,6 +163,11 @@ def test_a_data_tag_pointed_at_other_data_is_caught_by_the_run_s_logged_inputs(r
     shown = _thaw(["lineage", f"{MODEL}/{version}"], tmp_path, cfg)
     warning = "WARNING: the data shown is not what the run logged: tag thaw.curated.train.md5"
     assert shown.returncode == 0 and warning in shown.stderr, shown.stderr[-2000:]
+    # and the code it was trained with, beside the workspace's commit
+    assert re.search(
+        rf"\n  thaw           version {re.escape(thaw.__version__)}, commit ([0-9a-f]{{40}}(\+dirty)?|unknown)\n",
+        shown.stdout,
+    )
 
 
 def test_a_digest_or_path_tag_that_is_not_one_becomes_no_path(registry, tmp_path):
