@@ -111,7 +111,7 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
             _check_utf8(path)
             _refuse_repeated_columns(path, _header(path, fmt))
             csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the module's default is 131072
-            return pd.read_csv(
+            frame = pd.read_csv(
                 path,
                 sep="," if fmt == "csv" else "\t",
                 dtype=str,
@@ -120,7 +120,12 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
                 on_bad_lines="error",
                 engine="python",
                 quoting=csv.QUOTE_MINIMAL,
+                # a blank line is a row, as a spreadsheet shows it: skipped, it would move every
+                # later row's number (ids, errors, predictions), and pandas skips a one-column
+                # file's empty value ("") with it
+                skip_blank_lines=False,
             )
+            return _without_trailing_blank_lines(frame)
         if fmt == "jsonl":
             _check_utf8(path)
             records = _json_records(path)
@@ -139,6 +144,17 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
         raise UserError(f"{path}: cannot parse as {fmt.upper()}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise _cannot_read(path, exc) from None
+
+
+def _without_trailing_blank_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the rows read from blank lines at the end of the file (every value
+    missing): an editor's extra newline is no row to anyone. Blank lines before a row of
+    data stay rows (empty, accounted for where empty text is)."""
+    blank = frame.isna().all(axis=1).to_numpy()
+    keep = len(blank)
+    while keep and blank[keep - 1]:
+        keep -= 1
+    return frame.iloc[:keep]
 
 
 def _refuse_repeated_columns(path: Path, header: list[str]) -> None:

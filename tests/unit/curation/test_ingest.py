@@ -61,6 +61,20 @@ def test_nulls_become_empty_and_ids_are_generated(tmp_path: Path):
     assert out["id"].tolist() == ["d:1", "d:2"]
 
 
+def test_a_blank_line_or_an_empty_value_is_a_row_so_later_rows_keep_their_numbers(tmp_path: Path):
+    """Row numbers name rows in ids, errors and predictions: a blank line between rows,
+    or a one-column file's empty value (written ``""``), is a row as a spreadsheet shows
+    it. Blank lines after the last row are none."""
+    texts = ColumnMap(text="text", label=None, id=None)
+    out = read_labelled_table(_csv(tmp_path, b'text\r\nfirst\r\n""\r\n\r\nfourth\r\n\r\n\r\n'), texts)
+    assert out["text"].tolist() == ["first", "", "", "fourth"]
+    assert out["id"].tolist() == ["d:1", "d:2", "d:3", "d:4"]
+    out = read_labelled_table(
+        _csv(tmp_path, b"text\tlabel\na\tx\n\nb\ty\n", "d.tsv"), ColumnMap(text="text", label="label", id=None)
+    )
+    assert out[["text", "label"]].values.tolist() == [["a", "x"], ["", ""], ["b", "y"]]
+
+
 def test_repeated_ids_are_refused_by_row_never_by_value(tmp_path: Path):
     path = _csv(tmp_path, b"id,text,label\nana@example.com,hi,x\nb,yo,y\nana@example.com,hey,x\n")
     with pytest.raises(UserError) as err:
