@@ -2,7 +2,7 @@
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 _UNREACHABLE = re.compile(
     r"API request to (\S+?)/(?:api|ajax-api)/.*(?:Max retries exceeded|Connection refused|NewConnectionError)"
@@ -12,9 +12,27 @@ _UNREACHABLE = re.compile(
 class UserError(Exception):
     """Bad input or configuration; the message names the file, column or row."""
 
+    def lines(self) -> list[str]:
+        """The message as the lines the CLI prints. One: a newline in it came from a value
+        quoted (a file's, a tag's) and is shown escaped, never as a line of its own."""
+        return [str(self)]
+
 
 class ExpectationsFailed(UserError):
-    """The curated data failed its Great Expectations suite; training did not start."""
+    """The curated data failed its Great Expectations suite; training did not start.
+    One line per failed expectation."""
+
+    HEADLINE = "curated data failed its expectations; training did not start:"
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        super().__init__(tuple(failures))  # the arguments it is rebuilt from when unpickled
+        self.failures = tuple(failures)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        return [self.HEADLINE, *(f"  - {failure}" for failure in self.failures)]
 
 
 def tracking_access_problem(exc: BaseException) -> str | None:

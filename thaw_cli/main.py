@@ -211,13 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_user_error(exc: UserError, file=None) -> None:
+    """``thaw: error: ...`` on stderr, in the lines the error gives (``UserError.lines``),
+    each terminal-safe: its message may quote what the registry or a file holds."""
+    first, *more = exc.lines()
+    for line in (f"thaw: error: {first}", *more):
+        print(terminal_safe(line), file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``thaw`` console script."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:  # its message may quote what the registry or a file holds
-        print(f"thaw: error: {terminal_safe(str(exc))}", file=sys.stderr)
+    except UserError as exc:
+        report_user_error(exc)
         return 2
     except KeyboardInterrupt:
         print("thaw: interrupted", file=sys.stderr)

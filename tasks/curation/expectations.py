@@ -354,7 +354,5 @@ def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path
     markdown = run_dir / artifacts.DATA_CHECKS
     markdown.write_text(checks_markdown(success, checks, failures), encoding="utf-8")
     if not success:
-        raise ExpectationsFailed(
-            "curated data failed its expectations; training did not start:\n  - " + "\n  - ".join(failures)
-        )
+        raise ExpectationsFailed(failures)
     return ExpectationsReport(success, summary, docs_dir, markdown)

@@ -59,3 +59,24 @@ def test_an_unreadable_input_is_one_line_not_a_traceback(tmp_path: Path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("thaw: error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.strip().endswith("d.csv: cannot read (Permission denied)")
+
+
+def test_data_that_fails_its_expectations_is_told_one_failure_a_line(tmp_path: Path):
+    """2 rows per class, the first thing a user may try: the run stops before training,
+    and each failed expectation is a line of its own (a regression printed them as one
+    line of literal \\n)."""
+    rows = [
+        ("where is my parcel from last week", "shipping"),
+        ("the courier never rang the bell", "shipping"),
+        ("refund the charge on my card please", "billing"),
+        ("why was I billed twice this month", "billing"),
+    ]
+    (tmp_path / "d.csv").write_text(
+        "text,label\n" + "".join(f"{text},{label}\n" for text, label in rows), encoding="utf-8"
+    )
+    proc = thaw("run", "--train", "d.csv", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr[proc.stderr.index("thaw: error: ") :].splitlines()
+    assert lines[0] == "thaw: error: curated data failed its expectations; training did not start:"
+    assert len(lines) >= 3 and all(line.startswith("  - ") for line in lines[1:]), lines
+    assert any("min_examples_per_class" in line for line in lines[1:]) and "\\n" not in proc.stderr

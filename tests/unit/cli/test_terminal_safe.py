@@ -14,3 +14,18 @@ def test_what_a_terminal_would_act_on_is_written_as_an_escape():
 def test_text_in_any_script_and_its_spaces_and_joiners_pass_unchanged():
     text = "Ana\u00a0Lima · Zoë · 東京 · שלום · مي\u200cخواهم · 👩\u200d💻"
     assert terminal_safe(text) == text
+
+
+def test_an_error_keeps_the_lines_thaw_gave_it_and_escapes_those_a_value_brought(capsys):
+    """thaw's error line: a failed-expectations error is one line per failure (it read as
+    one line of literal \\n before); a newline inside a quoted value is still escaped."""
+    from thaw.errors import ExpectationsFailed, UserError
+    from thaw_cli.main import report_user_error
+
+    report_user_error(ExpectationsFailed(["train: too few rows", "labels: 'a\nb' \x1b[2K"]))
+    assert capsys.readouterr().err == (
+        "thaw: error: curated data failed its expectations; training did not start:\n"
+        "  - train: too few rows\n  - labels: 'a\\nb' \\x1b[2K\n"
+    )
+    report_user_error(UserError("tag reads 'x\nthaw: the lineage verifies'"))
+    assert capsys.readouterr().err == "thaw: error: tag reads 'x\\nthaw: the lineage verifies'\n"
