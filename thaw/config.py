@@ -701,8 +701,12 @@ class ServingConfig(_Frozen):
         return value
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
 class ThawConfig(_Frozen):
-    model_name: str = Field("thaw-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # the registered model's name; also a directory name and part of run and dataset names
+    model_name: str = "thaw-classifier"
     workspace: Path = Path(".")
     state_dir: Path = Path(".thaw")
     # The caches and fine-tuning checkpoints in state_dir, each keyed by what shaped it, grow
@@ -722,6 +726,16 @@ class ThawConfig(_Frozen):
     scheduling: SchedulingConfig = SchedulingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     serving: ServingConfig = ServingConfig()
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not MODEL_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r}{'...' if len(value) > 80 else ''} is not a model name: letters, digits, "
+                "'_', '.' and '-', starting with a letter or digit, at most 100 characters"
+            )
+        return value
 
     @model_validator(mode="after")
     def _no_credentials_anywhere(self) -> ThawConfig:
@@ -776,9 +790,11 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _one_problem(err: dict) -> str:
+def _one_problem(err: dict, overridden: frozenset[str] = frozenset()) -> str:
     where = ".".join(str(p) for p in err["loc"])
     message = err["msg"].removeprefix("Value error, ")
+    if where in overridden:
+        where += " (given on the command line)"
     return f"{where}: {message}" if where else message
 
 
@@ -819,9 +835,9 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     naming the file and the key.
     """
     tree: dict[str, Any] = {}
-    source = "defaults"
+    source = ""  # no file: thaw's defaults and the command line
     if path is not None:
-        source = str(path)
+        source = f"{path}: "
         if not Path(path).is_file():
             raise UserError(f"{path}: config file not found")
         tree = load_yaml_strict(Path(path)) or {}
@@ -833,5 +849,6 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         return ThawConfig.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(_one_problem(err) for err in exc.errors())
-        raise UserError(f"{source}: invalid configuration: {problems}") from None
+        overridden = frozenset(key for key, value in (overrides or {}).items() if value is not None)
+        problems = "; ".join(_one_problem(err, overridden) for err in exc.errors())
+        raise UserError(f"{source}invalid configuration: {problems}") from None

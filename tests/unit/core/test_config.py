@@ -86,3 +86,21 @@ def test_the_shipped_configuration_climbs_every_rung_the_decision_table_can_sugg
     suggestable = {m.name for m in rung_methods() if m.adapted and m.planned_in}
     assert suggestable <= set(shipped.training.ladder.rungs)
     assert shipped.training.ladder.refit == "always" and not shipped.training.head.try_mlp
+
+
+@pytest.mark.parametrize("name", ["my model", "../x", "a/b", "Ünïcödé", "-lead", "x" * 101, "x\u00a0y"])
+def test_a_model_name_that_cannot_name_a_directory_and_a_model_is_refused_naming_where_it_came_from(
+    tmp_path: Path, name: str
+):
+    """It becomes a directory, a registered model and part of run names: a 300-character
+    paste ran the whole pipeline before. The error says the value came from the flag."""
+    with pytest.raises(UserError) as caught:
+        load_config(None, {"model_name": name})
+    message = str(caught.value)
+    assert message.startswith("invalid configuration: model_name (given on the command line): ")
+    assert "is not a model name" in message and len(message) < 400
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model_name: {name!r}\n".replace("\\xa0", "\u00a0"), encoding="utf-8")
+    with pytest.raises(UserError, match=f"^{config}: invalid configuration: model_name: "):
+        load_config(config)
+    assert load_config(None, {"model_name": "tickets-v2.1_x" + "y" * 86}).model_name.startswith("tickets")
