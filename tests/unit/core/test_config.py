@@ -93,7 +93,7 @@ def test_a_model_name_that_cannot_name_a_directory_and_a_model_is_refused_naming
     tmp_path: Path, name: str
 ):
     """It becomes a directory, a registered model and part of run names: a 300-character
-    paste ran the whole pipeline before. The error says the value came from the flag."""
+    paste was accepted and the pipeline started. The error says the value came from the flag."""
     with pytest.raises(UserError) as caught:
         load_config(None, {"model_name": name})
     message = str(caught.value)
