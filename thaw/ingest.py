@@ -31,12 +31,28 @@ def _format_of(path: Path) -> str:
 
 def _check_file(path: Path, role: str) -> str:
     """The file's format; refuses a missing file, an unsupported type and an empty file."""
+    if path.is_dir():
+        raise UserError(f"{path}: a directory; give the {role} file")
     if not path.is_file():
         raise UserError(f"{path}: {role} file not found")
     fmt = _format_of(path)
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
     return fmt
+
+
+def _missing_column(path: Path, column: str, header: Sequence[object]) -> UserError:
+    """A column not in the file: the columns it has, and when its header is one name
+    holding the column between semicolons, tabs or bars, the likely cause (a spreadsheet
+    that saves "CSV" with semicolons)."""
+    names = [str(h) for h in header]
+    have = ", ".join(names)
+    cut = f"{have[:300]}..." if len(have) > 300 else have
+    hint = ""
+    for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if len(names) == 1 and column in names[0].split(separator):
+            hint = f"; its columns look separated by {called}: thaw reads .csv separated by commas, .tsv by tabs"
+    return UserError(f"{path}: column {column!r} not found (columns are: {cut}){hint}")
 
 
 def _cannot_read(path: Path, exc: OSError) -> UserError:
@@ -221,8 +237,7 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     wanted = [c for c in (columns.text, columns.label, columns.id, columns.slice) if c]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        have = ", ".join(map(str, frame.columns))
-        raise UserError(f"{path}: column {missing[0]!r} not found (columns are: {have})")
+        raise _missing_column(path, missing[0], list(frame.columns))
     out = pd.DataFrame({TEXT: _as_text(frame[columns.text], path, columns.text)[0]})
     normalised = 0
     if columns.label:
@@ -292,7 +307,7 @@ def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
         header = _header(path, fmt)
         for col in (columns.text, columns.label, columns.id, columns.slice):
             if col and col not in header:
-                raise UserError(f"{path}: column {col!r} not found (columns are: {', '.join(header)})")
+                raise _missing_column(path, col, header)
 
 
 def read_columns(path: Path, names: Sequence[str], role: str = "input") -> dict[str, list[str]]:

@@ -163,3 +163,20 @@ def test_a_200000_character_field_is_read_whole(tmp_path: Path):
     text = "word " * 40_000
     path = _csv(tmp_path, f"id,text,label\n1,{text},x\n2,short,y\n".encode())
     assert read_labelled_table(path, COLS)["text"].str.len().tolist() == [len(text), 5]
+
+
+def test_a_file_separated_by_semicolons_or_a_directory_is_told_as_such(tmp_path: Path):
+    """Two careless inputs: a spreadsheet's "CSV" written with semicolons (read as one
+    column named 'text;label'), and a directory given for the file."""
+    semi = _csv(tmp_path, b"text;label\nhallo;a\n")
+    with pytest.raises(UserError, match=r"column 'text' not found \(columns are: text;label\); .* by semicolons"):
+        preflight_inputs({"train": semi}, ColumnMap(text="text", label="label", id=None))
+    with pytest.raises(UserError, match="separated by semicolons"):
+        read_labelled_table(semi, ColumnMap(text="text", label="label", id=None))
+    wide = _csv(tmp_path, ("a" * 100_000 + "\nx\n").encode(), "wide.csv")
+    with pytest.raises(UserError) as caught:
+        preflight_inputs({"train": wide}, ColumnMap(text="text", label=None, id=None))
+    assert len(str(caught.value)) < 500 and "look separated" not in str(caught.value)
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(UserError, match="folder.csv: a directory; give the train file"):
+        preflight_inputs({"train": tmp_path / "folder.csv"}, ColumnMap(text="text", label="label", id=None))
