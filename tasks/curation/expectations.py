@@ -161,7 +161,20 @@ def _with_checks(frame: pd.DataFrame, text_col: str, entities: Iterable[str]) ->
     return frame.assign(_normalized_text=frame[text_col].map(normalize_text), _residual_pii=joined)
 
 
-def _suite(cfg: ThawConfig, split: str, columns: list[str], text_col: str, label_col: str, id_col: str):
+SEEN_IN_TRAINING = {"thaw": "labels seen in training"}
+
+
+def _suite(
+    cfg: ThawConfig,
+    split: str,
+    columns: list[str],
+    text_col: str,
+    label_col: str,
+    id_col: str,
+    training_labels: list[str] | None = None,
+):
+    """The suite of one split; ``training_labels`` (for validation and test): the labels
+    the training split has, the only ones a model trained on it can answer."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -182,6 +195,10 @@ def _suite(cfg: ThawConfig, split: str, columns: list[str], text_col: str, label
     suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=label_col, min_value=1))
     if e.allowed_labels:
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=label_col, value_set=list(e.allowed_labels)))
+    if training_labels is not None:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeInSet(column=label_col, value_set=training_labels, meta=SEEN_IN_TRAINING)
+        )
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=id_col))
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="_normalized_text"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="_residual_pii", value_set=[""]))
@@ -222,6 +239,8 @@ def _describe_failure(
     ):
         why = _nothing_carved(split, cfg, largest_carved_class[split], tuple(largest_carved_class))
         return f"{split}: {what} failed (observed 0): {why}"
+    if cfg_.meta == SEEN_IN_TRAINING:
+        return f"{split}: {what} failed: {_unseen_labels(split, frame, res.get('unexpected_index_list') or [])}"
     if split == "train" and cfg_.type == "expect_table_row_count_to_be_between" and "observed_value" in res:
         return f"{split}: {what} failed (observed {res['observed_value']}): {_train_rows(res['observed_value'], cfg)}"
     if "observed_value" in res and not res.get("unexpected_index_list"):
@@ -243,6 +262,21 @@ def _train_rows(observed: int, cfg: ThawConfig) -> str:
     return (
         f"fewer training rows{after} than curation.expectations.min_rows ({e.min_rows}); "
         "give more rows, or lower it if a model from so few is what you want"
+    )
+
+
+def _unseen_labels(split: str, frame: pd.DataFrame, rows: list[int]) -> str:
+    """The rows of ``split`` whose label the training split does not have, by label.
+    Kept, they would be classes with no training row: counted in every macro average, the
+    folds and the gate's evidence included, and never predicted."""
+    counts = frame[LABEL].iloc[rows].value_counts()
+    named = ", ".join(f"{mask_residual_pii(str(label))[:60]!r} {n}" for label, n in counts.head(5).items())
+    more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+    first = ", ".join(str(i + 1) for i in sorted(rows)[:MAX_EXAMPLES])
+    return (
+        f"{len(rows)} rows of {len(counts)} label(s) the training split does not have: {named}{more} "
+        f"(rows {first}{', ...' if len(rows) > MAX_EXAMPLES else ''} of the curated split); a model trained "
+        f"on it can never answer them: drop those rows from the {split} file, or give training rows of those labels"
     )
 
 
@@ -304,10 +338,11 @@ def validate_frames(
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("curated")
     counts = frames["train"][label_col].value_counts().rename_axis("label").reset_index(name="examples")
+    seen = sorted(set(frames["train"][label_col]))
     batches = {
         split: (
             _with_checks(f, text_col, cfg.curation.pii.entities),
-            _suite(cfg, split, list(f.columns), text_col, label_col, id_col),
+            _suite(cfg, split, list(f.columns), text_col, label_col, id_col, None if split == "train" else seen),
         )
         for split, f in frames.items()
     }
