@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -209,6 +210,14 @@ def _as_text(series: pd.Series, path: Path | None = None, column: str = "") -> t
     return series.map(text), changed
 
 
+def _one_spelling(label: str) -> str:
+    """A label as one class is written however it was typed or exported: surrounding
+    whitespace dropped, runs of any whitespace (a non-breaking space, a tab) one space,
+    and Unicode's composed form (NFC: 'é' typed as e and an accent is 'é'). 'billing '
+    and 'billing' are never meant as two classes; case is kept (it may be meant)."""
+    return unicodedata.normalize("NFC", " ".join(label.split()))
+
+
 def _typed_labels_agree(path: Path, values: pd.Series, column: str) -> None:
     """Refuse a label column that mixes booleans and numbers (true and 1 would be two
     labels, and no spelling of one is right for the other)."""
@@ -226,8 +235,9 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
 
     Refuses a missing, unreadable or empty file, an unsupported type, undecodable bytes,
     malformed rows, missing columns and repeated ids. Without an id column, ids are
-    ``<file stem>:<row number>``. Typed labels are normalised (see ``_as_text``) and the
-    count is in ``frame.attrs["normalised_labels"]``.
+    ``<file stem>:<row number>``. Typed labels take one spelling (see ``_as_text``), and so
+    do labels typed with other whitespace or composition (``_one_spelling``); the count of
+    labels respelled is in ``frame.attrs["normalised_labels"]``.
     """
     path = Path(path)
     fmt = _check_file(path, "input")
@@ -242,7 +252,9 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     normalised = 0
     if columns.label:
         _typed_labels_agree(path, frame[columns.label], columns.label)
-        out[LABEL], normalised = _as_text(frame[columns.label], path, columns.label)
+        labels, normalised = _as_text(frame[columns.label], path, columns.label)
+        out[LABEL] = labels.map(_one_spelling)
+        normalised += int((out[LABEL] != labels).sum())
     else:
         out[LABEL] = ""
     if columns.id:
