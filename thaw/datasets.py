@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ ID, TEXT, LABEL = "id", "text", "label"
 CANONICAL_COLUMNS = (ID, TEXT, LABEL)
 SLICE = "slice"  # optional: the user's slice column (data.slice_column), for per-slice metrics
 DEFAULT_ID_COLUMN = "row_id"  # the id column's name in outputs when the input had none
+
+
+def one_spelling(label: str) -> str:
+    """A label as one class is written however it was typed or exported: surrounding
+    whitespace dropped, runs of any whitespace (a non-breaking space, a tab) one space,
+    and Unicode's composed form (NFC: 'é' typed as e and an accent is 'é'). 'billing '
+    and 'billing' are never meant as two classes; case is kept (it may be meant)."""
+    return unicodedata.normalize("NFC", " ".join(label.split()))
 
 
 @dataclass(frozen=True)

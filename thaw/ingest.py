@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap
+from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap, one_spelling
 from thaw.errors import UserError
 
 SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -210,14 +209,6 @@ def _as_text(series: pd.Series, path: Path | None = None, column: str = "") -> t
     return series.map(text), changed
 
 
-def _one_spelling(label: str) -> str:
-    """A label as one class is written however it was typed or exported: surrounding
-    whitespace dropped, runs of any whitespace (a non-breaking space, a tab) one space,
-    and Unicode's composed form (NFC: 'é' typed as e and an accent is 'é'). 'billing '
-    and 'billing' are never meant as two classes; case is kept (it may be meant)."""
-    return unicodedata.normalize("NFC", " ".join(label.split()))
-
-
 def _typed_labels_agree(path: Path, values: pd.Series, column: str) -> None:
     """Refuse a label column that mixes booleans and numbers (true and 1 would be two
     labels, and no spelling of one is right for the other)."""
@@ -236,7 +227,7 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     Refuses a missing, unreadable or empty file, an unsupported type, undecodable bytes,
     malformed rows, missing columns and repeated ids. Without an id column, ids are
     ``<file stem>:<row number>``. Typed labels take one spelling (see ``_as_text``), and so
-    do labels typed with other whitespace or composition (``_one_spelling``); the count of
+    do labels typed with other whitespace or composition (``one_spelling``); the count of
     labels respelled is in ``frame.attrs["normalised_labels"]``.
     """
     path = Path(path)
@@ -253,7 +244,7 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     if columns.label:
         _typed_labels_agree(path, frame[columns.label], columns.label)
         labels, normalised = _as_text(frame[columns.label], path, columns.label)
-        out[LABEL] = labels.map(_one_spelling)
+        out[LABEL] = labels.map(one_spelling)
         normalised += int((out[LABEL] != labels).sum())
     else:
         out[LABEL] = ""

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from thaw.config import ThawConfig
+from thaw.datasets import one_spelling
 from thaw.errors import UserError
 
 SCRUBBED_CHARS = 2000
@@ -123,7 +124,7 @@ def check_label(value: object, where: str) -> str:
     """A label as given: text, 1-200 characters, no control characters; UserError naming ``where``."""
     if not isinstance(value, str) or not value.strip():
         raise UserError(f"{where}: the label is empty")
-    label = value.strip()
+    label = one_spelling(value)  # as training files' labels are read
     if len(label) > MAX_LABEL_CHARS:
         raise UserError(f"{where}: the label is {len(label):,} characters; at most {MAX_LABEL_CHARS}")
     if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in label):

@@ -191,3 +191,6 @@ def test_a_label_typed_with_other_whitespace_or_composition_is_one_class(tmp_pat
     out = read_labelled_table(_csv(tmp_path, body.encode()), ColumnMap(text="text", label="label", id=None))
     assert out["label"].tolist() == ["billing", "billing", "bill balance", "bill balance", "café", "café", "Billing"]
     assert out.attrs["normalised_labels"] == 4
+    from thaw.request_store import check_label  # served requests' true labels, spelled as training's
+
+    assert check_label("\u00a0bill\u00a0 balance ", "feedback row 1") == "bill balance"
