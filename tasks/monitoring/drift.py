@@ -292,6 +292,7 @@ def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -
             "new": a.unseen_vocab_new,
             "heldout_baseline": a.unseen_vocab_baseline,
             "margin": a.unseen_vocab_margin,
+            "p_value": a.unseen_vocab_p,
         },
         "label_shift": None
         if a.label_shift_p is None
@@ -323,8 +324,9 @@ def _markdown(report: dict) -> str:
         f"| text distribution (MMD, permutation p) | p = {report['text_distribution']['p_value']:.4f} | "
         f"< {report['per_test_alpha']:.4f} |",
         f"| unseen vocabulary | {report['unseen_vocabulary']['new']:.1%} (held-out split: "
-        f"{report['unseen_vocabulary']['heldout_baseline']:.1%}) | > held-out + "
-        f"{report['unseen_vocabulary']['margin']:.0%} |",
+        f"{report['unseen_vocabulary']['heldout_baseline']:.1%}; permutation p = "
+        f"{report['unseen_vocabulary']['p_value']:.4f}) | > held-out + "
+        f"{report['unseen_vocabulary']['margin']:.0%}, and p < {report['per_test_alpha']:.4f} |",
     ]
     if report["label_shift"] is not None:
         unknown = ", ".join(report["label_shift"]["unknown_labels"]) or "none"
@@ -476,6 +478,7 @@ def publish_drift_report(
         "text_p_value": report["text_distribution"]["p_value"],
         "unseen_vocab_new": report["unseen_vocabulary"]["new"],
         "unseen_vocab_heldout": report["unseen_vocabulary"]["heldout_baseline"],
+        "unseen_vocab_p_value": report["unseen_vocabulary"]["p_value"],
         "rows_new": report["rows_compared"]["new"],
         "drifted": float(outcome.drifted),
     }

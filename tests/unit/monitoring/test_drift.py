@@ -110,3 +110,24 @@ def test_one_moved_class_among_thirty_is_found_without_losing_power_to_thirty_te
     p_moved, per_class = within_class_test(groups, 999, rng)
     assert p_same > 0.01 and p_moved < 0.0025
     assert min(per_class, key=lambda c: per_class[c].p_value) == "c7"
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_a_row_or_two_of_unknown_words_is_no_evidence_of_new_vocabulary(rows):
+    """One new row of one unknown word is 100% unseen vocabulary: it fired the rule (a
+    drift alarm, and a retraining where one is set) though no test could tell it from the
+    held-out rows. The share must also be significantly above the held-out split's."""
+    rng = np.random.default_rng(5)
+    ref = _texts(60, ["reset", "password", "refund", "order", "late", "login"])
+    new = ["hello"] * rows
+    out = assess_drift(
+        MonitoringConfig(permutations=199),
+        rng.normal(size=(60, 6)),
+        rng.normal(size=(rows, 6)),
+        ref,
+        ref[:20],
+        new,
+        rng,
+    )
+    assert out.unseen_vocab_new == 1.0 and out.unseen_vocab_baseline == 0.0
+    assert out.unseen_vocab_p > out.family_alpha and not any("unseen vocabulary" in f for f in out.fired)
