@@ -242,9 +242,11 @@ def assess_drift(
         out.fired.append(f"text distribution: MMD p={out.text.p_value:.4f} < {family_alpha:.4f}")
     if reference_labels is not None and new_labels is not None:
         _labelled_tests(out, settings, reference_features, new_features, reference_labels, new_labels, new_correct, rng)
-    # last: its permutations draw from ``rng`` after the tests' own, whose draws stay as they were
+    # its permutations come from a generator spawned off ``rng``, which leaves ``rng``'s own
+    # stream as it was: the four tests draw what they drew without this rule
     vocabulary = {w for t in reference_texts for w in words(t)}
-    new_rate, heldout_rate, vocab_p = unseen_vocabulary_test(heldout_texts, new_texts, vocabulary, permutations, rng)
+    own = rng.spawn(1)[0]
+    new_rate, heldout_rate, vocab_p = unseen_vocabulary_test(heldout_texts, new_texts, vocabulary, permutations, own)
     out.unseen_vocab_new, out.unseen_vocab_baseline, out.unseen_vocab_p = new_rate, heldout_rate, vocab_p
     if new_rate > heldout_rate + settings.unseen_vocab_margin and vocab_p < family_alpha:
         out.fired.append(
