@@ -46,12 +46,6 @@ def words(text: str) -> list[str]:
     return WORD.findall(normalise_pseudonyms(text).casefold())
 
 
-def unseen_rate(texts: Sequence[str], vocabulary: set[str]) -> float:
-    """Share of word tokens in ``texts`` absent from ``vocabulary`` (0 when there are none)."""
-    tokens = [w for t in texts for w in words(t)]
-    return sum(w not in vocabulary for w in tokens) / len(tokens) if tokens else 0.0
-
-
 def unseen_vocabulary_test(
     heldout_texts: Sequence[str],
     new_texts: Sequence[str],

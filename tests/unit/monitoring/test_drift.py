@@ -9,7 +9,7 @@ from thaw.drift import (
     assess_drift,
     label_shift_test,
     mmd_test,
-    unseen_rate,
+    unseen_vocabulary_test,
     wilson_interval,
 )
 from thaw.text_form import normalise_pseudonyms
@@ -52,7 +52,8 @@ def test_label_shift_names_new_labels_and_tests_proportions():
 
 def test_pseudonyms_do_not_count_as_new_words():
     assert normalise_pseudonyms("hi <PERSON_1a2b3c>, card <CREDIT_CARD_ffffff>") == "hi <PERSON>, card <CREDIT_CARD>"
-    assert unseen_rate(["call <PERSON_abcdef> now"], {"call", "person", "now"}) == 0.0
+    vocabulary, rng = {"call", "person", "now"}, np.random.default_rng(0)
+    assert unseen_vocabulary_test(["now"], ["call <PERSON_abcdef> now"], vocabulary, 99, rng)[0] == 0.0
 
 
 def _texts(n, words):
