@@ -21,8 +21,9 @@ Unseen vocabulary (the share of new word tokens absent from the reference vocabu
 reported against the same share for the champion's own held-out split, and flagged when it
 is above it by more than a configured margin and the excess is significant at
 ``alpha / 4`` (a permutation test of rows between the held-out split and the new ones):
-one new row of one unknown word is 100% unseen and no evidence. Its margin makes it a
-rule beside the four tests; it is not counted in ``alpha``.
+one new row of one unknown word is 100% unseen, and counts only as far as held-out rows
+rarely reach that. Its margin makes it a rule beside the four tests; it is not counted
+in ``alpha``.
 """
 
 from __future__ import annotations

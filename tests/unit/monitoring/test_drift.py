@@ -113,22 +113,21 @@ def test_one_moved_class_among_thirty_is_found_without_losing_power_to_thirty_te
     assert min(per_class, key=lambda c: per_class[c].p_value) == "c7"
 
 
-@pytest.mark.parametrize("rows", [1, 2])
-def test_a_row_or_two_of_unknown_words_is_no_evidence_of_new_vocabulary(rows):
+def test_one_row_of_an_unknown_word_is_judged_against_the_held_out_rows_not_fired_on_its_share():
     """One new row of one unknown word is 100% unseen vocabulary: it fired the rule (a
-    drift alarm, and a retraining where one is set) though no test could tell it from the
-    held-out rows. The share must also be significantly above the held-out split's."""
+    drift alarm, and a retraining where one is set). Among 20 held-out rows it is as
+    extreme as a row drawn at random 1 time in 21 (p near 0.05): not significant at
+    alpha/4. Thirty such rows fire (test_a_new_label_and_new_vocabulary_fire)."""
     rng = np.random.default_rng(5)
     ref = _texts(60, ["reset", "password", "refund", "order", "late", "login"])
-    new = ["hello"] * rows
     out = assess_drift(
         MonitoringConfig(permutations=199),
         rng.normal(size=(60, 6)),
-        rng.normal(size=(rows, 6)),
+        rng.normal(size=(1, 6)),
         ref,
         ref[:20],
-        new,
+        ["hello"],
         rng,
     )
     assert out.unseen_vocab_new == 1.0 and out.unseen_vocab_baseline == 0.0
-    assert out.unseen_vocab_p > out.family_alpha and not any("unseen vocabulary" in f for f in out.fired)
+    assert 0.03 < out.unseen_vocab_p < 0.07 and not any("unseen vocabulary" in f for f in out.fired)
