@@ -240,7 +240,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tasks.serving.batch_prediction import predict_file
 
     cfg = config_from_args(args)
-    rows = predict_file(
+    predicted = predict_file(
         cfg,
         args.model,
         Path(args.input),
@@ -248,5 +248,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.text_column or cfg.data.text_column,
         args.id_column if args.id_column is not None else cfg.data.id_column,
     )
-    say(f"wrote {rows} predictions to {args.output}")
+    say(f"wrote {predicted.rows} predictions to {args.output}")
+    if empty := predicted.empty_text_rows:
+        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        say(f"note: {len(empty)} rows have no text (rows {shown}): each got the model's answer to an empty text")
     return 0

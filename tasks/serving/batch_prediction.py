@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +15,20 @@ from thaw.progress import Progress
 CHUNK_ROWS = 512
 
 
-def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_column: str, id_column: str | None) -> int:
-    """Write id, label, confidence for every row of ``source`` to ``target`` (CSV); returns rows.
+@dataclass(frozen=True)
+class Predicted:
+    """What ``predict_file`` wrote: its rows, and the data rows (1-based) whose text is
+    empty, each answered as the model answers an empty text."""
 
-    The output appears only when complete.
+    rows: int
+    empty_text_rows: tuple[int, ...]
+
+
+def predict_file(
+    cfg: ThawConfig, ref: str, source: Path, target: Path, text_column: str, id_column: str | None
+) -> Predicted:
+    """Write id, label, confidence for every row of ``source`` to ``target`` (CSV), one
+    output row per input row, empty texts included. The output appears only when complete.
     """
     columns = ColumnMap(text=text_column, label=None, id=id_column)
     frame = read_labelled_table(source, columns)
@@ -35,4 +46,5 @@ def predict_file(cfg: ThawConfig, ref: str, source: Path, target: Path, text_col
     out = pd.concat([frame[[ID]].rename(columns={ID: columns.id_name}), pd.concat(parts)], axis=1)
     out["model_version"] = str(mv.version)
     write_table(out, target)
-    return len(out)
+    empty = tuple(i for i, text in enumerate(frame["text"], start=1) if not text.strip())
+    return Predicted(len(out), empty)
