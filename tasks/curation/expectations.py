@@ -270,11 +270,10 @@ def _unseen_labels(split: str, frame: pd.DataFrame, rows: list[int]) -> str:
     Kept, they would be classes with no training row: counted in every macro average, the
     folds and the gate's evidence included, and never predicted."""
     counts = frame[LABEL].iloc[rows].value_counts()
-    named = ", ".join(f"{mask_residual_pii(str(label))[:60]!r} {n}" for label, n in counts.head(5).items())
-    more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+    named = _named_counts(list(counts.items()))
     first = ", ".join(str(i + 1) for i in sorted(rows)[:MAX_EXAMPLES])
     return (
-        f"{len(rows)} rows of {len(counts)} label(s) the training split does not have: {named}{more} "
+        f"{len(rows)} rows of {len(counts)} label(s) the training split does not have: {named} "
         f"(rows {first}{', ...' if len(rows) > MAX_EXAMPLES else ''} of the curated split); a model trained "
         f"on it can never answer them: drop those rows from the {split} file, or give training rows of those labels"
     )
@@ -283,15 +282,18 @@ def _unseen_labels(split: str, frame: pd.DataFrame, rows: list[int]) -> str:
 def _too_few_per_class(counts: pd.DataFrame, minimum: int) -> str:
     """The classes under ``min_examples_per_class``, fewest first, labels masked and cut."""
     few = counts[counts["examples"] < minimum].sort_values(["examples", "label"], kind="stable")
-    named = ", ".join(
-        f"{mask_residual_pii(str(label))[:60]!r} {n}"
-        for label, n in zip(few["label"][:5], few["examples"][:5], strict=True)
-    )
-    more = f" and {len(few) - 5} more" if len(few) > 5 else ""
+    named = _named_counts(list(zip(few["label"], few["examples"], strict=True)))
     return (
         f"{len(few)} class(es) with fewer than {minimum} training rows "
-        f"(curation.expectations.min_examples_per_class): {named}{more}"
+        f"(curation.expectations.min_examples_per_class): {named}"
     )
+
+
+def _named_counts(counted: list[tuple[object, int]], shown: int = 5) -> str:
+    """'label' n, ... for the first ``shown`` (label, count) pairs, labels masked and cut,
+    then how many more."""
+    named = ", ".join(f"{mask_residual_pii(str(label))[:60]!r} {n}" for label, n in counted[:shown])
+    return named + (f" and {len(counted) - shown} more" if len(counted) > shown else "")
 
 
 def _nothing_carved(split: str, cfg: ThawConfig, largest_class: int, carved: tuple[str, ...]) -> str:
