@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from thaw.shown import md_text
+
 if TYPE_CHECKING:
     from thaw.signing import Approvers
 
@@ -383,9 +385,9 @@ def completion_fields(intent: Mapping[str, Any], outcome: str, **extra: Any) -> 
 
 
 def table_cell(text: Any, limit: int = 160) -> str:
-    """One markdown table cell: single line, pipes escaped, long text cut with an ellipsis."""
-    flat = " ".join(str(text if text is not None else "").split()).replace("|", "\\|")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """One markdown table cell: single line, cut with an ellipsis, shown as written (pipes
+    and any markup escaped: a reason cannot add a link or an image to the history)."""
+    return md_text(text, limit)
 
 
 def _gate_cell(details_json: str) -> str:

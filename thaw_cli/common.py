@@ -8,27 +8,14 @@ import os
 import shlex
 import shutil
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 from thaw.errors import UserError
+from thaw.shown import terminal_safe
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 DEMO_CONFIG = Path("configs/demo.yaml")
-# Unicode's explicit direction embeddings, overrides and isolates: they reorder how the
-# characters after them are shown ("Trojan Source"), so a reason could read otherwise
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` with every character a terminal would act on rather than show written as
-    an escape: control characters (ESC and the sequences it starts, carriage returns and
-    newlines that could fake or hide a line, tabs), line and paragraph separators, and
-    direction controls. For one line of output built from what the registry holds: tags,
-    ledger entries and reasons other people wrote."""
-    acts = lambda ch: unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS  # noqa: E731
-    return "".join(ch.encode("unicode_escape").decode("ascii") if acts(ch) else ch for ch in text)
 
 
 def say(*values: object, file=None) -> None:

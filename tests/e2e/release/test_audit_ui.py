@@ -55,7 +55,10 @@ def test_from_the_champion_page_an_auditor_reaches_data_code_config_and_approval
 
     config = _project(tmp_path, tiny_encoder, tracking={"repo_url": "https://git.example.com/team/tickets"})
     _run(_thaw("run", "--config", str(config)))
-    _run(_thaw("approve", MODEL, "1", "--config", str(config), "--reason", "reviewed the card and the data checks"))
+    # pasted with markup: the history shows it as written, with no link and no image fetched
+    pasted = "[ok](https://example.invalid/x) ![p](https://example.invalid/p.png) <b>bold</b>"
+    reason = f"reviewed the card and the data checks {pasted}"
+    _run(_thaw("approve", MODEL, "1", "--config", str(config), "--reason", reason))
     cfg = load_config(config)
     from tasks.tracking.client import client_for
 
@@ -79,6 +82,8 @@ def test_from_the_champion_page_an_auditor_reaches_data_code_config_and_approval
         page.screenshot(path=str(shots / "mlflow-champion-version.png"))
         page.get_by_text("Approval history of this version").scroll_into_view_if_needed()
         page.get_by_text("reviewed the card and the data checks").first.wait_for()
+        page.get_by_text(pasted).first.wait_for()
+        _shows_no_markup_from(page, "example.invalid")
         page.screenshot(path=str(shots / "mlflow-champion-approvals.png"))
 
         # the registered model: the whole history as a table, not JSON
@@ -86,6 +91,8 @@ def test_from_the_champion_page_an_auditor_reaches_data_code_config_and_approval
         page.get_by_role("heading", name=f"{MODEL}: approval history").wait_for()
         table = page.locator("table").filter(has_text="outcome").first
         assert "approve" in table.inner_text() and "register" in table.inner_text()
+        assert pasted in table.inner_text()
+        _shows_no_markup_from(page, "example.invalid")
         page.screenshot(path=str(shots / "mlflow-approval-history.png"))
 
         # the run the card links to: source commit, who, description, datasets with schema and profile
@@ -109,6 +116,15 @@ def test_from_the_champion_page_an_auditor_reaches_data_code_config_and_approval
     # the ledger entries are also read-only artifacts of the run
     artifacts = [a.path for a in client.list_artifacts(mv.run_id, f"ledger/{MODEL}")]
     assert len(artifacts) == len([k for k in client.get_registered_model(MODEL).tags if k.startswith(KEY_PREFIX)])
+
+
+def _shows_no_markup_from(page, host: str) -> None:
+    """No image from ``host``, no link to it but a bare address shown as itself (the UI
+    links those), and no <b> the page's own text did not put there."""
+    links = page.locator(f'a[href*="{host}"]')
+    assert all(links.nth(i).inner_text() == links.nth(i).get_attribute("href") for i in range(links.count()))
+    assert page.locator(f'img[src*="{host}"]').count() == 0
+    assert page.locator("b", has_text="bold").count() == 0
 
 
 def _close_assistant(page) -> None:
@@ -166,6 +182,7 @@ def test_the_approver_answers_the_form_in_the_prefect_ui_and_sees_the_decision(t
                 form.get_by_text(f"Approve {MODEL} v1 as champion?").wait_for()
                 form.get_by_text("The gate would PROMOTE it now").wait_for()
                 form.get_by_text("serving cost (measured in the run").wait_for()
+                assert "\\" not in form.inner_text()  # the values thaw escaped render as written
                 answer_approval_form(
                     form, decision="approve", reason="checked the card and the data checks", approver="ana"
                 )
