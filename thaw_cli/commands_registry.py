@@ -61,6 +61,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         say(f"WARNING: the promotion ledger does not verify: {problem}", file=sys.stderr)
     for problem in info["tag_problems"]:
         say(f"WARNING: the data shown is not what the run logged: {problem}", file=sys.stderr)
+    for problem in info["record_problems"]:
+        say(f"WARNING: the registry's summary is not what the run logged: {problem}", file=sys.stderr)
     say(f"  run            {info['run']['id']} ({info['run']['status']}) in {info['run']['tracking_uri']}")
     say(f"  prefect run    {info['prefect_flow_run_id']}")
     say(f"  raw data       {d['raw']['dvc_file']} md5 {d['raw']['md5']}")
@@ -75,9 +77,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         f"rev {str(info['backbone']['revision'])[:16]}"
     )
     say(
-        f"  rung           {info['rung']} ({info['transfer'].get('method', '-')}): "
+        f"  rung           {info['rung']} ({info['transfer'].get('method') or '-'}): "
         f"{info['transfer'].get('reason', '-')}"
     )
+    say(f"  test           accuracy {info['test']['accuracy'] or '-'}, macro-F1 {info['test']['macro_f1'] or '-'}")
     approval = info["approval"]
     if approval.get("by"):
         say(

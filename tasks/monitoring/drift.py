@@ -124,29 +124,34 @@ def recorded_accuracy(name: str, version: str, value: str | None) -> float | Non
 
 def approved_accuracy(client, mv) -> float | None:
     """The test accuracy version ``mv`` was registered with: its ``thaw.test_accuracy``
-    tag, refused (UserError) when it differs from the first ``test_accuracy`` its run
-    logged. MLflow appends to a metric's history and never rewrites it, while the tag can
-    be edited: set to 0 it would silence the labelled alarm. The tag alone for a version
-    whose run logged none."""
+    tag, refused (UserError) when it differs from the ``test_accuracy`` its run logged, or
+    when the run logged that metric with more than one value. MLflow appends to a metric's
+    history and never rewrites it, while the tag can be edited: set to 0 it would silence
+    the labelled alarm. The tag alone for a version whose run logged none."""
     from mlflow.exceptions import MlflowException
 
     from tasks.tracking.client import is_missing
+    from tasks.tracking.run_record import logged_values
 
     accuracy = recorded_accuracy(mv.name, str(mv.version), mv.tags.get("thaw.test_accuracy"))
     try:
-        history = client.get_metric_history(mv.run_id, "test_accuracy") if mv.run_id else []
+        logged = logged_values(client, mv.run_id, "test_accuracy") if mv.run_id else []
     except MlflowException as exc:
         if not is_missing(exc):
             raise
-        history = []
-    if not history:
+        logged = []
+    if not logged:
         return accuracy
-    logged = min(history, key=lambda m: (m.timestamp, m.step)).value
+    if len(logged) > 1:  # logged again, perhaps with an earlier timestamp: which one was approved is unknown
+        raise UserError(
+            f"{mv.name} version {mv.version}: its run logged test_accuracy with {len(logged)} values "
+            f"({', '.join(logged[:3])}): the record was added to"
+        )
     shown = "nothing" if accuracy is None else f"{accuracy:.4f}"
-    if shown != f"{logged:.4f}":  # registration writes the tag with 4 decimals
+    if shown != logged[0]:  # registration writes the tag with 4 decimals
         raise UserError(
             f"{mv.name} version {mv.version}: its tag thaw.test_accuracy reads {shown}, but its run logged "
-            f"{logged:.4f}: the tag was edited"
+            f"{logged[0]}: the tag was edited"
         )
     return accuracy
 
@@ -307,12 +312,17 @@ def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -
 
 
 def _markdown(report: dict) -> str:
+    """The report as Markdown (a Prefect artifact, ``drift.md``); the arrivals' file name
+    and its unknown labels in the table are someone's data: placed as code and escaped text
+    (a "|" in a label would otherwise end the table's cell)."""
+    from thaw.shown import md_code, md_text
+
     m, arr = report["model"], report["arrivals"]
     verdict = "**Drift detected**" if report["drifted"] else "**No drift detected**"
     lines = [
         f"# Drift report: {m['name']} v{m['version']}",
         "",
-        f"{verdict} in `{arr['file']}` ({arr['rows_after_dedup']} rows compared after dropping "
+        f"{verdict} in {md_code(arr['file'], 500)} ({arr['rows_after_dedup']} rows compared after dropping "
         f"{arr['exact_repeats_dropped']} exact repeats; md5 `{arr['md5']}`) against the rows "
         f"v{m['version']} trained on ({'+'.join(m['trained_on'])}).",
         "",
@@ -329,7 +339,7 @@ def _markdown(report: dict) -> str:
         f"{report['unseen_vocabulary']['margin']:.0%}, and p < {report['per_test_alpha']:.4f} |",
     ]
     if report["label_shift"] is not None:
-        unknown = ", ".join(report["label_shift"]["unknown_labels"]) or "none"
+        unknown = md_text(", ".join(report["label_shift"]["unknown_labels"]), 500) or "none"
         lines.append(
             f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f}; new labels: {unknown} | "
             f"< {report['per_test_alpha']:.4f}, or any new label |"

@@ -36,6 +36,7 @@ from pydantic import Field
 from tasks.tracking.client import CHAMPION, RegisteredVersion, alias_version, client_for
 from thaw.config import ThawConfig
 from thaw.errors import UserError
+from thaw.shown import md_code, md_text
 from thaw.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def review_links(cfg: ThawConfig, registered: RegisteredVersion) -> list[str]:
     ui = mlflow_ui_url(cfg)
     if ui is None:
         return [
-            f"- MLflow run `{registered.run_id}`: open it with `thaw ui` (the registry is a local store, "
+            f"- MLflow run {md_code(registered.run_id, 80)}: open it with `thaw ui` (the registry is a local store, "
             "so there is no UI address to link)"
         ]
     experiment = client_for(cfg).get_run(registered.run_id).info.experiment_id
@@ -132,7 +133,8 @@ def live_section(cfg: ThawConfig, registered: RegisteredVersion) -> tuple[str, d
             f"puts v{registered.version} beside champion v{champion} on live traffic",
             None,
         )
-    return head + refresh + "\n\n" + "\n".join(f"- {line.strip()}" for line in report.lines()[1:]), report.as_dict()
+    lines = "\n".join(f"- {md_text(line.strip(), 500)}" for line in report.lines()[1:])
+    return head + refresh + "\n\n" + lines, report.as_dict()
 
 
 class EvidenceRefresher:
@@ -191,42 +193,55 @@ def _figures(section: str) -> str:
 
 def approval_description(cfg: ThawConfig, registered: RegisteredVersion, deadline: datetime) -> str:
     """Markdown shown above the form: the deadline, the gate's verdict as it stands,
-    metrics, the comparison with the champion, links and lineage."""
+    metrics, the comparison with the champion, links and lineage.
+
+    Every value read back from the registry (tags, the gate's reasons that quote them,
+    ledger problems) goes in as text (``md_text``) or inline code (``md_code``): whoever
+    may edit a tag cannot add a line, a heading, a link or an image to what the approver
+    reads. The rung and test scores are the run's record, not the version's tags."""
     from tasks.release.lineage import describe_lineage
     from tasks.release.promotion import preview_gate
 
     info = describe_lineage(cfg, f"{registered.name}/{registered.version}")
     verdict = preview_gate(cfg, registered.name, registered.version)
+    model = f"{md_text(registered.name, 100)} v{md_text(registered.version, 20)}"
+    transfer = info["transfer"]
     lines = [
-        f"## Approve {registered.name} v{registered.version} as champion?",
+        f"## Approve {model} as champion?",
         "",
         f"This run waits for your answer until **{deadline:%Y-%m-%d %H:%M} UTC**; without one the version "
         "stays challenger. Choose approve or reject and give a reason: nothing is chosen for you.",
         "",
-        f"**The gate would {'PROMOTE' if verdict.promote else 'REFUSE'} it now**: " + "; ".join(verdict.reasons),
+        f"**The gate would {'PROMOTE' if verdict.promote else 'REFUSE'} it now**: "
+        + md_text("; ".join(verdict.reasons), 3000),
     ]
     if not verdict.promote:
         lines.append("(approve would be refused; only `thaw approve --force` can promote it despite the gate)")
     lines += [
         "",
-        f"- rung: **{info['rung']}** ({info['transfer'].get('method')}); {info['transfer'].get('reason')}",
-        f"- test accuracy {info['test']['accuracy']}, macro-F1 {info['test']['macro_f1']}",
+        f"- rung: **{md_text(info['rung'], 40)}** ({md_text(transfer.get('method'), 80)}); "
+        + md_text(transfer.get("reason"), 500),
+        f"- test accuracy {md_text(info['test']['accuracy'], 20)}, macro-F1 {md_text(info['test']['macro_f1'], 20)}",
         serving_line(info.get("serving") or {}),
         "- champion: " + (f"v{c}" if (c := alias_version(client_for(cfg), registered.name, CHAMPION)) else "none yet"),
         *review_links(cfg, registered),
     ]
-    if info.get("ledger_problems"):
-        lines.append("- **WARNING: the ledger does not verify**: " + "; ".join(info["ledger_problems"][:3]))
-    if info.get("tag_problems"):
-        lines.append("- **WARNING: the data shown is not what the run logged**: " + "; ".join(info["tag_problems"][:3]))
+    for problems, what in (
+        ("ledger_problems", "the ledger does not verify"),
+        ("tag_problems", "the data shown is not what the run logged"),
+        ("record_problems", "the registry's summary is not what the run logged"),
+    ):
+        if info.get(problems):
+            lines.append(f"- **WARNING: {what}**: " + md_text("; ".join(info[problems][:3]), 1000))
     d = info["data"]
     lines += [
         "",
         "**Lineage**",
-        f"- git `{info['git_commit']}`, config `{str(info['config_digest'])[:12]}`, "
-        f"thaw {info['code']['thaw_version']} at `{info['code']['commit']}`",
-        *[f"- {s}: `{f['path']}` md5 `{f['md5']}`" for s, f in d["curated"].items()],
-        f"- DVC remote `{d['dvc_remote']}`; raw `{d['raw']['dvc_file']}` md5 `{d['raw']['md5']}`",
+        f"- git {md_code(info['git_commit'], 80)}, config {md_code(str(info['config_digest'])[:12])}, "
+        f"thaw {md_text(info['code']['thaw_version'], 40)} at {md_code(info['code']['commit'], 80)}",
+        *[f"- {s}: {md_code(f['path'])} md5 {md_code(f['md5'], 80)}" for s, f in d["curated"].items()],
+        f"- DVC remote {md_code(d['dvc_remote'])}; raw {md_code(d['raw']['dvc_file'])} "
+        f"md5 {md_code(d['raw']['md5'], 80)}",
     ]
     return "\n".join(lines)
 

@@ -12,6 +12,8 @@ from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import client_for, resolve_version
 from tasks.tracking.dataset_inputs import logged_facts, tag_disagreements
 from tasks.tracking.identity import team_approvers
+from tasks.tracking.run_record import read_run_record
+from tasks.versioning.restore import NO_INPUTS
 from thaw import artifacts
 from thaw.config import ThawConfig
 from thaw.rungs import TrainedRung
@@ -135,6 +137,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
     client = client_for(cfg)
     run = client.get_run(mv.run_id)
     tags = mv.tags
+    record = read_run_record(client, run, tags)  # what the run logged, not what a tag says now
     datasets = [
         {
             "name": d.dataset.name,
@@ -184,9 +187,13 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
             "source": tags.get("thaw.backbone.source"),
             "revision": tags.get("thaw.backbone.revision"),
         },
-        "rung": tags.get("thaw.rung"),
-        "test": {"accuracy": tags.get("thaw.test_accuracy"), "macro_f1": tags.get("thaw.test_macro_f1")},
-        "transfer": {k.removeprefix("thaw.transfer."): v for k, v in tags.items() if k.startswith("thaw.transfer.")},
+        "rung": record.shown(tags, "thaw.rung"),
+        "test": {
+            "accuracy": record.shown(tags, "thaw.test_accuracy"),
+            "macro_f1": record.shown(tags, "thaw.test_macro_f1"),
+        },
+        "transfer": {k.removeprefix("thaw.transfer."): v for k, v in tags.items() if k.startswith("thaw.transfer.")}
+        | {"method": record.shown(tags, "thaw.transfer.method")},
         "serving": serving_cost(tags),
         "approval": {
             k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
@@ -197,7 +204,10 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         # an alias moved or a ledger entry edited outside thaw: shown wherever lineage is
         "ledger_problems": list(ledger_report(client, mv.name, team_approvers(cfg)).problems),
         # a data tag that no longer says what the run logged (its inputs cannot be edited)
-        "tag_problems": tag_disagreements(tags, logged_facts(run.inputs.dataset_inputs)),
+        "tag_problems": tag_disagreements(tags, logged := logged_facts(run.inputs.dataset_inputs))
+        + ([] if logged else [NO_INPUTS]),
+        # a rung or test score tag that no longer says what the run logged (shown: the run's)
+        "record_problems": list(record.problems),
     }
 
 

@@ -190,9 +190,11 @@ def _gate(
     """The gate's decision on ``version`` now, and the details the ledger keeps."""
     from tasks.release.champion_comparison import compare_with_champion
     from tasks.tracking.dataset_inputs import logged_data
+    from tasks.tracking.run_record import run_record
     from tasks.versioning.restore import verify_lineage
 
     lineage = verify_lineage(cfg, mv.tags, logged_data(client, mv.run_id))
+    edited = run_record(client, mv).problems  # a rung or score tag rewritten since the run
     versus, summary = None, ""
     if champion and champion != version:
         try:
@@ -206,7 +208,7 @@ def _gate(
         rejected=mv.tags.get("thaw.approval") == "rejected",
         has_champion=champion is not None and champion != version,
         versus_champion=versus.comparison if versus else None,
-        lineage_problems=lineage.problems,
+        lineage_problems=(*lineage.problems, *edited),
         lineage_notes=lineage.notes,
         force=force,
         force_reason=reason if force else "",

@@ -214,7 +214,7 @@ def tag_disagreements(tags: dict[str, str], logged: dict[str, dict[str, str] | N
         expected[f"thaw.{context}.{split}.path"] = facts["path"]
         expected["thaw.dvc_remote" if context == "curated" else "thaw.raw.remote"] = facts["remote"]
     problems += [
-        f"tag {key} reads {_shown(tags.get(key))}, but the run logged {_shown(value)}: the tag was edited"
+        f"tag {key} reads {quoted_tag(tags.get(key))}, but the run logged {quoted_tag(value)}: the tag was edited"
         for key, value in sorted(expected.items())
         if tags.get(key) != value
     ]
@@ -222,7 +222,8 @@ def tag_disagreements(tags: dict[str, str], logged: dict[str, dict[str, str] | N
     if raw_remotes and (tags.get("thaw.raw.policy") == "local") != (raw_remotes == {""}):
         kept = "kept raw data local" if raw_remotes == {""} else "pushed raw data to a remote"
         problems.append(
-            f"tag thaw.raw.policy reads {_shown(tags.get('thaw.raw.policy'))}, but the run {kept}: the tag was edited"
+            f"tag thaw.raw.policy reads {quoted_tag(tags.get('thaw.raw.policy'))}, "
+            f"but the run {kept}: the tag was edited"
         )
     problems += [
         f"tag thaw.curated.{split}.md5 names data the run logged no input for"
@@ -232,7 +233,7 @@ def tag_disagreements(tags: dict[str, str], logged: dict[str, dict[str, str] | N
     return problems
 
 
-def _shown(value: str | None, limit: int = 80) -> str:
+def quoted_tag(value: str | None, limit: int = 80) -> str:
     """A tag value as a message shows it: quoted, cut to ``limit`` characters."""
     if value is None:
         return "nothing (no such tag)"

@@ -20,8 +20,9 @@ from thaw.datasets import SPLITS, atomic_output, file_md5, stream_md5
 from thaw.errors import UserError
 
 MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # a DVC object id: what a recorded digest must be before it becomes a path
-NO_INPUTS_NOTE = (
-    "no dataset inputs logged by a run of this version (not registered by thaw?): its data tags are unchecked"
+NO_INPUTS = (
+    "no dataset inputs logged by a run of this version (not registered by thaw?): its data tags cannot be "
+    "checked against a record"
 )
 
 
@@ -80,11 +81,14 @@ def verify_lineage(
 
     ``logged``: what the version's run logged as dataset inputs (``logged_data``), which
     no one can edit afterwards; the tags are read against it first, and the raw listing
-    must hold each raw file the run logged. None: the tags alone are checked."""
+    must hold each raw file the run logged; a run that logged none ({}) is a problem. None:
+    the tags alone are checked."""
     from tasks.tracking.dataset_inputs import tag_disagreements
 
     problems = tag_disagreements(tags, logged or {})
-    notes = (NO_INPUTS_NOTE,) if logged == {} else ()
+    if logged == {}:  # what its tags say is all there is: any of them may have been written by hand
+        problems.append(NO_INPUTS)
+    notes: tuple[str, ...] = ()
     url = tags.get("thaw.dvc_remote")
     if not url:
         return LineageCheck((*problems, "no DVC remote recorded on the version"), notes)

@@ -173,6 +173,60 @@ def test_what_an_insider_writes_in_a_tag_reaches_the_approver_s_terminal_as_text
     assert not any(line.startswith("thaw: the lineage verifies") for line in proc.stdout.splitlines())
 
 
+def test_a_score_or_rung_rewritten_in_a_tag_is_not_what_the_approver_reads(registry, tmp_path):
+    """The version's summary tags are anyone's to edit; the run's params and metrics are
+    not. Lineage and the approval form show the run's record, warn of the tag, and the
+    gate refuses; text written into a tag shows in the form as text, adding no line,
+    link or image. A metric logged again, even dated earlier, is said too."""
+    import html
+    import time as clock
+    from datetime import UTC, datetime
+
+    from markdown_it import MarkdownIt
+
+    from tasks.release.approval_form import approval_description
+    from tasks.release.promotion import preview_gate
+    from tasks.tracking.client import RegisteredVersion
+    from tests.projects import copy_version
+
+    cfg, client, _ = registry
+    version = copy_version(cfg, MODEL, "1")  # a challenger with v1's run and tags, as a second run registers
+    mv = client.get_model_version(MODEL, version)
+    original = {k: mv.tags[k] for k in ("thaw.test_accuracy", "thaw.rung", "thaw.transfer.reason")}
+    written = {
+        "thaw.test_accuracy": "0.9990",
+        "thaw.rung": "full",
+        "thaw.transfer.reason": "fine\n\n**The gate would PROMOTE it now**: [signed off](https://example.invalid) "
+        "![x](https://example.invalid/p.png) <img src=x>",
+    }
+    as_registered = preview_gate(cfg, MODEL, version).reasons  # refused (it does not beat v1), lineage clean
+    assert not any(r.startswith("lineage:") for r in as_registered), as_registered
+    for key, value in written.items():
+        client.set_model_version_tag(MODEL, version, key, value)
+    proc = _thaw(["lineage", f"{MODEL}/{version}"], tmp_path, cfg)
+    form = approval_description(cfg, RegisteredVersion(MODEL, version, "challenger", mv.run_id), datetime.now(UTC))
+    verdict = preview_gate(cfg, MODEL, version)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"test           accuracy {original['thaw.test_accuracy']}," in proc.stdout  # the run's, not 0.9990
+    assert f"rung           {original['thaw.rung']} (" in proc.stdout
+    assert "WARNING: the registry's summary is not what the run logged: tag thaw.test_accuracy reads '0.9990'" in (
+        proc.stderr
+    )
+    assert any("lineage: tag thaw.rung reads 'full'" in r for r in verdict.reasons), verdict.reasons
+    rendered = MarkdownIt("commonmark", {"html": True}).render(form)
+    assert rendered.count("The gate would") == 2  # the gate's own line, and the tag's words as text
+    assert rendered.count("<strong>The gate would") == 1 and "<strong>The gate would REFUSE" in rendered
+    assert 'href="https://example.invalid' not in rendered and "<img" not in rendered, rendered
+    assert "[signed off](https://example.invalid)" in html.unescape(rendered)  # shown as written
+    assert f"test accuracy {original['thaw.test_accuracy']}" in rendered and "0.9990" in rendered  # in the warning
+    # the tags put back, a second test_accuracy logged on the run, dated before the first: refused
+    for key, value in original.items():
+        client.set_model_version_tag(MODEL, version, key, value)
+    client.log_metric(mv.run_id, "test_accuracy", 0.999, timestamp=int(clock.time() * 1000) - 10**9)
+    verdict = preview_gate(cfg, MODEL, version)
+    assert any("lineage: the run's test_accuracy was logged with 2 values" in r for r in verdict.reasons)
+
+
 def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):
     cfg, _, _ = registry
     port = free_port()

@@ -1,0 +1,77 @@
+"""A version's summary tags read against what its run recorded.
+
+Registration copies the selected rung and its test scores onto the version as tags
+(``thaw.rung``, ``thaw.transfer.method``, ``thaw.test_accuracy``, ``thaw.test_macro_f1``)
+so the registry's pages show them without opening the run. Anyone allowed to edit the
+model can rewrite those tags; a run's params cannot be changed once logged, and its
+metrics are only ever appended to. So what an approver or an auditor reads comes from
+the run, and a tag that says otherwise is reported (the gate counts it as a lineage
+problem). A metric logged again with another value, even with an earlier timestamp, is
+reported too: the record then says two things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.tracking.dataset_inputs import quoted_tag
+
+# version tag -> the run's param that recorded the same fact
+PARAM_TAGS = {"thaw.rung": "rung", "thaw.transfer.method": "rung.method"}
+# version tag -> the run's metric (the tag holds it with 4 decimals)
+METRIC_TAGS = {"thaw.test_accuracy": "test_accuracy", "thaw.test_macro_f1": "test_macro_f1"}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The facts a version's run recorded (None: the run recorded nothing for it) and
+    each summary tag of the version that disagrees with them, one line each."""
+
+    values: dict[str, str | None]  # by tag name, as the run recorded them (metrics with 4 decimals)
+    problems: tuple[str, ...]
+
+    def shown(self, tags: dict[str, str], tag: str) -> str | None:
+        """What to show for ``tag``: the run's record, or the tag where the run has none."""
+        recorded = self.values.get(tag)
+        return recorded if recorded is not None else tags.get(tag)
+
+
+def read_run_record(client, run, tags: dict[str, str]) -> RunRecord:
+    """``run`` (an MLflow Run already read, or None when the version has none) against the
+    version's ``tags``."""
+    if run is None:
+        return RunRecord(dict.fromkeys((*PARAM_TAGS, *METRIC_TAGS)), ())
+    values: dict[str, str | None] = {tag: run.data.params.get(param) for tag, param in PARAM_TAGS.items()}
+    problems: list[str] = []
+    for tag, metric in METRIC_TAGS.items():
+        logged = logged_values(client, run.info.run_id, metric)
+        if len(logged) > 1:
+            problems.append(f"the run's {metric} was logged with {len(logged)} values ({', '.join(logged[:3])})")
+        values[tag] = logged[0] if len(logged) == 1 else None
+    for tag, value in values.items():
+        if value is not None and tags.get(tag) != value:
+            shown = quoted_tag(tags.get(tag))
+            problems.append(f"tag {tag} reads {shown}, but the run logged {value!r}: the tag was edited")
+    return RunRecord(values, tuple(problems))
+
+
+def logged_values(client, run_id: str, metric: str) -> list[str]:
+    """Every distinct value run ``run_id`` logged for ``metric``, with 4 decimals, sorted
+    (one value: the record is single; none: the run logged no such metric)."""
+    return sorted({f"{m.value:.4f}" for m in client.get_metric_history(run_id, metric)})
+
+
+def run_record(client, mv) -> RunRecord:
+    """``read_run_record`` for model version ``mv``, reading its run (a version made
+    without a run, or whose run is gone, has no record to read its tags against)."""
+    from mlflow.exceptions import MlflowException
+
+    from tasks.tracking.client import is_missing
+
+    try:
+        run = client.get_run(mv.run_id) if mv.run_id else None
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
+        run = None
+    return read_run_record(client, run, dict(mv.tags))
