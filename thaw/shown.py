@@ -17,9 +17,10 @@ import unicodedata
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # The characters that start inline markup (emphasis, code, links, images, raw HTML and
 # angle autolinks, strikethrough, table cells), escaped with a backslash: CommonMark
-# honours an escape before any ASCII punctuation, and these are the ones both UIs that
-# render thaw's Markdown honour (checked in a browser: the Prefect UI's pause form and the
-# MLflow UI's descriptions; the MLflow UI shows a backslash before ":", "@" or "&").
+# honours an escape before any ASCII punctuation, and both UIs that render thaw's Markdown
+# honour these (seen in Chromium for [ ] ! < * _ | ~ in the Prefect UI's pause form and the
+# MLflow UI's descriptions; ` and \ are in both renderers' escape lists, marked's and
+# showdown's). The MLflow UI shows a backslash before ":", "@" or "&", so those stay.
 # Left as they are: a bare address, which those UIs link with the address itself as the
 # text (nothing is disguised), and "&", which the MLflow UI reads as an entity.
 _MARKUP = re.compile(r"([\\`*_\[\]<!|~])")
