@@ -47,8 +47,7 @@ def terminal_safe(text: str) -> str:
 def _one_line(value: object, limit: int) -> str:
     """``value`` as one line: whitespace runs (newlines too) as one space, what would act
     written as an escape, cut to ``limit`` characters with an ellipsis."""
-    flat = " ".join(str("" if value is None else value).split())
-    flat = "".join(_escaped(ch) if _acts(ch) else ch for ch in flat)
+    flat = terminal_safe(" ".join(str("" if value is None else value).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -128,18 +128,12 @@ def approved_accuracy(client, mv) -> float | None:
     when the run logged that metric with more than one value. MLflow appends to a metric's
     history and never rewrites it, while the tag can be edited: set to 0 it would silence
     the labelled alarm. The tag alone for a version whose run logged none."""
-    from mlflow.exceptions import MlflowException
-
-    from tasks.tracking.client import is_missing
+    from tasks.tracking.client import run_of
     from tasks.tracking.run_record import logged_values
 
     accuracy = recorded_accuracy(mv.name, str(mv.version), mv.tags.get("thaw.test_accuracy"))
-    try:
-        logged = logged_values(client, mv.run_id, "test_accuracy") if mv.run_id else []
-    except MlflowException as exc:
-        if not is_missing(exc):
-            raise
-        logged = []
+    run = run_of(client, mv.run_id)
+    logged = logged_values(client, run.info.run_id, "test_accuracy") if run is not None else []
     if not logged:
         return accuracy
     if len(logged) > 1:  # logged again, perhaps with an earlier timestamp: which one was approved is unknown

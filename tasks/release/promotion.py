@@ -189,12 +189,14 @@ def _gate(
 ) -> tuple[PromotionDecision, dict[str, Any]]:
     """The gate's decision on ``version`` now, and the details the ledger keeps."""
     from tasks.release.champion_comparison import compare_with_champion
-    from tasks.tracking.dataset_inputs import logged_data
-    from tasks.tracking.run_record import run_record
+    from tasks.tracking.client import run_of
+    from tasks.tracking.dataset_inputs import logged_facts
+    from tasks.tracking.run_record import read_run_record
     from tasks.versioning.restore import verify_lineage
 
-    lineage = verify_lineage(cfg, mv.tags, logged_data(client, mv.run_id))
-    edited = run_record(client, mv).problems  # a rung or score tag rewritten since the run
+    run = run_of(client, mv.run_id)  # read once: its logged inputs and its params and metrics
+    lineage = verify_lineage(cfg, mv.tags, logged_facts(run.inputs.dataset_inputs) if run is not None else {})
+    edited = read_run_record(client, run, dict(mv.tags)).problems  # a rung or score tag rewritten since the run
     versus, summary = None, ""
     if champion and champion != version:
         try:

@@ -75,6 +75,21 @@ def is_missing(exc: BaseException) -> bool:
     return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
 
 
+def run_of(client, run_id: str | None):
+    """The MLflow run ``run_id``, or None when there is none (a version made without a
+    run, or whose run was deleted)."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
+        return None
+
+
 def alias_version(client, name: str, alias: str) -> str | None:
     """The version ``alias`` points at, or None when the alias is not set."""
     from mlflow.exceptions import MlflowException

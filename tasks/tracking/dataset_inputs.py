@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks.tracking.client import client_for, is_missing
+from tasks.tracking.client import client_for, run_of
 from tasks.tracking.runs import TrackingRun
 from thaw.config import ThawConfig
 from thaw.datasets import SPLITS, DatasetVersion
@@ -162,17 +162,8 @@ def logged_data(client, run_id: str | None) -> dict[str, dict[str, str] | None]:
     against these. A split logged twice with different facts, or whose digest is not the
     md5 its source names, maps to None (``tag_disagreements`` reports it). A version made
     without a run, or whose run is gone, has nothing logged: {}."""
-    from mlflow.exceptions import MlflowException
-
-    if not run_id:
-        return {}
-    try:
-        inputs = client.get_run(run_id).inputs.dataset_inputs
-    except MlflowException as exc:
-        if is_missing(exc):
-            return {}
-        raise
-    return logged_facts(inputs)
+    run = run_of(client, run_id)
+    return logged_facts(run.inputs.dataset_inputs) if run is not None else {}
 
 
 def logged_facts(dataset_inputs) -> dict[str, dict[str, str] | None]:

@@ -29,9 +29,14 @@ class RunRecord:
 
     values: dict[str, str | None]  # by tag name, as the run recorded them (metrics with 4 decimals)
     problems: tuple[str, ...]
+    contradicted: frozenset[str] = frozenset()  # tags whose metric the run logged with several values
 
     def shown(self, tags: dict[str, str], tag: str) -> str | None:
-        """What to show for ``tag``: the run's record, or the tag where the run has none."""
+        """What to show for ``tag``: the run's record; the tag where the run recorded
+        nothing (a version registered before the run logged it); nothing where the run's
+        record contradicts itself (the problems say so)."""
+        if tag in self.contradicted:
+            return None
         recorded = self.values.get(tag)
         return recorded if recorded is not None else tags.get(tag)
 
@@ -43,35 +48,21 @@ def read_run_record(client, run, tags: dict[str, str]) -> RunRecord:
         return RunRecord(dict.fromkeys((*PARAM_TAGS, *METRIC_TAGS)), ())
     values: dict[str, str | None] = {tag: run.data.params.get(param) for tag, param in PARAM_TAGS.items()}
     problems: list[str] = []
+    contradicted: set[str] = set()
     for tag, metric in METRIC_TAGS.items():
         logged = logged_values(client, run.info.run_id, metric)
         if len(logged) > 1:
             problems.append(f"the run's {metric} was logged with {len(logged)} values ({', '.join(logged[:3])})")
+            contradicted.add(tag)
         values[tag] = logged[0] if len(logged) == 1 else None
     for tag, value in values.items():
         if value is not None and tags.get(tag) != value:
             shown = quoted_tag(tags.get(tag))
             problems.append(f"tag {tag} reads {shown}, but the run logged {value!r}: the tag was edited")
-    return RunRecord(values, tuple(problems))
+    return RunRecord(values, tuple(problems), frozenset(contradicted))
 
 
 def logged_values(client, run_id: str, metric: str) -> list[str]:
     """Every distinct value run ``run_id`` logged for ``metric``, with 4 decimals, sorted
     (one value: the record is single; none: the run logged no such metric)."""
     return sorted({f"{m.value:.4f}" for m in client.get_metric_history(run_id, metric)})
-
-
-def run_record(client, mv) -> RunRecord:
-    """``read_run_record`` for model version ``mv``, reading its run (a version made
-    without a run, or whose run is gone, has no record to read its tags against)."""
-    from mlflow.exceptions import MlflowException
-
-    from tasks.tracking.client import is_missing
-
-    try:
-        run = client.get_run(mv.run_id) if mv.run_id else None
-    except MlflowException as exc:
-        if not is_missing(exc):
-            raise
-        run = None
-    return read_run_record(client, run, dict(mv.tags))
