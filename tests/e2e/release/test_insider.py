@@ -225,6 +225,9 @@ def test_a_score_or_rung_rewritten_in_a_tag_is_not_what_the_approver_reads(regis
     client.log_metric(mv.run_id, "test_accuracy", 0.999, timestamp=int(clock.time() * 1000) - 10**9)
     verdict = preview_gate(cfg, MODEL, version)
     assert any("lineage: the run's test_accuracy was logged with 2 values" in r for r in verdict.reasons)
+    from tasks.release.lineage import describe_lineage
+
+    assert describe_lineage(cfg, f"{MODEL}/{version}")["test"]["accuracy"] is None  # neither value, nor the tag
 
 
 def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):

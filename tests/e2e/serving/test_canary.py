@@ -263,6 +263,9 @@ def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_k
     waiting = tmp_path / "waiting.yaml"
     waiting.write_text(yaml.safe_dump(settings), encoding="utf-8")
     run_id = client_for(cfg).get_model_version(MODEL, "2").run_id
+    # what someone with edit rights wrote into v2's transfer note: the form shows it as written
+    pasted = "[signed off](https://example.invalid/x) ![p](https://example.invalid/p.png) <b>bold</b>"
+    client_for(cfg).set_model_version_tag(MODEL, "2", "thaw.transfer.reason", f"fine **{pasted}**")
     script = tmp_path / "approval.py"
     script.write_text(
         "import sys\nfrom pathlib import Path\nfrom prefect import flow\n"
@@ -307,6 +310,9 @@ def test_the_approval_form_shows_the_live_evidence_as_it_stands_and_the_ledger_k
                 form.get_by_text(f"on {40 + len(unlabelled)} labelled").first.wait_for()
                 form.get_by_text("agreement").first.wait_for()
                 form.get_by_text("BREACH").first.wait_for()  # the breach the canary recorded, beside the figures
+                form.get_by_text(f"fine **{pasted}**").first.wait_for()
+                assert form.locator('img[src*="example.invalid"]').count() == 0
+                assert form.locator("a", has_text="signed off").count() == 0 and form.locator("b").count() == 0
                 form.get_by_text("Live evidence").scroll_into_view_if_needed()
                 page.screenshot(path=str(shots / "prefect-approval-live-evidence.png"))
                 answer_approval_form(form, decision="reject", reason="the canary disagrees too often", approver="ana")
