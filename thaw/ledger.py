@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from thaw.approval_record import ENTRY_TAG, Decision, decisions, is_version, tag_problems
 from thaw.shown import md_text
 
 if TYPE_CHECKING:
@@ -144,6 +145,12 @@ class LedgerReport:
     champion: str | None  # replayed from applied completions
     champion_history: tuple[str, ...] = field(default=())  # promote pushes, rollback pops
     signed: bool = False  # signatures were checked against an approvers file
+    # each version's approval state by the ledger's applied operations (thaw.approval_record)
+    decisions: Mapping[str, Decision] = field(default_factory=dict)
+
+    def decision(self, version: str) -> Decision | None:
+        """``version``'s approval as the ledger records it; None: never registered through it."""
+        return self.decisions.get(str(version))
 
     @property
     def ok(self) -> bool:
@@ -220,12 +227,6 @@ def operations(entries: list[dict[str, Any]]) -> tuple[list[Operation], list[str
 VERSION_FIELDS = ("version", "champion_before", "champion_after", "challenger_before", "challenger_after", "champion")
 
 
-def is_version(value: Any) -> bool:
-    """A registry version number as an entry must hold it (entries are tags anyone with
-    MANAGE can write; what a replay yields becomes an alias target)."""
-    return isinstance(value, str) and value.isdigit() and len(value) <= 12
-
-
 def _version_problems(ordered: list[dict[str, Any]]) -> list[str]:
     return [
         f"{e['key']}: its {name} {str(e[name])[:40]!r} is not a version number"
@@ -266,14 +267,15 @@ def replay_champion(entries: list[dict[str, Any]]) -> tuple[str | None, tuple[st
 def verify(
     tags: Mapping[str, str],
     champion_alias: str | None,
-    version_entries: Mapping[str, str] | None = None,
+    version_tags: Mapping[str, Mapping[str, str]] | None = None,
     approvers: Approvers | None = None,
     model: str = "",
 ) -> LedgerReport:
     """Check the chain, the head anchor, long reasons, the champion alias against the
-    replay and, given the ``approvers`` file, every entry's signature and permission
-    (entries up to the file's adopted unsigned history of ``model`` excepted).
-    ``version_entries`` maps a version to the ledger digest its approval tags cite."""
+    replay, each version's approval tags against the ledger's decision of it
+    (``thaw.approval_record``) and, given the ``approvers`` file, every entry's signature
+    and permission (entries up to the file's adopted unsigned history of ``model``
+    excepted). ``version_tags`` maps a version to its ``thaw.approval*`` tags."""
     entries, problems = read_entries(tags)
     ordered, chain_problems = order_chain(entries)
     problems += chain_problems
@@ -294,20 +296,46 @@ def verify(
     ops, op_problems = operations(ordered)
     problems += op_problems
     open_ops = tuple(o for o in ops if o.completion is None and o.intent["key"] not in untrusted)
-    champion, history = replay_champion([e for e in ordered if e["key"] not in untrusted])
+    trusted = [e for e in ordered if e["key"] not in untrusted]
+    champion, history = replay_champion(trusted)
     if not open_ops and champion != champion_alias:
         problems.append(
             f"the champion alias is on {_v(champion_alias)} but the ledger leaves {_v(champion)}: "
             "the alias was moved outside thaw"
         )
-    digests = {e["digest"] for e in ordered}
-    for version, cited in sorted((version_entries or {}).items()):
-        if cited not in digests:
-            problems.append(f"version {version} cites ledger entry {cited[:12]}, which is not in the ledger: deleted")
+    decided = decisions(trusted)
+    problems += _approval_tag_problems(version_tags or {}, decided, {e["digest"] for e in ordered}, open_ops)
     problems, acknowledged = _acknowledged(ordered, problems)
     return LedgerReport(
-        tuple(ordered), tuple(problems), tuple(notes + acknowledged), open_ops, champion, history, approvers is not None
+        tuple(ordered),
+        tuple(problems),
+        tuple(notes + acknowledged),
+        open_ops,
+        champion,
+        history,
+        approvers is not None,
+        decided,
     )
+
+
+def _approval_tag_problems(
+    version_tags: Mapping[str, Mapping[str, str]],
+    decided: Mapping[str, Decision],
+    digests: set[str],
+    open_ops: tuple[Operation, ...],
+) -> list[str]:
+    """Version approval tags the ledger does not back. A version an interrupted operation
+    was deciding is left out: its tags may be half written, and the open operation is
+    reported (and finished by the next operation) on its own."""
+    deciding = {o.intent.get("version") for o in open_ops if o.action in ("approve", "reject")}
+    problems = []
+    for version, tags in sorted(version_tags.items()):
+        cited = tags.get(ENTRY_TAG)
+        if cited is not None and cited not in digests:
+            problems.append(f"version {version} cites ledger entry {cited[:12]}, which is not in the ledger: deleted")
+        elif version not in deciding:
+            problems += tag_problems(version, tags, decided.get(version))
+    return problems
 
 
 def problem_digest(problem: str) -> str:

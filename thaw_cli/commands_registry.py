@@ -12,20 +12,27 @@ from thaw_cli.common import config_from_args, say
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from tasks.release.ledger import report_of
     from tasks.tracking.client import client_for
+    from tasks.tracking.identity import team_approvers
 
     cfg = config_from_args(args)
-    client = client_for(cfg)
-    rows = []
+    client, approvers = client_for(cfg), team_approvers(cfg)
+    rows, unverified = [], {}
     for rm in client.search_registered_models():
-        for mv in client.search_model_versions(f"name='{rm.name}'"):
+        versions = client.search_model_versions(f"name='{rm.name}'")
+        ledger = report_of(client.get_registered_model(rm.name), versions, approvers)
+        if ledger.problems:
+            unverified[rm.name] = len(ledger.problems)
+        for mv in versions:
+            decided = ledger.decision(mv.version)  # the approval state the ledger records, not the tag's
             rows.append(
                 {
                     "name": rm.name,
                     "version": mv.version,
                     "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
                     "rung": mv.tags.get("thaw.rung", ""),
-                    "approval": mv.tags.get("thaw.approval", ""),
+                    "approval": decided.state if decided else "",
                     "test_accuracy": mv.tags.get("thaw.test_accuracy", ""),
                     "run_id": mv.run_id,
                 }
@@ -39,8 +46,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in rows:
             say(
                 f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
-                f"acc={r['test_accuracy'] or '-':<7} {r['approval']}"
+                f"acc={r['test_accuracy'] or '-':<7} {r['approval'] or '-'}"
             )
+    for name, count in unverified.items():
+        say(
+            f"WARNING: the ledger of {name} does not verify ({count} problems): thaw ledger {name} --verify",
+            file=sys.stderr,
+        )
     return 0
 
 

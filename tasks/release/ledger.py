@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.release.promotion_lock import PromotionLock
 from tasks.tracking.identity import Identity
+from thaw.approval_record import APPROVAL_TAG
 from thaw.ledger import (
     DESCRIPTION_LIMIT,
     HEAD_TAG,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from thaw.signing import Approvers
 
 log = logging.getLogger(__name__)
-ENTRY_TAG = "thaw.approval.entry"  # on a version: the digest of the entry that decided it
 UNSIGNED = "unsigned: no approvers file"  # said on every entry written without a key
 MAX_TAG = 5000  # MLflow's registered-model tag value column on PostgreSQL/MySQL
 
@@ -64,14 +64,16 @@ def now_iso() -> str:
 def ledger_report(client, name: str, approvers: Approvers | None) -> LedgerReport:
     """The verified ledger of ``name`` with the registry's current champion alias, its
     signatures checked against ``approvers`` (None: no approvers file, entries unsigned)."""
-    return _report(client.get_registered_model(name), client.search_model_versions(f"name='{name}'"), approvers)
+    return report_of(client.get_registered_model(name), client.search_model_versions(f"name='{name}'"), approvers)
 
 
-def _report(rm, versions, approvers: Approvers | None) -> LedgerReport:
+def report_of(rm, versions, approvers: Approvers | None) -> LedgerReport:
     """The verified ledger from a registered model and its versions, as read."""
-    cited = {str(mv.version): mv.tags[ENTRY_TAG] for mv in versions if ENTRY_TAG in mv.tags}
+    approval_tags = {
+        str(mv.version): {k: v for k, v in mv.tags.items() if k.startswith(APPROVAL_TAG)} for mv in versions
+    }
     champion = (rm.aliases or {}).get("champion")
-    return verify(rm.tags, str(champion) if champion is not None else None, cited, approvers, rm.name)
+    return verify(rm.tags, str(champion) if champion is not None else None, approval_tags, approvers, rm.name)
 
 
 def append(
@@ -129,7 +131,7 @@ def publish_views(client, name: str, entry: dict[str, Any], approvers: Approvers
     """Refresh what the MLflow UI shows of the ledger after ``entry`` was written (one read
     of the model and its versions serves all three views)."""
     rm, versions = client.get_registered_model(name), client.search_model_versions(f"name='{name}'")
-    report, tags = _report(rm, versions, approvers), rm.tags
+    report, tags = report_of(rm, versions, approvers), rm.tags
     details = {e["key"]: full_text(e, "details", tags)[0] for e in report.entries if e.get("phase") == "completion"}
     client.update_registered_model(name, description=history_markdown(name, report, details))
     version = entry.get("version")

@@ -15,6 +15,7 @@ from tasks.tracking.identity import team_approvers
 from tasks.tracking.run_record import read_run_record
 from tasks.versioning.restore import NO_INPUTS
 from thaw import artifacts
+from thaw.approval_record import APPROVAL_TAG
 from thaw.config import ThawConfig
 from thaw.rungs import TrainedRung
 from thaw.tracking import tracking_uri
@@ -138,6 +139,8 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
     run = client.get_run(mv.run_id)
     tags = mv.tags
     record = read_run_record(client, run, tags)  # what the run logged, not what a tag says now
+    ledger = ledger_report(client, mv.name, team_approvers(cfg))
+    decided = ledger.decision(mv.version)  # the approval the ledger records, not what a tag says now
     datasets = [
         {
             "name": d.dataset.name,
@@ -153,7 +156,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
             "name": mv.name,
             "version": mv.version,
             "aliases": aliases,
-            "approval": tags.get("thaw.approval", ""),
+            "approval": decided.state if decided else "",
         },
         "run": {
             "id": mv.run_id,
@@ -196,13 +199,12 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         | {"method": record.shown(tags, "thaw.transfer.method")},
         "serving": serving_cost(tags),
         "approval": {
-            k.removeprefix("thaw.approval.") if k != "thaw.approval" else "state": v
-            for k, v in tags.items()
-            if k.startswith("thaw.approval")
+            k.removeprefix(f"{APPROVAL_TAG}.") if k != APPROVAL_TAG else "state": v
+            for k, v in (decided.tags() if decided else {}).items()
         },
         "reports": {name: f"{run.info.artifact_uri}/{name}" for name in _report_names(client, mv.run_id)},
         # an alias moved or a ledger entry edited outside thaw: shown wherever lineage is
-        "ledger_problems": list(ledger_report(client, mv.name, team_approvers(cfg)).problems),
+        "ledger_problems": list(ledger.problems),
         # a data tag that no longer says what the run logged (its inputs cannot be edited)
         "tag_problems": tag_disagreements(tags, logged := logged_facts(run.inputs.dataset_inputs))
         + ([] if logged else [NO_INPUTS]),

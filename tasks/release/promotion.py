@@ -31,10 +31,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tasks.release.ledger import ENTRY_TAG, append, ledger_report, new_op
+from tasks.release.ledger import append, ledger_report, new_op
 from tasks.release.promotion_lock import PromotionLock, acquire, promotion_lock
 from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version, client_for, is_missing
 from tasks.tracking.identity import Identity, acting_identity
+from thaw.approval_record import APPROVAL_TAG, PENDING, Decision
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.ledger import LedgerReport, Operation, completion_fields
@@ -110,7 +111,7 @@ def _observe(client, name: str, operation: Operation) -> tuple[str, str]:
         return ("applied" if moved else "not-applied"), f"challenger is {_v(current)}"
     if operation.action == "reject":
         tags = client.get_model_version(name, version).tags
-        if tags.get("thaw.approval") == "rejected":
+        if tags.get(APPROVAL_TAG) == "rejected":
             if alias_version(client, name, CHALLENGER) == version:
                 client.delete_registered_model_alias(name, CHALLENGER)
             return "applied", f"v{version} is tagged rejected: the rejection took effect"
@@ -145,16 +146,7 @@ def _intent(action: str, version: str | None, **fields: Any) -> dict[str, Any]:
 def _finish_approval(client, name: str, intent: dict[str, Any]) -> None:
     """Version tags of an applied approval, and the challenger alias off it."""
     version = intent["version"]
-    tags = {
-        "thaw.approval": "approved",
-        "thaw.approval.by": intent["by"],
-        "thaw.approval.identity": intent["identity"],
-        "thaw.approval.at": intent["at"],
-        "thaw.approval.reason": intent.get("reason", ""),
-        "thaw.approval.forced": str(bool(intent.get("force"))).lower(),
-        ENTRY_TAG: intent["digest"],
-    }
-    for key, value in tags.items():
+    for key, value in Decision("approved", intent).tags().items():
         client.set_model_version_tag(name, version, key, value)
     if alias_version(client, name, CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
@@ -185,9 +177,12 @@ def _gate(
     champion: str | None,
     force: bool,
     reason: str,
+    decided: Decision | None,
     live=None,
 ) -> tuple[PromotionDecision, dict[str, Any]]:
-    """The gate's decision on ``version`` now, and the details the ledger keeps."""
+    """The gate's decision on ``version`` now, and the details the ledger keeps.
+    ``decided``: the version's approval as the ledger records it; a rejection there or in
+    its tag refuses (a tag anyone may edit cannot undo one)."""
     from tasks.release.champion_comparison import compare_with_champion
     from tasks.tracking.client import run_of
     from tasks.tracking.dataset_inputs import logged_facts
@@ -207,7 +202,7 @@ def _gate(
     facts = PromotionFacts(
         version=version,
         is_current_challenger=alias_version(client, name, CHALLENGER) == version,
-        rejected=mv.tags.get("thaw.approval") == "rejected",
+        rejected=mv.tags.get(APPROVAL_TAG) == "rejected" or (decided is not None and decided.state == "rejected"),
         has_champion=champion is not None and champion != version,
         versus_champion=versus.comparison if versus else None,
         lineage_problems=(*lineage.problems, *edited),
@@ -234,10 +229,14 @@ def live_line(report) -> str:
 def preview_gate(cfg: ThawConfig, name: str, version: str) -> PromotionDecision:
     """What the gate would decide on an approval of ``version`` now, without --force;
     nothing is written. Shown to the approver before they answer."""
+    from tasks.tracking.identity import team_approvers
+
     client = client_for(cfg)
     champion = alias_version(client, name, CHAMPION)
     live = live_evidence(cfg, name, champion, version)
-    return _gate(cfg, client, name, version, _version(client, name, version), champion, False, "", live)[0]
+    decided = ledger_report(client, name, team_approvers(cfg)).decision(version)
+    mv = _version(client, name, version)
+    return _gate(cfg, client, name, version, mv, champion, False, "", decided, live)[0]
 
 
 def approve(
@@ -274,7 +273,8 @@ def approve(
             client, name, lock, who, _intent("approve", version, **fields, **_cosigned(cosigned)), reason, details=seen
         )
         _failpoint("approve:after-intent")
-        decision, details = _gate(cfg, client, name, version, mv, champion, force, reason, live)
+        decided = report.decision(version)
+        decision, details = _gate(cfg, client, name, version, mv, champion, force, reason, decided, live)
         if not decision.promote:
             append(client, name, lock, who, completion_fields(intent, "refused"), details=details)
             raise UserError(f"{name} v{version} not promoted: " + "; ".join(decision.reasons))
@@ -315,14 +315,7 @@ def reject(
         seen = {"live_evidence": shown_live} if shown_live else None
         intent = append(client, name, lock, who, _intent("reject", version, via=via), reason, details=seen)
         _failpoint("reject:after-intent")
-        for key, value in {
-            "thaw.approval": "rejected",
-            "thaw.approval.by": who.user,
-            "thaw.approval.identity": intent["identity"],
-            "thaw.approval.at": intent["at"],
-            "thaw.approval.reason": intent.get("reason", ""),
-            ENTRY_TAG: intent["digest"],
-        }.items():
+        for key, value in Decision("rejected", intent).tags().items():
             client.set_model_version_tag(name, version, key, value)
         if alias_version(client, name, CHALLENGER) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
@@ -364,7 +357,7 @@ def register_challenger(cfg: ThawConfig, name: str, version: str, who: Identity)
         _failpoint("register:after-intent")
         lock.check()
         client.set_registered_model_alias(name, CHALLENGER, version)
-        client.set_model_version_tag(name, version, "thaw.approval", "pending")
+        client.set_model_version_tag(name, version, APPROVAL_TAG, PENDING)
         append(client, name, lock, who, completion_fields(intent, "applied", challenger_after=version))
 
 

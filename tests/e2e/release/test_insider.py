@@ -230,6 +230,53 @@ def test_a_score_or_rung_rewritten_in_a_tag_is_not_what_the_approver_reads(regis
     assert describe_lineage(cfg, f"{MODEL}/{version}")["test"]["accuracy"] is None  # neither value, nor the tag
 
 
+def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_be_untagged(registry, tmp_path):
+    """A version's approval tags are a copy of the ledger's decision. One tagged approved
+    by someone who never approved it shows as pending, with a warning, in `thaw lineage`
+    and `thaw models`; a rejected version retagged pending and made challenger again is
+    still refused, and while the tags disagree with the ledger no approval goes through."""
+    from tasks.release.promotion import preview_gate, reject
+    from tasks.tracking.client import CHALLENGER
+    from tests.projects import copy_version
+
+    cfg, client, _ = registry
+    rejected = copy_version(cfg, MODEL, "1")
+    reject(cfg, MODEL, rejected, "its labels look swapped")
+    as_rejected = dict(client.get_model_version(MODEL, rejected).tags)
+    forged = copy_version(cfg, MODEL, "1")  # the challenger now, pending
+    forgery = {"thaw.approval": "approved", "thaw.approval.by": "the-cto", "thaw.approval.reason": "signed off"}
+    try:
+        for key, value in forgery.items():
+            client.set_model_version_tag(MODEL, forged, key, value)
+        lineage = _thaw(["lineage", f"{MODEL}/{forged}"], tmp_path, cfg)
+        models = _thaw(["models"], tmp_path, cfg)
+        client.set_model_version_tag(MODEL, rejected, "thaw.approval", "pending")  # the rejection untagged
+        client.set_registered_model_alias(MODEL, CHALLENGER, rejected)  # and made challenger again
+        verdict = preview_gate(cfg, MODEL, rejected)
+        approve = _thaw(["approve", MODEL, rejected, "--reason", "looks fine to me"], tmp_path, cfg)
+    finally:  # the tags and the alias as thaw left them, for the tests after this one
+        client.set_model_version_tag(MODEL, rejected, "thaw.approval", as_rejected["thaw.approval"])
+        for key in forgery:
+            client.delete_model_version_tag(MODEL, forged, key)
+        client.set_model_version_tag(MODEL, forged, "thaw.approval", "pending")
+        client.set_registered_model_alias(MODEL, CHALLENGER, forged)
+    assert lineage.returncode == 0, lineage.stderr[-2000:]
+    assert f"version {forged} (aliases: challenger, approval: pending)" in lineage.stdout
+    assert "the-cto" not in lineage.stdout and "signed off" not in lineage.stdout
+    assert (
+        f"WARNING: the promotion ledger does not verify: version {forged} is tagged thaw.approval='approved', "
+        "but the ledger leaves it pending: the tag was written outside thaw"
+    ) in lineage.stderr
+    assert models.returncode == 0, models.stderr[-2000:]
+    rows = {line.split()[1]: line.split()[-1] for line in models.stdout.splitlines() if line.startswith(MODEL)}
+    assert rows["v1"] == "approved" and rows[f"v{rejected}"] == "rejected" and rows[f"v{forged}"] == "pending"
+    assert f"WARNING: the ledger of {MODEL} does not verify" in models.stderr
+    assert f"version {rejected} was rejected" in verdict.reasons, verdict.reasons
+    assert approve.returncode != 0 and "the ledger does not verify, so an approval is refused" in approve.stderr
+    assert f"version {rejected} is tagged thaw.approval='pending', but the ledger leaves it rejected" in approve.stderr
+    assert client.get_registered_model(MODEL).aliases["champion"] == "1"
+
+
 def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):
     cfg, _, _ = registry
     port = free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from thaw.approval_record import ENTRY_TAG, Decision
 from thaw.ledger import (
     GENESIS,
     HEAD_TAG,
@@ -136,9 +137,10 @@ def test_rollbacks_pop_the_history_and_refusals_move_nothing():
 
 def test_a_version_citing_a_deleted_entry_is_reported():
     ledger = promoted_twice()
-    cited = json.loads(ledger.tags[ledger.keys()[2]])["digest"]
-    assert verify(ledger.tags, "2", {"1": cited}).ok
-    assert any("version 1 cites" in p for p in verify(ledger.tags, "2", {"1": "f" * 64}).problems)
+    approval = json.loads(ledger.tags[ledger.keys()[2]])  # v1's approval, as its version tags copy it
+    tags = Decision("approved", approval).tags()
+    assert verify(ledger.tags, "2", {"1": tags}).ok
+    assert any("version 1 cites" in p for p in verify(ledger.tags, "2", {"1": tags | {ENTRY_TAG: "f" * 64}}).problems)
 
 
 def test_a_tag_that_is_not_an_entry_is_reported():
