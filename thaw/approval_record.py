@@ -14,7 +14,7 @@ Pure functions; ``thaw.ledger.verify`` calls them with the registry's tags.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,22 +57,28 @@ class Decision:
         return tags
 
 
-def decisions(entries: Iterable[Mapping[str, Any]]) -> dict[str, Decision]:
-    """Each version's approval state after the ledger's applied operations, in the order
-    they completed: pending once registered, then approved or rejected by the last applied
-    approval or rejection. Refused and not-applied operations change nothing. ``entries``:
-    the chain in order, without entries whose signature does not hold."""
+def applied(entries: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """The intents of the operations that took effect on a version, in the order they
+    completed (refused and not-applied ones, and any naming no version, left out).
+    ``entries``: the chain in order, without entries whose signature does not hold."""
     entries = list(entries)
     intents = {e.get("op"): e for e in entries if e.get("phase") == "intent"}
-    out: dict[str, Decision] = {}
     for e in entries:
         if e.get("phase") != "completion" or e.get("outcome") != "applied":
             continue
         intent = intents.get(e.get("op"))
-        if intent is None or intent.get("action") not in STATE_AFTER or not is_version(intent.get("version")):
-            continue
-        state = STATE_AFTER[intent["action"]]
-        out[intent["version"]] = Decision(state, None if state == PENDING else intent)
+        if intent is not None and is_version(intent.get("version")):
+            yield intent
+
+
+def decisions(entries: Iterable[Mapping[str, Any]]) -> dict[str, Decision]:
+    """Each version's approval state after the ledger's applied operations: pending once
+    registered, then approved or rejected by the last applied approval or rejection."""
+    out: dict[str, Decision] = {}
+    for intent in applied(entries):
+        state = STATE_AFTER.get(intent.get("action"))
+        if state is not None:
+            out[intent["version"]] = Decision(state, None if state == PENDING else intent)
     return out
 
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from thaw.approval_record import ENTRY_TAG, Decision, decisions, is_version, tag_problems
+from thaw.approval_record import ENTRY_TAG, Decision, applied, decisions, is_version, tag_problems
 from thaw.shown import md_text
 
 if TYPE_CHECKING:
@@ -264,18 +264,33 @@ def replay_champion(entries: list[dict[str, Any]]) -> tuple[str | None, tuple[st
     return (stack[-1] if stack else None), tuple(stack)
 
 
+def replay_challenger(entries: list[dict[str, Any]]) -> str | None:
+    """The challenger the applied operations leave: set by a registration, taken off by
+    the approval or rejection of the version it is on."""
+    challenger = None
+    for intent in applied(entries):
+        if intent["action"] == "register":
+            challenger = intent["version"]
+        elif intent["action"] in ("approve", "reject") and challenger == intent["version"]:
+            challenger = None
+    return challenger
+
+
 def verify(
     tags: Mapping[str, str],
     champion_alias: str | None,
     version_tags: Mapping[str, Mapping[str, str]] | None = None,
     approvers: Approvers | None = None,
     model: str = "",
+    challenger_alias: str | None = None,
 ) -> LedgerReport:
-    """Check the chain, the head anchor, long reasons, the champion alias against the
-    replay, each version's approval tags against the ledger's decision of it
+    """Check the chain, the head anchor, long reasons, the aliases against the replay,
+    each version's approval tags against the ledger's decision of it
     (``thaw.approval_record``) and, given the ``approvers`` file, every entry's signature
     and permission (entries up to the file's adopted unsigned history of ``model``
-    excepted). ``version_tags`` maps a version to its ``thaw.approval*`` tags."""
+    excepted). ``version_tags`` maps a version to its ``thaw.approval*`` tags; given it,
+    ``challenger_alias`` (read with them) is checked too. None: the versions were not
+    read, and neither is checked."""
     entries, problems = read_entries(tags)
     ordered, chain_problems = order_chain(entries)
     problems += chain_problems
@@ -304,7 +319,14 @@ def verify(
             "the alias was moved outside thaw"
         )
     decided = decisions(trusted)
-    problems += _approval_tag_problems(version_tags or {}, decided, {e["digest"] for e in ordered}, open_ops)
+    if version_tags is not None:
+        problems += _approval_tag_problems(version_tags, decided, {e["digest"] for e in ordered}, open_ops)
+        challenger = replay_challenger(trusted)
+        if not open_ops and challenger != challenger_alias:
+            problems.append(
+                f"the challenger alias is on {_v(challenger_alias)} but the ledger leaves {_v(challenger)}: "
+                "the alias was moved outside thaw"
+            )
     problems, acknowledged = _acknowledged(ordered, problems)
     return LedgerReport(
         tuple(ordered),

@@ -72,8 +72,10 @@ def report_of(rm, versions, approvers: Approvers | None) -> LedgerReport:
     approval_tags = {
         str(mv.version): {k: v for k, v in mv.tags.items() if k.startswith(APPROVAL_TAG)} for mv in versions
     }
-    champion = (rm.aliases or {}).get("champion")
-    return verify(rm.tags, str(champion) if champion is not None else None, approval_tags, approvers, rm.name)
+    aliases = {alias: str(version) for alias, version in (rm.aliases or {}).items()}
+    return verify(
+        rm.tags, aliases.get("champion"), approval_tags, approvers, rm.name, challenger_alias=aliases.get("challenger")
+    )
 
 
 def append(

@@ -274,6 +274,7 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
     assert f"version {rejected} was rejected" in verdict.reasons, verdict.reasons
     assert approve.returncode != 0 and "the ledger does not verify, so an approval is refused" in approve.stderr
     assert f"version {rejected} is tagged thaw.approval='pending', but the ledger leaves it rejected" in approve.stderr
+    assert f"the challenger alias is on v{rejected} but the ledger leaves v{forged}" in approve.stderr
     assert client.get_registered_model(MODEL).aliases["champion"] == "1"
 
 

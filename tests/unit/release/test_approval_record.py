@@ -33,7 +33,7 @@ def _registry() -> tuple[Ledger, dict[str, dict[str, str]]]:
 
 def test_tags_as_thaw_writes_them_verify_and_the_ledger_says_each_version_s_state():
     ledger, tags = _registry()
-    report = verify(ledger.tags, "1", tags)
+    report = verify(ledger.tags, "1", tags, challenger_alias="4")
     assert report.ok, report.problems
     states = {v: report.decision(v).state for v in "1234"}
     assert states == {"1": "approved", "2": "rejected", "3": "pending", "4": "pending"}
@@ -48,27 +48,27 @@ def test_tags_as_thaw_writes_them_verify_and_the_ledger_says_each_version_s_stat
             "4",
             {APPROVAL_TAG: "approved", "thaw.approval.by": "cto"},
             "version 4 is tagged thaw.approval='approved', but the ledger leaves it pending",
-        ),  # noqa: E501
+        ),
         (
             "3",
             {APPROVAL_TAG: "approved"},
             "version 3 is tagged thaw.approval='approved', but the ledger leaves it pending",
-        ),  # noqa: E501
+        ),
         (
             "2",
             {APPROVAL_TAG: "pending"},
             "version 2 is tagged thaw.approval='pending', but the ledger leaves it rejected",
-        ),  # noqa: E501
+        ),
         (
             "1",
             {APPROVAL_TAG: "rejected"},
             "version 1 is tagged thaw.approval='rejected', but the ledger leaves it approved",
-        ),  # noqa: E501
+        ),
         (
             "1",
             {"thaw.approval.by": "cto"},
             "version 1's tag thaw.approval.by reads 'cto', but the ledger entry that approved it",
-        ),  # noqa: E501
+        ),
         ("2", {"thaw.approval.reason": "fine\nreally"}, "version 2's tag thaw.approval.reason reads 'fine\\nreally'"),
         ("1", {"thaw.approval.forced": "true"}, "version 1's tag thaw.approval.forced reads 'true'"),
     ],
@@ -76,7 +76,7 @@ def test_tags_as_thaw_writes_them_verify_and_the_ledger_says_each_version_s_stat
 def test_an_approval_tag_edited_outside_thaw_is_a_problem(version, edit, expected):
     ledger, tags = _registry()
     tags[version] = tags[version] | edit
-    problems = verify(ledger.tags, "1", tags).problems
+    problems = verify(ledger.tags, "1", tags, challenger_alias="4").problems
     assert any(p.startswith(expected) for p in problems), problems
 
 
@@ -85,7 +85,7 @@ def test_a_version_citing_another_version_s_approval_is_a_problem():
     but it decided v1."""
     ledger, tags = _registry()
     tags["4"] = dict(tags["1"])
-    problems = verify(ledger.tags, "1", tags).problems
+    problems = verify(ledger.tags, "1", tags, challenger_alias="4").problems
     assert problems == ("version 4 is tagged thaw.approval='approved', but the ledger leaves it pending: "
                         "the tag was written outside thaw",)  # fmt: skip
 
@@ -93,10 +93,10 @@ def test_a_version_citing_another_version_s_approval_is_a_problem():
 def test_a_removed_state_tag_reads_pending_so_only_a_decided_version_misses_it():
     ledger, tags = _registry()
     tags["4"], tags["3"] = {}, {}
-    assert verify(ledger.tags, "1", tags).ok
+    assert verify(ledger.tags, "1", tags, challenger_alias="4").ok
     del tags["2"][APPROVAL_TAG]
     assert (
-        verify(ledger.tags, "1", tags)
+        verify(ledger.tags, "1", tags, challenger_alias="4")
         .problems[0]
         .startswith("version 2 is tagged thaw.approval='pending', but the ledger leaves it rejected")
     )
@@ -108,7 +108,7 @@ def test_an_interrupted_decision_leaves_half_written_tags_to_the_open_operation(
     ledger, tags = _registry()
     intent = ledger.operation("h", "approve", "4", outcome=None)
     tags["4"] = {APPROVAL_TAG: "approved", ENTRY_TAG: intent["digest"]}
-    report = verify(ledger.tags, "1", tags)
+    report = verify(ledger.tags, "1", tags, challenger_alias="4")
     assert report.ok and [o.op for o in report.open_operations] == ["h"]
     assert report.decision("4").state == "pending"
     ledger.write(completion_fields(intent, "applied", champion_after="4"))
@@ -121,10 +121,24 @@ def test_the_last_applied_decision_stands_and_a_re_registration_reads_pending():
     ledger, _ = _registry()
     assert decisions(verify(ledger.tags, "1").entries)["2"].state == "rejected"
     ledger.operation("i", "register", "2")
-    report = verify(ledger.tags, "1", {"2": {APPROVAL_TAG: "pending"}})
+    report = verify(ledger.tags, "1", {"2": {APPROVAL_TAG: "pending"}}, challenger_alias="2")
     assert report.ok and report.decision("2") == Decision("pending")
 
 
 def test_a_long_value_is_quoted_short():
     problems = tag_problems("7", {APPROVAL_TAG: "approved" + "x" * 100_000}, None)
     assert len(problems) == 1 and len(problems[0]) < 250 and "..." in problems[0]
+
+
+def test_a_challenger_alias_moved_outside_thaw_is_a_problem_and_a_decision_takes_it_off():
+    """A registration makes a version challenger; its approval or rejection takes the alias
+    off. Put back on a rejected version (or moved at all) outside thaw, it is reported."""
+    ledger, tags = _registry()
+    assert verify(ledger.tags, "1", tags, challenger_alias="2").problems == (
+        "the challenger alias is on v2 but the ledger leaves v4: the alias was moved outside thaw",
+    )
+    assert not verify(ledger.tags, "1", tags, challenger_alias=None).ok
+    ledger.operation("h", "reject", "4")
+    tags["4"] = Decision("rejected", verify(ledger.tags, "1").entries[-2]).tags()
+    assert verify(ledger.tags, "1", tags, challenger_alias=None).ok
+    assert verify(ledger.tags, "1").ok  # versions not read: neither their tags nor the challenger are checked
