@@ -12,28 +12,39 @@ from thaw_cli.common import config_from_args, say
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """Every version with its aliases, and its rung, test accuracy and approval state as
+    the run and the ledger recorded them (not as the version's tags say)."""
     from tasks.release.ledger import report_of
     from tasks.tracking.client import client_for
     from tasks.tracking.identity import team_approvers
+    from tasks.tracking.run_record import recorded_summaries
 
     cfg = config_from_args(args)
     client, approvers = client_for(cfg), team_approvers(cfg)
-    rows, unverified = [], {}
-    for rm in client.search_registered_models():
-        versions = client.search_model_versions(f"name='{rm.name}'")
+    rows, unverified, edited = [], {}, []
+    registered = [(rm, client.search_model_versions(f"name='{rm.name}'")) for rm in client.search_registered_models()]
+    recorded = recorded_summaries(client, (mv.run_id for _, versions in registered for mv in versions))
+    for rm, versions in registered:
         ledger = report_of(client.get_registered_model(rm.name), versions, approvers)
         if ledger.problems:
             unverified[rm.name] = len(ledger.problems)
         for mv in versions:
             decided = ledger.decision(mv.version)  # the approval state the ledger records, not the tag's
+            run = recorded.get(mv.run_id, {})
+            shown = {tag: run.get(tag) or mv.tags.get(tag, "") for tag in ("thaw.rung", "thaw.test_accuracy")}
+            edited += [
+                f"{rm.name} v{mv.version}: tag {tag} reads {mv.tags.get(tag)!r:.40}, but its run logged {value!r}"
+                for tag, value in shown.items()
+                if run.get(tag) is not None and mv.tags.get(tag) != value
+            ]
             rows.append(
                 {
                     "name": rm.name,
                     "version": mv.version,
                     "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
-                    "rung": mv.tags.get("thaw.rung", ""),
+                    "rung": shown["thaw.rung"],
                     "approval": decided.state if decided else "",
-                    "test_accuracy": mv.tags.get("thaw.test_accuracy", ""),
+                    "test_accuracy": shown["thaw.test_accuracy"],
                     "run_id": mv.run_id,
                 }
             )
@@ -48,6 +59,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f"{r['name']:<28} v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {r['rung']:<8} "
                 f"acc={r['test_accuracy'] or '-':<7} {r['approval'] or '-'}"
             )
+    for line in edited:
+        say(f"WARNING: {line} (thaw lineage shows the run's record)", file=sys.stderr)
     for name, count in unverified.items():
         say(
             f"WARNING: the ledger of {name} does not verify ({count} problems): thaw ledger {name} --verify",

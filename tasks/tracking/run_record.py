@@ -12,6 +12,8 @@ reported too: the record then says two things.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tasks.tracking.dataset_inputs import quoted_tag
@@ -20,6 +22,8 @@ from tasks.tracking.dataset_inputs import quoted_tag
 PARAM_TAGS = {"thaw.rung": "rung", "thaw.transfer.method": "rung.method"}
 # version tag -> the run's metric (the tag holds it with 4 decimals)
 METRIC_TAGS = {"thaw.test_accuracy": "test_accuracy", "thaw.test_macro_f1": "test_macro_f1"}
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # as MLflow makes them; a version's run id is registry input
+SEARCH_CHUNK = 100  # run ids per search
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,31 @@ def logged_values(client, run_id: str, metric: str) -> list[str]:
     """Every distinct value run ``run_id`` logged for ``metric``, with 4 decimals, sorted
     (one value: the record is single; none: the run logged no such metric)."""
     return sorted({f"{m.value:.4f}" for m in client.get_metric_history(run_id, metric)})
+
+
+def recorded_summaries(client, run_ids: Iterable[str]) -> dict[str, dict[str, str | None]]:
+    """What each run recorded for the summary tags (run id -> tag -> value; metrics with 4
+    decimals, the last value logged), for listings: one search per 100 runs in place of a
+    read per version. A run's metric history (``read_run_record``) is not read here. Run
+    ids that are not 32 hex digits are not searched: they would become filter text."""
+    from mlflow.entities import ViewType
+
+    ids = sorted({run_id for run_id in run_ids if run_id and RUN_ID.fullmatch(run_id)})
+    if not ids:
+        return {}
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    out: dict[str, dict[str, str | None]] = {}
+    for start in range(0, len(ids), SEARCH_CHUNK):
+        chunk = ids[start : start + SEARCH_CHUNK]
+        found = client.search_runs(
+            experiments,
+            filter_string="attributes.run_id IN (" + ", ".join(f"'{run_id}'" for run_id in chunk) + ")",
+            run_view_type=ViewType.ALL,
+            max_results=len(chunk),
+        )
+        for run in found:
+            params, metrics = run.data.params, run.data.metrics
+            out[run.info.run_id] = {tag: params.get(param) for tag, param in PARAM_TAGS.items()} | {
+                tag: f"{metrics[metric]:.4f}" if metric in metrics else None for tag, metric in METRIC_TAGS.items()
+            }
+    return out

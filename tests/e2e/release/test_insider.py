@@ -204,6 +204,7 @@ def test_a_score_or_rung_rewritten_in_a_tag_is_not_what_the_approver_reads(regis
     for key, value in written.items():
         client.set_model_version_tag(MODEL, version, key, value)
     proc = _thaw(["lineage", f"{MODEL}/{version}"], tmp_path, cfg)
+    models = _thaw(["models"], tmp_path, cfg)
     form = approval_description(cfg, RegisteredVersion(MODEL, version, "challenger", mv.run_id), datetime.now(UTC))
     verdict = preview_gate(cfg, MODEL, version)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -213,6 +214,10 @@ def test_a_score_or_rung_rewritten_in_a_tag_is_not_what_the_approver_reads(regis
         proc.stderr
     )
     assert any("lineage: tag thaw.rung reads 'full'" in r for r in verdict.reasons), verdict.reasons
+    assert models.returncode == 0, models.stderr[-2000:]
+    row = next(line.split() for line in models.stdout.splitlines() if line.split()[:2] == [MODEL, f"v{version}"])
+    assert row[3:5] == [original["thaw.rung"], f"acc={original['thaw.test_accuracy']}"], row  # the run's
+    assert f"WARNING: {MODEL} v{version}: tag thaw.test_accuracy reads '0.9990', but its run logged" in models.stderr
     rendered = MarkdownIt("commonmark", {"html": True}).render(form)
     assert rendered.count("The gate would") == 2  # the gate's own line, and the tag's words as text
     assert rendered.count("<strong>The gate would") == 1 and "<strong>The gate would REFUSE" in rendered
