@@ -226,22 +226,56 @@ def fit_adapted_rung(
     ``threads``: the intra-op threads the fit may use, asked again after every epoch
     (fits sharing the cores: ``tasks.ladder.fold_pool``); None: every usable core."""
     from thaw.distributed import is_main_process
-    from thaw.modeling import encode_texts, numeric_precision
-    from thaw.rung_methods.phases import FitState
     from thaw.trainer import predict_log_probabilities
 
-    ladder, method = cfg.training.ladder, rung_method(fit.rung)
     device, ref, tokenizer, model, surface, base = _prepare(fit, labels, cfg, threads() if threads else None)
     if threads is not None:
         on_epoch_end = _also_rethread(on_epoch_end, threads)
+    state = _fit_state(fit, curated, labels, cfg, (device, ref, tokenizer, model), on_epoch_end)
+    # as configured: phases may add rows (label names) and change the rate (end to end)
+    train, rates = state.train, {"learning_rate": state.learning_rate, "layer_decay": state.layer_decay}
+    started = time.perf_counter()
+    for phase in rung_method(fit.rung).phases:
+        phase.run(state)
+    seconds = time.perf_counter() - started
+    val, predictions, log_probabilities = state.validation, np.asarray([]), None
+    if val:
+        replayed = state.prefixes[1]  # the validation rows' frozen-block states, when a phase replayed them
+        log_probabilities = predict_log_probabilities(model, tokenizer, state.validation_encoded, 64, device, replayed)
+        predictions = np.asarray(labels)[log_probabilities.argmax(1)]
+    movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
+    if fit.out_dir is not None and is_main_process():
+        save_adapted_model(model, surface, labels, _saved_meta(fit, cfg, ref, surface, state), fit.out_dir)
+    metrics = score_predictions(val.labels, predictions, labels, cfg) if val else {}
+    head_params = sum(p.numel() for p in model.head.parameters())
+    return TrainedRung(
+        fit.rung,
+        fit.out_dir,
+        metrics,
+        tuple(predictions),
+        surface.trainable_backbone + head_params,
+        _rung_details(fit, cfg, surface, state, rates, seconds, movement),
+        # a fold's (no model kept) for its log-loss; a kept model's validation needs none
+        validation_log_probabilities=log_probabilities if fit.out_dir is None else None,
+    )
+
+
+def _fit_state(
+    fit: AdaptedFit, curated: DatasetVersion, labels: tuple[str, ...], cfg: ThawConfig, prepared, on_epoch_end
+):
+    """The fit's rows read and encoded, its learning rate, loop and checkpoint, and where
+    its phases find the frozen blocks' states of its rows (``rows_prefix``, cached per
+    rows and backbone)."""
+    from thaw.modeling import encode_texts, numeric_precision
+    from thaw.rung_methods.phases import FitState
+
+    device, ref, tokenizer, model = prepared
+    ladder, method = cfg.training.ladder, rung_method(fit.rung)
     train = fit.train.read(curated, cfg.root)
     val = fit.validation.read(curated, cfg.root) if fit.validation else None
     encode = lambda texts: encode_texts(tokenizer, texts, cfg.backbone.max_length)  # noqa: E731
-    train_enc, val_enc = encode(train.texts), encode(val.texts) if val else None
     lr, decay = method.learning_rate(ladder)
-    loop_cfg = method.loop(ladder)
     key = checkpoint_key(cfg, fit, curated, ref.revision, numeric_precision(device))
-    checkpoint = cfg.state_path / "checkpoints" / key
     state = FitState(
         model,
         tokenizer,
@@ -250,12 +284,12 @@ def fit_adapted_rung(
         labels,
         train,
         val,
-        train_enc,
-        val_enc,
+        encode(train.texts),
+        encode(val.texts) if val else None,
         lr,
         decay,
-        loop_cfg,
-        checkpoint,
+        method.loop(ladder),
+        cfg.state_path / "checkpoints" / key,
         fit.select_epoch,
         on_epoch_end,
         fit.deadline,
@@ -269,39 +303,37 @@ def fit_adapted_rung(
         )
 
     state.prefix_source = prefix_source
-    started = time.perf_counter()
-    for phase in method.phases:
-        phase.run(state)
-    outcome = state.outcome
-    seconds = time.perf_counter() - started
-    names = np.asarray(labels)
-    val_prefix = state.prefixes[1]  # the frozen blocks' states of the validation rows, when a phase replayed them
-    predictions, log_probabilities = np.asarray([]), None
-    if val:
-        log_probabilities = predict_log_probabilities(model, tokenizer, val_enc, 64, device, val_prefix)
-        predictions = names[log_probabilities.argmax(1)]
-    movement = _movement(model, base, tokenizer, val or train, cfg, device) if base is not None else None
-    if fit.out_dir is not None and is_main_process():
-        meta = {
-            "rung": fit.rung,
-            "method": surface.method,
-            "kind": "adapted_encoder",
-            "backbone": json.loads(ref.to_json()),
-            "pooling": cfg.backbone.pooling,
-            "max_length": cfg.backbone.max_length,
-            "input_form": input_form(cfg.curation.pii),
-            "best_epoch": outcome.best_epoch + 1,
-            "trainable_backbone_parameters": surface.trainable_backbone,
-            "backbone_parameters": surface.total_backbone,
-            "trained_on": list(fit.train.splits),
-        }
-        save_adapted_model(model, surface, labels, meta, fit.out_dir)
-    metrics = score_predictions(val.labels, predictions, labels, cfg) if val else {}
-    details = RungDetails(
-        method=method.describe(surface.method, ladder),
+    return state
+
+
+def _saved_meta(fit: AdaptedFit, cfg: ThawConfig, ref, surface, state) -> dict:
+    """``model.json`` of a kept model: what it is, what it reads and what it trained on."""
+    return {
+        "rung": fit.rung,
+        "method": surface.method,
+        "kind": "adapted_encoder",
+        "backbone": json.loads(ref.to_json()),
+        "pooling": cfg.backbone.pooling,
+        "max_length": cfg.backbone.max_length,
+        "input_form": input_form(cfg.curation.pii),
+        "best_epoch": state.outcome.best_epoch + 1,
+        "trainable_backbone_parameters": surface.trainable_backbone,
+        "backbone_parameters": surface.total_backbone,
+        "trained_on": list(fit.train.splits),
+    }
+
+
+def _rung_details(
+    fit: AdaptedFit, cfg: ThawConfig, surface, state, rates: dict, seconds: float, movement
+) -> RungDetails:
+    """The fit as the transfer note and the run record it: its settings (``rates``: the
+    learning rate and layer decay it started with), epochs and time."""
+    outcome, ladder = state.outcome, cfg.training.ladder
+    return RungDetails(
+        method=rung_method(fit.rung).describe(surface.method, ladder),
         frozen=surface.frozen,
         trainable_fraction_of_backbone=surface.fraction,
-        settings={"learning_rate": lr, "layer_decay": decay, "epochs": state.loop.epochs, **state.settings},
+        settings={**rates, "epochs": state.loop.epochs, **state.settings},
         history=tuple(EpochRecord(h["epoch"] + 1, h["train_loss"], h["validation_metric"]) for h in outcome.history),
         epochs_run=outcome.epochs_run,
         epochs_within_budget=outcome.planned_epochs if outcome.planned_epochs < state.loop.epochs else None,
@@ -312,17 +344,6 @@ def fit_adapted_rung(
         training_gflop=float(f"{state.training_flops / 1e9:.4g}"),
         movement=movement,
         trained_on=fit.train.splits,
-    )
-    head_params = sum(p.numel() for p in model.head.parameters())
-    return TrainedRung(
-        fit.rung,
-        fit.out_dir,
-        metrics,
-        tuple(predictions),
-        surface.trainable_backbone + head_params,
-        details,
-        # a fold's (no model kept) for its log-loss; a kept model's validation needs none
-        validation_log_probabilities=log_probabilities if fit.out_dir is None else None,
     )
 
 
