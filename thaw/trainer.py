@@ -222,7 +222,7 @@ def train_loop(
     Data-parallel under a launcher: each process takes its share of every epoch's batches."""
     import torch
 
-    from thaw.distributed import agree, average_gradients, barrier, is_main_process, shard
+    from thaw.distributed import agree, barrier, is_main_process, shard
     from thaw.time_budget import epochs_within
 
     torch.manual_seed(seed)
@@ -267,25 +267,12 @@ def train_loop(
                 # before most of the first epoch: its steps' pace, so the decay can be aimed in time
                 replan(epoch + probe / steps_per_epoch, (time.monotonic() - epoch_started) / probe * steps_per_epoch)
             step_started = time.perf_counter()
-            loss = plan.loss(model, idx)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            average_gradients(trainable)
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))  # waits for the device: the step's time is whole
+            losses.append(_step(model, plan, idx, optimizer, scheduler, trainable, cfg.max_grad_norm))
             steps, step_seconds = steps + 1, step_seconds + time.perf_counter() - step_started
             tokens += plan.tokens(idx)
             progress()
-        metric = plan.evaluate(model) if plan.evaluate else None
-        meta["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_metric": metric})
-        if metric is None or metric > meta["best_metric"]:
-            meta.update(best_metric=metric if metric is not None else -1.0, best_epoch=epoch, bad_epochs=0)
+        if _record_epoch(meta, epoch, losses, plan.evaluate(model) if plan.evaluate else None):
             best = trainable_state(model)
-        else:
-            meta["bad_epochs"] += 1
-        meta["epoch"] = epoch
         epoch_seconds.append(time.monotonic() - epoch_started)
         if deadline is not None:  # the epochs' own pace, validation included
             replan(epoch + 1, sum(epoch_seconds) / len(epoch_seconds))
@@ -301,6 +288,36 @@ def train_loop(
     return TrainOutcome(
         best_metric, best_epoch, epochs_run, resumed, meta["history"], steps, step_seconds, tokens, planned
     )
+
+
+def _step(model, plan: TrainPlan, idx: list[int], optimizer, scheduler, trainable: list, max_grad_norm: float) -> float:
+    """One optimiser step on batch ``idx``: the loss's gradients, averaged across processes
+    under a launcher, clipped and applied; the loss."""
+    import torch
+
+    from thaw.distributed import average_gradients
+
+    loss = plan.loss(model, idx)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(trainable)
+    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())  # waits for the device: the step's time is whole
+
+
+def _record_epoch(meta: dict, epoch: int, losses: list[float], metric: float | None) -> bool:
+    """The epoch's mean loss and validation score in ``meta``'s history; whether it is the
+    best so far (without validation, every epoch is: the last is kept), else one more
+    epoch without gain towards the patience."""
+    meta["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_metric": metric})
+    meta["epoch"] = epoch
+    if metric is None or metric > meta["best_metric"]:
+        meta.update(best_metric=metric if metric is not None else -1.0, best_epoch=epoch, bad_epochs=0)
+        return True
+    meta["bad_epochs"] += 1
+    return False
 
 
 def classification_plan(
