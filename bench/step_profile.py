@@ -6,7 +6,7 @@ The few-shot rung's folds each run on one thread, two at once on a 2-core machin
 (``tasks.ladder.fold_pool``), so this is the unit their time is made of. The step is
 thaw's own: the contrastive plan (``thaw.trainer.contrastive_plan``, a class-balanced
 batch of 16 CLINC150 intents x 4 training queries, packed) on the real MiniLM with its
-word embeddings frozen, and the loop's optimiser step (``thaw.trainer._step``).
+word embeddings frozen, and the loop's optimiser step (``thaw.trainer.optimiser_step``).
 
     python -m bench.step_profile [--steps 20]
 
@@ -60,7 +60,7 @@ def run(steps: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from thaw.modeling import autocast_dtype, configure_threads
-    from thaw.trainer import _step
+    from thaw.trainer import optimiser_step
 
     configure_threads(1)
     dtype = autocast_dtype(torch.device("cpu"))
@@ -70,7 +70,7 @@ def run(steps: int) -> dict:
     model.train()
 
     def step() -> None:
-        _step(model, plan, batch, optimizer, scheduler, trainable, 1.0)
+        optimiser_step(model, plan, batch, optimizer, scheduler, trainable, 1.0)
 
     seconds = median_seconds(step, repeats=steps, warmup=3)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -105,9 +105,8 @@ def main() -> None:
     print(f"one few-shot step, one thread, {r['precision']} (CLINC150, 16 intents x 4 queries, packed)")
     print(f"  {r['precision']} matmul 2048^3 on this thread   {r['peak_one_thread_gflops']:.1f} GFLOP/s")
     print(f"  step (median of {args.steps})                  {r['step_ms']:.0f} ms, {r['step_gflops']:.1f} GFLOP/s")
-    print(
-        f"  in matrix products                  {r['products_share']:.1%} of the step, at {r['products_gflops']:.1f} GFLOP/s"
-    )  # noqa: E501
+    products = f"{r['products_share']:.1%} of the step, at {r['products_gflops']:.1f} GFLOP/s"
+    print(f"  in matrix products                  {products}")
     others = ", ".join(f"{name} {part:.1%}" for name, part in r["largest_other"])
     print(f"  largest of the rest                 {others}")
     bound = 1 / r["products_share"]

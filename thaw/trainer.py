@@ -267,7 +267,7 @@ def train_loop(
                 # before most of the first epoch: its steps' pace, so the decay can be aimed in time
                 replan(epoch + probe / steps_per_epoch, (time.monotonic() - epoch_started) / probe * steps_per_epoch)
             step_started = time.perf_counter()
-            losses.append(_step(model, plan, idx, optimizer, scheduler, trainable, cfg.max_grad_norm))
+            losses.append(optimiser_step(model, plan, idx, optimizer, scheduler, trainable, cfg.max_grad_norm))
             steps, step_seconds = steps + 1, step_seconds + time.perf_counter() - step_started
             tokens += plan.tokens(idx)
             progress()
@@ -290,7 +290,9 @@ def train_loop(
     )
 
 
-def _step(model, plan: TrainPlan, idx: list[int], optimizer, scheduler, trainable: list, max_grad_norm: float) -> float:
+def optimiser_step(
+    model, plan: TrainPlan, idx: list[int], optimizer, scheduler, trainable: list, max_grad_norm: float
+) -> float:
     """One optimiser step on batch ``idx``: the loss's gradients, averaged across processes
     under a launcher, clipped and applied; the loss."""
     import torch
