@@ -147,6 +147,18 @@ class LedgerReport:
     signed: bool = False  # signatures were checked against an approvers file
     # each version's approval state by the ledger's applied operations (thaw.approval_record)
     decisions: Mapping[str, Decision] = field(default_factory=dict)
+    challenger: str | None = None  # replayed from applied completions, as the champion
+
+    def backs(self, alias: str, version: str | None) -> bool:
+        """Whether the ledger puts ``alias`` (champion or challenger) on ``version``: its
+        replay does, or an operation still open was moving it there (the next operation
+        completes it). Only when the ledger verifies."""
+        if self.problems:
+            return False
+        moving = {"champion": ("approve", "rollback"), "challenger": ("register",)}[alias]
+        replayed = self.champion if alias == "champion" else self.challenger
+        opened = {o.intent.get("version") for o in self.open_operations if o.action in moving}
+        return version == replayed or version in opened
 
     def decision(self, version: str) -> Decision | None:
         """``version``'s approval as the ledger records it; None: never registered through it."""
@@ -318,10 +330,9 @@ def verify(
             f"the champion alias is on {_v(champion_alias)} but the ledger leaves {_v(champion)}: "
             "the alias was moved outside thaw"
         )
-    decided = decisions(trusted)
+    decided, challenger = decisions(trusted), replay_challenger(trusted)
     if version_tags is not None:
         problems += _approval_tag_problems(version_tags, decided, {e["digest"] for e in ordered}, open_ops)
-        challenger = replay_challenger(trusted)
         if not open_ops and challenger != challenger_alias:
             problems.append(
                 f"the challenger alias is on {_v(challenger_alias)} but the ledger leaves {_v(challenger)}: "
@@ -337,6 +348,7 @@ def verify(
         history,
         approvers is not None,
         decided,
+        challenger,
     )
 
 

@@ -147,7 +147,18 @@ class ServingPlans:
         if champion is None:
             raise UserError(f"{self.name} has no champion to serve: approve a version first (`thaw approve`)")
         challenger = alias_version(self.client, self.name, CHALLENGER) if self.mode in ("shadow", "canary") else None
+        self._require_backed(champion, challenger)
         return champion, challenger
+
+    def _require_backed(self, champion: str, challenger: str | None) -> None:
+        """What is served is what was approved: UserError at start (nothing is served) and
+        on a refresh (the pair being served stays) when an alias is not where the ledger
+        puts it."""
+        from tasks.release.ledger import require_backed
+        from tasks.tracking.identity import team_approvers
+
+        aliases = {"champion": champion} | ({"challenger": challenger} if challenger else {})
+        require_backed(self.client, self.name, team_approvers(self.cfg), aliases, f"thaw serve {self.name}/N")
 
     def write(self, pair: tuple[str | None, str | None]) -> None:
         from tasks.release.stored_model import check_stored_files, verified_model_dir

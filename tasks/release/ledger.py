@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.release.promotion_lock import PromotionLock
 from tasks.tracking.identity import Identity
 from thaw.approval_record import APPROVAL_TAG
+from thaw.errors import UserError
 from thaw.ledger import (
     DESCRIPTION_LIMIT,
     HEAD_TAG,
@@ -65,6 +66,24 @@ def ledger_report(client, name: str, approvers: Approvers | None) -> LedgerRepor
     """The verified ledger of ``name`` with the registry's current champion alias, its
     signatures checked against ``approvers`` (None: no approvers file, entries unsigned)."""
     return report_of(client.get_registered_model(name), client.search_model_versions(f"name='{name}'"), approvers)
+
+
+def require_backed(client, name: str, approvers: Approvers | None, aliases: dict[str, str], by_number: str) -> None:
+    """Refuse (UserError) to act on an alias (``aliases``: alias -> the version it is on)
+    that the ledger does not put there: moved in the MLflow UI by anyone with MANAGE, or
+    read while the ledger does not verify. ``by_number``: the command that names a version
+    by number instead (``thaw serve NAME/N``)."""
+    report = ledger_report(client, name, approvers)
+    unbacked = [f"the {alias} alias is on v{v}" for alias, v in aliases.items() if not report.backs(alias, v)]
+    if unbacked:
+        replayed = {"champion": report.champion, "challenger": report.challenger}
+        leaves = ", ".join(f"{alias} {'v' + v if v else 'unset'}" for alias, v in replayed.items())
+        why = "; ".join(report.problems[:3]) or f"its replay leaves {leaves}"
+        raise UserError(
+            f"{name}: {' and '.join(unbacked)}, which the ledger does not back ({why}); thaw acts only on "
+            f"what the ledger records. See `thaw ledger {name} --verify`, or name a version by number "
+            f"(`{by_number}`)"
+        )
 
 
 def report_of(rm, versions, approvers: Approvers | None) -> LedgerReport:

@@ -259,6 +259,10 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
         client.set_registered_model_alias(MODEL, CHALLENGER, rejected)  # and made challenger again
         verdict = preview_gate(cfg, MODEL, rejected)
         approve = _thaw(["approve", MODEL, rejected, "--reason", "looks fine to me"], tmp_path, cfg)
+        (tmp_path / "in.csv").write_text("text\nI lost my card\n", encoding="utf-8")
+        files = ["--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
+        by_alias = _thaw(["predict", f"{MODEL}@challenger", *files], tmp_path, cfg)
+        by_number = _thaw(["predict", f"{MODEL}/{rejected}", *files], tmp_path, cfg)
     finally:  # the tags and the alias as thaw left them, for the tests after this one
         client.set_model_version_tag(MODEL, rejected, "thaw.approval", as_rejected["thaw.approval"])
         for key in forgery:
@@ -281,6 +285,10 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
     assert f"version {rejected} is tagged thaw.approval='pending', but the ledger leaves it rejected" in approve.stderr
     assert f"the challenger alias is on v{rejected} but the ledger leaves v{forged}" in approve.stderr
     assert client.get_registered_model(MODEL).aliases["champion"] == "1"
+    assert by_alias.returncode != 0 and f"the challenger alias is on v{rejected}, which the ledger does not back" in (
+        by_alias.stderr
+    )
+    assert by_number.returncode == 0, by_number.stderr[-2000:]  # named by number: the caller's choice
 
 
 def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):

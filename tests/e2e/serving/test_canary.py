@@ -367,3 +367,37 @@ def test_a_promotion_is_served_without_a_restart(live, tmp_path):
             time.sleep(0.5)
         assert {g["model_version"] for g in _predict(url, texts[:3])} == {version}
     assert f"aliases moved: champion v{version}" in (tmp_path / "serve.log").read_text()
+
+
+def test_a_champion_alias_moved_outside_thaw_is_not_served(live, tmp_path):
+    """Anyone with MANAGE can move the champion alias in the MLflow UI. A running `thaw
+    serve` keeps answering with the approved champion and says why; a new one refuses to
+    start; the alias put back, nothing else is needed."""
+    from tasks.tracking.client import CHAMPION, alias_version, client_for
+    from tests.projects import copy_version
+
+    cfg, config, texts, _ = live
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    settings["serving"]["alias_poll_seconds"] = 1
+    polling = tmp_path / "polling.yaml"
+    polling.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    client = client_for(cfg)
+    approved = alias_version(client, MODEL, CHAMPION)
+    unapproved = copy_version(cfg, MODEL, approved)  # registered through thaw, never approved
+    log = tmp_path / "serve.log"
+    with _serving(polling, log) as url:
+        client.set_registered_model_alias(MODEL, CHAMPION, unapproved)
+        try:
+            deadline = time.monotonic() + 60
+            while "keeps serving" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            answered = {g["model_version"] for g in _predict(url, texts[:3])}
+            served = _call(f"{url}/version")[1]["champion"]
+            second = _thaw(polling, "serve", MODEL, "--port", str(free_port()))
+        finally:
+            client.set_registered_model_alias(MODEL, CHAMPION, approved)
+    refused = f"the champion alias is on v{unapproved}, which the ledger does not back"
+    assert answered == {approved} and served == approved
+    assert f"keeps serving v{approved}: {MODEL}: {refused}" in log.read_text()
+    assert second.returncode != 0 and refused in second.stderr, second.stderr[-2000:]
+    assert f"name a version by number (`thaw serve {MODEL}/N`)" in second.stderr

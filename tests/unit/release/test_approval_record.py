@@ -142,3 +142,17 @@ def test_a_challenger_alias_moved_outside_thaw_is_a_problem_and_a_decision_takes
     tags["4"] = Decision("rejected", verify(ledger.tags, "1").entries[-2]).tags()
     assert verify(ledger.tags, "1", tags, challenger_alias=None).ok
     assert verify(ledger.tags, "1").ok  # versions not read: neither their tags nor the challenger are checked
+
+
+def test_the_ledger_backs_the_aliases_it_replays_or_an_open_operation_was_moving_and_nothing_unverified():
+    """What `thaw serve` follows: an alias the replay puts there, or one an interrupted
+    operation was moving (the next operation completes it); nothing while it does not verify."""
+    ledger, tags = _registry()
+    report = verify(ledger.tags, "1", tags, challenger_alias="4")
+    assert report.backs("champion", "1") and report.backs("challenger", "4")
+    assert not report.backs("champion", "4") and not report.backs("challenger", "2")
+    moved = verify(ledger.tags, "3", tags, challenger_alias="4")  # the champion alias moved in the UI
+    assert not moved.ok and not moved.backs("champion", "3") and not moved.backs("champion", "1")
+    intent = ledger.operation("h", "approve", "4", outcome=None)
+    report = verify(ledger.tags, "4", tags | {"4": {APPROVAL_TAG: "approved", ENTRY_TAG: intent["digest"]}})
+    assert report.backs("champion", "4") and report.backs("champion", "1") and not report.backs("champion", "3")
