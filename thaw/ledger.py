@@ -236,7 +236,15 @@ def operations(entries: list[dict[str, Any]]) -> tuple[list[Operation], list[str
     return [Operation(op, intent, done.get(op)) for op, intent in intents.items()], problems
 
 
-VERSION_FIELDS = ("version", "champion_before", "champion_after", "challenger_before", "challenger_after", "champion")
+VERSION_FIELDS = (
+    "version",
+    "champion_before",
+    "champion_after",
+    "challenger_before",
+    "challenger_after",
+    "champion",
+    "challenger",
+)
 
 
 def _version_problems(ordered: list[dict[str, Any]]) -> list[str]:
@@ -278,9 +286,19 @@ def replay_champion(entries: list[dict[str, Any]]) -> tuple[str | None, tuple[st
 
 def replay_challenger(entries: list[dict[str, Any]]) -> str | None:
     """The challenger the applied operations leave: set by a registration, taken off by
-    the approval or rejection of the version it is on."""
+    the approval or rejection of the version it is on; an acknowledgement that names a
+    challenger adopts it (older ones name none and change nothing)."""
+    adopted = {e["op"]: e for e in entries if e.get("action") == ACKNOWLEDGE and "challenger" in e}
+    applied_by_op = {intent["op"]: intent for intent in applied(entries)}
     challenger = None
-    for intent in applied(entries):
+    for e in entries:
+        if e.get("op") in adopted and e.get("phase") == "record":
+            named = e["challenger"]
+            challenger = named if is_version(named) else None
+            continue
+        intent = applied_by_op.get(e.get("op")) if e.get("phase") == "completion" else None
+        if intent is None:
+            continue
         if intent["action"] == "register":
             challenger = intent["version"]
         elif intent["action"] in ("approve", "reject") and challenger == intent["version"]:

@@ -510,8 +510,8 @@ def cosign(cfg: ThawConfig, name: str, version: str, reason: str) -> None:
 
 def acknowledge(cfg: ThawConfig, name: str, reason: str) -> list[str]:
     """Record that an approver has seen what ``verify`` reports and accepts it: those
-    problems become notes naming who acknowledged them, and the champion alias as it is
-    now is adopted. Returns the problems acknowledged."""
+    problems become notes naming who acknowledged them, and the champion and challenger
+    aliases as they are now are adopted. Returns the problems acknowledged."""
     from thaw.ledger import ACKNOWLEDGE, problem_digest
 
     _require_reason(reason, "an acknowledgement")
@@ -521,7 +521,7 @@ def acknowledge(cfg: ThawConfig, name: str, reason: str) -> list[str]:
         report = ledger_report(client, name, who.approvers)
         if not report.problems:
             return []
-        champion = alias_version(client, name, CHAMPION)
+        champion, challenger = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
         problems = list(report.problems)
         for start in range(0, len(problems), ACKNOWLEDGED_PER_ENTRY):  # each entry within a tag's limit
             part = problems[start : start + ACKNOWLEDGED_PER_ENTRY]
@@ -531,6 +531,7 @@ def acknowledge(cfg: ThawConfig, name: str, reason: str) -> list[str]:
                 "action": ACKNOWLEDGE,
                 "acknowledged": [problem_digest(p) for p in part],
                 "champion": champion,
+                "challenger": challenger,
             }
             append(client, name, lock, who, fields, reason, details={"problems": part})
     return problems

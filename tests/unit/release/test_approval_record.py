@@ -156,3 +156,19 @@ def test_the_ledger_backs_the_aliases_it_replays_or_an_open_operation_was_moving
     intent = ledger.operation("h", "approve", "4", outcome=None)
     report = verify(ledger.tags, "4", tags | {"4": {APPROVAL_TAG: "approved", ENTRY_TAG: intent["digest"]}})
     assert report.backs("champion", "4") and report.backs("champion", "1") and not report.backs("champion", "3")
+
+
+def test_an_acknowledgement_adopts_the_challenger_alias_as_it_stood():
+    """An approver who acknowledges a moved challenger alias adopts it, as for the
+    champion: the ledger then backs it. One written before acknowledgements named a
+    challenger changes nothing."""
+    from thaw.ledger import ACKNOWLEDGE, problem_digest
+
+    ledger, tags = _registry()
+    moved = verify(ledger.tags, "1", tags, challenger_alias="2")
+    record = {"op": "k", "phase": "record", "action": ACKNOWLEDGE, "champion": "1"}
+    ledger.write(record | {"acknowledged": [problem_digest(p) for p in moved.problems]})
+    assert not verify(ledger.tags, "1", tags, challenger_alias="2").backs("challenger", "2")
+    ledger.write(record | {"op": "m", "acknowledged": [], "challenger": "2"})
+    report = verify(ledger.tags, "1", tags, challenger_alias="2")
+    assert report.ok and report.backs("challenger", "2") and report.challenger == "2"
