@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from thaw.shown import quoted_tag
+
 APPROVAL_TAG = "thaw.approval"  # on a version: pending, approved or rejected
 ENTRY_TAG = "thaw.approval.entry"  # on a version: the digest of the intent entry that decided it
 PENDING = "pending"
@@ -90,7 +92,7 @@ def tag_problems(version: str, tags: Mapping[str, str], decided: Decision | None
     shown = tags.get(APPROVAL_TAG) or PENDING
     if shown != state:
         return [
-            f"version {version} is tagged {APPROVAL_TAG}={_quoted(shown)}, but the ledger leaves it {state}: "
+            f"version {version} is tagged {APPROVAL_TAG}={quoted_tag(shown)}, but the ledger leaves it {state}: "
             "the tag was written outside thaw"
         ]
     if decided is None or decided.intent is None:
@@ -100,13 +102,7 @@ def tag_problems(version: str, tags: Mapping[str, str], decided: Decision | None
         found = tags.get(tag)
         if found != expected:
             problems.append(
-                f"version {version}'s tag {tag} reads {_quoted(found)}, but the ledger entry that "
-                f"{decided.state} it ({str(decided.intent['digest'])[:12]}) says {_quoted(expected)}"
+                f"version {version}'s tag {tag} reads {quoted_tag(found)}, but the ledger entry that "
+                f"{decided.state} it ({str(decided.intent['digest'])[:12]}) says {quoted_tag(expected)}"
             )
     return problems
-
-
-def _quoted(value: str | None) -> str:
-    if value is None:
-        return "nothing"
-    return repr(value[:60] + ("..." if len(value) > 60 else ""))

@@ -64,3 +64,10 @@ def md_code(value: object, limit: int = 300) -> str:
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def quoted_tag(value: str | None, limit: int = 80) -> str:
+    """A tag value as a message shows it: quoted, cut to ``limit`` characters."""
+    if value is None:
+        return "nothing (no such tag)"
+    return repr(value if len(value) <= limit else value[:limit] + "...")

@@ -16,27 +16,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     the run and the ledger recorded them (not as the version's tags say)."""
     from tasks.release.ledger import report_of
     from tasks.tracking.client import client_for
+    from tasks.tracking.dataset_inputs import edited_tags
     from tasks.tracking.identity import team_approvers
-    from tasks.tracking.run_record import recorded_summaries
+    from tasks.tracking.run_record import recorded_summaries, recorded_values
 
     cfg = config_from_args(args)
     client, approvers = client_for(cfg), team_approvers(cfg)
     rows, unverified, edited = [], {}, []
     registered = [(rm, client.search_model_versions(f"name='{rm.name}'")) for rm in client.search_registered_models()]
-    recorded = recorded_summaries(client, (mv.run_id for _, versions in registered for mv in versions))
+    by_run = recorded_summaries(client, (mv.run_id for _, versions in registered for mv in versions))
     for rm, versions in registered:
-        ledger = report_of(client.get_registered_model(rm.name), versions, approvers)
+        ledger = report_of(rm, versions, approvers)  # a search's models carry their tags and aliases
         if ledger.problems:
             unverified[rm.name] = len(ledger.problems)
         for mv in versions:
             decided = ledger.decision(mv.version)  # the approval state the ledger records, not the tag's
-            run = recorded.get(mv.run_id, {})
+            run = by_run.get(mv.run_id, {})
             shown = {tag: run.get(tag) or mv.tags.get(tag, "") for tag in ("thaw.rung", "thaw.test_accuracy")}
-            edited += [
-                f"{rm.name} v{mv.version}: tag {tag} reads {mv.tags.get(tag)!r:.40}, but its run logged {value!r}"
-                for tag, value in shown.items()
-                if run.get(tag) is not None and mv.tags.get(tag) != value
-            ]
+            changed = edited_tags(recorded_values(run), mv.tags, "its run")
+            edited += [f"{rm.name} v{mv.version}: {line}" for line in changed]
             rows.append(
                 {
                     "name": rm.name,

@@ -13,6 +13,7 @@ from tasks.tracking.client import client_for, run_of
 from tasks.tracking.runs import TrackingRun
 from thaw.config import ThawConfig
 from thaw.datasets import SPLITS, DatasetVersion
+from thaw.shown import quoted_tag
 
 
 @functools.lru_cache(maxsize=1)
@@ -204,11 +205,7 @@ def tag_disagreements(tags: dict[str, str], logged: dict[str, dict[str, str] | N
         expected[f"thaw.{context}.{split}.md5"] = facts["md5"]
         expected[f"thaw.{context}.{split}.path"] = facts["path"]
         expected["thaw.dvc_remote" if context == "curated" else "thaw.raw.remote"] = facts["remote"]
-    problems += [
-        f"tag {key} reads {quoted_tag(tags.get(key))}, but the run logged {quoted_tag(value)}: the tag was edited"
-        for key, value in sorted(expected.items())
-        if tags.get(key) != value
-    ]
+    problems += edited_tags(expected, tags)
     raw_remotes = {f["remote"] for key, f in logged.items() if f and key.startswith("raw.")}
     if raw_remotes and (tags.get("thaw.raw.policy") == "local") != (raw_remotes == {""}):
         kept = "kept raw data local" if raw_remotes == {""} else "pushed raw data to a remote"
@@ -224,8 +221,11 @@ def tag_disagreements(tags: dict[str, str], logged: dict[str, dict[str, str] | N
     return problems
 
 
-def quoted_tag(value: str | None, limit: int = 80) -> str:
-    """A tag value as a message shows it: quoted, cut to ``limit`` characters."""
-    if value is None:
-        return "nothing (no such tag)"
-    return repr(value if len(value) <= limit else value[:limit] + "...")
+def edited_tags(expected: dict[str, str], tags: dict[str, str], logged_by: str = "the run") -> list[str]:
+    """One line for each tag of ``expected`` (tag -> what the run logged) that ``tags``
+    does not read the same, in tag order."""
+    return [
+        f"tag {key} reads {quoted_tag(tags.get(key))}, but {logged_by} logged {quoted_tag(value)}: the tag was edited"
+        for key, value in sorted(expected.items())
+        if tags.get(key) != value
+    ]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tasks.tracking.dataset_inputs import quoted_tag
+from tasks.tracking.dataset_inputs import edited_tags
 
 # version tag -> the run's param that recorded the same fact
 PARAM_TAGS = {"thaw.rung": "rung", "thaw.transfer.method": "rung.method"}
@@ -59,11 +59,13 @@ def read_run_record(client, run, tags: dict[str, str]) -> RunRecord:
             problems.append(f"the run's {metric} was logged with {len(logged)} values ({', '.join(logged[:3])})")
             contradicted.add(tag)
         values[tag] = logged[0] if len(logged) == 1 else None
-    for tag, value in values.items():
-        if value is not None and tags.get(tag) != value:
-            shown = quoted_tag(tags.get(tag))
-            problems.append(f"tag {tag} reads {shown}, but the run logged {value!r}: the tag was edited")
+    problems += edited_tags(recorded_values(values), tags)
     return RunRecord(values, tuple(problems), frozenset(contradicted))
+
+
+def recorded_values(values: dict[str, str | None]) -> dict[str, str]:
+    """The summary tags a run recorded a value for, and those values."""
+    return {tag: value for tag, value in values.items() if value is not None}
 
 
 def logged_values(client, run_id: str, metric: str) -> list[str]:
