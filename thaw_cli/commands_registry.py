@@ -19,11 +19,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     from tasks.tracking.dataset_inputs import edited_tags
     from tasks.tracking.identity import team_approvers
     from tasks.tracking.run_record import recorded_summaries, recorded_values
+    from thaw.config import MODEL_NAME
+    from thaw.shown import quoted_tag
 
     cfg = config_from_args(args)
     client, approvers = client_for(cfg), team_approvers(cfg)
     rows, unverified, edited = [], {}, []
-    registered = [(rm, client.search_model_versions(f"name='{rm.name}'")) for rm in client.search_registered_models()]
+    models = client.search_registered_models()
+    # a name is registry input: one thaw would not give (a quote, say) is not put into a filter
+    foreign = [rm.name for rm in models if not MODEL_NAME.fullmatch(rm.name)]
+    registered = [(rm, client.search_model_versions(f"name='{rm.name}'")) for rm in models if rm.name not in foreign]
     by_run = recorded_summaries(client, (mv.run_id for _, versions in registered for mv in versions))
     for rm, versions in registered:
         ledger = report_of(rm, versions, approvers)  # a search's models carry their tags and aliases
@@ -59,6 +64,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
     for line in edited:
         say(f"WARNING: {line} (thaw lineage shows the run's record)", file=sys.stderr)
+    for name in foreign:
+        say(f"WARNING: registered model {quoted_tag(name)} is not a name thaw gives: not listed", file=sys.stderr)
     for name, count in unverified.items():
         say(
             f"WARNING: the ledger of {name} does not verify ({count} problems): thaw ledger {name} --verify",
