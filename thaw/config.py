@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from thaw.datasets import ColumnMap
+from thaw.datasets import ColumnMap, one_spelling
 from thaw.errors import UserError
 from thaw.rung_registry import base_rung, rung_names
 
@@ -147,6 +147,13 @@ class ExpectationsConfig(_Frozen):
     min_examples_per_class: int = Field(3, ge=1)
     min_text_chars: int = Field(2, ge=1)
     allowed_labels: tuple[str, ...] | None = None
+
+    @field_validator("allowed_labels")
+    @classmethod
+    def _one_spelling(cls, labels: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Spelled as the data's labels are read (``one_spelling``): a label pasted with a
+        non-breaking space or a trailing blank still names the class the data has."""
+        return None if labels is None else tuple(one_spelling(label) for label in labels)
 
 
 class CurationConfig(_Frozen):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,16 @@ def one_spelling(label: str) -> str:
     and Unicode's composed form (NFC: 'é' typed as e and an accent is 'é'). 'billing '
     and 'billing' are never meant as two classes; case is kept (it may be meant)."""
     return unicodedata.normalize("NFC", " ".join(label.split()))
+
+
+def case_variants(labels: Iterable[str]) -> list[list[str]]:
+    """The groups of labels that are one spelling but for case ('Billing', 'billing',
+    'BILLING'), each group sorted, the groups in order. ``one_spelling`` keeps case,
+    since it may be meant, so each of these trains as its own class; a caller warns."""
+    groups: dict[str, set[str]] = {}
+    for label in labels:
+        groups.setdefault(label.casefold(), set()).add(label)
+    return sorted(sorted(group) for group in groups.values() if len(group) > 1)
 
 
 @dataclass(frozen=True)

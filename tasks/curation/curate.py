@@ -33,11 +33,19 @@ from tasks.curation.dedup import (
     normalize_text,
     resolve_label_conflicts,
 )
-from tasks.curation.report import RowAccounting, build_report, curation_markdown, publish_accounting
+from tasks.curation.report import RowAccounting, build_report, curation_markdown, named_spellings, publish_accounting
 from thaw import artifacts
 from thaw.config import SplitConfig, ThawConfig
 from thaw.content_cache import COMPLETE, ContentCache, content_key
-from thaw.datasets import SPLITS, ColumnMap, file_md5, read_table, write_tables, write_text_atomically
+from thaw.datasets import (
+    SPLITS,
+    ColumnMap,
+    case_variants,
+    file_md5,
+    read_table,
+    write_tables,
+    write_text_atomically,
+)
 from thaw.errors import UserError
 from thaw.ingest import read_labelled_table
 from thaw.text_form import TEXT_FORM, model_text
@@ -120,6 +128,32 @@ def clean_rows(frame: pd.DataFrame, cfg: ThawConfig, accounting: RowAccounting, 
     return _apply(
         accounting, f"{name}:exact_duplicates", frame, {"exact_duplicate": exact_duplicate_positions(frame["text"])}
     )
+
+
+def note_case_variants(frames: dict[str, pd.DataFrame], cfg: ThawConfig, accounting: RowAccounting) -> None:
+    """Warn of labels that differ only in case ('Billing' and 'billing'): each trains as a
+    class of its own, which is seldom meant and never said. Each spelling is named with
+    its rows and where it is first found (file and data row), after scrubbing (labels are
+    scrubbed like text) and masked like any label in a message."""
+    groups = case_variants(label for frame in frames.values() for label in frame["label"].unique())
+    if not groups:
+        return
+    found = []
+    for group in groups:
+        spellings = {}
+        for label in group:
+            where = [(name, frame[ROW][frame["label"] == label]) for name, frame in frames.items()]
+            rows = sum(len(r) for _, r in where)
+            name, first = next((n, int(r.iat[0])) for n, r in where if len(r))
+            spellings[label] = {"rows": rows, "first": f"{getattr(cfg.data, name)} row {first}"}
+        found.append(spellings)
+    accounting.notes["label_case_variants"] = found
+    shown = "; ".join(named_spellings(group) for group in found[:3])
+    more = f"; and {len(found) - 3} more groups" if len(found) > 3 else ""
+    log.warning(
+        "column %r: labels that differ only in case are trained as separate classes: %s%s. If each is one class, "
+        "give it one spelling in the input files", cfg.data.columns.label, shown, more,
+    )  # fmt: skip
 
 
 ROW = "_row"  # a row's data row number in its input file, carried until the splits are written
@@ -309,6 +343,7 @@ def _curate(
     detector = PiiDetector(cfg.curation.pii)  # also scrubs the report's samples
     try:  # the Dask work files hold text: gone when curation ends, whatever its end
         frames, stats, rows_per_s = _scrub(frames, cfg, detector, secret, run_dir, accounting)
+        note_case_variants(frames, cfg, accounting)
         signer = minhash_signatures
         if cfg.curation.executor == "dask":
             from tasks.curation.scaleout import dask_signer

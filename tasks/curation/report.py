@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,37 @@ def script_notes(report: dict) -> list[str]:
     return lines
 
 
+def named_spellings(group: dict[str, dict], text: Callable[[str], str] = str) -> str:
+    """One group of case variants for a message: each label (masked like any label in a
+    message, cut at 60 characters) with its rows and where it is first found, each
+    passed through ``text`` (``md_text`` for Markdown)."""
+    from tasks.curation.expectations import mask_residual_pii
+
+    return " and ".join(
+        f"{text(repr(mask_residual_pii(label)[:60]))} ({s['rows']} rows, first at {text(s['first'])})"
+        for label, s in group.items()
+    )
+
+
+def label_notes(report: dict) -> list[str]:
+    """Markdown lines on labels: how many were respelled to one form (whitespace, Unicode
+    composition), and a warning for each group that differs only in case."""
+    from thaw.shown import md_text
+
+    notes = report.get("notes", {})
+    respelled = {split: n for split, n in notes.get("labels_respelled", {}).items() if n}
+    lines = []
+    if respelled:
+        counts = ", ".join(f"{split} {n}" for split, n in respelled.items())
+        lines.append(f"- labels given one spelling (whitespace, Unicode composition): {counts} rows")
+    for group in notes.get("label_case_variants", []):
+        lines.append(
+            "- **warning**: labels that differ only in case are trained as separate classes: "
+            + named_spellings(group, md_text)
+        )
+    return lines
+
+
 def curation_markdown(report: dict) -> str:
     """The curation report for a reader: rows in and out by reason, PII by type, where the
     PII key came from and what that means for re-deriving the data (the JSON has it all)."""
@@ -171,6 +203,7 @@ def curation_markdown(report: dict) -> str:
         f"{', '.join(pii['entity_types'])}",
         f"- {key}",
         *script_notes(report),
+        *label_notes(report),
         "",
         "## Rows in and out by stage",
         "",

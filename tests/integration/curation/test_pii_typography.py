@@ -137,3 +137,26 @@ def test_texts_cut_for_length_are_cut_after_scrubbing_and_named_by_row(workspace
     assert notes["truncated_rows"] == {"train": [5, 10]}
     texts = [t for p in curated.files.values() for t in pd.read_csv(p, dtype=str)["text"]]
     assert max(map(len, texts)) <= 110 and not any("4111" in t for t in texts)
+
+
+def test_labels_that_differ_only_in_case_stay_classes_and_are_named_with_a_warning(workspace, monkeypatch, caplog):
+    rows = [r for i, r in enumerate(_rows()) if i not in (3, 17)]
+    for i in (6, 12, 20):  # data rows 7, 13, 21
+        rows[i]["intent"] = "vip\u00a0+44 20 7946 0958".upper()  # a careless paste: other case, a no-break space
+    rows[9]["intent"] = "Refund"  # data row 10
+    with caplog.at_level("WARNING", logger="tasks.curation.curate"):
+        train, curated = _curate(workspace, monkeypatch, rows, {})
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in curated.files.values()]
+    assert len({v for f in frames for v in f["label"]}) == 4  # case may be meant: nothing is merged
+    groups = json.loads(curated.report_path.read_text(encoding="utf-8"))["notes"]["label_case_variants"]
+    assert [list(g) == sorted(g) for g in groups] == [True, True]
+    refund = next(g for g in groups if "refund" in g)
+    assert refund["Refund"] == {"rows": 1, "first": f"{train} row 10"} and refund["refund"]["first"] == f"{train} row 2"
+    (vip,) = [g for g in groups if g is not refund]
+    assert sorted(s["rows"] for s in vip.values())[0] == 3  # rows after the exact duplicates are dropped
+    (warning,) = [r.getMessage() for r in caplog.records if "differ only in case" in r.getMessage()]
+    assert "column 'intent':" in warning and "'Refund' (1 rows, first at" in warning and "\n" not in warning
+    assert "7946" not in warning  # labels are scrubbed before they are named
+    markdown = curated.report_path.with_name("curation_report.md").read_text(encoding="utf-8")
+    assert markdown.count("**warning**: labels that differ only in case") == 2
+    assert "labels given one spelling (whitespace, Unicode composition): train 3 rows" in markdown

@@ -194,3 +194,15 @@ def test_a_label_typed_with_other_whitespace_or_composition_is_one_class(tmp_pat
     from thaw.request_store import check_label  # served requests' true labels, spelled as training's
 
     assert check_label("\u00a0bill\u00a0 balance ", "feedback row 1") == "bill balance"
+
+
+def test_labels_one_spelling_but_for_case_are_grouped_and_allowed_labels_are_spelled_like_the_data():
+    from thaw.config import ExpectationsConfig
+    from thaw.datasets import case_variants
+
+    labels = ["billing", "Billing", "refund", "BILLING", "Straße", "STRASSE", "ok", "Ok"]
+    assert case_variants(labels + labels) == [["BILLING", "Billing", "billing"], ["Ok", "ok"], ["STRASSE", "Straße"]]
+    assert case_variants(["a", "b"]) == []
+    pasted = ExpectationsConfig(allowed_labels=("bill\u00a0balance ", "cafe\u0301", "Billing"))
+    assert pasted.allowed_labels == ("bill balance", "café", "Billing")
+    assert ExpectationsConfig().allowed_labels is None
