@@ -24,6 +24,7 @@ PARAM_TAGS = {"thaw.rung": "rung", "thaw.transfer.method": "rung.method"}
 METRIC_TAGS = {"thaw.test_accuracy": "test_accuracy", "thaw.test_macro_f1": "test_macro_f1"}
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # as MLflow makes them; a version's run id is registry input
 SEARCH_CHUNK = 100  # run ids per search
+EXPERIMENTS_PAGE = 1000  # experiments per page read (MLflow's largest)
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,21 @@ def logged_values(client, run_id: str, metric: str) -> list[str]:
 
 def recorded_summaries(client, run_ids: Iterable[str]) -> dict[str, dict[str, str | None]]:
     """What each run recorded for the summary tags (run id -> tag -> value; metrics with 4
-    decimals, the last value logged), for listings: one search per 100 runs in place of a
-    read per version. A run's metric history (``read_run_record``) is not read here. Run
-    ids that are not 32 hex digits are not searched: they would become filter text."""
+    decimals, the last value logged), for listings: one search per 100 runs, over every
+    experiment (all pages), in place of a read per version. A run's metric history
+    (``read_run_record``) is not read here. Run ids that are not 32 hex digits are not
+    searched: they would become filter text. A run not found is not in the result."""
     from mlflow.entities import ViewType
 
     ids = sorted({run_id for run_id in run_ids if run_id and RUN_ID.fullmatch(run_id)})
     if not ids:
         return {}
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    experiments, token = [], None
+    while True:  # every page: a run in an experiment beyond the first would not be found
+        page = client.search_experiments(view_type=ViewType.ALL, max_results=EXPERIMENTS_PAGE, page_token=token)
+        experiments += [e.experiment_id for e in page]
+        if not (token := page.token):
+            break
     out: dict[str, dict[str, str | None]] = {}
     for start in range(0, len(ids), SEARCH_CHUNK):
         chunk = ids[start : start + SEARCH_CHUNK]

@@ -31,3 +31,19 @@ def test_runs_in_any_experiment_give_their_record_and_foreign_ids_are_not_search
     assert set(found[bare.info.run_id].values()) == {None}
     assert set(found) == {*ids, bare.info.run_id}
     assert recorded_summaries(client, foreign) == {}
+
+
+def test_a_run_in_an_experiment_beyond_the_first_page_is_found(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from tasks.tracking import run_record
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ids = []
+    for name in ("a", "b", "c"):
+        run = client.create_run(client.create_experiment(name, artifact_location=str(tmp_path / name)))
+        client.log_param(run.info.run_id, "rung", name)
+        ids.append(run.info.run_id)
+    monkeypatch.setattr(run_record, "EXPERIMENTS_PAGE", 1)  # four experiments with Default: four pages
+    found = recorded_summaries(client, ids)
+    assert [found[run_id]["thaw.rung"] for run_id in ids] == ["a", "b", "c"]
