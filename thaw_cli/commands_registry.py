@@ -24,7 +24,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     client, approvers = client_for(cfg), team_approvers(cfg)
-    rows, unverified, edited = [], {}, []
+    rows, unverified, edited, runless = [], {}, [], []
     models = client.search_registered_models()
     # a name is registry input: one thaw would not give (a quote, say) is not put into a filter
     foreign = [rm.name for rm in models if not MODEL_NAME.fullmatch(rm.name)]
@@ -37,6 +37,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for mv in versions:
             decided = ledger.decision(mv.version)  # the approval state the ledger records, not the tag's
             run = by_run.get(mv.run_id, {})
+            if not run:  # deleted for good, another store's, or not a run id: the tags are all there is
+                runless.append(f"{rm.name} v{mv.version}: run {quoted_tag(mv.run_id)} is not in this tracking store")
             shown = {tag: run.get(tag) or mv.tags.get(tag, "") for tag in ("thaw.rung", "thaw.test_accuracy")}
             changed = edited_tags(recorded_values(run), mv.tags, "its run")
             edited += [f"{rm.name} v{mv.version}: {line}" for line in changed]
@@ -64,6 +66,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
     for line in edited:
         say(f"WARNING: {line} (thaw lineage shows the run's record)", file=sys.stderr)
+    for line in runless:
+        say(f"WARNING: {line}: its rung and accuracy are shown as its tags say", file=sys.stderr)
     for name in foreign:
         say(f"WARNING: registered model {quoted_tag(name)} is not a name thaw gives: not listed", file=sys.stderr)
     for name, count in unverified.items():

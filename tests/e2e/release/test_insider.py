@@ -255,6 +255,9 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
             client.set_model_version_tag(MODEL, forged, key, value)
         lineage = _thaw(["lineage", f"{MODEL}/{forged}"], tmp_path, cfg)
         client.create_registered_model("an insider's model")  # a quote would break a search filter
+        client.create_registered_model("runless-tickets")  # a version whose run this store does not have
+        tags = {"thaw.rung": "full", "thaw.test_accuracy": "0.9990"}
+        client.create_model_version("runless-tickets", "s3://nowhere/model", run_id="0" * 32, tags=tags)
         models = _thaw(["models"], tmp_path, cfg)
         client.set_model_version_tag(MODEL, rejected, "thaw.approval", "pending")  # the rejection untagged
         client.set_registered_model_alias(MODEL, CHALLENGER, rejected)  # and made challenger again
@@ -282,6 +285,14 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
     assert rows["v1"] == "approved" and rows[f"v{rejected}"] == "rejected" and rows[f"v{forged}"] == "pending"
     assert f"WARNING: the ledger of {MODEL} does not verify" in models.stderr
     assert 'WARNING: registered model "an insider\'s model" is not a name thaw gives: not listed' in models.stderr
+    assert next(line.split()[3:5] for line in models.stdout.splitlines() if line.startswith("runless-tickets")) == [
+        "full",
+        "acc=0.9990",
+    ]
+    assert (
+        f"WARNING: runless-tickets v1: run {'0' * 32!r} is not in this tracking store: its rung and accuracy are "
+        "shown as its tags say"
+    ) in models.stderr
     assert f"version {rejected} was rejected" in verdict.reasons, verdict.reasons
     assert approve.returncode != 0 and "the ledger does not verify, so an approval is refused" in approve.stderr
     assert f"version {rejected} is tagged thaw.approval='pending', but the ledger leaves it rejected" in approve.stderr
