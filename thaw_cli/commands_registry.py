@@ -265,9 +265,12 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from tasks.release.ledger import resolve_backed_version
     from tasks.versioning.restore import restore_data
 
-    restored = restore_data(config_from_args(args), args.model, Path(args.to))
+    cfg = config_from_args(args)
+    mv = resolve_backed_version(cfg, args.model, "thaw restore-data")  # @champion: where the ledger puts it
+    restored = restore_data(cfg, f"{mv.name}/{mv.version}", Path(args.to))
     for split, path in restored.items():
         say(f"{split:<11} {path}")
     return 0

@@ -78,12 +78,15 @@ class Retraining:
 
 @task(name="restore-reference")
 def restore_reference(cfg: ThawConfig, ref: str) -> Reference:
-    """Resolve ``ref`` and bring back exactly the data it learned from (DVC remote, by md5)."""
+    """Resolve ``ref`` and bring back exactly the data it learned from (DVC remote, by md5).
+    ``@champion`` and ``@challenger`` are followed only where the ledger puts them: drift
+    is measured against what thaw serves, not where an alias was moved by hand."""
+    from tasks.release.ledger import resolve_backed_version
     from tasks.release.stored_model import allowed_backbone_sources
-    from tasks.tracking.client import client_for, resolve_version
+    from tasks.tracking.client import client_for
     from tasks.versioning.restore import restore_data
 
-    mv = resolve_version(cfg, ref)
+    mv = resolve_backed_version(cfg, ref, "thaw monitor")
     tags = mv.tags
     backbone = BackboneRef(tags["thaw.backbone.name"], tags["thaw.backbone.source"], tags["thaw.backbone.revision"])
     if backbone.source not in allowed_backbone_sources(cfg):  # a tag anyone with registry access may edit

@@ -47,6 +47,7 @@ from thaw.ledger import (
 )
 
 if TYPE_CHECKING:
+    from thaw.config import ThawConfig
     from thaw.signing import Approvers
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,22 @@ def require_backed(client, name: str, approvers: Approvers | None, aliases: dict
             f"what the ledger records. See `thaw ledger {name} --verify`, or name a version by number "
             f"(`{by_number}`)"
         )
+
+
+def resolve_backed_version(cfg: ThawConfig, ref: str, command: str):
+    """The ModelVersion ``ref`` names, refused (``require_backed``) when it names it by
+    ``@champion`` or ``@challenger`` (or a bare name: the challenger) and the ledger does
+    not put that alias there. ``command``: the thaw command, for the way out it names
+    (``{command} NAME/N``). A version by number, or another alias, is used as named."""
+    from tasks.tracking.client import client_for, parse_model_ref, resolve_version
+    from tasks.tracking.identity import team_approvers
+
+    mv = resolve_version(cfg, ref)  # a clear error when it does not exist
+    _, alias, _ = parse_model_ref(ref)
+    if alias in ("champion", "challenger"):  # what thaw moves, and the ledger records
+        aliases = {alias: str(mv.version)}
+        require_backed(client_for(cfg), mv.name, team_approvers(cfg), aliases, f"{command} {mv.name}/N")
+    return mv
 
 
 def report_of(rm, versions, approvers: Approvers | None) -> LedgerReport:

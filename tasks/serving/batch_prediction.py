@@ -32,16 +32,10 @@ def predict_file(
     """
     columns = ColumnMap(text=text_column, label=None, id=id_column)
     frame = read_labelled_table(source, columns)
-    from tasks.release.ledger import require_backed
+    from tasks.release.ledger import resolve_backed_version
     from tasks.release.stored_model import load_verified_model
-    from tasks.tracking.client import client_for, parse_model_ref, resolve_version
-    from tasks.tracking.identity import team_approvers
 
-    mv = resolve_version(cfg, ref)  # a clear error when it does not exist
-    _, alias, _ = parse_model_ref(ref)
-    if alias in ("champion", "challenger"):  # what thaw moves, and the ledger records
-        by_number = f"thaw predict {mv.name}/N"
-        require_backed(client_for(cfg), mv.name, team_approvers(cfg), {alias: str(mv.version)}, by_number)
+    mv = resolve_backed_version(cfg, ref, "thaw predict")
     model = load_verified_model(cfg, mv.name, str(mv.version))
     parts = []
     progress = Progress(len(frame), "predicted")

@@ -267,6 +267,8 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
         files = ["--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
         by_alias = _thaw(["predict", f"{MODEL}@challenger", *files], tmp_path, cfg)
         by_number = _thaw(["predict", f"{MODEL}/{rejected}", *files], tmp_path, cfg)
+        restored = _thaw(["restore-data", f"{MODEL}@challenger", "--to", str(tmp_path / "restored")], tmp_path, cfg)
+        monitored = _thaw(["monitor", f"{MODEL}@challenger", "--input", str(tmp_path / "in.csv")], tmp_path, cfg)
     finally:  # the tags and the alias as thaw left them, for the tests after this one
         client.set_model_version_tag(MODEL, rejected, "thaw.approval", as_rejected["thaw.approval"])
         for key in forgery:
@@ -302,6 +304,10 @@ def test_an_approval_written_in_tags_is_not_an_approval_and_a_rejection_cannot_b
         by_alias.stderr
     )
     assert by_number.returncode == 0, by_number.stderr[-2000:]  # named by number: the caller's choice
+    for command, proc in (("restore-data", restored), ("monitor", monitored)):  # drift and audit: what is backed
+        assert proc.returncode != 0 and "which the ledger does not back" in proc.stderr, proc.stderr[-2000:]
+        assert f"`thaw {command} {MODEL}/N`" in proc.stderr
+    assert not (tmp_path / "restored").exists()
 
 
 def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_path):
