@@ -140,7 +140,19 @@ def _description(model: str, state: str) -> str:
 
 
 def _generation(client, model: str) -> int:
-    value = client.get_registered_model(model).tags.get(GENERATION_TAG, "0")
+    """The lock's generation, from the registered model's tag; a model name nobody
+    registered (a typo in ``thaw approve``) is a UserError, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from tasks.tracking.client import is_missing
+
+    try:
+        rm = client.get_registered_model(model)
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
+        raise UserError(f"no registered model {model!r} (`thaw models` lists them)") from None
+    value = rm.tags.get(GENERATION_TAG, "0")
     return int(value) if value.isdigit() else 0
 
 

@@ -132,3 +132,17 @@ def test_a_holder_whose_lease_ran_out_stops_and_cannot_release_its_successor(tmp
         second.check()
     finally:
         second.release()
+
+
+def test_a_model_nobody_registered_is_named_in_one_line_by_every_locked_command(tmp_path):
+    """A typo in ``thaw approve tickts 3`` ended in MLflow's traceback from the lock."""
+    from tasks.release.promotion import approve, reject, rollback, unlock
+    from thaw.errors import UserError
+
+    cfg = ThawConfig.model_validate(
+        {"workspace": str(tmp_path), "tracking": {"tracking_uri": f"sqlite:///{tmp_path}/t.db"}}
+    )
+    for act in (lambda: approve(cfg, "tickts", "3", "ok"), lambda: reject(cfg, "tickts", "3", "no"),
+                lambda: rollback(cfg, "tickts", "back"), lambda: unlock(cfg, "tickts", "hung")):  # fmt: skip
+        with pytest.raises(UserError, match=r"^no registered model 'tickts' \(`thaw models` lists them\)$"):
+            act()
