@@ -134,22 +134,28 @@ def note_case_variants(frames: dict[str, pd.DataFrame], cfg: ThawConfig, account
     """Warn of labels that differ only in case ('Billing' and 'billing'): each trains as a
     class of its own, which is seldom meant and never said. Each spelling is named with
     its rows and where it is first found (file and data row), after scrubbing (labels are
-    scrubbed like text) and masked like any label in a message."""
-    groups = case_variants(label for frame in frames.values() for label in frame["label"].unique())
+    scrubbed like text) and masked like any label in a message. The report keeps the
+    first ``NAMED_ROWS`` groups and the count of all (a text column read as the label
+    column can make thousands)."""
+    counts = {name: frame["label"].value_counts() for name, frame in frames.items()}
+    firsts = {name: frame.drop_duplicates("label").set_index("label")[ROW] for name, frame in frames.items()}
+    groups = case_variants(label for found in counts.values() for label in found.index)
     if not groups:
         return
-    found = []
-    for group in groups:
+    named = []
+    for group in groups[:NAMED_ROWS]:
         spellings = {}
         for label in group:
-            where = [(name, frame[ROW][frame["label"] == label]) for name, frame in frames.items()]
-            rows = sum(len(r) for _, r in where)
-            name, first = next((n, int(r.iat[0])) for n, r in where if len(r))
-            spellings[label] = {"rows": rows, "first": f"{getattr(cfg.data, name)} row {first}"}
-        found.append(spellings)
-    accounting.notes["label_case_variants"] = found
-    shown = "; ".join(named_spellings(group) for group in found[:3])
-    more = f"; and {len(found) - 3} more groups" if len(found) > 3 else ""
+            name = next(name for name, found in counts.items() if label in found.index)
+            spellings[label] = {
+                "rows": int(sum(found.get(label, 0) for found in counts.values())),
+                "first": f"{getattr(cfg.data, name)} row {int(firsts[name][label])}",
+            }
+        named.append(spellings)
+    accounting.notes["label_case_variants"] = named
+    accounting.notes["label_case_variant_groups"] = len(groups)
+    shown = "; ".join(named_spellings(group) for group in named[:3])
+    more = f"; and {len(groups) - 3} more groups" if len(groups) > 3 else ""
     log.warning(
         "column %r: labels that differ only in case are trained as separate classes: %s%s. If each is one class, "
         "give it one spelling in the input files", cfg.data.columns.label, shown, more,

@@ -177,6 +177,9 @@ def label_notes(report: dict) -> list[str]:
             "- **warning**: labels that differ only in case are trained as separate classes: "
             + named_spellings(group, md_text)
         )
+    unnamed = notes.get("label_case_variant_groups", 0) - len(notes.get("label_case_variants", []))
+    if unnamed > 0:
+        lines.append(f"- **warning**: and {unnamed} more groups of labels that differ only in case")
     return lines
 
 

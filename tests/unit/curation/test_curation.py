@@ -127,3 +127,24 @@ def test_carving_leaves_every_class_three_training_rows(fractions):
     # a class of 4 gives test its row and keeps 3 (it gave validation one too, leaving 2)
     assert ThawConfig().split.carve(4) == {"test": 1, "validation": 0}
     assert ThawConfig().split.carve(100) == {"test": 15, "validation": 15}
+
+
+def test_case_variants_of_a_text_column_read_as_labels_are_counted_and_the_first_twenty_named():
+    """Text in the label column (the columns swapped) makes a group of nearly every label:
+    the note stays bounded, and every group is counted."""
+    from tasks.curation.curate import ROW, note_case_variants
+    from tasks.curation.report import label_notes
+
+    labels = [f"ticket {i}" for i in range(3000)] + [f"Ticket {i}" for i in range(3000)]
+    frame = pd.DataFrame({"text": labels, "label": labels, ROW: range(1, 6001)})
+    cfg = ThawConfig.model_validate({"data": {"train": "swapped.csv"}})
+    accounting = RowAccounting()
+    note_case_variants({"train": frame}, cfg, accounting)
+    assert accounting.notes["label_case_variant_groups"] == 3000
+    named = accounting.notes["label_case_variants"]
+    assert len(named) == 20 and named[0] == {
+        "Ticket 0": {"rows": 1, "first": "swapped.csv row 3001"},
+        "ticket 0": {"rows": 1, "first": "swapped.csv row 1"},
+    }
+    lines = label_notes({"notes": accounting.notes})
+    assert len(lines) == 21 and lines[-1] == "- **warning**: and 2980 more groups of labels that differ only in case"
