@@ -42,17 +42,38 @@ def _check_file(path: Path, role: str) -> str:
 
 
 def _missing_column(path: Path, column: str, header: Sequence[object]) -> UserError:
-    """A column not in the file: the columns it has, and when its header is one name
-    holding the column between semicolons, tabs or bars, the likely cause (a spreadsheet
-    that saves "CSV" with semicolons)."""
+    """A column not in the file: the columns it has (quoted where a name's spaces would
+    not show), and the likely cause: a header that is one name holding the column between
+    semicolons, tabs or bars (a spreadsheet that saves "CSV" with semicolons), or a
+    column of that name in other case."""
     names = [str(h) for h in header]
-    have = ", ".join(names)
+    have = ", ".join(repr(n) if n != " ".join(n.split()) or not n.isprintable() else n for n in names)
     cut = f"{have[:300]}..." if len(have) > 300 else have
     hint = ""
     for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
         if len(names) == 1 and column in names[0].split(separator):
             hint = f"; its columns look separated by {called}: thaw reads .csv separated by commas, .tsv by tabs"
+    other_case = [n for n in names if one_spelling(n).casefold() == one_spelling(column).casefold()]
+    if len(other_case) == 1 and not hint:
+        hint = f"; did you mean {other_case[0]!r}? (column names are matched with their case)"
     return UserError(f"{path}: column {column!r} not found (columns are: {cut}){hint}")
+
+
+def header_names(path: Path, wanted: Sequence[str | None], header: Sequence[object]) -> dict[str, object]:
+    """Each wanted column (None: not asked for) -> its name in ``header``: the same name,
+    else the one header name that reads the same once its whitespace and composition take
+    one spelling (``one_spelling``: an export's 'text ' or 'text\u00a0' is the text
+    column). UserError (``_missing_column``) for the first that is not there."""
+    spelled: dict[str, list[object]] = {}
+    for name in header:
+        spelled.setdefault(one_spelling(str(name)), []).append(name)
+    out: dict[str, object] = {}
+    for column in filter(None, wanted):
+        same = [column] if column in header else spelled.get(one_spelling(column), [])
+        if len(same) != 1:
+            raise _missing_column(path, column, header)
+        out[column] = same[0]
+    return out
 
 
 def _cannot_read(path: Path, exc: OSError) -> UserError:
@@ -235,10 +256,8 @@ def read_labelled_table(path: Path, columns: ColumnMap) -> pd.DataFrame:
     frame = _read_frame(path, fmt)
     if frame.empty:
         raise UserError(f"{path}: no data rows")
-    wanted = [c for c in (columns.text, columns.label, columns.id, columns.slice) if c]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise _missing_column(path, missing[0], list(frame.columns))
+    named = header_names(path, (columns.text, columns.label, columns.id, columns.slice), list(frame.columns))
+    frame = frame.rename(columns={found: column for column, found in named.items()})
     out = pd.DataFrame({TEXT: _as_text(frame[columns.text], path, columns.text)[0]})
     normalised = 0
     if columns.label:
@@ -297,6 +316,17 @@ def input_columns(path: Path, role: str = "input") -> list[str]:
     return _header(path, _check_file(path, role))
 
 
+def has_column(path: Path, column: str, role: str = "input") -> bool:
+    """Whether the file at ``path`` has ``column``, matched as ``header_names`` matches it."""
+    path = Path(path)
+    header = _header(path, _check_file(path, role))
+    try:
+        header_names(path, [column], header)
+    except UserError:
+        return False
+    return True
+
+
 def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
     """Cheap checks before a run starts: each given file exists, has a supported type,
     is not empty and has the configured columns. Deeper problems surface while reading."""
@@ -307,10 +337,7 @@ def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
         fmt = _check_file(path, role)
         if fmt != "parquet":
             _check_utf8(path)
-        header = _header(path, fmt)
-        for col in (columns.text, columns.label, columns.id, columns.slice):
-            if col and col not in header:
-                raise _missing_column(path, col, header)
+        header_names(path, (columns.text, columns.label, columns.id, columns.slice), _header(path, fmt))
 
 
 def read_columns(path: Path, names: Sequence[str], role: str = "input") -> dict[str, list[str]]:
@@ -318,7 +345,6 @@ def read_columns(path: Path, names: Sequence[str], role: str = "input") -> dict[
     UserError naming the file and the first missing column."""
     path = Path(path)
     frame = _read_frame(path, _check_file(path, role))
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise UserError(f"{path}: no column {missing[0]!r} (columns: {', '.join(map(str, frame.columns))[:300]})")
+    named = header_names(path, names, list(frame.columns))
+    frame = frame.rename(columns={found: column for column, found in named.items()})
     return {n: _as_text(frame[n], path, n)[0].tolist() for n in names}

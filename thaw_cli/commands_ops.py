@@ -42,11 +42,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """Drift of newly arrived rows against what a model version learned from; on a schedule
     with --cron/--interval."""
     cfg = config_from_args(args, {"model_name": args.model.split("@")[0].split("/")[0]})
-    from thaw.ingest import input_columns, preflight_inputs
+    from thaw.ingest import has_column, preflight_inputs
 
     source = Path(args.input).resolve()
     label = args.label_column
-    if label is None and not args.unlabelled and cfg.data.label_column in input_columns(source, "--input"):
+    if label is None and not args.unlabelled and has_column(source, cfg.data.label_column, "--input"):
         label = cfg.data.label_column
     params = {
         "model": args.model,

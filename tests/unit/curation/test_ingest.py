@@ -206,3 +206,28 @@ def test_labels_one_spelling_but_for_case_are_grouped_and_allowed_labels_are_spe
     pasted = ExpectationsConfig(allowed_labels=("bill\u00a0balance ", "cafe\u0301", "Billing"))
     assert pasted.allowed_labels == ("bill balance", "café", "Billing")
     assert ExpectationsConfig().allowed_labels is None
+
+
+def test_a_header_exported_with_a_trailing_or_no_break_space_is_the_column_and_other_case_is_named(tmp_path: Path):
+    """Spreadsheets export 'text ' and 'text\\u00a0'; the error showed 'text , label', the
+    space unseen. Such a header is read as the column (whitespace and composition, as for
+    labels); a name in other case is not, and the error says which one was meant."""
+    from thaw.ingest import has_column, header_names, preflight_inputs, read_columns
+
+    cols = ColumnMap(text="text", label="label", id=None)
+    for header in ("text ,label\u00a0", "\u00a0text,label"):
+        path = _csv(tmp_path, f"{header}\nhi,x\n".encode(), "spaced.csv")
+        preflight_inputs({"train": path}, cols)
+        assert read_labelled_table(path, cols).to_dict("list") == {"id": ["spaced:1"], "text": ["hi"], "label": ["x"]}
+        assert read_columns(path, ["text"]) == {"text": ["hi"]} and has_column(path, "label")
+    cased = _csv(tmp_path, b"Text,text ,label\nhi,yo,x\n", "cased.csv")
+    assert read_labelled_table(cased, cols)["text"].tolist() == ["yo"]  # 'Text' is another column
+    twice = _csv(tmp_path, b"text ,\xc2\xa0text,label\nhi,yo,x\n", "twice.csv")
+    with pytest.raises(
+        UserError, match=r"^\S*twice.csv: column 'text' not found \(columns are: 'text ', '\\xa0text', label\)$"
+    ):
+        header_names(twice, ["text"], ["text ", "\u00a0text", "label"])
+    only_case = _csv(tmp_path, b"Text,label\nhi,x\n", "case.csv")
+    with pytest.raises(UserError, match=r"did you mean 'Text'\? \(column names are matched with their case\)$"):
+        preflight_inputs({"train": only_case}, cols)
+    assert not has_column(only_case, "text")
