@@ -711,6 +711,17 @@ class ServingConfig(_Frozen):
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
+def model_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a model name thaw gives (None when it is one). Names also
+    enter registry search filters and directory names, so nothing else is accepted."""
+    if MODEL_NAME.fullmatch(value):
+        return None
+    return (
+        f"{value[:80]!r}{'...' if len(value) > 80 else ''} is not a model name: letters, digits, "
+        "'_', '.' and '-', starting with a letter or digit, at most 100 characters"
+    )
+
+
 class ThawConfig(_Frozen):
     # the registered model's name; also a directory name and part of run and dataset names
     model_name: str = "thaw-classifier"
@@ -737,11 +748,8 @@ class ThawConfig(_Frozen):
     @field_validator("model_name")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        if not MODEL_NAME.fullmatch(value):
-            raise ValueError(
-                f"{value[:80]!r}{'...' if len(value) > 80 else ''} is not a model name: letters, digits, "
-                "'_', '.' and '-', starting with a letter or digit, at most 100 characters"
-            )
+        if problem := model_name_problem(value):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

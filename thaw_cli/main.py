@@ -7,6 +7,7 @@ command that needs them, after the offline environment is set.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from thaw.errors import UserError, tracking_access_problem
@@ -29,6 +30,39 @@ from thaw_cli.commands_serving import cmd_canary, cmd_feedback, cmd_serve
 from thaw_cli.common import terminal_safe
 
 MODEL_REF = "NAME@ALIAS or NAME/VERSION"
+
+
+def _model_name(value: str) -> str:
+    """argparse type: a model name thaw gives. A name reaches registry search filters, so
+    one with a quote (anyone may create such a model in the MLflow UI) is refused here."""
+    from thaw.config import model_name_problem
+
+    if problem := model_name_problem(value):
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def _model_ref(value: str) -> str:
+    """argparse type: NAME, NAME@ALIAS or NAME/VERSION, its NAME one thaw gives, its
+    ALIAS one MLflow allows (letters, digits, '_' and '-'), its VERSION a number."""
+    name, alias, version = value, None, None
+    if "@" in value:
+        name, alias = value.split("@", 1)
+    elif "/" in value:
+        name, version = value.rsplit("/", 1)
+    _model_name(name)
+    if alias is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", alias):
+        raise argparse.ArgumentTypeError(f"{alias[:80]!r} is not an alias: letters, digits, '_' and '-'")
+    if version is not None:
+        _version_number(version)
+    return value
+
+
+def _version_number(value: str) -> str:
+    """argparse type: a model version as MLflow numbers them (1, 2, ...)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", value):
+        raise argparse.ArgumentTypeError(f"{value[:80]!r} is not a version number")
+    return value
 
 
 def _command(sub, name: str, helptext: str, func) -> argparse.ArgumentParser:
@@ -70,20 +104,20 @@ def _registry_commands(sub) -> None:
         "--json", action="store_true"
     )
     lineage = _command(sub, "lineage", "trace a model version to its data, code and backbone", cmd_lineage)
-    lineage.add_argument("model", help=MODEL_REF)
+    lineage.add_argument("model", type=_model_ref, help=MODEL_REF)
     lineage.add_argument("--json", action="store_true")
     approve = _command(sub, "approve", "approve a challenger; promotes it to champion if the gate passes", cmd_approve)
     reject = _command(sub, "reject", "reject a challenger", cmd_reject)
     for p in (approve, reject):
-        p.add_argument("model")
-        p.add_argument("version")
+        p.add_argument("model", type=_model_name)
+        p.add_argument("version", type=_version_number)
         p.add_argument("--reason", required=True)
     approve.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded as forced)")
     rollback = _command(sub, "rollback", "put the previous champion back", cmd_rollback)
-    rollback.add_argument("model")
+    rollback.add_argument("model", type=_model_name)
     rollback.add_argument("--reason", required=True)
     ledger = _command(sub, "ledger", "the promotion ledger of a model", cmd_ledger)
-    ledger.add_argument("model")
+    ledger.add_argument("model", type=_model_name)
     ledger.add_argument("--json", action="store_true")
     ledger.add_argument(
         "--verify",
@@ -97,8 +131,8 @@ def _registry_commands(sub) -> None:
     )
     ledger.add_argument("--reason")
     cosign = _command(sub, "cosign", "co-sign another approver's forced approval of a version", cmd_cosign)
-    cosign.add_argument("model")
-    cosign.add_argument("version")
+    cosign.add_argument("model", type=_model_name)
+    cosign.add_argument("version", type=_version_number)
     cosign.add_argument("--reason", required=True)
     keys = _command(sub, "keys", "make a signing key for the ledger (see the approvers file)", cmd_keys)
     keys.add_argument("action", choices=("new",))
@@ -107,13 +141,13 @@ def _registry_commands(sub) -> None:
         "--out", help="where to write the private key (default: $THAW_SIGNING_KEY or ~/.config/thaw/signing_key)"
     )
     unlock = _command(sub, "unlock", "break a model's promotion lock now (a hung holder), recorded", cmd_unlock)
-    unlock.add_argument("model")
+    unlock.add_argument("model", type=_model_name)
     unlock.add_argument("--reason", required=True)
     restore = _command(sub, "restore-data", "restore a version's exact train/validation/test files", cmd_restore)
-    restore.add_argument("model", help=MODEL_REF)
+    restore.add_argument("model", type=_model_ref, help=MODEL_REF)
     restore.add_argument("--to", required=True)
     predict = _command(sub, "predict", "batch prediction with a registered model", cmd_predict)
-    predict.add_argument("model", help=MODEL_REF)
+    predict.add_argument("model", type=_model_ref, help=MODEL_REF)
     predict.add_argument("--input", required=True)
     predict.add_argument("--output", required=True)
     predict.add_argument("--text-column")
@@ -121,7 +155,9 @@ def _registry_commands(sub) -> None:
     serve = _command(
         sub, "serve", "serve @champion over HTTP; with a waiting @challenger: --shadow or --canary SHARE", cmd_serve
     )
-    serve.add_argument("model", help="NAME (its champion, and its challenger with --shadow/--canary) or " + MODEL_REF)
+    serve.add_argument(
+        "model", type=_model_ref, help="NAME (its champion, and its challenger with --shadow/--canary) or " + MODEL_REF
+    )
     routing = serve.add_mutually_exclusive_group()
     routing.add_argument(
         "--shadow", action="store_true", help="mirror every request to the challenger; it never answers"
@@ -140,7 +176,7 @@ def _registry_commands(sub) -> None:
     feedback.add_argument("--id-column", default="request_id")
     feedback.add_argument("--label-column", default="label")
     canary = _command(sub, "canary", "what live traffic says about the challenger beside the champion", cmd_canary)
-    canary.add_argument("model", help="NAME: its current champion and challenger")
+    canary.add_argument("model", type=_model_name, help="NAME: its current champion and challenger")
     canary.add_argument("--champion", help="another pair: this champion version")
     canary.add_argument("--challenger", help="another pair: this challenger version")
     canary.add_argument("--json", action="store_true")
@@ -173,7 +209,7 @@ def _operations_commands(sub) -> None:
     monitor = _command(
         sub, "monitor", "drift of newly arrived rows against what a model version learned from", cmd_monitor
     )
-    monitor.add_argument("model", help="MODEL@ALIAS or MODEL/VERSION, e.g. tickets@champion")
+    monitor.add_argument("model", type=_model_ref, help="MODEL@ALIAS or MODEL/VERSION, e.g. tickets@champion")
     monitor.add_argument("--input", required=True, help="the newly arrived rows (CSV or Parquet)")
     monitor.add_argument("--text-column")
     monitor.add_argument("--label-column", help="default: the config's label column when the file has it")

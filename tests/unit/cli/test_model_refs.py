@@ -1,0 +1,44 @@
+"""Model names, aliases and versions typed on the command line reach registry search
+filters and MLflow calls: anything thaw would not give is refused by the parser, in one
+line, before any store is opened (a name with a quote, which anyone may create in the
+MLflow UI, ended `thaw ledger` in MLflow's filter-syntax traceback)."""
+
+from __future__ import annotations
+
+import pytest
+
+from thaw_cli.main import build_parser
+
+GOOD = [
+    ["ledger", "tickets"],
+    ["approve", "tickets", "12", "--reason", "ok"],
+    ["lineage", "tickets@champion"],
+    ["lineage", "tickets/3"],
+    ["predict", "my.model-1@challenger", "--input", "a.csv", "--output", "b.csv"],
+    ["serve", "tickets"],
+    ["monitor", "tickets@champion", "--input", "a.csv"],
+]
+BAD = {
+    ("ledger", "an insider's model"): "is not a model name",
+    ("approve", "tickets", "1'", "--reason", "ok"): 'argument version: "1\'" is not a version number',
+    ("approve", "x' OR name LIKE '%", "1", "--reason", "ok"): "is not a model name",
+    ("lineage", "tickets@y'z"): '"y\'z" is not an alias',
+    ("lineage", "tickets/0"): "'0' is not a version number",
+    ("lineage", "a/b/3"): "'a/b' is not a model name",
+    ("canary", "-tickets"): "",  # argparse reads it as an option: refused all the same
+    ("restore-data", "tickets@", "--to", "d"): "'' is not an alias",
+}
+
+
+@pytest.mark.parametrize("argv", GOOD, ids=lambda a: " ".join(a))
+def test_names_aliases_and_versions_thaw_gives_are_taken_as_typed(argv):
+    assert build_parser().parse_args(argv).model == argv[1]
+
+
+@pytest.mark.parametrize("argv", sorted(BAD), ids=" ".join)
+def test_anything_else_is_refused_in_one_line_naming_it(argv, capsys):
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(list(argv))
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"thaw {argv[0]}: error: ") and BAD[argv] in error, error
