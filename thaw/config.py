@@ -711,6 +711,28 @@ class ServingConfig(_Frozen):
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
+ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")  # as MLflow allows them
+VERSION = re.compile(r"[1-9][0-9]{0,9}")
+
+
+def model_ref_problem(value: str) -> str | None:
+    """Why ``value`` is not NAME, NAME@ALIAS or NAME/VERSION with a NAME thaw gives, an
+    ALIAS MLflow allows and a VERSION number (None when it is). A reference typed on the
+    command line or given as a deployment's parameter becomes registry filters and calls."""
+    name, alias, version = value, None, None
+    if "@" in value:
+        name, alias = value.split("@", 1)
+    elif "/" in value:
+        name, version = value.rsplit("/", 1)
+    if problem := model_name_problem(name):
+        return problem
+    if alias is not None and not ALIAS.fullmatch(alias):
+        return f"{alias[:80]!r} is not an alias: letters, digits, '_' and '-'"
+    if version is not None and not VERSION.fullmatch(version):
+        return f"{version[:80]!r} is not a version number"
+    return None
+
+
 def model_name_problem(value: str) -> str | None:
     """Why ``value`` is not a model name thaw gives (None when it is one). Names also
     enter registry search filters and directory names, so nothing else is accepted."""

@@ -7,7 +7,6 @@ command that needs them, after the offline environment is set.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from thaw.errors import UserError, tracking_access_problem
@@ -43,24 +42,19 @@ def _model_name(value: str) -> str:
 
 
 def _model_ref(value: str) -> str:
-    """argparse type: NAME, NAME@ALIAS or NAME/VERSION, its NAME one thaw gives, its
-    ALIAS one MLflow allows (letters, digits, '_' and '-'), its VERSION a number."""
-    name, alias, version = value, None, None
-    if "@" in value:
-        name, alias = value.split("@", 1)
-    elif "/" in value:
-        name, version = value.rsplit("/", 1)
-    _model_name(name)
-    if alias is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", alias):
-        raise argparse.ArgumentTypeError(f"{alias[:80]!r} is not an alias: letters, digits, '_' and '-'")
-    if version is not None:
-        _version_number(version)
+    """argparse type: NAME, NAME@ALIAS or NAME/VERSION (``thaw.config.model_ref_problem``)."""
+    from thaw.config import model_ref_problem
+
+    if problem := model_ref_problem(value):
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
 def _version_number(value: str) -> str:
     """argparse type: a model version as MLflow numbers them (1, 2, ...)."""
-    if not re.fullmatch(r"[1-9][0-9]{0,9}", value):
+    from thaw.config import VERSION
+
+    if not VERSION.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value[:80]!r} is not a version number")
     return value
 

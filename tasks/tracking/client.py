@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from thaw.config import ThawConfig
+from thaw.config import ThawConfig, model_ref_problem
 from thaw.errors import UserError
 from thaw.tracking import artifact_root, tracking_uri
 
@@ -121,14 +121,15 @@ def log_files(client, run_id: str, paths: list[Path]) -> None:
 
 
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
-    """``NAME@ALIAS`` or ``NAME/VERSION`` or ``NAME`` (-> challenger) into (name, alias, version)."""
+    """``NAME@ALIAS`` or ``NAME/VERSION`` or ``NAME`` (-> challenger) into (name, alias, version);
+    UserError for anything else (``model_ref_problem``: a deployment's parameter is input too)."""
+    if problem := model_ref_problem(ref):
+        raise UserError(f"{ref[:200]!r}: expected NAME@ALIAS or NAME/VERSION; {problem}")
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return name, alias, None
     if "/" in ref:
         name, version = ref.rsplit("/", 1)
-        if not version.isdigit():
-            raise UserError(f"{ref!r}: expected NAME@ALIAS or NAME/VERSION")
         return name, None, version
     return ref, CHALLENGER, None
 

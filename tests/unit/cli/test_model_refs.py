@@ -42,3 +42,21 @@ def test_anything_else_is_refused_in_one_line_naming_it(argv, capsys):
     assert refused.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"thaw {argv[0]}: error: ") and BAD[argv] in error, error
+
+
+def test_a_reference_given_as_a_deployment_parameter_is_checked_the_same_way():
+    """``thaw monitor`` on a schedule reads its model reference from the deployment's
+    parameters, which anyone who may edit the deployment can change."""
+    from tasks.tracking.client import parse_model_ref
+    from thaw.errors import UserError
+
+    assert parse_model_ref("tickets") == ("tickets", "challenger", None)
+    assert parse_model_ref("tickets@champion") == ("tickets", "champion", None)
+    assert parse_model_ref("tickets/7") == ("tickets", None, "7")
+    for ref, why in (
+        ("tickets@x') OR 1", "is not an alias"),
+        ("tick ets", "is not a model name"),
+        ("t/07", "not a ver"),
+    ):
+        with pytest.raises(UserError, match=f"expected NAME@ALIAS or NAME/VERSION; .*{why}"):
+            parse_model_ref(ref)
