@@ -309,9 +309,10 @@ def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -
 
 
 def _markdown(report: dict) -> str:
-    """The report as Markdown (a Prefect artifact, ``drift.md``); the arrivals' file name
-    and its unknown labels in the table are someone's data: placed as code and escaped text
-    (a "|" in a label would otherwise end the table's cell)."""
+    """The report as Markdown (a Prefect artifact, ``drift.md``); the arrivals' file name,
+    its unknown labels in the table and the lines of what fired (which quote labels) are
+    someone's data: placed as code and escaped text (a "|" in a label would otherwise end
+    the table's cell, a "[x](y)" would be a link)."""
     from thaw.shown import md_code, md_text
 
     m, arr = report["model"], report["arrivals"]
@@ -353,7 +354,7 @@ def _markdown(report: dict) -> str:
             f"interval below approved {acc['approved']} |"
         )
     lines += ["", "Fired:" if report["fired"] else "Nothing fired."]
-    lines += [f"- {f}" for f in report["fired"]]
+    lines += [f"- {md_text(f, 1000)}" for f in report["fired"]]  # they quote labels: data
     return "\n".join(lines) + "\n"
 
 

@@ -131,3 +131,32 @@ def test_one_row_of_an_unknown_word_is_judged_against_the_held_out_rows_not_fire
     )
     assert out.unseen_vocab_new == 1.0 and out.unseen_vocab_baseline == 0.0
     assert 0.03 < out.unseen_vocab_p < 0.07 and not any("unseen vocabulary" in f for f in out.fired)
+
+
+def test_the_drift_report_shows_labels_in_what_fired_as_text():
+    """The lines of what fired quote the arrivals' labels (new ones, the classes that moved
+    most): in the Prefect artifact a label must not become a link, an image or emphasis."""
+    from markdown_it import MarkdownIt
+
+    from tasks.monitoring.drift import _markdown
+
+    label = "[refund now](https://example.invalid) ![x](https://example.invalid/p.png) <img src=x> **urgent**"
+    report = {
+        "model": {"name": "tickets", "version": "3", "trained_on": ["train", "validation"]},
+        "arrivals": {"file": "new.csv", "rows_after_dedup": 10, "exact_repeats_dropped": 0, "md5": "0" * 32},
+        "false_alarm_rate": 0.01,
+        "per_test_alpha": 0.0025,
+        "text_distribution": {"p_value": 0.5},
+        "unseen_vocabulary": {"new": 0.1, "heldout_baseline": 0.1, "p_value": 0.5, "margin": 0.05},
+        "label_shift": {"chi_square_p": 0.001, "unknown_labels": [label]},
+        "within_classes": {"p_value": 0.001, "classes": {"billing": {}}},
+        "accuracy": None,
+        "drifted": True,
+        "fired": [
+            f"labels the champion never saw: {label}",
+            f"text within classes: p=0.0010 < 0.0025 (most moved: {label})",
+        ],
+    }
+    rendered = MarkdownIt("commonmark", {"html": True}).render(_markdown(report))
+    assert "<a " not in rendered and "<img" not in rendered and "<strong>urgent" not in rendered, rendered
+    assert rendered.count("[refund now](https://example.invalid)") == 3  # the table's cell and both lines, as written
