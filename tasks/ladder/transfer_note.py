@@ -23,6 +23,7 @@ from thaw.metrics import per_class_f1, slice_accuracy, worst_classes
 from thaw.plots import pyplot, save_figure
 from thaw.rung_registry import rung_method
 from thaw.rungs import EvaluationPlan, LadderContext, LadderResult, Selection, TrainedRung
+from thaw.shown import md_text
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,8 @@ def serving_cost_lines(cost: dict) -> list[str]:
 
 
 def _worst_lines(note: dict) -> list[str]:
+    """The frozen rung's worst classes through the ladder, and the worst slices: labels and
+    slice names are the data's, shown as text (a "|" would end a cell, "[x](y)" link)."""
     diag = note["diagnostics"]
     rungs = [r["rung"] for r in note["validation"] if r["rung"] != SCRATCH]
     lines = [
@@ -324,9 +327,10 @@ def _worst_lines(note: dict) -> list[str]:
     ]
     for w in diag["worst_classes"]:
         cells = " | ".join("-" if w["f1"].get(r) is None else f"{w['f1'][r]:.2f}" for r in rungs)
-        lines.append(f"| {w['label']} | {cells} | {w['fixed_by'] or 'not fixed'} |")
+        lines.append(f"| {md_text(w['label'], 80)} | {cells} | {w['fixed_by'] or 'not fixed'} |")
     for rung, by_slice in (diag.get("slices") or {}).items():
-        worst = ", ".join(f"{s} {v['accuracy']:.3f} ({v['rows']} rows)" for s, v in list(by_slice.items())[:3])
+        shown = list(by_slice.items())[:3]
+        worst = ", ".join(f"{md_text(s, 80)} {v['accuracy']:.3f} ({v['rows']} rows)" for s, v in shown)
         lines.append(f"\nWorst slices under {rung}: {worst}")
     return [*lines, ""]
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks.curation.report import script_notes
+from tasks.curation.report import label_notes, script_notes
 from tasks.ladder.transfer_note import scratch_ahead_line, serving_cost_lines
 from tasks.release.trained_run import TrainedRun
 from tasks.tracking.client import RegisteredVersion, client_for
 from tasks.tracking.links import links_markdown
 from thaw import artifacts
+from thaw.shown import md_code, md_text
 
 
 def _interval(m: dict, key: str) -> str:
@@ -51,7 +52,7 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
     cfg, ladder, evaluation, versioned = trained.cfg, trained.ladder, trained.tested, trained.versioned
     sel = ladder.selected
     report = json.loads(trained.curated.report_path.read_text(encoding="utf-8"))
-    weak = ", ".join(f"{k} ({v:.2f})" for k, v in weakest_labels(evaluation.report_path))
+    weak = ", ".join(f"{md_text(k, 80)} ({v:.2f})" for k, v in weakest_labels(evaluation.report_path))
     level = f"{cfg.training.confidence_level:.0%}"
     near = (
         "Near duplicates of evaluation rows removed from train."
@@ -68,9 +69,12 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
         "",
         "| split | rows | md5 (DVC) | path |",
         "|---|---|---|---|",
-        *[f"| {s} | {report['splits'][s]} | `{f.md5}` | `{f.path}` |" for s, f in sorted(versioned.files.items())],
+        *[
+            f"| {s} | {report['splits'][s]} | `{f.md5}` | {md_code(f.path, 300)} |"
+            for s, f in sorted(versioned.files.items())
+        ],
         "",
-        f"DVC remote: `{versioned.remote}`. PII scrubbed ({', '.join(report['pii']['entity_types'])}); "
+        f"DVC remote: {md_code(versioned.remote, 300)}. PII scrubbed ({', '.join(report['pii']['entity_types'])}); "
         f"{report['pii']['rows_changed']} training-pool rows changed. {near}",
         "",
         "## Metrics",
@@ -102,7 +106,7 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
         "- trained on scrubbed text: entity types like `<PERSON>` are what it saw for personal data, and what it "
         "is served (the model scrubs its input with the same detector); names the detector takes for people, "
         "products among them, read as `<PERSON>` too",
-        *[line for line in script_notes(report) if "warning" in line],
+        *[line for line in [*script_notes(report), *label_notes(report)] if "warning" in line],
         f"- negative transfer vs the TF-IDF baseline: {'YES' if ladder.selection.negative_transfer else 'no'}",
         *(
             [f"- {scratch_ahead_line(asdict(ladder.selection.scratch_ahead), ladder.evaluation.mode)}"]

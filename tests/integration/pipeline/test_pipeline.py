@@ -37,10 +37,15 @@ def _files_under(*roots: Path):
 def test_pipeline_registers_a_traceable_challenger_without_pii(
     workspace, tiny_encoder, fixture_data, prefect_harness, capfd, caplog
 ):
+    import pandas as pd
+
     from flows.pipeline import thaw_pipeline
     from tasks.tracking.client import client_for
 
     train, injected = fixture_data
+    frame = pd.read_csv(train, dtype=str, keep_default_na=False)  # labels as a careless export may write them:
+    marked = [f"**{v}** | [x](#top) <b>" if v.strip() else v for v in frame["intent"]]  # markup, a table's bar
+    frame.assign(intent=marked).to_csv(train, index=False)
     cfg = pipeline_config(workspace, tiny_encoder, train)
     summary = json.loads(Path(thaw_pipeline(cfg)).read_text())
 
@@ -66,6 +71,14 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
     # the logged model lists the dataset its test metrics were measured on ("Datasets used")
     tied = {m.key: m.dataset_digest for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
     assert tied["test_accuracy"] == tied["test_macro_f1"] == mv.tags["thaw.curated.test.md5"]
+    # the data's labels in what the MLflow UI renders (the card) and the transfer note: text, not markup
+    from markdown_it import MarkdownIt
+
+    note = Path(client.download_artifacts(mv.run_id, "transfer_note.md", str(workspace))).read_text(encoding="utf-8")
+    for markdown in (mv.description, note):
+        rendered = MarkdownIt("commonmark", {"html": True}).render(markdown)
+        assert 'href="#top"' not in rendered and "<b>" not in rendered and "<strong>refund" not in rendered
+    assert "weakest labels on test (F1): \\*\\*" in mv.description and "| \\*\\*" in note
 
     # No injected PII value anywhere in the curated data, the state dir or the artifact store.
     values = [v for vals in injected.values.values() for v in vals]
@@ -84,8 +97,6 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
     leaks += [("logs", v) for v in values if v in logs]
     assert leaks == []
     assert summary["curation"]["pii"]["rows_changed"] > 0
-    import pandas as pd
-
     raw = pd.read_csv(train, dtype=str, keep_default_na=False)
     invalid = int(((raw["message"].str.strip() == "") | (raw["intent"].str.strip() == "")).sum())
     validity = next(s for s in summary["curation"]["stages"] if s["stage"] == "train:validity")
