@@ -112,7 +112,10 @@ def _check_record(split: str, result) -> dict:
 
 def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> str:
     """The data checks as a self-contained markdown report: readable offline and in the
-    MLflow UI (GX's Data Docs load their scripts and styles from CDNs)."""
+    MLflow UI (GX's Data Docs load their scripts and styles from CDNs). The failures and
+    the cells quote the data's labels: shown as text (``md_text``), never as markup."""
+    from thaw.shown import md_text
+
     lines = [
         "# Data checks (Great Expectations)",
         "",
@@ -121,7 +124,7 @@ def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> s
         "",
     ]
     if failures:
-        lines += ["## Failures", "", *[f"- {f}" for f in failures], ""]
+        lines += ["## Failures", "", *[f"- {md_text(f, 2000)}" for f in failures], ""]
     lines += ["| split | expectation | column | arguments | result | observed |", "|---|---|---|---|---|---|"]
     for c in checks:
         args = ", ".join(f"{k}={v}" for k, v in c["arguments"].items())
@@ -129,8 +132,9 @@ def checks_markdown(success: bool, checks: list[dict], failures: list[str]) -> s
             seen = f"{c['unexpected_count']} of {c['element_count']} rows unexpected"
         else:
             seen = str(c.get("observed", ""))
-        cells = [c["split"], c["expectation"], c["column"] or "", args, "pass" if c["success"] else "**FAIL**", seen]
-        lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+        cells = [md_text(x, 10_000) for x in (c["split"], c["expectation"], c["column"] or "", args)]
+        cells += ["pass" if c["success"] else "**FAIL**", md_text(seen, 10_000)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

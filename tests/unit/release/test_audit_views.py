@@ -145,6 +145,15 @@ def test_the_data_checks_report_lists_every_expectation_without_row_values():
     text = checks_markdown(False, checks, ["test: residual PII in 2 rows"])
     assert "1 of 2 expectations met" in text and "**FAIL**" in text and "2 of 60 rows unexpected" in text
     assert "FAILED: training did not start" in text
+    from markdown_it import MarkdownIt
+
+    checks[1]["arguments"] = {"value_set": ["**billing** | [x](#top) <b>"]}  # the training split's labels
+    failure = "validation: 3 rows of 1 label(s) the training split does not have: '[x](#top) <b>' 3"
+    rendered = (
+        MarkdownIt("commonmark", {"html": True}).enable("table").render(checks_markdown(False, checks, [failure]))
+    )
+    assert 'href="#top"' not in rendered and "<b>" not in rendered and "<strong>billing" not in rendered
+    assert rendered.count("<td>") == 12 and rendered.count("<strong>FAIL</strong>") == 1  # a "|" splits no cell
 
 
 def test_the_curation_report_says_when_curated_data_cannot_be_rederived():
