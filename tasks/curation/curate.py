@@ -135,7 +135,7 @@ def note_case_variants(frames: dict[str, pd.DataFrame], cfg: ThawConfig, account
     class of its own, which is seldom meant and never said. Each spelling is named with
     its rows and where it is first found (file and data row), after scrubbing (labels are
     scrubbed like text) and masked like any label in a message. The report keeps the
-    first ``NAMED_ROWS`` groups and the count of all (a text column read as the label
+    first ``NAMED_GROUPS`` groups and the count of all (a text column read as the label
     column can make thousands)."""
     counts = {name: frame["label"].value_counts() for name, frame in frames.items()}
     firsts = {name: frame.drop_duplicates("label").set_index("label")[ROW] for name, frame in frames.items()}
@@ -143,7 +143,7 @@ def note_case_variants(frames: dict[str, pd.DataFrame], cfg: ThawConfig, account
     if not groups:
         return
     named = []
-    for group in groups[:NAMED_ROWS]:
+    for group in groups[:NAMED_GROUPS]:
         spellings = {}
         for label in group:
             name = next(name for name, found in counts.items() if label in found.index)
@@ -164,6 +164,7 @@ def note_case_variants(frames: dict[str, pd.DataFrame], cfg: ThawConfig, account
 
 ROW = "_row"  # a row's data row number in its input file, carried until the splits are written
 NAMED_ROWS = 20  # rows named per input and reason in the report
+NAMED_GROUPS = 20  # groups of case-variant labels named in the report
 
 
 def _name_rows(accounting: RowAccounting, what: str, name: str, rows: list[int], cfg: ThawConfig) -> None:
