@@ -119,7 +119,7 @@ def _record(cfg, name: str, store, confirmed: set[str]) -> None:
     try:
         record_breaches(cfg, name, store, confirmed)
     except Exception as exc:
-        print(f"thaw serve: a canary breach is not in the ledger yet ({exc}); trying again", flush=True)
+        say(f"thaw serve: a canary breach is not in the ledger yet ({exc}); trying again", flush=True)
 
 
 class ServingPlans:
@@ -191,7 +191,7 @@ class ServingPlans:
                 self.write(pair)
                 print(f"aliases moved: champion v{pair[0]}, challenger {'v' + pair[1] if pair[1] else 'none'}")
         except UserError as exc:  # a version that fails its checks is never served; the old pair stays
-            print(f"thaw serve: keeps serving v{self.pair[0]}: {exc}", flush=True)
+            say(f"thaw serve: keeps serving v{self.pair[0]}: {exc}", flush=True)  # quotes the ledger
         except Exception as exc:  # the registry is away: keep serving what was verified
             logging.getLogger(__name__).warning("re-reading the aliases of %s failed: %s", self.name, exc)
 

@@ -18,9 +18,9 @@ DEFAULT_CONFIG = Path("configs/default.yaml")
 DEMO_CONFIG = Path("configs/demo.yaml")
 
 
-def say(*values: object, file=None) -> None:
+def say(*values: object, file=None, flush: bool = False) -> None:
     """``print`` one line of output that may carry registry values, ``terminal_safe``."""
-    print(terminal_safe(" ".join(str(v) for v in values)), file=file or sys.stdout)
+    print(terminal_safe(" ".join(str(v) for v in values)), file=file or sys.stdout, flush=flush)
 
 
 def thaw_command(*words: str, config: str | None = None, workspace: str | None = None) -> str:
