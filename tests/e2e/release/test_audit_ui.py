@@ -54,6 +54,12 @@ def test_from_the_champion_page_an_auditor_reaches_data_code_config_and_approval
     from thaw.ledger import KEY_PREFIX
 
     config = _project(tmp_path, tiny_encoder, tracking={"repo_url": "https://git.example.com/team/tickets"})
+    import pandas as pd
+
+    tickets = config.parent / "data" / "tickets.csv"  # labels exported with markup: the card shows them as text
+    frame = pd.read_csv(tickets, dtype=str, keep_default_na=False)
+    frame["intent"] = [f"{v} [help](#top) <b>bold</b>" if v.strip() else v for v in frame["intent"]]
+    frame.to_csv(tickets, index=False)
     _run(_thaw("run", "--config", str(config)))
     # pasted with markup: the history shows it as written, with no link and no image fetched
     pasted = "[ok](https://example.invalid/x) ![p](https://example.invalid/p.png) <b>bold</b>"
@@ -79,6 +85,8 @@ def test_from_the_champion_page_an_auditor_reaches_data_code_config_and_approval
             f"https://git.example.com/team/tickets/commit/{commit}"
         )
         page.get_by_text(f"config digest {cfg.digest()[:16]}").first.wait_for()
+        page.get_by_text("[help](#top) <b>bold</b> (").first.wait_for()  # a weakest label, as written
+        assert page.locator('a[href="#top"]').count() == 0 and page.locator("b", has_text="bold").count() == 0
         page.screenshot(path=str(shots / "mlflow-champion-version.png"))
         page.get_by_text("Approval history of this version").scroll_into_view_if_needed()
         page.get_by_text("reviewed the card and the data checks").first.wait_for()
