@@ -115,7 +115,8 @@ def test_the_last_rungs_refit_runs_beside_its_folds_and_is_what_selecting_it_reg
     shutil.rmtree(cfg.state_path / "checkpoints")  # the same refit trained here, after the gate
     again = refit_selected_rung.fn(picked, result.trained, ctx, seconds_left=0.0)
     assert not again.details.refit_ran_ahead and again.details.resumed_from_epoch is None
-    assert again.details.step_seconds > 0
+    # it trained here: work counted from its tokens (its step_seconds, rounded to 0.1 s, read 0.0 in a CI run)
+    assert again.details.training_gflop > 0 and again.details.epochs_run >= 1
     np.testing.assert_allclose(ThawPredictor(again.model_dir).probabilities(texts), resumed, atol=1e-3)
 
     # not the last rung the ladder may train: no refit ahead (its folds resume from their checkpoints)
