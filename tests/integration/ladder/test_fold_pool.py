@@ -92,7 +92,8 @@ def test_the_last_rungs_refit_runs_beside_its_folds_and_is_what_selecting_it_reg
     fewshot = next(r for r in result.trained if r.rung == "fewshot")
     assert fewshot.details.fits_at_once == 2 and fewshot.details.folds == 3
     ahead = fewshot.details.refit_ahead
-    assert ahead is not None and ahead["step_seconds"] > 0 and ahead["training_gflop"] > 0
+    # it trained: work counted from its tokens (its step time is rounded to 0.1 s, which a tiny encoder may not reach)
+    assert ahead is not None and ahead["training_gflop"] > 0 and ahead["step_seconds"] >= 0
 
     ctx = LadderContext(curated, LABELS, cfg, workspace / "run", result.evaluation)
     picked = dataclasses.replace(result.selection, rung="fewshot")
