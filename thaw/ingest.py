@@ -59,20 +59,24 @@ def _missing_column(path: Path, column: str, header: Sequence[object]) -> UserEr
     return UserError(f"{path}: column {column!r} not found (columns are: {cut}){hint}")
 
 
+def _header_match(column: str, header: Sequence[object]) -> object | None:
+    """``column``'s name in ``header``: the same name, else the one header name that reads
+    the same once its whitespace and composition take one spelling (``one_spelling``: an
+    export's 'text ' or 'text\u00a0' is the text column); None when there is none, or two."""
+    if column in header:
+        return column
+    same = [name for name in header if one_spelling(str(name)) == one_spelling(column)]
+    return same[0] if len(same) == 1 else None
+
+
 def header_names(path: Path, wanted: Sequence[str | None], header: Sequence[object]) -> dict[str, object]:
-    """Each wanted column (None: not asked for) -> its name in ``header``: the same name,
-    else the one header name that reads the same once its whitespace and composition take
-    one spelling (``one_spelling``: an export's 'text ' or 'text\u00a0' is the text
-    column). UserError (``_missing_column``) for the first that is not there."""
-    spelled: dict[str, list[object]] = {}
-    for name in header:
-        spelled.setdefault(one_spelling(str(name)), []).append(name)
+    """Each wanted column (None: not asked for) -> its name in ``header`` (``_header_match``);
+    UserError (``_missing_column``) for the first that is not there."""
     out: dict[str, object] = {}
     for column in filter(None, wanted):
-        same = [column] if column in header else spelled.get(one_spelling(column), [])
-        if len(same) != 1:
+        if (found := _header_match(column, header)) is None:
             raise _missing_column(path, column, header)
-        out[column] = same[0]
+        out[column] = found
     return out
 
 
@@ -317,14 +321,10 @@ def input_columns(path: Path, role: str = "input") -> list[str]:
 
 
 def has_column(path: Path, column: str, role: str = "input") -> bool:
-    """Whether the file at ``path`` has ``column``, matched as ``header_names`` matches it."""
+    """Whether the file at ``path`` has ``column``, matched as ``header_names`` matches it
+    (its header only is read)."""
     path = Path(path)
-    header = _header(path, _check_file(path, role))
-    try:
-        header_names(path, [column], header)
-    except UserError:
-        return False
-    return True
+    return _header_match(column, _header(path, _check_file(path, role))) is not None
 
 
 def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
