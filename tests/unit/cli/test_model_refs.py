@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from thaw_cli.main import build_parser
+from thaw_cli.main import build_parser, main
 
 GOOD = [
     ["ledger", "tickets"],
@@ -36,12 +36,14 @@ def test_names_aliases_and_versions_thaw_gives_are_taken_as_typed(argv):
 
 
 @pytest.mark.parametrize("argv", sorted(BAD), ids=" ".join)
-def test_anything_else_is_refused_in_one_line_naming_it(argv, capsys):
+def test_anything_else_is_refused_in_one_line_naming_it(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as typed in a project: `thaw ...` (main, the console script's entry)
     with pytest.raises(SystemExit) as refused:
-        build_parser().parse_args(list(argv))
+        main([*argv, "--workspace", str(tmp_path)])
     assert refused.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"thaw {argv[0]}: error: ") and BAD[argv] in error, error
+    assert list(tmp_path.iterdir()) == []  # before any store was opened: no tracking store, no state
 
 
 def test_a_reference_given_as_a_deployment_parameter_is_checked_the_same_way():
