@@ -24,7 +24,7 @@ PARAM_TAGS = {"thaw.rung": "rung", "thaw.transfer.method": "rung.method"}
 METRIC_TAGS = {"thaw.test_accuracy": "test_accuracy", "thaw.test_macro_f1": "test_macro_f1"}
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # as MLflow makes them; a version's run id is registry input
 SEARCH_CHUNK = 100  # run ids per search
-EXPERIMENTS_PAGE = 1000  # experiments per page read (MLflow's largest)
+EXPERIMENTS_PAGE = 1000  # experiments per page read (MLflow's default page; it allows up to 50,000)
 
 
 @dataclass(frozen=True)
