@@ -244,7 +244,10 @@ def _describe_failure(
         why = _nothing_carved(split, cfg, largest_carved_class[split], tuple(largest_carved_class))
         return f"{split}: {what} failed (observed 0): {why}"
     if cfg_.meta == SEEN_IN_TRAINING:
-        return f"{split}: {what} failed: {_unseen_labels(split, frame, res.get('unexpected_index_list') or [])}"
+        unseen = _unseen_labels(
+            split, frame, res.get("unexpected_index_list") or [], cfg_.kwargs.get("value_set") or ()
+        )
+        return f"{split}: {what} failed: {unseen}"
     if split == "train" and cfg_.type == "expect_table_row_count_to_be_between" and "observed_value" in res:
         return f"{split}: {what} failed (observed {res['observed_value']}): {_train_rows(res['observed_value'], cfg)}"
     if "observed_value" in res and not res.get("unexpected_index_list"):
@@ -269,18 +272,37 @@ def _train_rows(observed: int, cfg: ThawConfig) -> str:
     )
 
 
-def _unseen_labels(split: str, frame: pd.DataFrame, rows: list[int]) -> str:
-    """The rows of ``split`` whose label the training split does not have, by label.
-    Kept, they would be classes with no training row: counted in every macro average, the
-    folds and the gate's evidence included, and never predicted."""
+def _unseen_labels(split: str, frame: pd.DataFrame, rows: list[int], training: Iterable[str] = ()) -> str:
+    """The rows of ``split`` whose label the training split does not have, by label, and
+    which of those labels differ from a ``training`` label only in case. Kept, they would
+    be classes with no training row: counted in every macro average, the folds and the
+    gate's evidence included, and never predicted."""
     counts = frame[LABEL].iloc[rows].value_counts()
     named = _named_counts(list(counts.items()))
     first = ", ".join(str(i + 1) for i in sorted(rows)[:MAX_EXAMPLES])
+    near = _case_only(counts.index, training)
     return (
         f"{len(rows)} rows of {len(counts)} label(s) the training split does not have: {named} "
-        f"(rows {first}{', ...' if len(rows) > MAX_EXAMPLES else ''} of the curated split); a model trained "
-        f"on it can never answer them: drop those rows from the {split} file, or give training rows of those labels"
+        f"(rows {first}{', ...' if len(rows) > MAX_EXAMPLES else ''} of the curated split){near}; "
+        f"a model trained on it can never answer them: drop those rows from the {split} file, or give training rows "
+        "of those labels"
     )
+
+
+def _case_only(unseen: Iterable[object], training: Iterable[str]) -> str:
+    """' (...)' naming the first unseen labels that are a training label in other case
+    (labels are classes as written: thaw.datasets.case_variants), or ''."""
+    by_case = {}
+    for label in training:
+        by_case.setdefault(str(label).casefold(), str(label))
+    near = [(str(u), by_case[str(u).casefold()]) for u in unseen if str(u).casefold() in by_case]
+    if not near:
+        return ""
+    pairs = ", ".join(
+        f"{mask_residual_pii(u)[:60]!r} is {mask_residual_pii(t)[:60]!r} in training" for u, t in near[:MAX_EXAMPLES]
+    )
+    more = f" and {len(near) - MAX_EXAMPLES} more" if len(near) > MAX_EXAMPLES else ""
+    return f" ({pairs}{more}, in other case: labels are matched with their case)"
 
 
 def _too_few_per_class(counts: pd.DataFrame, minimum: int) -> str:

@@ -105,3 +105,22 @@ def test_a_test_or_validation_label_the_training_split_lacks_halts_naming_it(tmp
         "of those labels"
     )
     assert any(c["split"] == "validation" and c["expectation"] == "expect_column_values_to_be_in_set" for c in checks)
+
+
+@pytest.mark.parametrize("rows_per_class", [2, 2000])
+def test_a_label_the_training_split_has_in_other_case_is_named_beside_it(tmp_path, rows_per_class):
+    """'Refund' in the test file where training says 'refund' halts as a label training
+    lacks (case may be meant, thaw.datasets.case_variants), and the line says which
+    training label it nearly is, so the fix is seen without reading both files."""
+    from tasks.curation.expectations import validate_frames
+
+    cfg = ThawConfig.model_validate({"curation": {"expectations": {"min_rows": 1}}})
+    train = _split(["refund", "login", "Émotion"] * rows_per_class * 2)
+    test = _split(["Refund", "login", "weather", "ÉMOTION"] * rows_per_class)
+    ok, failures, _, _ = validate_frames({"train": train, "validation": _split(["login"]), "test": test}, cfg, tmp_path)
+    assert not ok and len(failures) == 1, failures
+    assert (
+        "of the curated split) ('Refund' is 'refund' in training, 'ÉMOTION' is 'Émotion' in training, in other case: "
+        "labels are matched with their case); a model trained on it can never answer them"
+    ) in failures[0]
+    assert "'weather' is" not in failures[0]
