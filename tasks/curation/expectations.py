@@ -298,11 +298,9 @@ def _case_only(unseen: Iterable[object], training: Iterable[str]) -> str:
     near = [(str(u), by_case[str(u).casefold()]) for u in unseen if str(u).casefold() in by_case]
     if not near:
         return ""
-    pairs = ", ".join(
-        f"{mask_residual_pii(u)[:60]!r} is {mask_residual_pii(t)[:60]!r} in training" for u, t in near[:MAX_EXAMPLES]
-    )
+    pairs = ", ".join(f"{mask_residual_pii(u)[:60]!r} as {mask_residual_pii(t)[:60]!r}" for u, t in near[:MAX_EXAMPLES])
     more = f" and {len(near) - MAX_EXAMPLES} more" if len(near) > MAX_EXAMPLES else ""
-    return f" ({pairs}{more}, in other case: labels are matched with their case)"
+    return f" (in other case in training: {pairs}{more}; labels are matched with their case)"
 
 
 def _too_few_per_class(counts: pd.DataFrame, minimum: int) -> str:

@@ -120,7 +120,7 @@ def test_a_label_the_training_split_has_in_other_case_is_named_beside_it(tmp_pat
     ok, failures, _, _ = validate_frames({"train": train, "validation": _split(["login"]), "test": test}, cfg, tmp_path)
     assert not ok and len(failures) == 1, failures
     assert (
-        "of the curated split) ('Refund' is 'refund' in training, 'ÉMOTION' is 'Émotion' in training, in other case: "
-        "labels are matched with their case); a model trained on it can never answer them"
+        "of the curated split) (in other case in training: 'Refund' as 'refund', 'ÉMOTION' as 'Émotion'; labels are "
+        "matched with their case); a model trained on it can never answer them"
     ) in failures[0]
-    assert "'weather' is" not in failures[0]
+    assert "'weather' as" not in failures[0]
