@@ -4,13 +4,15 @@ does not have (the registered model is the one refit on train + validation; the 
 models are used for the gate and then left in the checkpoint cache).
 
 ``python -m bench.fold_ensemble WORKSPACE`` reads the newest run of the workspace
-``python -m bench.ladder SET:10shot`` printed, finds every finished fit of the rung's last
+``python -m bench.ladder SET:10shot`` printed (its curated test split and registered
+model), finds every finished fit of the rung's last
 phase (``fine_tune``, the checkpoints ``.thaw/checkpoints/<key>-fine_tune``) whose head
 has the run's classes, and scores each on the curated test split as serving would
 (``thaw.serving.ThawPredictor``: PII to entity types, the PyTorch encoder), then the mean
 of their class probabilities (and of their log-probabilities): the folds alone, the
 folds with the refit, and the folds with the refit counted twice (the refit trained on a
-quarter more rows). The refit is the fit whose head is the registered model's.
+quarter more rows). The refit is the fit whose head is the registered model's. Give it
+the workspace of one set's run: it tells fits apart by their classes alone.
 
 An ensemble of k members costs k encoder passes per request, so it must win by more
 than noise to be worth serving. Nothing here is tuned: the members and their weights
@@ -79,11 +81,10 @@ def main(workspace: Path) -> None:
 
     from thaw.serving import ThawPredictor
 
-    repo = workspace / "thaw"
-    state = repo / ".thaw"
-    final = newest_run(state) / "models" / "final"
+    state = workspace / "thaw" / ".thaw"
+    run = newest_run(state)
+    final, test_file = run / "models" / "final", run / "curated" / "test.csv"
     labels = np.asarray(json.loads((final / "labels.json").read_text(encoding="utf-8")))
-    (test_file,) = repo.glob("datasets/*/*/test.csv")
     test = pd.read_csv(test_file, keep_default_na=False, dtype=str)
     texts, truth = test["text"].tolist(), test["label"].to_numpy()
     registered_head = load_file(str(final / "head.safetensors"))["weight"]
@@ -95,7 +96,7 @@ def main(workspace: Path) -> None:
                 continue  # the refit's own checkpoint
             model = as_model_dir(final, best, Path(scratch) / name)
             folds[name] = ThawPredictor(model, use_onnx=False).probabilities(texts)
-    print(f"{test_file.relative_to(repo)}: {len(texts)} test rows, {len(labels)} classes, {len(folds)} fold models")
+    print(f"{test_file.relative_to(state)}: {len(texts)} test rows, {len(labels)} classes, {len(folds)} fold models")
     print(f"  {'the registered refit':44s} {accuracy(refit, labels, truth):.4f}")
     for name, probabilities in folds.items():
         print(f"  fold {name[:12]:39s} {accuracy(probabilities, labels, truth):.4f}")
