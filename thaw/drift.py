@@ -189,6 +189,7 @@ class DriftAssessment:
     unseen_vocab_margin: float
     unseen_vocab_p: float
     label_shift_p: float | None = None
+    label_reference_rows: int = 0  # the training rows whose labels the label tests read
     unknown_labels: list[str] = field(default_factory=list)
     per_class_p: float | None = None
     per_class: dict[str, TwoSample] = field(default_factory=dict)
@@ -218,8 +219,13 @@ def assess_drift(
     new_labels: Sequence[str] | None = None,
     new_correct: Sequence[bool] | None = None,
     approved_accuracy: float | None = None,
+    trained_labels: Sequence[str] | None = None,
 ) -> DriftAssessment:
-    """Run every applicable test; ``fired`` names each one beyond its threshold, with the figure."""
+    """Run every applicable test; ``fired`` names each one beyond its threshold, with the figure.
+    ``reference_labels`` are the labels of the ``reference_features`` rows (a sample of the
+    training rows, for the tests within classes); ``trained_labels``, every training row's
+    (default: ``reference_labels``), for the label shift and the labels never seen: a class
+    the sample left out is still one the model learned."""
     family_alpha = settings.alpha / FAMILIES
     permutations = permutations_for(family_alpha, settings.permutations)
     out = DriftAssessment(
@@ -236,7 +242,10 @@ def assess_drift(
     if out.text.p_value < family_alpha:
         out.fired.append(f"text distribution: MMD p={out.text.p_value:.4f} < {family_alpha:.4f}")
     if reference_labels is not None and new_labels is not None:
-        _labelled_tests(out, settings, reference_features, new_features, reference_labels, new_labels, new_correct, rng)
+        every = reference_labels if trained_labels is None else trained_labels
+        _labelled_tests(
+            out, settings, (reference_features, reference_labels), every, new_features, new_labels, new_correct, rng
+        )
     # its permutations come from a generator spawned off ``rng``, which leaves ``rng``'s own
     # stream as it was: the four tests draw what they drew without this rule
     vocabulary = {w for t in reference_texts for w in words(t)}
@@ -254,19 +263,23 @@ def assess_drift(
 def _labelled_tests(
     out: DriftAssessment,
     settings: MonitoringConfig,
-    reference_features: np.ndarray,
+    reference: tuple[np.ndarray, Sequence[str]],
+    trained_labels: Sequence[str],
     new_features: np.ndarray,
-    reference_labels: Sequence[str],
     new_labels: Sequence[str],
     new_correct: Sequence[bool] | None,
     rng: np.random.Generator,
 ) -> None:
     """The tests of labelled arrivals (label shift, new labels, within classes, accuracy),
-    their figures and alarms written into ``out``."""
+    their figures and alarms written into ``out``. ``reference``: the sampled training
+    rows' features and labels (the tests within classes); ``trained_labels``: every
+    training row's label (the label shift and the labels never seen)."""
+    reference_features, reference_labels = reference
     family_alpha = out.family_alpha
     permutations = permutations_for(family_alpha, settings.permutations)
     approved_accuracy = out.approved_accuracy
-    out.label_shift_p, out.unknown_labels = label_shift_test(reference_labels, new_labels)
+    out.label_reference_rows = len(trained_labels)
+    out.label_shift_p, out.unknown_labels = label_shift_test(trained_labels, new_labels)
     if out.unknown_labels:
         out.fired.append(f"labels the champion never saw: {', '.join(out.unknown_labels[:10])}")
     if out.label_shift_p < family_alpha:

@@ -271,6 +271,7 @@ def assess_arrivals(cfg: ThawConfig, reference: Reference, arrivals: Arrivals, r
         new_labels=labels_new,
         new_correct=correct,
         approved_accuracy=reference.approved_accuracy if labels_new is not None else None,
+        trained_labels=ref_labels if labels_new is not None else None,
     )
     return write_drift_report(reference, arrivals, result, features, len(ref_sample), run_dir)
 
@@ -298,7 +299,11 @@ def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -
         },
         "label_shift": None
         if a.label_shift_p is None
-        else {"chi_square_p": a.label_shift_p, "unknown_labels": a.unknown_labels},
+        else {
+            "chi_square_p": a.label_shift_p,
+            "unknown_labels": a.unknown_labels,
+            "reference_rows": a.label_reference_rows,
+        },
         "within_classes": {"p_value": a.per_class_p, "classes": {c: asdict(t) for c, t in a.per_class.items()}},
         "accuracy": None
         if a.accuracy is None
@@ -339,7 +344,8 @@ def _markdown(report: dict) -> str:
     if report["label_shift"] is not None:
         unknown = md_text(", ".join(report["label_shift"]["unknown_labels"]), 500) or "none"
         lines.append(
-            f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f}; new labels: {unknown} | "
+            f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f} against the labels of all "
+            f"{report['label_shift']['reference_rows']} training rows; new labels: {unknown} | "
             f"< {report['per_test_alpha']:.4f}, or any new label |"
         )
         within = report["within_classes"]

@@ -166,3 +166,20 @@ def test_an_approved_accuracy_edited_in_the_registry_is_refused_before_anything_
             _monitor(trained, _write(_tickets(40, seed=83, prefix="new-"), tmp_path / "arrivals.csv"))
     finally:
         client.set_model_version_tag("tickets", version.version, "thaw.test_accuracy", recorded)
+
+
+def test_a_class_the_reference_sample_left_out_is_not_a_label_the_champion_never_saw(trained, tmp_path):
+    """The monitor embeds a seeded sample of the champion's training rows
+    (``monitoring.max_reference_rows``), and read the labels from that sample too: a class
+    the sample happened to leave out fired 'labels the champion never saw' on arrivals of
+    the training distribution. On a large training set a rare class is often left out
+    (one of 20 rows in 50,000, sampled to 2,000: left out 44% of the time). The labels are
+    now read from every training row; the embeddings stay sampled. With seed 16 the sample
+    of 50 rows of this champion's left out card_lost, which fired before."""
+    monitoring = trained.monitoring.model_copy(update={"max_reference_rows": 50, "seed": 16})
+    cfg = trained.model_copy(update={"monitoring": monitoring})
+    report = _monitor(cfg, _write(_tickets(300, seed=77, prefix="new-"), tmp_path / "same.csv"))
+    assert report["label_shift"]["unknown_labels"] == []
+    assert not any("never saw" in line for line in report["fired"]), report["fired"]
+    assert report["rows_compared"]["reference"] == 50
+    assert report["label_shift"]["reference_rows"] > 200  # every training row's label, not the sample's

@@ -82,6 +82,28 @@ def test_assessment_on_two_rows_per_class_runs_and_reports_without_firing_on_noi
     assert out.accuracy == 0.5 and out.accuracy_interval[0] <= 0.5 <= out.accuracy_interval[1]
 
 
+def test_a_class_only_the_reference_sample_lacks_is_not_new_and_counts_in_the_label_shift():
+    """The features compared are a sample of the training rows; the labels are every
+    training row's. 'rare' is in training (2 of 200 rows) but not in the 40 rows sampled."""
+    rng = np.random.default_rng(5)
+    words = ["reset", "password", "refund", "order", "late", "login"]
+    trained = ["a", "b"] * 99 + ["rare"] * 2
+    out = assess_drift(
+        MonitoringConfig(permutations=99),
+        rng.normal(size=(40, 6)),
+        rng.normal(size=(21, 6)),
+        _texts(200, words),
+        _texts(20, words),
+        _texts(21, words),
+        rng,
+        reference_labels=["a", "b"] * 20,
+        new_labels=["a", "b"] * 10 + ["rare"],
+        trained_labels=trained,
+    )
+    assert out.unknown_labels == [] and not any("never saw" in f for f in out.fired), out.fired
+    assert out.label_reference_rows == 200 and out.label_shift_p > 0.05
+
+
 def test_a_new_label_and_new_vocabulary_fire():
     rng = np.random.default_rng(4)
     ref = _texts(60, ["reset", "password", "refund", "order", "late", "login"])
@@ -148,7 +170,7 @@ def test_the_drift_report_shows_labels_in_what_fired_as_text():
         "per_test_alpha": 0.0025,
         "text_distribution": {"p_value": 0.5},
         "unseen_vocabulary": {"new": 0.1, "heldout_baseline": 0.1, "p_value": 0.5, "margin": 0.05},
-        "label_shift": {"chi_square_p": 0.001, "unknown_labels": [label]},
+        "label_shift": {"chi_square_p": 0.001, "unknown_labels": [label], "reference_rows": 100},
         "within_classes": {"p_value": 0.001, "classes": {"billing": {}}},
         "accuracy": None,
         "drifted": True,
