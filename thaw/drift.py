@@ -220,12 +220,15 @@ def assess_drift(
     new_correct: Sequence[bool] | None = None,
     approved_accuracy: float | None = None,
     trained_labels: Sequence[str] | None = None,
+    arrival_labels: Sequence[str] | None = None,
 ) -> DriftAssessment:
     """Run every applicable test; ``fired`` names each one beyond its threshold, with the figure.
-    ``reference_labels`` are the labels of the ``reference_features`` rows (a sample of the
-    training rows, for the tests within classes); ``trained_labels``, every training row's
-    (default: ``reference_labels``), for the label shift and the labels never seen: a class
-    the sample left out is still one the model learned."""
+    ``reference_labels`` and ``new_labels`` are the labels of the rows whose features are
+    compared (samples, for the tests within classes and the accuracy); ``trained_labels``
+    and ``arrival_labels``, every training row's and every arrival's (default: the
+    samples'), for the label shift and the labels never seen: a class the training sample
+    left out is still one the model learned, and a new label on one arrival of many is
+    still new."""
     family_alpha = settings.alpha / FAMILIES
     permutations = permutations_for(family_alpha, settings.permutations)
     out = DriftAssessment(
@@ -242,7 +245,10 @@ def assess_drift(
     if out.text.p_value < family_alpha:
         out.fired.append(f"text distribution: MMD p={out.text.p_value:.4f} < {family_alpha:.4f}")
     if reference_labels is not None and new_labels is not None:
-        every = reference_labels if trained_labels is None else trained_labels
+        every = (
+            reference_labels if trained_labels is None else trained_labels,
+            new_labels if arrival_labels is None else arrival_labels,
+        )
         _labelled_tests(
             out, settings, (reference_features, reference_labels), every, new_features, new_labels, new_correct, rng
         )
@@ -264,7 +270,7 @@ def _labelled_tests(
     out: DriftAssessment,
     settings: MonitoringConfig,
     reference: tuple[np.ndarray, Sequence[str]],
-    trained_labels: Sequence[str],
+    every_row: tuple[Sequence[str], Sequence[str]],
     new_features: np.ndarray,
     new_labels: Sequence[str],
     new_correct: Sequence[bool] | None,
@@ -272,14 +278,14 @@ def _labelled_tests(
 ) -> None:
     """The tests of labelled arrivals (label shift, new labels, within classes, accuracy),
     their figures and alarms written into ``out``. ``reference``: the sampled training
-    rows' features and labels (the tests within classes); ``trained_labels``: every
-    training row's label (the label shift and the labels never seen)."""
+    rows' features and labels (the tests within classes); ``every_row``: the labels of every
+    training row and of every arrival (the label shift and the labels never seen)."""
     reference_features, reference_labels = reference
     family_alpha = out.family_alpha
     permutations = permutations_for(family_alpha, settings.permutations)
     approved_accuracy = out.approved_accuracy
-    out.label_reference_rows = len(trained_labels)
-    out.label_shift_p, out.unknown_labels = label_shift_test(trained_labels, new_labels)
+    out.label_reference_rows = len(every_row[0])
+    out.label_shift_p, out.unknown_labels = label_shift_test(*every_row)
     if out.unknown_labels:
         out.fired.append(f"labels the champion never saw: {', '.join(out.unknown_labels[:10])}")
     if out.label_shift_p < family_alpha:

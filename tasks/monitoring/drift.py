@@ -272,6 +272,7 @@ def assess_arrivals(cfg: ThawConfig, reference: Reference, arrivals: Arrivals, r
         new_correct=correct,
         approved_accuracy=reference.approved_accuracy if labels_new is not None else None,
         trained_labels=ref_labels if labels_new is not None else None,
+        arrival_labels=new.labels if labels_new is not None else None,
     )
     return write_drift_report(reference, arrivals, result, features, len(ref_sample), run_dir)
 

@@ -104,6 +104,25 @@ def test_a_class_only_the_reference_sample_lacks_is_not_new_and_counts_in_the_la
     assert out.label_reference_rows == 200 and out.label_shift_p > 0.05
 
 
+def test_a_new_label_on_an_arrival_the_sample_left_out_still_fires():
+    """Only 20 of the 41 arrivals are embedded; the one 'loans' row is not among them."""
+    rng = np.random.default_rng(6)
+    words = ["reset", "password", "refund", "order", "late", "login"]
+    out = assess_drift(
+        MonitoringConfig(permutations=99),
+        rng.normal(size=(40, 6)),
+        rng.normal(size=(20, 6)),
+        _texts(40, words),
+        _texts(20, words),
+        _texts(20, words),
+        rng,
+        reference_labels=["a", "b"] * 20,
+        new_labels=["a", "b"] * 10,
+        arrival_labels=["a", "b"] * 20 + ["loans"],
+    )
+    assert out.unknown_labels == ["loans"] and "labels the champion never saw: loans" in out.fired
+
+
 def test_a_new_label_and_new_vocabulary_fire():
     rng = np.random.default_rng(4)
     ref = _texts(60, ["reset", "password", "refund", "order", "late", "login"])
