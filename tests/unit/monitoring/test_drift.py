@@ -82,44 +82,35 @@ def test_assessment_on_two_rows_per_class_runs_and_reports_without_firing_on_noi
     assert out.accuracy == 0.5 and out.accuracy_interval[0] <= 0.5 <= out.accuracy_interval[1]
 
 
+def _on_samples(seed: int, reference_sample: list[str], new_sample: list[str], **every_row):
+    """The labelled tests on sampled rows' labels, with ``every_row``'s labels beside them."""
+    rng = np.random.default_rng(seed)
+    words = ["reset", "password", "refund", "order", "late", "login"]
+    return assess_drift(
+        MonitoringConfig(permutations=99),
+        rng.normal(size=(len(reference_sample), 6)),
+        rng.normal(size=(len(new_sample), 6)),
+        _texts(200, words),
+        _texts(20, words),
+        _texts(len(new_sample), words),
+        rng,
+        reference_labels=reference_sample,
+        new_labels=new_sample,
+        **every_row,
+    )
+
+
 def test_a_class_only_the_reference_sample_lacks_is_not_new_and_counts_in_the_label_shift():
     """The features compared are a sample of the training rows; the labels are every
     training row's. 'rare' is in training (2 of 200 rows) but not in the 40 rows sampled."""
-    rng = np.random.default_rng(5)
-    words = ["reset", "password", "refund", "order", "late", "login"]
-    trained = ["a", "b"] * 99 + ["rare"] * 2
-    out = assess_drift(
-        MonitoringConfig(permutations=99),
-        rng.normal(size=(40, 6)),
-        rng.normal(size=(21, 6)),
-        _texts(200, words),
-        _texts(20, words),
-        _texts(21, words),
-        rng,
-        reference_labels=["a", "b"] * 20,
-        new_labels=["a", "b"] * 10 + ["rare"],
-        trained_labels=trained,
-    )
+    out = _on_samples(5, ["a", "b"] * 20, ["a", "b"] * 10 + ["rare"], trained_labels=["a", "b"] * 99 + ["rare"] * 2)
     assert out.unknown_labels == [] and not any("never saw" in f for f in out.fired), out.fired
     assert out.label_reference_rows == 200 and out.label_shift_p > 0.05
 
 
 def test_a_new_label_on_an_arrival_the_sample_left_out_still_fires():
     """Only 20 of the 41 arrivals are embedded; the one 'loans' row is not among them."""
-    rng = np.random.default_rng(6)
-    words = ["reset", "password", "refund", "order", "late", "login"]
-    out = assess_drift(
-        MonitoringConfig(permutations=99),
-        rng.normal(size=(40, 6)),
-        rng.normal(size=(20, 6)),
-        _texts(40, words),
-        _texts(20, words),
-        _texts(20, words),
-        rng,
-        reference_labels=["a", "b"] * 20,
-        new_labels=["a", "b"] * 10,
-        arrival_labels=["a", "b"] * 20 + ["loans"],
-    )
+    out = _on_samples(6, ["a", "b"] * 20, ["a", "b"] * 10, arrival_labels=["a", "b"] * 20 + ["loans"])
     assert out.unknown_labels == ["loans"] and "labels the champion never saw: loans" in out.fired
 
 
