@@ -303,7 +303,7 @@ def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -
         else {
             "chi_square_p": a.label_shift_p,
             "unknown_labels": a.unknown_labels,
-            "reference_rows": a.label_reference_rows,
+            "known_label_rows": a.known_label_rows,
         },
         "within_classes": {"p_value": a.per_class_p, "classes": {c: asdict(t) for c, t in a.per_class.items()}},
         "accuracy": None
@@ -345,8 +345,8 @@ def _markdown(report: dict) -> str:
     if report["label_shift"] is not None:
         unknown = md_text(", ".join(report["label_shift"]["unknown_labels"]), 500) or "none"
         lines.append(
-            f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f} against the labels of all "
-            f"{report['label_shift']['reference_rows']} training rows; new labels: {unknown} | "
+            f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f}; new labels (against all "
+            f"{report['label_shift']['known_label_rows']} training rows): {unknown} | "
             f"< {report['per_test_alpha']:.4f}, or any new label |"
         )
         within = report["within_classes"]

@@ -173,8 +173,8 @@ def test_a_class_the_reference_sample_left_out_is_not_a_label_the_champion_never
     (``monitoring.max_reference_rows``), and read the labels from that sample too: a class
     the sample happened to leave out fired 'labels the champion never saw' on arrivals of
     the training distribution. On a large training set a rare class is often left out
-    (one of 20 rows in 50,000, sampled to 2,000: left out 44% of the time). The labels are
-    now read from every training row; the embeddings stay sampled. With seed 16 the sample
+    (one of 20 rows in 50,000, sampled to 2,000: left out 44% of the time). The labels
+    never seen are now against every training row's; the rows compared stay sampled. With seed 16 the sample
     of 50 rows of this champion's left out card_lost, which fired before."""
     monitoring = trained.monitoring.model_copy(update={"max_reference_rows": 50, "seed": 16})
     cfg = trained.model_copy(update={"monitoring": monitoring})
@@ -182,4 +182,4 @@ def test_a_class_the_reference_sample_left_out_is_not_a_label_the_champion_never
     assert report["label_shift"]["unknown_labels"] == []
     assert not any("never saw" in line for line in report["fired"]), report["fired"]
     assert report["rows_compared"]["reference"] == 50
-    assert report["label_shift"]["reference_rows"] > 200  # every training row's label, not the sample's
+    assert report["label_shift"]["known_label_rows"] > 200  # every training row's label, not the sample's

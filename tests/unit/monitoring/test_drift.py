@@ -100,12 +100,13 @@ def _on_samples(seed: int, reference_sample: list[str], new_sample: list[str], *
     )
 
 
-def test_a_class_only_the_reference_sample_lacks_is_not_new_and_counts_in_the_label_shift():
-    """The features compared are a sample of the training rows; the labels are every
-    training row's. 'rare' is in training (2 of 200 rows) but not in the 40 rows sampled."""
+def test_a_class_only_the_reference_sample_lacks_is_not_new():
+    """The rows compared are a sample of the training rows; the labels never seen are
+    against every training row's. 'rare' is in training (2 of 200 rows) but not in the 40
+    rows sampled."""
     out = _on_samples(5, ["a", "b"] * 20, ["a", "b"] * 10 + ["rare"], trained_labels=["a", "b"] * 99 + ["rare"] * 2)
     assert out.unknown_labels == [] and not any("never saw" in f for f in out.fired), out.fired
-    assert out.label_reference_rows == 200 and out.label_shift_p > 0.05
+    assert out.known_label_rows == 200 and out.label_shift_p > 0.05
 
 
 def test_a_new_label_on_an_arrival_the_sample_left_out_still_fires():
@@ -180,7 +181,7 @@ def test_the_drift_report_shows_labels_in_what_fired_as_text():
         "per_test_alpha": 0.0025,
         "text_distribution": {"p_value": 0.5},
         "unseen_vocabulary": {"new": 0.1, "heldout_baseline": 0.1, "p_value": 0.5, "margin": 0.05},
-        "label_shift": {"chi_square_p": 0.001, "unknown_labels": [label], "reference_rows": 100},
+        "label_shift": {"chi_square_p": 0.001, "unknown_labels": [label], "known_label_rows": 100},
         "within_classes": {"p_value": 0.001, "classes": {"billing": {}}},
         "accuracy": None,
         "drifted": True,
