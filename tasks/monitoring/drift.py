@@ -345,8 +345,9 @@ def _markdown(report: dict) -> str:
     if report["label_shift"] is not None:
         unknown = md_text(", ".join(report["label_shift"]["unknown_labels"]), 500) or "none"
         lines.append(
-            f"| label shift (chi-square p) | p = {report['label_shift']['chi_square_p']:.4f}; new labels (against all "
-            f"{report['label_shift']['known_label_rows']} training rows): {unknown} | "
+            f"| label shift (chi-square, permutation p; all {report['label_shift']['known_label_rows']} training rows' "
+            f"labels against every arrival's) | p = {report['label_shift']['chi_square_p']:.4f}; "
+            f"new labels: {unknown} | "
             f"< {report['per_test_alpha']:.4f}, or any new label |"
         )
         within = report["within_classes"]
