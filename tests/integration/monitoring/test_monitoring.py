@@ -104,6 +104,7 @@ def test_a_new_intent_in_another_register_fires_and_starts_training_on_the_combi
     report = _monitor(trained, _write(shifted, tmp_path / "shifted.csv"), deployment="thaw-pipeline/retrain")
     fired = " | ".join(report["fired"])
     assert report["drifted"] and "never saw: loans" in fired and "text distribution" in fired, fired
+    assert "label shift:" in fired  # 80 of 264 arrivals carry a label no training row has
     retrain = report["retraining"]
     combined = pd.read_csv(retrain["file"], dtype=str, keep_default_na=False)
     assert list(combined.columns) == ["ticket_id", "message", "intent"]  # the user's names, ready for `thaw run`
