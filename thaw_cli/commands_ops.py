@@ -24,7 +24,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     schedule = build_schedule(args.cron, args.interval, timezone)
     name = args.name or f"{cfg.model_name}-scheduled"
     when = f"cron '{args.cron}' in {timezone}" if args.cron else f"every {args.interval}s"
-    print(
+    say(
         f"serving deployment thaw-pipeline/{name} ({when}); SIGTERM or Ctrl-C stops "
         f"(a run in flight gets {args.stop_grace:.0f}s to finish, then is cancelled)",
         flush=True,
@@ -66,7 +66,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
         timezone = check_timezone(args.timezone or local_timezone())
         name = args.name or f"{cfg.model_name}-monitor"
-        print(f"serving deployment thaw-monitor/{name}; SIGTERM or Ctrl-C stops", flush=True)
+        say(f"serving deployment thaw-monitor/{name}; SIGTERM or Ctrl-C stops", flush=True)
         description = f"drift of {args.model} on {source}"
         serve_flow(
             thaw_monitor,
@@ -82,20 +82,20 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from thaw_cli.common import quiet_user_error_tracebacks
 
     quiet_user_error_tracebacks()
-    print(f"comparing {source} ({'labelled: ' + label if label else 'unlabelled'}) with what {args.model} learned from")
+    say(f"comparing {source} ({'labelled: ' + label if label else 'unlabelled'}) with what {args.model} learned from")
     report_path = Path(thaw_monitor(cfg, **params))
     report = json.loads(report_path.read_text(encoding="utf-8"))
     verdict = "DRIFT" if report["drifted"] else "no drift"
-    print(f"{verdict}: {report['rows_compared']['new']} new rows, false-alarm rate {report['false_alarm_rate']}")
+    say(f"{verdict}: {report['rows_compared']['new']} new rows, false-alarm rate {report['false_alarm_rate']}")
     for line in report["fired"]:  # names classes from the data
         say(f"  - {line}")
-    print(f"report: {report_path.with_suffix('.md')} (and drift.json, drift.png beside it)")
+    say(f"report: {report_path.with_suffix('.md')} (and drift.json, drift.png beside it)")
     retrain = report.get("retraining")
     if retrain:
         started = f"; training run {retrain['flow_run_id']} started" if retrain.get("flow_run_id") else ""
-        print(f"combined training data: {retrain['file']} ({retrain['rows']} rows){started}")
+        say(f"combined training data: {retrain['file']} ({retrain['rows']} rows){started}")
         if not retrain.get("flow_run_id"):
-            print(
+            say(
                 f"  retrain with: thaw run --train {retrain['file']}"
                 + (f" --config {args.config}" if args.config else "")
             )
@@ -107,13 +107,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     urls = start_services(cfg, args.mlflow_port, args.prefect_port)
-    print(f"MLflow UI and tracking server  {urls['mlflow']}")
-    print(f"Prefect UI                     {urls['prefect']}")
-    print(f"Prefect scheduler              working (created a probe deployment's runs in {urls['scheduler_seconds']}s)")
-    print("Point thaw at them:")
-    print(f"  export MLFLOW_TRACKING_URI={urls['mlflow']}   # or tracking.tracking_uri in your config YAML")
-    print(f"  export PREFECT_API_URL={urls['prefect']}/api")
-    print("Stop them with `thaw down`.")
+    say(f"MLflow UI and tracking server  {urls['mlflow']}")
+    say(f"Prefect UI                     {urls['prefect']}")
+    say(f"Prefect scheduler              working (created a probe deployment's runs in {urls['scheduler_seconds']}s)")
+    say("Point thaw at them:")
+    say(f"  export MLFLOW_TRACKING_URI={urls['mlflow']}   # or tracking.tracking_uri in your config YAML")
+    say(f"  export PREFECT_API_URL={urls['prefect']}/api")
+    say("Stop them with `thaw down`.")
     return 0
 
 
@@ -127,7 +127,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     from thaw_cli.services import stop_services
 
     stopped = stop_services(config_from_args(args))
-    print("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
+    say("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
     return 0
 
 
@@ -144,17 +144,17 @@ def cmd_state(args: argparse.Namespace) -> int:
         if budget_gb is None:
             raise UserError("state_budget_gb is null in the config (no budget): give --budget-gb to prune")
         pruned = prune(cfg.state_path, int(budget_gb * 1e9), since=time.time())
-        print(pruned.describe())
+        say(pruned.describe())
         return 1 if pruned.busy else 0
     entries = state_entries(cfg.state_path)
     stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))  # noqa: E731
-    print(f"{'kind':<12} {'entries':>7} {'GB':>8}  last used (UTC), oldest .. newest")
+    say(f"{'kind':<12} {'entries':>7} {'GB':>8}  last used (UTC), oldest .. newest")
     for kind in sorted({e.kind for e in entries}):
         of = [e for e in entries if e.kind == kind]
         used = sorted(e.used for e in of)
         size = sum(e.size for e in of) / 1e9
-        print(f"{kind:<12} {len(of):>7} {size:>8.2f}  {stamp(used[0])} .. {stamp(used[-1])}")
+        say(f"{kind:<12} {len(of):>7} {size:>8.2f}  {stamp(used[0])} .. {stamp(used[-1])}")
     total = sum(e.size for e in entries) / 1e9
     limit = f"{budget_gb:g} GB (state_budget_gb)" if budget_gb is not None else "none (state_budget_gb: null)"
-    print(f"{'all':<12} {len(entries):>7} {total:>8.2f}  budget {limit}; in {cfg.state_path}")
+    say(f"{'all':<12} {len(entries):>7} {total:>8.2f}  budget {limit}; in {cfg.state_path}")
     return 0

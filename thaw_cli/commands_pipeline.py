@@ -77,11 +77,11 @@ def cmd_curate(args: argparse.Namespace) -> int:
     quiet_user_error_tracebacks()
     written = curation_flow(cfg, output)
     report = json.loads(Path(written["report"]).read_text(encoding="utf-8"))
-    print(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
+    say(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
     for stage in report["stages"]:
         if stage["removed"]:
-            print(f"  {stage['stage']:<32} removed " + ", ".join(f"{k}={v}" for k, v in stage["removed"].items()))
-    print(
+            say(f"  {stage['stage']:<32} removed " + ", ".join(f"{k}={v}" for k, v in stage["removed"].items()))
+    say(
         f"  PII: {report['pii']['rows_changed']} rows changed at {report['pii']['rows_per_s']:.0f} rows/s; "
         f"report {written['report']}"
     )
@@ -118,9 +118,9 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
     recorded = yaml.safe_load(pinned.read_text(encoding="utf-8"))["outs"][0]["md5"]
     actual = demo_tree_md5(root / DEMO_RELPATH)
     if actual == recorded:
-        print(f"demo data regenerated: matches data.dvc ({recorded})")
+        say(f"demo data regenerated: matches data.dvc ({recorded})")
     else:
-        print(
+        say(
             f"warning: data/ ({actual}) differs from what data.dvc pins ({recorded}); "
             "the run versions what is there now",
             file=sys.stderr,
@@ -133,7 +133,8 @@ def _print_outcome(cfg, summary: dict, seconds: float, again: Callable[..., str]
     from thaw.tracking import tracking_uri
 
     if summary.get("skipped"):
-        print(f"\nthaw skipped training: {summary['skipped']} (scheduling.on_concurrent_run=skip)")
+        say()
+        say(f"thaw skipped training: {summary['skipped']} (scheduling.on_concurrent_run=skip)")
         return
 
     model, test = summary["model"], summary["test"]["metrics"]
@@ -142,20 +143,21 @@ def _print_outcome(cfg, summary: dict, seconds: float, again: Callable[..., str]
     ref = f"{model['name']}@{alias}" if alias else f"{model['name']}/{model['version']}"
     took = f" in {seconds / 60:.1f} min"
     splits = summary["curation"]["splits"]
-    print(f"\nthaw finished{took}.")
+    say()
+    say(f"thaw finished{took}.")
     now = f"now '{alias}'" if alias else "then rejected"
-    print(
+    say(
         f"  registered   {model['name']} version {model['version']} as '{model['alias']}', {now} "
         f"(rung: {summary['selected_rung']})"
         if outcome in ("approved", "rejected")
         else f"  registered   {model['name']} version {model['version']} as '{model['alias']}' "
         f"(rung: {summary['selected_rung']})"
     )
-    print(
+    say(
         f"  test         accuracy {test['accuracy']:.3f} [{test['accuracy_low']:.3f}, {test['accuracy_high']:.3f}], "
         f"macro-F1 {test['macro_f1']:.3f} on {int(test['examples'])} rows"
     )
-    print(
+    say(
         f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
         f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)"
     )
@@ -163,22 +165,23 @@ def _print_outcome(cfg, summary: dict, seconds: float, again: Callable[..., str]
     served = registered.get("served") or registered.get("serving")
     if served:
         engine = served.get("engine") or f"pytorch, {served['precision']}"
-        print(
+        say(
             f"  serving      p95 {served['p95_ms']:.1f} ms at batch 1, {served['rows_per_s']:.0f} rows/s at batch "
             f"{served['batch']} ({engine}; transfer_note.md has every rung)"
         )
     approval = summary.get("approval")
     if approval:
         say(f"  approval     {approval['outcome'].upper()}: {approval['message']}")  # the approver's words
-    print(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
-    print("\nLook at it:")
+    say(f"  summary      {cfg.state_path / 'runs' / summary['mlflow']['run_id'] / 'summary.json'}")
+    say()
+    say("Look at it:")
     uri = tracking_uri(cfg)
     served = uri.startswith(("http://", "https://"))
-    print(f"  MLflow UI    {uri}" if served else f"  MLflow UI    {again('ui')}")
-    print(f"  lineage      {again('lineage', ref)}")
-    print(f"  models       {again('models')}")
+    say(f"  MLflow UI    {uri}" if served else f"  MLflow UI    {again('ui')}")
+    say(f"  lineage      {again('lineage', ref)}")
+    say(f"  models       {again('models')}")
     if approval is None or approval["outcome"] in ("timeout", "requested"):
         reason = "reviewed transfer note and test report"
-        print(f"  approve      {again('approve', model['name'], str(model['version']), '--reason', reason)}")
+        say(f"  approve      {again('approve', model['name'], str(model['version']), '--reason', reason)}")
     predict = again("predict", f"{model['name']}@champion", "--input", "FILE.csv", "--output", "predictions.csv")
-    print(f"  predict      {predict}")
+    say(f"  predict      {predict}")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import config_from_args, say
+from thaw_cli.common import config_from_args, say, say_json
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -55,7 +54,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
     rows.sort(key=lambda r: (r["name"], int(r["version"])))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        say_json(rows)
     elif not rows:
         say("no registered models yet (run `thaw demo` or `thaw run`)")
     else:
@@ -84,7 +83,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     info = describe_lineage(cfg, args.model)
     if args.json:
-        print(json.dumps(info, indent=2))
+        say_json(info)
         return 0
     m, d = info["model"], info["data"]
     say(
@@ -191,7 +190,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             raise
         raise UserError(f"no registered model {args.model!r}") from None
     if args.json:
-        print(json.dumps({"entries": report.entries, "problems": report.problems, "notes": report.notes}, indent=2))
+        say_json({"entries": report.entries, "problems": report.problems, "notes": report.notes})
     else:
         for e in report.entries:
             say(_ledger_line(e, report.signed))
@@ -251,8 +250,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
     path = Path(args.out).expanduser() if args.out else key_path()
     public = new_key(path)
     say(f"private key written to {path} (mode 600; keep it there, never in the repository)")
-    print(f"add to the approvers file ({config_from_args(args).promotion.approvers_file}), in a reviewed commit:\n")
-    print(f"  {args.name}:\n    key: {public_key_line(public, args.name)}\n    may: [approve, reject]")
+    say(f"add to the approvers file ({config_from_args(args).promotion.approvers_file}), in a reviewed commit:")
+    say()
+    say(f"  {args.name}:")
+    say(f"    key: {public_key_line(public, args.name)}")
+    say("    may: [approve, reject]")
     return 0
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from thaw.errors import UserError
-from thaw_cli.common import config_from_args, say
+from thaw_cli.common import config_from_args, say, say_json
 
 
 def parse_share(text: str) -> float:
@@ -75,8 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     env = service_environment((cfg.curation.pii.secret_env,), **store_env)
     if not _loopback(args.host):
-        print(f"note: {args.host} is not loopback; thaw serve has no authentication: put it behind your gateway")
-    print(f"http://{args.host}:{args.port}/invocations; requests recorded in {shown_url(store.url)}", flush=True)
+        say(f"note: {args.host} is not loopback; thaw serve has no authentication: put it behind your gateway")
+    say(f"http://{args.host}:{args.port}/invocations; requests recorded in {shown_url(store.url)}", flush=True)
     cmd = [sys.executable, "-m", "thaw_cli.serving_app", str(plans.path), "--host", args.host, "--port", str(args.port)]
     server = subprocess.Popen(cmd, env=env)
 
@@ -189,7 +189,7 @@ class ServingPlans:
             pair = self.current()
             if pair != self.pair:
                 self.write(pair)
-                print(f"aliases moved: champion v{pair[0]}, challenger {'v' + pair[1] if pair[1] else 'none'}")
+                say(f"aliases moved: champion v{pair[0]}, challenger {'v' + pair[1] if pair[1] else 'none'}")
         except UserError as exc:  # a version that fails its checks is never served; the old pair stays
             say(f"thaw serve: keeps serving v{self.pair[0]}: {exc}", flush=True)  # quotes the ledger
         except Exception as exc:  # the registry is away: keep serving what was verified
@@ -235,7 +235,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         raise UserError(f"{path}: no rows")
     store = RequestStore.for_config(cfg)
     recorded = store.add_feedback(pairs, f"file {path.name}"[:300])
-    print(f"recorded {recorded} labels from {path} in {shown_url(store.url)}")
+    say(f"recorded {recorded} labels from {path} in {shown_url(store.url)}")
     return 0
 
 
@@ -257,9 +257,9 @@ def cmd_canary(args: argparse.Namespace) -> int:
     store = RequestStore.for_config(cfg)
     report = store.report(args.model, str(champion), str(challenger))
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        say_json(report.as_dict())
     else:
         for line in report.lines():  # versions, labels and figures from the serving store
             say(line)
-        print(f"  store         {shown_url(store.url)}")
+        say(f"  store         {shown_url(store.url)}")
     return 0

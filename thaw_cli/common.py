@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -19,8 +20,24 @@ DEMO_CONFIG = Path("configs/demo.yaml")
 
 
 def say(*values: object, file=None, flush: bool = False) -> None:
-    """``print`` one line of output that may carry registry values, ``terminal_safe``."""
+    """``print`` one line of output, ``terminal_safe``: every line the CLI writes goes
+    through here (ruff's T201 holds ``thaw_cli`` to it), since a line built from a tag, a
+    ledger entry, a file or a server's answer may carry what a terminal acts on."""
     print(terminal_safe(" ".join(str(v) for v in values)), file=file or sys.stdout, flush=flush)
+
+
+def report_user_error(exc: UserError, file=None, command: str = "thaw") -> None:
+    """``thaw: error: ...`` on stderr, in the lines the error gives (``UserError.lines``),
+    each terminal-safe: its message may quote what the registry or a file holds."""
+    first, *more = exc.lines()
+    for line in (f"{command}: error: {first}", *more):
+        say(line, file=file or sys.stderr)
+
+
+def say_json(value: object) -> None:
+    """``value`` as indented JSON on stdout: ``json.dumps`` writes every control and
+    non-ASCII character as an escape, so no line of it can act on the terminal."""
+    print(json.dumps(value, indent=2, ensure_ascii=True))  # noqa: T201
 
 
 def thaw_command(*words: str, config: str | None = None, workspace: str | None = None) -> str:

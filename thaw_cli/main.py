@@ -26,7 +26,7 @@ from thaw_cli.commands_registry import (
     cmd_unlock,
 )
 from thaw_cli.commands_serving import cmd_canary, cmd_feedback, cmd_serve
-from thaw_cli.common import terminal_safe
+from thaw_cli.common import report_user_error, say
 
 MODEL_REF = "NAME@ALIAS or NAME/VERSION"
 
@@ -241,14 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def report_user_error(exc: UserError, file=None) -> None:
-    """``thaw: error: ...`` on stderr, in the lines the error gives (``UserError.lines``),
-    each terminal-safe: its message may quote what the registry or a file holds."""
-    first, *more = exc.lines()
-    for line in (f"thaw: error: {first}", *more):
-        print(terminal_safe(line), file=file or sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``thaw`` console script."""
     args = build_parser().parse_args(argv)
@@ -258,13 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         report_user_error(exc)
         return 2
     except KeyboardInterrupt:
-        print("thaw: interrupted", file=sys.stderr)
+        say("thaw: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         problem = tracking_access_problem(exc)
         if problem is None:
             raise
-        print(f"thaw: error: {problem}", file=sys.stderr)
+        say(f"thaw: error: {problem}", file=sys.stderr)
         return 2
 
 

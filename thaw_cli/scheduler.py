@@ -23,6 +23,7 @@ from typing import Any
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
+from thaw_cli.common import say
 
 # Prefect's runner gives a cancelled run's process this long to exit after SIGTERM
 # before it sends SIGKILL (prefect/runner/_cancellation_manager.py).
@@ -99,7 +100,7 @@ class _Shutdown:
             await asyncio.sleep(0.2)  # a signal during start-up: let the runner finish starting first
         self.runner._scheduled_run_poller.stopping = True  # no new runs from here on
         running = self._in_flight()
-        print(
+        say(
             f"{signame}: no new runs will start; "
             + (f"waiting up to {self.grace_seconds:.0f}s for {len(running)} run(s) in flight" if running else "idle"),
             flush=True,
@@ -108,10 +109,10 @@ class _Shutdown:
             await asyncio.sleep(0.5)
         left = self._in_flight()
         if left:
-            print(f"cancelling {len(left)} run(s) still in flight: {', '.join(map(str, sorted(left)))}", flush=True)
+            say(f"cancelling {len(left)} run(s) still in flight: {', '.join(map(str, sorted(left)))}", flush=True)
         await self.runner.cancel_all_with_message(f"thaw schedule received {signame} and stopped before the run ended")
         await self.runner.astop()
-        print(f"stopped in {time.monotonic() - started:.1f}s", flush=True)
+        say(f"stopped in {time.monotonic() - started:.1f}s", flush=True)
 
 
 def _runner_class() -> type:

@@ -16,6 +16,7 @@ from pathlib import Path
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.offline import service_environment
+from thaw_cli.common import say
 
 
 def _state_file(cfg: ThawConfig) -> Path:
@@ -70,13 +71,13 @@ def serve_ui(cfg: ThawConfig, port: int) -> int:
 
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
-        print(f"the tracking store is a server: its UI is {uri}")
+        say(f"the tracking store is a server: its UI is {uri}")
         return 0
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise UserError(f"port {port} is in use (by `thaw up`?); choose another with --port")
     cmd = mlflow_server_command(port, uri, cfg.state_path / "mlartifacts")
-    print(f"MLflow UI on http://127.0.0.1:{port} for {uri}; Ctrl-C stops it", flush=True)
+    say(f"MLflow UI on http://127.0.0.1:{port} for {uri}; Ctrl-C stops it", flush=True)
     # our process group: Ctrl-C, and a signal to the group, reach it too
     proc = subprocess.Popen(cmd, env=service_environment((cfg.curation.pii.secret_env,)))
 

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from tasks.serving.router import Router
 from thaw.errors import UserError
 from thaw.request_store import RequestStore, check_label, check_request_id
+from thaw_cli.common import report_user_error, say
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 << 20
@@ -258,7 +259,6 @@ class PlanFile:
 def main(argv: list[str] | None = None) -> int:
     """The server ``thaw serve`` starts: ``python -m thaw_cli.serving_app PLAN --host H --port P``."""
     import argparse
-    import sys
 
     import uvicorn
 
@@ -285,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             plan.aliases,
         )
     except UserError as exc:
-        print(f"thaw serve: error: {exc}", file=sys.stderr)
+        report_user_error(exc, command="thaw serve")
         return 2
-    print(f"serving {router.describe()}", flush=True)
+    say(f"serving {router.describe()}", flush=True)
     router.poll_aliases(PLAN_POLL_S)
     try:
         uvicorn.run(build_app(router, store), host=args.host, port=args.port, log_level="warning", access_log=False)

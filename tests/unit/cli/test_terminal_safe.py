@@ -29,3 +29,34 @@ def test_an_error_keeps_the_lines_thaw_gave_it_and_escapes_those_a_value_brought
     )
     report_user_error(UserError("tag reads 'x\nthaw: the lineage verifies'"))
     assert capsys.readouterr().err == "thaw: error: tag reads 'x\\nthaw: the lineage verifies'\n"
+
+
+def test_every_line_the_cli_writes_goes_through_say():
+    """ruff's T201 flags a ``print`` to stdout, not one given ``file=``; this reads every
+    call: only ``say`` and ``say_json`` in ``thaw_cli/common.py`` print."""
+    import ast
+    from pathlib import Path
+
+    import thaw_cli
+
+    printing = []
+
+    class Prints(ast.NodeVisitor):
+        def __init__(self, module: str):
+            self.module, self.within = module, ["<module>"]
+
+        def visit_FunctionDef(self, node):
+            self.within.append(node.name)
+            self.generic_visit(node)
+            self.within.pop()
+
+        visit_AsyncFunctionDef = visit_FunctionDef
+
+        def visit_Call(self, node):
+            if isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append((self.module, self.within[-1]))
+            self.generic_visit(node)
+
+    for path in sorted(Path(thaw_cli.__file__).parent.glob("*.py")):
+        Prints(path.name).visit(ast.parse(path.read_text(encoding="utf-8")))
+    assert sorted(printing) == [("common.py", "say"), ("common.py", "say_json")], printing
