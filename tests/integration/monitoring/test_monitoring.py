@@ -184,3 +184,36 @@ def test_a_class_the_reference_sample_left_out_is_not_a_label_the_champion_never
     assert not any("never saw" in line for line in report["fired"]), report["fired"]
     assert report["rows_compared"]["reference"] == 50
     assert report["label_shift"]["known_label_rows"] > 200  # every training row's label, not the sample's
+
+
+def test_thaw_monitor_through_the_cli_shows_a_new_label_as_text_not_terminal_codes(trained, tmp_path):
+    """As a user runs it: ``thaw monitor`` in the workspace, with a config file. The new
+    label arrives with an escape sequence and a carriage return in it (what a hostile or
+    careless file can carry): the alarm names it, and stdout shows the escape sequence as
+    text, so the line cannot be erased or rewritten on the terminal."""
+    import csv
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "thaw.yaml"
+    config.write_text(yaml.safe_dump(trained.model_dump(mode="json", exclude_defaults=True)), encoding="utf-8")
+    label = "loans\x1b[2K\rno drift"
+    messages = [LOANS[i % len(LOANS)].format(n=500 + 7 * i) for i in range(30)]
+    loans = pd.DataFrame({"message": messages, "intent": label})
+    arrivals = pd.concat([_tickets(150, seed=79, prefix="cli-")[["message", "intent"]], loans])
+    arrivals.insert(0, "ticket_id", [f"a{i}" for i in range(len(arrivals))])
+    arrivals_file = str(tmp_path / "arrivals.csv")
+    arrivals.to_csv(arrivals_file, index=False, quoting=csv.QUOTE_ALL)  # a bare \r would end the row
+    proc = subprocess.run(
+        [sys.executable, "-m", "thaw_cli", "monitor", "tickets@challenger", "--input", arrivals_file,
+         "--text-column", "message", "--label-column", "intent", "--id-column", "ticket_id", "--config", str(config)],
+        cwd=trained.root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("DRIFT: ") for line in lines), proc.stdout
+    # the carriage return is whitespace, which a label's one spelling reads as a space
+    assert "  - labels the champion never saw: loans\\x1b[2K no drift" in lines, proc.stdout
