@@ -5,7 +5,7 @@ its share of alpha (0.01 / 4), against a 2,000-row sample of the training labels
 
 Two p-values of the same chi-square statistic on the same batches, side by side: thaw's
 (``thaw.drift.label_shift_test``, by permutation) and the asymptotic chi-square
-distribution's (scipy's ``chi2_contingency``, which thaw shipped before 2026-12-06).
+distribution's (scipy's ``chi2_contingency``, which thaw used before b0a37bc).
 
 ``python -m bench.label_shift_probe`` draws, for each line, 4,000 same-distribution
 batches of 300 arrivals and 1,000 shifted ones (five classes, chosen at random once per
