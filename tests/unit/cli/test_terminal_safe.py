@@ -60,3 +60,18 @@ def test_every_line_the_cli_writes_goes_through_say():
     for path in sorted(Path(thaw_cli.__file__).parent.glob("*.py")):
         Prints(path.name).visit(ast.parse(path.read_text(encoding="utf-8")))
     assert sorted(printing) == [("common.py", "say"), ("common.py", "say_json")], printing
+
+
+def test_thaw_serves_error_line_is_terminal_safe(tmp_path, capsys):
+    """The server ``thaw serve`` starts reads its plan as input; a refusal quotes the
+    plan's path, which may carry what a terminal acts on."""
+    import json
+
+    from thaw_cli import serving_app
+
+    plan = tmp_path / "plan\x1b[2K\rok.json"
+    plan.write_text(json.dumps({"model": "tickets", "mode": "everything"}), encoding="utf-8")
+    assert serving_app.main([str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("thaw serve: error: ") and err.count("\n") == 1, err
+    assert "\x1b" not in err and "\r" not in err and "plan\\x1b[2K\\rok.json: unknown mode 'everything'" in err
