@@ -192,8 +192,9 @@ def label_shift_test(
     if len(labels) < 2 or m == 0 or n == 0:
         return 1.0
     # numpy's two exact samplers: "count" costs in proportion to the rows drawn, "marginals"
-    # to the classes (4,000 draws of 300 rows over 150 classes: 0.02 s against 0.07)
-    method = "count" if m < 4 * len(labels) else "marginals"
+    # to the classes (4,000 draws of 300 rows over 150 classes: 0.02 s against 0.07); "count"
+    # also holds one integer per row of both sides, so not for millions of training rows
+    method = "count" if m < 4 * len(labels) and n + m <= 2_000_000 else "marginals"
     tables = np.vstack([observed, rng.multivariate_hypergeometric(totals, m, size=permutations, method=method)])
     # Pearson's statistic for a 2 x k table with these margins is N^2 / (n m) times this sum
     # (the reference row's deviations are the new row's, negated): the same order
