@@ -32,6 +32,7 @@ from thaw.modeling import BackboneRef
 from thaw.text_form import model_text, normalise_pseudonyms
 
 log = logging.getLogger(__name__)
+ROW = "_row"  # an arrival's data row number in its file, for the rows a message names
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Arrivals:
     rows: int
     duplicates_dropped: int
     labelled: bool
+    long_texts: int = 0  # texts over data.max_text_chars: cut to it, or left out under long_text_policy: reject
+    long_text_rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,10 @@ def approved_accuracy(client, mv) -> float | None:
 
 @task(name="read-arrivals")
 def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Path) -> Arrivals:
-    """Read the new rows (labelled or not), scrub PII with the curation settings, drop
-    exact repeats of a text, and keep them as ``run_dir/arrivals.csv``."""
+    """Read the new rows (labelled or not), scrub PII with the curation settings, hold
+    them to the length the training rows were held to (``data.max_text_chars``, as
+    ``data.long_text_policy`` says), drop exact repeats of a text, and keep them as
+    ``run_dir/arrivals.csv``."""
     from thaw.ingest import read_labelled_table
     from thaw.pii.detector import PiiDetector, ScrubStats, load_pii_secret, protect_ids, scrub_texts_parallel
 
@@ -169,15 +174,59 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
                 f"{source}: row {int(empty[0]) + 2} has an empty {columns.label!r}: label every row or leave "
                 "--label-column out"
             )
+    frame = frame.assign(**{ROW: range(1, len(frame) + 1)})  # each row's data row number in the file
     frame = _apply_script_policy(source, frame, columns, cfg)
+    frame, too_long = _refuse_long_texts(source, frame, columns, cfg)
     detector, secret = PiiDetector(cfg.curation.pii), load_pii_secret(cfg.curation.pii)
-    frame[TEXT] = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
+    scrubbed_texts = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
+    frame[TEXT], cut = _cut_long_texts(source, scrubbed_texts, frame[ROW].tolist(), columns, cfg)
     frame[ID] = protect_ids(frame[ID].tolist(), detector, secret, cfg.curation.pii.ids)[0]  # as curation does
     _refuse_residual_pii(source, frame[TEXT].tolist(), cfg)
     key = frame[TEXT].map(lambda t: " ".join(normalise_pseudonyms(t).casefold().split()))
     kept = frame[~key.duplicated()]
     scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
-    return Arrivals(source, file_md5(source), scrubbed, len(kept), len(frame) - len(kept), labelled)
+    limit = cfg.data.max_text_chars
+    rule = f"left out (longer than {limit} characters)" if too_long else f"cut to {limit} characters"
+    return Arrivals(
+        source, file_md5(source), scrubbed, len(kept), len(frame) - len(kept), labelled, too_long + cut, rule
+    )
+
+
+def _refuse_long_texts(
+    source: Path, frame: pd.DataFrame, columns: ColumnMap, cfg: ThawConfig
+) -> tuple[pd.DataFrame, int]:
+    """Under ``long_text_policy: reject`` curation refused texts over ``max_text_chars``,
+    so the champion never saw one: such arrivals are left out of the comparison too."""
+    if cfg.data.long_text_policy != "reject":
+        return frame, 0
+    long_rows = [i for i, t in enumerate(frame[TEXT]) if len(t) > cfg.data.max_text_chars]
+    if long_rows:
+        _say_long(source, columns, [int(frame[ROW].iat[i]) for i in long_rows], "left out: longer than", cfg)
+    return frame.drop(frame.index[long_rows]).reset_index(drop=True), len(long_rows)
+
+
+def _cut_long_texts(
+    source: Path, texts: list[str], rows: list[int], columns: ColumnMap, cfg: ThawConfig
+) -> tuple[list[str], int]:
+    """Under ``long_text_policy: truncate`` curation cut each scrubbed text to
+    ``max_text_chars``: the training rows hold no word past it, so an arrival compared
+    whole would bring words they were never given the chance to have (a mail's tail, read
+    as unseen vocabulary)."""
+    limit = cfg.data.max_text_chars
+    long_rows = [row for row, t in zip(rows, texts, strict=True) if len(t) > limit]
+    if long_rows:
+        _say_long(source, columns, long_rows, "cut to", cfg)
+    return [t[:limit] for t in texts], len(long_rows)
+
+
+def _say_long(source: Path, columns: ColumnMap, rows: list[int], done: str, cfg: ThawConfig) -> None:
+    """Name the data rows (numbered as in the file) held to the training rows' length."""
+    shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    log.warning(
+        "%s: column %r, rows %s: %s %d characters, as the training rows were (data.max_text_chars, "
+        "data.long_text_policy: %s)", source, columns.text, shown, done, cfg.data.max_text_chars,
+        cfg.data.long_text_policy,
+    )  # fmt: skip
 
 
 def _apply_script_policy(source: Path, frame: pd.DataFrame, columns: ColumnMap, cfg: ThawConfig) -> pd.DataFrame:
@@ -277,6 +326,12 @@ def assess_arrivals(cfg: ThawConfig, reference: Reference, arrivals: Arrivals, r
     return write_drift_report(reference, arrivals, result, features, len(ref_sample), run_dir)
 
 
+def _long_text_note(arrivals: dict) -> str:
+    """The texts held to the training rows' length, for the report's first line."""
+    n = arrivals.get("long_texts", 0)
+    return f"; {n} texts {arrivals['long_text_rule']}, as in training" if n else ""
+
+
 def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -> dict:
     return {
         "model": {"name": reference.name, "version": reference.version, "trained_on": list(reference.trained_on)},
@@ -286,6 +341,8 @@ def _report_dict(reference: Reference, arrivals: Arrivals, a: DriftAssessment) -
             "md5": arrivals.source_md5,
             "rows_after_dedup": arrivals.rows,
             "exact_repeats_dropped": arrivals.duplicates_dropped,
+            "long_texts": arrivals.long_texts,
+            "long_text_rule": arrivals.long_text_rule,
             "labelled": arrivals.labelled,
         },
         "false_alarm_rate": a.alpha,
@@ -327,7 +384,7 @@ def _markdown(report: dict) -> str:
         f"# Drift report: {m['name']} v{m['version']}",
         "",
         f"{verdict} in {md_code(arr['file'], 500)} ({arr['rows_after_dedup']} rows compared after dropping "
-        f"{arr['exact_repeats_dropped']} exact repeats; md5 `{arr['md5']}`) against the rows "
+        f"{arr['exact_repeats_dropped']} exact repeats{_long_text_note(arr)}; md5 `{arr['md5']}`) against the rows "
         f"v{m['version']} trained on ({'+'.join(m['trained_on'])}).",
         "",
         f"False-alarm rate {report['false_alarm_rate']:.3g}: each of the four tests runs at "

@@ -37,3 +37,36 @@ def test_arrivals_are_scrubbed_and_refused_when_pii_is_left(tmp_path, monkeypatc
     other.write_text("id,text\n1,fine\n2,张伟 退款\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"other.csv: column 'text', rows 2: letters of scripts .*\(Han 1;"):
         read_arrivals.fn(cfg, other, columns, tmp_path / "run4")
+
+
+@pytest.mark.parametrize("policy", ["truncate", "reject"])
+def test_arrivals_are_held_to_the_length_training_rows_were_held_to(tmp_path, monkeypatch, caplog, policy):
+    """Curation cut every scrubbed text to data.max_text_chars (or refused longer ones), so
+    the training rows hold no word past it. Arrivals compared whole would bring a mail's
+    tail as vocabulary the training rows never had the room for; a 100,000-character
+    field is held to the same length (cut after scrubbing, as curation cuts)."""
+    from tasks.monitoring.drift import _long_text_note, read_arrivals
+
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    cfg = ThawConfig.model_validate(
+        {"workspace": str(tmp_path), "data": {"max_text_chars": 60, "long_text_policy": policy}}
+    )
+    columns = ColumnMap(text="text", label=None, id="id")
+    long_text = "where is my parcel it was due on monday " + "zebra quokka " * 7700  # 100,140 characters
+    source = tmp_path / "new.csv"
+    source.write_text(f"id,text\n1,short one\n2,{long_text}\n3,another short\n4,{long_text} again\n")
+    arrivals = read_arrivals.fn(cfg, source, columns, tmp_path / "run")
+    kept = arrivals.scrubbed.read_text(encoding="utf-8")
+    assert arrivals.long_texts == 2 and "short one" in kept and "another short" in kept
+    if policy == "truncate":
+        assert arrivals.rows == 3 and arrivals.duplicates_dropped == 1  # rows 2 and 4 agree in their first 60
+        assert "where is my parcel" in kept and max(map(len, kept.splitlines())) < 80
+        assert arrivals.long_text_rule == "cut to 60 characters"
+    else:
+        assert arrivals.rows == 2 and "parcel" not in kept
+        assert arrivals.long_text_rule == "left out (longer than 60 characters)"
+    assert "column 'text', rows 2, 4:" in caplog.text
+    # the report's first line says so
+    note = _long_text_note({"long_texts": arrivals.long_texts, "long_text_rule": arrivals.long_text_rule})
+    assert note == f"; 2 texts {arrivals.long_text_rule}, as in training"
+    assert _long_text_note({"long_texts": 0}) == ""
