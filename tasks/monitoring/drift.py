@@ -186,7 +186,8 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
     kept = frame[~key.duplicated()]
     scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
     limit = cfg.data.max_text_chars
-    rule = f"left out (longer than {limit} characters)" if too_long else f"cut to {limit} characters"
+    reject = cfg.data.long_text_policy == "reject"
+    rule = f"left out (longer than {limit} characters)" if reject else f"cut to {limit} characters"
     return Arrivals(
         source, file_md5(source), scrubbed, len(kept), len(frame) - len(kept), labelled, too_long + cut, rule
     )
