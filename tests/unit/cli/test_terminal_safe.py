@@ -75,3 +75,12 @@ def test_thaw_serves_error_line_is_terminal_safe(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("thaw serve: error: ") and err.count("\n") == 1, err
     assert "\x1b" not in err and "\r" not in err and "plan\\x1b[2K\\rok.json: unknown mode 'everything'" in err
+
+
+def test_json_output_writes_every_character_a_terminal_acts_on_as_an_escape(capsys):
+    from thaw_cli.common import say_json
+
+    say_json({"reason": "ok\r\x1b[2K\x7f\x9b\u202efake\nline"})
+    out = capsys.readouterr().out
+    assert out.isascii() and not any(ch in out for ch in "\r\x1b\x7f")
+    assert out.count("\n") == 3  # "{", the one member, "}": the value's newline is "\n" in the text
