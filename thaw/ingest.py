@@ -127,7 +127,9 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
         where = "item"
     else:
         records, where = [], "line"
-        for number, line in enumerate(text.splitlines(), 1):
+        # lines end at LF (CRLF too: JSON reads the CR as whitespace), never where
+        # str.splitlines ends them: a value may hold U+2028, U+0085 or a form feed unescaped
+        for number, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
                     records.append(json.loads(line))
@@ -152,6 +154,7 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
             _check_utf8(path)
             _refuse_repeated_columns(path, _header(path, fmt))
             csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the module's default is 131072
+            _refuse_carriage_returns_in_unquoted_fields(path, fmt)
             frame = pd.read_csv(
                 path,
                 sep="," if fmt == "csv" else "\t",
@@ -185,6 +188,36 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
         raise UserError(f"{path}: cannot parse as {fmt.upper()}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise _cannot_read(path, exc) from None
+
+
+def _refuse_carriage_returns_in_unquoted_fields(path: Path, fmt: str) -> None:
+    """Refuse, naming the line, a carriage return inside an unquoted field of a file whose
+    lines end in LF or CRLF. Read as RFC 4180 reads it, it would end the row there and its
+    tail would become a row of its own, with the columns shifted and nothing said (text
+    pasted from a form or an old Mac application carries one). A quoted field may hold
+    one, and a file whose lines all end in CR (old Mac Excel) is read as such."""
+    lf_lines, suspect = 0, False
+    with open(path, "rb") as fh:
+        for raw in fh:  # binary lines end at LF only
+            if raw.endswith(b"\n"):
+                lf_lines += 1
+            suspect = suspect or b"\r" in raw.rstrip(b"\n").removesuffix(b"\r")
+    if not suspect or lf_lines < 2:
+        return
+    # the csv module, given lines that end at LF only, calls a CR outside quotes an error
+    # and counts the line; inside quotes it is text
+    with open(path, encoding="utf-8-sig", newline="\n") as fh:
+        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
+        try:
+            for _ in reader:
+                pass
+        except csv.Error as exc:
+            if "new-line character" not in str(exc):
+                return  # another fault: pandas names it
+            raise UserError(
+                f"{path}: line {reader.line_num} has a carriage return inside an unquoted field, which would "
+                "end the row there; put the field in double quotes or remove the character"
+            ) from None
 
 
 def _without_trailing_blank_lines(frame: pd.DataFrame) -> pd.DataFrame:

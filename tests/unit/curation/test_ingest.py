@@ -231,3 +231,34 @@ def test_a_header_exported_with_a_trailing_or_no_break_space_is_the_column_and_o
     with pytest.raises(UserError, match=r"did you mean 'Text'\? \(column names are matched with their case\)$"):
         preflight_inputs({"train": only_case}, cols)
     assert not has_column(only_case, "text")
+
+
+@pytest.mark.parametrize("name,sep", [("d.csv", b","), ("d.tsv", b"\t")])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_a_carriage_return_inside_an_unquoted_field_is_refused_naming_its_line(tmp_path: Path, name, sep, eol):
+    # read as RFC 4180 reads it, the CR would end row 2 and its tail would become a row of
+    # its own ("2" an id, "b" a text, no label), with nothing said
+    rows = [b"id,text,label", b"1,first,a", b"2,pasted\rtail,b", b"3,third,c"]
+    path = _csv(tmp_path, eol.join(r.replace(b",", sep) for r in rows) + eol, name)
+    with pytest.raises(UserError, match=rf"{name}: line 3 has a carriage return inside an unquoted field"):
+        read_labelled_table(path, COLS)
+
+
+def test_a_quoted_carriage_return_and_a_file_whose_lines_end_in_cr_are_read(tmp_path: Path):
+    quoted = _csv(tmp_path, b'id,text,label\r\n1,"pasted\rtail",a\r\n2,b,b\r\n', "quoted.csv")
+    assert read_labelled_table(quoted, COLS)["text"].tolist() == ["pasted\rtail", "b"]
+    old_mac = _csv(tmp_path, b"id,text,label\r1,one,a\r2,two,b\r", "mac.csv")
+    assert read_labelled_table(old_mac, COLS).to_dict("list") == {
+        "id": ["1", "2"],
+        "text": ["one", "two"],
+        "label": ["a", "b"],
+    }
+
+
+def test_json_lines_end_at_newlines_not_at_separators_a_value_may_hold(tmp_path: Path):
+    # JSON leaves U+2028, U+2029 and U+0085 unescaped (json.dumps(..., ensure_ascii=False)
+    # writes them as they are); str.splitlines would cut a line there
+    texts = ["one\u2028two", "three\u2029four\x85five", "six\x0cseven"]
+    body = "\r\n".join(json.dumps({"id": i, "text": t, "label": "x"}, ensure_ascii=False) for i, t in enumerate(texts))
+    path = _csv(tmp_path, body.encode(), "d.jsonl")
+    assert read_labelled_table(path, COLS)["text"].tolist() == texts
