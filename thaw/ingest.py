@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,7 +115,8 @@ JSON_KINDS = {
 
 def _json_records(path: Path, first_only: bool = False) -> list[dict]:
     """Objects from JSON Lines (one object per line) or, for ``.json``, one array of objects.
-    Refuses anything else, naming the line."""
+    Refuses anything else, and a string holding a lone surrogate escape (``"\\ud800"``:
+    valid JSON, no character, and no UTF-8 to write it as), naming the line or item."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -124,9 +126,9 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        where = "item"
+        places = [f"item {number}" for number in range(1, len(records) + 1)]
     else:
-        records, where = [], "line"
+        records, places = [], []
         # lines end at LF (CRLF too: JSON reads the CR as whitespace), never where
         # str.splitlines ends them: a value may hold U+2028, U+0085 or a form feed unescaped
         for number, line in enumerate(text.split("\n"), 1):
@@ -135,13 +137,24 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+                places.append(f"line {number}")
                 if first_only:
                     break
-    for number, record in enumerate(records, 1):
+    for place, record in zip(places, records, strict=True):
         if not isinstance(record, dict):
             kind = JSON_KINDS.get(type(record), "not an object")
             hint = "; a JSON array of rows belongs in a .json file" if isinstance(record, list) else ""
-            raise UserError(f"{path}: {where} {number} is {kind}, not a JSON object with named fields{hint}")
+            raise UserError(f"{path}: {place} is {kind}, not a JSON object with named fields{hint}")
+        for name, value in record.items():
+            for part, said in ((name, "the name of field"), (value, "field")):
+                if isinstance(part, str) and not part.isascii():
+                    try:
+                        part.encode("utf-8")
+                    except UnicodeEncodeError as exc:
+                        raise UserError(
+                            f"{path}: {place}: {said} {name!r} holds a lone surrogate escape "
+                            f"(\\u{ord(part[exc.start]):04x}, half of a character); write the whole character"
+                        ) from None
     return records
 
 
@@ -155,6 +168,7 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
             _refuse_repeated_columns(path, _header(path, fmt))
             csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the module's default is 131072
             _refuse_carriage_returns_in_unquoted_fields(path, fmt)
+            _refuse_a_first_row_longer_than_the_header(path, fmt)
             frame = pd.read_csv(
                 path,
                 sep="," if fmt == "csv" else "\t",
@@ -183,6 +197,9 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
         message = str(exc).strip().splitlines()[-1]
         if "field larger than field limit" in message:
             message = f"a field is longer than {MAX_FIELD_CHARS:,} characters"
+        if counts := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
+            expected, record, saw = (int(n) for n in counts.groups())
+            raise _too_many_fields(path, fmt, _line_of_record(path, fmt, record), saw, expected) from None
         raise UserError(f"{path}: malformed {fmt.upper()}: {message}") from None
     except ValueError as exc:  # pyarrow raises ValueError subclasses
         raise UserError(f"{path}: cannot parse as {fmt.upper()}: {str(exc).splitlines()[0]}") from None
@@ -218,6 +235,45 @@ def _refuse_carriage_returns_in_unquoted_fields(path: Path, fmt: str) -> None:
                 f"{path}: line {reader.line_num} has a carriage return inside an unquoted field, which would "
                 "end the row there; put the field in double quotes or remove the character"
             ) from None
+
+
+def _too_many_fields(path: Path, fmt: str, line: int, fields: int, named: int) -> UserError:
+    separator = "comma" if fmt == "csv" else "tab"
+    return UserError(
+        f"{path}: line {line} has {fields} fields where the header names {named}; "
+        f"a value holding a {separator} needs double quotes around it"
+    )
+
+
+def _line_of_record(path: Path, fmt: str, record: int) -> int:
+    """The file line on which record ``record`` (the header is 1) starts: pandas counts
+    records, and a quoted value holding line breaks makes them differ from lines."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
+        start = 1
+        for _ in range(record - 1):
+            if next(reader, None) is None:
+                break
+            start = reader.line_num + 1
+    return start
+
+
+def _refuse_a_first_row_longer_than_the_header(path: Path, fmt: str) -> None:
+    """Refuse a first data row with more fields than the header. pandas reads one as
+    naming an index column and moves every row's values one column to the left, with
+    nothing said (a text with an unquoted comma in the first row did this to a whole file:
+    ids became the text's first words, labels the rest); a later such row is refused by
+    pandas, and ``_read_frame`` words both alike."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
+        try:
+            header = next(reader, [])
+            line = reader.line_num + 1
+            first = next(reader, None)
+        except csv.Error:
+            return  # pandas names the fault
+    if first is not None and len(first) > len(header):
+        raise _too_many_fields(path, fmt, line, len(first), len(header))
 
 
 def _without_trailing_blank_lines(frame: pd.DataFrame) -> pd.DataFrame:

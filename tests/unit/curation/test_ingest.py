@@ -262,3 +262,32 @@ def test_json_lines_end_at_newlines_not_at_separators_a_value_may_hold(tmp_path:
     body = "\r\n".join(json.dumps({"id": i, "text": t, "label": "x"}, ensure_ascii=False) for i, t in enumerate(texts))
     path = _csv(tmp_path, body.encode(), "d.jsonl")
     assert read_labelled_table(path, COLS)["text"].tolist() == texts
+
+
+@pytest.mark.parametrize(
+    "name,body,line",
+    [
+        ("first.csv", b"id,text,label\n1,Hello, I need help,a\n2,x,b\n", 2),
+        ("later.csv", b"id,text,label\n1,x,b\n2,Hello, I need help,a\n", 3),
+        ("after_quoted_lines.csv", b'id,text,label\n1,"multi\nline\ntext",a\n2,Hello, there,b\n', 5),
+        ("first.tsv", b"id\ttext\tlabel\n1\ttab\there\ta\n", 2),
+    ],
+)
+def test_a_row_with_more_fields_than_the_header_is_refused_naming_its_line(tmp_path: Path, name, body, line):
+    # the first such row once made pandas take the ids for an index and move every row's
+    # values one column left, with nothing said
+    separator = "comma" if name.endswith(".csv") else "tab"
+    with pytest.raises(UserError, match=rf"{name}: line {line} has 4 fields where the header names 3; .*{separator}"):
+        read_labelled_table(_csv(tmp_path, body, name), COLS)
+    no_ids = ColumnMap(text="text", label="label", id=None)
+    with pytest.raises(UserError, match=rf"line {line} has 4 fields"):
+        read_labelled_table(_csv(tmp_path, body, name), no_ids)
+
+
+def test_a_json_string_holding_half_a_character_is_refused_naming_the_line_and_field(tmp_path: Path):
+    body = b'{"id": 1, "text": "fine \\ud83d\\ude00", "label": "x"}\n\n{"id": 2, "text": "a\\ud800b", "label": "y"}\n'
+    with pytest.raises(UserError, match=r"d.jsonl: line 3: field 'text' holds a lone surrogate escape \(\\ud800"):
+        read_labelled_table(_csv(tmp_path, body, "d.jsonl"), COLS)
+    array = b'[{"id": 1, "text": "a", "label": "\\udc00"}]'
+    with pytest.raises(UserError, match=r"d.json: item 1: field 'label' holds a lone surrogate"):
+        read_labelled_table(_csv(tmp_path, array, "d.json"), COLS)
