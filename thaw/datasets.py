@@ -37,6 +37,19 @@ def one_spelling(label: str) -> str:
     return unicodedata.normalize("NFC", " ".join(label.split()))
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` written as its escape (``\\ud800``), or None.
+    JSON can carry half of a character (``"\\ud800"``); no UTF-8 can, so the tokenizer,
+    pyarrow and SQLite all fail on one: it is refused where text arrives, naming where."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return None
+
+
 def case_variants(labels: Iterable[str]) -> list[list[str]]:
     """The groups of labels that are one spelling but for case ('Billing', 'billing',
     'BILLING'), each group sorted, the groups in order. ``one_spelling`` keeps case,

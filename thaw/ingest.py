@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap, one_spelling
+from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap, lone_surrogate, one_spelling
 from thaw.errors import UserError
 
 SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -147,14 +147,11 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
             raise UserError(f"{path}: {place} is {kind}, not a JSON object with named fields{hint}")
         for name, value in record.items():
             for part, said in ((name, "the name of field"), (value, "field")):
-                if isinstance(part, str) and not part.isascii():
-                    try:
-                        part.encode("utf-8")
-                    except UnicodeEncodeError as exc:
-                        raise UserError(
-                            f"{path}: {place}: {said} {name!r} holds a lone surrogate escape "
-                            f"(\\u{ord(part[exc.start]):04x}, half of a character); write the whole character"
-                        ) from None
+                if isinstance(part, str) and (escape := lone_surrogate(part)):
+                    raise UserError(
+                        f"{path}: {place}: {said} {name!r} holds a lone surrogate escape "
+                        f"({escape}, half of a character); write the whole character"
+                    )
     return records
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from thaw.config import ThawConfig
-from thaw.datasets import one_spelling
+from thaw.datasets import lone_surrogate, one_spelling
 from thaw.errors import UserError
 
 SCRUBBED_CHARS = 2000
@@ -129,6 +129,8 @@ def check_label(value: object, where: str) -> str:
         raise UserError(f"{where}: the label is {len(label):,} characters; at most {MAX_LABEL_CHARS}")
     if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in label):
         raise UserError(f"{where}: the label holds control characters")
+    if escape := lone_surrogate(label):
+        raise UserError(f"{where}: the label holds a lone surrogate ({escape}, half of a character)")
     return label
 
 

@@ -28,6 +28,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from tasks.serving.router import Router
+from thaw.datasets import lone_surrogate
 from thaw.errors import UserError
 from thaw.request_store import RequestStore, check_label, check_request_id
 from thaw_cli.common import report_user_error, say
@@ -86,6 +87,8 @@ def request_texts(payload: Any) -> list[str]:
             raise BadRequest(f"row {i}: the text is {type(text).__name__}, not a string")
         if len(text) > MAX_TEXT_CHARS:
             raise BadRequest(f"row {i}: the text is {len(text):,} characters; at most {MAX_TEXT_CHARS:,}")
+        if escape := lone_surrogate(text):  # the tokenizer fails on one: a 400, not the model's 500
+            raise BadRequest(f"row {i}: the text holds a lone surrogate ({escape}, half of a character)")
     return texts
 
 

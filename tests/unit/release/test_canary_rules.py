@@ -142,6 +142,7 @@ def test_every_mlflow_scoring_shape_gives_the_texts(payload):
         ({"code": "import os"}, "unknown input 'code'"),
         ({"dataframe_split": {"columns": ["text"], "data": [["a", "b"]]}}, "row 0 does not have 1 values"),
         ([1, 2], "expected one of"),
+        ({"inputs": ["fine \U0001f600", "a\ud800b"]}, r"row 1: the text holds a lone surrogate \(\\ud800"),
     ],
 )
 def test_a_bad_request_is_refused_naming_what_is_wrong(payload, message):
@@ -158,6 +159,8 @@ def test_feedback_bodies_are_checked_item_by_item():
         feedback_pairs({"request_id": rid, "label": "x" * 201})
     with pytest.raises(BadRequest, match="control characters"):
         feedback_pairs({"request_id": rid, "label": "a\x1b[31mb"})
+    with pytest.raises(BadRequest, match=r"item 0: the label holds a lone surrogate \(\\udc00"):
+        feedback_pairs({"request_id": rid, "label": "refund\udc00"})
 
 
 def test_a_canary_share_reads_as_a_percentage_or_a_fraction():
