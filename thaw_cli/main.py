@@ -41,6 +41,17 @@ def _model_name(value: str) -> str:
     return value
 
 
+def _reason(value: str) -> str:
+    """argparse type: a reason the ledger can keep. Bytes the terminal sent that are not
+    UTF-8 (a Latin-1 paste) reach Python as lone surrogates, which no ledger entry, tag or
+    signature can encode: refused here, before the intent is written."""
+    from thaw.datasets import lone_surrogate
+
+    if bad := lone_surrogate(value):
+        raise argparse.ArgumentTypeError(f"holds a byte that is not UTF-8 (read as {bad}); retype it")
+    return value
+
+
 def _model_ref(value: str) -> str:
     """argparse type: NAME, NAME@ALIAS or NAME/VERSION (``thaw.config.model_ref_problem``)."""
     from thaw.config import model_ref_problem
@@ -105,11 +116,11 @@ def _registry_commands(sub) -> None:
     for p in (approve, reject):
         p.add_argument("model", type=_model_name)
         p.add_argument("version", type=_version_number)
-        p.add_argument("--reason", required=True)
+        p.add_argument("--reason", required=True, type=_reason)
     approve.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded as forced)")
     rollback = _command(sub, "rollback", "put the previous champion back", cmd_rollback)
     rollback.add_argument("model", type=_model_name)
-    rollback.add_argument("--reason", required=True)
+    rollback.add_argument("--reason", required=True, type=_reason)
     ledger = _command(sub, "ledger", "the promotion ledger of a model", cmd_ledger)
     ledger.add_argument("model", type=_model_name)
     ledger.add_argument("--json", action="store_true")
@@ -123,11 +134,11 @@ def _registry_commands(sub) -> None:
         action="store_true",
         help="record (signed) that you have seen the problems --verify reports and accept them; needs --reason",
     )
-    ledger.add_argument("--reason")
+    ledger.add_argument("--reason", type=_reason)
     cosign = _command(sub, "cosign", "co-sign another approver's forced approval of a version", cmd_cosign)
     cosign.add_argument("model", type=_model_name)
     cosign.add_argument("version", type=_version_number)
-    cosign.add_argument("--reason", required=True)
+    cosign.add_argument("--reason", required=True, type=_reason)
     keys = _command(sub, "keys", "make a signing key for the ledger (see the approvers file)", cmd_keys)
     keys.add_argument("action", choices=("new",))
     keys.add_argument("name", help="your name in the approvers file")
@@ -136,7 +147,7 @@ def _registry_commands(sub) -> None:
     )
     unlock = _command(sub, "unlock", "break a model's promotion lock now (a hung holder), recorded", cmd_unlock)
     unlock.add_argument("model", type=_model_name)
-    unlock.add_argument("--reason", required=True)
+    unlock.add_argument("--reason", required=True, type=_reason)
     restore = _command(sub, "restore-data", "restore a version's exact train/validation/test files", cmd_restore)
     restore.add_argument("model", type=_model_ref, help=MODEL_REF)
     restore.add_argument("--to", required=True)

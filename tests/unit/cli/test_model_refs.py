@@ -27,6 +27,9 @@ BAD = {
     ("lineage", "a/b/3"): "'a/b' is not a model name",
     ("canary", "-tickets"): "",  # argparse reads it as an option: refused all the same
     ("restore-data", "tickets@", "--to", "d"): "'' is not an alias",
+    # the byte 0xff from a Latin-1 terminal, as Python reads argv (surrogateescape)
+    ("approve", "tickets", "1", "--reason", "ok \udcff"): "argument --reason: holds a byte that is not UTF-8",
+    ("rollback", "tickets", "--reason", "\udcff"): "(read as \\udcff); retype it",
 }
 
 
