@@ -26,6 +26,14 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 _MARKUP = re.compile(r"([\\`*_\[\]<!|~])")
 
 
+def named_rows(rows, first: int = 5) -> str:
+    """Row numbers as a message names them: the first ``first``, then how many more
+    ("2, 7, 9 and 12 more"). Rows, never values: a value may be PII."""
+    rows = list(rows)
+    named = ", ".join(str(row) for row in rows[:first])
+    return named + (f" and {len(rows) - first} more" if len(rows) > first else "")
+
+
 def _acts(ch: str) -> bool:
     """A character a terminal or a renderer acts on rather than shows."""
     return unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS

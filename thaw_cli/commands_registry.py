@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from thaw.errors import UserError
+from thaw.shown import named_rows
 from thaw_cli.common import config_from_args, say, say_json
 
 
@@ -292,6 +293,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     say(f"wrote {predicted.rows} predictions to {args.output}")
     if empty := predicted.empty_text_rows:
-        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
-        say(f"note: {len(empty)} rows have no text (rows {shown}): each got the model's answer to an empty text")
+        say(
+            f"note: {len(empty)} rows have no text (rows {named_rows(empty)}): "
+            "each got the model's answer to an empty text"
+        )
     return 0

@@ -48,6 +48,7 @@ from thaw.datasets import (
 )
 from thaw.errors import UserError
 from thaw.ingest import read_labelled_table
+from thaw.shown import named_rows
 from thaw.text_form import TEXT_FORM, model_text
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def _name_rows(accounting: RowAccounting, what: str, name: str, rows: list[int],
     if not rows:
         return
     accounting.notes.setdefault(f"{what}_rows", {})[name] = rows[:NAMED_ROWS]
-    shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    shown = named_rows(rows)
     done = "cut to" if what == "truncated" else "refused: longer than"
     log.warning(
         "%s: column %r, rows %s: %s %d characters (data.max_text_chars, data.long_text_policy: %s)",

@@ -29,6 +29,7 @@ from thaw.datasets import (
 from thaw.drift import DriftAssessment, assess_drift
 from thaw.errors import UserError
 from thaw.modeling import BackboneRef
+from thaw.shown import named_rows
 from thaw.text_form import model_text, normalise_pseudonyms
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
         empty = frame.index[frame[LABEL].str.strip() == ""]
         if len(empty):
             raise UserError(
-                f"{source}: row {int(empty[0]) + 2} has an empty {columns.label!r}: label every row or leave "
+                f"{source}: row {int(empty[0]) + 1} has an empty {columns.label!r}: label every row or leave "
                 "--label-column out"
             )
     frame = frame.assign(**{ROW: range(1, len(frame) + 1)})  # each row's data row number in the file
@@ -181,10 +182,10 @@ def read_arrivals(cfg: ThawConfig, source: Path, columns: ColumnMap, run_dir: Pa
     scrubbed_texts = list(scrub_texts_parallel(frame[TEXT].tolist(), detector, secret, ScrubStats()))
     frame[TEXT], cut = _cut_long_texts(source, scrubbed_texts, frame[ROW].tolist(), columns, cfg)
     frame[ID] = protect_ids(frame[ID].tolist(), detector, secret, cfg.curation.pii.ids)[0]  # as curation does
-    _refuse_residual_pii(source, frame[TEXT].tolist(), cfg)
+    _refuse_residual_pii(source, frame[TEXT].tolist(), frame[ROW].tolist(), cfg)
     key = frame[TEXT].map(lambda t: " ".join(normalise_pseudonyms(t).casefold().split()))
     kept = frame[~key.duplicated()]
-    scrubbed = write_table(kept[[ID, TEXT, LABEL]], run_dir / "arrivals.csv")
+    scrubbed = write_table(kept[[ID, TEXT, LABEL, ROW]], run_dir / "arrivals.csv")
     limit = cfg.data.max_text_chars
     reject = cfg.data.long_text_policy == "reject"
     rule = f"left out (longer than {limit} characters)" if reject else f"cut to {limit} characters"
@@ -222,7 +223,7 @@ def _cut_long_texts(
 
 def _say_long(source: Path, columns: ColumnMap, rows: list[int], done: str, cfg: ThawConfig) -> None:
     """Name the data rows (numbered as in the file) held to the training rows' length."""
-    shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    shown = named_rows(rows)
     log.warning(
         "%s: column %r, rows %s: %s %d characters, as the training rows were (data.max_text_chars, "
         "data.long_text_policy: %s)", source, columns.text, shown, done, cfg.data.max_text_chars,
@@ -245,18 +246,19 @@ def _apply_script_policy(source: Path, frame: pd.DataFrame, columns: ColumnMap, 
     return frame.drop(frame.index[rows]).reset_index(drop=True) if pii.uncovered_scripts == "drop" else frame
 
 
-def _refuse_residual_pii(source: Path, texts: list[str], cfg: ThawConfig) -> None:
+def _refuse_residual_pii(source: Path, texts: list[str], rows: list[int], cfg: ThawConfig) -> None:
     """The residual-PII check curation's expectations run, on the scrubbed arrivals: rows
-    still holding structured PII stop the run (named by position, never shown)."""
+    still holding structured PII stop the run (named by their data row number in the
+    file, never shown)."""
     from tasks.curation.expectations import residual_pii_kinds
 
-    left = [(i + 1, kinds) for i, t in enumerate(texts) if (kinds := residual_pii_kinds(t, cfg.curation.pii.entities))]
+    entities = cfg.curation.pii.entities
+    left = [(row, kinds) for row, t in zip(rows, texts, strict=True) if (kinds := residual_pii_kinds(t, entities))]
     if left:
-        rows = ", ".join(str(row) for row, _ in left[:5]) + (", ..." if len(left) > 5 else "")
         kinds = ", ".join(sorted({k for _, ks in left for k in ks.split(",")}))
         raise UserError(
-            f"{source}: {len(left)} rows still hold PII after scrubbing ({kinds}; rows {rows}); "
-            "nothing was assessed or kept"
+            f"{source}: {len(left)} rows still hold PII after scrubbing ({kinds}; rows "
+            f"{named_rows(row for row, _ in left)}); nothing was assessed or kept"
         )
 
 
@@ -479,12 +481,11 @@ def trigger_retraining(
     old = pd.concat([read_table(p) for p in reference.splits.values()])
     new = read_table(arrivals.scrubbed)
     used = set(old[ID])
-    clash = [i + 1 for i, row_id in enumerate(new[ID]) if row_id in used]  # rows by position: an id may be PII
+    clash = [row for row, row_id in zip(new[ROW], new[ID], strict=True) if row_id in used]  # rows: an id may be PII
     if clash:
-        rows = ", ".join(map(str, clash[:5])) + (", ..." if len(clash) > 5 else "")
         raise UserError(
             f"{arrivals.source}: {len(clash)} rows have ids already used by {reference.name} v{reference.version}'s "
-            f"data (rows {rows}): give the new rows their own ids"
+            f"data (rows {named_rows(clash)}): give the new rows their own ids"
         )
     columns = ColumnMap(cfg.data.text_column, cfg.data.label_column, cfg.data.id_column)
     combined = pd.concat([old[[ID, TEXT, LABEL]], new[[ID, TEXT, LABEL]]], ignore_index=True)

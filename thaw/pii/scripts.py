@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import regex
 
 from thaw.pii.view import detection_view
+from thaw.shown import named_rows
 
 # Named in counts and messages; letters of any other script are counted as "other".
 KNOWN_SCRIPTS = (
@@ -66,7 +67,7 @@ def uncovered_rows(texts: Sequence[str], covered: tuple[str, ...]) -> tuple[list
 
 def refusal(where: object, column: str, rows: Sequence[int], scripts: Counter, covered: Sequence[str]) -> str:
     """The one-line refusal of rows (positions) in uncovered scripts, named by row number."""
-    named = ", ".join(str(p + 1) for p in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    named = named_rows(p + 1 for p in rows)
     found = ", ".join(f"{script} {n}" for script, n in sorted(scripts.items()))
     return (
         f"{where}: column {column!r}, rows {named}: letters of scripts the PII detector does not cover "

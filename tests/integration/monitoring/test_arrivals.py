@@ -1,5 +1,6 @@
 """New rows for the drift monitor pass the checks curation's rows pass: scrubbed texts and
-ids, and the residual-PII check, which names rows by position and never shows them."""
+ids, and the residual-PII check, which names rows by their number in the file and never
+shows them."""
 
 from __future__ import annotations
 
@@ -71,3 +72,41 @@ def test_arrivals_are_held_to_the_length_training_rows_were_held_to(tmp_path, mo
     note = _long_text_note({"long_texts": arrivals.long_texts, "long_text_rule": arrivals.long_text_rule})
     assert note == f"; 2 texts {arrivals.long_text_rule}, as in training"
     assert _long_text_note({"long_texts": 0}) == ""
+
+
+def test_every_row_the_monitor_names_is_numbered_as_in_the_file(tmp_path, monkeypatch):
+    """Rows are left out on the way (another script under `drop`, exact repeats): a row
+    named after that is still named by its data row number in the file, never by where it
+    fell among the rows kept (the residual-PII check and the retraining id check named
+    positions, and an empty label was named by its CSV line)."""
+    import pandas as pd
+
+    from tasks.monitoring.drift import Reference, read_arrivals, trigger_retraining
+    from thaw.datasets import write_table
+    from thaw.modeling import BackboneRef
+
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    pii = {"uncovered_scripts": "drop", "disabled_recognizers": ["presidio_patterns", "structured", "shapes"]}
+    weaker = ThawConfig.model_validate({"workspace": str(tmp_path), "curation": {"pii": pii}})
+    unlabelled = ColumnMap(text="text", label=None, id="id")
+    pasted = tmp_path / "pasted.csv"
+    pasted.write_text("id,text\n1,张伟 退款\n2,fine\n3,my card is 4111 - 1111 - 1111 - 1111 ok\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"1 rows still hold PII after scrubbing \(CREDIT_CARD; rows 3\)"):
+        read_arrivals.fn(weaker, pasted, unlabelled, tmp_path / "run1")
+
+    cfg = ThawConfig.model_validate({"workspace": str(tmp_path)})
+    labelled = ColumnMap(text="text", label="label", id="id")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,text,label\nn1,where is my parcel,delivery\nn2,refund please,\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"empty.csv: row 2 has an empty 'label'"):
+        read_arrivals.fn(cfg, empty, labelled, tmp_path / "run2")
+
+    reused = tmp_path / "reused.csv"
+    reused.write_text("id,text,label\nn1,hello there,greet\nn2,hello there,greet\nold-7,bye,leave\n", encoding="utf-8")
+    arrivals = read_arrivals.fn(cfg, reused, labelled, tmp_path / "run3")
+    assert arrivals.rows == 2 and arrivals.duplicates_dropped == 1
+    split = write_table(pd.DataFrame({"id": ["old-7"], "text": ["see you"], "label": ["leave"]}), tmp_path / "t.csv")
+    backbone = BackboneRef("tiny", "path:/nowhere", "0" * 64)
+    reference = Reference("tickets", "3", {"train": split}, {}, backbone, None, ("train",))
+    with pytest.raises(UserError, match=r"reused.csv: 1 rows have ids already used by tickets v3's data \(rows 3\)"):
+        trigger_retraining.fn(cfg, reference, arrivals, None)
