@@ -855,7 +855,14 @@ def load_yaml_strict(path: Path) -> Any:
     """The YAML document at ``path``; UserError naming the file (and line) when it does
     not parse or repeats a key."""
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        text = path.read_text(encoding="utf-8")
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: no mark, a position
+        line = text.count("\n", 0, exc.position) + 1
+        raise UserError(
+            f"{path} line {line}: not valid YAML (U+{exc.character:04X} is not allowed in a YAML file; inside "
+            f"double quotes, write it as the escape \\u{exc.character:04x})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -79,6 +79,16 @@ def test_a_key_given_twice_is_refused_naming_the_line(tmp_path: Path):
         load_config(path)
 
 
+def test_a_character_yaml_does_not_allow_is_refused_naming_its_line_and_code_point(tmp_path: Path):
+    # a pasted terminal code: PyYAML's ReaderError has a position, not a line, and was
+    # reported as "not valid YAML (ReaderError)"
+    path = tmp_path / "thaw.yaml"
+    path.write_text('model_name: a\nworkspace: "/srv/\x1b[2Jthaw"\n', encoding="utf-8")
+    refused = r"thaw.yaml line 2: not valid YAML \(U\+001B is not allowed .* escape \\u001b\)"
+    with pytest.raises(UserError, match=refused):
+        load_config(path)
+
+
 def test_the_shipped_configuration_climbs_every_rung_the_decision_table_can_suggest():
     from thaw.rung_registry import rung_methods
 
