@@ -139,6 +139,11 @@ def check_stored_files(directory: Path, name: str, version: str) -> Path:
     return directory / weights_dir
 
 
+def _mapping(value: object) -> dict:
+    """``value`` if it is a mapping, else an empty one (what was not one names nothing)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _check_mlmodel(path: Path, refuse) -> Path:
     """The MLmodel must declare thaw's entry as a models-from-code pyfunc with the model
     directory as its one artifact, and nothing to unpickle, no code directory, no other
@@ -148,18 +153,22 @@ def _check_mlmodel(path: Path, refuse) -> Path:
     from thaw.serving import MODEL_ARTIFACT
 
     try:
-        flavors = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("flavors") or {}
-    except (OSError, yaml.YAMLError):
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         raise refuse("its MLmodel file is missing or unreadable") from None
-    pyfunc = flavors.get("python_function") or {}
-    if set(flavors) != {"python_function"}:
-        raise refuse(f"its MLmodel declares flavors {sorted(flavors)}")
+    # every level is whoever wrote the file's: a list or a string where a mapping belongs
+    # is refused like any other MLmodel thaw did not write, never an AttributeError
+    flavors = _mapping(document).get("flavors")
+    if not isinstance(flavors, dict) or set(flavors) != {"python_function"}:
+        shown = f"flavors {sorted(map(str, flavors))}"[:200] if isinstance(flavors, dict) else "no flavors mapping"
+        raise refuse(f"its MLmodel declares {shown}")
+    pyfunc = _mapping(flavors["python_function"])
     if pyfunc.get("loader_module") != CODE_MODEL_LOADER or pyfunc.get("code") or pyfunc.get("python_model"):
         raise refuse("its MLmodel loads something other than thaw's entry")
     if Path(str(pyfunc.get("model_code_path", ""))).name != ENTRY_FILE:
         raise refuse("its MLmodel loads something other than thaw's entry")
-    artifacts = pyfunc.get("artifacts") or {}
-    where = str((artifacts.get(MODEL_ARTIFACT) or {}).get("path", ""))
+    artifacts = _mapping(pyfunc.get("artifacts"))
+    where = str(_mapping(artifacts.get(MODEL_ARTIFACT)).get("path", ""))
     parts = Path(where).parts
     if set(artifacts) != {MODEL_ARTIFACT} or len(parts) != 2 or parts[0] != "artifacts" or parts[1] in ("..", "."):
         raise refuse("its MLmodel names artifacts other than the model directory")

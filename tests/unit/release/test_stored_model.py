@@ -119,3 +119,34 @@ def test_servers_get_no_pii_key_and_no_tracking_password(monkeypatch):
     assert not {"THAW_PII_SECRET", "MY_TEAM_PII_KEY", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"} & set(env)
     assert env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] == "false" and env["PREFECT_HOME"] == "/x"
     assert env["HF_HUB_OFFLINE"] == "1" and "PATH" in env
+
+
+@pytest.mark.parametrize(
+    "mlmodel",
+    [
+        ["flavors"],
+        "flavors",
+        {"flavors": ["python_function"]},
+        {"flavors": {"python_function": ["x"]}},
+        {"flavors": {"python_function": {**GOOD_MLMODEL["flavors"]["python_function"], "artifacts": ["model"]}}},
+        {
+            "flavors": {
+                "python_function": {**GOOD_MLMODEL["flavors"]["python_function"], "artifacts": {MODEL_ARTIFACT: "a"}}
+            }
+        },
+    ],
+    ids=["list", "string", "flavors-list", "pyfunc-list", "artifacts-list", "artifact-string"],
+)
+def test_an_mlmodel_of_another_shape_is_refused_not_a_traceback(tmp_path, mlmodel):
+    # whoever may edit a version wrote the file: a list or a string where thaw writes a
+    # mapping raised AttributeError in `thaw predict`, `serve` and `approve`
+    root = stored(tmp_path, mlmodel)
+    with pytest.raises(UserError, match="its MLmodel .*: refusing to load it"):
+        check_stored_files(root, "m", "1")
+
+
+def test_an_mlmodel_that_is_not_utf8_is_refused(tmp_path):
+    root = stored(tmp_path)
+    (root / "MLmodel").write_bytes(b"flavors: \xff\n")
+    with pytest.raises(UserError, match="its MLmodel file is missing or unreadable"):
+        check_stored_files(root, "m", "1")
