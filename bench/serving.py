@@ -49,7 +49,7 @@ def _frozen_model(directory: Path, train: list[tuple[str, str]]) -> Path:
     from sklearn.linear_model import LogisticRegression
 
     from tasks.ladder.frozen_rung import save_linear_head
-    from thaw.config import BackboneConfig, PiiConfig
+    from thaw.config import BackboneConfig, DataConfig, PiiConfig
     from thaw.modeling import embed_texts, load_encoder, resolve_backbone
     from thaw.pii.masking import input_form
 
@@ -66,7 +66,7 @@ def _frozen_model(directory: Path, train: list[tuple[str, str]]) -> Path:
         "backbone": json.loads(ref.to_json()),
         "pooling": cfg.pooling,
         "max_length": cfg.max_length,
-        "input_form": input_form(PiiConfig()),
+        "input_form": input_form(PiiConfig(), DataConfig().max_text_chars),
         "head": "logistic regression",
         "trained_on": ["train"],
     }

@@ -36,7 +36,7 @@ from thaw.modeling import (
     locate_backbone,
     select_device,
 )
-from thaw.pii.masking import detector_for, mask_texts, served_pii_config
+from thaw.pii.masking import detector_for, mask_texts, served_max_chars, served_pii_config
 
 MODEL_ARTIFACT = "thaw_model"
 ALLOWED_BACKBONES_ENV = "THAW_ALLOWED_BACKBONES"  # JSON list of backbone sources, set by `thaw serve`
@@ -97,6 +97,8 @@ class ThawPredictor:
             self.encoder = apply_adaptation(self.encoder, directory, self.device)
         # scrub what it is given as its training text was scrubbed (thaw.pii.masking)
         self.pii = served_pii_config(self.meta.get("input_form"), f"{directory.name}/model.json")
+        # and cut as its training text was cut (data.max_text_chars), after scrubbing
+        self.max_chars = served_max_chars(self.meta.get("input_form"), f"{directory.name}/model.json")
         if self.pii is not None:
             detector_for(self.pii)  # loaded with the model, not on the first request
 
@@ -105,8 +107,9 @@ class ThawPredictor:
         self.session, self.engine = session, engine
 
     def model_inputs(self, texts: Sequence[str]) -> list[str]:
-        """``texts`` as the model sees them: PII replaced by entity types."""
-        return mask_texts(texts, self.pii)
+        """``texts`` as the model sees them: PII replaced by entity types, cut to the
+        training rows' length."""
+        return mask_texts(texts, self.pii, self.max_chars)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         inputs = self.model_inputs(texts)

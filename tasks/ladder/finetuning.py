@@ -315,7 +315,7 @@ def _saved_meta(fit: AdaptedFit, cfg: ThawConfig, ref, surface, state) -> dict:
         "backbone": json.loads(ref.to_json()),
         "pooling": cfg.backbone.pooling,
         "max_length": cfg.backbone.max_length,
-        "input_form": input_form(cfg.curation.pii),
+        "input_form": input_form(cfg.curation.pii, cfg.data.max_text_chars),
         "best_epoch": state.outcome.best_epoch + 1,
         "trainable_backbone_parameters": surface.trainable_backbone,
         "backbone_parameters": surface.total_backbone,

@@ -223,7 +223,7 @@ def _frozen_meta(features: FeatureSet, cfg: ThawConfig, head: str, c: float, tra
         "backbone": json.loads(features.backbone.to_json()),
         "pooling": cfg.backbone.pooling,
         "max_length": cfg.backbone.max_length,
-        "input_form": input_form(cfg.curation.pii),
+        "input_form": input_form(cfg.curation.pii, cfg.data.max_text_chars),
         "head": head,
         "head_C": c,
         "trained_on": list(trained_on),

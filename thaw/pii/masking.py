@@ -27,16 +27,32 @@ _MASKED: OrderedDict[tuple[str, str], str] = OrderedDict()
 # rung it scores); bounded in characters, since a served field may be 100,000 of them
 _MASKED_MAX_CHARS = 20_000_000
 _masked_chars = [0]
+# a keyed pseudonym's six hex digits (``thaw.pii.detector.pseudonym``): any six keep its
+# length, which is all the cut needs; ``model_text`` then reads it as its entity type
+_KEY_STAND_IN = "000000"
+_MAX_TEXT_CHARS = 10_000_000  # a recorded length past this is not one thaw's config allows
 
 
-def input_form(cfg: PiiConfig) -> dict:
-    """What ``model.json`` records of how the training text was scrubbed."""
+def input_form(cfg: PiiConfig, max_text_chars: int) -> dict:
+    """What ``model.json`` records of how the training text was scrubbed and cut."""
     return {
         "text_form": TEXT_FORM,
         "pii_entities": list(cfg.entities),
         "pii_disabled_recognizers": list(cfg.disabled_recognizers),
         "pii_score_threshold": cfg.score_threshold,
+        "max_text_chars": max_text_chars,
     }
+
+
+def served_max_chars(recorded: object, where: str) -> int | None:
+    """The length a served model's training texts were cut to, validated; None when the
+    model predates the record (it is then served whole, as it was before)."""
+    if not isinstance(recorded, dict) or recorded.get("max_text_chars") is None:
+        return None
+    value = recorded["max_text_chars"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_TEXT_CHARS:
+        raise UserError(f"{where}: input_form.max_text_chars must be a whole number from 1 to {_MAX_TEXT_CHARS:,}")
+    return value
 
 
 def served_pii_config(recorded: object, where: str) -> PiiConfig | None:
@@ -92,14 +108,21 @@ def clear_cache(detectors: bool = False) -> None:
         _DETECTORS.clear()
 
 
-def mask_texts(texts: Sequence[str], cfg: PiiConfig | None) -> list[str]:
+def mask_texts(texts: Sequence[str], cfg: PiiConfig | None, max_chars: int | None = None) -> list[str]:
     """``texts`` in the model's text form: pseudonyms as entity types and, with ``cfg``,
     the PII the detector finds replaced by entity types too. Placeholders already in the
-    text are hidden from the detector, so scrubbed text comes back as it went in."""
+    text are hidden from the detector, so scrubbed text comes back as it went in.
+
+    With ``max_chars`` (``data.max_text_chars`` of the rows the model trained on, from its
+    ``model.json``) each text is cut where curation cut training text: after scrubbing, at
+    ``max_chars`` characters of the scrubbed form, where each found span is a keyed
+    pseudonym (``<PERSON_1a2b3c>``, as long whatever the key) before it becomes the entity
+    type the model reads. A served text is then no longer than any text the model learned
+    from: its words past the cut were never in a training row."""
     formed = [model_text(t) for t in texts]
     if cfg is None:
-        return formed
-    key = cfg.model_dump_json()
+        return formed if max_chars is None else [model_text(t[:max_chars]) for t in texts]
+    key = f"{cfg.model_dump_json()}|{max_chars}"
     done = {t: _MASKED[(key, t)] for t in dict.fromkeys(formed) if (key, t) in _MASKED}
     todo = [t for t in dict.fromkeys(formed) if t not in done]
     if todo:
@@ -107,7 +130,8 @@ def mask_texts(texts: Sequence[str], cfg: PiiConfig | None) -> list[str]:
 
         views = [PLACEHOLDER.sub(lambda m: " " * len(m.group()), t) for t in todo]
         for text, (spans, _) in zip(todo, detector_for(cfg).detect(views), strict=True):
-            done[text] = replace_spans_with(text, spans, lambda span, value: f"<{span.entity}>")
+            keyed = replace_spans_with(text, spans, lambda span, value: f"<{span.entity}_{_KEY_STAND_IN}>")
+            done[text] = model_text(keyed if max_chars is None else keyed[:max_chars])
             _MASKED[(key, text)] = done[text]
             _masked_chars[0] += len(text) + len(done[text])
         while _masked_chars[0] > _MASKED_MAX_CHARS and _MASKED:

@@ -10,7 +10,15 @@ import pytest
 from thaw.config import BackboneConfig, PiiConfig
 from thaw.errors import UserError
 from thaw.pii.detector import PiiDetector, PiiSecret, scrub_texts
-from thaw.pii.masking import clear_cache, detector_for, input_form, mask_texts, served_pii_config
+from thaw.pii.masking import (
+    clear_cache,
+    detector_for,
+    input_form,
+    mask_texts,
+    served_max_chars,
+    served_pii_config,
+)
+from thaw.text_form import PSEUDONYM, model_text
 
 RAW = [
     "Hi, I am Maria Gonzalez, mail maria.gonzalez@example.com or call +1 312-545-3252 about my refund",
@@ -80,8 +88,10 @@ def test_what_model_json_says_about_scrubbing_is_validated(recorded, needle):
 
 def test_the_recorded_form_round_trips_and_no_entities_means_no_detector():
     cfg = PiiConfig(entities=("PERSON", "EMAIL_ADDRESS"), disabled_recognizers=("addresses",))
-    back = served_pii_config(json.loads(json.dumps(input_form(cfg))), "m")
+    recorded = json.loads(json.dumps(input_form(cfg, 2000)))
+    back = served_pii_config(recorded, "m")
     assert back.entities == cfg.entities and back.spacy_model == PiiConfig().spacy_model
+    assert served_max_chars(recorded, "m") == 2000 and served_max_chars({"pii_entities": []}, "m") is None
     assert served_pii_config(None, "m") is None and served_pii_config({"pii_entities": []}, "m") is None
 
 
@@ -106,7 +116,7 @@ def test_the_predictor_gives_raw_and_curated_text_the_same_answer(tiny_encoder, 
     from thaw.serving import ThawPredictor
 
     predictor = ThawPredictor(
-        _frozen_model(tmp_path / "m", tiny_encoder, max_length=64, input_form=input_form(PiiConfig()))
+        _frozen_model(tmp_path / "m", tiny_encoder, max_length=64, input_form=input_form(PiiConfig(), 2000))
     )
     curated = list(scrub_texts(RAW, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test")))
     assert np.allclose(predictor.probabilities(RAW), predictor.probabilities(curated), atol=1e-5)
@@ -121,3 +131,39 @@ def test_a_model_json_asking_for_more_tokens_than_its_backbone_reads_is_refused_
     assert fits.probabilities([long_text]).shape == (1, 2)
     with pytest.raises(UserError, match="backbone.max_length is 256, but backbone .* reads at most 128 tokens"):
         ThawPredictor(_frozen_model(tmp_path / "past", tiny_encoder, max_length=256))
+
+
+def test_a_served_text_is_cut_where_curation_cut_its_training_text():
+    """Curation scrubs each text to keyed pseudonyms and then cuts it to
+    data.max_text_chars; the model reads that with entity types. A served text, given the
+    limit its model.json records, is cut at the same place: its words past the cut were
+    never in a training row (a 100,000-character field was read whole)."""
+    cfg = PiiConfig()
+    raw = RAW[0] + " and " + RAW[1] + " " + "where is it now " * 20
+    (keyed,) = scrub_texts([raw], PiiDetector(cfg), PiiSecret(b"k" * 32, "test"))
+    inside = {i for m in PSEUDONYM.finditer(keyed) for i in range(m.start() + 1, m.end())}
+    limits = [n for n in range(1, len(keyed) + 20) if n not in inside]  # a cut inside a pseudonym keeps its key
+    assert len(limits) > 150
+    for limit in limits:
+        assert mask_texts([raw], cfg, limit) == [model_text(keyed[:limit])], limit
+    assert mask_texts([raw], None, 30) == [model_text(raw[:30])]  # trained on text not scrubbed: cut as it is
+    assert mask_texts(RAW, cfg, 100_000) == mask_texts(RAW, cfg)  # shorter texts are as they were
+
+
+@pytest.mark.parametrize("value", [0, -5, True, "2000", 2.5, 10**9])
+def test_a_recorded_length_that_thaw_would_not_write_is_refused(value):
+    with pytest.raises(UserError, match="v3/model.json: input_form.max_text_chars must be a whole number"):
+        served_max_chars({"pii_entities": ["PERSON"], "max_text_chars": value}, "v3/model.json")
+
+
+def test_the_predictor_answers_a_long_raw_text_as_its_curated_form(tiny_encoder, tmp_path):
+    from thaw.serving import ThawPredictor
+
+    limit = 60
+    predictor = ThawPredictor(
+        _frozen_model(tmp_path / "m", tiny_encoder, max_length=128, input_form=input_form(PiiConfig(), limit))
+    )
+    raw = [RAW[0] + " zebra quokka" * 8000, RAW[2]]  # the first: 104,096 characters
+    curated = [t[:limit] for t in scrub_texts(raw, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test"))]
+    assert predictor.model_inputs(raw) == [model_text(t) for t in curated]
+    assert np.allclose(predictor.probabilities(raw), predictor.probabilities(curated), atol=1e-5)
