@@ -81,8 +81,25 @@ def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None 
     path = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     merged = {"workspace": args.workspace, **(overrides or {})}
     cfg = load_config(path, merged).resolved()
+    if getattr(args, "reads_registry", False):
+        _require_embedded_store(cfg)
     _prepare_environment(cfg)
     return cfg
+
+
+def _require_embedded_store(cfg) -> None:
+    """A command that reads registered models, typed where thaw never ran: MLflow would
+    make an empty store there (and Prefect its state) and report the model missing. With
+    the workspace's own store (no tracking URI configured), say where thaw looked instead,
+    and create nothing."""
+    from thaw.tracking import tracking_uri
+
+    store = cfg.state_path / "mlflow.db"
+    if tracking_uri(cfg) == f"sqlite:///{store}" and not store.is_file():
+        raise UserError(
+            f"{cfg.root}: not a thaw workspace ({store} does not exist: nothing was run here); run the "
+            "command in the workspace, or give --workspace"
+        )
 
 
 class _DropUserErrorTracebacks(logging.Filter):

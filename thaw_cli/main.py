@@ -187,6 +187,19 @@ def _registry_commands(sub) -> None:
     canary.add_argument("--json", action="store_true")
 
 
+# commands that only read or act on models already registered: none of them makes a store
+READ_THE_REGISTRY = (
+    "models", "lineage", "approve", "reject", "rollback", "ledger", "cosign", "unlock", "restore-data", "predict",
+    "serve", "canary", "monitor",
+)  # fmt: skip
+
+
+def _reading_the_registry(sub, names: tuple[str, ...]) -> None:
+    """Mark the commands that read registered models (``common._require_embedded_store``)."""
+    for name in names:
+        sub.choices[name].set_defaults(reads_registry=True)
+
+
 def _gigabytes(value: str) -> float:
     try:
         number = float(value)
@@ -249,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_commands(sub)
     _registry_commands(sub)
     _operations_commands(sub)
+    _reading_the_registry(sub, READ_THE_REGISTRY)
     return parser
 
 

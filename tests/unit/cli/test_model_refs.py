@@ -65,3 +65,18 @@ def test_a_reference_given_as_a_deployment_parameter_is_checked_the_same_way():
     ):
         with pytest.raises(UserError, match=f"expected NAME@ALIAS or NAME/VERSION; .*{why}"):
             parse_model_ref(ref)
+
+
+@pytest.mark.parametrize("argv", GOOD, ids=lambda a: " ".join(a))
+def test_a_command_reading_models_where_thaw_never_ran_says_so_and_makes_no_store(argv, capsys, tmp_path, monkeypatch):
+    # typed in the wrong directory, it made an empty MLflow store and Prefect state there,
+    # then reported the model missing
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main([*argv, "--workspace", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"thaw: error: {tmp_path}: not a thaw workspace ({tmp_path}/.thaw/mlflow.db does not exist: nothing was run "
+        "here); run the command in the workspace, or give --workspace"
+    )
+    assert list(tmp_path.iterdir()) == []
