@@ -38,6 +38,15 @@ def test_bad_bytes_and_empty_file_fail_cleanly(tmp_path: Path, content: bytes, n
 
 
 def test_unknown_model_in_lineage_is_a_clean_error(tmp_path: Path):
+    # where thaw never ran, the command says so and makes no store
+    proc = thaw("lineage", "nope@champion", "--json", cwd=tmp_path)
+    assert proc.returncode == 2 and "not a thaw workspace" in proc.stderr and list(tmp_path.iterdir()) == []
+    # in a workspace whose store does not have the model
+    from mlflow import MlflowClient
+
+    (tmp_path / ".thaw").mkdir()
+    uri = f"sqlite:///{tmp_path / '.thaw' / 'mlflow.db'}"
+    assert MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models() == []  # an empty store
     proc = thaw("lineage", "nope@champion", "--json", cwd=tmp_path)
     assert proc.returncode == 2 and "no model version 'nope@champion'" in proc.stderr
     assert "Traceback" not in proc.stderr
