@@ -85,12 +85,15 @@ def _cannot_read(path: Path, exc: OSError) -> UserError:
     return UserError(f"{path}: cannot read ({exc.strerror or exc})")
 
 
-def _check_utf8(path: Path) -> None:
-    """Refuse undecodable bytes, naming the line they are on."""
-    line = 1
+def _check_utf8(path: Path) -> bool:
+    """Refuse undecodable bytes, naming the line they are on. Returns whether a carriage
+    return stands inside a line of a file whose lines end in LF or CRLF (read in the same
+    pass for ``_refuse_carriage_returns_in_unquoted_fields``): a file whose lines all end
+    in CR (old Mac Excel) has fewer than two LF-ended lines."""
+    line, lf_lines, stray_cr = 1, 0, False
     try:
         with open(path, "rb") as fh:
-            for raw in fh:
+            for raw in fh:  # binary lines end at LF only
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -98,9 +101,16 @@ def _check_utf8(path: Path) -> None:
                         f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
                         f"{exc.start + 1}); re-save the file as UTF-8"
                     ) from None
+                lf_lines += raw.endswith(b"\n")
+                stray_cr = stray_cr or b"\r" in raw.rstrip(b"\n").removesuffix(b"\r")
                 line += 1
     except OSError as exc:
         raise _cannot_read(path, exc) from None
+    return stray_cr and lf_lines >= 2
+
+
+def _delimiter(fmt: str) -> str:
+    return "," if fmt == "csv" else "\t"
 
 
 JSON_KINDS = {
@@ -161,14 +171,15 @@ MAX_FIELD_CHARS = 16 * 1024 * 1024  # one CSV field; curation's length stage cut
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt in ("csv", "tsv"):
-            _check_utf8(path)
+            stray_cr = _check_utf8(path)
             _refuse_repeated_columns(path, _header(path, fmt))
             csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the module's default is 131072
-            _refuse_carriage_returns_in_unquoted_fields(path, fmt)
+            if stray_cr:
+                _refuse_carriage_returns_in_unquoted_fields(path, fmt)
             _refuse_a_first_row_longer_than_the_header(path, fmt)
             frame = pd.read_csv(
                 path,
-                sep="," if fmt == "csv" else "\t",
+                sep=_delimiter(fmt),
                 dtype=str,
                 keep_default_na=False,
                 encoding="utf-8-sig",  # a byte-order mark (Excel's "CSV UTF-8") is not part of the first name
@@ -209,19 +220,12 @@ def _refuse_carriage_returns_in_unquoted_fields(path: Path, fmt: str) -> None:
     lines end in LF or CRLF. Read as RFC 4180 reads it, it would end the row there and its
     tail would become a row of its own, with the columns shifted and nothing said (text
     pasted from a form or an old Mac application carries one). A quoted field may hold
-    one, and a file whose lines all end in CR (old Mac Excel) is read as such."""
-    lf_lines, suspect = 0, False
-    with open(path, "rb") as fh:
-        for raw in fh:  # binary lines end at LF only
-            if raw.endswith(b"\n"):
-                lf_lines += 1
-            suspect = suspect or b"\r" in raw.rstrip(b"\n").removesuffix(b"\r")
-    if not suspect or lf_lines < 2:
-        return
+    one, and a file whose lines all end in CR (old Mac Excel) is read as such. Called only
+    when ``_check_utf8`` saw a CR inside a line of such a file."""
     # the csv module, given lines that end at LF only, calls a CR outside quotes an error
     # and counts the line; inside quotes it is text
     with open(path, encoding="utf-8-sig", newline="\n") as fh:
-        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
+        reader = csv.reader(fh, delimiter=_delimiter(fmt))
         try:
             for _ in reader:
                 pass
@@ -246,7 +250,7 @@ def _line_of_record(path: Path, fmt: str, record: int) -> int:
     """The file line on which record ``record`` (the header is 1) starts: pandas counts
     records, and a quoted value holding line breaks makes them differ from lines."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
+        reader = csv.reader(fh, delimiter=_delimiter(fmt))
         start = 1
         for _ in range(record - 1):
             if next(reader, None) is None:
@@ -262,7 +266,7 @@ def _refuse_a_first_row_longer_than_the_header(path: Path, fmt: str) -> None:
     ids became the text's first words, labels the rest); a later such row is refused by
     pandas, and ``_read_frame`` words both alike."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
+        reader = csv.reader(fh, delimiter=_delimiter(fmt))
         try:
             header = next(reader, [])
             line = reader.line_num + 1
@@ -388,7 +392,7 @@ def _header(path: Path, fmt: str) -> list[str]:
                 first = fh.readline()
         except OSError as exc:
             raise _cannot_read(path, exc) from None
-        return next(csv.reader([first], delimiter="," if fmt == "csv" else "\t"), [])
+        return next(csv.reader([first], delimiter=_delimiter(fmt)), [])
     if fmt == "jsonl":
         records = _json_records(path, first_only=True)
         return list(records[0]) if records else []

@@ -166,4 +166,5 @@ def test_the_predictor_answers_a_long_raw_text_as_its_curated_form(tiny_encoder,
     raw = [RAW[0] + " zebra quokka" * 8000, RAW[2]]  # the first: 104,096 characters
     curated = [t[:limit] for t in scrub_texts(raw, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test"))]
     assert predictor.model_inputs(raw) == [model_text(t) for t in curated]
+    assert predictor.model_inputs(curated) == [model_text(t) for t in curated]  # what evaluation scores: not cut again
     assert np.allclose(predictor.probabilities(raw), predictor.probabilities(curated), atol=1e-5)
