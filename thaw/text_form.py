@@ -31,6 +31,22 @@ def model_text(text: str) -> str:
     return normalise_pseudonyms(text)
 
 
+def cut_scrubbed(text: str, limit: int) -> str:
+    """The first ``limit`` characters of a scrubbed text (``data.max_text_chars``), ending
+    before a pseudonym the cut would split: a partial ``<URL_5eaf`` would read as words
+    to the model, and its key's digits are not those of the stand-in serving cuts. The
+    one cut of curation, the drift monitor and the served model."""
+    if len(text) <= limit:
+        return text
+    for m in PSEUDONYM.finditer(text, max(0, limit - _LONGEST_PSEUDONYM), limit + _LONGEST_PSEUDONYM):
+        if m.start() < limit < m.end():
+            return text[: m.start()]
+    return text[:limit]
+
+
+_LONGEST_PSEUDONYM = 80  # an entity name of up to 64 characters, and 9 of ``<_xxxxxx>``
+
+
 def domain_words(text: str) -> list[str]:
     """The words of ``text`` (casefolded, letters of any script, inner apostrophes kept),
     without placeholders, punctuation or numbers."""

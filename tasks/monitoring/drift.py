@@ -30,7 +30,7 @@ from thaw.drift import DriftAssessment, assess_drift
 from thaw.errors import UserError
 from thaw.modeling import BackboneRef
 from thaw.shown import named_rows
-from thaw.text_form import model_text, normalise_pseudonyms
+from thaw.text_form import cut_scrubbed, model_text, normalise_pseudonyms
 
 log = logging.getLogger(__name__)
 ROW = "_row"  # an arrival's data row number in its file, for the rows a message names
@@ -218,7 +218,7 @@ def _cut_long_texts(
     long_rows = [row for row, t in zip(rows, texts, strict=True) if len(t) > limit]
     if long_rows:
         _say_long(source, columns, long_rows, "cut to", cfg)
-    return [t[:limit] for t in texts], len(long_rows)
+    return [cut_scrubbed(t, limit) for t in texts], len(long_rows)
 
 
 def _say_long(source: Path, columns: ColumnMap, rows: list[int], done: str, cfg: ThawConfig) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from thaw.config import PiiConfig
 from thaw.errors import UserError
-from thaw.text_form import PLACEHOLDER, TEXT_FORM, model_text
+from thaw.text_form import PLACEHOLDER, TEXT_FORM, cut_scrubbed, model_text
 
 _ENTITY = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _RECOGNIZER = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -117,11 +117,12 @@ def mask_texts(texts: Sequence[str], cfg: PiiConfig | None, max_chars: int | Non
     ``model.json``) each text is cut where curation cut training text: after scrubbing, at
     ``max_chars`` characters of the scrubbed form, where each found span is a keyed
     pseudonym (``<PERSON_1a2b3c>``, as long whatever the key) before it becomes the entity
-    type the model reads. A served text is then no longer than any text the model learned
-    from: its words past the cut were never in a training row."""
+    type the model reads, and before a pseudonym the cut would split
+    (``thaw.text_form.cut_scrubbed``). A served text is then no longer than any text the
+    model learned from: its words past the cut were never in a training row."""
     formed = [model_text(t) for t in texts]
     if cfg is None:
-        return formed if max_chars is None else [model_text(t[:max_chars]) for t in texts]
+        return formed if max_chars is None else [model_text(cut_scrubbed(t, max_chars)) for t in texts]
     key = f"{cfg.model_dump_json()}|{max_chars}"
     done = {t: _MASKED[(key, t)] for t in dict.fromkeys(formed) if (key, t) in _MASKED}
     todo = [t for t in dict.fromkeys(formed) if t not in done]
@@ -131,7 +132,7 @@ def mask_texts(texts: Sequence[str], cfg: PiiConfig | None, max_chars: int | Non
         views = [PLACEHOLDER.sub(lambda m: " " * len(m.group()), t) for t in todo]
         for text, (spans, _) in zip(todo, detector_for(cfg).detect(views), strict=True):
             keyed = replace_spans_with(text, spans, lambda span, value: f"<{span.entity}_{_KEY_STAND_IN}>")
-            done[text] = model_text(keyed if max_chars is None else keyed[:max_chars])
+            done[text] = model_text(keyed if max_chars is None else cut_scrubbed(keyed, max_chars))
             _MASKED[(key, text)] = done[text]
             _masked_chars[0] += len(text) + len(done[text])
         while _masked_chars[0] > _MASKED_MAX_CHARS and _MASKED:

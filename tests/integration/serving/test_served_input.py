@@ -18,7 +18,7 @@ from thaw.pii.masking import (
     served_max_chars,
     served_pii_config,
 )
-from thaw.text_form import PSEUDONYM, model_text
+from thaw.text_form import PSEUDONYM, cut_scrubbed, model_text
 
 RAW = [
     "Hi, I am Maria Gonzalez, mail maria.gonzalez@example.com or call +1 312-545-3252 about my refund",
@@ -142,10 +142,13 @@ def test_a_served_text_is_cut_where_curation_cut_its_training_text():
     raw = RAW[0] + " and " + RAW[1] + " " + "where is it now " * 20
     (keyed,) = scrub_texts([raw], PiiDetector(cfg), PiiSecret(b"k" * 32, "test"))
     inside = {i for m in PSEUDONYM.finditer(keyed) for i in range(m.start() + 1, m.end())}
-    limits = [n for n in range(1, len(keyed) + 20) if n not in inside]  # a cut inside a pseudonym keeps its key
+    limits = [n for n in range(1, len(keyed) + 20) if n not in inside]
     assert len(limits) > 150
     for limit in limits:
         assert mask_texts([raw], cfg, limit) == [model_text(keyed[:limit])], limit
+    for limit in sorted(inside):  # a cut inside a pseudonym ends before it, on both sides
+        assert mask_texts([raw], cfg, limit) == [model_text(cut_scrubbed(keyed, limit))], limit
+        assert not mask_texts([raw], cfg, limit)[0].endswith(tuple("0123456789abcdef_")), limit
     assert mask_texts([raw], None, 30) == [model_text(raw[:30])]  # trained on text not scrubbed: cut as it is
     assert mask_texts(RAW, cfg, 100_000) == mask_texts(RAW, cfg)  # shorter texts are as they were
 
@@ -164,7 +167,8 @@ def test_the_predictor_answers_a_long_raw_text_as_its_curated_form(tiny_encoder,
         _frozen_model(tmp_path / "m", tiny_encoder, max_length=128, input_form=input_form(PiiConfig(), limit))
     )
     raw = [RAW[0] + " zebra quokka" * 8000, RAW[2]]  # the first: 104,096 characters
-    curated = [t[:limit] for t in scrub_texts(raw, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test"))]
+    scrubbed = scrub_texts(raw, PiiDetector(PiiConfig()), PiiSecret(b"other key", "test"))
+    curated = [cut_scrubbed(t, limit) for t in scrubbed]  # as curation cuts
     assert predictor.model_inputs(raw) == [model_text(t) for t in curated]
     assert predictor.model_inputs(curated) == [model_text(t) for t in curated]  # what evaluation scores: not cut again
     assert np.allclose(predictor.probabilities(raw), predictor.probabilities(curated), atol=1e-5)

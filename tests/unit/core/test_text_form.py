@@ -1,7 +1,7 @@
 """The model's text form (entity types for pseudonyms) and the words a domain measure
 counts (letters only: no placeholders, punctuation or numbers)."""
 
-from thaw.text_form import domain_words, label_words, model_text
+from thaw.text_form import cut_scrubbed, domain_words, label_words, model_text
 
 
 def test_the_model_sees_entity_types_and_never_the_key():
@@ -50,3 +50,12 @@ def test_labels_read_as_words_only_when_they_are_words():
         "Réclamation_client": "réclamation client"
     }
     assert label_words(["admiration"]) == {"admiration": "admiration"}  # one label: nothing is shared by the others
+
+
+def test_a_cut_ends_before_a_pseudonym_it_would_split():
+    text = "refund <PERSON_8b1531> now <EMAIL_ADDRESS_000000>"
+    assert cut_scrubbed(text, 100) == text and cut_scrubbed(text, len(text)) == text
+    assert cut_scrubbed(text, 7) == "refund " == cut_scrubbed(text, 10) == cut_scrubbed(text, 21)
+    assert cut_scrubbed(text, 22) == "refund <PERSON_8b1531>"
+    assert cut_scrubbed(text, len(text) - 1) == "refund <PERSON_8b1531> now "
+    assert cut_scrubbed("a <b> c <NOT A PSEUDONYM>", 12) == "a <b> c <NOT"  # only pseudonyms are kept whole
