@@ -304,11 +304,23 @@ def scrub_texts(
 _FORKED: dict[str, tuple] = {}
 
 
-def one_blas_thread() -> None:
-    """Pool initializer: one BLAS thread per forked worker (the workers already fill the
-    cores; NER's matrix products in two threads each would only fight over them)."""
+def start_worker() -> None:
+    """Pool initializer of a forked detection worker:
+
+    - SIGTERM at its default, so ``Pool.terminate`` (which the pool's exit calls) ends
+      the worker whatever handler the parent had when it forked. Under a flow run that
+      is Prefect's, which raises in Python: a worker waiting for its next chunk gets the
+      signal in C, between its last check and the wait on the queue's lock, which the
+      terminating parent holds; the handler never runs, and the parent waits on the
+      worker for ever (seen here: ``thaw run`` on CLINC150, curation stalled with both
+      processes asleep until the worker was killed by hand);
+    - one BLAS thread (the workers already fill the cores; NER's matrix products in two
+      threads each would only fight over them)."""
+    import signal
+
     from threadpoolctl import threadpool_limits
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threadpool_limits(1)
 
 
@@ -342,7 +354,7 @@ def scrub_texts_parallel(
     _FORKED["state"] = (detector,)
     chunks = [list(texts[i : i + cfg.chunk_rows]) for i in range(0, len(texts), cfg.chunk_rows)]
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=one_blas_thread) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=start_worker) as pool:
             for chunk, (spans, part) in zip(chunks, pool.imap(_detect_chunk, chunks), strict=True):
                 stats.merge(part)
                 yield from (replace_spans(t, s, secret) if s else t for t, s in zip(chunk, spans, strict=True))
