@@ -319,13 +319,14 @@ def _scrub(
                 values, changed = scrub_values(list(frame[column]), detector, secret)
                 accounting.notes.setdefault(f"{column}s_scrubbed", {})[name] = changed
                 frame = frame.assign(**{column: values})
-        texts, limit = list(frame["text"]), cfg.data.max_text_chars
+        texts = list(frame["text"])
         if cfg.curation.executor == "dask":
             from tasks.curation.scaleout import scrub_texts_on_dask
 
             scrubbed = scrub_texts_on_dask(texts, cfg.curation, secret, stats, run_dir / "dask" / name)
         else:
             scrubbed = list(scrub_texts_parallel(texts, detector, secret, stats))
+        limit = cfg.data.max_text_chars
         cut = [int(row) for row, t in zip(frame[ROW], scrubbed, strict=True) if len(t) > limit]
         _name_rows(accounting, "truncated", name, cut, cfg)
         accounting.record(f"{name}:length", frame, {}, {"truncated": len(cut)})
