@@ -38,13 +38,9 @@ def cut_scrubbed(text: str, limit: int) -> str:
     one cut of curation, the drift monitor and the served model."""
     if len(text) <= limit:
         return text
-    for m in PSEUDONYM.finditer(text, max(0, limit - _LONGEST_PSEUDONYM), limit + _LONGEST_PSEUDONYM):
-        if m.start() < limit < m.end():
-            return text[: m.start()]
-    return text[:limit]
-
-
-_LONGEST_PSEUDONYM = 80  # an entity name of up to 64 characters, and 9 of ``<_xxxxxx>``
+    start = text.rfind("<", 0, limit)  # a pseudonym holds no other "<": the one the cut is in starts here
+    split = PSEUDONYM.match(text, start) if start >= 0 else None
+    return text[:start] if split and split.end() > limit else text[:limit]
 
 
 def domain_words(text: str) -> list[str]:
