@@ -120,9 +120,9 @@ def mask_texts(texts: Sequence[str], cfg: PiiConfig | None, max_chars: int | Non
     type the model reads, and before a pseudonym the cut would split
     (``thaw.text_form.cut_scrubbed``). A served text is then no longer than any text the
     model learned from: its words past the cut were never in a training row."""
-    formed = [model_text(t) for t in texts]
     if cfg is None:
-        return formed if max_chars is None else [model_text(cut_scrubbed(t, max_chars)) for t in texts]
+        return [model_text(t if max_chars is None else cut_scrubbed(t, max_chars)) for t in texts]
+    formed = [model_text(t) for t in texts]
     key = f"{cfg.model_dump_json()}|{max_chars}"
     done = {t: _MASKED[(key, t)] for t in dict.fromkeys(formed) if (key, t) in _MASKED}
     todo = [t for t in dict.fromkeys(formed) if t not in done]
