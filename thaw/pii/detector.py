@@ -29,6 +29,7 @@ import hmac
 import logging
 import os
 import secrets
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -309,15 +310,15 @@ def start_worker() -> None:
 
     - SIGTERM at its default, so ``Pool.terminate`` (which the pool's exit calls) ends
       the worker whatever handler the parent had when it forked. Under a flow run that
-      is Prefect's, which raises in Python: a worker waiting for its next chunk gets the
-      signal in C, between its last check and the wait on the queue's lock, which the
-      terminating parent holds; the handler never runs, and the parent waits on the
-      worker for ever (seen here: ``thaw run`` on CLINC150, curation stalled with both
-      processes asleep until the worker was killed by hand);
+      is Prefect's, which runs in Python, only when the worker's main thread checks for
+      signals. Seen here: ``thaw run`` on CLINC150 stalled in curation, the parent joining
+      a worker asleep on the task queue's lock (which the terminating parent holds), with
+      SIGTERM caught and none pending, until the worker was killed by hand; most likely
+      the signal landed between the worker's last check and its wait, so the handler
+      never ran. A handler that does not end the process stalls it every time
+      (``tests/unit/curation/test_pii_workers.py``);
     - one BLAS thread (the workers already fill the cores; NER's matrix products in two
       threads each would only fight over them)."""
-    import signal
-
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -18,7 +18,7 @@ def test_the_pool_terminates_whatever_sigterm_handler_the_parent_has():
     try:
         pool = multiprocessing.get_context("fork").Pool(2, initializer=start_worker)
         assert pool.map(abs, [-1, -2]) == [1, 2]
-        busy = [pool.apply_async(time.sleep, (1.0,)) for _ in range(2)]
+        busy = [pool.apply_async(time.sleep, (5.0,)) for _ in range(2)]  # ended long before they finish
         time.sleep(0.2)
         ended = threading.Event()
         threading.Thread(target=lambda: (pool.terminate(), ended.set()), daemon=True).start()
