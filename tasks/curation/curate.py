@@ -53,7 +53,8 @@ from thaw.text_form import TEXT_FORM, cut_scrubbed, model_text
 
 log = logging.getLogger(__name__)
 
-CURATED_FORMAT = 3  # 3: a cut ends before a pseudonym it would split (2: canonical id/text/label columns;
+CURATED_FORMAT = 4  # 4: a name's echoes are taken only for tokens that look like a name (3: a cut ends
+# before a pseudonym it would split; 2: canonical id/text/label columns;
 # 1 used the user's names)
 
 

@@ -11,7 +11,8 @@ Pure functions over one text that return ``(start, end, entity)`` spans:
   that start with a first name of the US census (``names`` package, pinned by digest).
 - ``place_spans``: country and state names (ISO 3166, from ``pycountry``) and
   capitalised names after a place word (``lives in``, ``moved from``).
-- ``propagate_names``: every other occurrence of a token of a detected name.
+- ``propagate_names``: every other occurrence of a token of a detected name that is
+  shaped like a name and that the text does not also write in lower case.
 
 Street addresses and postal codes are in ``thaw.pii.addresses``.
 
@@ -23,12 +24,12 @@ literal ``\\n`` (text exported from JSON often keeps those) is a line break.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import regex
 
 from thaw.checksums import iban_ok, luhn_ok
-from thaw.pii.spans import Span
+from thaw.pii.spans import Span, covered
 
 # --- structured -----------------------------------------------------------------------
 
@@ -352,10 +353,60 @@ def person_spans(text: str) -> list[Span]:
     return spans + intro_spans(text)
 
 
+# A name's other occurrences are taken for its tokens that look like a name: a census
+# first name ("Eija" is not one, "John" and "JOHN" are); a word capitalised then in lower
+# case ("Pesälä", "O'Brien"), with a surname particle ("McDonald"); a word in capitals in
+# a name written wholly in capital words and initials ("MRS M. SESE-SEKO"; not "ASP.NET
+# Databases") or beside a first name ("Captain JOHN OKELE"). Except for first names
+# (people write "per john hall"), not a word the text also writes in lower case, standing
+# alone, outside the values already found ("Groups" beside "groups"; not
+# "matthias@example.org" or "eckel-oo-programming"). NER's false names ("XML", "DivX",
+# "MP3", "Groups") were otherwise replaced wherever they occurred (``python -m
+# bench.name_echoes``); the occurrence NER found is still replaced.
+_ECHO_SHAPE = regex.compile(rf"(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von)?{NAME}")
+_LETTERS = regex.compile(r"\p{L}+")
+_CAPITALS_WORD = regex.compile(r"\p{Lu}+(?:-\p{Lu}+)*\.?")  # "SESE-SEKO", "M.": not "ASP.NET", "XG3"
+
+
+def _name_tokens(text: str, spans: Iterable[Span]) -> tuple[set[str], set[str]]:
+    """(first names, other name-shaped tokens) of the detected names (see above)."""
+    known = first_names()
+    firsts: set[str] = set()
+    others: set[str] = set()
+    for s, e, kind in spans:
+        if kind != "PERSON":
+            continue
+        beside_first = any(w.casefold() in known for w in _LETTERS.findall(text[s:e]))
+        words = text[s:e].split()
+        in_capitals = len(words) >= 2 and all(_CAPITALS_WORD.fullmatch(w) for w in words)
+        for token in regex.findall(r"\w{3,}", text[s:e]):
+            if token.casefold() in NOT_NAMES:
+                continue
+            if token.casefold() in known and (token.isupper() or _ECHO_SHAPE.fullmatch(token)):
+                firsts.add(token)
+            elif token.isupper():
+                if token.isalpha() and (in_capitals or beside_first):
+                    others.add(token)
+            elif _ECHO_SHAPE.fullmatch(token):
+                others.add(token)
+    return firsts, others
+
+
+def _written_lower(token: str, text: str, taken: Callable[[int], bool]) -> bool:
+    """Whether ``text`` writes ``token`` in lower case as a word of its own (not inside
+    an address or a hyphenated name) outside the values already found."""
+    lower = regex.finditer(rf"(?<![\w@./-]){regex.escape(token.lower())}(?![\w@/-]|\.\w)", text)
+    return any(not taken(m.start()) for m in lower)
+
+
 def propagate_names(text: str, spans: Iterable[Span]) -> list[Span]:
-    """Other occurrences of the tokens of detected names ("Eija Pesälä ... calls me Eija")."""
-    tokens = {t for s, e, kind in spans if kind == "PERSON" for t in regex.findall(r"\w{3,}", text[s:e])}
-    tokens = {t for t in tokens if t[:1].isupper() and t.casefold() not in NOT_NAMES}
+    """Other occurrences of the tokens of detected names ("Eija Pesälä ... calls me
+    Eija"), for the tokens that look like a name (see above)."""
+    spans = list(spans)
+    tokens, others = _name_tokens(text, spans)
+    if others:
+        taken = covered(spans)
+        tokens |= {t for t in others if not _written_lower(t, text, taken)}
     if not tokens:
         return []
     pattern = regex.compile(

@@ -6,7 +6,7 @@ import pytest
 from thaw.pii import addresses as addresses
 from thaw.pii import rules as rules
 from thaw.pii.detector import PiiSecret, pseudonym
-from thaw.pii.spans import Span, choose_spans
+from thaw.pii.spans import Span, choose_spans, covered
 
 
 def _found(spans, text):
@@ -98,6 +98,52 @@ def test_other_occurrences_of_a_detected_name_are_taken_too():
     spans = rules.person_spans(text)
     found = _found(spans + rules.propagate_names(text, spans), text)
     assert [s for s in found if s[0] == "Eija"]
+
+
+def _echoed(text: str, found: list[tuple[str, str]]) -> list[str]:
+    """What ``propagate_names`` takes outside ``found`` (value, entity; each found at its
+    first occurrence), in text order."""
+    spans = [Span(text.index(v), text.index(v) + len(v), kind) for v, kind in found]
+    inside = covered(spans)
+    return [text[s:e] for s, e, _ in sorted(rules.propagate_names(text, spans)) if not inside(s)]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # NER's false names, as it read them in SpamAssassin mails
+        ("XML issues. XML is not a nice-to-have, use XML", [("XML", "PERSON")]),
+        ("the DivX News: write to the DivX team, get DivX", [("DivX", "PERSON")]),
+        ("Groups Sponsor. Manage your groups. Yahoo! Groups home", [("Groups", "PERSON")]),
+        ("Havas MP3 Pro Magix MP3 Maker", [("MP3", "PERSON")]),
+        ("ASP.NET Databases, ASP.NET Security", [("ASP.NET Databases", "PERSON")]),
+    ],
+)
+def test_a_word_nothing_marks_as_a_name_is_not_taken_wherever_it_occurs(text, found):
+    assert _echoed(text, found) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "found", "echoes"),
+    [
+        # the address is already found, so its lower case is not a word of the text
+        (
+            "Matthias Saou <matthias@egwn.net> wrote: ... cheers, Matthias",
+            [("Matthias Saou", "PERSON"), ("matthias@egwn.net", "EMAIL_ADDRESS")],
+            ["Matthias"],
+        ),
+        # a first name is a name even where the text writes it in lower case
+        ("per john hall: no. John Hall wrote it, John said", [("John Hall", "PERSON")], ["John"]),
+        # a name in a list's name is not a word of the text
+        ("Bruce Eckel, subscribed to eckel-oo-programming. Eckel writes", [("Bruce Eckel", "PERSON")], ["Eckel"]),
+        ("I am PRINCE JONAS SAVIMBI. Write to SAVIMBI", [("PRINCE JONAS SAVIMBI", "PERSON")], ["SAVIMBI"]),
+        ("WIDOW OF MOBUTU SESE-SEKO. SEKO", [("MOBUTU SESE-SEKO", "PERSON")], ["SEKO"]),
+        ("I am Captain JOHN OKELE. OKELE", [("Captain JOHN OKELE", "PERSON")], ["OKELE"]),
+        ("Call Sean McDonald. McDonald again", [("Sean McDonald", "PERSON")], ["McDonald"]),
+    ],
+)
+def test_a_name_is_taken_where_it_occurs_again(text, found, echoes):
+    assert _echoed(text, found) == echoes
 
 
 def test_pseudonyms_are_keyed_and_consistent():
