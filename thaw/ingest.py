@@ -85,7 +85,7 @@ def _cannot_read(path: Path, exc: OSError) -> UserError:
     return UserError(f"{path}: cannot read ({exc.strerror or exc})")
 
 
-def _check_utf8(path: Path) -> bool:
+def _check_utf8_and_find_stray_cr(path: Path) -> bool:
     """Refuse undecodable bytes, naming the line they are on. Returns whether a carriage
     return stands inside a line of a file whose lines end in LF or CRLF (read in the same
     pass for ``_refuse_carriage_returns_in_unquoted_fields``): a file whose lines all end
@@ -171,7 +171,7 @@ MAX_FIELD_CHARS = 16 * 1024 * 1024  # one CSV field; curation's length stage cut
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt in ("csv", "tsv"):
-            stray_cr = _check_utf8(path)
+            stray_cr = _check_utf8_and_find_stray_cr(path)
             _refuse_repeated_columns(path, _header(path, fmt))
             csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the module's default is 131072
             if stray_cr:
@@ -193,7 +193,7 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
             )
             return _without_trailing_blank_lines(frame)
         if fmt == "jsonl":
-            _check_utf8(path)
+            _check_utf8_and_find_stray_cr(path)
             records = _json_records(path)
             names = list(dict.fromkeys(k for r in records for k in r))
             # object columns: values keep the type JSON gave them (1 stays an int next to 1.0)
@@ -221,7 +221,7 @@ def _refuse_carriage_returns_in_unquoted_fields(path: Path, fmt: str) -> None:
     tail would become a row of its own, with the columns shifted and nothing said (text
     pasted from a form or an old Mac application carries one). A quoted field may hold
     one, and a file whose lines all end in CR (old Mac Excel) is read as such. Called only
-    when ``_check_utf8`` saw a CR inside a line of such a file."""
+    when ``_check_utf8_and_find_stray_cr`` saw a CR inside a line of such a file."""
     # the csv module, given lines that end at LF only, calls a CR outside quotes an error
     # and counts the line; inside quotes it is text
     with open(path, encoding="utf-8-sig", newline="\n") as fh:
@@ -426,7 +426,7 @@ def preflight_inputs(files: dict[str, Path | None], columns: ColumnMap) -> None:
         path = Path(path)
         fmt = _check_file(path, role)
         if fmt != "parquet":
-            _check_utf8(path)
+            _check_utf8_and_find_stray_cr(path)
         header_names(path, (columns.text, columns.label, columns.id, columns.slice), _header(path, fmt))
 
 
