@@ -67,9 +67,9 @@ def _timed(fn, texts: list[str], processes: int) -> tuple[list, float]:
         spans = fn(texts)
     else:
         chunks = [texts[i : i + 250] for i in range(0, len(texts), 250)]
-        from thaw.pii.detector import one_blas_thread
+        from thaw.pii.detector import start_worker
 
-        with multiprocessing.get_context("fork").Pool(processes, initializer=one_blas_thread) as pool:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=start_worker) as pool:
             spans = [s for part in pool.map(fn, chunks) for s in part]
     return spans, len(texts) / (time.perf_counter() - start)
 
