@@ -17,7 +17,7 @@ def run() -> dict:
     from tasks.ladder.features import extract_frozen_features
     from tasks.ladder.frozen_rung import train_frozen_rung
     from thaw.config import ThawConfig
-    from thaw.datasets import DatasetVersion, TrackedFile, file_md5
+    from thaw.datasets import ID, LABEL, TEXT, DatasetVersion, TrackedFile, file_md5
     from thaw.demo_data import generate_support_tickets
     from thaw.rungs import EvaluationPlan, LadderContext
 
@@ -25,6 +25,8 @@ def run() -> dict:
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
     frame = pd.read_csv(io.StringIO(generate_support_tickets(3200)[0]), dtype=str, keep_default_na=False)
     frame = frame[(frame["message"] != "") & (frame["intent"] != "")].drop_duplicates("message")
+    # as curation writes its splits: thaw's canonical columns
+    frame = frame.rename(columns={"ticket_id": ID, "message": TEXT, "intent": LABEL})[[ID, TEXT, LABEL]]
     files = {}
     for split, part in (
         ("train", frame.iloc[:2200]),
@@ -35,10 +37,8 @@ def run() -> dict:
         part.to_csv(path, index=False)
         files[split] = TrackedFile(path.name, file_md5(path), path.stat().st_size)
     curated = DatasetVersion(".", "bench", files, "none")
-    cfg = ThawConfig.model_validate(
-        {"workspace": str(ws), "data": {"text_column": "message", "label_column": "intent"}}
-    )
-    labels = tuple(sorted(frame["intent"].unique()))
+    cfg = ThawConfig.model_validate({"workspace": str(ws)})
+    labels = tuple(sorted(frame[LABEL].unique()))
     times = []
     for attempt in range(2):
         start = time.perf_counter()
