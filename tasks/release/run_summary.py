@@ -144,7 +144,7 @@ def metric_datasets(trained: TrainedRun, metrics: dict[str, float]) -> dict[str,
     cfg, ladder, versioned = trained.cfg, trained.ladder, trained.versioned
 
     def on(split: str) -> tuple[str, str]:
-        return dataset_name(cfg, "curated", split), versioned.files[split].md5
+        return dataset_name(cfg, "curated", split, versioned), versioned.files[split].md5
 
     tied = {}
     for key in metrics:

@@ -4,6 +4,7 @@ profile and the object's address in the DVC remote, what the UI's drawer shows."
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from typing import Any
 
@@ -115,11 +116,21 @@ def _split_dataset(cfg: ThawConfig, context: str, split: str, version: DatasetVe
         frame = read_table(version.local_path(cfg.root, split))
         columns, profile, dvc_file = list(frame.columns), frame_profile(frame), f"{f.path}.dvc"
     profile["bytes"] = f.size
-    return _dvc_dataset(dataset_name(cfg, context, split), f.path, f.md5, version.remote, dvc_file, columns, profile)
+    name = dataset_name(cfg, context, split, version)
+    return _dvc_dataset(name, f.path, f.md5, version.remote, dvc_file, columns, profile)
 
 
-def dataset_name(cfg: ThawConfig, context: str, split: str) -> str:
-    return f"{cfg.model_name}-{context}-{split}"
+def dataset_name(cfg: ThawConfig, context: str, split: str, version: DatasetVersion) -> str:
+    """``<model>-<context>-<split>@<key>``, the key 8 hex digits of a hash of where the
+    split was versioned (its path, DVC file and remote). MLflow keeps one dataset per
+    experiment, name and digest, and gives every later run that logs the same name and
+    digest the first one's source: a run whose curated test split had the bytes of an
+    earlier run's, in another directory, read back the earlier path, and its version's
+    lineage check refused promotion ("the tag was edited"). Model names hold no ``@``."""
+    f = version.files[split]
+    dvc_file = version.dvc_file if context == "raw" else f"{f.path}.dvc"
+    where = json.dumps([f.path, dvc_file, version.remote])
+    return f"{cfg.model_name}-{context}-{split}@{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
 
 @task(name="log-datasets")
@@ -171,7 +182,7 @@ def logged_facts(dataset_inputs) -> dict[str, dict[str, str] | None]:
     """``logged_data`` of a run already read: its ``inputs.dataset_inputs``."""
     logged: dict[str, dict[str, str] | None] = {}
     for entry in dataset_inputs:
-        _, context, split = ("--" + entry.dataset.name).rsplit("-", 2)
+        _, context, split = ("--" + entry.dataset.name.split("@")[0]).rsplit("-", 2)
         if context not in CONTEXTS or split not in SPLITS:
             continue  # another input logged on the run: not one of thaw's splits
         try:

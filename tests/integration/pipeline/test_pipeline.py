@@ -53,7 +53,7 @@ def test_pipeline_registers_a_traceable_challenger_without_pii(
     mv = client.get_model_version_by_alias("tickets", "challenger")
     assert str(mv.version) == summary["model"]["version"] == "1"
     run = client.get_run(mv.run_id)
-    digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    digests = {d.dataset.name.split("@")[0]: d.dataset.digest for d in run.inputs.dataset_inputs}
     for split in ("train", "validation", "test"):
         curated_file = workspace / mv.tags[f"thaw.curated.{split}.path"]
         assert re.fullmatch(r"datasets/tickets/[0-9a-f]{16}/" + split + r"\.csv", mv.tags[f"thaw.curated.{split}.path"])
