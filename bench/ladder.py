@@ -69,13 +69,21 @@ def probe_sets(argv: list[str], probe) -> int:
 
     apply_offline_environment()
     encoder = plain_baseline.load()
-    for name in argv or list(SETS):
+    for name in available_sets(argv or list(SETS)):
+        probe(name, encoder)
+    return 0
+
+
+def available_sets(names: list[str]) -> list[str]:
+    """Those of ``names`` whose data is here, saying why each other one is skipped."""
+    here = []
+    for name in names:
         why = SETS[name][0]()
         if why:
             print(f"{name}: skipped, {why}")
-            continue
-        probe(name, encoder)
-    return 0
+        else:
+            here.append(name)
+    return here
 
 
 def few_per_class(pairs: list[tuple[str, str]], shots: int, seed: int = SHOTS_SEED) -> list[tuple[str, str]]:
