@@ -4,8 +4,9 @@ detected name (``thaw.pii.rules.propagate_names``), on text nobody here wrote.
 ``python -m bench.name_echoes [SET ...] [--rows N]`` scrubs N training texts of each set
 (a fixed shuffle, default 800; SpamAssassin's mails unless sets are named) twice with
 the shipped detector, once with both echo recognizers and once without them, and prints
-how many spans and texts the echoes add and which tokens they take most often, with
-the number of texts each is taken in. A token taken dozens of times in one mail ("XML",
+the spans found only with the echoes (an echo that overlaps a span found anyway merges
+with it, and the merged span counts), the texts that have any, and the values most
+often among them, with the number of texts each is in. A token taken dozens of times in one mail ("XML",
 "Weblog") is most likely one of NER's false names spread across it; a real name's
 echoes are what the rule is for ("Eija Pesälä ... calls me Eija").
 """
