@@ -81,8 +81,11 @@ def cmd_curate(args: argparse.Namespace) -> int:
     for stage in report["stages"]:
         if stage["removed"]:
             say(f"  {stage['stage']:<32} removed " + ", ".join(f"{k}={v}" for k, v in stage["removed"].items()))
+    pii = report["pii"]
+    # a report reused from a curation cached before thaw counted processes does not say
+    processes = f" in {pii['processes']} process{'es' * (pii['processes'] != 1)}" if "processes" in pii else ""
     say(
-        f"  PII: {report['pii']['rows_changed']} rows changed at {report['pii']['rows_per_s']:.0f} rows/s; "
+        f"  PII: {pii['rows_changed']} rows changed at {pii['rows_per_s']:.0f} rows/s{processes}; "
         f"report {written['report']}"
     )
     return 0

@@ -118,6 +118,7 @@ def build_report(
             "rows_changed": stats.rows_changed,
             "rows_seen": stats.rows_seen,
             "rows_per_s": round(pii["rows_per_s"], 1),
+            "processes": stats.processes,
             "ner_rows": stats.ner_rows,
             "secret_source": secret.source.split(":")[0],
             "secret_fingerprint": pii["fingerprint"],

@@ -186,6 +186,7 @@ class ScrubStats:
     rows_changed: int = 0
     rows_seen: int = 0
     ner_rows: int = 0
+    processes: int = 0  # the most that detected at once (one worker's chunk counts none)
 
     def merge(self, other: ScrubStats) -> None:
         """Add the counts of ``other`` (e.g. one worker's chunk) to these."""
@@ -193,6 +194,7 @@ class ScrubStats:
         self.rows_changed += other.rows_changed
         self.rows_seen += other.rows_seen
         self.ner_rows += other.ner_rows
+        self.processes = max(self.processes, other.processes)
 
     def count(self, spans: Sequence[Span], ner: bool) -> None:
         self.rows_seen += 1
@@ -296,6 +298,8 @@ def scrub_texts(
     texts: Sequence[str], detector: PiiDetector, secret: PiiSecret, stats: ScrubStats | None = None
 ) -> Iterator[str]:
     """Yield each text with its PII replaced by pseudonyms, in input order."""
+    if stats is not None:
+        stats.processes = max(stats.processes, 1)
     for text, (spans, ner) in zip(texts, detector.detect(texts), strict=True):
         if stats is not None:
             stats.count(spans, ner)
@@ -354,6 +358,7 @@ def scrub_texts_parallel(
         return
     _FORKED["state"] = (detector,)
     chunks = [list(texts[i : i + cfg.chunk_rows]) for i in range(0, len(texts), cfg.chunk_rows)]
+    stats.processes = max(stats.processes, workers)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=start_worker) as pool:
             for chunk, (spans, part) in zip(chunks, pool.imap(_detect_chunk, chunks), strict=True):

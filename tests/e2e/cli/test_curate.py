@@ -1,0 +1,63 @@
+"""`thaw curate` as a user runs it, in one process and with detection in forked workers.
+
+Inputs of ``curation.pii.parallel_min_rows`` rows or more (5,000 by default) are scrubbed
+by workers forked from the CLI's flow run; the same settings here turn the pool on for a
+small file, so the suite runs that path the way a large input does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from thaw.demo_data import generate_support_tickets
+
+pytestmark = pytest.mark.e2e
+
+SPLITS = ("train.csv", "validation.csv", "test.csv")
+ONE_PROCESS = {"workers": 1}
+FORKED = {"workers": 2, "parallel_min_rows": 1, "chunk_rows": 40}
+
+
+def _curate(tmp_path: Path, name: str, tickets: Path, pii: dict) -> tuple[subprocess.CompletedProcess, Path]:
+    workspace, output = tmp_path / name, tmp_path / f"{name}-curated"
+    workspace.mkdir()
+    config = workspace / "thaw.yaml"
+    settings = {
+        "data": {"text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
+        "curation": {"expectations": {"min_rows": 50}, "pii": pii},
+    }
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    cmd = [sys.executable, "-m", "thaw_cli", "curate", "--config", str(config), "--workspace", str(workspace)]
+    cmd += ["--input", str(tickets), "--output", str(output)]
+    env = {**os.environ, "THAW_PII_SECRET": "one-key-for-both-curations-of-this-test"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc, output
+
+
+def test_forked_detection_workers_curate_the_same_bytes_as_one_process(tmp_path):
+    tickets = tmp_path / "tickets.csv"
+    tickets.write_text(generate_support_tickets(300, seed=9)[0], encoding="utf-8")
+    addresses = set(re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", tickets.read_text(encoding="utf-8")))
+    assert len(addresses) > 10  # the tickets carry addresses for the detector to find
+
+    one, one_dir = _curate(tmp_path, "one", tickets, ONE_PROCESS)
+    forked, forked_dir = _curate(tmp_path, "forked", tickets, FORKED)
+
+    assert "rows/s in 1 process;" in one.stdout and "rows/s in 2 processes;" in forked.stdout
+    reports = [
+        json.loads((d / "curation_report.json").read_text(encoding="utf-8"))["pii"] for d in (one_dir, forked_dir)
+    ]
+    assert [r["processes"] for r in reports] == [1, 2]
+    assert reports[0]["rows_changed"] == reports[1]["rows_changed"] > 100
+    for split in SPLITS:
+        curated = (forked_dir / split).read_bytes()
+        assert curated == (one_dir / split).read_bytes(), split
+        assert not [a for a in addresses if a.encode() in curated], split
