@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.common import row
 
 
-def run() -> dict:
+def run(rows: int = 3200) -> dict:
     import pandas as pd
 
     from tasks.ladder.features import extract_frozen_features
@@ -23,15 +23,15 @@ def run() -> dict:
 
     ws = Path(tempfile.mkdtemp(prefix="thaw-cache-"))
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
-    frame = pd.read_csv(io.StringIO(generate_support_tickets(3200)[0]), dtype=str, keep_default_na=False)
+    frame = pd.read_csv(io.StringIO(generate_support_tickets(rows)[0]), dtype=str, keep_default_na=False)
     frame = frame[(frame["message"] != "") & (frame["intent"] != "")].drop_duplicates("message")
     # as curation writes its splits: thaw's canonical columns
     frame = frame.rename(columns={"ticket_id": ID, "message": TEXT, "intent": LABEL})[[ID, TEXT, LABEL]]
     files = {}
     for split, part in (
-        ("train", frame.iloc[:2200]),
-        ("validation", frame.iloc[2200:2600]),
-        ("test", frame.iloc[2600:]),
+        ("train", frame.iloc[: rows * 11 // 16]),  # 2,200 and 400 of 3,200 generated
+        ("validation", frame.iloc[rows * 11 // 16 : rows * 13 // 16]),
+        ("test", frame.iloc[rows * 13 // 16 :]),
     ):
         path = ws / f"{split}.csv"
         part.to_csv(path, index=False)

@@ -20,10 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import row
+from bench.common import row, shared_datasets
 from bench.ladder import _write, checkout, few_per_class
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = shared_datasets()
 MODEL = "canary-demo"
 INTENTS = 20
 

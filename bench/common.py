@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+
+def shared_datasets() -> Path:
+    """The public datasets the benchmarks read: ``$THAW_SHARED_DATASETS`` when set, else
+    ``../shared/datasets`` beside the checkout. Most machines have neither: each section
+    that needs a set says it is absent and skips it."""
+    configured = os.environ.get("THAW_SHARED_DATASETS")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> float:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from bench.common import row
+from bench.common import row, shared_datasets
 
-CLINC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "clinc150" / "data_full.json"
+CLINC = shared_datasets() / "clinc150" / "data_full.json"
 REPEATS = 100
 BATCH = 300
 SEED = 20261124

@@ -56,7 +56,8 @@ def feature_extraction(peak: float, texts: list[str]) -> dict:
 
 def full_finetune_step(peak: float, texts: list[str]) -> dict:
     """Full fine-tuning steps as the trainer takes them, at several batch sizes (thaw trains with 32)."""
-    out = {b: _finetune_step(peak, texts, b) for b in (32, 64, 128)}
+    # a batch size needs three batches of texts: two warm-up steps and one timed
+    out = {b: _finetune_step(peak, texts, b) for b in (32, 64, 128) if len(texts) >= 3 * b}
     best = max(out, key=lambda b: out[b]["gflops"])
     row(
         f"fraction of the {precision()} matmul peak (best batch)",
@@ -123,7 +124,7 @@ from thaw.modeling import autocast_dtype, load_encoder, resolve_backbone, config
 from bench.encoder import _texts
 dt = autocast_dtype(torch.device("cpu"))
 configure_threads()
-texts = _texts(600)
+texts = _texts({examples} + 88)
 _, d = resolve_backbone(BackboneConfig())
 tok, enc = load_encoder(d, torch.device("cpu"))
 model = build_classifier(enc, 10, "mean")
@@ -132,7 +133,7 @@ from thaw.trainer import make_optimizer
 opt = make_optimizer(parameter_groups(model, 1e-4, 1e-3, 1.0, 0.01), 1e-4, torch.device("cpu"))
 model.train()
 batches = [tok(sorted(texts[i:i+32], key=len), padding=True, truncation=True, max_length=128, return_tensors="pt")
-           for i in range(0, 512, 32)]
+           for i in range(0, {examples}, 32)]
 def epoch():
     for b in batches:
         with torch.autocast("cpu", dtype=dt, enabled=dt is not None):
@@ -144,16 +145,16 @@ loaded_mb = psutil.Process().memory_info().rss / 2**20
 epoch()
 start = time.perf_counter(); epoch(); seconds = time.perf_counter() - start
 trained_mb = psutil.Process().memory_info().rss / 2**20
-print(json.dumps({{"examples_per_s": 512 / seconds, "fraction": surface.fraction,
+print(json.dumps({{"examples_per_s": {examples} / seconds, "fraction": surface.fraction,
                   "training_state_mb": trained_mb - loaded_mb}}))
 """
 
 
-def lora_vs_full() -> dict:
+def lora_vs_full(examples: int = 512) -> dict:
     out = {}
-    print("LoRA vs full fine-tuning (MiniLM, batch 32, 512 examples per epoch, separate processes)")
+    print(f"LoRA vs full fine-tuning (MiniLM, batch 32, {examples} examples per epoch, separate processes)")
     for rung, label in (("peft", "LoRA r=8 on query,value"), ("full", "full fine-tuning")):
-        result, peak_mb = run_child(LORA_VS_FULL.format(rung=rung))
+        result, peak_mb = run_child(LORA_VS_FULL.format(rung=rung, examples=examples))
         out[rung] = {**result, "peak_rss_mb": peak_mb}
         row(f"{label}: examples/s, trainable share", f"{result['examples_per_s']:.0f}, {result['fraction']:.2%}")
         row(f"{label}: peak RSS, RSS added by training", f"{peak_mb:,.0f} MB, {result['training_state_mb']:,.0f} MB")
@@ -170,7 +171,7 @@ def precision() -> str:
     return "fp32" if autocast_dtype(torch.device("cpu")) is None else "bf16"
 
 
-def run() -> dict:
+def run(texts: int = 2000, lora_examples: int = 512) -> dict:
     import torch
 
     from thaw.modeling import autocast_dtype
@@ -183,12 +184,12 @@ def run() -> dict:
     print(f"fp32 matmul peak on this machine (2048^3, best of 3 warm medians): {fp32:.0f} GFLOP/s")
     if dtype is not None:
         print(f"bf16 matmul peak (thaw autocasts to bf16 here; fractions below are of it): {peak:.0f} GFLOP/s")
-    texts = _texts(2000)
+    sample = _texts(texts)
     return {
         "precision": precision(),
         "fp32_peak_gflops": fp32,
         "peak_gflops": peak,
-        "features": feature_extraction(peak, texts),
-        "finetune_step": full_finetune_step(peak, texts),
-        "lora_vs_full": lora_vs_full(),
+        "features": feature_extraction(peak, sample),
+        "finetune_step": full_finetune_step(peak, sample),
+        "lora_vs_full": lora_vs_full(lora_examples),
     }

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 from bench import spamassassin
-from bench.common import matmul_peak_gflops, row
+from bench.common import matmul_peak_gflops, row, shared_datasets
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
+SHARED = shared_datasets()
 SHOTS_SEED = 13
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import row
+from bench.common import row, shared_datasets
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = shared_datasets()
 
 
 def _data() -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
