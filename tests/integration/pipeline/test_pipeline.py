@@ -206,6 +206,8 @@ def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(
     two = curate_dataset.fn(dask, workspace / "dask")
     assert not two.cache_hit
     assert {s: file_md5(p) for s, p in one.files.items()} == {s: file_md5(p) for s, p in two.files.items()}
+    processes = [json.loads(c.report_path.read_text(encoding="utf-8"))["pii"]["processes"] for c in (one, two)]
+    assert processes == [1, 2]  # 500 rows stay in this process; the cluster has two workers
     from prefect import get_client
 
     with get_client(sync_client=True) as client:  # detection and signatures ran on the cluster
