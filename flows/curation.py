@@ -6,6 +6,8 @@ Steps:
  3. publish the split files, the report, the metrics and the Data Docs to the output directory.
 """
 
+import hashlib
+import shutil
 from pathlib import Path
 
 from prefect import flow
@@ -19,9 +21,18 @@ from thaw.state_budget import state_in_use
 @flow(name="thaw-curate", log_prints=True)
 def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
     """Curate and validate ``cfg``'s inputs into ``output``; return the written files."""
-    work = cfg.state_path / "curate" / output.resolve().name
-    work.mkdir(parents=True, exist_ok=True)
+    work = curation_work_dir(cfg.state_path, output)
+    shutil.rmtree(work, ignore_errors=True)  # it holds this run's files only
+    work.mkdir(parents=True)
     with state_in_use(cfg.state_path):  # its cache entries stay while it reads them
         curated = curate_dataset(cfg, work)
         validate_curated_data(curated.files, cfg, work)
         return publish_curated(curated, work, output, cfg.data.columns)
+
+
+def curation_work_dir(state_path: Path, output: Path) -> Path:
+    """The state directory where curating into ``output`` works (and its Data Docs stay):
+    one per output directory, so ``a/out`` and ``b/out`` never share one."""
+    resolved = output.resolve()
+    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return state_path / "curate" / f"{resolved.name}-{digest}"
