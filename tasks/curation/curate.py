@@ -434,6 +434,8 @@ def publish_curated(curated: CuratedDataset, work: Path, output: Path, columns: 
         written[name] = output / path.name
         shutil.copyfile(path, written[name])
     if (work / artifacts.DATA_DOCS).is_dir():
-        shutil.copytree(work / artifacts.DATA_DOCS, output / artifacts.DATA_DOCS, dirs_exist_ok=True)
+        # replaced, not merged: merged, an earlier curation's validation pages stayed beside these
+        shutil.rmtree(output / artifacts.DATA_DOCS, ignore_errors=True)
+        shutil.copytree(work / artifacts.DATA_DOCS, output / artifacts.DATA_DOCS)
         written["data_docs"] = output / artifacts.DATA_DOCS
     return written

@@ -14,3 +14,37 @@ def test_curate_refuses_an_output_directory_holding_its_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds the input file" in err and "write them to another directory" in err
     assert (data / "train.csv").read_text(encoding="utf-8") == raw
+
+
+def test_each_output_directory_has_a_work_directory_of_its_own(tmp_path):
+    from flows.curation import curation_work_dir
+
+    state = tmp_path / ".thaw"
+    one, other = curation_work_dir(state, tmp_path / "a" / "out"), curation_work_dir(state, tmp_path / "b" / "out")
+    assert one != other and one.parent == other.parent == state / "curate"
+    assert one.name.startswith("out-") and other.name.startswith("out-")
+    assert curation_work_dir(state, tmp_path / "a" / ".." / "a" / "out") == one  # the same directory, however named
+
+
+def test_publishing_replaces_the_data_docs_of_an_earlier_curation(tmp_path):
+    from tasks.curation.curate import CuratedDataset, publish_curated
+    from thaw.datasets import ColumnMap
+
+    work, output = tmp_path / "work", tmp_path / "out"
+    (work / "curated").mkdir(parents=True)
+    files = {}
+    for split in ("train", "validation", "test"):
+        files[split] = work / "curated" / f"{split}.csv"
+        files[split].write_text("id,text,label\n1,where is my order,shipping\n", encoding="utf-8")
+    for name in ("curation_report.json", "curation_metrics.json"):
+        (work / name).write_text("{}", encoding="utf-8")
+    (work / "data_docs" / "validations").mkdir(parents=True)
+    (work / "data_docs" / "validations" / "this-run.html").write_text("now", encoding="utf-8")
+    (output / "data_docs" / "validations").mkdir(parents=True)
+    (output / "data_docs" / "validations" / "earlier-run.html").write_text("then", encoding="utf-8")
+    curated = CuratedDataset(
+        work / "curated", files, work / "curation_report.json", {}, (), work / "curation_metrics.json"
+    )
+    publish_curated.fn(curated, work, output, ColumnMap("message", "intent", "ticket_id"))
+    assert sorted(p.name for p in (output / "data_docs").rglob("*.html")) == ["this-run.html"]
+    assert (output / "train.csv").read_text(encoding="utf-8").startswith("ticket_id,message,intent")
