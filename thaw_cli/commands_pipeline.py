@@ -72,6 +72,14 @@ def cmd_curate(args: argparse.Namespace) -> int:
                 f"--output {output}: holds the {role} file {path}, which the curated splits could overwrite; "
                 "write them to another directory"
             )
+    from thaw import artifacts
+
+    docs = output / artifacts.DATA_DOCS  # replaced by this run's: only Data Docs an earlier curation wrote
+    if docs.exists() and not (docs / "index.html").is_file():
+        raise UserError(
+            f"--output {output}: holds {docs.name}/, which is not Data Docs an earlier thaw curate wrote and "
+            "would be replaced; move it or write to another directory"
+        )
     from flows.curation import curation_flow
 
     quiet_user_error_tracebacks()

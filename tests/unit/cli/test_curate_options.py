@@ -48,3 +48,18 @@ def test_publishing_replaces_the_data_docs_of_an_earlier_curation(tmp_path):
     publish_curated.fn(curated, work, output, ColumnMap("message", "intent", "ticket_id"))
     assert sorted(p.name for p in (output / "data_docs").rglob("*.html")) == ["this-run.html"]
     assert (output / "train.csv").read_text(encoding="utf-8").startswith("ticket_id,message,intent")
+
+
+def test_curate_refuses_to_replace_a_data_docs_directory_it_did_not_write(tmp_path, capsys):
+    data, output = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    (output / "data_docs").mkdir(parents=True)
+    (output / "data_docs" / "my-notes.txt").write_text("mine", encoding="utf-8")
+    (data / "train.csv").write_text("ticket_id,message,intent\n1,where is my order,shipping\n", encoding="utf-8")
+    argv = ["curate", "--input", str(data / "train.csv"), "--output", str(output), "--workspace", str(tmp_path)]
+    argv += ["--text-column", "message", "--label-column", "intent", "--id-column", "ticket_id"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds data_docs/, which is not Data Docs an earlier thaw curate wrote" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (output / "data_docs" / "my-notes.txt").read_text(encoding="utf-8") == "mine"
