@@ -27,12 +27,16 @@ def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
     with state_in_use(cfg.state_path):  # its cache entries stay while it reads them
         curated = curate_dataset(cfg, work)
         validate_curated_data(curated.files, cfg, work)
-        return publish_curated(curated, work, output, cfg.data.columns)
+        written = publish_curated(curated, work, output, cfg.data.columns)
+    # all of it is in ``output`` now; kept when a check fails, its data_checks.md to be read
+    # (the state budget does not count this directory, so one left per output would pile up)
+    shutil.rmtree(work, ignore_errors=True)
+    return written
 
 
 def curation_work_dir(state_path: Path, output: Path) -> Path:
-    """The state directory where curating into ``output`` works (and its Data Docs stay):
-    one per output directory, so ``a/out`` and ``b/out`` never share one."""
+    """The state directory where curating into ``output`` works (left only when the data
+    checks fail): one per output directory, so ``a/out`` and ``b/out`` never share one."""
     resolved = output.resolve()
     digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return state_path / "curate" / f"{resolved.name}-{digest}"

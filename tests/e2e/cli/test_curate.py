@@ -39,6 +39,7 @@ def _curate(tmp_path: Path, name: str, tickets: Path, pii: dict) -> tuple[subpro
     env = {**os.environ, "THAW_PII_SECRET": "one-key-for-both-curations-of-this-test"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert list((workspace / ".thaw" / "curate").iterdir()) == []  # its work is published, none left behind
     return proc, output
 
 
