@@ -88,7 +88,6 @@ def scrub_texts_on_dask(
             for text, spans in zip(chunk_texts, found, strict=True):
                 out.append(replace_spans(text, [Span(*s) for s in spans], secret) if spans else text)
             stats.merge(part)
-        stats.processes = max(stats.processes, cfg.dask_workers)
         return out
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -30,6 +30,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -178,15 +179,25 @@ def replace_spans_with(text: str, spans: Sequence[Span], replacement: Callable[[
     return "".join(parts)
 
 
+_HOST = socket.gethostname()
+
+
 @dataclass
 class ScrubStats:
-    """Counts only: entities found by type and rows changed (no values, ever)."""
+    """Counts only: entities found by type, rows changed and the processes that detected
+    (no values, ever)."""
 
     entities: Counter = field(default_factory=Counter)
     rows_changed: int = 0
     rows_seen: int = 0
     ner_rows: int = 0
-    processes: int = 0  # the most that detected at once (one worker's chunk counts none)
+    # the processes that detected ("host:pid"), wherever they ran: in this one, forked
+    # workers or a Dask cluster of any size
+    detected_in: set[str] = field(default_factory=set)
+
+    @property
+    def processes(self) -> int:
+        return len(self.detected_in)
 
     def merge(self, other: ScrubStats) -> None:
         """Add the counts of ``other`` (e.g. one worker's chunk) to these."""
@@ -194,10 +205,11 @@ class ScrubStats:
         self.rows_changed += other.rows_changed
         self.rows_seen += other.rows_seen
         self.ner_rows += other.ner_rows
-        self.processes = max(self.processes, other.processes)
+        self.detected_in |= other.detected_in
 
     def count(self, spans: Sequence[Span], ner: bool) -> None:
         self.rows_seen += 1
+        self.detected_in.add(f"{_HOST}:{os.getpid()}")
         self.ner_rows += ner
         self.entities.update(s.entity for s in spans)
         self.rows_changed += bool(spans)
@@ -298,8 +310,6 @@ def scrub_texts(
     texts: Sequence[str], detector: PiiDetector, secret: PiiSecret, stats: ScrubStats | None = None
 ) -> Iterator[str]:
     """Yield each text with its PII replaced by pseudonyms, in input order."""
-    if stats is not None:
-        stats.processes = max(stats.processes, 1)
     for text, (spans, ner) in zip(texts, detector.detect(texts), strict=True):
         if stats is not None:
             stats.count(spans, ner)
@@ -358,7 +368,6 @@ def scrub_texts_parallel(
         return
     _FORKED["state"] = (detector,)
     chunks = [list(texts[i : i + cfg.chunk_rows]) for i in range(0, len(texts), cfg.chunk_rows)]
-    stats.processes = max(stats.processes, workers)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=start_worker) as pool:
             for chunk, (spans, part) in zip(chunks, pool.imap(_detect_chunk, chunks), strict=True):
