@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -403,36 +404,40 @@ def launch(fit: AdaptedFit, curated: DatasetVersion, labels: tuple[str, ...], cf
     """Run ``fit`` in ``finetune.processes`` processes on this machine; return rank 0's result."""
     work = cfg.state_path / "launch"
     work.mkdir(parents=True, exist_ok=True)
-    stem = f"{fit.rung}-{fit.name}-{os.getpid()}"
-    spec, result = work / f"{stem}.json", work / f"{stem}.result.json"
-    result.unlink(missing_ok=True)
-    body = {
-        "fit": fit.to_dict(),
-        "curated": dataclasses.asdict(curated),
-        "labels": list(labels),
-        "config": cfg.model_dump(mode="json"),
-        "result": str(result),
-    }
-    write_text_atomically(spec, json.dumps(body))
     n = cfg.training.ladder.finetune.processes
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(n),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "tasks.ladder.finetuning",
-        str(spec),
-    ]
-    proc = subprocess.run(cmd, cwd=cfg.root, capture_output=True, text=True)
-    if proc.returncode != 0 or not result.is_file():
-        raise RuntimeError(f"{fit.rung} rung in {n} processes failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    trained = TrainedRung.from_dict(json.loads(result.read_text(encoding="utf-8")))
+    # the spec, rank 0's result and the launcher's per-rank log directory (which
+    # torch.distributed.run would otherwise make in /tmp and keep) last as long as the launch
+    with tempfile.TemporaryDirectory(prefix=f"{fit.rung}-{fit.name}-", dir=work) as scratch:
+        spec, result = Path(scratch) / "spec.json", Path(scratch) / "result.json"
+        body = {
+            "fit": fit.to_dict(),
+            "curated": dataclasses.asdict(curated),
+            "labels": list(labels),
+            "config": cfg.model_dump(mode="json"),
+            "result": str(result),
+        }
+        write_text_atomically(spec, json.dumps(body))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(n),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            "--log-dir",
+            str(Path(scratch) / "logs"),
+            "-m",
+            "tasks.ladder.finetuning",
+            str(spec),
+        ]
+        proc = subprocess.run(cmd, cwd=cfg.root, capture_output=True, text=True)
+        if proc.returncode != 0 or not result.is_file():
+            failed = f"{fit.rung} rung in {n} processes failed (exit {proc.returncode})"
+            raise RuntimeError(f"{failed}:\n{proc.stderr[-4000:]}")
+        trained = TrainedRung.from_dict(json.loads(result.read_text(encoding="utf-8")))
     return dataclasses.replace(trained, details=dataclasses.replace(trained.details, processes=n))
 
 

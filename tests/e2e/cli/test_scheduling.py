@@ -141,7 +141,8 @@ def test_the_schedule_fires_by_itself_reuses_caches_and_stops_cleanly_on_sigterm
         r.data.tags["thaw.prefect_flow_run_id"]: r
         for r in client.search_runs([client.get_experiment_by_name("thaw").experiment_id])
     }
-    summary = json.loads(Path(client.download_artifacts(runs[second["id"]].info.run_id, "summary.json")).read_text())
+    summary_path = client.download_artifacts(runs[second["id"]].info.run_id, "summary.json", str(tmp_path))
+    summary = json.loads(Path(summary_path).read_text())
     assert summary["caches"]["curation_hit"] is True
     assert all(summary["caches"]["frozen_features_hit"].values()), summary["caches"]
     if third["state_type"] == "CANCELLED":

@@ -252,9 +252,8 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
         f"import json, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model('models:/{MODEL}@champion'); "
         f"print(json.dumps(m.predict(pd.DataFrame({{'text': {texts!r}}}))['label'].tolist()))"
     )
-    fresh = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env_uri}
-    )
+    fresh_env = {**os.environ, **env_uri, "TMPDIR": str(tmp_path)}  # MLflow downloads the model there and keeps it
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=fresh_env)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     via_pyfunc = json.loads(fresh.stdout.strip().splitlines()[-1])
     # 3. the documented HTTP path: `thaw serve` (mlflow models serve on the pyfunc) on loopback

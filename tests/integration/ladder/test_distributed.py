@@ -71,9 +71,12 @@ def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_enc
     assert list((workspace / ".thaw" / "checkpoints").glob("*/epoch-*/meta.json"))  # the finished fit's
 
 
-def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(workspace, tiny_encoder):
+def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(
+    workspace, tiny_encoder, tmp_path_factory, monkeypatch
+):
     """finetune.processes: 2 makes the pipeline's own task launch the rung under
-    torch.distributed.run; rank 0's model and result come back as a TrainedRung."""
+    torch.distributed.run; rank 0's model and result come back as a TrainedRung, and the
+    launch leaves nothing behind, in the workspace or in the temporary directory."""
     from safetensors.numpy import load_file
 
     from tasks.ladder.finetuning import holdout_fit, train_adapted_rung
@@ -84,8 +87,12 @@ def test_the_pipeline_task_trains_a_rung_in_two_processes_when_configured(worksp
     )
     curated = make_task(workspace, "strong")
     frozen_rung(workspace, cfg, curated)
+    system_tmp = tmp_path_factory.mktemp("system-tmp")
+    monkeypatch.setenv("TMPDIR", str(system_tmp))  # read by the launched processes
     rung = train_adapted_rung.fn(holdout_fit("full", workspace / "run"), curated, LABELS, cfg)
     assert rung.details.processes == 2 and rung.details.epochs_run == 2
     assert len(rung.validation_predictions) == 30 and set(rung.validation_predictions) <= set(LABELS)
     assert [h.epoch for h in rung.details.history] == [1, 2]
     assert load_file(str(rung.model_dir / "delta.safetensors"))
+    assert list(system_tmp.iterdir()) == []  # torch.distributed.run's log directory was ours, and went
+    assert list((cfg.state_path / "launch").iterdir()) == []  # so did the spec and rank 0's result
