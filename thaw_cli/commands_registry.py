@@ -171,55 +171,76 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from tasks.tracking.identity import team_approvers
 
     cfg = config_from_args(args)
+    accepted: list[str] = []
     if args.acknowledge:
         from tasks.release.promotion import acknowledge
 
         if not args.reason:
             raise UserError("--acknowledge needs --reason: what was found, and why it may stand")
-        accepted = acknowledge(cfg, args.model, args.reason)
-        for problem in accepted:
+        accepted = list(acknowledge(cfg, args.model, args.reason))
+        for problem in [] if args.json else accepted:
             say(f"acknowledged: {problem}")
-        say(
-            f"{args.model}: {len(accepted)} problems acknowledged"
-            if accepted
-            else f"{args.model}: nothing to acknowledge"
-        )
+        if not args.json:
+            say(
+                f"{args.model}: {len(accepted)} problems acknowledged"
+                if accepted
+                else f"{args.model}: nothing to acknowledge"
+            )
     try:
         report = ledger_report(client_for(cfg), args.model, team_approvers(cfg))
     except MlflowException as exc:
         if not is_missing(exc):
             raise
         raise UserError(f"no registered model {args.model!r}") from None
-    if args.json:
-        say_json({"entries": report.entries, "problems": report.problems, "notes": report.notes})
-    else:
-        for e in report.entries:
-            say(_ledger_line(e, report.signed))
-    if report.open_operations:
-        from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version
-
-        client = client_for(cfg)
-        state = ", ".join(
-            f"{alias} {'v' + v if (v := alias_version(client, args.model, alias)) else 'unset'}"
-            for alias in (CHAMPION, CHALLENGER)
+    interrupted = _interrupted(cfg, args.model, report)
+    verdict = "does not verify" if report.problems else "verifies"
+    summary = (
+        f"{args.model}: the ledger {verdict} ({len(report.entries)} entries, champion "
+        f"{'v' + report.champion if report.champion else 'none'} by replay)"
+    )
+    if args.json:  # one document on stdout, whatever else there is to say: a script reads it
+        say_json(
+            {
+                "entries": report.entries,
+                "problems": report.problems,
+                "notes": report.notes,
+                "interrupted": interrupted,
+                "verifies": report.ok,
+                "champion": report.champion,
+                **({"acknowledged": accepted} if args.acknowledge else {}),
+            }
         )
-    for op in report.open_operations:
-        say(
-            f"INTERRUPTED: {op.action} v{op.intent.get('version')} by {op.intent.get('by')} at "
-            f"{op.intent.get('at')} has no completion (now {state}); the next operation on this model completes it"
-        )
+        return 1 if args.verify and report.problems else 0
+    for e in report.entries:
+        say(_ledger_line(e, report.signed))
+    for line in interrupted:
+        say(f"INTERRUPTED: {line}")
     for note in report.notes:
         say(f"note: {note}")
     if args.verify:
         for problem in report.problems:
             say(f"PROBLEM: {problem}", file=sys.stderr)
-        verdict = "does not verify" if report.problems else "verifies"
-        say(
-            f"{args.model}: the ledger {verdict} ({len(report.entries)} entries, champion "
-            f"{'v' + report.champion if report.champion else 'none'} by replay)"
-        )
+        say(summary)
         return 1 if report.problems else 0
     return 0
+
+
+def _interrupted(cfg, model: str, report) -> list[str]:
+    """One line for each operation of the ledger that has an intent and no completion."""
+    if not report.open_operations:
+        return []
+    from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version, client_for
+
+    client = client_for(cfg)
+    state = ", ".join(
+        f"{alias} {'v' + v if (v := alias_version(client, model, alias)) else 'unset'}"
+        for alias in (CHAMPION, CHALLENGER)
+    )
+    return [
+        f"{op.action} v{op.intent.get('version')} by {op.intent.get('by')} at {op.intent.get('at')} "
+        f"has no completion (now {state}); the next operation on this model completes it"
+        for op in report.open_operations
+    ]
 
 
 def _ledger_line(e: dict, signed: bool) -> str:
@@ -233,7 +254,8 @@ def _ledger_line(e: dict, signed: bool) -> str:
         return f"{e.get('at', '')[:19]} {what:<16} {line} [{e['op']}]"
     forced = " FORCED" if e.get("force") else ""
     before = f" (champion was v{e['champion_before']})" if e.get("champion_before") else ""
-    return f"{e.get('at', '')[:19]} {what:<16}{forced}{before} by {who}: {e.get('reason', '')} [{e['op']}]"
+    broke = f" (broke the lock of {e['broken']})" if e.get("broken") else ""  # thaw unlock's record
+    return f"{e.get('at', '')[:19]} {what:<16}{forced}{before} by {who}: {e.get('reason', '')}{broke} [{e['op']}]"
 
 
 def cmd_cosign(args: argparse.Namespace) -> int:

@@ -225,6 +225,12 @@ def test_a_process_killed_between_intent_alias_and_completion_is_reported_then_r
     )
     shown = subprocess.run([*cli, "--config", str(config)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert shown.returncode == 0 and "INTERRUPTED: " + point.split(":")[0] in shown.stdout, shown.stderr[-2000:]
+    as_json = subprocess.run(
+        [*cli, "--config", str(config), "--json"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    reported = json.loads(as_json.stdout)  # one document, the interruption in it: nothing printed after
+    assert as_json.returncode == 0 and reported["verifies"] is True, as_json.stderr[-2000:]
+    assert [line.split()[0] for line in reported["interrupted"]] == [point.split(":")[0]]
     copy_version(cfg, MODEL, "1")  # the next operation: waits out the dead holder's lease, then recovers
     report = _report(cfg)
     recovered = [e for e in report.entries if e.get("recovered")][-1]
