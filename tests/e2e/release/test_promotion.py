@@ -316,3 +316,60 @@ def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
         assert "Traceback" not in proc.stderr and not (tmp_path / "o.csv").exists()
     finally:
         entry.write_bytes(original)
+
+
+def test_a_hung_holder_is_named_broken_by_thaw_unlock_and_recorded(registry, tmp_path):
+    """An approver's process died holding the promotion lock, within its lease: the next
+    approver's command names the holder and `thaw unlock` in one line, `thaw unlock`
+    breaks the lock and says whose it was, the ledger records who broke it and why, and
+    the command then goes through."""
+    import yaml
+
+    cfg, client, new_version, _, _, _ = registry
+    version = new_version()
+    holder = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys; from tasks.release.promotion_lock import acquire; "
+            "from thaw.config import ThawConfig; "
+            f"acquire(ThawConfig.model_validate_json(sys.argv[1]), {MODEL!r}, 'ana', 'approve v{version}'); "
+            "os.kill(os.getpid(), signal.SIGKILL)",
+            cfg.model_dump_json(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(thaw.__file__).resolve().parents[1],
+    )
+    assert holder.returncode == -9, holder.stderr[-2000:]
+    impatient = approver_config(tmp_path, cfg)  # waits 2 s, not the default 15 minutes; the lease is 60 s
+    impatient.write_text(
+        yaml.safe_dump({**yaml.safe_load(impatient.read_text()), "promotion": {"lock_wait_seconds": 2}}),
+        encoding="utf-8",
+    )
+
+    def thaw_cli(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "thaw_cli", *args, "--workspace", str(cfg.root), "--config", str(impatient)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    waited = thaw_cli("reject", MODEL, version, "--reason", "labels look wrong")
+    assert waited.returncode != 0 and "Traceback" not in waited.stderr, waited.stderr[-2000:]
+    assert waited.stderr.count("\n") == 1 and "held by ana (approve v" in waited.stderr, waited.stderr
+    assert f"`thaw unlock {MODEL} --reason ...` breaks it now" in waited.stderr
+    assert client.get_model_version(MODEL, version).tags.get("thaw.approval") != "rejected"
+
+    unlocked = thaw_cli("unlock", MODEL, "--reason", "ana's approval process died")
+    assert unlocked.returncode == 0, unlocked.stderr[-2000:]
+    assert re.search(rf"{MODEL}: promotion lock broken \(ana \(approve v{version}; pid \d+ on ", unlocked.stdout)
+    ledger = thaw_cli("ledger", MODEL, "--json")
+    assert ledger.returncode == 0, ledger.stderr[-2000:]
+    record = [e for e in json.loads(ledger.stdout)["entries"] if e["action"] == "unlock"]
+    assert len(record) == 1 and record[0]["reason"] == "ana's approval process died"
+    assert record[0]["broken"].startswith(f"ana (approve v{version}; pid ")
+    shown = thaw_cli("ledger", MODEL)
+    assert re.search(r"unlock .* ana's approval process died \(broke the lock of ana \(approve v", shown.stdout)
+
+    rejected = thaw_cli("reject", MODEL, version, "--reason", "labels look wrong")
+    assert rejected.returncode == 0, rejected.stderr[-2000:]
+    assert client.get_model_version(MODEL, version).tags["thaw.approval"] == "rejected"
