@@ -55,6 +55,8 @@ def test_two_process_gloo_training_keeps_the_ranks_identical(workspace, tiny_enc
         "127.0.0.1",
         "--master_port",
         str(free_port()),
+        "--log-dir",  # else a torchelastic_* directory in /tmp, kept
+        str(workspace / "launcher-logs"),
         str(script),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=workspace)
