@@ -178,9 +178,9 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         if not args.reason:
             raise UserError("--acknowledge needs --reason: what was found, and why it may stand")
         accepted = list(acknowledge(cfg, args.model, args.reason))
-        for problem in [] if args.json else accepted:
-            say(f"acknowledged: {problem}")
-        if not args.json:
+        if not args.json:  # with --json they are a field of the document
+            for problem in accepted:
+                say(f"acknowledged: {problem}")
             say(
                 f"{args.model}: {len(accepted)} problems acknowledged"
                 if accepted
