@@ -52,7 +52,7 @@ def terminal_safe(text: str) -> str:
     return "".join(_escaped(ch) if _acts(ch) else ch for ch in text)
 
 
-def _one_line(value: object, limit: int) -> str:
+def one_line(value: object, limit: int) -> str:
     """``value`` as one line: whitespace runs (newlines too) as one space, what would act
     written as an escape, cut to ``limit`` characters with an ellipsis."""
     flat = terminal_safe(" ".join(str("" if value is None else value).split()))
@@ -62,13 +62,13 @@ def _one_line(value: object, limit: int) -> str:
 def md_text(value: object, limit: int = 300) -> str:
     """``value`` as literal text inside a line of Markdown, after other text: one line, its
     markup escaped (a ``**`` shows as two stars, ``[x](y)`` as written, ``<img>`` as text)."""
-    return _MARKUP.sub(r"\\\1", _one_line(value, limit))
+    return _MARKUP.sub(r"\\\1", one_line(value, limit))
 
 
 def md_code(value: object, limit: int = 300) -> str:
     """``value`` as inline code: one line, in a run of backticks longer than any inside it
     (a backtick in the value cannot close the span early)."""
-    text = _one_line(value, limit)
+    text = one_line(value, limit)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"

@@ -74,8 +74,12 @@ class LockHolder:
     silent_seconds: float
 
     def describe(self) -> str:
+        """One line; the tags it is read from are anyone's who may edit the registry."""
+        from thaw.shown import one_line
+
+        holder, purpose, pid, host = (one_line(v, 80) for v in (self.holder, self.purpose, self.pid, self.host))
         return (
-            f"{self.holder} ({self.purpose}; pid {self.pid} on {self.host}), "
+            f"{holder} ({purpose}; pid {pid} on {host}), "
             f"last renewed {self.silent_seconds:.0f} s ago by the registry's clock"
         )
 
@@ -259,13 +263,21 @@ def acquire(cfg: ThawConfig, model: str, holder: str, purpose: str, force: bool 
                 return lock
             lock.release()  # the lock moved on while we created ours: queue again
             continue
+        lease = f"It is taken over once its lease ({p.lock_lease_seconds:.0f} s) runs out"
         if time.monotonic() > deadline:
             raise UserError(
                 f"the promotion lock of {model} is held by {current.describe()}; waited "
-                f"{p.lock_wait_seconds:.0f} s. It is taken over once its lease ({p.lock_lease_seconds:.0f} s) "
-                f"runs out; `thaw unlock {model} --reason ...` breaks it now"
+                f"{p.lock_wait_seconds:.0f} s. {lease}; `thaw unlock {model} --reason ...` breaks it now"
             )
-        if not announced:
-            log.info("waiting for the promotion lock of %s, held by %s", model, current.describe())
+        if not announced:  # a warning, so that a command waiting up to lock_wait_seconds is not silent
+            log.warning(
+                "waiting up to %.0f s for the promotion lock of %s, held by %s. %s; `thaw unlock %s --reason ...` "
+                "breaks it now",
+                p.lock_wait_seconds,
+                model,
+                current.describe(),
+                lease,
+                model,
+            )
             announced = True
         time.sleep(min(1.0, p.lock_lease_seconds / 10) * (0.5 + secrets.randbelow(1000) / 1000))

@@ -355,8 +355,10 @@ def test_a_hung_holder_is_named_broken_by_thaw_unlock_and_recorded(registry, tmp
 
     waited = thaw_cli("reject", MODEL, version, "--reason", "labels look wrong")
     assert waited.returncode != 0 and "Traceback" not in waited.stderr, waited.stderr[-2000:]
-    assert waited.stderr.count("\n") == 1 and "held by ana (approve v" in waited.stderr, waited.stderr
-    assert f"`thaw unlock {MODEL} --reason ...` breaks it now" in waited.stderr
+    notice, error = waited.stderr.splitlines()  # said once when it starts waiting, then the error
+    assert notice.startswith(f"waiting up to 2 s for the promotion lock of {MODEL}, held by ana (approve v"), notice
+    assert error.startswith("thaw: error: ") and "held by ana (approve v" in error, error
+    assert all(line.endswith(f"`thaw unlock {MODEL} --reason ...` breaks it now") for line in (notice, error))
     assert client.get_model_version(MODEL, version).tags.get("thaw.approval") != "rejected"
 
     unlocked = thaw_cli("unlock", MODEL, "--reason", "ana's approval process died")
