@@ -155,6 +155,10 @@ def test_two_people_sign_every_promotion_and_a_forgery_blocks_the_next(signed_pr
     assert rolled.returncode == 0, rolled.stderr[-2000:]
     final = _thaw(project, "alice", "ledger", MODEL, "--verify")
     assert final.returncode == 0 and "acknowledged by alice" in final.stdout, final.stdout + final.stderr
+    again = _thaw(project, "alice", "ledger", MODEL, "--acknowledge", "--reason", "checked again", "--verify", "--json")
+    document = json.loads(again.stdout)  # a script's view: one document, nothing printed beside it
+    assert again.returncode == 0 and document["acknowledged"] == [] and document["verifies"] is True, again.stderr
+    assert any("acknowledged by alice" in note for note in document["notes"]), document["notes"]
 
 
 def _forge(cfg: ThawConfig, auth: bool, monkeypatch) -> None:
