@@ -320,9 +320,9 @@ def test_a_model_whose_stored_files_changed_is_never_run(registry, tmp_path):
 
 def test_a_hung_holder_is_named_broken_by_thaw_unlock_and_recorded(registry, tmp_path):
     """An approver's process died holding the promotion lock, within its lease: the next
-    approver's command names the holder and `thaw unlock` in one line, `thaw unlock`
-    breaks the lock and says whose it was, the ledger records who broke it and why, and
-    the command then goes through."""
+    approver's command says once that it waits, then gives up in one line, both naming the
+    holder and `thaw unlock`; `thaw unlock` breaks the lock and says whose it was, the
+    ledger records who broke it and why, and the command then goes through."""
     import yaml
 
     cfg, client, new_version, _, _, _ = registry
