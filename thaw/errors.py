@@ -24,9 +24,10 @@ class ExpectationsFailed(UserError):
 
     HEADLINE = "curated data failed its expectations; training did not start:"
 
-    def __init__(self, failures: Sequence[str]) -> None:
-        super().__init__(tuple(failures))  # the arguments it is rebuilt from when unpickled
+    def __init__(self, failures: Sequence[str], report: str | None = None) -> None:
+        super().__init__(tuple(failures), report)  # the arguments it is rebuilt from when unpickled
         self.failures = tuple(failures)
+        self.report = report  # where every check, passed and failed, is listed (data_checks.md)
 
     def __str__(self) -> str:
         return "\n".join(self.lines())

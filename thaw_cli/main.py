@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from thaw.errors import UserError, tracking_access_problem
+from thaw.errors import ExpectationsFailed, UserError, tracking_access_problem
 from thaw_cli.commands_ops import cmd_down, cmd_monitor, cmd_schedule, cmd_state, cmd_ui, cmd_up
 from thaw_cli.commands_pipeline import cmd_curate, cmd_demo, cmd_run
 from thaw_cli.commands_registry import (
@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         report_user_error(exc)
+        if isinstance(exc, ExpectationsFailed) and exc.report:  # the failures above; this file has them all
+            say(f"every data check, passed and failed: {exc.report}")
         return 2
     except KeyboardInterrupt:
         say("thaw: interrupted", file=sys.stderr)

@@ -415,5 +415,5 @@ def validate_curated_data(files: dict[str, Path], cfg: ThawConfig, run_dir: Path
     markdown = run_dir / artifacts.DATA_CHECKS
     markdown.write_text(checks_markdown(success, checks, failures), encoding="utf-8")
     if not success:
-        raise ExpectationsFailed(failures)
+        raise ExpectationsFailed(failures, str(markdown))
     return ExpectationsReport(success, summary, docs_dir, markdown)

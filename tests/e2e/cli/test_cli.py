@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,6 @@ def test_data_that_fails_its_expectations_is_told_one_failure_a_line(tmp_path: P
     assert lines[0] == "thaw: error: curated data failed its expectations; training did not start:"
     assert len(lines) >= 3 and all(line.startswith("  - ") for line in lines[1:]), lines
     assert any("min_examples_per_class" in line for line in lines[1:]) and "\\n" not in proc.stderr
+    # and where every check is listed, passed and failed: a file that is there to read
+    report = Path(re.search(r"^every data check, passed and failed: (.+)$", proc.stdout, re.M).group(1))
+    assert report.name == "data_checks.md" and "**FAILED: training did not start**" in report.read_text("utf-8")
