@@ -62,3 +62,21 @@ def test_forked_detection_workers_curate_the_same_bytes_as_one_process(tmp_path)
         curated = (forked_dir / split).read_bytes()
         assert curated == (one_dir / split).read_bytes(), split
         assert not [a for a in addresses if a.encode() in curated], split
+
+
+def test_data_that_fails_its_checks_publishes_nothing_and_names_the_report_it_kept(tmp_path):
+    """Two rows per class: curation stops at its data checks. Nothing reaches the output
+    directory, the work directory stays, and the command says which file lists every check."""
+    workspace, output = tmp_path / "ws", tmp_path / "curated"
+    workspace.mkdir()
+    rows = ["where is my parcel,shipping", "the courier never rang,shipping", "refund my card,billing"]
+    (tmp_path / "few.csv").write_text("text,label\n" + "\n".join(rows + ["billed twice,billing"]) + "\n", "utf-8")
+    cmd = [sys.executable, "-m", "thaw_cli", "curate", "--workspace", str(workspace)]
+    cmd += ["--input", str(tmp_path / "few.csv"), "--output", str(output)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "curated data failed its expectations" in proc.stderr
+    report = Path(re.search(r"^every data check, passed and failed: (.+)$", proc.stdout, re.M).group(1))
+    assert report.parent.parent == workspace / ".thaw" / "curate"  # the work directory, kept to be read
+    assert "**FAILED: training did not start**" in report.read_text("utf-8")
+    assert not any((output / split).exists() for split in SPLITS)
