@@ -57,7 +57,10 @@ def detect_chunks(chunks: list[Path], cfg: PiiConfig) -> list[ScrubStats]:
     return [f.result() for f in futures]
 
 
-def _runner(cfg: CurationConfig):
+def _runner(cfg: CurationConfig, scratch: Path):
+    """The task runner: the cluster at ``dask_address``, or a LocalCluster whose workers
+    keep what they spill (the texts they hold) in ``scratch``, which the caller removes,
+    not in the system's temporary directory."""
     from prefect_dask import DaskTaskRunner
 
     if cfg.dask_address:
@@ -70,6 +73,8 @@ def _runner(cfg: CurationConfig):
             "processes": True,
             "dashboard_address": None,
             "host": "127.0.0.1",
+            "local_directory": str(scratch),
+            "scheduler_kwargs": {"local_directory": str(scratch)},  # its lock files, else in /tmp
         },
     )
 
@@ -80,7 +85,7 @@ def scrub_texts_on_dask(
     """``scrub_texts`` with detection on a Dask cluster: same output, same order."""
     try:
         chunks = _write_chunks(texts, cfg.pii.chunk_rows, work_dir, "chunk")
-        counts = detect_chunks.with_options(task_runner=_runner(cfg))(chunks, cfg.pii)
+        counts = detect_chunks.with_options(task_runner=_runner(cfg, work_dir / "dask"))(chunks, cfg.pii)
         out: list[str] = []
         for chunk, part in zip(chunks, counts, strict=True):
             found = json.loads(chunk.with_name(chunk.stem + ".spans.json").read_text(encoding="utf-8"))
@@ -136,7 +141,8 @@ def dask_signer(cfg: CurationConfig, work_dir: Path):
         call_dir = work_dir / f"call{next(calls):03d}"
         try:
             chunks = _write_chunks(texts, cfg.pii.chunk_rows, call_dir, "chunk")
-            arrays = [np.load(p) for p in minhash_chunks.with_options(task_runner=_runner(cfg))(chunks, dedup)]
+            runner = _runner(cfg, call_dir / "dask")
+            arrays = [np.load(p) for p in minhash_chunks.with_options(task_runner=runner)(chunks, dedup)]
             return np.concatenate(arrays)
         finally:
             shutil.rmtree(call_dir, ignore_errors=True)

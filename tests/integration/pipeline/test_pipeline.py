@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -203,7 +204,12 @@ def test_curation_on_a_dask_cluster_is_byte_identical_to_the_single_process_run(
         }
     )
     one = curate_dataset.fn(local, workspace / "local")
+    system_tmp = workspace / "system-tmp"  # the temporary directory, for this process and the workers
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
     two = curate_dataset.fn(dask, workspace / "dask")
+    assert list(system_tmp.iterdir()) == []  # the cluster kept its scratch space (spilled text) in the work dir
     assert not two.cache_hit
     assert {s: file_md5(p) for s, p in one.files.items()} == {s: file_md5(p) for s, p in two.files.items()}
     processes = [json.loads(c.report_path.read_text(encoding="utf-8"))["pii"]["processes"] for c in (one, two)]
