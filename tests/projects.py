@@ -141,3 +141,28 @@ def reverse_labels(weights: Path) -> None:
 
     labels = json.loads((weights / "labels.json").read_text(encoding="utf-8"))
     (weights / "labels.json").write_text(json.dumps(labels[::-1]), encoding="utf-8")
+
+
+def dead_lock_holder(cfg: ThawConfig, model: str, holder: str, purpose: str) -> str:
+    """A process that takes ``model``'s promotion lock as ``holder`` and is SIGKILLed
+    holding it, its lease not yet out; returns its pid."""
+    import os
+    import sys
+
+    code = (
+        "import os, signal, sys; from tasks.release.promotion_lock import acquire; "
+        "from thaw.config import ThawConfig; "
+        "acquire(ThawConfig.model_validate_json(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]); "
+        "print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, cfg.model_dump_json(), model, holder, purpose],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    return proc.stdout.split()[0]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import thaw
-from tests.projects import altered_version, approver_config, copy_version, ticket_project
+from tests.projects import altered_version, approver_config, copy_version, dead_lock_holder, ticket_project
 from tests.servers import free_port, mlflow_server, running
 from thaw.config import ThawConfig
 from thaw.datasets import file_md5
@@ -190,7 +190,8 @@ def test_a_digest_or_path_tag_that_is_not_one_becomes_no_path(registry, tmp_path
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig) -> subprocess.CompletedProcess:
+def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig, config: Path | None = None) -> subprocess.CompletedProcess:
+    """`thaw ARGS` as the approver runs it: their own config file (``config``, else one written now)."""
     return subprocess.run(
         [
             sys.executable,
@@ -200,7 +201,7 @@ def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig) -> subprocess.Comple
             "--workspace",
             str(cfg.root),
             "--config",
-            str(approver_config(tmp_path, cfg)),
+            str(config or approver_config(tmp_path, cfg)),
         ],
         capture_output=True,
         text=True,
@@ -327,22 +328,7 @@ def test_a_hung_holder_is_named_broken_by_thaw_unlock_and_recorded(registry, tmp
 
     cfg, client, new_version, _, _, _ = registry
     version = new_version()
-    holder = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, signal, sys; from tasks.release.promotion_lock import acquire; "
-            "from thaw.config import ThawConfig; "
-            f"acquire(ThawConfig.model_validate_json(sys.argv[1]), {MODEL!r}, 'ana', 'approve v{version}'); "
-            "os.kill(os.getpid(), signal.SIGKILL)",
-            cfg.model_dump_json(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(thaw.__file__).resolve().parents[1],
-    )
-    assert holder.returncode == -9, holder.stderr[-2000:]
+    dead_lock_holder(cfg, MODEL, "ana", f"approve v{version}")
     impatient = approver_config(tmp_path, cfg)  # waits 2 s, not the default 15 minutes; the lease is 60 s
     impatient.write_text(
         yaml.safe_dump({**yaml.safe_load(impatient.read_text()), "promotion": {"lock_wait_seconds": 2}}),
@@ -350,8 +336,7 @@ def test_a_hung_holder_is_named_broken_by_thaw_unlock_and_recorded(registry, tmp
     )
 
     def thaw_cli(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "thaw_cli", *args, "--workspace", str(cfg.root), "--config", str(impatient)]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        return _thaw(list(args), tmp_path, cfg, config=impatient)
 
     waited = thaw_cli("reject", MODEL, version, "--reason", "labels look wrong")
     assert waited.returncode != 0 and "Traceback" not in waited.stderr, waited.stderr[-2000:]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.projects import dead_lock_holder
 from tests.servers import mlflow_server
 from thaw.config import ThawConfig
 
@@ -85,25 +86,9 @@ def test_a_dead_holder_is_taken_over_after_its_lease_by_the_registry_clock(tmp_p
     from tasks.release.promotion_lock import GENERATION_TAG, acquire, current_holder
 
     cfg = _cfg(tmp_path, server, lease=3)
-    holder = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, signal, sys; from tasks.release.promotion_lock import acquire; "
-            "from thaw.config import ThawConfig; "
-            "acquire(ThawConfig.model_validate_json(sys.argv[1]), 'locked', 'ana', 'approve v1'); "
-            "print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)",
-            cfg.model_dump_json(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
-    assert holder.returncode == -9
+    pid = dead_lock_holder(cfg, MODEL, "ana", "approve v1")
     dead = current_holder(cfg, MODEL)
-    assert dead is not None and dead.holder == "ana" and dead.pid == holder.stdout.split()[0]
+    assert dead is not None and dead.holder == "ana" and dead.pid == pid
     start = time.monotonic()
     lock = acquire(cfg, MODEL, "ben", "approve v2")
     try:
