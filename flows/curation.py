@@ -9,6 +9,7 @@ Steps:
 import hashlib
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from prefect import flow
 
@@ -18,9 +19,14 @@ from thaw.config import ThawConfig
 from thaw.state_budget import state_in_use
 
 
+class Published(NamedTuple):
+    files: dict[str, Path]  # the splits, report, metrics and Data Docs written to the output
+    reused: bool  # from the curation cache: its report's figures are those of the run that made it
+
+
 @flow(name="thaw-curate", log_prints=True)
-def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
-    """Curate and validate ``cfg``'s inputs into ``output``; return the written files."""
+def curation_flow(cfg: ThawConfig, output: Path) -> Published:
+    """Curate and validate ``cfg``'s inputs into ``output``; return what was written."""
     work = curation_work_dir(cfg.state_path, output)
     shutil.rmtree(work, ignore_errors=True)  # it holds this run's files only
     work.mkdir(parents=True)
@@ -31,7 +37,7 @@ def curation_flow(cfg: ThawConfig, output: Path) -> dict[str, Path]:
     # all of it is in ``output`` now; kept when a check fails, its data_checks.md to be read
     # (the state budget does not count this directory, so one left per output would pile up)
     shutil.rmtree(work, ignore_errors=True)
-    return written
+    return Published(written, curated.cache_hit)
 
 
 def curation_work_dir(state_path: Path, output: Path) -> Path:

@@ -83,7 +83,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     from flows.curation import curation_flow
 
     quiet_user_error_tracebacks()
-    written = curation_flow(cfg, output)
+    written, reused = curation_flow(cfg, output)
     report = json.loads(Path(written["report"]).read_text(encoding="utf-8"))
     say(f"curated into {args.output}: " + ", ".join(f"{s} {n} rows" for s, n in report["splits"].items()))
     for stage in report["stages"]:
@@ -92,10 +92,13 @@ def cmd_curate(args: argparse.Namespace) -> int:
     pii = report["pii"]
     # a report reused from a curation cached before thaw counted processes does not say
     processes = f" in {pii['processes']} process{'es' * (pii['processes'] != 1)}" if "processes" in pii else ""
-    say(
-        f"  PII: {pii['rows_changed']} rows changed at {pii['rows_per_s']:.0f} rows/s{processes}; "
-        f"report {written['report']}"
-    )
+    speed = f"{pii['rows_per_s']:.0f} rows/s{processes}"
+    # a reused curation scrubbed nothing now: its speed is the one of the run that made it
+    if reused:
+        speed = f"(reused: the same inputs, settings and PII key were curated before, at {speed})"
+    else:
+        speed = f"at {speed}"
+    say(f"  PII: {pii['rows_changed']} rows changed {speed}; report {written['report']}")
     return 0
 
 
@@ -138,6 +141,13 @@ def _check_demo_matches_data_dvc(root: Path) -> None:
         )
 
 
+def _scrub_speed(summary: dict) -> str:
+    speed = f"{summary['curation']['pii']['rows_per_s']:.0f} rows/s"
+    if summary.get("caches", {}).get("curation_hit"):
+        return f"(reused from the curation cache, scrubbed at {speed} when made)"
+    return f"(PII scrubbed at {speed})"
+
+
 def _print_outcome(cfg, summary: dict, seconds: float, again: Callable[..., str]) -> None:
     """The run's outcome, then the commands to look at it, each ready to paste (``again``
     writes a thaw command line: ``common.thaw_command`` with the user's options)."""
@@ -170,7 +180,7 @@ def _print_outcome(cfg, summary: dict, seconds: float, again: Callable[..., str]
     )
     say(
         f"  curated      train {splits['train']}, validation {splits['validation']}, test {splits['test']} rows "
-        f"(PII scrubbed at {summary['curation']['pii']['rows_per_s']:.0f} rows/s)"
+        + _scrub_speed(summary)
     )
     registered = summary.get("registered_model") or {}
     served = registered.get("served") or registered.get("serving")

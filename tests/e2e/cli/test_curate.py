@@ -25,9 +25,11 @@ ONE_PROCESS = {"workers": 1}
 FORKED = {"workers": 2, "parallel_min_rows": 1, "chunk_rows": 40}
 
 
-def _curate(tmp_path: Path, name: str, tickets: Path, pii: dict) -> tuple[subprocess.CompletedProcess, Path]:
-    workspace, output = tmp_path / name, tmp_path / f"{name}-curated"
-    workspace.mkdir()
+def _curate(
+    tmp_path: Path, name: str, tickets: Path, pii: dict, output: str = "curated"
+) -> tuple[subprocess.CompletedProcess, Path]:
+    workspace, output = tmp_path / name, tmp_path / f"{name}-{output}"
+    workspace.mkdir(exist_ok=True)
     config = workspace / "thaw.yaml"
     settings = {
         "data": {"text_column": "message", "label_column": "intent", "id_column": "ticket_id"},
@@ -62,6 +64,14 @@ def test_forked_detection_workers_curate_the_same_bytes_as_one_process(tmp_path)
         curated = (forked_dir / split).read_bytes()
         assert curated == (one_dir / split).read_bytes(), split
         assert not [a for a in addresses if a.encode() in curated], split
+
+    # the same inputs, settings and key again: the cached curation is published, and the
+    # speed it prints is said to be the one of the curation that made it
+    again, again_dir = _curate(tmp_path, "one", tickets, ONE_PROCESS, output="again")
+    assert "rows changed (reused: the same inputs, settings and PII key were curated before, at " in again.stdout
+    assert "rows/s in 1 process);" in again.stdout
+    for split in SPLITS:
+        assert (again_dir / split).read_bytes() == (one_dir / split).read_bytes(), split
 
 
 def test_data_that_fails_its_checks_publishes_nothing_and_names_the_report_it_kept(tmp_path):

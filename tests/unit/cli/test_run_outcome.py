@@ -37,6 +37,14 @@ def test_the_serving_cost_of_the_registered_version_is_printed(tmp_path, capsys)
     assert "serving " not in capsys.readouterr().out
 
 
+def test_a_run_that_reused_a_cached_curation_says_its_scrubbing_speed_is_from_then(tmp_path, capsys):
+    cfg = ThawConfig.model_validate({"workspace": str(tmp_path)})
+    _print_outcome(cfg, _summary({}), 60.0, thaw_command)
+    assert "test 480 rows (PII scrubbed at 350 rows/s)" in capsys.readouterr().out
+    _print_outcome(cfg, _summary({}) | {"caches": {"curation_hit": True}}, 60.0, thaw_command)
+    assert "test 480 rows (reused from the curation cache, scrubbed at 350 rows/s when made)" in capsys.readouterr().out
+
+
 def test_the_next_commands_call_thaw_as_it_was_called_with_the_users_config_and_workspace(
     tmp_path, capsys, monkeypatch
 ):
