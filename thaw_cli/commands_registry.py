@@ -182,7 +182,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             for problem in accepted:
                 say(f"acknowledged: {problem}")
             say(
-                f"{args.model}: {len(accepted)} problems acknowledged"
+                f"{args.model}: {len(accepted)} problem{'s' * (len(accepted) != 1)} acknowledged"
                 if accepted
                 else f"{args.model}: nothing to acknowledge"
             )

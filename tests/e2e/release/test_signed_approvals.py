@@ -149,8 +149,17 @@ def test_two_people_sign_every_promotion_and_a_forgery_blocks_the_next(signed_pr
     assert check.returncode == 1 and "is unsigned" in check.stderr, check.stdout + check.stderr
     _refused(_thaw(project, "carol", "approve", MODEL, "1", "--reason", "v1 again"), "the ledger does not verify")
     _refused(_thaw(project, "alice", "rollback", MODEL, "--reason", "back"), "the ledger does not verify")
-    acknowledged = _thaw(project, "alice", "ledger", MODEL, "--acknowledge", "--reason", "mallory's forgery, reported")
-    assert acknowledged.returncode == 0 and "1 problems acknowledged" in acknowledged.stdout, acknowledged.stderr
+    # one auth mode acknowledges as a person reads it, the other as a script does
+    ack = ["ledger", MODEL, "--acknowledge", "--reason", "mallory's forgery, reported"]
+    acknowledged = _thaw(project, "alice", *ack, *(["--json"] if auth else []))
+    assert acknowledged.returncode == 0, acknowledged.stderr
+    if auth:
+        document = json.loads(acknowledged.stdout)
+        assert len(document["acknowledged"]) == 1 and "is unsigned" in document["acknowledged"][0], document
+        assert document["verifies"] is True and document["problems"] == [], document
+    else:
+        assert "1 problem acknowledged" in acknowledged.stdout, acknowledged.stdout
+        assert "acknowledged: " in acknowledged.stdout and "is unsigned" in acknowledged.stdout, acknowledged.stdout
     rolled = _thaw(project, "alice", "rollback", MODEL, "--reason", "back to v1 after the incident")
     assert rolled.returncode == 0, rolled.stderr[-2000:]
     final = _thaw(project, "alice", "ledger", MODEL, "--verify")
