@@ -126,8 +126,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from thaw_cli.services import stop_services
 
-    stopped = stop_services(config_from_args(args))
-    say("stopped " + (", ".join(stopped) if stopped else "nothing (no services recorded)"))
+    for line in stop_services(config_from_args(args)) or ["nothing to stop (no servers recorded by `thaw up`)"]:
+        say(line)
     return 0
 
 

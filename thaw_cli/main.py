@@ -175,7 +175,7 @@ def _registry_commands(sub) -> None:
         help="the challenger answers this share of requests, e.g. 10%% (default: serving.canary.share)",
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--port", type=_port, default=5001)
     feedback = _command(sub, "feedback", "record true labels of served requests, by request id", cmd_feedback)
     feedback.add_argument("input", help="CSV, TSV, JSONL or Parquet with request_id and label columns")
     feedback.add_argument("--id-column", default="request_id")
@@ -210,6 +210,13 @@ def _gigabytes(value: str) -> float:
     return number
 
 
+def _port(value: str) -> int:
+    """argparse type: a TCP port a server can listen on."""
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+        raise argparse.ArgumentTypeError(f"{value[:80]!r} is not a port (1 to 65535)")
+    return int(value)
+
+
 def _operations_commands(sub) -> None:
     schedule = _command(sub, "schedule", "run the pipeline on a schedule as a Prefect deployment", cmd_schedule)
     schedule.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *'")
@@ -242,11 +249,11 @@ def _operations_commands(sub) -> None:
     monitor.add_argument("--timezone", help="IANA timezone of --cron (default: this machine's, else UTC)")
     monitor.add_argument("--stop-grace", type=float, default=20.0)
     up = _command(sub, "up", "start the Prefect and MLflow servers on loopback (background)", cmd_up)
-    up.add_argument("--mlflow-port", type=int, default=5000)
-    up.add_argument("--prefect-port", type=int, default=4200)
+    up.add_argument("--mlflow-port", type=_port, default=5000)
+    up.add_argument("--prefect-port", type=_port, default=4200)
     _command(sub, "down", "stop what `thaw up` started", cmd_down)
     ui = _command(sub, "ui", "the MLflow UI on this workspace's store, artifacts served (Ctrl-C stops it)", cmd_ui)
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000)
     state = _command(sub, "state", "the caches, checkpoints and run directories kept in the state directory", cmd_state)
     state.add_argument(
         "--prune", action="store_true", help="remove the least recently used until they fit the budget (no run active)"

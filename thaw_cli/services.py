@@ -3,6 +3,7 @@ serving the same stores the embedded defaults use, started in the background."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,11 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.offline import service_environment
+from thaw.shown import one_line
 from thaw_cli.common import say
 
 
@@ -159,10 +162,23 @@ def check_prefect_scheduler(api: str, log: Path, timeout_s: float = 60.0) -> flo
     )
 
 
+SERVERS = ("mlflow", "prefect")
+
+
 def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int = 4200) -> dict[str, str]:
     """Start both servers (detached, logs in the state dir); return their URLs."""
-    if _state_file(cfg).is_file():
-        raise UserError(f"services already recorded in {_state_file(cfg)}; run `thaw down` first")
+    path = _state_file(cfg)
+    if path.is_file():
+        running = [f"{s.name} (pid {s.pid}, {s.url})" for s in recorded_servers(path) if s.running() is True]
+        if running:
+            raise UserError(f"already running: {', '.join(running)} (recorded in {path}); `thaw down` stops them")
+        say(f"the servers recorded in {path} are no longer running (a reboot?): starting new ones")
+        path.unlink()
+    for name, port in (("mlflow", mlflow_port), ("prefect", prefect_port)):
+        if _port_in_use(port):  # a server already there would answer the health checks in place of ours
+            raise UserError(
+                f"port {port} is in use, so the {name} server cannot listen there; choose another with --{name}-port"
+            )
     state = cfg.state_path
     bin_dir = str(Path(sys.executable).parent)
     env = service_environment(
@@ -187,8 +203,8 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
     for name, (cmd, url, _) in commands.items():
         with open(state / f"{name}-server.log", "w") as log:  # the server keeps its own descriptor
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        record[name] = {"pid": proc.pid, "url": url}
-    _state_file(cfg).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        record[name] = {"pid": proc.pid, "url": url, "started": _started(proc.pid)}
+        path.write_text(json.dumps(record, indent=2), encoding="utf-8")  # each as soon as it runs: `thaw down` finds it
     for name, (_, url, health) in commands.items():
         if not _wait(url + health, 120):
             stop_services(cfg)
@@ -213,17 +229,121 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
     }
 
 
-def stop_services(cfg: ThawConfig) -> list[str]:
-    """Stop what `thaw up` started; return the names stopped."""
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is none."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
+@dataclass(frozen=True)
+class RecordedServer:
+    """A server as ``thaw up`` recorded it: its process id (the leader of a session of its
+    own) and when that process started, so that a pid the system has since given to
+    another process (after the server died, or a reboot) is told apart from the server."""
+
+    name: str
+    pid: int
+    url: str
+    started: float
+
+    def running(self) -> bool | str:
+        """True if the recorded process still runs; False if no process has its pid; else
+        what that pid is now (another process, left alone)."""
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+            started = proc.create_time()
+        except psutil.NoSuchProcess:
+            return False
+        if abs(started - self.started) > 0.05:  # create_time is read from the kernel at 10 ms or so
+            return f"another process now ({one_line(' '.join(_cmdline(proc)), 80)}, started {time.ctime(started)})"
+        return True
+
+
+def _cmdline(proc) -> list[str]:
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess):
+        return ["?"]
+
+
+def recorded_servers(path: Path) -> list[RecordedServer]:
+    """The servers in ``thaw up``'s record, checked as input: a record that is not what
+    ``thaw up`` writes is refused in one line, and nothing is signalled."""
+
+    def bad(why: str) -> UserError:
+        return UserError(f"{path}: {why}; not what `thaw up` writes (check that no server runs, then remove it)")
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"not JSON ({one_line(str(exc), 120)})") from None
+    if not isinstance(record, dict):
+        raise bad("not a JSON object")
+    servers = []
+    for name, rec in record.items():
+        if name not in SERVERS:
+            raise bad(f"unknown server {one_line(name, 40)!r}")
+        if not isinstance(rec, dict):
+            raise bad(f"{name}: not an object")
+        pid, url, started = rec.get("pid"), rec.get("url"), rec.get("started")
+        # pid 0 or 1 would signal our own process group or init's; a bool is an int to Python
+        if type(pid) is not int or pid <= 1:
+            raise bad(f"{name}: pid {one_line(repr(pid), 40)} is not a process id")
+        if type(started) not in (int, float):
+            raise bad(f"{name}: no start time (a record from before thaw kept one: check pid {pid} by hand)")
+        if not isinstance(url, str):
+            raise bad(f"{name}: url is not text")
+        servers.append(RecordedServer(name, pid, one_line(url, 80), float(started)))
+    return servers
+
+
+def stop_services(cfg: ThawConfig, grace_s: float = 30) -> list[str]:
+    """Stop what `thaw up` started: SIGTERM to each server's session, SIGKILL after
+    ``grace_s``; a pid that is now another process is left alone. Return a line for each."""
+    import psutil
+
     path = _state_file(cfg)
     if not path.is_file():
         return []
-    stopped = []
-    for name, rec in json.loads(path.read_text(encoding="utf-8")).items():
-        try:
-            os.killpg(rec["pid"], signal.SIGTERM)
-            stopped.append(name)
-        except ProcessLookupError:
-            pass
+    said, stopping = [], []
+    for server in recorded_servers(path):
+        state = server.running()
+        if state is True:
+            try:
+                os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started
+            except ProcessLookupError:
+                state = False
+            else:
+                stopping.append(server)
+        if state is False:
+            said.append(f"{server.name} (pid {server.pid}) was not running")
+        elif state is not True:
+            said.append(f"{server.name}: pid {server.pid} is {state}; left alone")
+    if stopping:
+        gone, alive = psutil.wait_procs([psutil.Process(s.pid) for s in stopping], timeout=grace_s)
+        for proc in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=10)
+        killed = {p.pid for p in alive}
+        said = [
+            f"stopped {s.name} (pid {s.pid}{', killed after ' + str(grace_s) + ' s' if s.pid in killed else ''})"
+            for s in stopping
+        ] + said
     path.unlink()
-    return stopped
+    return said

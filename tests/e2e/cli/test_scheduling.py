@@ -203,6 +203,58 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
         )
 
 
+def test_thaw_up_starts_servers_that_schedule_and_thaw_down_stops_them(tmp_path):
+    """The README's "Operate it as a team", as a user types it: `thaw up` (the scheduler
+    really works), a second `thaw up` refused while they run, `thaw down`, which returns once
+    both are gone, and a `thaw down` with nothing left to stop."""
+    import urllib.request
+
+    project = tmp_path / "project"
+    project.mkdir()
+    mlflow_port, prefect_port = free_port(), free_port()
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    ports = ["--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)]
+
+    def thaw(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "thaw_cli", *args, "--workspace", str(project)]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+
+    record = project / ".thaw" / "services.json"
+    try:
+        up = thaw("up", *ports)
+        assert up.returncode == 0, up.stdout + up.stderr[-3000:]
+        assert f"MLflow UI and tracking server  http://127.0.0.1:{mlflow_port}\n" in up.stdout
+        assert "Prefect scheduler              working (created a probe deployment's runs in " in up.stdout
+        assert f"export PREFECT_API_URL=http://127.0.0.1:{prefect_port}/api" in up.stdout
+        pids = {name: rec["pid"] for name, rec in json.loads(record.read_text(encoding="utf-8")).items()}
+        for url in (f"http://127.0.0.1:{mlflow_port}/health", f"http://127.0.0.1:{prefect_port}/api/health"):
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200, url
+
+        again = thaw("up", *ports)
+        assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr
+        assert f"already running: mlflow (pid {pids['mlflow']}, http://127.0.0.1:{mlflow_port})" in again.stderr
+
+        down = thaw("down")
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.splitlines() == [
+            f"stopped mlflow (pid {pids['mlflow']})",
+            f"stopped prefect (pid {pids['prefect']})",
+        ]
+        assert not record.exists()
+        for port in (mlflow_port, prefect_port):  # the servers' workers go with them
+            _wait_for(
+                f"port {port} released",
+                lambda port=port: _port_free(port),
+                30,
+                project / ".thaw" / "prefect-server.log",
+            )
+        assert thaw("down").stdout == "nothing to stop (no servers recorded by `thaw up`)\n"
+    finally:
+        if record.exists():
+            thaw("down")
+
+
 SERVERS = {"mlflow": {"mlflow", "server"}, "prefect": {"prefect", "server", "start"}}  # words of each command
 
 
