@@ -136,3 +136,14 @@ def test_up_replaces_a_record_whose_servers_are_gone_and_refuses_a_port_in_use(c
             start_services(cfg, port, port + 1 if port < 65535 else port - 1)
     assert "are no longer running (a reboot?): starting new ones" in capsys.readouterr().out
     assert not (cfg.state_path / "services.json").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "-1", "5000x", "٥٠٠٠", "99999999999999999999"])
+def test_a_port_that_is_not_one_gets_one_line(tmp_path, capsys, value):
+    from thaw_cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--workspace", str(tmp_path), "--mlflow-port", value])
+    assert exit_.value.code == 2
+    assert f"{value!r} is not a port (1 to 65535)" in capsys.readouterr().err
+    assert not (tmp_path / ".thaw" / "services.json").exists()
