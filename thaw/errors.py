@@ -18,6 +18,13 @@ class UserError(Exception):
         return [str(self)]
 
 
+def retry_unless_user_error(task, task_run, state) -> bool:
+    """A Prefect task's ``retry_condition_fn``: retries are for what may pass on a second
+    try (a remote or a server that blinked), never for bad input, which would fail the same
+    way after the delays and then print its line."""
+    return not isinstance(state.data, UserError)
+
+
 class ExpectationsFailed(UserError):
     """The curated data failed its Great Expectations suite; training did not start.
     One line per failed expectation."""

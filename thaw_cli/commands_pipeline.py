@@ -23,7 +23,9 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
         d.columns,
     )
     from flows.pipeline import thaw_pipeline
+    from tasks.versioning.snapshots import check_tracked_files
 
+    check_tracked_files(cfg)  # before a tracking run is opened for a run DVC would refuse (the flow checks again)
     quiet_user_error_tracebacks()
 
     summary_path = thaw_pipeline(cfg)
@@ -103,6 +105,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from tasks.versioning.snapshots import check_tracked_files
     from thaw.demo_data import write_demo_data
 
     # the commands after the demo read configs/default.yaml, whose store is the demo's:
@@ -112,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     started = time.perf_counter()
     write_demo_data(cfg.root)
+    check_tracked_files(cfg)  # data.dvc is read next
     _check_demo_matches_data_dvc(cfg.root)
     summary = _run_pipeline(cfg, args.summary_json)
     _print_outcome(cfg, summary, time.perf_counter() - started, again)

@@ -20,7 +20,7 @@ from prefect import task
 
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
-from thaw.errors import UserError
+from thaw.errors import UserError, retry_unless_user_error
 
 RAW_DIR = "data"
 log = logging.getLogger(__name__)
@@ -34,9 +34,56 @@ def run_dvc(root: Path, *args: str) -> str:
     """Run ``dvc ARGS`` in ``root``; return stdout or raise DvcError with stderr."""
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DvcError(f"dvc {' '.join(args)} failed: {' '.join(detail[-3:])}")
+        detail = [line.strip() for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
+        # DVC's own verdict (its "ERROR: ..." line), then the last lines of what it said
+        verdict = [line for line in detail if line.startswith("ERROR")][:1]
+        said = verdict + [line for line in detail[-3:] if line not in verdict]
+        raise DvcError(f"dvc {' '.join(args)} failed: {' '.join(said)}")
     return proc.stdout
+
+
+CONFLICT = ("<<<<<<< ", "=======", ">>>>>>> ")  # the lines git writes around a conflict
+
+
+def check_tracked_files(cfg: ThawConfig) -> None:
+    """Refuse, in one line naming the file, the DVC files of the workspace that DVC would
+    refuse after the run has begun: ``data.dvc``, ``dvc.yaml`` and the curated splits'
+    ``.dvc`` files, all tracked in git, where a merge leaves its conflict markers. (DVC
+    reads every one of them for any ``dvc add``.)"""
+    root = cfg.root
+    curated = root / cfg.versioning.curated_dir
+    paths = [root / f"{RAW_DIR}.dvc", root / "dvc.yaml"]
+    paths += sorted(curated.rglob("*.dvc")) if curated.is_dir() else []
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text, so not a file DVC wrote; restore it from git") from None
+        marker = next((n for n, line in enumerate(text.splitlines(), 1) if line.startswith(CONFLICT)), None)
+        if marker is not None:
+            raise UserError(
+                f"{path}: holds a merge conflict (line {marker}), which DVC refuses; resolve it in git "
+                f"(for {RAW_DIR}.dvc either side will do: this run records {RAW_DIR}/ as it is now), then run again"
+            )
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise UserError(f"{path}: not valid YAML{where}, which DVC refuses; restore it from git") from None
+        if path.suffix == ".dvc" and not (
+            isinstance(doc, dict)
+            and isinstance(doc.get("outs"), list)
+            and doc["outs"]
+            and isinstance(doc["outs"][0], dict)
+        ):
+            raise UserError(f"{path}: not a DVC file (no 'outs' list); restore it from git")
+        if path.name == "dvc.yaml" and not isinstance(doc, dict | None):
+            raise UserError(
+                f"{path}: not a DVC project file (not a mapping of stages, metrics, ...); restore it from git"
+            )
 
 
 def remote_url(cfg: ThawConfig) -> str:
@@ -175,7 +222,7 @@ def raw_remote_url(cfg: ThawConfig) -> str:
     return {"same_remote": remote_url(cfg), "separate_remote": cfg.versioning.raw_remote_url or "", "local": ""}[policy]
 
 
-@task(name="version-raw-data", retries=2, retry_delay_seconds=[2, 10])
+@task(name="version-raw-data", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
 def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
     """Track the raw inputs under ``data/`` with ``data.dvc`` and push them as the raw
     policy says: with the curated splits, to their own remote, or not at all (local).
@@ -184,6 +231,7 @@ def version_raw_data(cfg: ThawConfig) -> DatasetVersion:
     one did not read are removed, and ``.dvcignore`` keeps the rest of ``data/`` out: so
     ``data.dvc`` holds exactly this run's inputs, and an erased raw file stops being pushed.
     """
+    check_tracked_files(cfg)
     ensure_dvc_repo(cfg)
     root = cfg.root
     ensure_raw_ignore(root)
@@ -252,7 +300,7 @@ def _place(staged: dict[str, Path], target_dir: Path) -> dict[str, Path]:
     return placed
 
 
-@task(name="version-curated-data", retries=2, retry_delay_seconds=[2, 10])
+@task(name="version-curated-data", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
 def version_curated_data(staged: dict[str, Path], cfg: ThawConfig, metrics: Path | None = None) -> DatasetVersion:
     """Place validated curated splits in their own content-addressed directory,
     ``datasets/<model>/<digest>/``, ``dvc add`` and push them.
@@ -262,6 +310,7 @@ def version_curated_data(staged: dict[str, Path], cfg: ThawConfig, metrics: Path
     own ``.dvc`` file, so each has a plain md5 an auditor can check with ``md5sum``. The
     accounting metrics file sits in ``datasets/<model>/``, listed in dvc.yaml.
     """
+    check_tracked_files(cfg)
     ensure_dvc_repo(cfg)
     root = cfg.root
     model_dir = root / cfg.versioning.curated_dir / cfg.model_name

@@ -38,6 +38,38 @@ def test_bad_bytes_and_empty_file_fail_cleanly(tmp_path: Path, content: bytes, n
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_a_merge_conflict_left_in_data_dvc_stops_the_run_before_it_starts(tmp_path: Path):
+    """Two branches that both ran thaw changed data.dvc; git leaves its markers there on merge."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "a@example.com")
+    git("config", "user.name", "a")
+    dvc = "outs:\n- md5: {}.dir\n  size: 10\n  nfiles: 1\n  path: data\n"
+    (tmp_path / "data.dvc").write_text(dvc.format("0" * 32), encoding="utf-8")
+    git("add", "data.dvc")
+    git("commit", "-qm", "a run")
+    git("checkout", "-qb", "other")
+    (tmp_path / "data.dvc").write_text(dvc.format("1" * 32), encoding="utf-8")
+    git("commit", "-qam", "a run on another branch")
+    git("checkout", "-q", "main")
+    (tmp_path / "data.dvc").write_text(dvc.format("2" * 32), encoding="utf-8")
+    git("commit", "-qam", "a run here")
+    assert git("merge", "other").returncode != 0 and "<<<<<<<" in (tmp_path / "data.dvc").read_text(encoding="utf-8")
+    (tmp_path / "d.csv").write_text("id,text,label\n1,hello,x\n", encoding="utf-8")
+
+    proc = thaw("run", "--train", "d.csv", cwd=tmp_path)
+
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"thaw: error: {tmp_path / 'data.dvc'}: holds a merge conflict (line 2), which DVC refuses; resolve it in git "
+        "(for data.dvc either side will do: this run records data/ as it is now), then run again"
+    ]
+    assert not (tmp_path / ".thaw" / "mlflow.db").exists()  # no tracking run for a run that could not start
+
+
 def test_unknown_model_in_lineage_is_a_clean_error(tmp_path: Path):
     # where thaw never ran, the command says so and makes no store
     proc = thaw("lineage", "nope@champion", "--json", cwd=tmp_path)
