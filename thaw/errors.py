@@ -21,8 +21,13 @@ class UserError(Exception):
 def retry_unless_user_error(task, task_run, state) -> bool:
     """A Prefect task's ``retry_condition_fn``: retries are for what may pass on a second
     try (a remote or a server that blinked), never for bad input, which would fail the same
-    way after the delays and then print its line."""
-    return not isinstance(state.data, UserError)
+    way after the delays and then print its line, nor for credentials or permissions an
+    MLflow server refused (``tracking_access_problem``); an unreachable server is retried."""
+    exc = state.data
+    return not isinstance(exc, UserError) and getattr(exc, "error_code", None) not in ACCOUNT_CODES
+
+
+ACCOUNT_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED")  # MLflow's answers about who asks
 
 
 class ExpectationsFailed(UserError):

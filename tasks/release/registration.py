@@ -18,6 +18,7 @@ from tasks.release.stored_model import MODEL_DIGEST_TAG
 from tasks.tracking.client import CHALLENGER, RegisteredVersion, client_for, scoped_tracking_uri
 from tasks.tracking.runs import TrackingRun
 from thaw.config import ThawConfig
+from thaw.errors import retry_unless_user_error
 
 
 def _pip_requirements() -> list[str]:
@@ -92,7 +93,7 @@ def stored_model_digest(model_uri: str, scratch: Path) -> str:
         return model_files_digest(Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)))
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
+@task(name="register-model", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
 def register_model(
     run: TrackingRun, cfg: ThawConfig, model_dir: Path, version_tags: dict[str, str]
 ) -> RegisteredVersion:

@@ -14,6 +14,7 @@ from prefect import task
 from tasks.tracking.client import RegisteredVersion, client_for, ensure_experiment, log_files
 from thaw import artifacts
 from thaw.config import ThawConfig
+from thaw.errors import retry_unless_user_error
 from thaw.tracking import tracking_uri
 
 
@@ -64,7 +65,7 @@ def source_tags(cfg: ThawConfig, commit: str, flow_run_id: str) -> dict[str, str
     return tags
 
 
-@task(name="open-tracking-run", retries=2, retry_delay_seconds=[2, 10])
+@task(name="open-tracking-run", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
 def open_tracking_run(cfg: ThawConfig, flow_run_id: str) -> TrackingRun:
     """Start the MLflow run, tagged with config digest, git commit and Prefect flow run."""
     import yaml

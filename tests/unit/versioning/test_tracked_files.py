@@ -74,3 +74,9 @@ def test_a_task_retries_what_may_pass_on_a_second_try_but_never_bad_input():
 
     assert retry_unless_user_error(None, None, Failed(data=RuntimeError("the remote blinked"))) is True
     assert retry_unless_user_error(None, None, Failed(data=UserError("data.dvc: holds a merge conflict"))) is False
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, PERMISSION_DENIED, UNAUTHENTICATED
+
+    for code, retried in ((UNAUTHENTICATED, False), (PERMISSION_DENIED, False), (INTERNAL_ERROR, True)):
+        refused = MlflowException("refused", error_code=code)
+        assert retry_unless_user_error(None, None, Failed(data=refused)) is retried, code
