@@ -235,17 +235,18 @@ def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registr
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     via_cli = pd.read_csv(tmp_path / "out.csv")["label"].tolist()
-    # a one-column file with an empty value ("") and a blank line: one answer per row, in order
+    # a one-column file with an empty value ("") and a blank line: one answer per row, in
+    # order; written as Parquet, as its name asks
     (tmp_path / "gaps.csv").write_text('message\nI lost my card\n""\n\nthe app crashes\n', encoding="utf-8")
     gaps = _thaw(
-        ["predict", f"{MODEL}@champion", "--input", str(tmp_path / "gaps.csv"), "--output", str(tmp_path / "g.csv")]
+        ["predict", f"{MODEL}@champion", "--input", str(tmp_path / "gaps.csv"), "--output", str(tmp_path / "g.parquet")]
         + ["--text-column", "message"],
         tmp_path,
         cfg,
     )
     assert gaps.returncode == 0 and "wrote 4 predictions" in gaps.stdout, gaps.stderr[-2000:]
     assert "note: 2 rows have no text (rows 2, 3)" in gaps.stdout
-    answered = pd.read_csv(tmp_path / "g.csv", keep_default_na=False)
+    answered = pd.read_parquet(tmp_path / "g.parquet")
     assert answered["row_id"].tolist() == ["gaps:1", "gaps:2", "gaps:3", "gaps:4"]
     assert answered["label"].iloc[[0, 3]].tolist() == [via_cli[0], via_cli[2]]
     # 2. mlflow.pyfunc.load_model in a fresh process
