@@ -295,7 +295,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     mv = resolve_backed_version(cfg, args.model, "thaw restore-data")  # @champion: where the ledger puts it
-    restored = restore_data(cfg, f"{mv.name}/{mv.version}", Path(args.to))
+    restored = restore_data(cfg, f"{mv.name}/{mv.version}", Path(args.to), replace=args.replace)
     for split, path in restored.items():
         say(f"{split:<11} {path}")
     return 0

@@ -151,6 +151,9 @@ def _registry_commands(sub) -> None:
     restore = _command(sub, "restore-data", "restore a version's exact train/validation/test files", cmd_restore)
     restore.add_argument("model", type=_model_ref, help=MODEL_REF)
     restore.add_argument("--to", required=True)
+    restore.add_argument(
+        "--replace", action="store_true", help="overwrite files of the splits' names that hold other bytes"
+    )
     predict = _command(sub, "predict", "batch prediction with a registered model", cmd_predict)
     predict.add_argument("model", type=_model_ref, help=MODEL_REF)
     predict.add_argument("--input", required=True)

@@ -184,13 +184,28 @@ def restore_split(
     return target
 
 
-def restore_data(cfg: ThawConfig, ref: str, dest: Path) -> dict[str, Path]:
-    """Restore train/validation/test of a model version into ``dest``, byte-identical."""
+def restore_data(cfg: ThawConfig, ref: str, dest: Path, replace: bool = True) -> dict[str, Path]:
+    """Restore train/validation/test of a model version into ``dest``, byte-identical.
+    With ``replace`` False, a file in ``dest`` of a split's name and other bytes (the
+    user's own ``train.csv``, another version's) is refused before anything is written."""
     from tasks.tracking.client import resolve_version
 
     mv = resolve_version(cfg, ref)
     tags = checked_tags(cfg, mv)
     if not tags.get("thaw.dvc_remote"):
         raise UserError(f"{ref}: the model version records no DVC remote")
+    if not replace:
+        differing = [
+            str(target)
+            for split in SPLITS
+            if (name := Path(tags.get(f"thaw.curated.{split}.path") or "").name)
+            and (target := dest / name).exists()
+            and not (target.is_file() and file_md5(target) == tags.get(f"thaw.curated.{split}.md5"))
+        ]
+        if differing:
+            raise UserError(
+                f"{', '.join(differing)}: already there, and not {ref}'s bytes; restore into another directory, "
+                "or pass --replace to overwrite"
+            )
     remote = open_remote(cfg, tags["thaw.dvc_remote"])
     return {split: restore_split(cfg, tags, split, dest, remote) for split in SPLITS}

@@ -210,15 +210,28 @@ def _thaw(args: list[str], tmp_path: Path, cfg: ThawConfig, config: Path | None 
 
 
 def test_restore_data_is_byte_identical_after_the_workspace_copy_is_gone(registry, tmp_path):
-    from tasks.versioning.restore import restore_data
-
     cfg, client, _, workspace, _, _ = registry
     mv = client.get_model_version_by_alias(MODEL, "champion")
     shutil.rmtree(workspace / "datasets")
     shutil.rmtree(workspace / ".dvc" / "cache", ignore_errors=True)
-    restored = restore_data(cfg, f"{MODEL}@champion", tmp_path / "restored")
-    for split, path in restored.items():
-        assert file_md5(path) == mv.tags[f"thaw.curated.{split}.md5"]
+    dest = tmp_path / "restored"
+    dest.mkdir()
+    (dest / "train.csv").write_text("id,text,label\nmine,my own rows,x\n", encoding="utf-8")  # the user's file
+    restore = ["restore-data", f"{MODEL}@champion", "--to", str(dest)]
+
+    refused = _thaw(restore, tmp_path, cfg)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert f"{dest / 'train.csv'}: already there, and not {MODEL}/{mv.version}'s bytes" in refused.stderr
+    assert (dest / "train.csv").read_text(encoding="utf-8") == "id,text,label\nmine,my own rows,x\n"
+    assert sorted(p.name for p in dest.iterdir()) == ["train.csv"]  # nothing written beside it
+
+    for args in ([*restore, "--replace"], restore):  # replaced when asked; kept as they are after that
+        restored = _thaw(args, tmp_path, cfg)
+        assert restored.returncode == 0, restored.stderr[-2000:]
+        paths = dict(line.split(maxsplit=1) for line in restored.stdout.splitlines())
+        assert set(paths) == {"train", "validation", "test"}, restored.stdout
+        for split, path in paths.items():
+            assert file_md5(Path(path)) == mv.tags[f"thaw.curated.{split}.md5"]
 
 
 def test_champion_predicts_the_same_through_pyfunc_http_and_thaw_predict(registry, tmp_path):
