@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
         {"train": d.train, "validation": d.validation, "test": d.test},
         d.columns,
     )
+    if summary_json:
+        _check_summary_target(Path(summary_json), [d.train, d.validation, d.test])
     from flows.pipeline import thaw_pipeline
     from tasks.versioning.snapshots import check_tracked_files
 
@@ -31,8 +34,20 @@ def _run_pipeline(cfg, summary_json: str | None) -> dict:
     summary_path = thaw_pipeline(cfg)
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
     if summary_json:
-        Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+        from thaw.datasets import write_text_atomically
+
+        write_text_atomically(Path(summary_json), json.dumps(summary, indent=2, sort_keys=True))
     return summary
+
+
+def _check_summary_target(target: Path, inputs: list[str | None]) -> None:
+    """Refuse, before the run, a --summary-json it could not write after it, or that is one
+    of its inputs (the summary would replace the rows it is about)."""
+    if target.is_dir():
+        raise UserError(f"--summary-json {target}: is a directory; give a file name")
+    for given in filter(None, inputs):
+        if target.exists() and Path(given).exists() and os.path.samefile(target, given):
+            raise UserError(f"--summary-json {target}: is the input file {given}, which the summary would replace")
 
 
 def _data_overrides(args: argparse.Namespace, train: str | None) -> dict[str, str | None]:

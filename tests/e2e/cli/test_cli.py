@@ -70,6 +70,20 @@ def test_a_merge_conflict_left_in_data_dvc_stops_the_run_before_it_starts(tmp_pa
     assert not (tmp_path / ".thaw" / "mlflow.db").exists()  # no tracking run for a run that could not start
 
 
+def test_a_summary_path_the_run_could_not_write_or_that_is_its_input_is_refused_before_it_starts(tmp_path: Path):
+    rows = "id,text,label\n1,hello,x\n"
+    (tmp_path / "d.csv").write_text(rows, encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    for target, said in (("./d.csv", f"d.csv: is the input file {tmp_path / 'd.csv'}, which the summary would replace"),
+                         ("out", "out: is a directory; give a file name")):  # fmt: skip
+        proc = thaw("run", "--train", "d.csv", "--summary-json", target, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"thaw: error: --summary-json {said}"], (
+            proc.stderr[-2000:]
+        )
+    assert (tmp_path / "d.csv").read_text(encoding="utf-8") == rows
+    assert not (tmp_path / ".thaw" / "mlflow.db").exists()
+
+
 def test_unknown_model_in_lineage_is_a_clean_error(tmp_path: Path):
     # where thaw never ran, the command says so and makes no store
     proc = thaw("lineage", "nope@champion", "--json", cwd=tmp_path)
