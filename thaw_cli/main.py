@@ -213,6 +213,17 @@ def _gigabytes(value: str) -> float:
     return number
 
 
+def _seconds(value: str) -> float:
+    """argparse type: a duration in seconds, 0 or more and finite (nan would compare as no wait at all)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value[:80]!r} is not a number of seconds (0 or more)")
+    return number
+
+
 def _port(value: str) -> int:
     """argparse type: a TCP port a server can listen on."""
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
@@ -230,7 +241,7 @@ def _operations_commands(sub) -> None:
     schedule.add_argument("--timezone", help="IANA timezone of --cron (default: this machine's, else UTC)")
     schedule.add_argument(
         "--stop-grace",
-        type=float,
+        type=_seconds,
         default=20.0,
         help="on SIGTERM/SIGINT, seconds a run in flight may take to finish before it is cancelled (default 20)",
     )
@@ -250,7 +261,7 @@ def _operations_commands(sub) -> None:
     monitor.add_argument("--interval", type=int, help="or every SECONDS")
     monitor.add_argument("--name", help="monitor deployment name (default: MODEL-monitor)")
     monitor.add_argument("--timezone", help="IANA timezone of --cron (default: this machine's, else UTC)")
-    monitor.add_argument("--stop-grace", type=float, default=20.0)
+    monitor.add_argument("--stop-grace", type=_seconds, default=20.0)
     up = _command(sub, "up", "start the Prefect and MLflow servers on loopback (background)", cmd_up)
     up.add_argument("--mlflow-port", type=_port, default=5000)
     up.add_argument("--prefect-port", type=_port, default=4200)

@@ -75,3 +75,14 @@ def test_a_stop_under_prefects_own_crash_handling_is_still_a_stop():
             raise ValueError("could not write the summary")  # noqa: B904
     except ValueError as exc:
         assert run_ending(exc) == ("FAILED", "ValueError: could not write the summary")
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "inf", "twenty"])
+@pytest.mark.parametrize("command", [["schedule", "--interval", "60"], ["monitor", "m@champion", "--input", "x.csv"]])
+def test_a_stop_grace_that_is_not_a_duration_gets_one_line(tmp_path, capsys, command, value):
+    from thaw_cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--workspace", str(tmp_path), "--stop-grace", value])
+    assert exit_.value.code == 2
+    assert f"{value!r} is not a number of seconds (0 or more)" in capsys.readouterr().err
