@@ -68,17 +68,14 @@ def serve_ui(cfg: ThawConfig, port: int) -> int:
     """``thaw ui``: the MLflow UI on the workspace's tracking store, in the foreground, on
     loopback, serving artifacts (so what the UI shows does not depend on the reader's
     disk). A tracking server already serves its own UI: say where instead."""
-    import socket
-
     from thaw.tracking import tracking_uri
 
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
         say(f"the tracking store is a server: its UI is {uri}")
         return 0
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            raise UserError(f"port {port} is in use (by `thaw up`?); choose another with --port")
+    if _port_in_use(port):
+        raise UserError(f"port {port} is in use (by `thaw up`?); choose another with --port")
     cmd = mlflow_server_command(port, uri, cfg.state_path / "mlartifacts")
     say(f"MLflow UI on http://127.0.0.1:{port} for {uri}; Ctrl-C stops it", flush=True)
     # our process group: Ctrl-C, and a signal to the group, reach it too
@@ -230,6 +227,7 @@ def start_services(cfg: ThawConfig, mlflow_port: int = 5000, prefect_port: int =
 
 
 def _port_in_use(port: int) -> bool:
+    """Whether something on loopback answers at ``port``."""
     import socket
 
     with socket.socket() as probe:
