@@ -240,7 +240,7 @@ def _started(pid: int) -> float | None:
 
     try:
         return psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
+    except psutil.NoSuchProcess:  # a zombie too: it exited at once, and thaw up says why from its log
         return None
 
 
@@ -253,13 +253,15 @@ class RecordedServer:
     name: str
     pid: int
     url: str
-    started: float
+    started: float | None  # None: the process had already exited when thaw up read it
 
     def running(self) -> bool | str:
         """True if the recorded process still runs; False if no process has its pid; else
         what that pid is now (another process, left alone)."""
         import psutil
 
+        if self.started is None:
+            return False
         try:
             proc = psutil.Process(self.pid)
             started = proc.create_time()
@@ -302,11 +304,13 @@ def recorded_servers(path: Path) -> list[RecordedServer]:
         # pid 0 or 1 would signal our own process group or init's; a bool is an int to Python
         if type(pid) is not int or pid <= 1:
             raise bad(f"{name}: pid {one_line(repr(pid), 40)} is not a process id")
-        if type(started) not in (int, float):
+        if "started" not in rec:
             raise bad(f"{name}: no start time (a record from before thaw kept one: check pid {pid} by hand)")
+        if started is not None and type(started) not in (int, float):  # None: it had exited when thaw up looked
+            raise bad(f"{name}: the start time is not a number")
         if not isinstance(url, str):
             raise bad(f"{name}: url is not text")
-        servers.append(RecordedServer(name, pid, one_line(url, 80), float(started)))
+        servers.append(RecordedServer(name, pid, one_line(url, 80), None if started is None else float(started)))
     return servers
 
 

@@ -99,6 +99,7 @@ def test_a_pid_given_to_another_process_since_is_left_alone(cfg, processes):
         ('{"mlflow": {"pid": true, "url": "http://x", "started": 1.0}}', "mlflow: pid True is not a process id"),
         ('{"mlflow": {"pid": "4242; rm -rf /", "url": "http://x", "started": 1.0}}', "is not a process id"),
         ('{"mlflow": {"pid": 4242, "url": "http://x"}}', "mlflow: no start time"),
+        ('{"mlflow": {"pid": 4242, "url": "http://x", "started": "yesterday"}}', "the start time is not a number"),
         ('{"prefect": "4242"}', "prefect: not an object"),
     ],
 )
@@ -112,6 +113,11 @@ def test_a_record_that_is_not_what_thaw_up_writes_is_refused_in_one_line_and_not
     assert path.read_text(encoding="utf-8") == text  # kept, to be looked at
     with pytest.raises(UserError):
         recorded_servers(path)
+
+
+def test_a_server_that_exited_before_thaw_up_read_its_start_time_is_not_running(cfg):
+    _record(cfg, mlflow={"pid": 4242, "url": "http://127.0.0.1:5000", "started": None})
+    assert stop_services(cfg) == ["mlflow (pid 4242) was not running"]  # whatever has pid 4242 now
 
 
 def test_up_refuses_while_the_recorded_servers_run(cfg, processes):
