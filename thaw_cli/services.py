@@ -330,6 +330,8 @@ def stop_services(cfg: ThawConfig, grace_s: float = 30) -> list[str]:
                 os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started
             except ProcessLookupError:
                 state = False
+            except PermissionError:
+                state = "a process this user may not signal (started by another user?)"
             else:
                 stopping.append(server)
         if state is False:
@@ -337,7 +339,11 @@ def stop_services(cfg: ThawConfig, grace_s: float = 30) -> list[str]:
         elif state is not True:
             said.append(f"{server.name}: pid {server.pid} is {state}; left alone")
     if stopping:
-        gone, alive = psutil.wait_procs([psutil.Process(s.pid) for s in stopping], timeout=grace_s)
+        procs = []
+        for server in stopping:
+            with contextlib.suppress(psutil.NoSuchProcess):  # gone already, as SIGTERM asked
+                procs.append(psutil.Process(server.pid))
+        _, alive = psutil.wait_procs(procs, timeout=grace_s)
         for proc in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
