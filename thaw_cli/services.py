@@ -322,7 +322,7 @@ def stop_services(cfg: ThawConfig, grace_s: float = 30) -> list[str]:
     path = _state_file(cfg)
     if not path.is_file():
         return []
-    said, stopping = [], []
+    said, stopping, kept = [], [], False
     for server in recorded_servers(path):
         state = server.running()
         if state is True:
@@ -331,7 +331,8 @@ def stop_services(cfg: ThawConfig, grace_s: float = 30) -> list[str]:
             except ProcessLookupError:
                 state = False
             except PermissionError:
-                state = "a process this user may not signal (started by another user?)"
+                state = "a process this user may not signal (started by another user?); the record is kept"
+                kept = True
             else:
                 stopping.append(server)
         if state is False:
@@ -353,5 +354,6 @@ def stop_services(cfg: ThawConfig, grace_s: float = 30) -> list[str]:
             f"stopped {s.name} (pid {s.pid}{', killed after ' + str(grace_s) + ' s' if s.pid in killed else ''})"
             for s in stopping
         ] + said
-    path.unlink()
+    if not kept:  # a server this user could not stop is still recorded for whoever can
+        path.unlink()
     return said
