@@ -7,6 +7,8 @@ tests/e2e/cli/test_scheduling.py."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -153,3 +155,22 @@ def test_a_port_that_is_not_one_gets_one_line(tmp_path, capsys, value):
     assert exit_.value.code == 2
     assert f"{value!r} is not a port (1 to 65535)" in capsys.readouterr().err
     assert not (tmp_path / ".thaw" / "services.json").exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run a process as another user"
+)
+def test_a_server_this_user_may_not_signal_is_said_and_stays_recorded(cfg, processes):
+    """As root, the server runs as nobody and `thaw down` runs without the capability to
+    signal other users' processes (util-linux's setpriv), as a second user would."""
+    server = processes(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *SLEEPER])
+    _record(cfg, mlflow=_as_recorded(server))
+    code = (
+        "import sys; from thaw.config import ThawConfig; from thaw_cli.services import stop_services; "
+        "print(stop_services(ThawConfig.model_validate({'workspace': sys.argv[1]}), grace_s=1))"
+    )
+    cmd = ["setpriv", "--bounding-set=-kill", "--inh-caps=-kill", sys.executable, "-c", code, str(cfg.root)]
+    said = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert said.returncode == 0, said.stderr[-2000:]
+    assert f"mlflow: pid {server.pid} is a process this user may not signal" in said.stdout
+    assert server.poll() is None and (cfg.state_path / "services.json").exists()
