@@ -27,6 +27,10 @@ OFFLINE_ENV = {
     # a run (a CLI command, a training subprocess) they stay local, without a warning
     "PREFECT_LOGGING_EXTRA_LOGGERS": "thaw,tasks,flows",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # ONNX Runtime's telemetry SDK (Microsoft 1DS; its collector is
+    # mobile.events.data.microsoft.com) starts when the library loads, and writes a session
+    # file (.ses) in the temporary directory; read at load, so set before the import
+    "ORT_DISABLE_TELEMETRY": "1",
     "GX_ANALYTICS_ENABLED": "False",
     "GE_USAGE_STATISTICS_URL": "",
     # tldextract (Presidio's email recognizer) reads this when it is imported: an empty
@@ -64,7 +68,7 @@ PASSED_NAMES = frozenset(
     }
 )  # fmt: skip
 PASSED_PREFIXES = (
-    "LC_", "PREFECT_", "MLFLOW_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "DVC_", "GX_", "GE_",
+    "LC_", "PREFECT_", "MLFLOW_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "DVC_", "GX_", "GE_", "ORT_",
     "TLDEXTRACT_", "OMP_", "MKL_", "OPENBLAS_",
 )  # fmt: skip
 SECRET_NAMES = frozenset(

@@ -74,6 +74,9 @@ class OnnxEncoder:
     """An exported encoder run by ONNX Runtime: token ids in, pooled vectors out."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
+        # in whichever process loads the model (a user's mlflow.pyfunc.load_model too): ONNX
+        # Runtime's telemetry stays off unless that process chose otherwise (thaw.offline)
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
 
         from thaw.modeling import usable_cores
