@@ -35,8 +35,9 @@ def run_dvc(root: Path, *args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         detail = [line.strip() for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
-        # DVC's own verdict (its "ERROR: ..." line), then the last lines of what it said
-        verdict = [line for line in detail if line.startswith("ERROR")][:1]
+        # DVC's verdict comes first ("'./data.dvc' is invalid (possible merge conflicts)."),
+        # its detail after: the first line, then the last lines of what it said
+        verdict = detail[:1]
         said = verdict + [line for line in detail[-3:] if line not in verdict]
         raise DvcError(f"dvc {' '.join(args)} failed: {' '.join(said)}")
     return proc.stdout

@@ -80,3 +80,22 @@ def test_a_task_retries_what_may_pass_on_a_second_try_but_never_bad_input():
     for code, retried in ((UNAUTHENTICATED, False), (PERMISSION_DENIED, False), (INTERNAL_ERROR, True)):
         refused = MlflowException("refused", error_code=code)
         assert retry_unless_user_error(None, None, Failed(data=refused)) is retried, code
+
+
+def test_a_failed_dvc_command_keeps_dvcs_own_verdict(tmp_path):
+    """What DVC says first is its verdict; the lines after are detail (a scheduled run that
+    meets such a file before thaw's check reads this)."""
+    import subprocess
+
+    from tasks.versioning.snapshots import DvcError, run_dvc
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    run_dvc(tmp_path, "init", "-q")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("hi\n", encoding="utf-8")
+    run_dvc(tmp_path, "add", "-q", "data")
+    (tmp_path / "data.dvc").write_text(CONFLICTED, encoding="utf-8")
+    with pytest.raises(
+        DvcError, match=r"dvc add data failed: '\./data\.dvc' is invalid \(possible merge conflicts\)\."
+    ):
+        run_dvc(tmp_path, "add", "data")
