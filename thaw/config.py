@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from thaw.datasets import ColumnMap, one_spelling
 from thaw.errors import UserError
+from thaw.parse import yaml_value
 from thaw.rung_registry import base_rung, rung_names
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -856,7 +857,7 @@ def load_yaml_strict(path: Path) -> Any:
     not parse or repeats a key."""
     try:
         text = path.read_text(encoding="utf-8")
-        return yaml.load(text, Loader=_StrictLoader)
+        return yaml_value(text, _StrictLoader)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow: no mark, a position
         line = text.count("\n", 0, exc.position) + 1
         raise UserError(

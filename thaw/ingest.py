@@ -18,6 +18,7 @@ import pandas as pd
 
 from thaw.datasets import ID, LABEL, SLICE, TEXT, ColumnMap, lone_surrogate, one_spelling
 from thaw.errors import UserError
+from thaw.parse import json_problem, json_value
 
 SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
@@ -133,9 +134,9 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
         raise _cannot_read(path, exc) from None
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+            records = json_value(text)
+        except ValueError as exc:
+            raise UserError(f"{path}: not valid JSON ({json_problem(exc)})") from None
         places = [f"item {number}" for number in range(1, len(records) + 1)]
     else:
         records, places = [], []
@@ -144,9 +145,10 @@ def _json_records(path: Path, first_only: bool = False) -> list[dict]:
         for number, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+                    records.append(json_value(line))
+                except ValueError as exc:
+                    problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                    raise UserError(f"{path}: line {number} is not valid JSON ({problem})") from None
                 places.append(f"line {number}")
                 if first_only:
                     break

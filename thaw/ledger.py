@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from thaw.approval_record import ENTRY_TAG, Decision, applied, decisions, is_version, tag_problems
+from thaw.parse import json_value
 from thaw.shown import md_text
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def read_entries(tags: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], li
     entries, problems = {}, []
     for key in sorted(k for k in tags if k.startswith(KEY_PREFIX)):
         try:
-            body = json.loads(tags[key])
+            body = json_value(tags[key])
             if not isinstance(body, dict) or "digest" not in body or "prev" not in body:
                 raise ValueError
         except ValueError:
@@ -475,7 +476,7 @@ def _gate_cell(details_json: str) -> str:
     if not details_json:
         return ""
     try:
-        details = json.loads(details_json)
+        details = json_value(details_json)
     except ValueError:
         return "(unreadable)"
     parts = list(details.get("gate") or [])

@@ -18,6 +18,7 @@ from pathlib import Path
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.offline import service_environment
+from thaw.parse import json_value
 from thaw.shown import one_line
 from thaw_cli.common import say
 
@@ -50,7 +51,7 @@ def http_json(url: str, method: str = "GET", body: dict | None = None, ready_tim
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 text = resp.read().decode()
-            return json.loads(text) if text else None
+            return json_value(text) if text else None
         except urllib.error.HTTPError as exc:
             if exc.code != 503 or time.monotonic() > deadline:
                 raise
@@ -289,8 +290,8 @@ def recorded_servers(path: Path) -> list[RecordedServer]:
         return UserError(f"{path}: {why}; not what `thaw up` writes (check that no server runs, then remove it)")
 
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = json_value(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError is one
         raise bad(f"not JSON ({one_line(str(exc), 120)})") from None
     if not isinstance(record, dict):
         raise bad("not a JSON object")

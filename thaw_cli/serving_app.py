@@ -15,7 +15,6 @@ checked before anything runs, and a bad one gets a 4xx naming what is wrong.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -30,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from tasks.serving.router import Router
 from thaw.datasets import lone_surrogate
 from thaw.errors import UserError
+from thaw.parse import json_value
 from thaw.request_store import RequestStore, check_label, check_request_id
 from thaw_cli.common import report_user_error, say
 
@@ -140,8 +140,8 @@ def build_app(router: Router, store: RequestStore):
         if len(body) > MAX_BODY_BYTES:
             raise BadRequest(f"the body is {len(body):,} bytes; at most {MAX_BODY_BYTES:,}")
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json_value(body)
+        except ValueError as exc:  # UnicodeDecodeError is one
             raise BadRequest(f"the body is not JSON: {str(exc)[:120]}") from None
 
     @app.get("/ping")
@@ -208,7 +208,7 @@ class PlanFile:
         from thaw.config import ThawConfig
         from thaw.ledger import is_version
 
-        plan = json.loads(self.path.read_text(encoding="utf-8"))
+        plan = json_value(self.path.read_text(encoding="utf-8"))
         if not isinstance(plan, dict) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", str(plan.get("model"))):
             raise UserError(f"{self.path}: not a serving plan")
         if plan.get("mode") not in ("champion", "shadow", "canary", "pinned"):

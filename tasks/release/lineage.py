@@ -3,7 +3,6 @@ to read it back (``thaw lineage``)."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,6 +16,7 @@ from tasks.versioning.restore import NO_INPUTS
 from thaw import artifacts
 from thaw.approval_record import APPROVAL_TAG
 from thaw.config import ThawConfig
+from thaw.parse import json_value
 from thaw.rungs import TrainedRung
 from thaw.tracking import tracking_uri
 
@@ -146,7 +146,7 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
             "name": d.dataset.name,
             "digest": d.dataset.digest,
             "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), ""),
-            "source": json.loads(d.dataset.source),
+            "source": _dataset_source(d.dataset.source),
         }
         for d in run.inputs.dataset_inputs
     ]
@@ -211,6 +211,15 @@ def describe_lineage(cfg: ThawConfig, ref: str) -> dict[str, Any]:
         # a rung or test score tag that no longer says what the run logged (shown: the run's)
         "record_problems": list(record.problems),
     }
+
+
+def _dataset_source(text: str) -> Any:
+    """A logged dataset input's source as MLflow writes it (JSON), or, when something else
+    logged one that is not, its text: anyone who can write to the run can log an input."""
+    try:
+        return json_value(text)
+    except ValueError:
+        return text[:2000]
 
 
 def _report_names(client, run_id: str) -> list[str]:

@@ -150,10 +150,11 @@ def _check_mlmodel(path: Path, refuse) -> Path:
     flavor; returns that artifact's path (``artifacts/<name>``)."""
     import yaml
 
+    from thaw.parse import yaml_value
     from thaw.serving import MODEL_ARTIFACT
 
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml_value(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         raise refuse("its MLmodel file is missing or unreadable") from None
     # every level is whoever wrote the file's: a list or a string where a mapping belongs

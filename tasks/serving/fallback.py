@@ -9,11 +9,11 @@ next one that starts.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
 from thaw.config import ThawConfig
+from thaw.parse import json_value
 from thaw.request_store import RequestStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def record_breaches(cfg: ThawConfig, name: str, store: RequestStore, confirmed: 
             log.warning("not recorded in the ledger: the breach at %.40s names no registry version", b["at"])
         elif b["at"] not in recorded:
             try:
-                detail = json.loads(b["detail"]) if len(str(b["detail"])) <= MAX_DETAIL else None
+                detail = json_value(b["detail"]) if len(str(b["detail"])) <= MAX_DETAIL else None
             except ValueError:
                 detail = None
             if not isinstance(detail, dict):

@@ -14,6 +14,7 @@ from tasks.tracking.client import client_for, run_of
 from tasks.tracking.runs import TrackingRun
 from thaw.config import ThawConfig
 from thaw.datasets import SPLITS, DatasetVersion
+from thaw.parse import json_value
 from thaw.shown import quoted_tag
 
 
@@ -186,7 +187,7 @@ def logged_facts(dataset_inputs) -> dict[str, dict[str, str] | None]:
         if context not in CONTEXTS or split not in SPLITS:
             continue  # another input logged on the run: not one of thaw's splits
         try:
-            source = json.loads(entry.dataset.source)
+            source = json_value(entry.dataset.source)
         except ValueError:
             source = {}
         facts = {k: str(source.get(k, "")) if isinstance(source, dict) else "" for k in ("md5", "path", "remote")}

@@ -14,13 +14,13 @@ signed, and checked against that file by whoever reads it.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
+from thaw.parse import json_value
 from thaw.tracking import tracking_uri
 
 if TYPE_CHECKING:
@@ -97,7 +97,15 @@ def registry_identity(cfg: ThawConfig) -> Identity:
         return Identity(_claimed(), False, "not verified: local store without authentication")
     status, body = _current_user(uri)
     if status == 200:
-        return Identity(body["user"]["username"], True, "authenticated by the MLflow tracking server")
+        # the answer is input: a URL that is not a tracking server's (a UI, a proxy's
+        # page) may answer 200 with anything
+        user = body.get("user") if isinstance(body, dict) else None
+        name = user.get("username") if isinstance(user, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise UserError(
+                f"{uri} answered the question who is signed in without naming a user: is it an MLflow tracking server?"
+            )
+        return Identity(name, True, "authenticated by the MLflow tracking server")
     if status == 404:
         return Identity(_claimed(), False, "not verified: the tracking server has no authentication")
     if status == 401:
@@ -110,7 +118,7 @@ def registry_identity(cfg: ThawConfig) -> Identity:
     raise UserError(f"the MLflow tracking server at {uri} answered {status} when asked who is signed in")
 
 
-def _current_user(uri: str) -> tuple[int, dict]:
+def _current_user(uri: str) -> tuple[int, Any]:
     import base64
     import urllib.error
     import urllib.request
@@ -122,8 +130,12 @@ def _current_user(uri: str) -> tuple[int, dict]:
         request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=15) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
+            status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, {}
     except OSError as exc:
         raise UserError(f"cannot reach the MLflow tracking server at {uri} ({exc})") from None
+    try:
+        return status, json_value(raw or b"{}")
+    except ValueError:  # not JSON: not a tracking server's answer
+        return status, None

@@ -9,7 +9,6 @@ layer, so whatever DVC can push to (a directory, S3 or MinIO, ...) can be read b
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from thaw.config import ThawConfig
 from thaw.datasets import SPLITS, atomic_output, file_md5, stream_md5
 from thaw.errors import UserError
+from thaw.parse import json_value
 
 MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # a DVC object id: what a recorded digest must be before it becomes a path
 NO_INPUTS = (
@@ -124,7 +124,7 @@ def _raw_problems(remote: DvcRemote, raw: str, files: dict[str, str]) -> list[st
     if not raw.endswith(".dir"):
         return []
     try:
-        entries = [e for e in json.loads(remote.read_text(raw)) if isinstance(e, dict)]
+        entries = [e for e in json_value(remote.read_text(raw)) if isinstance(e, dict)]
     except (ValueError, TypeError):
         return [f"raw data listing {raw} in {remote.url} is not a DVC directory listing"]
     listed = {str(entry.get("md5")) for entry in entries}

@@ -21,6 +21,7 @@ from prefect import task
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
 from thaw.errors import UserError, retry_unless_user_error
+from thaw.parse import yaml_value
 
 RAW_DIR = "data"
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def check_tracked_files(cfg: ThawConfig) -> None:
                 f"(for {RAW_DIR}.dvc either side will do: this run records {RAW_DIR}/ as it is now), then run again"
             )
         try:
-            doc = yaml.safe_load(text)
+            doc = yaml_value(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -72,8 +72,8 @@ def _serving(config: Path, log: Path, *flags: str):
         yield f"http://127.0.0.1:{port}"
 
 
-def _call(url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
+def _call(url: str, body: dict | bytes | None = None) -> tuple[int, dict]:
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
@@ -130,6 +130,15 @@ def test_shadow_never_changes_the_champions_answers_and_the_store_holds_both(liv
         assert _call(f"{url}/feedback", {"request_id": "f" * 32, "label": "refund"})[0] == 404
         assert _call(f"{url}/feedback", {"request_id": ids[0], "label": ""})[0] == 400
         assert _call(f"{url}/invocations", {"inputs": [{"not": "text"}]})[0] == 400
+        # JSON the parser cannot read past its syntax: nested past Python's recursion limit,
+        # an integer past its 4,300 digits. A 400 naming why, not a 500 and a traceback
+        for path, body, why in (
+            ("invocations", b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+            ("feedback", b"[" * 100_000, "nested too deeply"),
+            ("invocations", b'{"inputs": [' + b"7" * 5000 + b"]}", "4300 digits"),
+        ):
+            status, body = _call(f"{url}/{path}", body)
+            assert status == 400 and why in body["message"], (path, status, body)
     assert all(r["answered_by"] == "champion" and r["mode"] == "shadow" for r in rows.values())
     assert None not in [r["challenger_label"] for r in rows.values()]
     assert sum(r["challenger_label"] != r["champion_label"] for r in rows.values()) > 10

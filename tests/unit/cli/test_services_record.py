@@ -93,6 +93,7 @@ def test_a_pid_given_to_another_process_since_is_left_alone(cfg, processes):
     ("text", "why"),
     [
         ("{'mlflow': 1", "not JSON"),
+        ('{"mlflow": ' + "[" * 5000 + "]" * 5000 + "}", "not JSON (arrays or objects nested too deeply to read)"),
         ("[1, 2]", "not a JSON object"),
         ('{"grafana": {"pid": 4242, "url": "http://x", "started": 1.0}}', "unknown server 'grafana'"),
         ('{"mlflow": {"pid": 0, "url": "http://x", "started": 1.0}}', "mlflow: pid 0 is not a process id"),

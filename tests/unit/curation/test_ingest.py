@@ -97,6 +97,10 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path):
         ("d.jsonl", b'[{"id": 1, "text": "a", "label": "x"}]\n', "line 1 is an array, not a JSON object"),
         ("d.jsonl", b'{"id": 1, "text": "a", "label": "x"}\n{"id": 2,\n', "line 2 is not valid JSON"),
         ("d.json", b'[{"id": 1, "text": "a", "label": "x"}, "b"]', "item 2 is a string, not a JSON object"),
+        # past what the parser reads: a pasted value nested 5,000 deep, a 5,000-digit number
+        ("d.jsonl", b'{"id": 1, "text": ' + b"[" * 5000 + b"]" * 5000 + b"}\n", "line 1 is not valid JSON"),
+        ("d.json", b"[" * 5000 + b"]" * 5000, "not valid JSON \\(arrays or objects nested too deeply"),
+        ("d.jsonl", b'{"id": 1, "text": "a", "label": ' + b"7" * 5000 + b"}\n", "line 1 is not valid JSON"),
     ],
 )
 def test_json_that_is_not_rows_of_objects_is_refused_naming_the_line(tmp_path: Path, name, body, message):

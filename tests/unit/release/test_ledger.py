@@ -147,6 +147,10 @@ def test_a_tag_that_is_not_an_entry_is_reported():
     ledger = promoted_twice()
     ledger.tags["thaw.ledger.zzz"] = "not json"
     assert any("not a ledger entry" in p for p in verify(ledger.tags, "2").problems)
+    # JSON past what the parser reads, in one tag's 8,000 characters: a problem like any other
+    for written in ("[" * 4000 + "]" * 4000, '{"digest": ' + "9" * 5000 + "}"):
+        ledger.tags["thaw.ledger.zzz"] = written
+        assert any("zzz is not a ledger entry" in p for p in verify(ledger.tags, "2").problems)
 
 
 def test_a_version_that_is_not_a_number_is_reported_and_never_replayed():

@@ -36,6 +36,7 @@ def cfg(tmp_path):
         ("dvc.yaml", "metrics:\n- a.json\n=======\n- b.json\n", "dvc.yaml: holds a merge conflict (line 3)"),
         ("dvc.yaml", "metrics: [a.json\n", "dvc.yaml: not valid YAML (line 2), which DVC refuses"),
         ("dvc.yaml", "- a.json\n", "dvc.yaml: not a DVC project file"),
+        ("dvc.yaml", "metrics: " + "[" * 3000 + "]" * 3000 + "\n", "dvc.yaml: not valid YAML, which DVC refuses"),
         ("data.dvc", "md5: abc\n", "data.dvc: not a DVC file (no 'outs' list)"),
         ("data.dvc", "outs: []\n", "data.dvc: not a DVC file (no 'outs' list)"),
         ("datasets/tickets/0a1b/train.csv.dvc", CONFLICTED, "train.csv.dvc: holds a merge conflict (line 2)"),
