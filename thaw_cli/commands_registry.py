@@ -72,7 +72,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         say(f"WARNING: registered model {quoted_tag(name)} is not a name thaw gives: not listed", file=sys.stderr)
     for name, count in unverified.items():
         say(
-            f"WARNING: the ledger of {name} does not verify ({count} problems): thaw ledger {name} --verify",
+            f"WARNING: the ledger of {name} does not verify ({_problems(count)}): thaw ledger {name} --verify",
             file=sys.stderr,
         )
     return 0
@@ -182,7 +182,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             for problem in accepted:
                 say(f"acknowledged: {problem}")
             say(
-                f"{args.model}: {len(accepted)} problem{'s' * (len(accepted) != 1)} acknowledged"
+                f"{args.model}: {_problems(len(accepted))} acknowledged"
                 if accepted
                 else f"{args.model}: nothing to acknowledge"
             )
@@ -222,7 +222,17 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             say(f"PROBLEM: {problem}", file=sys.stderr)
         say(summary)
         return 1 if report.problems else 0
+    if report.problems:  # the history shown is not the whole story: said, as `thaw models` says it
+        say(
+            f"WARNING: the ledger does not verify ({_problems(len(report.problems))}): "
+            f"thaw ledger {args.model} --verify",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _problems(count: int) -> str:
+    return f"{count} problem{'s' * (count != 1)}"
 
 
 def _interrupted(cfg, model: str, report) -> list[str]:
