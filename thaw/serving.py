@@ -36,7 +36,9 @@ from thaw.modeling import (
     locate_backbone,
     select_device,
 )
+from thaw.parse import json_value
 from thaw.pii.masking import detector_for, mask_texts, served_max_chars, served_pii_config
+from thaw.shown import one_line
 
 MODEL_ARTIFACT = "thaw_model"
 ALLOWED_BACKBONES_ENV = "THAW_ALLOWED_BACKBONES"  # JSON list of backbone sources, set by `thaw serve`
@@ -56,9 +58,13 @@ class ThawPredictor:
 
         from thaw.onnx_export import OnnxEncoder, onnx_enabled, read_onnx_meta
 
-        self.meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
-        self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+        self.meta, self.labels = read_model_json(directory)
         self.head = load_file(str(directory / "head.safetensors"))
+        if "bias" in self.head and self.head["bias"].shape != (len(self.labels),):
+            raise UserError(
+                f"{directory.name}: labels.json names {len(self.labels)} classes, and the head answers "
+                f"{self.head['bias'].shape[0] if self.head['bias'].ndim == 1 else self.head['bias'].shape}"
+            )
         ref = self.ref = BackboneRef(**self.meta["backbone"])
         if allowed_backbones is not None and ref.source not in allowed_backbones:
             raise UserError(
@@ -126,6 +132,36 @@ class ThawPredictor:
         return pd.DataFrame(
             {"label": [self.labels[i] for i in best], "confidence": probs[np.arange(len(best)), best].astype(float)}
         )
+
+
+def read_model_json(directory: Path) -> tuple[dict, list[str]]:
+    """``model.json`` and ``labels.json`` of a model directory, checked as input (a stored
+    model's files are whoever registered it's): UserError naming the file and what in it is
+    not what thaw writes, before anything is loaded from them."""
+
+    def read(name: str):
+        try:
+            return json_value((directory / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise UserError(f"{directory.name}/{name}: unreadable ({one_line(exc, 120)})") from None
+
+    meta, labels = read("model.json"), read("labels.json")
+    backbone = meta.get("backbone") if isinstance(meta, dict) else None
+    if not isinstance(backbone, dict) or set(backbone) != {"name", "source", "revision"}:
+        raise UserError(f"{directory.name}/model.json: no backbone with a name, source and revision")
+    if not all(isinstance(v, str) and 0 < len(v) <= 500 for v in backbone.values()):
+        raise UserError(f"{directory.name}/model.json: the backbone's name, source and revision must be short text")
+    try:
+        BackboneConfig(name=backbone["name"], pooling=meta.get("pooling"), max_length=meta.get("max_length"))
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise UserError(f"{directory.name}/model.json: {one_line(exc, 200)}") from None
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(label, str) and len(label) <= 1000 for label in labels)
+    ):
+        raise UserError(f"{directory.name}/labels.json: not a list of class names")
+    return meta, labels
 
 
 def apply_adaptation(encoder, directory: Path, device):

@@ -64,15 +64,22 @@ def _predict(tmp_path: Path, cfg: ThawConfig, version: str, **env: str) -> subpr
                  tmp_path, cfg, **env)  # fmt: skip
 
 
-def _register_own(cfg: ThawConfig, client, tmp_path: Path, how: str, marker: Path) -> str:
-    """Register a version the way an insider with EDIT rights could: their own code file
-    or a pickled model beside thaw's weights, with a digest tag that matches its files."""
+def _register_own(cfg: ThawConfig, client, tmp_path: Path, how: str, marker: Path, weights: Path | None = None) -> str:
+    """Register a version the way an insider with EDIT rights could: their own code file,
+    a pickled model or thaw's own entry, beside thaw's weights (or ``weights``), with a
+    digest tag that matches its files."""
     import mlflow
 
-    from tasks.release.stored_model import MODEL_DIGEST_TAG, check_stored_files, model_files_digest, verified_model_dir
+    from tasks.release.stored_model import (
+        MODEL_DIGEST_TAG,
+        check_stored_files,
+        installed_entry,
+        model_files_digest,
+        verified_model_dir,
+    )
     from thaw.serving import MODEL_ARTIFACT
 
-    weights = check_stored_files(verified_model_dir(cfg, MODEL, "1"), MODEL, "1")
+    weights = weights or check_stored_files(verified_model_dir(cfg, MODEL, "1"), MODEL, "1")
     from tasks.tracking.client import scoped_tracking_uri
 
     os.environ["INSIDER_MARKER"] = str(marker)
@@ -80,7 +87,9 @@ def _register_own(cfg: ThawConfig, client, tmp_path: Path, how: str, marker: Pat
     try:
         with scoped_tracking_uri(cfg.tracking.tracking_uri):
             with mlflow.start_run():
-                if how == "code":
+                if how == "thaw":
+                    python_model = str(installed_entry())
+                elif how == "code":
                     entry = tmp_path / "pyfunc_entry.py"  # the same name as thaw's, other bytes
                     entry.write_text(EVIL_ENTRY, encoding="utf-8")
                     python_model = str(entry)
@@ -154,6 +163,59 @@ def test_a_version_with_its_own_code_or_a_pickle_never_runs(registry, tmp_path, 
     serve = _thaw(["serve", f"{MODEL}/{version}", "--port", str(port)], tmp_path, cfg, **env)
     assert serve.returncode == 2 and needle in serve.stderr
     assert not marker.exists()
+
+
+def test_json_past_what_the_parser_reads_is_reported_in_a_line_never_a_traceback(registry, tmp_path):
+    """JSON the parser cannot read past its syntax, where an insider can write it: a ledger
+    tag nested 4,000 deep (it fits in a tag), a dataset input logged on the run whose
+    source is not JSON, and a version of thaw's own entry whose model.json names no
+    backbone and whose labels.json is nested too deep. Each command says what is wrong."""
+    import json
+    import shutil
+
+    from mlflow.entities import Dataset, DatasetInput
+
+    from tasks.release.stored_model import check_stored_files, verified_model_dir
+
+    cfg, client, _ = registry
+    key = "thaw.ledger.zzzz"
+    client.set_registered_model_tag(MODEL, key, "[" * 4000 + "]" * 4000)
+    try:
+        ledger = _thaw(["ledger", MODEL], tmp_path, cfg)
+        verify = _thaw(["ledger", MODEL, "--verify"], tmp_path, cfg)
+        models = _thaw(["models"], tmp_path, cfg)
+        lineage = _thaw(["lineage", f"{MODEL}/1"], tmp_path, cfg)
+    finally:
+        client.delete_registered_model_tag(MODEL, key)
+    for proc in (ledger, verify, models, lineage):
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    said = f"{key} is not a ledger entry (unreadable)"
+    warned = f"WARNING: the ledger does not verify (1 problem): thaw ledger {MODEL} --verify"
+    assert ledger.returncode == 0 and warned in ledger.stderr, ledger.stderr[-3000:]
+    assert verify.returncode == 1 and f"PROBLEM: {said}" in verify.stderr
+    assert models.returncode == 0 and f"WARNING: the ledger of {MODEL} does not verify (1 problem)" in models.stderr
+    assert lineage.returncode == 0 and f"the promotion ledger does not verify: {said}" in lineage.stderr
+    # inputs are logged on a run by anyone who may write to it; MLflow writes sources as JSON
+    run_id = client.get_model_version(MODEL, "1").run_id
+    junk = Dataset(name="notes", digest="0", source_type="local", source="{not json")
+    client.log_inputs(run_id, [DatasetInput(junk)])
+    lineage = _thaw(["lineage", f"{MODEL}/1", "--json"], tmp_path, cfg)
+    assert lineage.returncode == 0, lineage.stderr[-3000:]
+    sources = {d["name"]: d["source"] for d in json.loads(lineage.stdout)["data"]["mlflow_dataset_inputs"]}
+    assert sources["notes"] == "{not json" and all(isinstance(sources[n], dict) for n in sources if n != "notes")
+    # a version of thaw's own entry, its files as registered, their JSON not thaw's
+    original = check_stored_files(verified_model_dir(cfg, MODEL, "1"), MODEL, "1")
+    weights = tmp_path / "weights" / "thaw_model"
+    shutil.copytree(original, weights)
+    for name, text in (("model.json", '{"backbone": "x"}'), ("labels.json", "[" * 5000 + "]" * 5000)):
+        (weights / name).write_text(text, encoding="utf-8")
+        (tmp_path / name).mkdir()
+        version = _register_own(cfg, client, tmp_path / name, "thaw", tmp_path / "ran", weights)
+        proc = _predict(tmp_path, cfg, version)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("thaw: error: ")]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert len(errors) == 1 and f"/{name}: " in errors[0], proc.stderr[-3000:]
+        shutil.copy(original / name, weights / name)
 
 
 def test_what_an_insider_writes_in_a_tag_reaches_the_approver_s_terminal_as_text(registry, tmp_path):
