@@ -30,3 +30,38 @@ def test_only_not_found_counts_as_missing():
     assert is_missing(MlflowException("Registered model alias champion not found.", error_code=INVALID_PARAMETER_VALUE))
     assert not is_missing(MlflowException("Unauthenticated", error_code=UNAUTHENTICATED))
     assert not is_missing(MlflowException("bad value for 'name'", error_code=INVALID_PARAMETER_VALUE))
+
+
+def test_a_tracking_url_that_answers_200_with_a_page_is_not_taken_for_a_signed_in_user(tmp_path):
+    """A careless paste (a UI's address, a proxy's page) answers "who is signed in" with
+    200 and HTML, or with JSON naming nobody: one line, not a traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pytest
+
+    from tasks.tracking.identity import registry_identity
+    from thaw.config import ThawConfig
+    from thaw.errors import UserError
+
+    bodies = iter([b"<!doctype html><title>Prefect</title>", b'{"user": {"username": ["x"]}}', b"[" * 5000])
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = next(bodies)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Page) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        cfg = ThawConfig.model_validate({"workspace": str(tmp_path), "tracking": {"tracking_uri": uri}})
+        for _ in range(3):
+            with pytest.raises(UserError, match="without naming a user: is it an MLflow tracking server"):
+                registry_identity(cfg)
+        server.shutdown()
