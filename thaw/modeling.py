@@ -20,6 +20,7 @@ import numpy as np
 
 from thaw.config import DEFAULT_BACKBONE, BackboneConfig
 from thaw.errors import UserError
+from thaw.parse import json_value
 
 if TYPE_CHECKING:
     import torch
@@ -198,7 +199,7 @@ def input_limit(directory: Path) -> int | None:
 
     def stated(name: str, key: str) -> int | None:
         try:
-            value = json.loads((directory / name).read_text(encoding="utf-8")).get(key)
+            value = json_value((directory / name).read_text(encoding="utf-8")).get(key)
         except (OSError, ValueError, AttributeError):
             return None
         # tokenizers saved without a bound carry transformers' VERY_LARGE_INTEGER

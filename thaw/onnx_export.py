@@ -23,7 +23,6 @@ ONNX's own and ONNX Runtime's is refused before a session is built.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from thaw.errors import UserError
+from thaw.parse import json_value
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def read_onnx_meta(model_dir: Path) -> dict | None:
     if not meta_path.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json_value(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UserError(f"{meta_path}: not readable JSON") from None
     name = meta.get("file") if isinstance(meta, dict) else None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thaw.parse import json_value
 from thaw.text_form import model_text
 
 WORDS_JSON = "words.json"
@@ -100,7 +101,7 @@ class WordFeatures:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         path = directory / WORDS_JSON
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json_value(path.read_text(encoding="utf-8"))
         idf = load_file(str(directory / WORDS_TENSORS))
         if not isinstance(meta, list) or len(meta) != len(_ANALYSERS):
             raise ValueError(f"{path}: expected {len(_ANALYSERS)} analysers")

@@ -84,3 +84,16 @@ def test_a_model_json_as_thaw_writes_it_is_read(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(META), encoding="utf-8")
     (tmp_path / "labels.json").write_text('["refund", "lost_card"]', encoding="utf-8")
     assert read_model_json(tmp_path) == (META, ["refund", "lost_card"])
+
+
+def test_the_onnx_and_words_records_of_a_stored_model_nested_too_deep_are_refused(tmp_path):
+    from thaw.onnx_export import ONNX_DIR, ONNX_META, read_onnx_meta
+    from thaw.words import WORDS_JSON, WordFeatures
+
+    (tmp_path / ONNX_DIR).mkdir()
+    (tmp_path / ONNX_DIR / ONNX_META).write_text(DEEP, encoding="utf-8")
+    with pytest.raises(UserError, match="onnx.json: not readable JSON"):
+        read_onnx_meta(tmp_path)
+    (tmp_path / WORDS_JSON).write_text(DEEP, encoding="utf-8")
+    with pytest.raises(ValueError, match="nested too deeply"):  # ThawPredictor says it as the model's UserError
+        WordFeatures.load(tmp_path)
