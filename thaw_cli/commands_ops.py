@@ -15,13 +15,13 @@ from thaw_cli.common import config_from_args, say
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Serve the pipeline as a Prefect deployment with a schedule (blocks; Ctrl-C stops)."""
     cfg = config_from_args(args, {"data.train": args.train, "model_name": args.model_name})
-    _require_prefect_server("scheduling")
     if cfg.data.train is None:
         raise UserError("no training data: pass --train FILE or set data.train in the config")
     from thaw_cli.scheduler import build_schedule, check_timezone, local_timezone, serve_pipeline
 
     timezone = check_timezone(args.timezone or local_timezone())
-    schedule = build_schedule(args.cron, args.interval, timezone)
+    schedule = build_schedule(args.cron, args.interval, timezone)  # checked before the server is asked for
+    _require_prefect_server("scheduling")
     name = args.name or f"{cfg.model_name}-scheduled"
     when = f"cron '{args.cron}' in {timezone}" if args.cron else f"every {args.interval}s"
     say(
@@ -57,21 +57,24 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         "retrain_deployment": args.retrain_deployment,
     }
     preflight_inputs({"--input": source}, ColumnMap(params["text_column"], label, params["id_column"]))
-    if args.retrain_deployment:
-        _require_prefect_server("--retrain-deployment")
-    if args.cron or args.interval:
-        _require_prefect_server("scheduling")
-        from flows.monitoring import thaw_monitor
+    scheduled = args.cron is not None or args.interval is not None  # --interval 0 is refused, not ignored
+    if scheduled:
         from thaw_cli.scheduler import build_schedule, check_timezone, local_timezone, serve_flow
 
-        timezone = check_timezone(args.timezone or local_timezone())
+        schedule = build_schedule(args.cron, args.interval, check_timezone(args.timezone or local_timezone()))
+    if args.retrain_deployment:
+        _require_prefect_server("--retrain-deployment")
+    if scheduled:
+        _require_prefect_server("scheduling")
+        from flows.monitoring import thaw_monitor
+
         name = args.name or f"{cfg.model_name}-monitor"
         say(f"serving deployment thaw-monitor/{name}; SIGTERM or Ctrl-C stops", flush=True)
         description = f"drift of {args.model} on {source}"
         serve_flow(
             thaw_monitor,
             name,
-            build_schedule(args.cron, args.interval, timezone),
+            schedule,
             {"cfg": cfg.model_dump(mode="json"), **params},
             description,
             cfg,

@@ -23,6 +23,7 @@ from typing import Any
 
 from thaw.config import ThawConfig
 from thaw.errors import UserError
+from thaw.shown import one_line
 from thaw_cli.common import say
 
 # Prefect's runner gives a cancelled run's process this long to exit after SIGTERM
@@ -55,21 +56,30 @@ def build_schedule(cron: str | None, interval: int | None, timezone: str) -> Any
     """One Prefect schedule from the CLI's options (exactly one of cron and interval)."""
     from prefect.schedules import Cron, Interval
 
-    if bool(cron) == bool(interval):
+    if (cron is None) == (interval is None):
         raise UserError("give exactly one of --cron 'MIN HOUR DOM MON DOW' and --interval SECONDS")
     if interval is not None:
         if interval < 10:
             raise UserError(f"--interval {interval}: the shortest interval is 10 seconds")
         return Interval(datetime.timedelta(seconds=interval), timezone=timezone)
+    shown = one_line(repr(cron), 80)
+    fields = cron.split()
+    count = f"{len(fields)} field{'s' * (len(fields) != 1)}"
+    if not cron.startswith("@") and len(fields) != 5:
+        # Prefect's croniter reads a sixth field as seconds and a seventh as the year: a
+        # Quartz expression pasted from elsewhere ("0 0 3 * * ?", seconds first) would mean
+        # something else, and "* * * * * *" a run every second
+        raise UserError(
+            f"--cron {shown} is not a cron expression thaw takes: {count}, where thaw takes five, "
+            "'MIN HOUR DOM MON DOW' (e.g. '0 3 * * *'), or @hourly, @daily, @weekly, @monthly, @yearly"
+        )
     try:
         from prefect.client.schemas.schedules import CronSchedule
 
         CronSchedule(cron=cron, timezone=timezone)  # Prefect's own validation, before any server call
         schedule = Cron(cron, timezone=timezone)
     except ValueError:
-        raise UserError(
-            f"--cron {cron!r} is not a cron expression ('MIN HOUR DOM MON DOW', e.g. '0 3 * * *')"
-        ) from None
+        raise UserError(f"--cron {shown} is not a cron expression ('MIN HOUR DOM MON DOW', e.g. '0 3 * * *')") from None
     return schedule
 
 

@@ -24,6 +24,53 @@ def test_cron_keeps_the_users_timezone_and_intervals_have_a_floor():
         build_schedule("0 3 * * *", 60, "UTC")
     with pytest.raises(UserError, match="shortest interval"):
         build_schedule(None, 1, "UTC")
+    with pytest.raises(UserError, match="--interval 0: the shortest interval is 10 seconds"):
+        build_schedule(None, 0, "UTC")  # given, and too short: not "give exactly one"
+
+
+@pytest.mark.parametrize(
+    ("cron", "said"),
+    [
+        ("* * * * * *", "6 fields, where thaw takes five"),  # croniter: every second
+        ("0 0 3 * * ?", "6 fields, where thaw takes five"),  # Quartz, seconds first
+        ("0 3 * * * 2027", "6 fields, where"),
+        ("* * * * * * *", "7 fields, where"),
+        ("@reboot", "is not a cron expression"),
+        ("", "0 fields, where"),
+        ("*" * 1000, "1 field, where"),
+    ],
+)
+def test_a_cron_expression_has_five_fields_or_is_a_named_period(cron, said):
+    with pytest.raises(UserError) as raised:
+        build_schedule(cron, None, "UTC")
+    assert said in str(raised.value) and len(str(raised.value)) < 300
+
+
+@pytest.mark.parametrize("cron", ["@daily", "@hourly", "0 3 * * MON-FRI", "*/15 * * * *", "0 3 L * *"])
+def test_cron_expressions_users_write_are_taken(cron):
+    assert build_schedule(cron, None, "UTC").cron == cron
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["schedule", "--cron", "0 0 3 * * ?", "--train", "t.csv"],
+        ["schedule", "--interval", "0", "--train", "t.csv"],
+        ["monitor", "m@champion", "--input", "new.csv", "--interval", "0"],
+    ],
+)
+def test_schedule_options_are_checked_before_a_server_is_asked_for(tmp_path, monkeypatch, capsys, argv):
+    """Told first what is wrong with the schedule, not to start a server and then told."""
+    from thaw_cli.main import main
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    (tmp_path / "new.csv").write_text("text\nhello\n", encoding="utf-8")
+    (tmp_path / ".thaw").mkdir()
+    (tmp_path / ".thaw" / "mlflow.db").touch()  # what marks a workspace; monitor reads nothing from it first
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--workspace", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert ("6 fields, where" in err or "the shortest interval is 10 seconds" in err) and "Prefect server" not in err
 
 
 def test_timezones_are_checked_and_default_to_the_machines(monkeypatch):
