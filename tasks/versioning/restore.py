@@ -169,12 +169,10 @@ def restore_split(
         raise UserError(f"the model version records no {split} dataset")
     if not MD5.fullmatch(md5):
         raise UserError(f"the model version's {split} digest is not an md5: {md5[:40]!r}")
-    if Path(path).name in ("", ".", ".."):
-        raise UserError(f"the model version's {split} path names no file: {path[:80]!r}")
+    target = dest / split_file_name(tags, split)
     remote = remote or open_remote(cfg, url)
     if not remote.has(md5):
         raise UserError(f"{split} data (md5 {md5}) is not in the DVC remote {url}")
-    target = dest / Path(path).name
     if target.is_file() and file_md5(target) == md5:
         return target  # already restored, and still exactly what was recorded
     with atomic_output(target) as tmp:
@@ -182,6 +180,15 @@ def restore_split(
         if file_md5(tmp) != md5:
             raise UserError(f"{remote.object_path(md5)}: content does not match the recorded md5 {md5}")
     return target
+
+
+def split_file_name(tags: dict[str, str], split: str) -> str:
+    """The file name a split is restored as: the last part of its recorded path, refused
+    (UserError) when that names no file (a path tag is whoever edited it last's)."""
+    path = tags.get(f"thaw.curated.{split}.path") or ""
+    if Path(path).name in ("", ".", ".."):
+        raise UserError(f"the model version's {split} path names no file: {path[:80]!r}")
+    return Path(path).name
 
 
 def restore_data(cfg: ThawConfig, ref: str, dest: Path, replace: bool = True) -> dict[str, Path]:
@@ -198,8 +205,8 @@ def restore_data(cfg: ThawConfig, ref: str, dest: Path, replace: bool = True) ->
         differing = [
             str(target)
             for split in SPLITS
-            if (name := Path(tags.get(f"thaw.curated.{split}.path") or "").name)
-            and (target := dest / name).exists()
+            if f"thaw.curated.{split}.path" in tags
+            and (target := dest / split_file_name(tags, split)).exists()
             and not (target.is_file() and file_md5(target) == tags.get(f"thaw.curated.{split}.md5"))
         ]
         if differing:
