@@ -8,6 +8,7 @@ stable interface, and its import cost stays out of thaw's process.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from prefect import task
 from thaw.config import ThawConfig
 from thaw.datasets import DatasetVersion, TrackedFile, file_md5
 from thaw.errors import UserError, retry_unless_user_error
+from thaw.offline import OFFLINE_ENV
 from thaw.parse import yaml_value
 
 RAW_DIR = "data"
@@ -31,9 +33,16 @@ class DvcError(RuntimeError):
     """A DVC command failed (its stderr is in the message)."""
 
 
+# DVC's own switches from thaw.offline, passed to every dvc command whoever calls it (a
+# notebook calling a task has not applied thaw's environment): without them each command
+# writes a usage report and starts a daemon to send it, and another to look for updates.
+DVC_OFFLINE = {key: value for key, value in OFFLINE_ENV.items() if key.startswith("DVC_")}
+
+
 def run_dvc(root: Path, *args: str) -> str:
     """Run ``dvc ARGS`` in ``root``; return stdout or raise DvcError with stderr."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
+    env = DVC_OFFLINE | dict(os.environ)  # a value the user set stands, as in apply_offline_environment
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         detail = [line.strip() for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
         # DVC's verdict comes first ("'./data.dvc' is invalid (possible merge conflicts)."),

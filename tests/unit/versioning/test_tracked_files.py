@@ -100,3 +100,27 @@ def test_a_failed_dvc_command_keeps_dvcs_own_verdict(tmp_path):
         DvcError, match=r"dvc add data failed: '\./data\.dvc' is invalid \(possible merge conflicts\)\."
     ):
         run_dvc(tmp_path, "add", "data")
+
+
+def test_dvc_sends_no_usage_report_whoever_calls_it(tmp_path, monkeypatch):
+    """Called without thaw's environment (a notebook calling a task), a dvc command still
+    runs with DVC's analytics off: with them on, it leaves its report in the temporary
+    directory and starts a daemon to send it (seen: {"cmd_class": "CmdDaemonAnalytics", ...})."""
+    import subprocess
+    import time
+
+    from tasks.versioning.snapshots import run_dvc
+
+    for name in ("DVC_NO_ANALYTICS", "DVC_NO_UPDATER"):
+        monkeypatch.delenv(name, raising=False)
+    reports = tmp_path / "tmp"
+    reports.mkdir()
+    monkeypatch.setenv("TMPDIR", str(reports))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    run_dvc(repo, "init", "-q")
+    deadline = time.monotonic() + 3  # the report is written before dvc exits; its daemon's after
+    while time.monotonic() < deadline:
+        assert not list(reports.iterdir())
+        time.sleep(0.1)
