@@ -90,7 +90,18 @@ def cmd_curate(args: argparse.Namespace) -> int:
                 "write them to another directory"
             )
     from thaw import artifacts
+    from thaw.datasets import SPLITS
 
+    # the files this curation writes replace what is there: only what an earlier one wrote,
+    # never the user's own train.csv (its report beside them says a curation wrote them)
+    replaced = [output / f"{split}.{d.output_format}" for split in SPLITS]
+    replaced += [output / artifacts.CURATION_REPORT, output / artifacts.CURATION_METRICS]
+    theirs = [path.name for path in replaced if path.exists()]
+    if theirs and not _curation_report(output / artifacts.CURATION_REPORT):
+        raise UserError(
+            f"--output {output}: holds {', '.join(theirs)}, which no earlier thaw curate wrote (no curation report "
+            "beside them) and which this one would replace; move them or write to another directory"
+        )
     docs = output / artifacts.DATA_DOCS  # replaced by this run's: only Data Docs an earlier curation wrote
     if docs.exists() and not (docs / "index.html").is_file():
         raise UserError(
@@ -117,6 +128,17 @@ def cmd_curate(args: argparse.Namespace) -> int:
         speed = f"at {speed}"
     say(f"  PII: {pii['rows_changed']} rows changed {speed}; report {written['report']}")
     return 0
+
+
+def _curation_report(path: Path) -> bool:
+    """Whether ``path`` is a curation report as ``thaw curate`` writes it."""
+    from thaw.parse import json_value
+
+    try:
+        report = json_value(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"splits", "stages", "pii"} <= report.keys()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

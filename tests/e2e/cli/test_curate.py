@@ -72,6 +72,9 @@ def test_forked_detection_workers_curate_the_same_bytes_as_one_process(tmp_path)
     assert "rows/s in 1 process);" in again.stdout
     for split in SPLITS:
         assert (again_dir / split).read_bytes() == (one_dir / split).read_bytes(), split
+    # into the directory an earlier curation wrote: its files are replaced, not refused
+    into_one, _ = _curate(tmp_path, "one", tickets, ONE_PROCESS)
+    assert "rows changed (reused:" in into_one.stdout
 
 
 def test_data_that_fails_its_checks_publishes_nothing_and_names_the_report_it_kept(tmp_path):

@@ -63,3 +63,27 @@ def test_curate_refuses_to_replace_a_data_docs_directory_it_did_not_write(tmp_pa
     assert "holds data_docs/, which is not Data Docs an earlier thaw curate wrote" in err
     assert len(err.strip().splitlines()) == 1
     assert (output / "data_docs" / "my-notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_curate_refuses_to_replace_split_files_no_curation_wrote(tmp_path, capsys):
+    """The user's own train.csv in --output (or a report that is not thaw's beside it)
+    is refused, not replaced; a curation report beside them says an earlier one wrote them."""
+    data, output = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    output.mkdir()
+    (data / "train.csv").write_text("ticket_id,message,intent\n1,where is my order,shipping\n", encoding="utf-8")
+    argv = ["curate", "--input", str(data / "train.csv"), "--output", str(output), "--workspace", str(tmp_path)]
+    argv += ["--text-column", "message", "--label-column", "intent", "--id-column", "ticket_id"]
+    (output / "train.csv").write_text("mine", encoding="utf-8")
+    for report in (None, "{}", "[" * 5000):
+        if report is not None:
+            (output / "curation_report.json").write_text(report, encoding="utf-8")
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "holds train.csv" in err and "which no earlier thaw curate wrote" in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert (output / "train.csv").read_text(encoding="utf-8") == "mine"
+    (output / "train.csv").unlink()
+    (output / "validation.parquet").write_text("mine", encoding="utf-8")
+    assert main([*argv, "--format", "parquet"]) == 2
+    assert "holds validation.parquet, curation_report.json, which no earlier" in capsys.readouterr().err
