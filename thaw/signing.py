@@ -136,7 +136,7 @@ def load_approvers(path: Path) -> Approvers | None:
 
 def _signer(path: Path, name: str, entry: Any) -> Signer:
     where = f"{path}: signer {name!r}"
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):  # not match: its "$" allows a newline at the end
         raise UserError(f"{where}: a name is letters, digits and . _ @ - (at most 64)")
     if not isinstance(entry, dict) or set(entry) != {"key", "may"}:
         raise UserError(f"{where}: expected exactly the fields 'key' and 'may'")

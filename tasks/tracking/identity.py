@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.parse import json_value
+from thaw.shown import one_line
 from thaw.tracking import tracking_uri
 
 if TYPE_CHECKING:
@@ -85,7 +86,19 @@ def acting_identity(cfg: ThawConfig) -> Identity:
 
 
 def _claimed() -> str:
-    return os.environ.get("THAW_APPROVER") or getpass.getuser()
+    """The name a user claims (``THAW_APPROVER``, else the OS user's), as the approvers file
+    spells names: it is written into every ledger entry that user makes."""
+    from thaw.signing import NAME
+
+    name, source = os.environ.get("THAW_APPROVER"), "THAW_APPROVER"
+    if not name:
+        name, source = getpass.getuser(), "the OS user name"
+    if not NAME.fullmatch(name):
+        raise UserError(
+            f"{source} {one_line(repr(name), 80)} is not a name the ledger records: letters, digits and . _ @ -, "
+            "at most 64, starting with a letter or digit" + ("" if source == "THAW_APPROVER" else "; set THAW_APPROVER")
+        )
+    return name
 
 
 def registry_identity(cfg: ThawConfig) -> Identity:
@@ -104,6 +117,10 @@ def registry_identity(cfg: ThawConfig) -> Identity:
         if not isinstance(name, str) or not name.strip():
             raise UserError(
                 f"{uri} answered the question who is signed in without naming a user: is it an MLflow tracking server?"
+            )
+        if len(name) > 256 or one_line(name, 257) != name:  # written into every ledger entry, on one line
+            raise UserError(
+                f"{uri} names the signed-in user {one_line(repr(name), 80)}, which the ledger cannot record"
             )
         return Identity(name, True, "authenticated by the MLflow tracking server")
     if status == 404:

@@ -188,6 +188,7 @@ def test_unsigned_history_is_adopted_only_up_to_the_entry_the_file_names(team, t
         ("signers:\n  alice: {key: 'ssh-rsa AAAA', may: [approve]}", "not an OpenSSH ed25519"),
         ("signers:\n  alice: {key: 'ssh-ed25519 !!!', may: [approve]}", "not valid base64"),
         ("signers:\n  'al ice': {key: x, may: [approve]}", "a name is letters"),
+        ('signers:\n  "alice\\n": {key: x, may: [approve]}', "a name is letters"),  # "$" would allow it
         ("signers:\n  alice: {key: x, may: [deploy]}", "'may' lists some of"),
         ("signers: {}\nsigners: {}", "appears twice"),
         ("extra: 1", "expected the fields"),

@@ -1,5 +1,6 @@
 """Registry errors that are the user's situation, not thaw's bug, become one line."""
 
+import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
@@ -65,3 +66,22 @@ def test_a_tracking_url_that_answers_200_with_a_page_is_not_taken_for_a_signed_i
             with pytest.raises(UserError, match="without naming a user: is it an MLflow tracking server"):
                 registry_identity(cfg)
         server.shutdown()
+
+
+@pytest.mark.parametrize("claimed", ["a" * 20_000, "alice\nbob", "alice\x1b[31m", " alice", "alice bob", "-alice"])
+def test_a_claimed_name_the_ledger_cannot_record_is_refused_in_one_line(tmp_path, monkeypatch, claimed):
+    """THAW_APPROVER is written into each ledger entry its user makes: 20,000 characters
+    overflowed the tag (an AssertionError), a newline or an escape was recorded as a name."""
+    from tasks.tracking.identity import registry_identity
+    from thaw.config import ThawConfig
+    from thaw.errors import UserError
+
+    cfg = ThawConfig.model_validate({"workspace": str(tmp_path)})
+    monkeypatch.setenv("THAW_APPROVER", claimed)
+    with pytest.raises(UserError) as raised:
+        registry_identity(cfg)
+    assert str(raised.value).startswith("THAW_APPROVER ") and "is not a name the ledger records" in str(raised.value)
+    assert len(str(raised.value)) < 300 and "\n" not in str(raised.value)
+    for fine in ("alice", "jane.doe@example.org", "ci-worker_2"):
+        monkeypatch.setenv("THAW_APPROVER", fine)
+        assert registry_identity(cfg).user == fine
