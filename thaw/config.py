@@ -40,7 +40,9 @@ DEFAULT_PII_ENTITIES = (
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # no setting is infinite or not a number: YAML's .inf or .nan would pass every bound
+    # (nan compares false) or overflow where a budget becomes a count of epochs
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Frozen):

@@ -114,3 +114,21 @@ def test_a_model_name_that_cannot_name_a_directory_and_a_model_is_refused_naming
     with pytest.raises(UserError, match=f"^{config}: invalid configuration: model_name: "):
         load_config(config)
     assert load_config(None, {"model_name": "tickets-v2.1_x" + "y" * 86}).model_name.startswith("tickets")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("training.ladder.time_budget_minutes", ".inf"),  # overflowed where the budget became epochs
+        ("training.ladder.cv_repeat_minutes", ".inf"),
+        ("state_budget_gb", ".nan"),
+        ("training.ladder.alpha", ".nan"),
+    ],
+)
+def test_a_setting_that_is_infinite_or_not_a_number_is_refused_naming_it(tmp_path: Path, key: str, value: str):
+    *parents, leaf = key.split(".")
+    text = "".join(f"{'  ' * depth}{name}:\n" for depth, name in enumerate(parents))
+    config = tmp_path / "c.yaml"
+    config.write_text(text + f"{'  ' * len(parents)}{leaf}: {value}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"^{config}: invalid configuration: {key}: "):
+        load_config(config)
