@@ -183,9 +183,16 @@ def apply_adaptation(encoder, directory: Path, device):
         from safetensors.torch import load_file
 
         changed = load_file(str(delta))
-        missing = set(changed) - set(encoder.state_dict())
+        base = encoder.state_dict()
+        # the file is whoever registered the version's: a tensor the backbone lacks, or one
+        # of another shape, is refused in a line before any weight changes
+        where = f"{directory.name}/{delta.name}"
+        missing = sorted(set(changed) - set(base))
         if missing:
-            raise ValueError(f"{delta}: tensors {sorted(missing)[:3]} do not exist in the base backbone")
+            raise UserError(f"{where}: tensors {missing[:3]} do not exist in the backbone")
+        reshaped = sorted(k for k, v in changed.items() if v.shape != base[k].shape)
+        if reshaped:
+            raise UserError(f"{where}: tensors {reshaped[:3]} do not have the backbone's shape")
         encoder.load_state_dict(changed, strict=False)
     return encoder.eval()
 

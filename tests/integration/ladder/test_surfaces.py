@@ -126,6 +126,29 @@ def test_the_saved_delta_is_the_whole_change_to_the_base(tiny_encoder, tmp_path,
     assert not torch.allclose(_hidden(restored, tokenizer), _hidden(base, tokenizer))
 
 
+def test_a_delta_that_does_not_fit_the_backbone_is_refused_in_a_line(tiny_encoder, tmp_path):
+    """A stored model's delta is whoever registered it's: a tensor the backbone lacks, or
+    one of another shape, is a one-line refusal (a ValueError and a RuntimeError before)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from thaw.errors import UserError
+    from thaw.modeling import load_encoder
+    from thaw.serving import apply_adaptation
+
+    _, fresh = load_encoder(tiny_encoder, torch.device("cpu"))
+    name, weight = next(iter(fresh.state_dict().items()))
+    (tmp_path / "model").mkdir()
+    for tensors, said in (
+        ({"not.a.weight": torch.zeros(2)}, "do not exist in the backbone"),
+        ({name: torch.zeros(weight.shape[0] + 1, *weight.shape[1:])}, "do not have the backbone's shape"),
+    ):
+        save_file(tensors, str(tmp_path / "model" / "delta.safetensors"))
+        with pytest.raises(UserError, match=f"^model/delta.safetensors: tensors .* {said}"):
+            apply_adaptation(fresh, tmp_path / "model", torch.device("cpu"))
+    assert torch.equal(fresh.state_dict()[name], weight)  # nothing changed
+
+
 @pytest.mark.parametrize("method", ["lora", "ia3"])
 def test_a_saved_adapter_is_merged_at_load_and_serves_the_same_outputs(tiny_encoder, tmp_path, method):
     """Served, an adapter costs nothing extra: it is merged into the base weights at load,
