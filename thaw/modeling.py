@@ -326,6 +326,38 @@ def embed_texts(
     return out
 
 
+def hidden_size(directory: Path) -> int | None:
+    """The width of the features the backbone in ``directory`` gives (its config's
+    ``hidden_size``); None when the config does not state a positive integer."""
+    try:
+        value = json_value((directory / "config.json").read_text(encoding="utf-8")).get("hidden_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def head_problem(head: dict[str, np.ndarray], classes: int, width: int | None) -> str | None:
+    """What keeps a saved head (``head_probabilities``'s forms) from answering ``classes``
+    classes from features ``width`` wide (None: not checked); None when nothing does."""
+    weight, bias = head.get("weight"), head.get("bias")
+    if weight is None or bias is None:
+        return "no weight and bias"
+    if bias.shape != (classes,):
+        return f"its bias answers {tuple(bias.shape)}, not the {classes} classes of labels.json"
+    inner = width
+    if "w1" in head:
+        w1, b1 = head["w1"], head.get("b1")
+        if w1.ndim != 2 or (width is not None and w1.shape[1] != width) or b1 is None or b1.shape != w1.shape[:1]:
+            return f"its hidden layer {tuple(w1.shape)} does not read features {width} wide"
+        inner = w1.shape[0]
+    if weight.ndim != 2 or weight.shape[0] != classes or (inner is not None and weight.shape[1] != inner):
+        return f"its weight is {tuple(weight.shape)}, not {(classes, inner)}"
+    words = head.get("words_weight")
+    if words is not None and (words.ndim != 2 or words.shape[0] != classes):
+        return f"its word weights are {tuple(words.shape)}, not {classes} rows"
+    return None
+
+
 def head_probabilities(features: np.ndarray, head: dict[str, np.ndarray], words=None) -> np.ndarray:
     """Class probabilities of a saved head: linear (``weight``, ``bias``), a one-hidden-
     layer MLP (``w1``, ``b1`` then ``weight``, ``bias``, ReLU between), or linear over the

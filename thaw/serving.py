@@ -31,6 +31,8 @@ from thaw.modeling import (
     embed_texts,
     encode_texts,
     head_probabilities,
+    head_problem,
+    hidden_size,
     load_encoder,
     load_tokenizer,
     locate_backbone,
@@ -60,11 +62,6 @@ class ThawPredictor:
 
         self.meta, self.labels = read_model_json(directory)
         self.head = load_file(str(directory / "head.safetensors"))
-        if "bias" in self.head and self.head["bias"].shape != (len(self.labels),):
-            raise UserError(
-                f"{directory.name}: labels.json names {len(self.labels)} classes, and the head answers "
-                f"{self.head['bias'].shape[0] if self.head['bias'].ndim == 1 else self.head['bias'].shape}"
-            )
         ref = self.ref = BackboneRef(**self.meta["backbone"])
         if allowed_backbones is not None and ref.source not in allowed_backbones:
             raise UserError(
@@ -77,6 +74,9 @@ class ThawPredictor:
         self.session, self.engine = None, "pytorch"
         onnx = read_onnx_meta(directory) if (use_onnx if use_onnx is not None else onnx_enabled()) else None
         backbone_dir = locate_backbone(ref)
+        # the head is input too: one that does not fit fails on the first request, not here
+        if problem := head_problem(self.head, len(self.labels), hidden_size(backbone_dir)):
+            raise UserError(f"{directory.name}/head.safetensors: {problem}")
         self.backbone_cfg = BackboneConfig(
             name=ref.name, pooling=self.meta["pooling"], max_length=self.meta["max_length"]
         )
