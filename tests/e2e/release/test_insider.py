@@ -168,12 +168,14 @@ def test_a_version_with_its_own_code_or_a_pickle_never_runs(registry, tmp_path, 
 def test_json_past_what_the_parser_reads_is_reported_in_a_line_never_a_traceback(registry, tmp_path):
     """JSON the parser cannot read past its syntax, where an insider can write it: a ledger
     tag nested 4,000 deep (it fits in a tag), a dataset input logged on the run whose
-    source is not JSON, and a version of thaw's own entry whose model.json names no
-    backbone and whose labels.json is nested too deep. Each command says what is wrong."""
+    source is not JSON, and versions of thaw's own entry whose model.json names no
+    backbone, whose labels.json is nested too deep, or whose head answers one class fewer
+    than labels.json names. Each command says what is wrong."""
     import json
     import shutil
 
     from mlflow.entities import Dataset, DatasetInput
+    from safetensors.numpy import load_file, save_file
 
     from tasks.release.stored_model import check_stored_files, verified_model_dir
 
@@ -207,8 +209,16 @@ def test_json_past_what_the_parser_reads_is_reported_in_a_line_never_a_traceback
     original = check_stored_files(verified_model_dir(cfg, MODEL, "1"), MODEL, "1")
     weights = tmp_path / "weights" / "thaw_model"
     shutil.copytree(original, weights)
-    for name, text in (("model.json", '{"backbone": "x"}'), ("labels.json", "[" * 5000 + "]" * 5000)):
-        (weights / name).write_text(text, encoding="utf-8")
+    head = load_file(str(original / "head.safetensors"))
+    for name, text in (
+        ("model.json", '{"backbone": "x"}'),
+        ("labels.json", "[" * 5000 + "]" * 5000),
+        ("head.safetensors", None),  # a bias one class short of labels.json
+    ):
+        if text is None:
+            save_file({**head, "bias": head["bias"][:-1]}, str(weights / name))
+        else:
+            (weights / name).write_text(text, encoding="utf-8")
         (tmp_path / name).mkdir()
         version = _register_own(cfg, client, tmp_path / name, "thaw", tmp_path / "ran", weights)
         proc = _predict(tmp_path, cfg, version)
