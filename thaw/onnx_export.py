@@ -61,13 +61,37 @@ def check_onnx_file(path: Path) -> None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # a truncated or foreign file: onnx raises its own types
         raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    external = [t.name or "(unnamed)" for t in _tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
         raise UserError(f"{path}: tensor {external[0][:80]!r} is stored outside the file; refusing to load it")
-    domains = {op.domain for op in model.graph.node} | {o.domain for o in model.opset_import}
+    domains = {op.domain for op in _nodes(model.graph)} | {o.domain for o in model.opset_import}
     foreign = sorted(domains - ALLOWED_DOMAINS)
     if foreign or model.functions:
         raise UserError(f"{path}: operator domain {(foreign or ['local functions'])[0][:80]!r} is not ONNX's own")
+
+
+def _nodes(graph):
+    """Every node of ``graph`` and of the graphs inside its nodes (If, Loop and Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for inner in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _nodes(inner)
+
+
+def _tensors(graph):
+    """Every tensor ``graph`` holds: initializers (sparse ones' values too) and tensors in
+    node attributes (a Constant's value), its inner graphs' as well: any may say its bytes
+    are in another file."""
+    yield from graph.initializer
+    yield from (sparse.values for sparse in graph.sparse_initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            yield from ([attr.t] if attr.HasField("t") else [])
+            yield from attr.tensors
+            yield from (sparse.values for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []))
+            for inner in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _tensors(inner)
 
 
 class OnnxEncoder:

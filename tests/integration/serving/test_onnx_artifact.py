@@ -92,5 +92,22 @@ def test_a_changed_renamed_or_foreign_onnx_file_is_refused(model, tmp_path):
     onnx.save(graph, str(external), save_as_external_data=True, all_tensors_to_one_file=True, size_threshold=0)
     with pytest.raises(UserError, match="stored outside the file"):
         check_onnx_file(external)
+    # the same in a Constant's value, and in a node inside an If's branch: not initializers
+    from onnx import helper
+
+    stored_elsewhere = onnx.TensorProto(name="c", data_type=onnx.TensorProto.UINT8, dims=[8])
+    stored_elsewhere.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "elsewhere.bin"), ("offset", "0"), ("length", "8")):
+        stored_elsewhere.external_data.add(key=key, value=value)
+    out = [helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, [8])]
+    branch = helper.make_graph([helper.make_node("Constant", [], ["y"], value=stored_elsewhere)], "b", [], out)
+    custom = helper.make_graph([helper.make_node("Evil", [], ["y"], domain="evil.custom")], "b", [], out)
+    flag = helper.make_tensor_value_info("flag", onnx.TensorProto.BOOL, [])
+    for then, said in ((branch, "tensor 'c' is stored outside the file"), (custom, "operator domain 'evil.custom'")):
+        node = helper.make_node("If", ["flag"], ["y"], then_branch=then, else_branch=then)
+        inner = tmp_path / "inner.onnx"
+        onnx.save(helper.make_model(helper.make_graph([node], "g", [flag], out)), str(inner))
+        with pytest.raises(UserError, match=said):
+            check_onnx_file(inner)
     shutil.rmtree(model_dir / ONNX_DIR)
     assert read_onnx_meta(model_dir) is None
