@@ -164,6 +164,9 @@ def read_model_json(directory: Path) -> tuple[dict, list[str]]:
     return meta, labels
 
 
+ADAPTER_TYPES = ("LORA", "IA3")  # PEFT's names of the adapters the peft rung saves (BitFit saves a delta)
+
+
 def apply_adaptation(encoder, directory: Path, device):
     """The base encoder with the rung's adapter or changed tensors applied (eval mode).
 
@@ -173,7 +176,19 @@ def apply_adaptation(encoder, directory: Path, device):
     if (directory / "adapter").is_dir():
         from peft import PeftModel
 
-        adapted = PeftModel.from_pretrained(encoder, directory / "adapter").to(device).eval()
+        where = f"{directory.name}/adapter/adapter_config.json"
+        try:
+            config = json_value((directory / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{where}: unreadable ({one_line(exc, 120)})") from None
+        if not isinstance(config, dict) or config.get("peft_type") not in ADAPTER_TYPES:
+            raise UserError(f"{where}: not an adapter thaw trains ({', '.join(ADAPTER_TYPES)})")
+        try:  # the rest of it is PEFT's to read, and whoever registered the version's to write
+            adapted = PeftModel.from_pretrained(encoder, directory / "adapter")
+        except (ValueError, KeyError, TypeError) as exc:
+            problem = f"{type(exc).__name__}: {one_line(exc, 160)}"
+            raise UserError(f"{where}: not an adapter for this backbone ({problem})") from None
+        adapted = adapted.to(device).eval()
         try:
             return adapted.merge_and_unload().eval()
         except (AttributeError, ValueError, NotImplementedError):  # an adapter type that cannot merge

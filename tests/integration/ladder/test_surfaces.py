@@ -149,6 +149,34 @@ def test_a_delta_that_does_not_fit_the_backbone_is_refused_in_a_line(tiny_encode
     assert torch.equal(fresh.state_dict()[name], weight)  # nothing changed
 
 
+def test_an_adapter_config_thaw_did_not_write_is_refused_in_a_line(tiny_encoder, tmp_path):
+    """adapter_config.json is whoever registered the version's: PEFT met these with a
+    KeyError, a TypeError and its own ValueError."""
+    import json
+
+    import torch
+
+    from tasks.ladder.finetuning import save_adapted_model
+    from thaw.errors import UserError
+    from thaw.modeling import load_encoder
+    from thaw.serving import apply_adaptation
+
+    _, _, model, surface, _, _ = _adapted(tiny_encoder, "peft", "lora")
+    save_adapted_model(model, surface, ("a", "b", "c"), {"rung": "peft"}, tmp_path / "model")
+    path = tmp_path / "model" / "adapter" / "adapter_config.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    for written, said in (
+        ({**saved, "peft_type": "NOPE"}, "not an adapter thaw trains"),
+        (["LORA"], "not an adapter thaw trains"),
+        ({**saved, "target_modules": ["nothere"]}, "not an adapter for this backbone"),
+        ({**saved, "r": "8"}, r"not an adapter for this backbone \(TypeError"),
+    ):
+        path.write_text(json.dumps(written), encoding="utf-8")
+        _, fresh = load_encoder(tiny_encoder, torch.device("cpu"))
+        with pytest.raises(UserError, match=f"^model/adapter/adapter_config.json: {said}"):
+            apply_adaptation(fresh, tmp_path / "model", torch.device("cpu"))
+
+
 @pytest.mark.parametrize("method", ["lora", "ia3"])
 def test_a_saved_adapter_is_merged_at_load_and_serves_the_same_outputs(tiny_encoder, tmp_path, method):
     """Served, an adapter costs nothing extra: it is merged into the base weights at load,
