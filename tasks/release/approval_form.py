@@ -37,6 +37,7 @@ from tasks.tracking.client import CHAMPION, RegisteredVersion, alias_version, cl
 from thaw.config import ThawConfig
 from thaw.errors import UserError
 from thaw.shown import md_code, md_text
+from thaw.signing import NAME
 from thaw.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ class ApprovalForm(RunInput):
         "(Promoting despite the gate is `thaw approve --force`, never this form.)"
     )
     reason: str = Field(min_length=3, max_length=2000, description="Why; kept in the ledger with your name.")
-    approver: str = Field(min_length=1, max_length=100, description="Your name, as it should appear in the ledger.")
+    # as the approvers file and THAW_APPROVER spell names: it is written into the ledger
+    approver: str = Field(
+        pattern=NAME.pattern,
+        description="Your name, as it should appear in the ledger: letters, digits and . _ @ - (at most 64).",
+    )
 
 
 @dataclass(frozen=True)

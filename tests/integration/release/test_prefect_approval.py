@@ -88,6 +88,10 @@ def test_the_form_refuses_an_answer_without_a_decision_or_a_reason():
             ApprovalForm.model_validate(answer)
     with pytest.raises(ValidationError):  # a blank name is not filled in with anyone's
         ApprovalForm.model_validate({"decision": "reject", "reason": "wrong labels", "approver": ""})
+    for name in ("ana\nthaw: approved by the board", "ana\x1b[2K", "a" * 65, "Ana Lima"):  # one name, on one line
+        with pytest.raises(ValidationError):
+            ApprovalForm.model_validate({"decision": "reject", "reason": "wrong labels", "approver": name})
+    assert ApprovalForm.model_validate({"decision": "reject", "reason": "fine", "approver": "ana.lima@x.org"})
 
 
 def test_without_an_answer_the_candidate_stays_challenger(approval_cfg, prefect_harness):
