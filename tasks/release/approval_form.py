@@ -28,10 +28,10 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect.input import RunInput
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from tasks.tracking.client import CHAMPION, RegisteredVersion, alias_version, client_for
 from thaw.config import ThawConfig
@@ -51,9 +51,10 @@ class ApprovalForm(RunInput):
         "(Promoting despite the gate is `thaw approve --force`, never this form.)"
     )
     reason: str = Field(min_length=3, max_length=2000, description="Why; kept in the ledger with your name.")
-    # as the approvers file and THAW_APPROVER spell names: it is written into the ledger
-    approver: str = Field(
-        pattern=NAME.pattern,
+    # as the approvers file and THAW_APPROVER spell names: it is written into the ledger. The
+    # server checks the pattern when the run resumes (Python's "$" lets one trailing newline
+    # through, which a textarea's Enter adds); the flow strips it before checking again
+    approver: Annotated[str, StringConstraints(strip_whitespace=True, pattern=NAME.pattern)] = Field(
         description="Your name, as it should appear in the ledger: letters, digits and . _ @ - (at most 64).",
     )
 

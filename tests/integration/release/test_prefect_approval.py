@@ -92,6 +92,14 @@ def test_the_form_refuses_an_answer_without_a_decision_or_a_reason():
         with pytest.raises(ValidationError):
             ApprovalForm.model_validate({"decision": "reject", "reason": "wrong labels", "approver": name})
     assert ApprovalForm.model_validate({"decision": "reject", "reason": "fine", "approver": "ana.lima@x.org"})
+    # a textarea's Enter: the server's check (Python's re) lets one trailing newline through
+    assert ApprovalForm.model_validate({"decision": "reject", "reason": "fine", "approver": "ana\n"}).approver == "ana"
+    import jsonschema
+
+    schema = ApprovalForm.model_json_schema()
+    jsonschema.validate({"decision": "reject", "reason": "fine", "approver": "ana\n"}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"decision": "reject", "reason": "fine", "approver": "ana\nthaw: approved"}, schema)
 
 
 def test_without_an_answer_the_candidate_stays_challenger(approval_cfg, prefect_harness):
