@@ -172,6 +172,15 @@ def test_a_canary_answers_its_share_takes_labels_back_and_is_shown_at_approval(l
         assert report.returncode == 0, report.stderr
         assert "champion v1 vs challenger v2" in report.stdout and "requests      60 " in report.stdout
         assert "on 40 labelled" in report.stdout  # 10 by the endpoint, 30 by the file
+        # a pair typed wrong is said, not reported as a pair with no requests
+        for args, said in (
+            (("--champion", "1", "--challenger", "9"), f"{MODEL} has no version 9"),
+            (("--champion", "2", "--challenger", "2"), "are both v2: a canary compares two versions"),
+        ):
+            typo = _thaw(config, "canary", MODEL, *args)
+            assert typo.returncode == 2 and said in typo.stderr, typo.stderr
+        typo = _thaw(config, "canary", MODEL + "s")
+        assert typo.returncode == 2 and f"no registered model '{MODEL}s'" in typo.stderr, typo.stderr
         # the approver sees the live evidence, and the ledger keeps what they saw
         approval = _thaw(config, "approve", MODEL, "2", "--reason", "canary looked fine to me")
         assert "live evidence (thaw canary):" in approval.stdout and "agreement" in approval.stdout
