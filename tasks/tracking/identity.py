@@ -86,18 +86,23 @@ def acting_identity(cfg: ThawConfig) -> Identity:
 
 
 def _claimed() -> str:
-    """The name a user claims (``THAW_APPROVER``, else the OS user's), as the approvers file
-    spells names: it is written into every ledger entry that user makes."""
+    """The name a user claims: ``THAW_APPROVER`` as the approvers file spells names (it is
+    typed, and written into every ledger entry that user makes), else the OS user's, which
+    the system named: taken when it is one line of at most 64 characters (``_svc`` and
+    ``jenkins$`` are account names too; a scheduled run registers under one)."""
     from thaw.signing import NAME
 
-    name, source = os.environ.get("THAW_APPROVER"), "THAW_APPROVER"
-    if not name:
-        name, source = getpass.getuser(), "the OS user name"
-    if not NAME.fullmatch(name):
-        raise UserError(
-            f"{source} {one_line(repr(name), 80)} is not a name the ledger records: letters, digits and . _ @ -, "
-            "at most 64, starting with a letter or digit" + ("" if source == "THAW_APPROVER" else "; set THAW_APPROVER")
-        )
+    name = os.environ.get("THAW_APPROVER")
+    if name:
+        if not NAME.fullmatch(name):
+            raise UserError(
+                f"THAW_APPROVER {one_line(repr(name), 80)} is not a name the ledger records: letters, digits and "
+                ". _ @ -, at most 64, starting with a letter or digit"
+            )
+        return name
+    name = getpass.getuser()
+    if not name.strip() or len(name) > 64 or one_line(name, 65) != name:
+        raise UserError(f"the OS user name {one_line(repr(name), 80)} is not one the ledger records; set THAW_APPROVER")
     return name
 
 

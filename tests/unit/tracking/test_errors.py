@@ -85,3 +85,14 @@ def test_a_claimed_name_the_ledger_cannot_record_is_refused_in_one_line(tmp_path
     for fine in ("alice", "jane.doe@example.org", "ci-worker_2"):
         monkeypatch.setenv("THAW_APPROVER", fine)
         assert registry_identity(cfg).user == fine
+    # without it, the OS user's name, as the system spells it (a service account's too)
+    monkeypatch.delenv("THAW_APPROVER")
+    for account in ("_svc", "jenkins$", "Ana"):
+        monkeypatch.setenv("USER", account)  # getpass reads LOGNAME, then USER
+        monkeypatch.setenv("LOGNAME", account)
+        assert registry_identity(cfg).user == account
+    monkeypatch.setenv("LOGNAME", "ana\nbob")
+    with pytest.raises(UserError) as raised:
+        registry_identity(cfg)
+    assert str(raised.value).endswith("is not one the ledger records; set THAW_APPROVER")
+    assert str(raised.value).startswith("the OS user name 'ana") and "\n" not in str(raised.value)
