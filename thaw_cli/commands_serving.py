@@ -239,33 +239,22 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
-def registered_version(client, name: str, version: str | None = None) -> None:
-    """UserError unless ``name`` (and its ``version``, when given) is in the registry."""
-    from mlflow.exceptions import MlflowException
-
-    from tasks.tracking.client import is_missing
-
-    try:
-        if version is None:
-            client.get_registered_model(name)
-        else:
-            client.get_model_version(name, version)
-    except MlflowException as exc:
-        if not is_missing(exc):
-            raise
-        missing = f"no registered model {name!r}" if version is None else f"{name} has no version {version}"
-        raise UserError(missing) from None
-
-
 def cmd_canary(args: argparse.Namespace) -> int:
     """The canary report of a model's current (or a named) champion/challenger pair."""
-    from tasks.tracking.client import CHALLENGER, CHAMPION, alias_version, client_for
+    from tasks.tracking.client import (
+        CHALLENGER,
+        CHAMPION,
+        alias_version,
+        client_for,
+        registered_model,
+        resolve_version,
+    )
     from thaw.ledger import is_version
     from thaw.request_store import RequestStore, shown_url
 
     cfg = config_from_args(args)
     client = client_for(cfg)
-    registered_version(client, args.model)  # a name typed wrong is said as such, not as a missing alias
+    registered_model(client, args.model)  # a name typed wrong is said as such, not as a missing alias
     champion = args.champion or alias_version(client, args.model, CHAMPION)
     challenger = args.challenger or alias_version(client, args.model, CHALLENGER)
     for what, version in (("champion", champion), ("challenger", challenger)):
@@ -273,7 +262,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
             raise UserError(f"{args.model} has no {what}; name a pair with --champion N --challenger M")
         if not is_version(version):
             raise UserError(f"--{what} {str(version)[:40]!r}: expected a version number")
-        registered_version(client, args.model, str(version))  # a version typed wrong: no empty report of it
+        resolve_version(cfg, f"{args.model}/{version}")  # a version typed wrong: no empty report of it
     if str(champion) == str(challenger):
         raise UserError(f"--champion and --challenger are both v{champion}: a canary compares two versions")
     store = RequestStore.for_config(cfg)

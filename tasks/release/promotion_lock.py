@@ -146,16 +146,10 @@ def _description(model: str, state: str) -> str:
 def _generation(client, model: str) -> int:
     """The lock's generation, from the registered model's tag; a model name nobody
     registered (a typo in ``thaw approve``) is a UserError, not a traceback."""
-    from mlflow.exceptions import MlflowException
 
-    from tasks.tracking.client import is_missing
+    from tasks.tracking.client import registered_model
 
-    try:
-        rm = client.get_registered_model(model)
-    except MlflowException as exc:
-        if not is_missing(exc):
-            raise
-        raise UserError(f"no registered model {model!r} (`thaw models` lists them)") from None
+    rm = registered_model(client, model)
     value = rm.tags.get(GENERATION_TAG, "0")
     return int(value) if value.isdigit() else 0
 

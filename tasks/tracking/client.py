@@ -134,6 +134,18 @@ def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
     return ref, CHALLENGER, None
 
 
+def registered_model(client, name: str):
+    """The registered model ``name``; UserError when the registry has none of that name."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
+        raise UserError(f"no registered model {name!r} (`thaw models` lists them)") from None
+
+
 def resolve_version(cfg: ThawConfig, ref: str):
     """The MLflow ModelVersion a reference points at; UserError when there is none."""
     from mlflow.exceptions import MlflowException

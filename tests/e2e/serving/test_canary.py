@@ -174,7 +174,7 @@ def test_a_canary_answers_its_share_takes_labels_back_and_is_shown_at_approval(l
         assert "on 40 labelled" in report.stdout  # 10 by the endpoint, 30 by the file
         # a pair typed wrong is said, not reported as a pair with no requests
         for args, said in (
-            (("--champion", "1", "--challenger", "9"), f"{MODEL} has no version 9"),
+            (("--champion", "1", "--challenger", "9"), f"no model version {MODEL + '/9'!r}"),
             (("--champion", "2", "--challenger", "2"), "are both v2: a canary compares two versions"),
         ):
             typo = _thaw(config, "canary", MODEL, *args)
