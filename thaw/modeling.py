@@ -197,15 +197,20 @@ def input_limit(directory: Path) -> int | None:
     ``max_position_embeddings``; None when neither file states one. Both files are input:
     a value that is not a positive integer counts as not stated."""
 
-    def stated(name: str, key: str) -> int | None:
-        try:
-            value = json_value((directory / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
-            return None
-        # tokenizers saved without a bound carry transformers' VERY_LARGE_INTEGER
-        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000 else None
+    return _stated(directory, "tokenizer_config.json", "model_max_length") or _stated(
+        directory, "config.json", "max_position_embeddings"
+    )
 
-    return stated("tokenizer_config.json", "model_max_length") or stated("config.json", "max_position_embeddings")
+
+def _stated(directory: Path, name: str, key: str) -> int | None:
+    """The positive integer the JSON file ``name`` in ``directory`` states for ``key``; None
+    when it states none (the file is input: anything else counts as not stated)."""
+    try:
+        value = json_value((directory / name).read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    # tokenizers saved without a bound carry transformers' VERY_LARGE_INTEGER
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000 else None
 
 
 def check_max_length(directory: Path, cfg: BackboneConfig) -> None:
@@ -329,11 +334,7 @@ def embed_texts(
 def hidden_size(directory: Path) -> int | None:
     """The width of the features the backbone in ``directory`` gives (its config's
     ``hidden_size``); None when the config does not state a positive integer."""
-    try:
-        value = json_value((directory / "config.json").read_text(encoding="utf-8")).get("hidden_size")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return _stated(directory, "config.json", "hidden_size")
 
 
 def head_problem(head: dict[str, np.ndarray], classes: int, width: int | None) -> str | None:
