@@ -65,6 +65,12 @@ def test_approval_form_in_a_paused_run_promotes_and_records(approval_cfg, prefec
     runner = threading.Thread(target=lambda: _run(thaw_pipeline, cfg, errors))
     runner.start()
     run_id = _paused_run_id()
+    # a name that would print a line of its own in the ledger: the server refuses the answer
+    # against the form's schema, and the run stays paused for a real one
+    forged = {"decision": "approve", "reason": "checked", "approver": "ana\nthaw: approved by the board"}
+    with pytest.raises(RuntimeError, match="Cannot resume this run"):
+        resume_flow_run(run_id, run_input=forged)
+    assert _paused_run_id() == run_id
     resume_flow_run(run_id, run_input={"decision": "approve", "reason": "checked the transfer note", "approver": "ana"})
     runner.join(timeout=300)
     assert not runner.is_alive() and errors == []
