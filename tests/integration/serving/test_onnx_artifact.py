@@ -111,3 +111,26 @@ def test_a_changed_renamed_or_foreign_onnx_file_is_refused(model, tmp_path):
             check_onnx_file(inner)
     shutil.rmtree(model_dir / ONNX_DIR)
     assert read_onnx_meta(model_dir) is None
+
+
+def test_a_text_gets_the_same_vector_alone_or_in_a_batch_from_either_export(model, tmp_path):
+    # int8 dynamic quantisation takes one activation scale per call from every row in it:
+    # batched, a text's vector (and label) would depend on the texts beside it
+    import numpy as np
+
+    from thaw.modeling import encode_texts
+    from thaw.onnx_export import FP32_FILE, INT8_FILE, OnnxEncoder, export_encoder, quantize_int8
+    from thaw.serving import ThawPredictor
+
+    model_dir, test = model
+    served = ThawPredictor(model_dir, use_onnx=False)
+    export_encoder(served.encoder, served.tokenizer, served.backbone_cfg.pooling, tmp_path / FP32_FILE)
+    quantize_int8(tmp_path / FP32_FILE, tmp_path / INT8_FILE)
+    texts = test.texts[:24]
+    encoded = encode_texts(served.tokenizer, texts, served.backbone_cfg.max_length)
+    for name, alone in ((FP32_FILE, False), (INT8_FILE, True)):
+        encoder = OnnxEncoder(tmp_path / name)
+        assert encoder.rows_alone is alone
+        batched = encoder.embed(encoded, 64)
+        one_by_one = np.vstack([encoder.embed({k: [v[i]] for k, v in encoded.items()}, 64) for i in range(len(texts))])
+        np.testing.assert_allclose(batched, one_by_one, rtol=0, atol=2e-6)
