@@ -105,7 +105,7 @@ class OnnxEncoder:
     and their padding. On a CLINC150 classifier, 27 of 1,280 test labels changed between
     batches of 64 and one text at a time (confidences by up to 0.12). One at a time, the
     int8 encoder ran 552 texts/s against 1,276 in batches of 64, and fp32's 304 one at a
-    time (model only, 2 cores; README, "ONNX")."""
+    time (model only, 2 cores; README, "The ONNX artifact")."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         # in whichever process loads the model (a user's mlflow.pyfunc.load_model too): ONNX
