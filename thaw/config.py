@@ -185,7 +185,9 @@ class BackboneConfig(_Frozen):
     # model on those draws (bench.ladder at 0161f5b / 39c12a0): 0.8396 / 0.8471 on average,
     # its few-shot fits taking about twice as long (docs/benchmarks.md, "Reading 256 tokens").
     max_length: int = Field(256, ge=8, le=512)
-    batch_size: int = Field(64, ge=1)
+    # Rows per forward pass. Bounded: a pasted 64000 would ask for one pass holding every
+    # row's activations (at 512 tokens, 1,024 rows' attention scores alone take 12.9 GB).
+    batch_size: int = Field(64, ge=1, le=1024)
 
 
 class HeadConfig(_Frozen):
@@ -254,7 +256,7 @@ class FineTuneConfig(_Frozen):
     # Batches of 64 (learning rates 1.4e-4) on all of CLINC150 (bench.ladder, target
     # raised, one run each): full fine-tuning's validation macro-F1 0.9762 against 0.9764,
     # its steps 148 GFLOP/s against 138 on a slower hour of the host; not kept for 1.07x.
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=1024)  # bounded as backbone.batch_size
     # 2e-4 for the partial rung (bench.ladder, one run each, at c764276 against the shipped
     # runs of dc4bdce and ffb23cd): CLINC150 all rows validation macro-F1 0.9730 against
     # 0.9721, test accuracy 0.9687 against 0.9669; GoEmotions all rows 0.5002 against

@@ -132,3 +132,12 @@ def test_a_setting_that_is_infinite_or_not_a_number_is_refused_naming_it(tmp_pat
     config.write_text(text + f"{'  ' * len(parents)}{leaf}: {value}\n", encoding="utf-8")
     with pytest.raises(UserError, match=f"^{config}: invalid configuration: {key}: "):
         load_config(config)
+
+
+@pytest.mark.parametrize("key", ["backbone.batch_size", "training.ladder.finetune.batch_size"])
+def test_a_batch_past_what_memory_holds_is_refused_naming_it(key: str):
+    assert load_config(None, {key: 1024})  # the largest taken
+    with pytest.raises(
+        UserError, match=f"{key} .given on the command line.: Input should be less than or equal to 1024"
+    ):
+        load_config(None, {key: 64000})
