@@ -48,6 +48,10 @@ from thaw.pii.view import detection_view, normalised_value
 log = logging.getLogger(__name__)
 
 FINGERPRINT_SALT_FILE = "pii-fingerprint-salt"
+# A shorter key could be guessed (an empty file, "secret", "changeme"), and with it anyone
+# who reads the curated splits could test names against their pseudonyms.
+MIN_KEY_BYTES = 16
+EXAMPLE_KEYS = frozenset({b"replace-with-a-long-random-string"})  # infra/.env.example's, copied and not replaced
 
 
 @dataclass(frozen=True)
@@ -81,21 +85,36 @@ def load_pii_secret(cfg: PiiConfig) -> PiiSecret:
     """
     value = os.environ.get(cfg.secret_env, "")
     if value:
-        return PiiSecret(value.encode(), f"env:{cfg.secret_env}")
+        return _strong(PiiSecret(value.encode(), f"env:{cfg.secret_env}"), cfg.secret_env)
     if cfg.secret_file is not None:
         path = Path(cfg.secret_file).expanduser()
         if not path.is_file():
             raise UserError(f"{path}: PII secret file not found (curation.pii.secret_file)")
         try:
-            return PiiSecret(path.read_bytes().strip(), f"file:{path}")
+            key = path.read_bytes().strip()
         except OSError as exc:
             raise UserError(f"{path}: cannot read the PII secret file ({exc.strerror or exc})") from None
+        return _strong(PiiSecret(key, f"file:{path}"), str(path))
     log.warning(
         "No PII secret set (%s or curation.pii.secret_file): using an ephemeral one; "
         "pseudonyms will not match across runs.",
         cfg.secret_env,
     )
     return PiiSecret(secrets.token_bytes(32), "ephemeral")
+
+
+def _strong(secret: PiiSecret, where: str) -> PiiSecret:
+    """``secret``, refused (UserError naming ``where``) when its key is too short to keep
+    pseudonyms from being tested against guessed names."""
+    if secret.key in EXAMPLE_KEYS:
+        raise UserError(f"{where}: the PII key is infra/.env.example's placeholder; replace it with a random one")
+    if len(secret.key) < MIN_KEY_BYTES:
+        raise UserError(
+            f"{where}: the PII key is {len(secret.key)} bytes; it needs at least {MIN_KEY_BYTES}, or a guessed key "
+            "would let anyone reading the curated data test names against their pseudonyms (make one: "
+            "python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return secret
 
 
 def pseudonym(secret: PiiSecret, entity: str, value: str) -> str:

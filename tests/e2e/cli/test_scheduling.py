@@ -182,7 +182,7 @@ def test_thaw_up_refuses_a_prefect_server_whose_scheduler_does_not_work(tmp_path
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     mlflow_port, prefect_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
-    secrets = {"THAW_PII_SECRET": "the-pii-key", "MLFLOW_TRACKING_PASSWORD": "the-password"}
+    secrets = {"THAW_PII_SECRET": "the-team-pii-key-0123", "MLFLOW_TRACKING_PASSWORD": "the-password"}
     secrets["THAW_SIGNING_KEY"] = str(tmp_path / "alices-key")
     cmd = [sys.executable, "-m", "thaw_cli", "up", "--workspace", str(project)]
     cmd += ["--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)]

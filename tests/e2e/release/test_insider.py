@@ -387,7 +387,7 @@ def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_
     port = free_port()
     cmd = [sys.executable, "-m", "thaw_cli", "serve", f"{MODEL}/1", "--port", str(port), "--workspace", str(cfg.root)]
     cmd += ["--config", str(approver_config(tmp_path, cfg))]
-    secrets = {"THAW_PII_SECRET": "the-pii-key", "MLFLOW_TRACKING_PASSWORD": "the-password"}
+    secrets = {"THAW_PII_SECRET": "the-team-pii-key-0123", "MLFLOW_TRACKING_PASSWORD": "the-password"}
     with running(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env=secrets, timeout_s=180) as proc:
         deadline = time.monotonic() + 30
         servers = []
@@ -398,4 +398,4 @@ def test_thaw_serve_runs_with_no_pii_key_and_no_tracking_password(registry, tmp_
         for child in servers:
             environ = child.environ()
             assert "THAW_PII_SECRET" not in environ and "MLFLOW_TRACKING_PASSWORD" not in environ
-            assert "the-pii-key" not in environ.values() and "the-password" not in environ.values()
+            assert "the-team-pii-key-0123" not in environ.values() and "the-password" not in environ.values()

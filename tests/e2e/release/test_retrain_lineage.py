@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "THAW_PII_SECRET": "the team's key"}  # as a scheduled team sets it: pseudonyms repeat
+    env = {**os.environ, "THAW_PII_SECRET": "the team's 16-byte key"}  # as a scheduled team sets it: pseudonyms repeat
     return subprocess.run(
         [sys.executable, "-m", "thaw_cli", *args], capture_output=True, text=True, timeout=600, env=env
     )

@@ -22,7 +22,7 @@ WORDS = (
 def test_ids_holding_pii_never_reach_the_curated_splits(workspace, monkeypatch, mode):
     from tasks.curation.curate import curate_dataset
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     rows = []
     for i in range(40):
         row_id = f"ana.lima{i}@example.com" if i % 2 else f"T-{i:04d}"

@@ -59,7 +59,7 @@ def test_the_residual_check_catches_what_a_scrubber_without_its_rules_lets_throu
 def _curate(workspace, monkeypatch, rows, pii, **data):
     from tasks.curation.curate import curate_dataset
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     train = workspace / "data" / "tickets.csv"
     train.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(train, index=False)

@@ -70,7 +70,7 @@ def _curated_text(curated) -> str:
 def test_a_registered_recognizer_is_run_scrubs_and_is_counted(workspace, employee_ids, monkeypatch):
     from tasks.curation.curate import curate_dataset
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     assert recognizer_names()[-3:] == ("employee_ids", "postcodes_after_places", "name_echoes_after_ner")
     cfg = _workspace(workspace)
     curated = curate_dataset.fn(cfg, workspace / "run")
@@ -84,7 +84,7 @@ def test_a_registered_recognizer_is_run_scrubs_and_is_counted(workspace, employe
 def test_a_disabled_recognizer_does_not_run(workspace, employee_ids, monkeypatch):
     from tasks.curation.curate import curate_dataset
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     cfg = _workspace(workspace, disabled_recognizers=["employee_ids"])
     curated = curate_dataset.fn(cfg, workspace / "run")
     assert "EMP-100000" in _curated_text(curated) and not HINTS_ASKED

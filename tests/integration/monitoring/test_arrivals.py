@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_arrivals_are_scrubbed_and_refused_when_pii_is_left(tmp_path, monkeypatch):
     from tasks.monitoring.drift import read_arrivals
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     cfg = ThawConfig.model_validate({"workspace": str(tmp_path)})
     columns = ColumnMap(text="text", label=None, id="id")
     clean = tmp_path / "new.csv"
@@ -48,7 +48,7 @@ def test_arrivals_are_held_to_the_length_training_rows_were_held_to(tmp_path, mo
     field is held to the same length (cut after scrubbing, as curation cuts)."""
     from tasks.monitoring.drift import _long_text_note, read_arrivals
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     cfg = ThawConfig.model_validate(
         {"workspace": str(tmp_path), "data": {"max_text_chars": 60, "long_text_policy": policy}}
     )
@@ -85,7 +85,7 @@ def test_every_row_the_monitor_names_is_numbered_as_in_the_file(tmp_path, monkey
     from thaw.datasets import write_table
     from thaw.modeling import BackboneRef
 
-    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret")
+    monkeypatch.setenv("THAW_PII_SECRET", "a-test-secret-long-enough")
     pii = {"uncovered_scripts": "drop", "disabled_recognizers": ["presidio_patterns", "structured", "shapes"]}
     weaker = ThawConfig.model_validate({"workspace": str(tmp_path), "curation": {"pii": pii}})
     unlabelled = ColumnMap(text="text", label=None, id="id")
