@@ -8,6 +8,8 @@ tickets where ../shared is absent), exported as thaw exports at registration
 texts: batch 1 (each text alone) and batch 64, through ``thaw.serving.ThawPredictor``
 (scrubbing to entity types, tokenising, encoder, head: what ``thaw serve`` runs) and,
 separately, the model alone (tokenising, encoder, head) so the scrubber's share shows.
+An int8 encoder reads each text alone inside a batch of 64 too (``thaw.onnx_export.OnnxEncoder``:
+its answer must not depend on the texts beside it), so its batch-64 figures are of that.
 """
 
 from __future__ import annotations
