@@ -81,7 +81,8 @@ def workspace_salt(state_dir: Path) -> bytes:
 def load_pii_secret(cfg: PiiConfig) -> PiiSecret:
     """The key from ``cfg.secret_env`` or ``cfg.secret_file``; else an ephemeral one.
 
-    An ephemeral key is logged as such (placeholders then differ between runs).
+    An ephemeral key is logged as such (placeholders then differ between runs). A key given
+    but guessable (under ``MIN_KEY_BYTES``, or the example file's placeholder) is refused.
     """
     value = os.environ.get(cfg.secret_env, "")
     if value:
