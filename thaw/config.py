@@ -501,6 +501,12 @@ class TrainingConfig(_Frozen):
     ladder: LadderConfig = LadderConfig()
 
 
+# An http(s) address a markdown link can hold whole: with whitespace, a bracket, a
+# parenthesis, a quote or an angle bracket in it, the text after would read as words and
+# a link of its own in a run's description or a model card. fullmatch: `$` lets "\n" by.
+WEB_URL = re.compile(r"https?://[^\s()\[\]<>\"'`\\]+")
+
+
 class TrackingConfig(_Frozen):
     """MLflow, and where the links in run descriptions and model cards lead.
 
@@ -517,8 +523,8 @@ class TrackingConfig(_Frozen):
     @field_validator("repo_url", "prefect_ui_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s]+$", value):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        if value is not None and not WEB_URL.fullmatch(value):
+            raise ValueError(f"must be an http(s) URL without spaces, brackets or quotes, got {value[:120]!r}")
         return value.rstrip("/") if value else value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from thaw.config import ThawConfig
+from thaw.config import WEB_URL, ThawConfig
 
 
 def mlflow_run_link(experiment_id: str, run_id: str) -> str:
@@ -39,7 +39,8 @@ def prefect_flow_run_url(cfg: ThawConfig, flow_run_id: str) -> str | None:
         from prefect.settings import get_current_settings
 
         ui = get_current_settings().ui_url
-    return f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else None
+    ui = str(ui).rstrip("/") if ui else ""
+    return f"{ui}/runs/flow-run/{flow_run_id}" if WEB_URL.fullmatch(ui) else None  # the setting is input too
 
 
 def links_markdown(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from thaw.config import ThawConfig
+from thaw.config import ThawConfig, load_config
 from thaw.ledger import completion_fields, history_markdown, history_rows, seal, verify
 from thaw.metrics import wilson_interval
 
@@ -118,6 +118,24 @@ def test_a_repo_url_must_be_a_web_address(tmp_path):
 
     with pytest.raises((UserError, ValueError), match="http"):
         _cfg(tmp_path, repo_url="git@github.com:org/repo.git")
+    # a link of its own after the address, in the run's description and the model card; a
+    # line of its own (`$` let one trailing newline through)
+    for pasted in ("https://git.example.com/t/p)[Approve](https://elsewhere.example", "https://git.example.com/t/p\n"):
+        for key in ("tracking.repo_url", "tracking.prefect_ui_url"):
+            with pytest.raises(UserError, match=f"{key} .given on the command line.: must be an http.s. URL without spaces"):
+                load_config(None, {key: pasted})
+
+
+def test_prefect_s_own_ui_address_is_linked_only_when_a_link_can_hold_it(tmp_path):
+    from prefect.settings import PREFECT_UI_URL, temporary_settings
+
+    from tasks.tracking.links import links_markdown
+
+    for ui, linked in (("http://127.0.0.1:4200/", True), ("http://x)[Approve](http://elsewhere.example", False)):
+        with temporary_settings(updates={PREFECT_UI_URL: ui}):
+            text = links_markdown(_cfg(tmp_path), "abc", "0f1e")
+        assert ("[0f1e](http://127.0.0.1:4200/runs/flow-run/0f1e)" in text) is linked
+        assert "Approve" not in text
 
 
 def test_the_data_checks_report_lists_every_expectation_without_row_values():
