@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import task
 
@@ -16,6 +17,9 @@ from tasks.tracking.client import RegisteredVersion, client_for
 from tasks.tracking.links import links_markdown
 from thaw import artifacts
 from thaw.shown import md_code, md_text
+
+if TYPE_CHECKING:
+    from thaw.modeling import BackboneRef
 
 
 def _interval(m: dict, key: str) -> str:
@@ -47,6 +51,13 @@ def onnx_lines(onnx: dict | None) -> list[str]:
     ]
 
 
+def backbone_words(backbone: BackboneRef) -> str:
+    """The backbone as the card names it: its name, source and revision as code spans, one
+    line each (a local backbone's name is a path, which may hold a backtick or a newline)."""
+    name, source, revision = md_code(backbone.name, 200), md_code(backbone.source, 300), md_code(backbone.revision[:16])
+    return f"{name} from {source}, revision {revision}"
+
+
 def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experiment_id: str) -> str:
     """Markdown model card of one registered version."""
     cfg, ladder, evaluation, versioned = trained.cfg, trained.ladder, trained.tested, trained.versioned
@@ -62,7 +73,7 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
     lines = [
         f"# {registered.name} v{registered.version}",
         "",
-        f"Text classifier over {len(report['labels'])} labels, adapted from `{ladder.backbone.name}` "
+        f"Text classifier over {len(report['labels'])} labels, adapted from {md_code(ladder.backbone.name, 200)} "
         f"by the **{sel.rung}** rung ({sel.details.method}).",
         "",
         "## Data",
@@ -124,8 +135,7 @@ def build_model_card(trained: TrainedRun, registered: RegisteredVersion, experim
             version=(registered.name, registered.version),
         ),
         f"- config digest `{cfg.digest()[:16]}` (the config is `config.yaml` in the run's artifacts)",
-        f"- backbone `{ladder.backbone.name}` from `{ladder.backbone.source}`, "
-        f"revision `{ladder.backbone.revision[:16]}`",
+        f"- backbone {backbone_words(ladder.backbone)}",
         f"- reproduce the data: `thaw restore-data {registered.name}/{registered.version} --to DIR`",
         "",
     ]

