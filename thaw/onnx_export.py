@@ -40,6 +40,9 @@ ONNX_META = "onnx.json"
 FP32_FILE, INT8_FILE = "encoder.onnx", "encoder.int8.onnx"
 OPSET = 17
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+# Operators that take an activation scale from the whole tensor of a call: ONNX's own, and
+# ONNX Runtime's fused forms of it (what its optimiser writes when a session is saved)
+DYNAMIC_QUANTISATION = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"})
 DISABLE_ENV = "THAW_ONNX"  # "0": serve with PyTorch even where an ONNX artifact exists
 
 
@@ -99,10 +102,10 @@ def _tensors(graph):
 class OnnxEncoder:
     """An exported encoder run by ONNX Runtime: token ids in, pooled vectors out.
 
-    A graph with dynamic quantisation (``DynamicQuantizeLinear``, as ``quantize_int8``
-    writes) runs each text alone: that operator takes one activation scale from the whole
-    tensor of a call, so in a batch a text's answer would depend on the texts beside it
-    and their padding. On a CLINC150 classifier, 27 of 1,280 test labels changed between
+    A graph with dynamic quantisation (``DYNAMIC_QUANTISATION``: ``quantize_int8`` writes
+    ``DynamicQuantizeLinear``) runs each text alone: such an operator takes one activation
+    scale from the whole tensor of a call, so in a batch a text's answer would depend on
+    the texts beside it and their padding. On a CLINC150 classifier, 27 of 1,280 test labels changed between
     batches of 64 and one text at a time (confidences by up to 0.12). One at a time, the
     int8 encoder ran 552 texts/s against 1,276 in batches of 64, and fp32's 304 one at a
     time (model only, 2 cores; README, "The ONNX artifact")."""
@@ -116,7 +119,7 @@ class OnnxEncoder:
         from thaw.modeling import usable_cores
 
         graph = check_onnx_file(path).graph
-        self.rows_alone = any(node.op_type == "DynamicQuantizeLinear" for node in _nodes(graph))
+        self.rows_alone = any(node.op_type in DYNAMIC_QUANTISATION for node in _nodes(graph))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or usable_cores()
         options.inter_op_num_threads = 1

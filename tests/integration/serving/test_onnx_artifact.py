@@ -117,6 +117,7 @@ def test_a_text_gets_the_same_vector_alone_or_in_a_batch_from_either_export(mode
     # int8 dynamic quantisation takes one activation scale per call from every row in it:
     # batched, a text's vector (and label) would depend on the texts beside it
     import numpy as np
+    import onnx
 
     from thaw.modeling import encode_texts
     from thaw.onnx_export import FP32_FILE, INT8_FILE, OnnxEncoder, export_encoder, quantize_int8
@@ -134,3 +135,18 @@ def test_a_text_gets_the_same_vector_alone_or_in_a_batch_from_either_export(mode
         batched = encoder.embed(encoded, 64)
         one_by_one = np.vstack([encoder.embed({k: [v[i]] for k, v in encoded.items()}, 64) for i in range(len(texts))])
         np.testing.assert_allclose(batched, one_by_one, rtol=0, atol=2e-6)
+    # ONNX Runtime's optimiser fuses the quantisation into the products
+    # (DynamicQuantizeMatMul) in a graph it saves: read alone too
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [
+        numpy_helper.from_array(np.ones((4, 2), np.int8), "w"),
+        numpy_helper.from_array(np.ones(2, np.float32), "s"),
+    ]
+    node = helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s"], ["y"], domain="com.microsoft")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    graph = helper.make_graph([node], "fused", [x], [y], weights)
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(tmp_path / "fused.onnx"))
+    assert OnnxEncoder(tmp_path / "fused.onnx").rows_alone
