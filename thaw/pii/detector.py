@@ -84,9 +84,9 @@ def load_pii_secret(cfg: PiiConfig) -> PiiSecret:
     An ephemeral key is logged as such (placeholders then differ between runs). A key given
     but guessable (under ``MIN_KEY_BYTES``, or the example file's placeholder) is refused.
     """
-    value = os.environ.get(cfg.secret_env, "")
-    if value:
-        return _strong(PiiSecret(value.encode(), f"env:{cfg.secret_env}"), cfg.secret_env)
+    value = os.environ.get(cfg.secret_env, "")  # empty is unset (as compose passes an unset variable)
+    if value:  # stripped as a file's key is: one key, one set of pseudonyms, wherever it is kept
+        return _strong(PiiSecret(value.strip().encode(), f"env:{cfg.secret_env}"), cfg.secret_env)
     if cfg.secret_file is not None:
         path = Path(cfg.secret_file).expanduser()
         if not path.is_file():

@@ -49,3 +49,15 @@ def test_the_example_environment_file_s_placeholder_is_refused(monkeypatch):
     monkeypatch.setenv("THAW_PII_SECRET", placeholder)
     with pytest.raises(UserError, match="^THAW_PII_SECRET: the PII key is infra/.env.example's placeholder"):
         load_pii_secret(PiiConfig())
+
+
+def test_a_key_is_the_same_key_with_the_whitespace_a_paste_adds_in_either_place(monkeypatch, tmp_path):
+    path = tmp_path / "pii.key"
+    path.write_text("a-team-key-of-some-length\n")
+    monkeypatch.delenv("THAW_PII_SECRET", raising=False)
+    from_file = load_pii_secret(PiiConfig(secret_file=path))
+    monkeypatch.setenv("THAW_PII_SECRET", " a-team-key-of-some-length\n")
+    assert load_pii_secret(PiiConfig()).key == from_file.key
+    monkeypatch.setenv("THAW_PII_SECRET", " \n")  # set, to nothing but whitespace: refused, not ephemeral
+    with pytest.raises(UserError, match="^THAW_PII_SECRET: the PII key is 0 bytes"):
+        load_pii_secret(PiiConfig())
