@@ -93,3 +93,27 @@ def test_data_that_fails_its_checks_publishes_nothing_and_names_the_report_it_ke
     assert report.parent.parent == workspace / ".thaw" / "curate"  # the work directory, kept to be read
     assert "**FAILED: training did not start**" in report.read_text("utf-8")
     assert not any((output / split).exists() for split in SPLITS)
+
+
+def test_a_guessable_pii_key_stops_curation_in_one_line_before_anything_is_written(tmp_path):
+    """A short key in the variable, and an empty key file named in the config (once an
+    empty HMAC key): `thaw curate` names where the key came from and writes nothing."""
+    (tmp_path / "in.csv").write_text("text,label\nwhere is my parcel,shipping\nrefund my card,billing\n", "utf-8")
+    empty = tmp_path / "pii.key"
+    empty.write_bytes(b"")
+    config = tmp_path / "thaw.yaml"
+    config.write_text(yaml.safe_dump({"curation": {"pii": {"secret_file": str(empty)}}}), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "THAW_PII_SECRET"}
+    for where, extra, said in (
+        ("THAW_PII_SECRET", {"THAW_PII_SECRET": "changeme"}, "the PII key is 8 bytes"),
+        (str(empty), {}, "the PII key is 0 bytes"),
+    ):
+        output = tmp_path / f"curated-{len(extra)}"
+        cmd = [sys.executable, "-m", "thaw_cli", "curate", "--workspace", str(tmp_path / "ws")]
+        cmd += ["--input", str(tmp_path / "in.csv"), "--output", str(output)]
+        cmd += [] if extra else ["--config", str(config)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env | extra)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("thaw: error:")]
+        assert errors == [errors[0]] and errors[0].startswith(f"thaw: error: {where}: {said}; it needs at least 16")
+        assert not output.exists()
